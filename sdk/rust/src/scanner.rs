@@ -1,0 +1,238 @@
+//! Finding markers (`<tool_call>`, `[TOOL_CALLS]`, `</think>` …) in text that arrives in pieces.
+//!
+//! A stream chunk may end in the middle of a marker: `"Sure <tool_"`. The text before the
+//! possible marker is safe to send; `<tool_` must be held back until the next chunk shows whether
+//! it becomes `<tool_call>` (a marker) or `<tool_box>` (text, released then).
+
+/// What [`Markers::scan`] found at the front of a text.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scan {
+    /// A whole marker: `text[..start]` is plain text, then marker `index` of `len` bytes.
+    Marker {
+        start: usize,
+        index: usize,
+        len: usize,
+    },
+    /// No whole marker. `text[..safe]` is plain text; the rest may be the start of a marker
+    /// and must wait for more input (it is empty when `at_end` was true).
+    Text { safe: usize },
+}
+
+/// A set of marker strings.
+#[derive(Clone, Debug)]
+pub struct Markers {
+    list: Vec<String>,
+    first_bytes: [bool; 256],
+}
+
+impl Default for Markers {
+    fn default() -> Self {
+        Markers::new(Vec::<String>::new())
+    }
+}
+
+impl Markers {
+    pub fn new<S: Into<String>>(markers: impl IntoIterator<Item = S>) -> Self {
+        let list: Vec<String> = markers
+            .into_iter()
+            .map(Into::into)
+            .filter(|m: &String| !m.is_empty())
+            .collect();
+        let mut first_bytes = [false; 256];
+        for m in &list {
+            first_bytes[m.as_bytes()[0] as usize] = true;
+        }
+        Markers { list, first_bytes }
+    }
+
+    /// The marker strings, in the order given.
+    pub fn list(&self) -> &[String] {
+        &self.list
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.list.is_empty()
+    }
+
+    /// Finds the earliest marker in `text`. Where two markers match at one place the longest
+    /// wins, and where a longer one might still match once more text comes, the scan waits.
+    /// With `at_end`, no more text will come: nothing is held back.
+    pub fn scan(&self, text: &str, at_end: bool) -> Scan {
+        let bytes = text.as_bytes();
+        for (start, &b) in bytes.iter().enumerate() {
+            if !self.first_bytes[b as usize] || !text.is_char_boundary(start) {
+                continue;
+            }
+            let rest = &text[start..];
+            let mut best: Option<(usize, usize)> = None;
+            let mut could_grow = false;
+            for (index, m) in self.list.iter().enumerate() {
+                if rest.starts_with(m.as_str()) {
+                    if best.is_none_or(|(_, len)| m.len() > len) {
+                        best = Some((index, m.len()));
+                    }
+                } else if !at_end && m.starts_with(rest) {
+                    could_grow = true;
+                }
+            }
+            match best {
+                Some((index, len)) if !could_grow => {
+                    return Scan::Marker { start, index, len };
+                }
+                // A longer marker may still match here: wait and decide with more text.
+                Some(_) => return Scan::Text { safe: start },
+                None if could_grow => return Scan::Text { safe: start },
+                None => {}
+            }
+        }
+        Scan::Text { safe: text.len() }
+    }
+}
+
+/// A piece of streamed text, split at markers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Piece {
+    Text(String),
+    /// The marker with this index in the [`Markers`] list.
+    Marker(usize),
+}
+
+/// Splits streamed text into text and markers, holding back what may be a partial marker.
+///
+/// ```
+/// use plugboard_sdk::scanner::{MarkerScanner, Piece};
+/// let mut s = MarkerScanner::new(["<tool_call>"]);
+/// assert_eq!(s.push("Sure <tool_"), vec![Piece::Text("Sure ".into())]);
+/// assert_eq!(s.push("call>{"), vec![Piece::Marker(0), Piece::Text("{".into())]);
+/// assert_eq!(s.push(" <tool"), vec![Piece::Text(" ".into())]);
+/// assert_eq!(s.finish(), vec![Piece::Text("<tool".into())]);
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct MarkerScanner {
+    markers: Markers,
+    held: String,
+}
+
+impl MarkerScanner {
+    pub fn new<S: Into<String>>(markers: impl IntoIterator<Item = S>) -> Self {
+        MarkerScanner {
+            markers: Markers::new(markers),
+            held: String::new(),
+        }
+    }
+
+    /// Takes the next chunk; returns the pieces that are certain now.
+    pub fn push(&mut self, chunk: &str) -> Vec<Piece> {
+        self.held.push_str(chunk);
+        self.drain(false)
+    }
+
+    /// Ends the stream: whatever was held back is text.
+    pub fn finish(&mut self) -> Vec<Piece> {
+        self.drain(true)
+    }
+
+    fn drain(&mut self, at_end: bool) -> Vec<Piece> {
+        let mut pieces = Vec::new();
+        loop {
+            match self.markers.scan(&self.held, at_end) {
+                Scan::Marker { start, index, len } => {
+                    if start > 0 {
+                        pieces.push(Piece::Text(self.held[..start].to_string()));
+                    }
+                    pieces.push(Piece::Marker(index));
+                    self.held.drain(..start + len);
+                }
+                Scan::Text { safe } => {
+                    if safe > 0 {
+                        pieces.push(Piece::Text(self.held[..safe].to_string()));
+                        self.held.drain(..safe);
+                    }
+                    return pieces;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_earliest_and_longest() {
+        let m = Markers::new(["<a>", "<ab>", "x"]);
+        assert_eq!(
+            m.scan("hi <ab> x", true),
+            Scan::Marker {
+                start: 3,
+                index: 1,
+                len: 4
+            }
+        );
+        assert_eq!(
+            m.scan("hix", false),
+            Scan::Marker {
+                start: 2,
+                index: 2,
+                len: 1
+            }
+        );
+    }
+
+    #[test]
+    fn holds_back_partial_markers_only() {
+        let m = Markers::new(["<tool_call>"]);
+        assert_eq!(m.scan("abc <to", false), Scan::Text { safe: 4 });
+        assert_eq!(m.scan("abc <tx", false), Scan::Text { safe: 7 });
+        assert_eq!(m.scan("abc <to", true), Scan::Text { safe: 7 });
+        assert_eq!(m.scan("", false), Scan::Text { safe: 0 });
+    }
+
+    #[test]
+    fn waits_when_a_longer_marker_may_match() {
+        let m = Markers::new(["[TOOL", "[TOOL_CALLS]"]);
+        assert_eq!(m.scan("a[TOOL_", false), Scan::Text { safe: 1 });
+        assert_eq!(
+            m.scan("a[TOOL_", true),
+            Scan::Marker {
+                start: 1,
+                index: 0,
+                len: 5
+            }
+        );
+    }
+
+    #[test]
+    fn scanner_output_is_independent_of_chunking() {
+        let text = "a <think>b</think> c <tool_call>{\"x\": \"<tool\"}</tool_call> é <t";
+        let markers = ["<think>", "</think>", "<tool_call>", "</tool_call>"];
+        let whole = {
+            let mut s = MarkerScanner::new(markers);
+            let mut p = s.push(text);
+            p.extend(s.finish());
+            merge(p)
+        };
+        for size in 1..8 {
+            let mut s = MarkerScanner::new(markers);
+            let mut pieces = Vec::new();
+            let chars: Vec<char> = text.chars().collect();
+            for chunk in chars.chunks(size) {
+                pieces.extend(s.push(&chunk.iter().collect::<String>()));
+            }
+            pieces.extend(s.finish());
+            assert_eq!(merge(pieces), whole, "chunk size {size}");
+        }
+    }
+
+    fn merge(pieces: Vec<Piece>) -> Vec<Piece> {
+        let mut out: Vec<Piece> = Vec::new();
+        for p in pieces {
+            match (out.last_mut(), p) {
+                (Some(Piece::Text(a)), Piece::Text(b)) => a.push_str(&b),
+                (_, p) => out.push(p),
+            }
+        }
+        out
+    }
+}

@@ -1,0 +1,373 @@
+//! A complete stream parser built from a description of a family's output format.
+//!
+//! Most families differ only in their markers: where reasoning starts and ends, which strings
+//! open a tool call and how the call's text reads, which tokens end a turn. A [`Spec`] names
+//! them; [`OutputParser`] does the rest, keeping the parsing rules of the contract:
+//! - reasoning is split off first, and a call inside closed reasoning is reasoning;
+//! - explicit call markup is a call anywhere, also inside a markdown fence (the fence goes too);
+//! - end-of-turn markers are removed; content is trimmed, streaming included;
+//! - outputs that are calls by their whole shape ([`WholeRule`]) are held back until they end;
+//! - markers split across chunks are held back, never sent as content.
+
+use crate::calls::{BodyStep, CallBody};
+use crate::emit::Emitter;
+use crate::scanner::{Markers, Scan};
+use crate::types::{AdapterError, ParseOptions, StreamEvent};
+use crate::whole::WholeRule;
+use crate::StreamParse;
+
+/// A string that opens a tool call, and how to read the call after it.
+pub struct CallMarkup {
+    pub open: String,
+    pub body: Box<dyn Fn() -> Box<dyn CallBody>>,
+}
+
+impl CallMarkup {
+    pub fn new(open: impl Into<String>, body: impl Fn() -> Box<dyn CallBody> + 'static) -> Self {
+        CallMarkup {
+            open: open.into(),
+            body: Box::new(body),
+        }
+    }
+}
+
+/// The output format of a family.
+#[derive(Default)]
+pub struct Spec {
+    /// The markers around reasoning, e.g. `("<think>", "</think>")`.
+    pub reasoning: Option<(String, String)>,
+    /// Markers that end a turn; removed from the content.
+    pub end_of_turn: Vec<String>,
+    /// The markups that open a tool call.
+    pub calls: Vec<CallMarkup>,
+    /// Shapes that make a whole output calls without markup (beside `lenient`).
+    pub whole: Vec<WholeRule>,
+}
+
+/// A family's output format, for [`OutputParser`].
+pub trait Format: 'static {
+    /// Describes the format. `options` are those of the generation being read.
+    fn spec(options: &ParseOptions) -> Spec;
+}
+
+const FENCE: &str = "```";
+
+enum Mode {
+    Content,
+    Reasoning,
+    Call(Box<dyn CallBody>),
+    /// After a fence opener: wait to see whether a tool call follows inside the fence.
+    Fence(String),
+    /// Holding back an output that may be calls by its whole shape.
+    Whole,
+}
+
+/// What a content marker does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Action {
+    Reasoning,
+    Call(usize),
+    EndOfTurn,
+    Fence,
+}
+
+/// A stream parser for any [`Format`].
+pub struct OutputParser<F: Format> {
+    spec: Spec,
+    options: ParseOptions,
+    out: Emitter,
+    pending: String,
+    mode: Mode,
+    content_markers: Markers,
+    actions: Vec<Action>,
+    reasoning_close: Markers,
+    call_openers: Markers,
+    whole: Vec<WholeRule>,
+    /// The first content has been looked at for a whole-output shape.
+    whole_decided: bool,
+    /// Calls were opened inside a markdown fence whose closing line is still to come.
+    in_fence: bool,
+    _format: std::marker::PhantomData<F>,
+}
+
+impl<F: Format> OutputParser<F> {
+    pub fn new(options: ParseOptions) -> Self {
+        let spec = F::spec(&options);
+        let mut markers = Vec::new();
+        let mut actions = Vec::new();
+        if let Some((open, _)) = &spec.reasoning {
+            markers.push(open.clone());
+            actions.push(Action::Reasoning);
+        }
+        for (i, call) in spec.calls.iter().enumerate() {
+            markers.push(call.open.clone());
+            actions.push(Action::Call(i));
+        }
+        for eot in &spec.end_of_turn {
+            markers.push(eot.clone());
+            actions.push(Action::EndOfTurn);
+        }
+        markers.push(FENCE.to_string());
+        actions.push(Action::Fence);
+        let mut whole = spec.whole.clone();
+        if options.lenient {
+            whole.push(WholeRule::LENIENT_JSON);
+        }
+        let mode = match (&spec.reasoning, options.reasoning_open) {
+            (Some(_), true) => Mode::Reasoning,
+            _ => Mode::Content,
+        };
+        OutputParser {
+            reasoning_close: Markers::new(spec.reasoning.as_ref().map(|(_, close)| close.clone())),
+            call_openers: Markers::new(spec.calls.iter().map(|c| c.open.clone())),
+            content_markers: Markers::new(markers),
+            actions,
+            whole_decided: whole.is_empty(),
+            whole,
+            out: Emitter::new(&options.tools),
+            options,
+            spec,
+            pending: String::new(),
+            mode,
+            in_fence: false,
+            _format: std::marker::PhantomData,
+        }
+    }
+
+    /// The text after leading whitespace and any end-of-turn markers at its end.
+    fn whole_text<'a>(&self, text: &'a str, at_end: bool) -> &'a str {
+        let mut t = text.trim();
+        loop {
+            let before = t.len();
+            for eot in &self.spec.end_of_turn {
+                if let Some(stripped) = t.strip_suffix(eot.as_str()) {
+                    t = stripped.trim_end();
+                }
+            }
+            if t.len() == before {
+                break;
+            }
+        }
+        if !at_end {
+            // A partial end-of-turn marker at the very end.
+            for eot in &self.spec.end_of_turn {
+                for cut in (1..eot.len()).rev() {
+                    if eot.is_char_boundary(cut) && t.ends_with(&eot[..cut]) {
+                        return t[..t.len() - cut].trim_end();
+                    }
+                }
+            }
+        }
+        t
+    }
+
+    /// Runs the modes over the pending text until nothing more can be decided.
+    fn drive(&mut self, at_end: bool) {
+        loop {
+            match &mut self.mode {
+                Mode::Content => {
+                    if !self.whole_decided && !self.decide_whole(at_end) {
+                        return;
+                    }
+                    if self.in_fence && !self.close_fence(at_end) {
+                        return;
+                    }
+                    match self.content_markers.scan(&self.pending, at_end) {
+                        Scan::Marker { start, index, len } => {
+                            self.out.content(&self.pending[..start]);
+                            self.pending.drain(..start + len);
+                            let marker = self.content_markers.list()[index].clone();
+                            match self.actions[index] {
+                                Action::Reasoning => self.mode = Mode::Reasoning,
+                                Action::Call(i) => {
+                                    self.mode = Mode::Call((self.spec.calls[i].body)());
+                                }
+                                Action::EndOfTurn => {}
+                                Action::Fence => self.mode = Mode::Fence(marker),
+                            }
+                        }
+                        Scan::Text { safe } => {
+                            self.out.content(&self.pending[..safe]);
+                            self.pending.drain(..safe);
+                            return;
+                        }
+                    }
+                }
+                Mode::Reasoning => match self.reasoning_close.scan(&self.pending, at_end) {
+                    Scan::Marker { start, len, .. } => {
+                        self.out.reasoning(&self.pending[..start]);
+                        self.pending.drain(..start + len);
+                        self.mode = Mode::Content;
+                    }
+                    Scan::Text { safe } => {
+                        self.out.reasoning(&self.pending[..safe]);
+                        self.pending.drain(..safe);
+                        return;
+                    }
+                },
+                Mode::Call(body) => {
+                    let text = std::mem::take(&mut self.pending);
+                    let step = if text.is_empty() && !at_end {
+                        BodyStep::More
+                    } else {
+                        let step = body.push(&text, &mut self.out);
+                        match step {
+                            BodyStep::More if at_end => body.finish(&mut self.out),
+                            step => step,
+                        }
+                    };
+                    match step {
+                        BodyStep::More => {
+                            if at_end {
+                                self.mode = Mode::Content;
+                            }
+                            return;
+                        }
+                        BodyStep::Done { rest } => {
+                            self.pending = rest;
+                            self.mode = Mode::Content;
+                        }
+                    }
+                }
+                Mode::Fence(held) => {
+                    // The fence's info string, its line break and any blank space, then a call?
+                    let Some(newline) = self.pending.find('\n') else {
+                        let info_ok = self.pending.len() < 16 && !self.pending.contains(' ');
+                        if at_end || !info_ok {
+                            // Not a fence around a call: the opener is content, and what
+                            // follows it is read as output again.
+                            let held = std::mem::take(held);
+                            self.out.content(&held);
+                            self.mode = Mode::Content;
+                            continue;
+                        }
+                        return;
+                    };
+                    let after = self.pending[newline + 1..].trim_start();
+                    match self.call_openers.scan(after, at_end) {
+                        Scan::Marker { start: 0, .. } => {
+                            let skip = self.pending.len() - after.len();
+                            self.pending.drain(..skip);
+                            self.in_fence = true;
+                            self.mode = Mode::Content;
+                        }
+                        Scan::Text { safe: 0 } if !at_end => return,
+                        _ => {
+                            let skip = newline + 1;
+                            let mut text = std::mem::take(held);
+                            text.push_str(&self.pending[..skip]);
+                            self.pending.drain(..skip);
+                            self.out.content(&text);
+                            self.mode = Mode::Content;
+                        }
+                    }
+                }
+                Mode::Whole => {
+                    let text = self.whole_text(&self.pending, at_end);
+                    if at_end {
+                        if let Some(calls) = self.read_whole(text) {
+                            for call in calls {
+                                let index = self.out.start_call();
+                                self.out.begin_call(index, None, call.name);
+                                self.out.arguments(index, &call.arguments);
+                                self.out.end_call(index);
+                            }
+                            self.pending.clear();
+                            return;
+                        }
+                    } else if self.whole.iter().any(|rule| (rule.could_be)(text)) {
+                        return;
+                    }
+                    // Not calls after all: read it as ordinary output.
+                    self.mode = Mode::Content;
+                    self.whole_decided = true;
+                }
+            }
+        }
+    }
+
+    fn read_whole(&self, text: &str) -> Option<Vec<crate::whole::WholeCall>> {
+        self.whole
+            .iter()
+            .find_map(|rule| (rule.read)(text, &self.options))
+    }
+
+    /// Looks at the start of the content (reasoning aside) for a whole-output shape. Returns
+    /// false while it cannot tell yet.
+    fn decide_whole(&mut self, at_end: bool) -> bool {
+        let text = self.pending.trim_start();
+        if text.is_empty() && !at_end {
+            return false;
+        }
+        if self.out.has_content() || self.out.calls_started() > 0 {
+            self.whole_decided = true;
+            return true;
+        }
+        if let Some((open, _)) = &self.spec.reasoning {
+            if text.starts_with(open.as_str()) {
+                // Reasoning first: decide on what follows it.
+                return true;
+            }
+            if open.starts_with(text) && !at_end {
+                return false;
+            }
+        }
+        let candidate = self.whole_text(text, at_end);
+        if self.whole.iter().any(|rule| (rule.could_be)(candidate)) {
+            self.mode = Mode::Whole;
+        } else {
+            self.whole_decided = true;
+        }
+        true
+    }
+
+    /// After calls inside a markdown fence: drops the fence's closing line. Returns false while
+    /// it cannot tell yet.
+    fn close_fence(&mut self, at_end: bool) -> bool {
+        let text = self.pending.trim_start();
+        if text.is_empty() {
+            if at_end {
+                self.in_fence = false;
+            }
+            return at_end;
+        }
+        if let Some(rest) = text.strip_prefix(FENCE) {
+            let rest = rest.to_string();
+            self.pending = rest;
+            self.in_fence = false;
+            return true;
+        }
+        if FENCE.starts_with(text) && !at_end {
+            return false;
+        }
+        match self.call_openers.scan(text, at_end) {
+            // Another call inside the same fence.
+            Scan::Marker { start: 0, .. } => {}
+            Scan::Text { safe: 0 } if !at_end => return false,
+            _ => self.in_fence = false,
+        }
+        true
+    }
+}
+
+impl<F: Format> StreamParse for OutputParser<F> {
+    fn new(options: ParseOptions) -> Self {
+        OutputParser::new(options)
+    }
+
+    fn push(&mut self, delta: &str) -> Result<Vec<StreamEvent>, AdapterError> {
+        self.pending.push_str(delta);
+        self.drive(false);
+        Ok(self.out.take())
+    }
+
+    fn finish(&mut self) -> Result<Vec<StreamEvent>, AdapterError> {
+        self.drive(true);
+        if let Mode::Fence(held) = &mut self.mode {
+            let held = std::mem::take(held);
+            self.out.content(&held);
+        }
+        self.mode = Mode::Content;
+        Ok(self.out.take())
+    }
+}
