@@ -95,6 +95,7 @@ pub mod bindings {
         pub_export_macro: true,
         export_macro_name: "__export_model_adapter",
         default_bindings_module: "plugboard_sdk::bindings",
+        additional_derives: [PartialEq, Eq],
     });
 }
 
@@ -200,6 +201,9 @@ macro_rules! export_adapter {
             }
         }
 
-        $crate::__export_model_adapter!(__PlugboardExport with_types_in $crate::bindings);
+        // Only a wasm build exports the world: the export symbols' names (`plugboard:adapter/…`)
+        // are not valid in native linker scripts, and natively the crate is for tests.
+        #[cfg(target_family = "wasm")]
+        $crate::bindings::__export_model_adapter!(__PlugboardExport with_types_in $crate::bindings);
     };
 }

@@ -1,0 +1,623 @@
+//! The sandbox: one wasmtime engine, one compiled [`Plugin`] per adapter version, and a fresh
+//! store per request with a memory cap and a time budget per call.
+//!
+//! A plugin gets WASI with nothing in it: no files, no environment, no arguments, no network.
+//! Its stdout and stderr are captured and logged under its name and version. A trap, a timeout,
+//! running out of memory or a malformed result fails that one call with a [`CallError`]; the
+//! store is thrown away (a trapped instance is never reused) and the next call starts clean.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
+
+use wasmtime::component::{Component, Linker, ResourceAny, ResourceTable};
+use wasmtime::{Config, Engine, ResourceLimiter, Store};
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+use super::cache::CompileCache;
+use super::contract::{self, AdapterInstance, AdapterPre, ContractVersion};
+use crate::adapter::{
+    AdapterError, AdapterInfo, ParseOptions, Parsed, Prompt, PromptRequest, StreamEvent, ToolCall,
+};
+
+/// How often the epoch advances: the granularity of the time budget.
+const TICK: Duration = Duration::from_millis(5);
+/// How much a plugin may print per request before the rest is dropped.
+const OUTPUT_CAPACITY: usize = 64 * 1024;
+
+/// The resources one request may use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Linear memory, per instance.
+    pub memory_bytes: usize,
+    /// Time for one call into the plugin (each `push` of a stream has its own).
+    pub call_budget: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            memory_bytes: 128 << 20,
+            call_budget: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Where a plugin came from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PluginSource {
+    /// Built into the plugboard binary from `plugins/<name>`.
+    Builtin(String),
+    /// A `.wasm` file.
+    File(std::path::PathBuf),
+}
+
+impl std::fmt::Display for PluginSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PluginSource::Builtin(name) => write!(f, "built-in:{name}"),
+            PluginSource::File(path) => write!(f, "{}", path.display()),
+        }
+    }
+}
+
+/// A plugin failed to load.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("{source_name}: not a valid wasm component: {reason}")]
+    Compile { source_name: String, reason: String },
+    #[error("{source_name}: {error}")]
+    Contract {
+        source_name: String,
+        error: contract::ContractError,
+    },
+    #[error("{source_name}: cannot be linked or instantiated: {reason}")]
+    Instantiate { source_name: String, reason: String },
+    #[error("{source_name}: its info() failed: {reason}")]
+    Info { source_name: String, reason: String },
+}
+
+/// One call into a plugin failed. The plugin is named as `name version`.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    #[error("adapter {plugin}: {error}")]
+    Adapter { plugin: String, error: AdapterError },
+    #[error("adapter {plugin} exceeded its time budget of {budget_ms} ms in {call}")]
+    Timeout {
+        plugin: String,
+        call: &'static str,
+        budget_ms: u128,
+    },
+    #[error("adapter {plugin} ran out of memory (limit {limit_mib} MiB) in {call}")]
+    OutOfMemory {
+        plugin: String,
+        call: &'static str,
+        limit_mib: usize,
+    },
+    #[error("adapter {plugin} crashed in {call}: {reason}")]
+    Trap {
+        plugin: String,
+        call: &'static str,
+        reason: String,
+    },
+    #[error("adapter {plugin} returned a malformed result from {call}: {reason}")]
+    Malformed {
+        plugin: String,
+        call: &'static str,
+        reason: String,
+    },
+}
+
+impl CallError {
+    /// Whether the plugin itself misbehaved (as opposed to refusing the input).
+    pub fn is_fault(&self) -> bool {
+        !matches!(self, CallError::Adapter { .. })
+    }
+}
+
+/// Denies memory growth past the cap, and remembers that it did.
+struct MemoryCap {
+    limit: usize,
+    hit: bool,
+}
+
+impl ResourceLimiter for MemoryCap {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.limit {
+            self.hit = true;
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= 1 << 20)
+    }
+}
+
+/// What a store holds for one request.
+pub struct PluginState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    cap: MemoryCap,
+    output: MemoryOutputPipe,
+    logged: usize,
+}
+
+impl WasiView for PluginState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// The engine, the linker and the settings every plugin shares.
+pub struct Runtime {
+    engine: Engine,
+    linker: Linker<PluginState>,
+    limits: Limits,
+    cache: Option<CompileCache>,
+}
+
+impl Runtime {
+    /// `cache`: where compiled plugins are kept between runs (none: compile every time).
+    pub fn new(limits: Limits, cache: Option<CompileCache>) -> anyhow::Result<Arc<Runtime>> {
+        let mut config = Config::new();
+        config.wasm_component_model(true);
+        config.epoch_interruption(true);
+        let engine = Engine::new(&config)
+            .map_err(|e| anyhow::anyhow!("cannot start the wasm engine: {e}"))?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
+            .map_err(|e| anyhow::anyhow!("cannot link WASI: {e}"))?;
+        let weak = engine.weak();
+        std::thread::Builder::new()
+            .name("plugboard-epoch".into())
+            .spawn(move || {
+                while let Some(engine) = weak.upgrade() {
+                    engine.increment_epoch();
+                    drop(engine);
+                    std::thread::sleep(TICK);
+                }
+            })?;
+        Ok(Arc::new(Runtime {
+            engine,
+            linker,
+            limits,
+            cache,
+        }))
+    }
+
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Compiles (or loads from the cache), checks the contract version, links, and asks the
+    /// plugin who it is.
+    pub fn load(self: &Arc<Self>, wasm: &[u8], source: PluginSource) -> Result<Arc<Plugin>, LoadError> {
+        let source_name = source.to_string();
+        let sha256 = super::cache::sha256_hex(wasm);
+        let component = match &self.cache {
+            Some(cache) => cache.load_or_compile(&self.engine, wasm, &sha256),
+            None => Component::new(&self.engine, wasm),
+        }
+        .map_err(|e| LoadError::Compile {
+            source_name: source_name.clone(),
+            reason: format!("{e:#}"),
+        })?;
+        let (version, contract) = contract::detect(&component, &self.engine).map_err(|error| {
+            LoadError::Contract {
+                source_name: source_name.clone(),
+                error,
+            }
+        })?;
+        let instantiate_error = |e: wasmtime::Error| LoadError::Instantiate {
+            source_name: source_name.clone(),
+            reason: format!("{e:#}"),
+        };
+        let pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(instantiate_error)?;
+        let pre = AdapterPre::new(version, pre).map_err(instantiate_error)?;
+        let mut store = self.new_store();
+        let instance = pre.instantiate(&mut store).map_err(instantiate_error)?;
+        let info = instance.info(&mut store).map_err(|e| LoadError::Info {
+            source_name: source_name.clone(),
+            reason: format!("{e:#}"),
+        })?;
+        if info.name.trim().is_empty() {
+            return Err(LoadError::Info {
+                source_name,
+                reason: "the adapter's name is empty".into(),
+            });
+        }
+        let plugin = Arc::new(Plugin {
+            label: format!("{} {}", info.name, info.version),
+            info,
+            source,
+            sha256,
+            version,
+            contract,
+            pre,
+            runtime: Arc::clone(self),
+            loaded_at: SystemTime::now(),
+            faults: AtomicU64::new(0),
+        });
+        plugin.log_output(&mut store);
+        Ok(plugin)
+    }
+
+    fn new_store(&self) -> Store<PluginState> {
+        let output = MemoryOutputPipe::new(OUTPUT_CAPACITY);
+        let mut wasi = WasiCtxBuilder::new();
+        wasi.stdout(output.clone())
+            .stderr(output.clone())
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false);
+        let state = PluginState {
+            wasi: wasi.build(),
+            table: ResourceTable::new(),
+            cap: MemoryCap {
+                limit: self.limits.memory_bytes,
+                hit: false,
+            },
+            output,
+            logged: 0,
+        };
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| &mut s.cap);
+        store.epoch_deadline_trap();
+        store.set_epoch_deadline(self.budget_ticks());
+        store
+    }
+
+    fn budget_ticks(&self) -> u64 {
+        (self.limits.call_budget.as_millis() / TICK.as_millis()).max(1) as u64
+    }
+}
+
+/// One version of one adapter, compiled and linked. Cheap to share; each call gets its own
+/// store and instance.
+pub struct Plugin {
+    label: String,
+    info: AdapterInfo,
+    source: PluginSource,
+    sha256: String,
+    version: ContractVersion,
+    contract: String,
+    pre: AdapterPre,
+    runtime: Arc<Runtime>,
+    loaded_at: SystemTime,
+    faults: AtomicU64,
+}
+
+impl std::fmt::Debug for Plugin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Plugin")
+            .field("label", &self.label)
+            .field("source", &self.source)
+            .finish()
+    }
+}
+
+impl Plugin {
+    pub fn info(&self) -> &AdapterInfo {
+        &self.info
+    }
+
+    /// `name version`, as errors and logs name the plugin.
+    pub fn label(&self) -> &str {
+        &self.label
+    }
+
+    pub fn source(&self) -> &PluginSource {
+        &self.source
+    }
+
+    pub fn sha256(&self) -> &str {
+        &self.sha256
+    }
+
+    /// The contract version it was built against, e.g. `0.1.0`.
+    pub fn contract(&self) -> &str {
+        &self.contract
+    }
+
+    pub fn contract_version(&self) -> ContractVersion {
+        self.version
+    }
+
+    pub fn loaded_at(&self) -> SystemTime {
+        self.loaded_at
+    }
+
+    /// How many calls this version failed by trapping, timing out, running out of memory or
+    /// returning garbage.
+    pub fn faults(&self) -> u64 {
+        self.faults.load(Ordering::Relaxed)
+    }
+
+    /// Logs what the plugin printed since the last time, one line per log record.
+    fn log_output(&self, store: &mut Store<PluginState>) {
+        let state = store.data_mut();
+        let contents = state.output.contents();
+        if contents.len() <= state.logged {
+            return;
+        }
+        let text = String::from_utf8_lossy(&contents[state.logged..]).into_owned();
+        state.logged = contents.len();
+        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+            tracing::info!(target: "plugboard::plugin", plugin = %self.label, "{line}");
+        }
+    }
+
+    /// Turns a wasm-level failure into a [`CallError`] that names the reason.
+    fn fault(&self, store: &Store<PluginState>, call: &'static str, error: wasmtime::Error) -> CallError {
+        self.faults.fetch_add(1, Ordering::Relaxed);
+        let plugin = self.label.clone();
+        let limits = self.runtime.limits;
+        let error = if store.data().cap.hit {
+            CallError::OutOfMemory {
+                plugin,
+                call,
+                limit_mib: limits.memory_bytes >> 20,
+            }
+        } else if matches!(error.downcast_ref::<wasmtime::Trap>(), Some(wasmtime::Trap::Interrupt)) {
+            CallError::Timeout {
+                plugin,
+                call,
+                budget_ms: limits.call_budget.as_millis(),
+            }
+        } else {
+            CallError::Trap {
+                plugin,
+                call,
+                reason: trap_reason(&error),
+            }
+        };
+        tracing::warn!(plugin = %self.label, "{error}");
+        error
+    }
+
+    fn malformed(&self, call: &'static str, reason: String) -> CallError {
+        self.faults.fetch_add(1, Ordering::Relaxed);
+        let error = CallError::Malformed {
+            plugin: self.label.clone(),
+            call,
+            reason,
+        };
+        tracing::warn!(plugin = %self.label, "{error}");
+        error
+    }
+
+    fn refused(&self, error: AdapterError) -> CallError {
+        CallError::Adapter {
+            plugin: self.label.clone(),
+            error,
+        }
+    }
+
+    /// Runs `f` on a fresh instance in a fresh store.
+    fn call<T>(
+        &self,
+        name: &'static str,
+        f: impl FnOnce(&AdapterInstance, &mut Store<PluginState>) -> contract::Outcome<T>,
+    ) -> Result<T, CallError> {
+        let mut store = self.runtime.new_store();
+        let outcome = self
+            .pre
+            .instantiate(&mut store)
+            .and_then(|instance| f(&instance, &mut store));
+        self.log_output(&mut store);
+        match outcome {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(refusal)) => Err(self.refused(refusal)),
+            Err(error) => Err(self.fault(&store, name, error)),
+        }
+    }
+
+    /// Renders a conversation into the model's prompt.
+    pub fn format_prompt(&self, request: &PromptRequest) -> Result<Prompt, CallError> {
+        self.call("format-prompt", |i, s| i.format_prompt(s, request))
+    }
+
+    /// Reads a whole output.
+    pub fn parse(&self, text: &str, options: &ParseOptions) -> Result<Parsed, CallError> {
+        let parsed = self.call("parse-response", |i, s| i.parse_response(s, text, options))?;
+        for (i, call) in parsed.tool_calls.iter().enumerate() {
+            check_call(&call.name, &call.arguments)
+                .map_err(|reason| self.malformed("parse-response", format!("tool call {i}: {reason}")))?;
+        }
+        Ok(parsed)
+    }
+
+    /// Reads only the complete calls of a whole output.
+    pub fn extract_tool_calls(&self, text: &str, options: &ParseOptions) -> Result<Vec<ToolCall>, CallError> {
+        let calls = self.call("extract-tool-calls", |i, s| i.extract_tool_calls(s, text, options))?;
+        for (i, call) in calls.iter().enumerate() {
+            check_call(&call.name, &call.arguments)
+                .map_err(|reason| self.malformed("extract-tool-calls", format!("tool call {i}: {reason}")))?;
+        }
+        Ok(calls)
+    }
+
+    /// Starts reading one output as it is generated. The stream keeps its own store (and this
+    /// plugin version) until it is dropped.
+    pub fn stream(self: &Arc<Self>, options: &ParseOptions) -> Result<PluginStream, CallError> {
+        let mut store = self.runtime.new_store();
+        let started = self.pre.instantiate(&mut store).and_then(|instance| {
+            let parser = instance.new_stream_parser(&mut store, options)?;
+            Ok((instance, parser))
+        });
+        self.log_output(&mut store);
+        let (instance, parser) = started.map_err(|e| self.fault(&store, "stream-parser", e))?;
+        Ok(PluginStream {
+            plugin: Arc::clone(self),
+            store,
+            instance,
+            parser,
+            checker: StreamChecker::default(),
+            broken: false,
+        })
+    }
+}
+
+/// The message of a wasm failure, with the trap code when there is one.
+fn trap_reason(error: &wasmtime::Error) -> String {
+    let root = format!("{error:#}");
+    let first = root.lines().next().unwrap_or("unknown failure").to_string();
+    match error.downcast_ref::<wasmtime::Trap>() {
+        Some(trap) if !first.contains(&trap.to_string()) => format!("{trap}: {first}"),
+        _ => first,
+    }
+}
+
+/// A call must have a name and arguments that are a JSON object.
+fn check_call(name: &str, arguments: &str) -> Result<(), String> {
+    if name.trim().is_empty() {
+        return Err("the call has an empty name".into());
+    }
+    match serde_json::from_str::<serde_json::Value>(arguments) {
+        Ok(serde_json::Value::Object(_)) => Ok(()),
+        Ok(other) => Err(format!("arguments are a JSON {} not an object", json_kind(&other))),
+        Err(e) => Err(format!("arguments are not JSON ({e}): {arguments:?}")),
+    }
+}
+
+fn json_kind(v: &serde_json::Value) -> &'static str {
+    match v {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "boolean",
+        serde_json::Value::Number(_) => "number",
+        serde_json::Value::String(_) => "string",
+        serde_json::Value::Array(_) => "array",
+        serde_json::Value::Object(_) => "object",
+    }
+}
+
+/// Checks that a plugin's stream events keep the contract's invariants.
+#[derive(Default)]
+struct StreamChecker {
+    /// Per call index: arguments so far; `None` once ended or failed.
+    open: std::collections::BTreeMap<u32, Option<String>>,
+    next_index: u32,
+}
+
+impl StreamChecker {
+    fn check(&mut self, events: &[StreamEvent]) -> Result<(), String> {
+        for event in events {
+            match event {
+                StreamEvent::Content { .. } | StreamEvent::Reasoning { .. } => {}
+                StreamEvent::ToolCallBegin { index, name, .. } => {
+                    if *index < self.next_index {
+                        return Err(format!("tool-call-begin reuses index {index}"));
+                    }
+                    if name.trim().is_empty() {
+                        return Err(format!("tool-call-begin {index} has an empty name"));
+                    }
+                    self.next_index = index + 1;
+                    self.open.insert(*index, Some(String::new()));
+                }
+                StreamEvent::ToolCallArguments { index, delta } => match self.open.get_mut(index) {
+                    Some(Some(args)) => args.push_str(delta),
+                    _ => return Err(format!("arguments for call {index}, which is not open")),
+                },
+                StreamEvent::ToolCallEnd { index } => match self.open.get_mut(index) {
+                    Some(slot @ Some(_)) => {
+                        let args = slot.take().unwrap_or_default();
+                        check_call("call", &args).map_err(|r| format!("call {index}: {r}"))?;
+                    }
+                    _ => return Err(format!("tool-call-end for call {index}, which is not open")),
+                },
+                StreamEvent::Problem(problem) => {
+                    if let Some(index) = problem.index {
+                        self.next_index = self.next_index.max(index + 1);
+                        if problem.kind != crate::adapter::ProblemKind::UnknownTool
+                            && let Some(slot) = self.open.get_mut(&index)
+                        {
+                            *slot = None;
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One output being read by a plugin's stream parser.
+pub struct PluginStream {
+    plugin: Arc<Plugin>,
+    store: Store<PluginState>,
+    instance: AdapterInstance,
+    parser: ResourceAny,
+    checker: StreamChecker,
+    broken: bool,
+}
+
+impl PluginStream {
+    /// The plugin version this stream runs on.
+    pub fn plugin(&self) -> &Arc<Plugin> {
+        &self.plugin
+    }
+
+    fn run(
+        &mut self,
+        name: &'static str,
+        f: impl FnOnce(&AdapterInstance, &mut Store<PluginState>, ResourceAny) -> contract::Outcome<Vec<StreamEvent>>,
+    ) -> Result<Vec<StreamEvent>, CallError> {
+        if self.broken {
+            return Err(CallError::Trap {
+                plugin: self.plugin.label.clone(),
+                call: name,
+                reason: "the stream parser failed earlier in this stream".into(),
+            });
+        }
+        self.store.set_epoch_deadline(self.plugin.runtime.budget_ticks());
+        let outcome = f(&self.instance, &mut self.store, self.parser);
+        self.plugin.log_output(&mut self.store);
+        let result = match outcome {
+            Ok(Ok(events)) => self
+                .checker
+                .check(&events)
+                .map(|()| events)
+                .map_err(|reason| self.plugin.malformed(name, reason)),
+            Ok(Err(refusal)) => Err(self.plugin.refused(refusal)),
+            Err(error) => Err(self.plugin.fault(&self.store, name, error)),
+        };
+        if result.is_err() {
+            // A trapped instance must not run again; a refusal ends the stream too.
+            self.broken = true;
+        }
+        result
+    }
+
+    /// The next piece of output.
+    pub fn push(&mut self, delta: &str) -> Result<Vec<StreamEvent>, CallError> {
+        self.run("push", |i, s, p| i.stream_push(s, p, delta))
+    }
+
+    /// The output ended.
+    pub fn finish(mut self) -> Result<Vec<StreamEvent>, CallError> {
+        self.run("finish", |i, s, p| i.stream_finish(s, p))
+    }
+}

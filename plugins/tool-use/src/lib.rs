@@ -1,0 +1,62 @@
+//! `tool-use`: tool calling for models that have no tool format of their own (Phi-3, DeepSeek
+//! Coder, base models). The system prompt lists the tools and asks for calls written as
+//!
+//! ```text
+//! <tool_use>
+//! tool_name: get_weather
+//! arguments: {"city": "Paris"}
+//! </tool_use>
+//! ```
+//!
+//! and the parser reads those blocks back, streaming the arguments as they are generated.
+
+mod body;
+mod render;
+
+use plugboard_sdk::stream::{CallMarkup, Format, OutputParser, Spec};
+use plugboard_sdk::types::*;
+use plugboard_sdk::Adapter;
+
+pub use body::ToolUseBody;
+
+/// The marker that opens a call.
+pub const OPEN: &str = "<tool_use>";
+/// The marker that closes a call.
+pub const CLOSE: &str = "</tool_use>";
+/// ChatML's end of turn, and the end-of-text token many ChatML models also emit.
+pub const END_OF_TURN: [&str; 2] = ["<|im_end|>", "<|endoftext|>"];
+
+pub struct ToolUse;
+
+impl Format for ToolUse {
+    fn spec(_options: &ParseOptions) -> Spec {
+        Spec {
+            reasoning: Some(("<think>".into(), "</think>".into())),
+            end_of_turn: END_OF_TURN.iter().map(|s| s.to_string()).collect(),
+            calls: vec![CallMarkup::new(OPEN, || Box::new(ToolUseBody::default()))],
+            whole: vec![],
+        }
+    }
+}
+
+impl Adapter for ToolUse {
+    type Parser = OutputParser<ToolUse>;
+
+    fn info() -> AdapterInfo {
+        AdapterInfo {
+            name: "tool-use".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            description: "Tool calls as <tool_use> blocks, taught in the system prompt, for models without a native tool format".into(),
+            families: vec!["phi-3".into(), "deepseek-coder".into(), "chatml".into()],
+            capabilities: Capabilities::TOOLS | Capabilities::PARALLEL_CALLS,
+            tool_call_triggers: vec![OPEN.into()],
+            end_of_turn: END_OF_TURN.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    fn format_prompt(request: PromptRequest) -> Result<Prompt, AdapterError> {
+        render::format_prompt(request)
+    }
+}
+
+plugboard_sdk::export_adapter!(ToolUse);
