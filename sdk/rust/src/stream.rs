@@ -166,8 +166,13 @@ impl<F: Format> OutputParser<F> {
         loop {
             match &mut self.mode {
                 Mode::Content => {
-                    if !self.whole_decided && !self.decide_whole(at_end) {
-                        return;
+                    if !self.whole_decided {
+                        if !self.decide_whole(at_end) {
+                            return;
+                        }
+                        if matches!(self.mode, Mode::Whole) {
+                            continue;
+                        }
                     }
                     if self.in_fence && !self.close_fence(at_end) {
                         return;

@@ -1,0 +1,7 @@
+//! One test binary for all end-to-end tests (link once, run many).
+
+mod cli;
+mod contract;
+mod fixtures;
+mod hot_swap;
+mod isolation;

@@ -1,0 +1,116 @@
+//! Shared helpers for the end-to-end tests: building the test plugins and the `plugboard`
+//! binary for real, and temporary plugin directories.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Arc, OnceLock};
+
+use plugboard::plugins::{Limits, Runtime};
+
+/// The workspace root.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ is in the workspace").to_path_buf()
+}
+
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root().join("target"))
+}
+
+fn cargo() -> Command {
+    let mut command = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    command.current_dir(root());
+    for var in ["RUSTFLAGS", "CARGO_ENCODED_RUSTFLAGS", "RUSTC_WORKSPACE_WRAPPER", "CARGO_TARGET_DIR"] {
+        command.env_remove(var);
+    }
+    command
+}
+
+fn run(mut command: Command, what: &str) {
+    let output = command.output().unwrap_or_else(|e| panic!("cannot run cargo to build {what}: {e}"));
+    assert!(
+        output.status.success(),
+        "building {what} failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// The test plugins, built for wasm32-wasip2 (once per test process). Returns the folder
+/// holding `loops.wasm`, `panics.wasm`, `allocates.wasm`, `garbage.wasm`, `probe-v1.wasm`,
+/// `probe-v2.wasm`, `future-contract.wasm` and `tool-use.wasm`.
+pub fn test_plugins() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let target = target_dir().join("plugins");
+        let built = target.join("wasm32-wasip2").join("plugin");
+        let out = target.join("test-plugins");
+        std::fs::create_dir_all(&out).expect("cannot create the test plugin folder");
+        let build = |package: &str, features: &str, file: &str, name: &str| {
+            let mut command = cargo();
+            command
+                .args(["build", "--target", "wasm32-wasip2", "--profile", "plugin", "--target-dir"])
+                .arg(&target)
+                .args(["-p", package]);
+            if !features.is_empty() {
+                command.args(["--features", features]);
+            }
+            run(command, name);
+            std::fs::copy(built.join(file), out.join(format!("{name}.wasm")))
+                .unwrap_or_else(|e| panic!("cannot copy {file}: {e}"));
+        };
+        for behaviour in ["loops", "panics", "allocates", "garbage"] {
+            build("test-plugin-misbehave", behaviour, "test_plugin_misbehave.wasm", behaviour);
+        }
+        build("test-plugin-probe", "", "test_plugin_probe.wasm", "probe-v1");
+        build("test-plugin-probe", "v2", "test_plugin_probe.wasm", "probe-v2");
+        build("test-plugin-future-contract", "", "test_plugin_future_contract.wasm", "future-contract");
+        build("adapter-tool-use", "", "adapter_tool_use.wasm", "tool-use");
+        out
+    })
+}
+
+/// A test plugin's bytes.
+pub fn plugin_bytes(name: &str) -> Vec<u8> {
+    let path = test_plugins().join(format!("{name}.wasm"));
+    std::fs::read(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
+}
+
+/// The `plugboard` binary, built in the profile the tests run in.
+pub fn plugboard_bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let exe = std::env::current_exe().expect("the test knows its path");
+        // target/<profile>/deps/all-xxxx → target/<profile>
+        let profile_dir = exe.parent().and_then(Path::parent).expect("tests run from target/<profile>/deps");
+        let profile = profile_dir.file_name().and_then(|n| n.to_str()).unwrap_or("debug");
+        let mut command = cargo();
+        command.args(["build", "-p", "plugboard", "--bin", "plugboard"]);
+        match profile {
+            "debug" => {}
+            "release" => {
+                command.arg("--release");
+            }
+            other => {
+                command.args(["--profile", other]);
+            }
+        }
+        run(command, "the plugboard binary");
+        profile_dir.join("plugboard")
+    })
+}
+
+/// A runtime with the default limits and no compile cache (tests must not share state).
+pub fn runtime() -> Arc<Runtime> {
+    Runtime::new(Limits::default(), None).expect("the wasm runtime starts")
+}
+
+/// A runtime with a small memory cap and a short time budget, for misbehaving plugins.
+pub fn strict_runtime() -> Arc<Runtime> {
+    Runtime::new(
+        Limits {
+            memory_bytes: 64 << 20,
+            call_budget: std::time::Duration::from_millis(200),
+        },
+        None,
+    )
+    .expect("the wasm runtime starts")
+}
