@@ -17,8 +17,12 @@ fn package_name(manifest: &Path) -> Option<String> {
 }
 
 fn main() {
-    let manifest_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
-    let root = manifest_dir.parent().expect("host/ lives in the workspace").to_path_buf();
+    let manifest_dir =
+        PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
+    let root = manifest_dir
+        .parent()
+        .expect("host/ lives in the workspace")
+        .to_path_buf();
     for watched in ["plugins", "sdk/rust", "wit", "Cargo.lock"] {
         println!("cargo:rerun-if-changed={}", root.join(watched).display());
     }
@@ -42,7 +46,14 @@ fn main() {
     let mut command = Command::new(cargo);
     command
         .current_dir(&root)
-        .args(["build", "--target", WASM_TARGET, "--profile", PROFILE, "--target-dir"])
+        .args([
+            "build",
+            "--target",
+            WASM_TARGET,
+            "--profile",
+            PROFILE,
+            "--target-dir",
+        ])
         .arg(&target_dir);
     for (_, package, _) in &plugins {
         command.args(["-p", package]);
@@ -59,19 +70,24 @@ fn main() {
     ] {
         command.env_remove(var);
     }
-    let output = command.output().expect("cannot run cargo to build the plugins");
+    let output = command
+        .output()
+        .expect("cannot run cargo to build the plugins");
     if !output.status.success() {
         let stderr = String::from_utf8_lossy(&output.stderr);
-        let hint = if stderr.contains("wasm32-wasip2") && stderr.contains("target may not be installed") {
-            "\nhint: run `rustup target add wasm32-wasip2`"
-        } else {
-            ""
-        };
+        let hint =
+            if stderr.contains("wasm32-wasip2") && stderr.contains("target may not be installed") {
+                "\nhint: run `rustup target add wasm32-wasip2`"
+            } else {
+                ""
+            };
         panic!("building the built-in adapters for {WASM_TARGET} failed:\n{stderr}{hint}");
     }
 
     let out_dir = target_dir.join(WASM_TARGET).join(PROFILE);
-    let mut code = String::from("/// Every built-in adapter, by folder name.\npub static ALL: &[Builtin] = &[\n");
+    let mut code = String::from(
+        "/// Every built-in adapter, by folder name.\npub static ALL: &[Builtin] = &[\n",
+    );
     for (name, package, dir) in &plugins {
         let wasm = out_dir.join(format!("{}.wasm", package.replace('-', "_")));
         let mut fixture_files: Vec<PathBuf> = std::fs::read_dir(dir.join("fixtures"))
@@ -94,6 +110,7 @@ fn main() {
         ));
     }
     code.push_str("];\n");
-    let out = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR")).join("builtin_plugins.rs");
+    let out = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR"))
+        .join("builtin_plugins.rs");
     std::fs::write(out, code).expect("cannot write builtin_plugins.rs");
 }

@@ -52,7 +52,9 @@ fn text_content(value: Option<&Value>, param: &str) -> Result<Option<String>, Re
                     (Some(kind), _) => {
                         return Err(invalid(
                             format!("{param}[{i}]"),
-                            format!("content parts of type '{kind}' are not supported; only text is"),
+                            format!(
+                                "content parts of type '{kind}' are not supported; only text is"
+                            ),
                         ));
                     }
                     _ => {
@@ -65,7 +67,10 @@ fn text_content(value: Option<&Value>, param: &str) -> Result<Option<String>, Re
             }
             Ok(Some(text))
         }
-        Some(_) => Err(invalid(param, "content must be a string, null or an array of text parts")),
+        Some(_) => Err(invalid(
+            param,
+            "content must be a string, null or an array of text parts",
+        )),
     }
 }
 
@@ -128,7 +133,12 @@ fn message(value: &Value, i: usize) -> Result<Message, RequestError> {
                 format!("unknown role '{other}': use system, developer, user, assistant or tool"),
             ));
         }
-        None => return Err(invalid(format!("{param}.role"), "each message needs a role")),
+        None => {
+            return Err(invalid(
+                format!("{param}.role"),
+                "each message needs a role",
+            ));
+        }
     };
     let tool_calls = match value.get("tool_calls") {
         None | Some(Value::Null) => Vec::new(),
@@ -138,18 +148,32 @@ fn message(value: &Value, i: usize) -> Result<Message, RequestError> {
             .map(|(j, c)| tool_call(c, &format!("{param}.tool_calls[{j}]")))
             .collect::<Result<_, _>>()?,
         Some(Value::Array(_)) => {
-            return Err(invalid(format!("{param}.tool_calls"), "only assistant messages have tool calls"));
+            return Err(invalid(
+                format!("{param}.tool_calls"),
+                "only assistant messages have tool calls",
+            ));
         }
-        Some(_) => return Err(invalid(format!("{param}.tool_calls"), "tool_calls must be an array")),
+        Some(_) => {
+            return Err(invalid(
+                format!("{param}.tool_calls"),
+                "tool_calls must be an array",
+            ));
+        }
     };
     let content = text_content(value.get("content"), &format!("{param}.content"))?;
     if content.is_none() && tool_calls.is_empty() && role != Role::Assistant {
-        return Err(invalid(format!("{param}.content"), "this message needs content"));
+        return Err(invalid(
+            format!("{param}.content"),
+            "this message needs content",
+        ));
     }
     Ok(Message {
         role,
         content,
-        reasoning: optional_string(value.get("reasoning_content"), &format!("{param}.reasoning_content"))?,
+        reasoning: optional_string(
+            value.get("reasoning_content"),
+            &format!("{param}.reasoning_content"),
+        )?,
         tool_calls,
         tool_call_id: optional_string(value.get("tool_call_id"), &format!("{param}.tool_call_id"))?,
         name: optional_string(value.get("name"), &format!("{param}.name"))?,
@@ -161,13 +185,21 @@ fn tool(value: &Value, i: usize) -> Result<Tool, RequestError> {
     match value.get("type").and_then(Value::as_str) {
         Some("function") | None => {}
         Some(other) => {
-            return Err(invalid(format!("{param}.type"), format!("tools of type '{other}' are not supported; use 'function'")));
+            return Err(invalid(
+                format!("{param}.type"),
+                format!("tools of type '{other}' are not supported; use 'function'"),
+            ));
         }
     }
     let function = value
         .get("function")
         .filter(|f| f.is_object())
-        .ok_or_else(|| invalid(format!("{param}.function"), "a tool needs a 'function' object"))?;
+        .ok_or_else(|| {
+            invalid(
+                format!("{param}.function"),
+                "a tool needs a 'function' object",
+            )
+        })?;
     let name = function
         .get("name")
         .and_then(Value::as_str)
@@ -182,12 +214,18 @@ fn tool(value: &Value, i: usize) -> Result<Tool, RequestError> {
         None | Some(Value::Null) => r#"{"type": "object", "properties": {}}"#.to_string(),
         Some(schema @ Value::Object(_)) => schema.to_string(),
         Some(_) => {
-            return Err(invalid(format!("{param}.function.parameters"), "parameters must be a JSON Schema object"));
+            return Err(invalid(
+                format!("{param}.function.parameters"),
+                "parameters must be a JSON Schema object",
+            ));
         }
     };
     Ok(Tool {
         name: name.to_string(),
-        description: optional_string(function.get("description"), &format!("{param}.function.description"))?,
+        description: optional_string(
+            function.get("description"),
+            &format!("{param}.function.description"),
+        )?,
         parameters,
     })
 }
@@ -200,7 +238,12 @@ fn tool_choice(value: Option<&Value>, tools: &[Tool]) -> Result<ToolChoice, Requ
             "none" => ToolChoice::None,
             "required" => ToolChoice::Required,
             other => {
-                return Err(invalid("tool_choice", format!("unknown tool_choice '{other}': use none, auto, required or a function")));
+                return Err(invalid(
+                    "tool_choice",
+                    format!(
+                        "unknown tool_choice '{other}': use none, auto, required or a function"
+                    ),
+                ));
             }
         },
         Some(object) => {
@@ -229,7 +272,10 @@ impl ChatRequest {
     /// The adapter request for this chat, ending with the assistant's turn.
     pub fn to_prompt_request(&self, model: ModelConfig) -> Result<PromptRequest, RequestError> {
         if self.messages.is_empty() {
-            return Err(invalid("messages", "messages must hold at least one message"));
+            return Err(invalid(
+                "messages",
+                "messages must hold at least one message",
+            ));
         }
         let messages = self
             .messages
@@ -246,7 +292,10 @@ impl ChatRequest {
             .collect::<Result<Vec<_>, _>>()?;
         let mut seen = std::collections::HashSet::new();
         if let Some(dup) = tools.iter().find(|t| !seen.insert(t.name.as_str())) {
-            return Err(invalid("tools", format!("the tool name '{}' appears twice", dup.name)));
+            return Err(invalid(
+                "tools",
+                format!("the tool name '{}' appears twice", dup.name),
+            ));
         }
         let tool_choice = tool_choice(self.tool_choice.as_ref(), &tools)?;
         let template_variables = self
@@ -271,7 +320,10 @@ impl ChatRequest {
 pub fn tools_from_json(value: &Value) -> Result<Vec<Tool>, RequestError> {
     match value {
         Value::Array(items) => items.iter().enumerate().map(|(i, t)| tool(t, i)).collect(),
-        _ => Err(invalid("tools", "tools must be a JSON array of tool objects")),
+        _ => Err(invalid(
+            "tools",
+            "tools must be a JSON array of tool objects",
+        )),
     }
 }
 
@@ -299,7 +351,10 @@ mod tests {
         .unwrap();
         assert_eq!(r.messages[0].role, Role::System);
         assert_eq!(r.messages[1].content.as_deref(), Some("Weather?"));
-        assert_eq!(r.messages[2].tool_calls[0].arguments, r#"{"city": "Paris"}"#);
+        assert_eq!(
+            r.messages[2].tool_calls[0].arguments,
+            r#"{"city": "Paris"}"#
+        );
         assert_eq!(r.tool_choice, ToolChoice::Function("get_weather".into()));
         assert!(r.tools[0].parameters.starts_with(r#"{"type":"object""#));
     }
@@ -308,8 +363,10 @@ mod tests {
     fn names_the_bad_parameter() {
         let e = request(r#"{"messages": [{"role": "robot", "content": "x"}]}"#).unwrap_err();
         assert_eq!(e.param.as_deref(), Some("messages[0].role"));
-        let e = request(r#"{"messages": [{"role": "user", "content": "x"}], "tool_choice": "required"}"#)
-            .unwrap_err();
+        let e = request(
+            r#"{"messages": [{"role": "user", "content": "x"}], "tool_choice": "required"}"#,
+        )
+        .unwrap_err();
         assert_eq!(e.param.as_deref(), Some("tool_choice"));
         let e = request(r#"{"messages": [{"role": "user", "content": "x"}], "tools": [{"type": "function", "function": {"name": "a b"}}]}"#)
             .unwrap_err();

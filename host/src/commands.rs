@@ -16,7 +16,11 @@ use plugboard::plugins::cache::CompileCache;
 use plugboard::plugins::{Limits, PluginHost, Runtime};
 
 #[derive(Parser)]
-#[command(name = "plugboard", version, about = "Open-weight LLMs with dependable tool calling; adapters are hot-swappable wasm components")]
+#[command(
+    name = "plugboard",
+    version,
+    about = "Open-weight LLMs with dependable tool calling; adapters are hot-swappable wasm components"
+)]
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -77,16 +81,27 @@ impl PluginArgs {
         let cache = if self.no_cache {
             None
         } else {
-            self.cache_dir.clone().or_else(CompileCache::default_dir).map(CompileCache::new)
+            self.cache_dir
+                .clone()
+                .or_else(CompileCache::default_dir)
+                .map(CompileCache::new)
         };
         Runtime::new(limits, cache)
     }
 
     pub fn host(&self) -> anyhow::Result<PluginHost> {
         if let Some(dir) = &self.dir {
-            anyhow::ensure!(dir.is_dir(), "the plugin directory {} does not exist", dir.display());
+            anyhow::ensure!(
+                dir.is_dir(),
+                "the plugin directory {} does not exist",
+                dir.display()
+            );
         }
-        Ok(PluginHost::new(self.runtime()?, !self.no_builtins, self.plugin_dir()))
+        Ok(PluginHost::new(
+            self.runtime()?,
+            !self.no_builtins,
+            self.plugin_dir(),
+        ))
     }
 }
 
@@ -111,6 +126,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 /// Reads all of standard input.
 pub fn read_stdin() -> anyhow::Result<String> {
     let mut text = String::new();
-    std::io::Read::read_to_string(&mut std::io::stdin(), &mut text).context("cannot read standard input")?;
+    std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
+        .context("cannot read standard input")?;
     Ok(text)
 }

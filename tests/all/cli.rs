@@ -14,12 +14,21 @@ fn plugboard(args: &[&str], stdin: &str) -> Output {
         .stderr(Stdio::piped())
         .spawn()
         .expect("plugboard starts");
-    child.stdin.take().expect("stdin").write_all(stdin.as_bytes()).expect("stdin written");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(stdin.as_bytes())
+        .expect("stdin written");
     child.wait_with_output().expect("plugboard ends")
 }
 
 fn json_lines(output: &Output) -> Vec<serde_json::Value> {
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     String::from_utf8_lossy(&output.stdout)
         .lines()
         .map(|l| serde_json::from_str(l).expect("each line is JSON"))
@@ -38,19 +47,41 @@ fn one_line_error(output: &Output) -> String {
 #[test]
 fn render_prints_prompt_stop_and_triggers() {
     let request = r#"{"messages": [{"role": "user", "content": "Hi"}], "tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]}"#;
-    let out = json_lines(&plugboard(&["adapter", "render", "--adapter", "tool-use"], request));
-    assert!(out[0]["prompt"].as_str().expect("prompt").ends_with("<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"));
+    let out = json_lines(&plugboard(
+        &["adapter", "render", "--adapter", "tool-use"],
+        request,
+    ));
+    assert!(
+        out[0]["prompt"]
+            .as_str()
+            .expect("prompt")
+            .ends_with("<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n")
+    );
     assert_eq!(out[0]["stop"], serde_json::json!(["<|im_end|>"]));
-    assert_eq!(out[0]["tool_call_triggers"], serde_json::json!(["<tool_use>"]));
+    assert_eq!(
+        out[0]["tool_call_triggers"],
+        serde_json::json!(["<tool_use>"])
+    );
 }
 
 #[test]
 fn parse_prints_one_object() {
     let dir = tempfile::tempdir().expect("temp dir");
     let tools = dir.path().join("tools.json");
-    std::fs::write(&tools, r#"[{"type": "function", "function": {"name": "get_weather"}}]"#).expect("written");
+    std::fs::write(
+        &tools,
+        r#"[{"type": "function", "function": {"name": "get_weather"}}]"#,
+    )
+    .expect("written");
     let output = plugboard(
-        &["adapter", "parse", "--adapter", "tool-use", "--tools", tools.to_str().expect("utf-8")],
+        &[
+            "adapter",
+            "parse",
+            "--adapter",
+            "tool-use",
+            "--tools",
+            tools.to_str().expect("utf-8"),
+        ],
         "Sure.\n<tool_use>\ntool_name: get_weather\narguments: {\"city\": \"Paris\"}\n</tool_use>\n<tool_use>\ntool_name: nope\n</tool_use>",
     );
     let out = json_lines(&output);
@@ -68,28 +99,68 @@ fn parse_prints_one_object() {
 #[test]
 fn stream_prints_events_then_the_final_object() {
     let chunks = r#"["Hi <tool", "_use>\ntool_name: f\narguments: {\"a\"", ": 1}\n</tool_use>"]"#;
-    let out = json_lines(&plugboard(&["adapter", "stream", "--adapter", "tool-use"], chunks));
+    let out = json_lines(&plugboard(
+        &["adapter", "stream", "--adapter", "tool-use"],
+        chunks,
+    ));
     let types: Vec<&str> = out.iter().filter_map(|e| e["type"].as_str()).collect();
-    assert_eq!(types, ["content", "tool_call_begin", "tool_call_arguments", "tool_call_arguments", "tool_call_end"]);
+    assert_eq!(
+        types,
+        [
+            "content",
+            "tool_call_begin",
+            "tool_call_arguments",
+            "tool_call_arguments",
+            "tool_call_end"
+        ]
+    );
     assert_eq!(out[1]["name"], "f");
     let final_object = &out.last().expect("final line")["final"];
-    assert_eq!(final_object["tool_calls"][0]["arguments"], serde_json::json!({"a": 1}));
+    assert_eq!(
+        final_object["tool_calls"][0]["arguments"],
+        serde_json::json!({"a": 1})
+    );
     assert_eq!(final_object["content"], "Hi");
 }
 
 #[test]
 fn bad_input_gives_one_line_errors() {
     let e = one_line_error(&plugboard(&["adapter", "parse", "--adapter", "nope"], "x"));
-    assert!(e.contains("unknown adapter 'nope'") && e.contains("tool-use"), "{e}");
-    let e = one_line_error(&plugboard(&["adapter", "render", "--adapter", "tool-use"], "{not json"));
+    assert!(
+        e.contains("unknown adapter 'nope'") && e.contains("tool-use"),
+        "{e}"
+    );
+    let e = one_line_error(&plugboard(
+        &["adapter", "render", "--adapter", "tool-use"],
+        "{not json",
+    ));
     assert!(e.contains("not a valid JSON chat request"), "{e}");
-    let e = one_line_error(&plugboard(&["adapter", "render", "--adapter", "tool-use"], r#"{"messages": [{"role": "robot", "content": "x"}]}"#));
+    let e = one_line_error(&plugboard(
+        &["adapter", "render", "--adapter", "tool-use"],
+        r#"{"messages": [{"role": "robot", "content": "x"}]}"#,
+    ));
     assert!(e.contains("messages[0].role"), "{e}");
-    let e = one_line_error(&plugboard(&["adapter", "stream", "--adapter", "tool-use"], r#"{"a": 1}"#));
+    let e = one_line_error(&plugboard(
+        &["adapter", "stream", "--adapter", "tool-use"],
+        r#"{"a": 1}"#,
+    ));
     assert!(e.contains("JSON array of strings"), "{e}");
-    let e = one_line_error(&plugboard(&["adapter", "parse", "--adapter", "tool-use", "--tools", "/no/such/file.json"], "x"));
+    let e = one_line_error(&plugboard(
+        &[
+            "adapter",
+            "parse",
+            "--adapter",
+            "tool-use",
+            "--tools",
+            "/no/such/file.json",
+        ],
+        "x",
+    ));
     assert!(e.contains("/no/such/file.json"), "{e}");
-    let e = one_line_error(&plugboard(&["plugins", "check", "/no/such/plugin.wasm"], ""));
+    let e = one_line_error(&plugboard(
+        &["plugins", "check", "/no/such/plugin.wasm"],
+        "",
+    ));
     assert!(e.contains("/no/such/plugin.wasm"), "{e}");
 }
 
@@ -103,7 +174,10 @@ fn check_runs_a_plugins_fixtures_and_fails_when_they_fail() {
     let output = plugboard(&["plugins", "check", wasm.to_str().expect("utf-8")], "");
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{stdout}");
-    assert!(stdout.contains("tool-use 0.1.0 (contract plugboard:adapter@0.1.0)"), "{stdout}");
+    assert!(
+        stdout.contains("tool-use 0.1.0 (contract plugboard:adapter@0.1.0)"),
+        "{stdout}"
+    );
     assert!(stdout.contains("fixture cases passed"), "{stdout}");
 
     std::fs::write(

@@ -1,14 +1,17 @@
 //! Components that are not adapters of a supported contract version are refused with a
 //! message that says why.
 
-use plugboard::plugins::runtime::LoadError;
 use plugboard::plugins::PluginSource;
+use plugboard::plugins::runtime::LoadError;
 use plugboard_tests::{plugin_bytes, runtime};
 
 #[test]
 fn a_future_contract_version_is_refused_by_name() {
     let error = runtime()
-        .load(&plugin_bytes("future-contract"), PluginSource::File("future.wasm".into()))
+        .load(
+            &plugin_bytes("future-contract"),
+            PluginSource::File("future.wasm".into()),
+        )
         .expect_err("9.0.0 is not supported");
     let message = error.to_string();
     assert!(matches!(error, LoadError::Contract { .. }), "{message}");
@@ -23,15 +26,26 @@ fn garbage_bytes_are_not_a_component() {
         .load(b"\0asm garbage", PluginSource::File("garbage.wasm".into()))
         .expect_err("garbage does not compile");
     assert!(matches!(error, LoadError::Compile { .. }), "{error}");
-    assert!(error.to_string().starts_with("garbage.wasm: not a valid wasm component"), "{error}");
+    assert!(
+        error
+            .to_string()
+            .starts_with("garbage.wasm: not a valid wasm component"),
+        "{error}"
+    );
 }
 
 #[test]
 fn the_current_contract_loads_and_describes_itself() {
     let plugin = runtime()
-        .load(&plugin_bytes("tool-use"), PluginSource::File("tool-use.wasm".into()))
+        .load(
+            &plugin_bytes("tool-use"),
+            PluginSource::File("tool-use.wasm".into()),
+        )
         .expect("tool-use loads");
     assert_eq!(plugin.contract(), "0.1.0");
     assert_eq!(plugin.info().name, "tool-use");
-    assert_eq!(plugin.info().tool_call_triggers, vec!["<tool_use>".to_string()]);
+    assert_eq!(
+        plugin.info().tool_call_triggers,
+        vec!["<tool_use>".to_string()]
+    );
 }

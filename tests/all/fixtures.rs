@@ -1,9 +1,9 @@
 //! Every built-in adapter passes its own fixtures: whole outputs, and the same outputs
 //! streamed at several chunk sizes.
 
+use plugboard::plugins::PluginHost;
 use plugboard::plugins::builtin;
 use plugboard::plugins::fixtures;
-use plugboard::plugins::PluginHost;
 use plugboard_tests::runtime;
 
 #[test]
@@ -11,9 +11,16 @@ fn every_builtin_adapter_passes_its_fixtures() {
     let host = PluginHost::new(runtime(), true, None);
     let mut failures = Vec::new();
     for b in builtin::ALL {
-        let plugin = host.get(b.name).unwrap_or_else(|| panic!("built-in {} loads", b.name));
+        let plugin = host
+            .get(b.name)
+            .unwrap_or_else(|| panic!("built-in {} loads", b.name));
         let report = fixtures::run(&plugin, b.fixtures);
-        assert!(report.cases >= 15, "{} ships only {} fixture cases", b.name, report.cases);
+        assert!(
+            report.cases >= 15,
+            "{} ships only {} fixture cases",
+            b.name,
+            report.cases
+        );
         if !report.passed() {
             failures.push(format!("{}: {}", b.name, report.summary()));
         }

@@ -8,24 +8,37 @@ use plugboard_tests::{plugin_bytes, strict_runtime};
 fn check_isolated(name: &str, expected: impl Fn(&CallError) -> bool) {
     let runtime = strict_runtime();
     let plugin = runtime
-        .load(&plugin_bytes(name), PluginSource::File(format!("{name}.wasm").into()))
+        .load(
+            &plugin_bytes(name),
+            PluginSource::File(format!("{name}.wasm").into()),
+        )
         .unwrap_or_else(|e| panic!("{name} loads: {e}"));
     let options = ParseOptions::default();
 
-    let error = plugin.parse("boom", &options).expect_err("the bad call fails");
+    let error = plugin
+        .parse("boom", &options)
+        .expect_err("the bad call fails");
     assert!(expected(&error), "{name}: unexpected error {error:?}");
     let message = error.to_string();
-    assert!(message.contains("misbehave 0.0.1"), "{name}: the error names the plugin: {message}");
+    assert!(
+        message.contains("misbehave 0.0.1"),
+        "{name}: the error names the plugin: {message}"
+    );
     assert_eq!(plugin.faults(), 1, "{name}: the fault is counted");
 
     // The next call, on the same plugin version, works.
-    let parsed = plugin.parse("hello", &options).expect("the next call works");
+    let parsed = plugin
+        .parse("hello", &options)
+        .expect("the next call works");
     assert_eq!(parsed.content.as_deref(), Some("hello"));
 
     // The same holds for a stream: the failing stream is done for, a new one works.
     let mut stream = plugin.stream(&options).expect("a stream starts");
     assert!(stream.push("boom").is_err(), "{name}: the bad push fails");
-    assert!(stream.push("more").is_err(), "{name}: a failed stream stays failed");
+    assert!(
+        stream.push("more").is_err(),
+        "{name}: a failed stream stays failed"
+    );
     let mut stream = plugin.stream(&options).expect("a new stream starts");
     let events = stream.push("fine").expect("a new stream works");
     assert_eq!(events.len(), 1);
@@ -33,17 +46,24 @@ fn check_isolated(name: &str, expected: impl Fn(&CallError) -> bool) {
 
 #[test]
 fn an_endless_loop_times_out() {
-    check_isolated("loops", |e| matches!(e, CallError::Timeout { budget_ms: 200, .. }));
+    check_isolated("loops", |e| {
+        matches!(e, CallError::Timeout { budget_ms: 200, .. })
+    });
 }
 
 #[test]
 fn a_panic_is_a_crash_with_its_message() {
-    check_isolated("panics", |e| matches!(e, CallError::Trap { reason, .. } if reason.contains("unreachable")));
+    check_isolated(
+        "panics",
+        |e| matches!(e, CallError::Trap { reason, .. } if reason.contains("unreachable")),
+    );
 }
 
 #[test]
 fn allocating_a_gibibyte_runs_out_of_memory() {
-    check_isolated("allocates", |e| matches!(e, CallError::OutOfMemory { limit_mib: 64, .. }));
+    check_isolated("allocates", |e| {
+        matches!(e, CallError::OutOfMemory { limit_mib: 64, .. })
+    });
 }
 
 #[test]
@@ -55,19 +75,29 @@ fn garbage_results_are_rejected() {
 fn many_threads_share_one_plugin_while_one_of_them_crashes_it() {
     let runtime = strict_runtime();
     let plugin = runtime
-        .load(&plugin_bytes("panics"), PluginSource::File("panics.wasm".into()))
+        .load(
+            &plugin_bytes("panics"),
+            PluginSource::File("panics.wasm".into()),
+        )
         .expect("loads");
     std::thread::scope(|s| {
         for t in 0..4 {
             let plugin = &plugin;
             s.spawn(move || {
                 for i in 0..200 {
-                    let text = if t == 0 && i % 50 == 0 { "boom".to_string() } else { format!("{t}-{i}") };
+                    let text = if t == 0 && i % 50 == 0 {
+                        "boom".to_string()
+                    } else {
+                        format!("{t}-{i}")
+                    };
                     let result = plugin.parse(&text, &ParseOptions::default());
                     if text == "boom" {
                         assert!(result.is_err());
                     } else {
-                        assert_eq!(result.expect("good calls succeed").content.as_deref(), Some(text.as_str()));
+                        assert_eq!(
+                            result.expect("good calls succeed").content.as_deref(),
+                            Some(text.as_str())
+                        );
                     }
                 }
             });

@@ -9,24 +9,36 @@ use plugboard::plugins::{Limits, Runtime};
 
 /// The workspace root.
 pub fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ is in the workspace").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ is in the workspace")
+        .to_path_buf()
 }
 
 fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root().join("target"))
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target"))
 }
 
 fn cargo() -> Command {
     let mut command = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     command.current_dir(root());
-    for var in ["RUSTFLAGS", "CARGO_ENCODED_RUSTFLAGS", "RUSTC_WORKSPACE_WRAPPER", "CARGO_TARGET_DIR"] {
+    for var in [
+        "RUSTFLAGS",
+        "CARGO_ENCODED_RUSTFLAGS",
+        "RUSTC_WORKSPACE_WRAPPER",
+        "CARGO_TARGET_DIR",
+    ] {
         command.env_remove(var);
     }
     command
 }
 
 fn run(mut command: Command, what: &str) {
-    let output = command.output().unwrap_or_else(|e| panic!("cannot run cargo to build {what}: {e}"));
+    let output = command
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run cargo to build {what}: {e}"));
     assert!(
         output.status.success(),
         "building {what} failed:\n{}",
@@ -47,7 +59,14 @@ pub fn test_plugins() -> &'static Path {
         let build = |package: &str, features: &str, file: &str, name: &str| {
             let mut command = cargo();
             command
-                .args(["build", "--target", "wasm32-wasip2", "--profile", "plugin", "--target-dir"])
+                .args([
+                    "build",
+                    "--target",
+                    "wasm32-wasip2",
+                    "--profile",
+                    "plugin",
+                    "--target-dir",
+                ])
                 .arg(&target)
                 .args(["-p", package]);
             if !features.is_empty() {
@@ -58,11 +77,31 @@ pub fn test_plugins() -> &'static Path {
                 .unwrap_or_else(|e| panic!("cannot copy {file}: {e}"));
         };
         for behaviour in ["loops", "panics", "allocates", "garbage"] {
-            build("test-plugin-misbehave", behaviour, "test_plugin_misbehave.wasm", behaviour);
+            build(
+                "test-plugin-misbehave",
+                behaviour,
+                "test_plugin_misbehave.wasm",
+                behaviour,
+            );
         }
-        build("test-plugin-probe", "", "test_plugin_probe.wasm", "probe-v1");
-        build("test-plugin-probe", "v2", "test_plugin_probe.wasm", "probe-v2");
-        build("test-plugin-future-contract", "", "test_plugin_future_contract.wasm", "future-contract");
+        build(
+            "test-plugin-probe",
+            "",
+            "test_plugin_probe.wasm",
+            "probe-v1",
+        );
+        build(
+            "test-plugin-probe",
+            "v2",
+            "test_plugin_probe.wasm",
+            "probe-v2",
+        );
+        build(
+            "test-plugin-future-contract",
+            "",
+            "test_plugin_future_contract.wasm",
+            "future-contract",
+        );
         build("adapter-tool-use", "", "adapter_tool_use.wasm", "tool-use");
         out
     })
@@ -80,8 +119,14 @@ pub fn plugboard_bin() -> &'static Path {
     BIN.get_or_init(|| {
         let exe = std::env::current_exe().expect("the test knows its path");
         // target/<profile>/deps/all-xxxx → target/<profile>
-        let profile_dir = exe.parent().and_then(Path::parent).expect("tests run from target/<profile>/deps");
-        let profile = profile_dir.file_name().and_then(|n| n.to_str()).unwrap_or("debug");
+        let profile_dir = exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("tests run from target/<profile>/deps");
+        let profile = profile_dir
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("debug");
         let mut command = cargo();
         command.args(["build", "-p", "plugboard", "--bin", "plugboard"]);
         match profile {

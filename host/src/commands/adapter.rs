@@ -8,11 +8,11 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 
-use plugboard::adapter::{fold, ModelConfig, ParseOptions, StreamEvent};
-use plugboard::chat::{tools_from_json, ChatRequest};
+use plugboard::adapter::{ModelConfig, ParseOptions, StreamEvent, fold};
+use plugboard::chat::{ChatRequest, tools_from_json};
 use plugboard::plugins::Plugin;
 
-use super::{read_stdin, PluginArgs};
+use super::{PluginArgs, read_stdin};
 
 #[derive(Subcommand)]
 pub enum AdapterCommand {
@@ -58,7 +58,11 @@ impl Which {
     fn plugin(&self) -> anyhow::Result<Arc<Plugin>> {
         let host = self.plugins.host()?;
         host.get(&self.adapter).with_context(|| {
-            format!("unknown adapter '{}' (available: {})", self.adapter, host.names().join(", "))
+            format!(
+                "unknown adapter '{}' (available: {})",
+                self.adapter,
+                host.names().join(", ")
+            )
         })
     }
 }
@@ -80,10 +84,12 @@ impl ParseArgs {
     fn options(&self) -> anyhow::Result<ParseOptions> {
         let tools = match &self.tools {
             Some(path) => {
-                let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-                let value: serde_json::Value =
-                    serde_json::from_str(&text).with_context(|| format!("{} is not valid JSON", path.display()))?;
-                tools_from_json(&value).with_context(|| format!("invalid tools in {}", path.display()))?
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read {}", path.display()))?;
+                let value: serde_json::Value = serde_json::from_str(&text)
+                    .with_context(|| format!("{} is not valid JSON", path.display()))?;
+                tools_from_json(&value)
+                    .with_context(|| format!("invalid tools in {}", path.display()))?
             }
             None => Vec::new(),
         };
@@ -104,21 +110,33 @@ fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
 
 pub fn run(command: AdapterCommand) -> anyhow::Result<ExitCode> {
     match command {
-        AdapterCommand::Render { which, chat_template, bos_token, eos_token } => {
+        AdapterCommand::Render {
+            which,
+            chat_template,
+            bos_token,
+            eos_token,
+        } => {
             let input = read_stdin()?;
-            let request: ChatRequest =
-                serde_json::from_str(&input).context("standard input is not a valid JSON chat request")?;
+            let request: ChatRequest = serde_json::from_str(&input)
+                .context("standard input is not a valid JSON chat request")?;
             let chat_template = match chat_template {
                 Some(path) => Some(
-                    std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?,
+                    std::fs::read_to_string(&path)
+                        .with_context(|| format!("cannot read {}", path.display()))?,
                 ),
                 None => None,
             };
-            let model = ModelConfig { chat_template, bos_token, eos_token };
-            let request = request.to_prompt_request(model).map_err(|e| match &e.param {
-                Some(param) => anyhow::anyhow!("invalid request ({param}): {}", e.message),
-                None => anyhow::anyhow!("invalid request: {}", e.message),
-            })?;
+            let model = ModelConfig {
+                chat_template,
+                bos_token,
+                eos_token,
+            };
+            let request = request
+                .to_prompt_request(model)
+                .map_err(|e| match &e.param {
+                    Some(param) => anyhow::anyhow!("invalid request ({param}): {}", e.message),
+                    None => anyhow::anyhow!("invalid request: {}", e.message),
+                })?;
             let prompt = which.plugin()?.format_prompt(&request)?;
             print_json(&prompt)?;
         }

@@ -7,7 +7,7 @@ use anyhow::Context;
 use clap::Subcommand;
 
 use plugboard::plugins::registry::Entry;
-use plugboard::plugins::{fixtures, PluginHost};
+use plugboard::plugins::{PluginHost, fixtures};
 
 use super::PluginArgs;
 
@@ -40,7 +40,11 @@ fn table(entries: &[Entry]) -> String {
             [
                 e.name.clone(),
                 e.version.clone().unwrap_or_else(|| "-".into()),
-                if e.families.is_empty() { "-".into() } else { e.families.join(",") },
+                if e.families.is_empty() {
+                    "-".into()
+                } else {
+                    e.families.join(",")
+                },
                 e.source.clone(),
                 e.state.clone(),
                 e.last_error
@@ -50,7 +54,15 @@ fn table(entries: &[Entry]) -> String {
             ]
         })
         .collect();
-    let header = ["NAME", "VERSION", "FAMILIES", "SOURCE", "STATE", "LAST ERROR"].map(String::from);
+    let header = [
+        "NAME",
+        "VERSION",
+        "FAMILIES",
+        "SOURCE",
+        "STATE",
+        "LAST ERROR",
+    ]
+    .map(String::from);
     let mut widths = header.clone().map(|h| h.len());
     for row in &rows {
         for (w, cell) in widths.iter_mut().zip(row) {
@@ -63,7 +75,13 @@ fn table(entries: &[Entry]) -> String {
             .iter()
             .zip(widths)
             .enumerate()
-            .map(|(i, (cell, w))| if i + 1 == row.len() { cell.clone() } else { format!("{cell:<w$}") })
+            .map(|(i, (cell, w))| {
+                if i + 1 == row.len() {
+                    cell.clone()
+                } else {
+                    format!("{cell:<w$}")
+                }
+            })
             .collect();
         text.push_str(line.join("  ").trim_end());
         text.push('\n');
@@ -82,11 +100,16 @@ pub fn run(command: PluginsCommand) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        PluginsCommand::Check { file, fixtures: fixtures_file, plugins } => {
+        PluginsCommand::Check {
+            file,
+            fixtures: fixtures_file,
+            plugins,
+        } => {
             let runtime = plugins.runtime()?;
-            let wasm = std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
-            let plugin = runtime
-                .load(&wasm, plugboard::plugins::PluginSource::File(file.clone()))?;
+            let wasm =
+                std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
+            let plugin =
+                runtime.load(&wasm, plugboard::plugins::PluginSource::File(file.clone()))?;
             let info = plugin.info();
             println!(
                 "{} {} (contract plugboard:adapter@{}) — {}",
@@ -96,8 +119,14 @@ pub fn run(command: PluginsCommand) -> anyhow::Result<ExitCode> {
                 info.description
             );
             println!("families: {}", info.families.join(", "));
-            println!("capabilities: {}", serde_json::to_string(&info.capabilities)?);
-            println!("tool-call triggers: {:?}; end of turn: {:?}", info.tool_call_triggers, info.end_of_turn);
+            println!(
+                "capabilities: {}",
+                serde_json::to_string(&info.capabilities)?
+            );
+            println!(
+                "tool-call triggers: {:?}; end of turn: {:?}",
+                info.tool_call_triggers, info.end_of_turn
+            );
             let fixtures_file = fixtures_file.unwrap_or_else(|| PluginHost::fixtures_path(&file));
             match std::fs::read_to_string(&fixtures_file) {
                 Ok(text) => {

@@ -10,8 +10,8 @@ use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
-use wasmtime::component::Component;
 use wasmtime::Engine;
+use wasmtime::component::Component;
 
 /// The SHA-256 of some bytes, in hex.
 pub fn sha256_hex(bytes: &[u8]) -> String {
@@ -41,11 +41,17 @@ impl CompileCache {
         // The compatibility hash covers the wasmtime version, target and compiler settings.
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         engine.precompile_compatibility_hash().hash(&mut hasher);
-        self.dir.join(format!("{sha256}-{:016x}.cwasm", hasher.finish()))
+        self.dir
+            .join(format!("{sha256}-{:016x}.cwasm", hasher.finish()))
     }
 
     /// The compiled component for `wasm`, from the cache or compiled now (and stored).
-    pub fn load_or_compile(&self, engine: &Engine, wasm: &[u8], sha256: &str) -> wasmtime::Result<Component> {
+    pub fn load_or_compile(
+        &self,
+        engine: &Engine,
+        wasm: &[u8],
+        sha256: &str,
+    ) -> wasmtime::Result<Component> {
         let path = self.path_for(engine, sha256);
         if path.exists() {
             // SAFETY: the file was written by `store` below from the engine's own output, in a
@@ -53,7 +59,9 @@ impl CompileCache {
             // settings, and wasmtime checks the header for compatibility.
             match unsafe { Component::deserialize_file(engine, &path) } {
                 Ok(component) => return Ok(component),
-                Err(e) => tracing::warn!(path = %path.display(), "compiled plugin unusable, compiling again: {e}"),
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), "compiled plugin unusable, compiling again: {e}")
+                }
             }
         }
         let compiled = engine.precompile_component(wasm)?;

@@ -49,7 +49,10 @@ pub enum ContractError {
 }
 
 /// Reads which contract version a component was built against.
-pub fn detect(component: &Component, engine: &Engine) -> Result<(ContractVersion, String), ContractError> {
+pub fn detect(
+    component: &Component,
+    engine: &Engine,
+) -> Result<(ContractVersion, String), ContractError> {
     let names: Vec<String> = component
         .component_type()
         .exports(engine)
@@ -61,7 +64,8 @@ pub fn detect(component: &Component, engine: &Engine) -> Result<(ContractVersion
     else {
         return Err(ContractError::NotAnAdapter(names.join(", ")));
     };
-    let parsed = semver::Version::parse(version).map_err(|_| ContractError::Unsupported(version.to_string()))?;
+    let parsed = semver::Version::parse(version)
+        .map_err(|_| ContractError::Unsupported(version.to_string()))?;
     match (parsed.major, parsed.minor) {
         (0, 1) => Ok((ContractVersion::V0_1, version.to_string())),
         _ => Err(ContractError::Unsupported(version.to_string())),

@@ -18,8 +18,8 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use super::runtime::{CallError, Plugin};
-use crate::adapter::{fold, AdapterError, ModelConfig, ParseOptions, Parsed, StreamEvent, Tool};
-use crate::chat::{tools_from_json, ChatRequest};
+use crate::adapter::{AdapterError, ModelConfig, ParseOptions, Parsed, StreamEvent, Tool, fold};
+use crate::chat::{ChatRequest, tools_from_json};
 
 /// The chunk sizes (in characters) every parse case is streamed with.
 pub const CHUNK_SIZES: [usize; 5] = [1, 2, 3, 5, 8];
@@ -48,7 +48,11 @@ impl Report {
         if self.passed() {
             return format!("{} fixture cases passed", self.cases);
         }
-        let mut text = format!("{} of {} fixture cases failed", self.failures.len(), self.cases);
+        let mut text = format!(
+            "{} of {} fixture cases failed",
+            self.failures.len(),
+            self.cases
+        );
         for f in &self.failures {
             text.push_str(&format!("\n  - {}: {}", f.case, f.message));
         }
@@ -73,10 +77,16 @@ pub fn run(plugin: &Arc<Plugin>, fixtures: &str) -> Report {
                     .unwrap_or_else(|| format!("line {}", n + 1));
                 (name, run_case(plugin, &case))
             }
-            Err(e) => (format!("line {}", n + 1), Err(format!("not valid JSON: {e}"))),
+            Err(e) => (
+                format!("line {}", n + 1),
+                Err(format!("not valid JSON: {e}")),
+            ),
         };
         if let Err(message) = result {
-            report.failures.push(Failure { case: name, message });
+            report.failures.push(Failure {
+                case: name,
+                message,
+            });
         }
     }
     report
@@ -92,7 +102,8 @@ fn run_case(plugin: &Arc<Plugin>, case: &Value) -> Result<(), String> {
         for size in CHUNK_SIZES {
             let streamed = stream(plugin, output, &options, size)
                 .map_err(|e| format!("streamed in chunks of {size}: {e}"))?;
-            same_as_whole(&streamed, &whole).map_err(|e| format!("streamed in chunks of {size}: {e}"))?;
+            same_as_whole(&streamed, &whole)
+                .map_err(|e| format!("streamed in chunks of {size}: {e}"))?;
         }
         Ok(())
     } else if let Some(request) = case.get("request") {
@@ -109,7 +120,9 @@ fn parse_options(case: &Value) -> Result<ParseOptions, String> {
             let objects: Vec<Value> = items
                 .iter()
                 .map(|t| match t {
-                    Value::String(name) => serde_json::json!({"type": "function", "function": {"name": name}}),
+                    Value::String(name) => {
+                        serde_json::json!({"type": "function", "function": {"name": name}})
+                    }
                     other => other.clone(),
                 })
                 .collect();
@@ -126,7 +139,12 @@ fn parse_options(case: &Value) -> Result<ParseOptions, String> {
 }
 
 /// Streams `output` through the plugin in chunks of `size` characters.
-pub fn stream(plugin: &Arc<Plugin>, output: &str, options: &ParseOptions, size: usize) -> Result<Parsed, String> {
+pub fn stream(
+    plugin: &Arc<Plugin>,
+    output: &str,
+    options: &ParseOptions,
+    size: usize,
+) -> Result<Parsed, String> {
     let mut stream = plugin.stream(options).map_err(|e| e.to_string())?;
     let chars: Vec<char> = output.chars().collect();
     let mut events: Vec<StreamEvent> = Vec::new();
@@ -156,16 +174,28 @@ fn problem_keys(parsed: &Parsed) -> Vec<(String, Option<u32>)> {
 
 fn same_as_whole(streamed: &Parsed, whole: &Parsed) -> Result<(), String> {
     if streamed.content != whole.content {
-        return Err(format!("content {:?}, whole output gave {:?}", streamed.content, whole.content));
+        return Err(format!(
+            "content {:?}, whole output gave {:?}",
+            streamed.content, whole.content
+        ));
     }
     if streamed.reasoning != whole.reasoning {
-        return Err(format!("reasoning {:?}, whole output gave {:?}", streamed.reasoning, whole.reasoning));
+        return Err(format!(
+            "reasoning {:?}, whole output gave {:?}",
+            streamed.reasoning, whole.reasoning
+        ));
     }
     if streamed.tool_calls != whole.tool_calls {
-        return Err(format!("tool calls {:?}, whole output gave {:?}", streamed.tool_calls, whole.tool_calls));
+        return Err(format!(
+            "tool calls {:?}, whole output gave {:?}",
+            streamed.tool_calls, whole.tool_calls
+        ));
     }
     if problem_keys(streamed) != problem_keys(whole) {
-        return Err(format!("problems {:?}, whole output gave {:?}", streamed.problems, whole.problems));
+        return Err(format!(
+            "problems {:?}, whole output gave {:?}",
+            streamed.problems, whole.problems
+        ));
     }
     Ok(())
 }
@@ -174,14 +204,29 @@ fn same_as_whole(streamed: &Parsed, whole: &Parsed) -> Result<(), String> {
 pub fn compare_parsed(actual: &Parsed, expect: &Value) -> Result<(), String> {
     let text = |key: &str| expect.get(key).and_then(Value::as_str).map(str::to_string);
     if actual.content != text("content") {
-        return Err(format!("content {:?}, expected {:?}", actual.content, text("content")));
+        return Err(format!(
+            "content {:?}, expected {:?}",
+            actual.content,
+            text("content")
+        ));
     }
     if actual.reasoning != text("reasoning") {
-        return Err(format!("reasoning {:?}, expected {:?}", actual.reasoning, text("reasoning")));
+        return Err(format!(
+            "reasoning {:?}, expected {:?}",
+            actual.reasoning,
+            text("reasoning")
+        ));
     }
-    let expected_calls = expect.get("tool_calls").and_then(Value::as_array).cloned().unwrap_or_default();
+    let expected_calls = expect
+        .get("tool_calls")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
     let actual_json = actual.to_json();
-    let actual_calls = actual_json["tool_calls"].as_array().cloned().unwrap_or_default();
+    let actual_calls = actual_json["tool_calls"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     let calls_match = expected_calls.len() == actual_calls.len()
         && expected_calls.iter().zip(&actual_calls).all(|(e, a)| {
             e.get("name") == a.get("name")
@@ -204,7 +249,11 @@ pub fn compare_parsed(actual: &Parsed, expect: &Value) -> Result<(), String> {
         .map(|p| match p {
             Value::String(kind) => (kind.clone(), None),
             other => (
-                other.get("kind").and_then(Value::as_str).unwrap_or("").to_string(),
+                other
+                    .get("kind")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string(),
                 other.get("index").and_then(Value::as_u64).map(|i| i as u32),
             ),
         })
@@ -216,30 +265,56 @@ pub fn compare_parsed(actual: &Parsed, expect: &Value) -> Result<(), String> {
             .zip(&actual_problems)
             .all(|((ek, ei), (ak, ai))| ek == ak && (ei.is_none() || ei == ai));
     if !problems_match {
-        return Err(format!("problems {:?}, expected {:?}", actual.problems, expected_problems));
+        return Err(format!(
+            "problems {:?}, expected {:?}",
+            actual.problems, expected_problems
+        ));
     }
     Ok(())
 }
 
-fn render_case(plugin: &Arc<Plugin>, case: &Value, request: &Value, expect: &Value) -> Result<(), String> {
-    let chat: ChatRequest = serde_json::from_value(request.clone()).map_err(|e| format!("request: {e}"))?;
+fn render_case(
+    plugin: &Arc<Plugin>,
+    case: &Value,
+    request: &Value,
+    expect: &Value,
+) -> Result<(), String> {
+    let chat: ChatRequest =
+        serde_json::from_value(request.clone()).map_err(|e| format!("request: {e}"))?;
     let model = match case.get("model") {
         Some(m) => ModelConfig {
-            chat_template: m.get("chat_template").and_then(Value::as_str).map(str::to_string),
-            bos_token: m.get("bos_token").and_then(Value::as_str).map(str::to_string),
-            eos_token: m.get("eos_token").and_then(Value::as_str).map(str::to_string),
+            chat_template: m
+                .get("chat_template")
+                .and_then(Value::as_str)
+                .map(str::to_string),
+            bos_token: m
+                .get("bos_token")
+                .and_then(Value::as_str)
+                .map(str::to_string),
+            eos_token: m
+                .get("eos_token")
+                .and_then(Value::as_str)
+                .map(str::to_string),
         },
         None => ModelConfig::default(),
     };
-    let mut prompt_request = chat.to_prompt_request(model).map_err(|e| format!("request: {e}"))?;
+    let mut prompt_request = chat
+        .to_prompt_request(model)
+        .map_err(|e| format!("request: {e}"))?;
     if let Some(add) = case.get("add_generation_prompt").and_then(Value::as_bool) {
         prompt_request.add_generation_prompt = add;
     }
     let result = plugin.format_prompt(&prompt_request);
     if let Some(error) = expect.get("error").and_then(Value::as_str) {
         return match result {
-            Err(CallError::Adapter { error: AdapterError::InvalidRequest(_), .. }) if error == "invalid_request" => Ok(()),
-            Err(CallError::Adapter { error: AdapterError::Unsupported(_), .. }) if error == "unsupported" => Ok(()),
+            Err(CallError::Adapter {
+                error: AdapterError::InvalidRequest(_),
+                ..
+            }) if error == "invalid_request" => Ok(()),
+            Err(CallError::Adapter {
+                error: AdapterError::Unsupported(_),
+                ..
+            }) if error == "unsupported" => Ok(()),
             other => Err(format!("expected the error {error}, got {other:?}")),
         };
     }
@@ -247,11 +322,17 @@ fn render_case(plugin: &Arc<Plugin>, case: &Value, request: &Value, expect: &Val
     if let Some(text) = expect.get("prompt").and_then(Value::as_str)
         && prompt.text != text
     {
-        return Err(format!("prompt differs:\n--- got\n{}\n--- expected\n{text}", prompt.text));
+        return Err(format!(
+            "prompt differs:\n--- got\n{}\n--- expected\n{text}",
+            prompt.text
+        ));
     }
     let list = |key: &str| -> Option<Vec<String>> {
         expect.get(key).and_then(Value::as_array).map(|a| {
-            a.iter().filter_map(Value::as_str).map(str::to_string).collect()
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect()
         })
     };
     if let Some(stop) = list("stop")
@@ -262,12 +343,18 @@ fn render_case(plugin: &Arc<Plugin>, case: &Value, request: &Value, expect: &Val
     if let Some(triggers) = list("tool_call_triggers")
         && prompt.tool_call_triggers != triggers
     {
-        return Err(format!("tool_call_triggers {:?}, expected {triggers:?}", prompt.tool_call_triggers));
+        return Err(format!(
+            "tool_call_triggers {:?}, expected {triggers:?}",
+            prompt.tool_call_triggers
+        ));
     }
     if let Some(open) = expect.get("reasoning_open").and_then(Value::as_bool)
         && prompt.reasoning_open != open
     {
-        return Err(format!("reasoning_open {}, expected {open}", prompt.reasoning_open));
+        return Err(format!(
+            "reasoning_open {}, expected {open}",
+            prompt.reasoning_open
+        ));
     }
     Ok(())
 }

@@ -172,7 +172,10 @@ impl PluginHost {
         let plugin = self
             .inner
             .runtime
-            .load(builtin.wasm, PluginSource::Builtin(builtin.name.to_string()))
+            .load(
+                builtin.wasm,
+                PluginSource::Builtin(builtin.name.to_string()),
+            )
             .map_err(|e| e.to_string())?;
         if plugin.info().name != builtin.name {
             return Err(format!(
@@ -228,8 +231,12 @@ impl PluginHost {
     }
 
     /// Compiles, checks and runs the fixtures of a plugin file, without publishing it.
-    pub fn check_file(runtime: &Arc<Runtime>, path: &Path) -> Result<(Arc<Plugin>, Option<fixtures::Report>), String> {
-        let wasm = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    pub fn check_file(
+        runtime: &Arc<Runtime>,
+        path: &Path,
+    ) -> Result<(Arc<Plugin>, Option<fixtures::Report>), String> {
+        let wasm =
+            std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
         let plugin = runtime
             .load(&wasm, PluginSource::File(path.to_path_buf()))
             .map_err(|e| e.to_string())?;
@@ -248,7 +255,11 @@ impl PluginHost {
         let result = self.try_reload(path);
         if let Err(message) = &result {
             tracing::error!(file = %path.display(), "plugin not loaded, the serving version stays: {message}");
-            self.status().files.entry(path.to_path_buf()).or_default().error = Some(Failure {
+            self.status()
+                .files
+                .entry(path.to_path_buf())
+                .or_default()
+                .error = Some(Failure {
                 source: path.display().to_string(),
                 message: message.clone(),
                 at: SystemTime::now(),
@@ -262,7 +273,11 @@ impl PluginHost {
         if let Some(report) = report
             && !report.passed()
         {
-            return Err(format!("{} failed its fixtures: {}", plugin.label(), report.summary()));
+            return Err(format!(
+                "{} failed its fixtures: {}",
+                plugin.label(),
+                report.summary()
+            ));
         }
         let name = plugin.info().name.clone();
         let mut status = self.status();
@@ -319,10 +334,15 @@ impl PluginHost {
         let status = self.status();
         let mut entries: Vec<Entry> = Vec::new();
         for (name, plugin) in serving.iter() {
-            let file = status.files.values().find(|f| f.serves.as_deref() == Some(name.as_str()));
+            let file = status
+                .files
+                .values()
+                .find(|f| f.serves.as_deref() == Some(name.as_str()));
             let last_error = file.and_then(|f| f.error.clone());
             let overrides = match plugin.source() {
-                PluginSource::File(_) if self.builtin(name).is_some() => Some(format!("built-in:{name}")),
+                PluginSource::File(_) if self.builtin(name).is_some() => {
+                    Some(format!("built-in:{name}"))
+                }
                 _ => None,
             };
             entries.push(Entry {
@@ -330,7 +350,12 @@ impl PluginHost {
                 version: Some(plugin.info().version.clone()),
                 families: plugin.info().families.clone(),
                 source: plugin.source().to_string(),
-                state: if last_error.is_some() { "active (update failed)" } else { "active" }.into(),
+                state: if last_error.is_some() {
+                    "active (update failed)"
+                } else {
+                    "active"
+                }
+                .into(),
                 contract: Some(plugin.contract().to_string()),
                 sha256: Some(plugin.sha256().to_string()),
                 overrides,
@@ -342,7 +367,10 @@ impl PluginHost {
         for (path, file) in &status.files {
             if file.serves.is_none() {
                 entries.push(Entry {
-                    name: path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default(),
+                    name: path
+                        .file_stem()
+                        .map(|s| s.to_string_lossy().into_owned())
+                        .unwrap_or_default(),
                     version: None,
                     families: Vec::new(),
                     source: path.display().to_string(),
@@ -384,7 +412,10 @@ mod unix_seconds {
     use std::time::{SystemTime, UNIX_EPOCH};
 
     pub fn serialize<S: serde::Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
-        let secs = t.duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0);
+        let secs = t
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs_f64())
+            .unwrap_or(0.0);
         s.serialize_f64((secs * 1000.0).round() / 1000.0)
     }
 }

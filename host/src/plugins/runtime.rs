@@ -211,7 +211,11 @@ impl Runtime {
 
     /// Compiles (or loads from the cache), checks the contract version, links, and asks the
     /// plugin who it is.
-    pub fn load(self: &Arc<Self>, wasm: &[u8], source: PluginSource) -> Result<Arc<Plugin>, LoadError> {
+    pub fn load(
+        self: &Arc<Self>,
+        wasm: &[u8],
+        source: PluginSource,
+    ) -> Result<Arc<Plugin>, LoadError> {
         let source_name = source.to_string();
         let sha256 = super::cache::sha256_hex(wasm);
         let component = match &self.cache {
@@ -222,12 +226,11 @@ impl Runtime {
             source_name: source_name.clone(),
             reason: format!("{e:#}"),
         })?;
-        let (version, contract) = contract::detect(&component, &self.engine).map_err(|error| {
-            LoadError::Contract {
+        let (version, contract) =
+            contract::detect(&component, &self.engine).map_err(|error| LoadError::Contract {
                 source_name: source_name.clone(),
                 error,
-            }
-        })?;
+            })?;
         let instantiate_error = |e: wasmtime::Error| LoadError::Instantiate {
             source_name: source_name.clone(),
             reason: format!("{e:#}"),
@@ -371,7 +374,12 @@ impl Plugin {
     }
 
     /// Turns a wasm-level failure into a [`CallError`] that names the reason.
-    fn fault(&self, store: &Store<PluginState>, call: &'static str, error: wasmtime::Error) -> CallError {
+    fn fault(
+        &self,
+        store: &Store<PluginState>,
+        call: &'static str,
+        error: wasmtime::Error,
+    ) -> CallError {
         self.faults.fetch_add(1, Ordering::Relaxed);
         let plugin = self.label.clone();
         let limits = self.runtime.limits;
@@ -381,7 +389,10 @@ impl Plugin {
                 call,
                 limit_mib: limits.memory_bytes >> 20,
             }
-        } else if matches!(error.downcast_ref::<wasmtime::Trap>(), Some(wasmtime::Trap::Interrupt)) {
+        } else if matches!(
+            error.downcast_ref::<wasmtime::Trap>(),
+            Some(wasmtime::Trap::Interrupt)
+        ) {
             CallError::Timeout {
                 plugin,
                 call,
@@ -444,18 +455,26 @@ impl Plugin {
     pub fn parse(&self, text: &str, options: &ParseOptions) -> Result<Parsed, CallError> {
         let parsed = self.call("parse-response", |i, s| i.parse_response(s, text, options))?;
         for (i, call) in parsed.tool_calls.iter().enumerate() {
-            check_call(&call.name, &call.arguments)
-                .map_err(|reason| self.malformed("parse-response", format!("tool call {i}: {reason}")))?;
+            check_call(&call.name, &call.arguments).map_err(|reason| {
+                self.malformed("parse-response", format!("tool call {i}: {reason}"))
+            })?;
         }
         Ok(parsed)
     }
 
     /// Reads only the complete calls of a whole output.
-    pub fn extract_tool_calls(&self, text: &str, options: &ParseOptions) -> Result<Vec<ToolCall>, CallError> {
-        let calls = self.call("extract-tool-calls", |i, s| i.extract_tool_calls(s, text, options))?;
+    pub fn extract_tool_calls(
+        &self,
+        text: &str,
+        options: &ParseOptions,
+    ) -> Result<Vec<ToolCall>, CallError> {
+        let calls = self.call("extract-tool-calls", |i, s| {
+            i.extract_tool_calls(s, text, options)
+        })?;
         for (i, call) in calls.iter().enumerate() {
-            check_call(&call.name, &call.arguments)
-                .map_err(|reason| self.malformed("extract-tool-calls", format!("tool call {i}: {reason}")))?;
+            check_call(&call.name, &call.arguments).map_err(|reason| {
+                self.malformed("extract-tool-calls", format!("tool call {i}: {reason}"))
+            })?;
         }
         Ok(calls)
     }
@@ -498,7 +517,10 @@ fn check_call(name: &str, arguments: &str) -> Result<(), String> {
     }
     match serde_json::from_str::<serde_json::Value>(arguments) {
         Ok(serde_json::Value::Object(_)) => Ok(()),
-        Ok(other) => Err(format!("arguments are a JSON {} not an object", json_kind(&other))),
+        Ok(other) => Err(format!(
+            "arguments are a JSON {} not an object",
+            json_kind(&other)
+        )),
         Err(e) => Err(format!("arguments are not JSON ({e}): {arguments:?}")),
     }
 }
@@ -583,7 +605,11 @@ impl PluginStream {
     fn run(
         &mut self,
         name: &'static str,
-        f: impl FnOnce(&AdapterInstance, &mut Store<PluginState>, ResourceAny) -> contract::Outcome<Vec<StreamEvent>>,
+        f: impl FnOnce(
+            &AdapterInstance,
+            &mut Store<PluginState>,
+            ResourceAny,
+        ) -> contract::Outcome<Vec<StreamEvent>>,
     ) -> Result<Vec<StreamEvent>, CallError> {
         if self.broken {
             return Err(CallError::Trap {
@@ -592,7 +618,8 @@ impl PluginStream {
                 reason: "the stream parser failed earlier in this stream".into(),
             });
         }
-        self.store.set_epoch_deadline(self.plugin.runtime.budget_ticks());
+        self.store
+            .set_epoch_deadline(self.plugin.runtime.budget_ticks());
         let outcome = f(&self.instance, &mut self.store, self.parser);
         self.plugin.log_output(&mut self.store);
         let result = match outcome {

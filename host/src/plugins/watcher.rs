@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use notify::{RecursiveMode, Watcher as _};
 
 use super::cache::sha256_hex;
-use super::registry::{is_wasm, PluginHost};
+use super::registry::{PluginHost, is_wasm};
 
 /// How long a file must be quiet before it is read.
 pub const DEBOUNCE: Duration = Duration::from_millis(120);
@@ -53,13 +53,14 @@ impl Watcher {
             .ok_or_else(|| anyhow::anyhow!("no plugin directory to watch"))?
             .to_path_buf();
         let (tx, rx) = mpsc::channel::<PathBuf>();
-        let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-            if let Ok(event) = event {
-                for path in event.paths {
-                    let _ = tx.send(path);
+        let mut watcher =
+            notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+                if let Ok(event) = event {
+                    for path in event.paths {
+                        let _ = tx.send(path);
+                    }
                 }
-            }
-        })?;
+            })?;
         watcher
             .watch(&dir, RecursiveMode::NonRecursive)
             .map_err(|e| anyhow::anyhow!("cannot watch {}: {e}", dir.display()))?;
@@ -78,7 +79,8 @@ impl Watcher {
                         Ok(path) => {
                             if let Some(wasm) = plugin_file_for(&path) {
                                 let fixtures = !is_wasm(&path);
-                                let entry = pending.entry(wasm).or_insert((Instant::now(), fixtures));
+                                let entry =
+                                    pending.entry(wasm).or_insert((Instant::now(), fixtures));
                                 entry.0 = Instant::now();
                                 entry.1 |= fixtures;
                             }

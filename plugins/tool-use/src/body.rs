@@ -109,7 +109,12 @@ impl ToolUseBody {
                     let consumed = self.buf.len() - after_label.len() + end;
                     self.buf.drain(..consumed);
                     if name.is_empty() {
-                        self.fail(out, index, ProblemKind::MissingName, "the tool_name is empty");
+                        self.fail(
+                            out,
+                            index,
+                            ProblemKind::MissingName,
+                            "the tool_name is empty",
+                        );
                         continue;
                     }
                     out.begin_call(index, None, name);
@@ -153,7 +158,11 @@ impl ToolUseBody {
                         ArgsStep::More => {
                             if at_end {
                                 if reader.is_empty() {
-                                    self.truncated(out, index, "the output ended before the arguments");
+                                    self.truncated(
+                                        out,
+                                        index,
+                                        "the output ended before the arguments",
+                                    );
                                 } else {
                                     if reader.finish(out) {
                                         out.end_call(index);

@@ -13,9 +13,9 @@
 mod body;
 mod render;
 
+use plugboard_sdk::Adapter;
 use plugboard_sdk::stream::{CallMarkup, Format, OutputParser, Spec};
 use plugboard_sdk::types::*;
-use plugboard_sdk::Adapter;
 
 pub use body::ToolUseBody;
 

@@ -9,9 +9,8 @@ use crate::{CLOSE, END_OF_TURN, OPEN};
 
 /// The instruction that teaches the call format.
 fn instruction(request: &PromptRequest) -> String {
-    let mut text = String::from(
-        "You can call the following tools. Each is described by a JSON object:\n",
-    );
+    let mut text =
+        String::from("You can call the following tools. Each is described by a JSON object:\n");
     text.push_str(&prompt::tools_json_lines(&request.tools));
     text.push_str(&format!(
         "\n\nWhen you need a tool, answer with a block in exactly this form and wait for its result:\n{OPEN}\ntool_name: NAME\narguments: {{JSON object with the arguments}}\n{CLOSE}\n"
@@ -91,7 +90,9 @@ pub fn format_prompt(request: PromptRequest) -> Result<Prompt, AdapterError> {
     }
     for (i, message) in rest.iter().enumerate() {
         match message.role {
-            Role::Assistant => messages.push(text_message(Role::Assistant, assistant_text(message))),
+            Role::Assistant => {
+                messages.push(text_message(Role::Assistant, assistant_text(message)))
+            }
             Role::Tool => {
                 let block = format!(
                     "<tool_result>\ntool_name: {}\nresult: {}\n</tool_result>",
@@ -114,7 +115,11 @@ pub fn format_prompt(request: PromptRequest) -> Result<Prompt, AdapterError> {
     Ok(Prompt {
         text: prompt::chatml(&messages, None, request.add_generation_prompt),
         stop: vec![END_OF_TURN[0].to_string()],
-        tool_call_triggers: if with_tools { vec![OPEN.to_string()] } else { vec![] },
+        tool_call_triggers: if with_tools {
+            vec![OPEN.to_string()]
+        } else {
+            vec![]
+        },
         reasoning_open: false,
     })
 }

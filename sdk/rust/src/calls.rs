@@ -8,7 +8,9 @@
 //!   (`[TOOL_CALLS]name[ARGS]{…}`, `tool_name: NAME\narguments: {…}`).
 
 use crate::emit::Emitter;
-use crate::json::{ArgumentsError, JsonEvent, JsonScanner, ValueKind, arguments_text, decode_string};
+use crate::json::{
+    ArgumentsError, JsonEvent, JsonScanner, ValueKind, arguments_text, decode_string,
+};
 use crate::scanner::{Markers, Scan};
 use crate::types::ProblemKind;
 
@@ -276,7 +278,11 @@ impl CallObject {
     fn fail(&mut self, out: &mut Emitter, kind: ProblemKind, message: String) {
         if !self.failed {
             self.failed = true;
-            out.problem(kind, format!("call {}: {message}", self.index), Some(self.index));
+            out.problem(
+                kind,
+                format!("call {}: {message}", self.index),
+                Some(self.index),
+            );
         }
     }
 
@@ -399,7 +405,9 @@ impl JsonCalls {
                     let index = out.start_call();
                     out.problem(
                         ProblemKind::MalformedJson,
-                        format!("call {index}: a list element is a JSON {kind:?}, not a call object"),
+                        format!(
+                            "call {index}: a list element is a JSON {kind:?}, not a call object"
+                        ),
                         Some(index),
                     );
                 }
@@ -475,9 +483,9 @@ impl JsonCalls {
     }
 
     fn skip_separators(&self) -> usize {
-        let trimmed = self
-            .buf
-            .trim_start_matches(|c: char| c.is_whitespace() || (self.many && (c == ',' || c == ';')));
+        let trimmed = self.buf.trim_start_matches(|c: char| {
+            c.is_whitespace() || (self.many && (c == ',' || c == ';'))
+        });
         self.buf.len() - trimmed.len()
     }
 

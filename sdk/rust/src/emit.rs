@@ -111,8 +111,11 @@ impl Emitter {
             "call {index} names the tool '{name}', which the request did not offer (offered: {})",
             self.offered.join(", ")
         );
-        self.events
-            .push(StreamEvent::ToolCallBegin(ToolCallBegin { index, id, name }));
+        self.events.push(StreamEvent::ToolCallBegin(ToolCallBegin {
+            index,
+            id,
+            name,
+        }));
         if unknown {
             self.problem(ProblemKind::UnknownTool, message, Some(index));
         }

@@ -86,9 +86,15 @@ enum State {
     Colon,
     /// After a value inside a container: `,` or the closing bracket.
     CommaOrClose,
-    Str { key: bool, escape: Escape },
+    Str {
+        key: bool,
+        escape: Escape,
+    },
     Num(Num),
-    Literal { word: &'static [u8], pos: u8 },
+    Literal {
+        word: &'static [u8],
+        pos: u8,
+    },
     /// The top-level value is complete.
     Done,
 }
@@ -194,7 +200,10 @@ impl JsonScanner {
             format!("byte 0x{b:02x}")
         };
         let error = JsonError {
-            message: format!("invalid JSON at byte {}: {shown}, expected {what}", self.offset),
+            message: format!(
+                "invalid JSON at byte {}: {shown}, expected {what}",
+                self.offset
+            ),
         };
         self.error = Some(error.clone());
         error
@@ -299,7 +308,11 @@ impl JsonScanner {
             None => return Err(self.fail(b, "end of input")),
         };
         if b != expected {
-            let what = if expected == b'}' { "',' or '}'" } else { "',' or ']'" };
+            let what = if expected == b'}' {
+                "',' or '}'"
+            } else {
+                "',' or ']'"
+            };
             return Err(self.fail(b, what));
         }
         self.stack.pop();
@@ -424,9 +437,7 @@ impl JsonScanner {
                     (Num::Dot | Num::Frac, b'0'..=b'9') => Some(Num::Frac),
                     (Num::Zero | Num::Int | Num::Frac, b'e' | b'E') => Some(Num::Exp),
                     (Num::Exp, b'+' | b'-') => Some(Num::ExpSign),
-                    (Num::Exp | Num::ExpSign | Num::ExpDigits, b'0'..=b'9') => {
-                        Some(Num::ExpDigits)
-                    }
+                    (Num::Exp | Num::ExpSign | Num::ExpDigits, b'0'..=b'9') => Some(Num::ExpDigits),
                     _ => None,
                 };
                 match next {
@@ -559,7 +570,10 @@ mod tests {
             r#"{"u": "\ud83d\ude00 é 😀"}"#,
         ];
         for text in good {
-            assert!(serde_json::from_str::<serde_json::Value>(text).is_ok(), "{text}");
+            assert!(
+                serde_json::from_str::<serde_json::Value>(text).is_ok(),
+                "{text}"
+            );
             let (r, _, done) = scan(text);
             assert!(r.is_ok(), "{text}: {r:?}");
             assert!(done, "{text} not done");
@@ -581,7 +595,10 @@ mod tests {
             (r#"{"a": -}"#, 7),
         ];
         for (text, at) in bad {
-            assert!(serde_json::from_str::<serde_json::Value>(text).is_err(), "{text}");
+            assert!(
+                serde_json::from_str::<serde_json::Value>(text).is_err(),
+                "{text}"
+            );
             let mut s = JsonScanner::new();
             let pos = text.bytes().position(|b| s.feed(b).is_err());
             assert_eq!(pos, Some(at), "{text}");

@@ -137,7 +137,10 @@ pub trait Adapter {
         Ok(emit::fold(events))
     }
 
-    fn extract_tool_calls(text: String, options: ParseOptions) -> Result<Vec<ToolCall>, AdapterError> {
+    fn extract_tool_calls(
+        text: String,
+        options: ParseOptions,
+    ) -> Result<Vec<ToolCall>, AdapterError> {
         Ok(Self::parse_response(text, options)?.tool_calls)
     }
 }

@@ -32,7 +32,11 @@ pub fn chatml(messages: &[Message], system: Option<&str>, add_generation_prompt:
         push_chatml(&mut out, "system", system);
     }
     for m in rest {
-        push_chatml(&mut out, role_name(m.role), m.content.as_deref().unwrap_or(""));
+        push_chatml(
+            &mut out,
+            role_name(m.role),
+            m.content.as_deref().unwrap_or(""),
+        );
     }
     if add_generation_prompt {
         out.push_str("<|im_start|>assistant\n");

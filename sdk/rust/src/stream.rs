@@ -9,12 +9,12 @@
 //! - outputs that are calls by their whole shape ([`WholeRule`]) are held back until they end;
 //! - markers split across chunks are held back, never sent as content.
 
+use crate::StreamParse;
 use crate::calls::{BodyStep, CallBody};
 use crate::emit::Emitter;
 use crate::scanner::{Markers, Scan};
 use crate::types::{AdapterError, ParseOptions, StreamEvent};
 use crate::whole::WholeRule;
-use crate::StreamParse;
 
 /// A string that opens a tool call, and how to read the call after it.
 pub struct CallMarkup {

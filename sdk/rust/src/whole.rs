@@ -111,7 +111,9 @@ fn call_objects(text: &str) -> Option<Vec<serde_json::Map<String, serde_json::Va
 }
 
 /// The name and arguments of a call object, `{"function": {…}}` wrappers included.
-fn call_of(object: &serde_json::Map<String, serde_json::Value>) -> Option<(String, Option<String>)> {
+fn call_of(
+    object: &serde_json::Map<String, serde_json::Value>,
+) -> Option<(String, Option<String>)> {
     if let Some(serde_json::Value::Object(inner)) = object.get("function") {
         return call_of(inner);
     }
@@ -126,10 +128,7 @@ fn call_of(object: &serde_json::Map<String, serde_json::Value>) -> Option<(Strin
     Some((name, args))
 }
 
-fn read_calls(
-    text: &str,
-    accept: impl Fn(&str, bool) -> bool,
-) -> Option<Vec<WholeCall>> {
+fn read_calls(text: &str, accept: impl Fn(&str, bool) -> bool) -> Option<Vec<WholeCall>> {
     call_objects(text)?
         .iter()
         .map(|object| {

@@ -60,8 +60,17 @@ impl Adapter for Misbehave {
     }
 
     fn format_prompt(request: PromptRequest) -> Result<Prompt, AdapterError> {
-        let text: String = request.messages.iter().filter_map(|m| m.content.clone()).collect();
-        Ok(Prompt { text, stop: vec![], tool_call_triggers: vec![], reasoning_open: false })
+        let text: String = request
+            .messages
+            .iter()
+            .filter_map(|m| m.content.clone())
+            .collect();
+        Ok(Prompt {
+            text,
+            stop: vec![],
+            tool_call_triggers: vec![],
+            reasoning_open: false,
+        })
     }
 
     fn parse_response(text: String, _: ParseOptions) -> Result<ParsedResponse, AdapterError> {
@@ -70,11 +79,20 @@ impl Adapter for Misbehave {
             return Ok(ParsedResponse {
                 content: None,
                 reasoning: None,
-                tool_calls: vec![ToolCall { id: None, name: "x".into(), arguments: "not json".into() }],
+                tool_calls: vec![ToolCall {
+                    id: None,
+                    name: "x".into(),
+                    arguments: "not json".into(),
+                }],
                 problems: vec![],
             });
         }
-        Ok(ParsedResponse { content: Some(text), reasoning: None, tool_calls: vec![], problems: vec![] })
+        Ok(ParsedResponse {
+            content: Some(text),
+            reasoning: None,
+            tool_calls: vec![],
+            problems: vec![],
+        })
     }
 }
 

@@ -6,7 +6,11 @@ use plugboard_sdk::{Adapter, StreamParse};
 
 pub struct Probe;
 
-const VERSION: &str = if cfg!(feature = "v2") { "2.0.0" } else { "1.0.0" };
+const VERSION: &str = if cfg!(feature = "v2") {
+    "2.0.0"
+} else {
+    "1.0.0"
+};
 const ANSWER: &str = if cfg!(feature = "v2") { "v2" } else { "v1" };
 
 pub struct Parser;
@@ -41,7 +45,12 @@ impl Adapter for Probe {
     }
 
     fn format_prompt(_: PromptRequest) -> Result<Prompt, AdapterError> {
-        Ok(Prompt { text: ANSWER.into(), stop: vec![], tool_call_triggers: vec![], reasoning_open: false })
+        Ok(Prompt {
+            text: ANSWER.into(),
+            stop: vec![],
+            tool_call_triggers: vec![],
+            reasoning_open: false,
+        })
     }
 }
 
