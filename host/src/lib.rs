@@ -22,4 +22,5 @@
 
 pub mod adapter;
 pub mod chat;
+pub mod engine;
 pub mod plugins;

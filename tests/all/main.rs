@@ -2,6 +2,7 @@
 
 mod cli;
 mod contract;
+mod engine;
 mod fixtures;
 mod hot_swap;
 mod isolation;

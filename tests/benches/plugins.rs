@@ -5,7 +5,9 @@
 
 use std::time::{Duration, Instant};
 
-use plugboard::adapter::{Message, ModelConfig, ParseOptions, PromptRequest, Role, Tool, ToolChoice};
+use plugboard::adapter::{
+    Message, ModelConfig, ParseOptions, PromptRequest, Role, Tool, ToolChoice,
+};
 use plugboard::plugins::{PluginHost, PluginSource, Watcher};
 use plugboard_tests::{plugin_bytes, runtime};
 
@@ -33,9 +35,13 @@ fn main() {
     let runtime = runtime();
     let wasm = plugin_bytes("tool-use");
     let compile = median(5, || {
-        runtime.load(&wasm, PluginSource::File("tool-use.wasm".into())).expect("loads");
+        runtime
+            .load(&wasm, PluginSource::File("tool-use.wasm".into()))
+            .expect("loads");
     });
-    let plugin = runtime.load(&wasm, PluginSource::File("tool-use.wasm".into())).expect("loads");
+    let plugin = runtime
+        .load(&wasm, PluginSource::File("tool-use.wasm".into()))
+        .expect("loads");
     let tools = vec![Tool {
         name: "get_weather".into(),
         description: Some("Current weather".into()),
@@ -53,9 +59,14 @@ fn main() {
         model: ModelConfig::default(),
         template_variables: vec![],
     };
-    let options = ParseOptions { tools, reasoning_open: false, lenient: false };
+    let options = ParseOptions {
+        tools,
+        reasoning_open: false,
+        lenient: false,
+    };
     // About 1 KB of output: prose and one call.
-    let prose = "The weather in Paris depends on the season; let me look it up for you. ".repeat(12);
+    let prose =
+        "The weather in Paris depends on the season; let me look it up for you. ".repeat(12);
     let output = format!(
         "{prose}\n<tool_use>\ntool_name: get_weather\narguments: {{\"city\": \"Paris\", \"note\": \"{}\"}}\n</tool_use>",
         "x".repeat(64)
@@ -72,7 +83,12 @@ fn main() {
         plugin.parse(&output, &options).expect("parses");
     });
     // Push per chunk: one token-sized chunk at a time, in one long-lived stream.
-    let chunks: Vec<String> = output.chars().collect::<Vec<_>>().chunks(4).map(|c| c.iter().collect()).collect();
+    let chunks: Vec<String> = output
+        .chars()
+        .collect::<Vec<_>>()
+        .chunks(4)
+        .map(|c| c.iter().collect())
+        .collect();
     let mut per_push = Vec::new();
     for _ in 0..20 {
         let mut stream = plugin.stream(&options).expect("starts");
@@ -89,7 +105,10 @@ fn main() {
     // Swap latency: from the write of a new version to that version answering.
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("probe.wasm");
-    let versions = [(plugin_bytes("probe-v1"), "1.0.0"), (plugin_bytes("probe-v2"), "2.0.0")];
+    let versions = [
+        (plugin_bytes("probe-v1"), "1.0.0"),
+        (plugin_bytes("probe-v2"), "2.0.0"),
+    ];
     std::fs::write(&path, &versions[0].0).expect("written");
     let host = PluginHost::new(runtime.clone(), false, Some(dir.path().to_path_buf()));
     let _watcher = Watcher::start(host.clone()).expect("watches");
@@ -106,11 +125,24 @@ fn main() {
     }
     swaps.sort();
 
-    println!("plugin runtime, Rust tool-use adapter ({} KB component)", wasm.len() / 1024);
-    println!("  compile (no cache)            {:>10.1} ms", compile.as_secs_f64() * 1e3);
-    println!("  instantiate (store + parser)  {:>12}", micros(instantiate));
+    println!(
+        "plugin runtime, Rust tool-use adapter ({} KB component)",
+        wasm.len() / 1024
+    );
+    println!(
+        "  compile (no cache)            {:>10.1} ms",
+        compile.as_secs_f64() * 1e3
+    );
+    println!(
+        "  instantiate (store + parser)  {:>12}",
+        micros(instantiate)
+    );
     println!("  render (instantiate + call)   {:>12}", micros(render));
-    println!("  parse {} B (instantiate + call) {:>10}", output.len(), micros(parse));
+    println!(
+        "  parse {} B (instantiate + call) {:>10}",
+        output.len(),
+        micros(parse)
+    );
     println!("  push per 4-char chunk         {:>12}", micros(push));
     println!(
         "  swap latency (write → answers) median {:.0} ms, max {:.0} ms",
@@ -118,5 +150,8 @@ fn main() {
         swaps[swaps.len() - 1].as_secs_f64() * 1e3
     );
     let per_request = instantiate + render + parse;
-    println!("  per request (instantiate + render + parse): {}", micros(per_request));
+    println!(
+        "  per request (instantiate + render + parse): {}",
+        micros(per_request)
+    );
 }

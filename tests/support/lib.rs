@@ -159,3 +159,39 @@ pub fn strict_runtime() -> Arc<Runtime> {
     )
     .expect("the wasm runtime starts")
 }
+
+/// The test models (see scripts/fetch_test_models.py). Without them a test is skipped with a
+/// loud message, except in CI, where they must be present.
+pub mod models {
+    use std::path::PathBuf;
+
+    fn find(file: &str) -> Option<PathBuf> {
+        let dir = std::env::var_os("PLUGBOARD_MODELS")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| super::root().join("models"));
+        let path = dir.join(file);
+        if path.is_file() {
+            return Some(path);
+        }
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "test model {} is missing in CI: run scripts/fetch_test_models.py",
+            path.display()
+        );
+        eprintln!(
+            "SKIPPED: test model {} is missing; run scripts/fetch_test_models.py",
+            path.display()
+        );
+        None
+    }
+
+    /// Qwen2.5-Coder-0.5B-Instruct, GGUF Q4_K_M.
+    pub fn qwen() -> Option<PathBuf> {
+        find("qwen2.5-coder-0.5b-instruct-q4_k_m.gguf")
+    }
+
+    /// Gemma 3 270M (base), GGUF Q4_K_M.
+    pub fn gemma() -> Option<PathBuf> {
+        find("gemma-3-270m-q4_k_m.gguf")
+    }
+}

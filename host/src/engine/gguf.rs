@@ -1,0 +1,118 @@
+//! Reading a GGUF file's metadata: architecture, sizes, special tokens, chat template.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use candle_core::quantized::gguf_file::{Content, Value};
+
+use super::EngineError;
+
+/// A GGUF file, its header read and its tensors not yet loaded.
+pub struct GgufFile {
+    pub path: PathBuf,
+    pub content: Content,
+}
+
+impl GgufFile {
+    pub fn open(path: &Path) -> Result<GgufFile, EngineError> {
+        let mut file = std::fs::File::open(path).map_err(|e| EngineError::Io {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+        let content = Content::read(&mut file).map_err(|e| EngineError::Format {
+            path: path.to_path_buf(),
+            reason: format!("not a readable GGUF file: {e}"),
+        })?;
+        Ok(GgufFile {
+            path: path.to_path_buf(),
+            content,
+        })
+    }
+
+    pub fn metadata(&self) -> &HashMap<String, Value> {
+        &self.content.metadata
+    }
+
+    fn missing(&self, key: &str) -> EngineError {
+        EngineError::Format {
+            path: self.path.clone(),
+            reason: format!("missing or mistyped metadata `{key}`"),
+        }
+    }
+
+    pub fn string(&self, key: &str) -> Option<String> {
+        self.metadata()
+            .get(key)
+            .and_then(|v| v.to_string().ok())
+            .cloned()
+    }
+
+    pub fn u32(&self, key: &str) -> Option<u32> {
+        self.metadata().get(key).and_then(|v| v.to_u32().ok())
+    }
+
+    pub fn f32(&self, key: &str) -> Option<f32> {
+        self.metadata().get(key).and_then(|v| v.to_f32().ok())
+    }
+
+    pub fn bool(&self, key: &str) -> Option<bool> {
+        self.metadata().get(key).and_then(|v| v.to_bool().ok())
+    }
+
+    pub fn require_u32(&self, key: &str) -> Result<u32, EngineError> {
+        self.u32(key).ok_or_else(|| self.missing(key))
+    }
+
+    pub fn require_string(&self, key: &str) -> Result<String, EngineError> {
+        self.string(key).ok_or_else(|| self.missing(key))
+    }
+
+    /// `general.architecture`, e.g. `qwen2`, `llama`, `gemma3`.
+    pub fn architecture(&self) -> Result<String, EngineError> {
+        self.require_string("general.architecture")
+    }
+
+    /// The vocabulary, by id.
+    pub fn tokens(&self) -> Result<Vec<String>, EngineError> {
+        let values = self
+            .metadata()
+            .get("tokenizer.ggml.tokens")
+            .and_then(|v| v.to_vec().ok())
+            .ok_or_else(|| self.missing("tokenizer.ggml.tokens"))?;
+        values
+            .iter()
+            .map(|v| {
+                v.to_string()
+                    .cloned()
+                    .map_err(|_| self.missing("tokenizer.ggml.tokens"))
+            })
+            .collect()
+    }
+
+    /// Token types (1 normal, 2 unknown, 3 control, 4 user-defined, 5 unused, 6 byte).
+    pub fn token_types(&self) -> Vec<u32> {
+        self.metadata()
+            .get("tokenizer.ggml.token_type")
+            .and_then(|v| v.to_vec().ok())
+            .map(|values| {
+                values
+                    .iter()
+                    .map(|v| match v {
+                        Value::I32(x) => *x as u32,
+                        Value::U32(x) => *x,
+                        other => other.to_u32().unwrap_or(1),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// SentencePiece scores, for `llama`-style tokenizers.
+    pub fn token_scores(&self) -> Vec<f32> {
+        self.metadata()
+            .get("tokenizer.ggml.scores")
+            .and_then(|v| v.to_vec().ok())
+            .map(|values| values.iter().map(|v| v.to_f32().unwrap_or(0.0)).collect())
+            .unwrap_or_default()
+    }
+}

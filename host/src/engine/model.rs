@@ -1,0 +1,588 @@
+//! The transformer decoders of the supported GGUF architectures, on candle.
+//!
+//! `llama` (Llama 2/3, Mistral, DeepSeek Coder), `qwen2`, `phi3` and `gemma3` are one
+//! pre-norm decoder with per-family differences: biases on q/k/v (qwen2), fused projections
+//! (phi3), per-head q/k norms, post-norms, GELU, embedding scaling and sliding-window layers
+//! (gemma3), interleaved versus half-split rotary embeddings. The KV cache lives outside the
+//! model ([`KvCache`]) so that the engine can keep, share and truncate it (prefix cache).
+//!
+//! We own this code rather than use candle-transformers' quantized models: candle 0.11's
+//! `quantized_gemma3` uses SiLU where Gemma 3 needs GELU, builds 128K-position rope tables per
+//! layer and applies no sliding-window mask when decoding, and none of its models lets the
+//! cache be truncated to a shared prefix.
+
+use candle_core::quantized::{QMatMul, QTensor};
+use candle_core::{D, DType, Device, Module, Tensor};
+
+use super::EngineError;
+use super::gguf::GgufFile;
+
+/// The architectures this engine runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Arch {
+    Llama,
+    Qwen2,
+    Phi3,
+    Gemma3,
+}
+
+impl Arch {
+    pub fn from_name(name: &str) -> Option<Arch> {
+        match name {
+            "llama" => Some(Arch::Llama),
+            "qwen2" => Some(Arch::Qwen2),
+            "phi3" => Some(Arch::Phi3),
+            "gemma3" => Some(Arch::Gemma3),
+            _ => None,
+        }
+    }
+}
+
+/// Sizes and options, read from the GGUF metadata.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub arch: Arch,
+    pub n_layer: usize,
+    pub n_embd: usize,
+    pub n_head: usize,
+    pub n_kv_head: usize,
+    pub head_dim: usize,
+    pub rms_eps: f64,
+    pub rope_base: f32,
+    /// Linear rope scaling of the global layers (1.0: none).
+    pub rope_scale: f32,
+    pub context_length: usize,
+    /// Gemma 3: the window of the local layers, and which layers are global (every n-th).
+    pub sliding_window: Option<usize>,
+    pub sliding_pattern: usize,
+}
+
+impl Config {
+    fn read(gguf: &GgufFile, arch: Arch, arch_name: &str) -> Result<Config, EngineError> {
+        let key = |k: &str| format!("{arch_name}.{k}");
+        let n_embd = gguf.require_u32(&key("embedding_length"))? as usize;
+        let n_head = gguf.require_u32(&key("attention.head_count"))? as usize;
+        let head_dim = gguf
+            .u32(&key("attention.key_length"))
+            .map(|v| v as usize)
+            .unwrap_or(n_embd / n_head.max(1));
+        let sliding_window = match arch {
+            Arch::Gemma3 => gguf
+                .u32(&key("attention.sliding_window"))
+                .map(|v| v as usize),
+            _ => None,
+        };
+        let rope_scale = match gguf.string(&key("rope.scaling.type")).as_deref() {
+            Some("linear") => gguf.f32(&key("rope.scaling.factor")).unwrap_or(1.0),
+            _ => 1.0,
+        };
+        Ok(Config {
+            arch,
+            n_layer: gguf.require_u32(&key("block_count"))? as usize,
+            n_embd,
+            n_head,
+            n_kv_head: gguf
+                .u32(&key("attention.head_count_kv"))
+                .map(|v| v as usize)
+                .unwrap_or(n_head),
+            head_dim,
+            rms_eps: gguf
+                .f32(&key("attention.layer_norm_rms_epsilon"))
+                .unwrap_or(1e-6) as f64,
+            rope_base: gguf.f32(&key("rope.freq_base")).unwrap_or(10_000.0),
+            rope_scale,
+            context_length: gguf.u32(&key("context_length")).unwrap_or(4096) as usize,
+            sliding_window,
+            sliding_pattern: gguf
+                .u32(&key("attention.sliding_window_pattern"))
+                .unwrap_or(6) as usize,
+        })
+    }
+}
+
+/// Keys and values of every layer for one sequence.
+#[derive(Clone, Default)]
+pub struct KvCache {
+    layers: Vec<Option<(Tensor, Tensor)>>,
+    len: usize,
+}
+
+impl KvCache {
+    /// Positions held.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Keeps only the first `len` positions (a shared prefix).
+    pub fn truncate(&mut self, len: usize) -> candle_core::Result<()> {
+        if len >= self.len {
+            return Ok(());
+        }
+        if len == 0 {
+            self.layers.clear();
+            self.len = 0;
+            return Ok(());
+        }
+        for (k, v) in self.layers.iter_mut().flatten() {
+            *k = k.narrow(2, 0, len)?.contiguous()?;
+            *v = v.narrow(2, 0, len)?.contiguous()?;
+        }
+        self.len = len;
+        Ok(())
+    }
+
+    /// Bytes held.
+    pub fn bytes(&self) -> usize {
+        self.layers
+            .iter()
+            .flatten()
+            .map(|(k, v)| (k.elem_count() + v.elem_count()) * k.dtype().size_in_bytes())
+            .sum()
+    }
+}
+
+struct RmsNorm {
+    weight: Tensor,
+    eps: f32,
+}
+
+impl RmsNorm {
+    fn load(
+        gguf: &GgufFile,
+        reader: &mut std::fs::File,
+        name: &str,
+        eps: f64,
+        device: &Device,
+    ) -> Result<Self, EngineError> {
+        Ok(RmsNorm {
+            weight: tensor(gguf, reader, name, device)?.dequantize(device)?,
+            eps: eps as f32,
+        })
+    }
+
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        candle_nn::ops::rms_norm(&x.contiguous()?, &self.weight, self.eps)
+    }
+}
+
+fn tensor(
+    gguf: &GgufFile,
+    reader: &mut std::fs::File,
+    name: &str,
+    device: &Device,
+) -> Result<QTensor, EngineError> {
+    gguf.content
+        .tensor(reader, name, device)
+        .map_err(|e| EngineError::Format {
+            path: gguf.path.clone(),
+            reason: format!("tensor {name}: {e}"),
+        })
+}
+
+fn has_tensor(gguf: &GgufFile, name: &str) -> bool {
+    gguf.content.tensor_infos.contains_key(name)
+}
+
+/// Cosine and sine tables for rotary embeddings.
+struct Rope {
+    cos: Tensor,
+    sin: Tensor,
+}
+
+impl Rope {
+    fn new(
+        head_dim: usize,
+        base: f32,
+        scale: f32,
+        factors: Option<&[f32]>,
+        len: usize,
+        device: &Device,
+    ) -> candle_core::Result<Rope> {
+        let inv_freq: Vec<f32> = (0..head_dim / 2)
+            .map(|i| {
+                let f = 1.0 / base.powf(2.0 * i as f32 / head_dim as f32);
+                let f = factors
+                    .and_then(|fs| fs.get(i))
+                    .map_or(f, |factor| f / factor);
+                f / scale
+            })
+            .collect();
+        let inv_freq = Tensor::new(inv_freq.as_slice(), device)?.reshape((1, head_dim / 2))?;
+        let positions = Tensor::arange(0u32, len as u32, device)?
+            .to_dtype(DType::F32)?
+            .reshape((len, 1))?;
+        let angles = positions.matmul(&inv_freq)?;
+        Ok(Rope {
+            cos: angles.cos()?,
+            sin: angles.sin()?,
+        })
+    }
+
+    fn len(&self) -> usize {
+        self.cos.dims()[0]
+    }
+
+    /// Rotates `x` of shape (batch, heads, seq, head_dim) for positions `pos..pos+seq`.
+    fn apply(&self, x: &Tensor, pos: usize, interleaved: bool) -> candle_core::Result<Tensor> {
+        let seq = x.dim(2)?;
+        let cos = self.cos.narrow(0, pos, seq)?;
+        let sin = self.sin.narrow(0, pos, seq)?;
+        if interleaved {
+            candle_nn::rotary_emb::rope_i(&x.contiguous()?, &cos, &sin)
+        } else {
+            candle_nn::rotary_emb::rope(&x.contiguous()?, &cos, &sin)
+        }
+    }
+}
+
+enum Qkv {
+    Separate { q: QMatMul, k: QMatMul, v: QMatMul },
+    Fused(QMatMul),
+}
+
+enum Ffn {
+    Separate { gate: QMatMul, up: QMatMul },
+    Fused(QMatMul),
+}
+
+struct Layer {
+    attn_norm: RmsNorm,
+    qkv: Qkv,
+    bias: Option<(Tensor, Tensor, Tensor)>,
+    q_norm: Option<RmsNorm>,
+    k_norm: Option<RmsNorm>,
+    wo: QMatMul,
+    post_attn_norm: Option<RmsNorm>,
+    ffn_norm: RmsNorm,
+    ffn: Ffn,
+    down: QMatMul,
+    post_ffn_norm: Option<RmsNorm>,
+    /// Gemma 3 local layer: attends to the last `window` positions only.
+    window: Option<usize>,
+}
+
+/// A loaded model: weights and rope tables, no per-sequence state.
+pub struct Model {
+    pub config: Config,
+    embed: QMatMul,
+    embed_scale: Option<f64>,
+    layers: Vec<Layer>,
+    norm: RmsNorm,
+    output: QMatMul,
+    rope: Rope,
+    rope_local: Option<Rope>,
+    attn_scale: f64,
+    gelu: bool,
+    interleaved_rope: bool,
+    device: Device,
+}
+
+impl Model {
+    /// Loads the weights of `gguf`. `max_len` bounds the positions the rope tables cover.
+    pub fn load(gguf: &GgufFile, device: &Device, max_len: usize) -> Result<Model, EngineError> {
+        let arch_name = gguf.architecture()?;
+        let arch = Arch::from_name(&arch_name).ok_or_else(|| EngineError::Unsupported {
+            path: gguf.path.clone(),
+            reason: format!("architecture '{arch_name}' (supported: llama, qwen2, phi3, gemma3)"),
+        })?;
+        let config = Config::read(gguf, arch, &arch_name)?;
+        let mut reader = std::fs::File::open(&gguf.path).map_err(|e| EngineError::Io {
+            path: gguf.path.clone(),
+            reason: e.to_string(),
+        })?;
+        let r = &mut reader;
+        let eps = config.rms_eps;
+        let embed_q = std::sync::Arc::new(tensor(gguf, r, "token_embd.weight", device)?);
+        let output = if has_tensor(gguf, "output.weight") {
+            QMatMul::from_qtensor(tensor(gguf, r, "output.weight", device)?)?
+        } else {
+            // Tied embeddings: the same weights, shared, not copied.
+            QMatMul::from_arc(embed_q.clone())?
+        };
+        let embed = QMatMul::from_arc(embed_q)?;
+        let rope_factors = if has_tensor(gguf, "rope_freqs.weight") {
+            let t = tensor(gguf, r, "rope_freqs.weight", device)?.dequantize(device)?;
+            Some(t.to_vec1::<f32>()?)
+        } else {
+            None
+        };
+        let max_len = max_len.min(config.context_length).max(1);
+        let rope = Rope::new(
+            config.head_dim,
+            config.rope_base,
+            config.rope_scale,
+            rope_factors.as_deref(),
+            max_len,
+            device,
+        )?;
+        // Gemma 3's local layers use their own base and no scaling.
+        let rope_local = match config.sliding_window {
+            Some(_) => Some(Rope::new(
+                config.head_dim,
+                10_000.0,
+                1.0,
+                None,
+                max_len,
+                device,
+            )?),
+            None => None,
+        };
+        let mut layers = Vec::with_capacity(config.n_layer);
+        for i in 0..config.n_layer {
+            let name = |n: &str| format!("blk.{i}.{n}.weight");
+            let q = |r: &mut std::fs::File, n: &str| -> Result<QMatMul, EngineError> {
+                Ok(QMatMul::from_qtensor(tensor(gguf, r, &name(n), device)?)?)
+            };
+            let optional_norm =
+                |r: &mut std::fs::File, n: &str| -> Result<Option<RmsNorm>, EngineError> {
+                    if has_tensor(gguf, &name(n)) {
+                        Ok(Some(RmsNorm::load(gguf, r, &name(n), eps, device)?))
+                    } else {
+                        Ok(None)
+                    }
+                };
+            let qkv = if has_tensor(gguf, &name("attn_qkv")) {
+                Qkv::Fused(q(r, "attn_qkv")?)
+            } else {
+                Qkv::Separate {
+                    q: q(r, "attn_q")?,
+                    k: q(r, "attn_k")?,
+                    v: q(r, "attn_v")?,
+                }
+            };
+            let bias = if has_tensor(gguf, &format!("blk.{i}.attn_q.bias")) {
+                let b =
+                    |r: &mut std::fs::File, n: &str| -> Result<Tensor, EngineError> {
+                        Ok(tensor(gguf, r, &format!("blk.{i}.{n}.bias"), device)?
+                            .dequantize(device)?)
+                    };
+                Some((b(r, "attn_q")?, b(r, "attn_k")?, b(r, "attn_v")?))
+            } else {
+                None
+            };
+            let ffn = if has_tensor(gguf, &name("ffn_gate")) {
+                Ffn::Separate {
+                    gate: q(r, "ffn_gate")?,
+                    up: q(r, "ffn_up")?,
+                }
+            } else {
+                Ffn::Fused(q(r, "ffn_up")?)
+            };
+            let window = config
+                .sliding_window
+                .filter(|_| (i + 1) % config.sliding_pattern.max(1) != 0);
+            layers.push(Layer {
+                attn_norm: RmsNorm::load(gguf, r, &name("attn_norm"), eps, device)?,
+                qkv,
+                bias,
+                q_norm: optional_norm(r, "attn_q_norm")?,
+                k_norm: optional_norm(r, "attn_k_norm")?,
+                wo: q(r, "attn_output")?,
+                post_attn_norm: optional_norm(r, "post_attention_norm")?,
+                ffn_norm: RmsNorm::load(gguf, r, &name("ffn_norm"), eps, device)?,
+                ffn,
+                down: q(r, "ffn_down")?,
+                post_ffn_norm: optional_norm(r, "post_ffw_norm")?,
+                window,
+            });
+        }
+        let gemma = arch == Arch::Gemma3;
+        Ok(Model {
+            embed,
+            embed_scale: gemma.then(|| (config.n_embd as f64).sqrt()),
+            layers,
+            norm: RmsNorm::load(gguf, r, "output_norm.weight", eps, device)?,
+            output,
+            rope,
+            rope_local,
+            attn_scale: 1.0 / (config.head_dim as f64).sqrt(),
+            gelu: gemma,
+            interleaved_rope: arch == Arch::Llama,
+            device: device.clone(),
+            config,
+        })
+    }
+
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// The longest sequence the rope tables cover.
+    pub fn max_len(&self) -> usize {
+        self.rope.len()
+    }
+
+    /// Runs `tokens` (appended after what `cache` holds) and returns the logits of the last
+    /// position, shape (vocab,).
+    pub fn forward(&self, tokens: &[u32], cache: &mut KvCache) -> candle_core::Result<Tensor> {
+        let seq = tokens.len();
+        let pos = cache.len;
+        if pos + seq > self.max_len() {
+            candle_core::bail!(
+                "sequence of {} tokens exceeds the context of {}",
+                pos + seq,
+                self.max_len()
+            );
+        }
+        if cache.layers.len() != self.layers.len() {
+            cache.layers = vec![None; self.layers.len()];
+        }
+        let ids = Tensor::new(tokens, &self.device)?.unsqueeze(0)?;
+        let mut x = self.embed.embedding(&ids)?;
+        if let Some(scale) = self.embed_scale {
+            x = (x * scale)?;
+        }
+        for (layer, slot) in self.layers.iter().zip(cache.layers.iter_mut()) {
+            let residual = x.clone();
+            let h = layer.attn_norm.forward(&x)?;
+            let mut h = self.attention(layer, &h, pos, slot)?;
+            if let Some(norm) = &layer.post_attn_norm {
+                h = norm.forward(&h)?;
+            }
+            let x1 = (residual + h)?;
+            let residual = x1.clone();
+            let h = layer.ffn_norm.forward(&x1)?;
+            let mut h = self.feed_forward(layer, &h)?;
+            if let Some(norm) = &layer.post_ffn_norm {
+                h = norm.forward(&h)?;
+            }
+            x = (residual + h)?;
+        }
+        cache.len = pos + seq;
+        let last = x.narrow(1, seq - 1, 1)?;
+        let last = self.norm.forward(&last)?;
+        self.output.forward(&last)?.flatten_all()
+    }
+
+    fn feed_forward(&self, layer: &Layer, x: &Tensor) -> candle_core::Result<Tensor> {
+        let (gate, up) = match &layer.ffn {
+            Ffn::Separate { gate, up } => (gate.forward(x)?, up.forward(x)?),
+            Ffn::Fused(w) => {
+                let both = w.forward(x)?;
+                let n = both.dim(D::Minus1)? / 2;
+                (both.narrow(D::Minus1, 0, n)?, both.narrow(D::Minus1, n, n)?)
+            }
+        };
+        let gate = if self.gelu {
+            gate.gelu()?
+        } else {
+            candle_nn::ops::silu(&gate)?
+        };
+        layer.down.forward(&(gate * up)?)
+    }
+
+    fn attention(
+        &self,
+        layer: &Layer,
+        x: &Tensor,
+        pos: usize,
+        slot: &mut Option<(Tensor, Tensor)>,
+    ) -> candle_core::Result<Tensor> {
+        let (b, seq, _) = x.dims3()?;
+        let c = &self.config;
+        let (q, k, v) = match &layer.qkv {
+            Qkv::Separate { q, k, v } => (q.forward(x)?, k.forward(x)?, v.forward(x)?),
+            Qkv::Fused(w) => {
+                let qkv = w.forward(x)?;
+                let nq = c.n_head * c.head_dim;
+                let nk = c.n_kv_head * c.head_dim;
+                (
+                    qkv.narrow(D::Minus1, 0, nq)?,
+                    qkv.narrow(D::Minus1, nq, nk)?,
+                    qkv.narrow(D::Minus1, nq + nk, nk)?,
+                )
+            }
+        };
+        let (q, k, v) = match &layer.bias {
+            Some((bq, bk, bv)) => (
+                q.broadcast_add(bq)?,
+                k.broadcast_add(bk)?,
+                v.broadcast_add(bv)?,
+            ),
+            None => (q, k, v),
+        };
+        let mut q = q.reshape((b, seq, c.n_head, c.head_dim))?;
+        let mut k = k.reshape((b, seq, c.n_kv_head, c.head_dim))?;
+        let v = v
+            .reshape((b, seq, c.n_kv_head, c.head_dim))?
+            .transpose(1, 2)?
+            .contiguous()?;
+        if let Some(norm) = &layer.q_norm {
+            q = norm.forward(&q)?;
+        }
+        if let Some(norm) = &layer.k_norm {
+            k = norm.forward(&k)?;
+        }
+        let rope = match (layer.window, &self.rope_local) {
+            (Some(_), Some(local)) => local,
+            _ => &self.rope,
+        };
+        let q = rope.apply(&q.transpose(1, 2)?, pos, self.interleaved_rope)?;
+        let k = rope.apply(&k.transpose(1, 2)?, pos, self.interleaved_rope)?;
+        let (k, v) = match slot.take() {
+            Some((k0, v0)) => (Tensor::cat(&[&k0, &k], 2)?, Tensor::cat(&[&v0, &v], 2)?),
+            None => (k, v),
+        };
+        *slot = Some((k.clone(), v.clone()));
+        let total = k.dim(2)?;
+        // Grouped-query attention without copying keys: the query heads that share a key head
+        // are stacked along the sequence axis.
+        let group = c.n_head / c.n_kv_head;
+        let q = q.reshape((b, c.n_kv_head, group * seq, c.head_dim))?;
+        let att = (q.matmul(&k.t()?)? * self.attn_scale)?;
+        let att = match mask(seq, pos, total, layer.window, &self.device)? {
+            Some(mask) => att
+                .reshape((b, c.n_kv_head, group, seq, total))?
+                .broadcast_add(&mask)?
+                .reshape((b, c.n_kv_head, group * seq, total))?,
+            None => att,
+        };
+        let att = candle_nn::ops::softmax_last_dim(&att)?;
+        let y = att.matmul(&v)?;
+        let y = y
+            .reshape((b, c.n_kv_head, group, seq, c.head_dim))?
+            .permute((0, 3, 1, 2, 4))?
+            .reshape((b, seq, c.n_head * c.head_dim))?;
+        layer.wo.forward(&y)
+    }
+}
+
+/// The additive attention mask for `seq` new positions after `pos` cached ones: causal, and
+/// limited to the last `window` positions for local layers. `None` when nothing is masked.
+fn mask(
+    seq: usize,
+    pos: usize,
+    total: usize,
+    window: Option<usize>,
+    device: &Device,
+) -> candle_core::Result<Option<Tensor>> {
+    let window_bites = window.is_some_and(|w| total > w);
+    if seq == 1 && !window_bites {
+        return Ok(None);
+    }
+    let values: Vec<f32> = (0..seq)
+        .flat_map(|i| {
+            let query = pos + i;
+            (0..total).map(move |key| {
+                let future = key > query;
+                let too_old = window.is_some_and(|w| query >= w && key <= query - w);
+                if future || too_old {
+                    f32::NEG_INFINITY
+                } else {
+                    0.0
+                }
+            })
+        })
+        .collect();
+    Ok(Some(Tensor::from_vec(values, (seq, total), device)?))
+}
+
+impl From<candle_core::Error> for EngineError {
+    fn from(e: candle_core::Error) -> Self {
+        EngineError::Compute(e.to_string())
+    }
+}
