@@ -12,6 +12,8 @@
 //! - [`json`]: an incremental JSON reader, and the arguments rules (decode a JSON string once);
 //! - [`whole`]: outputs that are calls by their whole shape (bare JSON, fenced JSON);
 //! - [`prompt`]: ChatML and tool descriptions for prompts;
+//! - `template` (cargo feature `templates`): a model's own Hugging Face chat template, rendered
+//!   byte for byte as transformers renders it;
 //! - [`emit::fold`]: events back into a whole result, so parsing and streaming always agree.
 //!
 //! # A complete adapter
@@ -84,6 +86,8 @@ pub mod json;
 pub mod prompt;
 pub mod scanner;
 pub mod stream;
+#[cfg(feature = "templates")]
+pub mod template;
 pub mod whole;
 
 /// The generated bindings of the `model-adapter` world (WIT: `wit/v0.1/adapter.wit`).
