@@ -81,3 +81,144 @@ pub fn tools_json_lines(tools: &[Tool]) -> String {
         .collect::<Vec<_>>()
         .join("\n")
 }
+
+/// JSON text exactly as Python's `json.dumps(value, ensure_ascii=False, indent=indent)` writes
+/// it, which is what transformers' `tojson` filter gives chat templates: `", "` and `": "`
+/// between items (`","` and newlines with `indent`), non-ASCII text as is, floats as Python's
+/// `repr` writes them (`1e+16`, `1e-05`, `2.0`). Templates rendered byte for byte need it.
+pub fn py_json(value: &serde_json::Value, indent: Option<usize>) -> String {
+    let mut out = String::new();
+    write_py_json(&mut out, value, indent, 0);
+    out
+}
+
+fn write_py_json(out: &mut String, value: &serde_json::Value, indent: Option<usize>, level: usize) {
+    use serde_json::Value;
+    // Before each item of a container: the separator, then a new line and indentation.
+    let item = |out: &mut String, first: bool, level: usize| {
+        match (first, indent) {
+            (false, None) => out.push_str(", "),
+            (false, Some(_)) => out.push(','),
+            (true, _) => {}
+        }
+        if let Some(width) = indent {
+            out.push('\n');
+            out.push_str(&" ".repeat(width * level));
+        }
+    };
+    match value {
+        Value::Array(items) if !items.is_empty() => {
+            out.push('[');
+            for (i, v) in items.iter().enumerate() {
+                item(out, i == 0, level + 1);
+                write_py_json(out, v, indent, level + 1);
+            }
+            item(out, true, level);
+            out.push(']');
+        }
+        Value::Object(map) if !map.is_empty() => {
+            out.push('{');
+            for (i, (k, v)) in map.iter().enumerate() {
+                item(out, i == 0, level + 1);
+                out.push_str(&Value::String(k.clone()).to_string());
+                out.push_str(": ");
+                write_py_json(out, v, indent, level + 1);
+            }
+            item(out, true, level);
+            out.push('}');
+        }
+        Value::Number(n) => match (n.is_f64(), n.as_f64()) {
+            (true, Some(f)) => out.push_str(&py_float(f)),
+            _ => out.push_str(&n.to_string()),
+        },
+        // Strings (serde_json escapes exactly the characters Python escapes), literals and
+        // empty containers.
+        other => out.push_str(&other.to_string()),
+    }
+}
+
+/// A float as Python's `repr` writes it: the shortest digits that read back the same, in
+/// positional notation for exponents from -4 to 15 (always with a fraction), else scientific.
+fn py_float(f: f64) -> String {
+    if !f.is_finite() {
+        // json.dumps writes these, though they are not JSON.
+        return if f.is_nan() {
+            "NaN".into()
+        } else if f > 0.0 {
+            "Infinity".into()
+        } else {
+            "-Infinity".into()
+        };
+    }
+    // `{:e}` gives the shortest round-trip digits: "-1.2345e-7".
+    let sci = format!("{f:e}");
+    let (mantissa, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
+    let exp: i32 = exp.parse().unwrap_or(0);
+    let (sign, mantissa) = match mantissa.strip_prefix('-') {
+        Some(m) => ("-", m),
+        None => ("", mantissa),
+    };
+    let digits: String = mantissa.chars().filter(|c| *c != '.').collect();
+    if (-4..16).contains(&exp) {
+        let point = exp + 1;
+        let body = if point <= 0 {
+            format!("0.{}{digits}", "0".repeat(point.unsigned_abs() as usize))
+        } else if point as usize >= digits.len() {
+            format!("{digits}{}.0", "0".repeat(point as usize - digits.len()))
+        } else {
+            let (int, frac) = digits.split_at(point as usize);
+            format!("{int}.{frac}")
+        };
+        format!("{sign}{body}")
+    } else {
+        let (first, rest) = digits.split_at(1);
+        let mantissa = if rest.is_empty() {
+            first.to_string()
+        } else {
+            format!("{first}.{rest}")
+        };
+        let exp_sign = if exp < 0 { '-' } else { '+' };
+        format!("{sign}{mantissa}e{exp_sign}{:02}", exp.unsigned_abs())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn py_json_writes_what_python_writes() {
+        let v: serde_json::Value = serde_json::from_str(
+            r#"{"b": [1, 2.5, "é\n\"", null, true], "a": {}, "c": [], "d": {"x": -0.0001}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            py_json(&v, None),
+            r#"{"b": [1, 2.5, "é\n\"", null, true], "a": {}, "c": [], "d": {"x": -0.0001}}"#
+        );
+        assert_eq!(
+            py_json(&v, Some(2)),
+            "{\n  \"b\": [\n    1,\n    2.5,\n    \"é\\n\\\"\",\n    null,\n    true\n  ],\n  \"a\": {},\n  \"c\": [],\n  \"d\": {\n    \"x\": -0.0001\n  }\n}"
+        );
+    }
+
+    #[test]
+    fn floats_read_like_python_repr() {
+        let cases = [
+            (1.0, "1.0"),
+            (22.5, "22.5"),
+            (1e16, "1e+16"),
+            (1.5e16, "1.5e+16"),
+            (123456789012345.6, "123456789012345.6"),
+            (0.0001, "0.0001"),
+            (0.00001, "1e-05"),
+            (-2.5e-7, "-2.5e-07"),
+            (1e100, "1e+100"),
+            (0.0, "0.0"),
+            (100.0, "100.0"),
+        ];
+        for (f, text) in cases {
+            assert_eq!(py_float(f), text, "{f}");
+        }
+    }
+}
