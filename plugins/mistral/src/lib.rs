@@ -1,0 +1,98 @@
+//! `mistral`: Mistral's instruct models and their tool calls.
+//!
+//! Output: calls start with `[TOOL_CALLS]` and come in three shapes (see [`body`]): v0.3's JSON
+//! list, v11's `NAME[ARGS]{…}` and Small 3.2's `NAME[CALL_ID]ID[ARGS]{…}`; reasoning (Magistral)
+//! sits in `[THINK]…[/THINK]`; `</s>` ends the turn.
+//!
+//! Prompt: the model's own chat template when the host passes one, rendered as transformers
+//! does; otherwise the official Mistral-7B-Instruct-v0.3 template's output, written natively
+//! ([`render`]). Either way tool-call ids are first mapped to the 9 alphanumerics Mistral's
+//! templates demand ([`ids`]).
+
+mod body;
+mod ids;
+mod list;
+mod render;
+
+use plugboard_sdk::Adapter;
+use plugboard_sdk::stream::{CallMarkup, Format, OutputParser, Spec};
+use plugboard_sdk::template::render_chat_template;
+use plugboard_sdk::types::*;
+
+pub use body::MistralCalls;
+pub use ids::short_id;
+
+/// The marker that starts tool calls.
+pub const TOOL_CALLS: &str = "[TOOL_CALLS]";
+/// The end of an assistant turn (Mistral's EOS token).
+pub const END_OF_TURN: &str = "</s>";
+/// Magistral's reasoning markers.
+pub const THINK: (&str, &str) = ("[THINK]", "[/THINK]");
+
+pub struct Mistral;
+
+impl Format for Mistral {
+    fn spec(_options: &ParseOptions) -> Spec {
+        Spec {
+            reasoning: Some((THINK.0.into(), THINK.1.into())),
+            end_of_turn: vec![END_OF_TURN.into()],
+            calls: vec![CallMarkup::new(TOOL_CALLS, || {
+                Box::new(MistralCalls::default())
+            })],
+            whole: vec![],
+        }
+    }
+}
+
+/// Whether a prompt ends inside an open `[THINK]` block, so that the output starts as reasoning.
+fn ends_in_reasoning(prompt: &str) -> bool {
+    match prompt.rfind(THINK.0) {
+        Some(open) => !prompt[open..].contains(THINK.1),
+        None => false,
+    }
+}
+
+impl Adapter for Mistral {
+    type Parser = OutputParser<Mistral>;
+
+    fn info() -> AdapterInfo {
+        AdapterInfo {
+            name: "mistral".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            description: "Mistral Instruct v0.3, Nemo, Small 3.x and Magistral: [TOOL_CALLS] calls in all three shapes, [THINK] reasoning".into(),
+            families: vec![
+                "mistral-7b-instruct-v0.3".into(),
+                "mistral-nemo".into(),
+                "mistral-small".into(),
+                "magistral".into(),
+            ],
+            capabilities: Capabilities::TOOLS | Capabilities::PARALLEL_CALLS | Capabilities::REASONING,
+            tool_call_triggers: vec![TOOL_CALLS.into()],
+            end_of_turn: vec![END_OF_TURN.into()],
+        }
+    }
+
+    fn format_prompt(request: PromptRequest) -> Result<Prompt, AdapterError> {
+        let request = ids::shorten(request);
+        let text = match &request.model.chat_template {
+            Some(template) => render_chat_template(template, &request)?,
+            None => render::render(&request)?,
+        };
+        let calls_allowed = !request.tools.is_empty() && request.tool_choice != ToolChoice::None;
+        Ok(Prompt {
+            reasoning_open: ends_in_reasoning(&text),
+            text,
+            stop: vec![END_OF_TURN.into()],
+            tool_call_triggers: if calls_allowed {
+                vec![TOOL_CALLS.into()]
+            } else {
+                vec![]
+            },
+        })
+    }
+}
+
+plugboard_sdk::export_adapter!(Mistral);
+
+#[cfg(test)]
+mod tests;
