@@ -6,3 +6,4 @@ mod engine;
 mod fixtures;
 mod hot_swap;
 mod isolation;
+mod templates;
