@@ -327,6 +327,8 @@ enum Phase {
 #[derive(Clone, Debug)]
 pub struct JsonCalls {
     close: Markers,
+    /// The closing marker (index 0, when there is one), then the markers of [`Self::ending_at`].
+    stops: Markers,
     many: bool,
     phase: Phase,
     scanner: JsonScanner,
@@ -341,12 +343,23 @@ impl JsonCalls {
     pub fn new(close: Option<&str>, many: bool) -> Self {
         JsonCalls {
             close: Markers::new(close),
+            stops: Markers::new(close),
             many,
             phase: Phase::Before,
             scanner: JsonScanner::new(),
             call: None,
             buf: String::new(),
         }
+    }
+
+    /// Markers that also end the span, outside JSON values, without being part of it: they are
+    /// given back as output. Typically the opening marker, for a model that forgets the closing
+    /// one (`<tool_call>{…}<tool_call>{…}</tool_call>`): the second call then stands, also after
+    /// a broken first one. Only meaningful with a closing marker.
+    pub fn ending_at<S: Into<String>>(mut self, markers: impl IntoIterator<Item = S>) -> Self {
+        let close = self.close.list().iter().cloned();
+        self.stops = Markers::new(close.chain(markers.into_iter().map(Into::into)));
+        self
     }
 
     /// The index of the call being read, or of a new attempt when none is.
@@ -530,7 +543,7 @@ impl JsonCalls {
                         return BodyStep::Done { rest };
                     }
                     if self.phase == Phase::Before {
-                        match self.close.scan(&rest, at_end) {
+                        match self.stops.scan(&rest, at_end) {
                             Scan::Marker { start: 0, .. } => {
                                 let index = self.charge_index(out);
                                 out.problem(
@@ -583,9 +596,11 @@ impl JsonCalls {
                         self.buf.clear();
                         return BodyStep::More;
                     }
-                    match self.close.scan(&self.buf, at_end) {
-                        Scan::Marker { start, len, .. } => {
-                            let rest = self.buf[start + len..].to_string();
+                    match self.stops.scan(&self.buf, at_end) {
+                        Scan::Marker { start, len, index } => {
+                            // The closing marker belongs to the span; the others do not.
+                            let end = if index == 0 { start + len } else { start };
+                            let rest = self.buf[end..].to_string();
                             self.buf.clear();
                             return BodyStep::Done { rest };
                         }

@@ -80,6 +80,7 @@ pub struct OutputParser<F: Format> {
     mode: Mode,
     content_markers: Markers,
     actions: Vec<Action>,
+    /// The reasoning's closing marker, then the end-of-turn markers (removed from reasoning).
     reasoning_close: Markers,
     call_openers: Markers,
     whole: Vec<WholeRule>,
@@ -118,7 +119,12 @@ impl<F: Format> OutputParser<F> {
             _ => Mode::Content,
         };
         OutputParser {
-            reasoning_close: Markers::new(spec.reasoning.as_ref().map(|(_, close)| close.clone())),
+            reasoning_close: Markers::new(
+                spec.reasoning
+                    .iter()
+                    .map(|(_, close)| close.clone())
+                    .chain(spec.end_of_turn.iter().cloned()),
+            ),
             call_openers: Markers::new(spec.calls.iter().map(|c| c.open.clone())),
             content_markers: Markers::new(markers),
             actions,
@@ -199,10 +205,14 @@ impl<F: Format> OutputParser<F> {
                     }
                 }
                 Mode::Reasoning => match self.reasoning_close.scan(&self.pending, at_end) {
-                    Scan::Marker { start, len, .. } => {
+                    Scan::Marker { start, len, index } => {
                         self.out.reasoning(&self.pending[..start]);
                         self.pending.drain(..start + len);
-                        self.mode = Mode::Content;
+                        // Index 0 closes the reasoning; the others are end-of-turn markers of an
+                        // output that ended while reasoning, removed like everywhere else.
+                        if index == 0 {
+                            self.mode = Mode::Content;
+                        }
                     }
                     Scan::Text { safe } => {
                         self.out.reasoning(&self.pending[..safe]);
@@ -374,5 +384,70 @@ impl<F: Format> StreamParse for OutputParser<F> {
         }
         self.mode = Mode::Content;
         Ok(self.out.take())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::calls::JsonCalls;
+    use crate::emit::fold;
+
+    struct Think;
+
+    impl Format for Think {
+        fn spec(_: &ParseOptions) -> Spec {
+            Spec {
+                reasoning: Some(("<think>".into(), "</think>".into())),
+                end_of_turn: vec!["<|im_end|>".into()],
+                calls: vec![CallMarkup::new("<call>", || {
+                    Box::new(JsonCalls::new(Some("</call>"), true).ending_at(["<call>"]))
+                })],
+                whole: vec![],
+            }
+        }
+    }
+
+    fn parse(text: &str, size: usize) -> crate::types::ParsedResponse {
+        let options = ParseOptions {
+            tools: vec![],
+            reasoning_open: false,
+            lenient: false,
+        };
+        let mut parser = OutputParser::<Think>::new(options);
+        let chars: Vec<char> = text.chars().collect();
+        let mut events = Vec::new();
+        for chunk in chars.chunks(size) {
+            events.extend(parser.push(&chunk.iter().collect::<String>()).unwrap());
+        }
+        events.extend(parser.finish().unwrap());
+        fold(events)
+    }
+
+    #[test]
+    fn end_of_turn_markers_leave_unclosed_reasoning() {
+        for size in 1..6 {
+            let r = parse("<think>still thinking<|im_end|>", size);
+            assert_eq!(
+                r.reasoning.as_deref(),
+                Some("still thinking"),
+                "size {size}"
+            );
+            assert_eq!(r.content, None);
+        }
+    }
+
+    #[test]
+    fn a_call_without_its_closing_marker_ends_at_the_next_one() {
+        let text = "<call>{\"name\": \"a\"}<call>{\"name\": \"b\", \"arguments\": {\"x\": }\n\
+                    <call>{\"name\": \"c\"}</call> done";
+        for size in 1..6 {
+            let r = parse(text, size);
+            let names: Vec<_> = r.tool_calls.iter().map(|c| c.name.as_str()).collect();
+            assert_eq!(names, ["a", "c"], "size {size}");
+            assert_eq!(r.problems.len(), 1);
+            assert_eq!(r.problems[0].index, Some(1));
+            assert_eq!(r.content.as_deref(), Some("done"));
+        }
     }
 }
