@@ -1,0 +1,108 @@
+//! `granite`: IBM Granite 3.x instruct models.
+//!
+//! Output: calls are a JSON list after `<|tool_call|>` (Granite 3.0, and what the 3.x system
+//! prompts ask for) or `<tool_call>` (what 3.1+ models also write), read by [`list`], which
+//! keeps the good calls around a broken one; a stray `</tool_call>` after the list is dropped.
+//! Reasoning (3.2+ with `thinking`) sits in `<think>…</think>`, and the answer in
+//! `<response>…</response>`, whose tags are dropped. `<|end_of_text|>` ends the turn.
+//!
+//! Prompt: the model's own chat template when the host passes one; otherwise what the official
+//! granite-3.3-2b-instruct template renders, written natively ([`render`]).
+
+mod list;
+mod render;
+
+use plugboard_sdk::Adapter;
+use plugboard_sdk::stream::{CallMarkup, Format, OutputParser, Spec};
+use plugboard_sdk::template::render_chat_template;
+use plugboard_sdk::types::*;
+
+use list::CallList;
+
+/// The markers that start a call list: Granite 3.0's special token and 3.1+'s tag.
+pub const TRIGGERS: [&str; 2] = ["<|tool_call|>", "<tool_call>"];
+/// The end of a turn (Granite's EOS token).
+pub const END_OF_TURN: &str = "<|end_of_text|>";
+/// Tags dropped from the content: a closing tag some models add after the list, and the
+/// answer's tags in thinking mode.
+const DROPPED: [&str; 3] = ["</tool_call>", "<response>", "</response>"];
+const THINK: (&str, &str) = ("<think>", "</think>");
+
+/// Markers that end a call list from outside its JSON.
+const STOPS: [&str; 3] = [TRIGGERS[0], TRIGGERS[1], END_OF_TURN];
+
+pub struct Granite;
+
+impl Format for Granite {
+    fn spec(_options: &ParseOptions) -> Spec {
+        Spec {
+            reasoning: Some((THINK.0.into(), THINK.1.into())),
+            // Dropped tags are removed from the content like end-of-turn markers.
+            end_of_turn: std::iter::once(END_OF_TURN)
+                .chain(DROPPED)
+                .map(str::to_string)
+                .collect(),
+            calls: TRIGGERS
+                .iter()
+                .map(|open| CallMarkup::new(*open, || Box::new(CallList::new(&STOPS, ""))))
+                .collect(),
+            whole: vec![],
+        }
+    }
+}
+
+/// Whether a prompt ends inside an open `<think>` block.
+fn ends_in_reasoning(prompt: &str) -> bool {
+    match prompt.rfind(THINK.0) {
+        Some(open) => !prompt[open..].contains(THINK.1),
+        None => false,
+    }
+}
+
+impl Adapter for Granite {
+    type Parser = OutputParser<Granite>;
+
+    fn info() -> AdapterInfo {
+        AdapterInfo {
+            name: "granite".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            description:
+                "IBM Granite 3.x: <|tool_call|> / <tool_call> JSON call lists, <think> reasoning"
+                    .into(),
+            families: vec![
+                "granite-3.0".into(),
+                "granite-3.1".into(),
+                "granite-3.2".into(),
+                "granite-3.3".into(),
+            ],
+            capabilities: Capabilities::TOOLS
+                | Capabilities::PARALLEL_CALLS
+                | Capabilities::REASONING,
+            tool_call_triggers: TRIGGERS.iter().map(|t| t.to_string()).collect(),
+            end_of_turn: vec![END_OF_TURN.into()],
+        }
+    }
+
+    fn format_prompt(request: PromptRequest) -> Result<Prompt, AdapterError> {
+        let text = match &request.model.chat_template {
+            Some(template) => render_chat_template(template, &request)?,
+            None => render::render(&request)?,
+        };
+        let calls_allowed = !request.tools.is_empty() && request.tool_choice != ToolChoice::None;
+        Ok(Prompt {
+            reasoning_open: ends_in_reasoning(&text),
+            text,
+            stop: vec![END_OF_TURN.into()],
+            tool_call_triggers: if calls_allowed {
+                TRIGGERS.iter().map(|t| t.to_string()).collect()
+            } else {
+                vec![]
+            },
+        })
+    }
+}
+
+plugboard_sdk::export_adapter!(Granite);
+
+#[cfg(test)]
+mod tests;
