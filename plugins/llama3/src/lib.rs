@@ -1,0 +1,82 @@
+//! `llama3`: tool calls of Llama 3.1, 3.2 and 3.3, which write JSON call objects
+//!
+//! ```text
+//! {"name": "get_weather", "parameters": {"city": "Paris"}}
+//! <|python_tag|>{"name": "get_weather", "parameters": {"city": "Paris"}}; {"name": …}<|eom_id|>
+//! <function=get_weather>{"city": "Paris"}</function>
+//! ```
+//!
+//! either bare — then the whole output must have the call's shape ([`bare`]) — or after
+//! `<|python_tag|>`, or in Meta's `<function=…>` tags. `"arguments"` works as well as
+//! `"parameters"`, several calls may follow each other (`;`, line breaks, a list), and one broken
+//! call does not lose the others ([`sequence`]). JSON mode answers such as
+//! `{"name": "Ada", "age": 36}` stay content.
+//!
+//! Prompts: without a model template, the official Llama 3.1 template, byte for byte
+//! ([`llama31`]); with one, that template ([`render`]).
+
+mod bare;
+mod function_tag;
+mod llama31;
+mod parser;
+mod render;
+mod sequence;
+
+use plugboard_sdk::Adapter;
+use plugboard_sdk::stream::{CallMarkup, Format, Spec};
+use plugboard_sdk::types::*;
+
+pub use parser::Llama3Parser;
+
+/// The token before calls (and before code for the built-in code interpreter).
+pub const PYTHON_TAG: &str = "<|python_tag|>";
+/// End of a turn (`<|eot_id|>`), end of a message that waits for a tool result
+/// (`<|eom_id|>`), and end of text.
+pub const END_OF_TURN: [&str; 3] = ["<|eot_id|>", "<|eom_id|>", "<|end_of_text|>"];
+
+pub struct Llama3;
+
+impl Format for Llama3 {
+    fn spec(_options: &ParseOptions) -> Spec {
+        Spec {
+            reasoning: None,
+            end_of_turn: END_OF_TURN.iter().map(|s| s.to_string()).collect(),
+            calls: vec![
+                CallMarkup::new(PYTHON_TAG, || {
+                    Box::new(sequence::CallSequence::new(&END_OF_TURN))
+                }),
+                CallMarkup::new(function_tag::OPEN, || {
+                    Box::new(function_tag::FunctionTag::default())
+                }),
+            ],
+            // Bare calls are recognised in front of this parser (`Llama3Parser`), which can
+            // report per-call problems; `lenient` adds the SDK's fenced-JSON rule by itself.
+            whole: vec![],
+        }
+    }
+}
+
+impl Adapter for Llama3 {
+    type Parser = Llama3Parser;
+
+    fn info() -> AdapterInfo {
+        AdapterInfo {
+            name: "llama3".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            description: "Llama 3.1 / 3.2 / 3.3 JSON tool calls, bare or after <|python_tag|> (Llama 3.1 template by default)".into(),
+            families: ["llama3.1", "llama3.2", "llama3.3"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+            capabilities: Capabilities::TOOLS | Capabilities::PARALLEL_CALLS,
+            tool_call_triggers: vec![PYTHON_TAG.into(), function_tag::OPEN.into()],
+            end_of_turn: END_OF_TURN.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    fn format_prompt(request: PromptRequest) -> Result<Prompt, AdapterError> {
+        render::format_prompt(request)
+    }
+}
+
+plugboard_sdk::export_adapter!(Llama3);

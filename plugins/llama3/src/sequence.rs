@@ -1,0 +1,201 @@
+//! The calls after `<|python_tag|>` (and a bare output found to be calls): JSON call objects,
+//! one after the other, separated by `;`, commas, line breaks or wrapped in a list:
+//!
+//! ```text
+//! {"name": "get_weather", "parameters": {"city": "Paris"}}; {"name": "get_time", "parameters": {}}
+//! ```
+//!
+//! Each object is read by the SDK's [`JsonCalls`], so names and arguments stream. Unlike a
+//! single `JsonCalls` over the whole span, a broken object does not end the span: reading
+//! resumes at the next object that starts after a `;` or a line break, so the calls after it
+//! stand.
+
+use plugboard_sdk::calls::{BodyStep, CallBody, JsonCalls};
+use plugboard_sdk::emit::Emitter;
+use plugboard_sdk::json::JsonScanner;
+use plugboard_sdk::scanner::{Markers, Scan};
+use plugboard_sdk::types::ProblemKind;
+
+/// What may stand between call objects.
+pub fn is_separator(c: char) -> bool {
+    c.is_whitespace() || matches!(c, ';' | ',' | '[' | ']')
+}
+
+enum Phase {
+    /// Before an object: separators, another object, or the end of the calls.
+    Between,
+    /// Inside an object. `scanner` finds where it ends (or breaks); `calls` reads it.
+    Value {
+        calls: Box<JsonCalls>,
+        scanner: JsonScanner,
+    },
+    /// After a broken object: skipping to the next object or the end of the turn.
+    Skip,
+}
+
+/// Where reading resumes after a broken object.
+enum Resync {
+    /// The next object starts here.
+    Object(usize),
+    /// An end-of-turn marker starts here: the calls are over.
+    End(usize),
+    /// Nothing yet; the text from here on must be kept until more comes.
+    Wait(usize),
+}
+
+pub struct CallSequence {
+    phase: Phase,
+    buf: String,
+    /// Objects begun so far.
+    values: usize,
+    end_of_turn: Markers,
+}
+
+impl CallSequence {
+    /// `end_of_turn`: markers that end the calls (a broken object is skipped up to them).
+    pub fn new(end_of_turn: &[&str]) -> Self {
+        CallSequence {
+            phase: Phase::Between,
+            buf: String::new(),
+            values: 0,
+            end_of_turn: Markers::new(end_of_turn.iter().copied()),
+        }
+    }
+
+    fn resync(&self, at_end: bool) -> Resync {
+        let (limit, marker) = match self.end_of_turn.scan(&self.buf, at_end) {
+            Scan::Marker { start, .. } => (start, true),
+            Scan::Text { safe } => (safe, false),
+        };
+        let head = &self.buf[..limit];
+        for (i, _) in head.char_indices().filter(|(_, c)| matches!(c, ';' | '\n')) {
+            let after = &head[i + 1..];
+            let next = after.trim_start();
+            if next.starts_with('{') {
+                return Resync::Object(limit - next.len());
+            }
+            if next.is_empty() && !marker && !at_end {
+                return Resync::Wait(i);
+            }
+        }
+        if marker || at_end {
+            Resync::End(limit)
+        } else {
+            Resync::Wait(limit)
+        }
+    }
+
+    fn run(&mut self, out: &mut Emitter, at_end: bool) -> BodyStep {
+        loop {
+            match &mut self.phase {
+                Phase::Between => {
+                    let rest = self.buf.trim_start_matches(is_separator);
+                    if rest.is_empty() {
+                        if !at_end {
+                            return BodyStep::More;
+                        }
+                        if self.values == 0 {
+                            let index = out.start_call();
+                            out.problem(
+                                ProblemKind::Truncated,
+                                format!(
+                                    "call {index}: the output ended right after the call marker"
+                                ),
+                                Some(index),
+                            );
+                        }
+                        self.buf.clear();
+                        return BodyStep::Done {
+                            rest: String::new(),
+                        };
+                    }
+                    if rest.starts_with('{') {
+                        let skip = self.buf.len() - rest.len();
+                        self.buf.drain(..skip);
+                        self.values += 1;
+                        self.phase = Phase::Value {
+                            calls: Box::new(JsonCalls::new(None, false)),
+                            scanner: JsonScanner::new(),
+                        };
+                        continue;
+                    }
+                    // Not a call object: the calls are over (or never started).
+                    if self.values == 0 {
+                        let index = out.start_call();
+                        out.problem(
+                            ProblemKind::MalformedJson,
+                            format!("call {index}: expected a JSON call object"),
+                            Some(index),
+                        );
+                    }
+                    let rest = self.buf.trim_start().to_string();
+                    self.buf.clear();
+                    return BodyStep::Done { rest };
+                }
+                Phase::Value { calls, scanner } => {
+                    let text = std::mem::take(&mut self.buf);
+                    let mut end = None;
+                    let mut broken = false;
+                    for (i, b) in text.bytes().enumerate() {
+                        if scanner.feed(b).is_err() {
+                            broken = true;
+                            end = Some(i + 1);
+                            break;
+                        }
+                        if scanner.is_done() {
+                            end = Some(i + 1);
+                            break;
+                        }
+                    }
+                    let Some(mut end) = end else {
+                        calls.push(&text, out);
+                        return BodyStep::More;
+                    };
+                    // The bad byte may start a multi-byte character: hand over all of it.
+                    while !text.is_char_boundary(end) {
+                        end += 1;
+                    }
+                    // The same bytes make `calls` end the call, or report the bad JSON.
+                    calls.push(&text[..end], out);
+                    self.buf = text[end..].to_string();
+                    self.phase = if broken { Phase::Skip } else { Phase::Between };
+                }
+                Phase::Skip => match self.resync(at_end) {
+                    Resync::Object(at) => {
+                        self.buf.drain(..at);
+                        self.phase = Phase::Between;
+                    }
+                    Resync::End(at) => {
+                        let rest = self.buf[at..].to_string();
+                        self.buf.clear();
+                        return BodyStep::Done { rest };
+                    }
+                    Resync::Wait(at) => {
+                        self.buf.drain(..at);
+                        return BodyStep::More;
+                    }
+                },
+            }
+        }
+    }
+}
+
+impl CallBody for CallSequence {
+    fn push(&mut self, text: &str, out: &mut Emitter) -> BodyStep {
+        self.buf.push_str(text);
+        self.run(out, false)
+    }
+
+    fn finish(&mut self, out: &mut Emitter) -> BodyStep {
+        if let BodyStep::Done { rest } = self.run(out, true) {
+            return BodyStep::Done { rest };
+        }
+        if let Phase::Value { calls, .. } = &mut self.phase {
+            // The output ended inside an object: `calls` reports it truncated.
+            calls.finish(out);
+        }
+        BodyStep::Done {
+            rest: String::new(),
+        }
+    }
+}
