@@ -1,0 +1,118 @@
+//! `phi4-mini`: Microsoft Phi-4-mini-instruct.
+//!
+//! Output: calls are a JSON list after `functools` (`functools[{"name": …, "arguments": …}]`),
+//! read by [`list`], which keeps the good calls around a broken one. The `<|tool_call|>[…]
+//! <|/tool_call|>` form that llama.cpp's rewritten template teaches is read too. `<|end|>` ends
+//! the turn (`<|endoftext|>` is the EOS token); Phi-4 reasoning models think in
+//! `<think>…</think>`.
+//!
+//! Prompt: the official template takes the tools from the system message (`message["tools"]`,
+//! a JSON text), as the model card shows. [`render`] puts them there and renders what that
+//! template then renders, byte for byte.
+
+mod list;
+mod render;
+
+use plugboard_sdk::Adapter;
+use plugboard_sdk::stream::{CallMarkup, Format, OutputParser, Spec};
+use plugboard_sdk::template::render_chat_template;
+use plugboard_sdk::types::*;
+
+use list::CallList;
+
+/// What starts Phi-4-mini's calls. The `[` belongs to the JSON; the marker needs it so that
+/// prose about Python's `functools` module stays prose.
+pub const FUNCTOOLS: &str = "functools[";
+/// The call markers of llama.cpp's rewritten template.
+const TOOL_CALL: (&str, &str) = ("<|tool_call|>", "<|/tool_call|>");
+/// Strings that start a call.
+pub const TRIGGERS: [&str; 2] = [FUNCTOOLS, TOOL_CALL.0];
+/// The end of a turn, and the EOS token.
+pub const END_OF_TURN: [&str; 2] = ["<|end|>", "<|endoftext|>"];
+const THINK: (&str, &str) = ("<think>", "</think>");
+
+/// Markers that end a call list from outside its JSON.
+const STOPS: [&str; 4] = [FUNCTOOLS, TOOL_CALL.0, END_OF_TURN[0], END_OF_TURN[1]];
+
+pub struct Phi4Mini;
+
+impl Format for Phi4Mini {
+    fn spec(_options: &ParseOptions) -> Spec {
+        Spec {
+            reasoning: Some((THINK.0.into(), THINK.1.into())),
+            // The closing `<|/tool_call|>` is removed from the content like an end of turn.
+            end_of_turn: END_OF_TURN
+                .iter()
+                .chain([&TOOL_CALL.1])
+                .map(|s| s.to_string())
+                .collect(),
+            calls: vec![
+                CallMarkup::new(FUNCTOOLS, || Box::new(CallList::new(&STOPS, "["))),
+                CallMarkup::new(TOOL_CALL.0, || Box::new(CallList::new(&STOPS, ""))),
+            ],
+            whole: vec![],
+        }
+    }
+}
+
+/// Whether a prompt ends inside an open `<think>` block.
+fn ends_in_reasoning(prompt: &str) -> bool {
+    match prompt.rfind(THINK.0) {
+        Some(open) => !prompt[open..].contains(THINK.1),
+        None => false,
+    }
+}
+
+/// Whether a chat template reads the tools from the system message, as Phi-4-mini's does.
+fn reads_tools_from_messages(template: &str) -> bool {
+    ["message['tools']", "message[\"tools\"]", "message.tools"]
+        .iter()
+        .any(|form| template.contains(form))
+}
+
+impl Adapter for Phi4Mini {
+    type Parser = OutputParser<Phi4Mini>;
+
+    fn info() -> AdapterInfo {
+        AdapterInfo {
+            name: "phi4-mini".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            description:
+                "Microsoft Phi-4-mini: functools[…] call lists, tools on the system message".into(),
+            families: vec!["phi-4-mini".into()],
+            capabilities: Capabilities::TOOLS
+                | Capabilities::PARALLEL_CALLS
+                | Capabilities::REASONING,
+            tool_call_triggers: TRIGGERS.iter().map(|t| t.to_string()).collect(),
+            end_of_turn: END_OF_TURN.iter().map(|t| t.to_string()).collect(),
+        }
+    }
+
+    fn format_prompt(request: PromptRequest) -> Result<Prompt, AdapterError> {
+        let calls_allowed = !request.tools.is_empty() && request.tool_choice != ToolChoice::None;
+        let text = match &request.model.chat_template {
+            // A template that takes the tools from the system message cannot get them from a
+            // generic renderer, which passes messages as clients send them: render natively,
+            // which is what the official template renders with the tools in place.
+            Some(template) if !(calls_allowed && reads_tools_from_messages(template)) => {
+                render_chat_template(template, &request)?
+            }
+            _ => render::render(&request)?,
+        };
+        Ok(Prompt {
+            reasoning_open: ends_in_reasoning(&text),
+            text,
+            stop: vec![END_OF_TURN[0].into()],
+            tool_call_triggers: if calls_allowed {
+                vec![FUNCTOOLS.into()]
+            } else {
+                vec![]
+            },
+        })
+    }
+}
+
+plugboard_sdk::export_adapter!(Phi4Mini);
+
+#[cfg(test)]
+mod tests;

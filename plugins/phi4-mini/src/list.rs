@@ -1,0 +1,355 @@
+//! A JSON list of call objects (`[{"name": …, "arguments": …}, …]`) or a single call object
+//! after a call marker that has no closing marker (`[TOOL_CALLS]`, `<|tool_call|>`,
+//! `functools[`).
+//!
+//! The SDK's [`JsonCalls`] reads the call objects and streams them. This reader drives it one
+//! value at a time and watches the same bytes with its own [`JsonScanner`], so that it knows
+//! where each value ends or breaks: after bad JSON inside a list it looks for the next element
+//! (`}, {"…`) and goes on reading there, so one broken call does not lose the good calls after
+//! it; where nothing can be recovered it skips to the next marker that ends the span.
+
+use plugboard_sdk::calls::{BodyStep, CallBody, JsonCalls};
+use plugboard_sdk::emit::Emitter;
+use plugboard_sdk::json::JsonScanner;
+use plugboard_sdk::scanner::{Markers, Scan};
+use plugboard_sdk::types::ProblemKind;
+
+enum State {
+    /// Nothing but whitespace read yet.
+    Before,
+    /// Inside a value: `inner` reads the calls, `mirror` sees the same bytes.
+    Value {
+        inner: Box<JsonCalls>,
+        mirror: JsonScanner,
+        in_list: bool,
+        /// The last byte that was not whitespace, to tell where an error happened.
+        last: u8,
+        /// Bytes of the output itself were read (not only a synthetic prefix).
+        read: bool,
+    },
+    /// A value is complete: another may follow (`,` or whitespace, then `{`).
+    After,
+    /// Bad JSON inside a list: looking for the next element. `after_comma`: the bad byte came
+    /// right after a `,`, so it may itself open the next element.
+    Resync { after_comma: bool },
+    /// Broken beyond repair: skip to a marker that ends the span.
+    Skip,
+}
+
+/// Reads call objects, alone or in JSON lists, until the JSON is over.
+pub struct CallList {
+    state: State,
+    buf: String,
+    /// Markers that end the span from outside JSON (the next call marker, the end of the
+    /// turn). They are given back as output.
+    stops: Markers,
+    /// Text the opener already consumed, read first.
+    prefix: &'static str,
+}
+
+impl CallList {
+    /// `stops`: markers that end the span from outside JSON. `prefix`: text the format's opener
+    /// already consumed, read as if it came first (the `[` of `functools[`); empty for most.
+    pub fn new(stops: &[&str], prefix: &'static str) -> Self {
+        CallList {
+            state: State::Before,
+            buf: String::new(),
+            stops: Markers::new(stops.iter().copied()),
+            prefix,
+        }
+    }
+
+    fn start_value(&mut self, out: &mut Emitter, synthetic: &str) {
+        let mut inner = Box::new(JsonCalls::new(None, false));
+        let mut mirror = JsonScanner::new();
+        let mut last = b' ';
+        let mut in_list = false;
+        if !synthetic.is_empty() {
+            inner.push(synthetic, out);
+            for b in synthetic.bytes() {
+                // A synthetic opening bracket is valid JSON.
+                let _ = mirror.feed(b);
+                last = b;
+            }
+            in_list = synthetic.starts_with('[');
+        }
+        self.state = State::Value {
+            inner,
+            mirror,
+            in_list,
+            last,
+            read: synthetic.is_empty(),
+        };
+    }
+
+    fn run(&mut self, out: &mut Emitter, at_end: bool) -> BodyStep {
+        loop {
+            match &mut self.state {
+                State::Before => {
+                    if !self.prefix.is_empty() {
+                        let prefix = std::mem::take(&mut self.prefix);
+                        self.start_value(out, prefix);
+                        continue;
+                    }
+                    let text = self.buf.trim_start();
+                    if text.is_empty() {
+                        if at_end {
+                            let index = out.start_call();
+                            out.problem(
+                                ProblemKind::Truncated,
+                                format!(
+                                    "call {index}: the output ended right after the call marker"
+                                ),
+                                Some(index),
+                            );
+                        }
+                        return BodyStep::More;
+                    }
+                    if text.starts_with(['[', '{']) {
+                        let skip = self.buf.len() - text.len();
+                        self.buf.drain(..skip);
+                        self.start_value(out, "");
+                        continue;
+                    }
+                    match self.stops.scan(text, at_end) {
+                        Scan::Text { safe: 0 } if !at_end => return BodyStep::More,
+                        Scan::Marker { start: 0, .. } => {
+                            let index = out.start_call();
+                            out.problem(
+                                ProblemKind::MissingName,
+                                format!("call {index}: the tool call is empty"),
+                                Some(index),
+                            );
+                        }
+                        _ => {
+                            let index = out.start_call();
+                            out.problem(
+                                ProblemKind::MalformedJson,
+                                format!("call {index}: expected a JSON list of calls after the call marker"),
+                                Some(index),
+                            );
+                        }
+                    }
+                    // What follows is output again.
+                    return BodyStep::Done {
+                        rest: std::mem::take(&mut self.buf),
+                    };
+                }
+                State::Value {
+                    inner,
+                    mirror,
+                    in_list,
+                    last,
+                    read,
+                } => {
+                    *read |= self.buf.bytes().any(|b| !b.is_ascii_whitespace());
+                    let mut outcome = None;
+                    for (i, b) in self.buf.bytes().enumerate() {
+                        if mirror.is_empty() && i == 0 && b == b'[' {
+                            *in_list = true;
+                        }
+                        if mirror.feed(b).is_err() {
+                            outcome = Some((i, false));
+                            break;
+                        }
+                        if mirror.is_done() {
+                            outcome = Some((i, true));
+                            break;
+                        }
+                        if !b.is_ascii_whitespace() {
+                            *last = b;
+                        }
+                    }
+                    match outcome {
+                        None => {
+                            inner.push(&self.buf, out);
+                            self.buf.clear();
+                            return BodyStep::More;
+                        }
+                        Some((i, true)) => {
+                            // The value ends with a bracket: one byte.
+                            inner.push(&self.buf[..=i], out);
+                            self.buf.drain(..=i);
+                            self.state = State::After;
+                        }
+                        Some((i, false)) => {
+                            // `inner` sees the bad character too, and reports the problem for
+                            // the call it breaks.
+                            let end = char_end(&self.buf, i);
+                            inner.push(&self.buf[..end], out);
+                            let after_comma = *last == b',';
+                            self.state = if *in_list {
+                                State::Resync { after_comma }
+                            } else {
+                                State::Skip
+                            };
+                            self.buf.drain(..i);
+                        }
+                    }
+                }
+                State::After => {
+                    let text = self.buf.trim_start();
+                    let next = match text.strip_prefix(',') {
+                        Some(after) => after.trim_start(),
+                        None => text,
+                    };
+                    if next.is_empty() && !at_end {
+                        return BodyStep::More;
+                    }
+                    if next.starts_with('{') {
+                        let skip = self.buf.len() - next.len();
+                        self.buf.drain(..skip);
+                        self.start_value(out, "");
+                        continue;
+                    }
+                    return BodyStep::Done {
+                        rest: std::mem::take(&mut self.buf),
+                    };
+                }
+                State::Resync { after_comma } => {
+                    let (region, stop) = match self.stops.scan(&self.buf, at_end) {
+                        Scan::Marker { start, .. } => (start, Some(start)),
+                        Scan::Text { safe } => (safe, None),
+                    };
+                    let at_stop = at_end || stop.is_some();
+                    match next_element(&self.buf[..region], *after_comma, at_stop) {
+                        Element::Found(at) => {
+                            self.buf.drain(..at);
+                            self.start_value(out, "[");
+                            continue;
+                        }
+                        Element::Wait(at) => {
+                            if at > 0 {
+                                self.buf.drain(..at);
+                                *after_comma = false;
+                            }
+                            return BodyStep::More;
+                        }
+                        Element::None => {}
+                    }
+                    if let Some(start) = stop {
+                        return BodyStep::Done {
+                            rest: self.buf.split_off(start),
+                        };
+                    }
+                    self.buf.drain(..region);
+                    *after_comma = false;
+                    return BodyStep::More;
+                }
+                State::Skip => match self.stops.scan(&self.buf, at_end) {
+                    Scan::Marker { start, .. } => {
+                        return BodyStep::Done {
+                            rest: self.buf.split_off(start),
+                        };
+                    }
+                    Scan::Text { safe } => {
+                        self.buf.drain(..safe);
+                        return BodyStep::More;
+                    }
+                },
+            }
+        }
+    }
+}
+
+/// The byte after the character that starts at `i`.
+fn char_end(text: &str, i: usize) -> usize {
+    (i + 1..=text.len())
+        .find(|&e| text.is_char_boundary(e))
+        .unwrap_or(text.len())
+}
+
+enum Element {
+    /// The next element starts here.
+    Found(usize),
+    /// The text from here may still become the start of the next element.
+    Wait(usize),
+    None,
+}
+
+/// Finds the start of the next call object in a list after bad JSON: a `{` and a key, after
+/// `},` (the end of the broken element and the list's comma), or at the very start when the
+/// bad byte followed a comma. `complete`: no more text will come.
+fn next_element(text: &str, after_comma: bool, complete: bool) -> Element {
+    let bytes = text.as_bytes();
+    let skip_ws = |mut i: usize| {
+        while i < bytes.len() && bytes[i].is_ascii_whitespace() {
+            i += 1;
+        }
+        i
+    };
+    // `{` then whitespace then `"`, from `at`: Some(true) yes, Some(false) no, None undecided.
+    let object_at = |at: usize| -> Option<bool> {
+        if at >= bytes.len() {
+            return None;
+        }
+        if bytes[at] != b'{' {
+            return Some(false);
+        }
+        let key = skip_ws(at + 1);
+        if key >= bytes.len() {
+            return None;
+        }
+        Some(bytes[key] == b'"')
+    };
+    if after_comma {
+        let at = skip_ws(0);
+        match object_at(at) {
+            Some(true) => return Element::Found(at),
+            None if !complete => return Element::Wait(0),
+            _ => {}
+        }
+    }
+    for (i, &b) in bytes.iter().enumerate() {
+        if b != b'}' {
+            continue;
+        }
+        let comma = skip_ws(i + 1);
+        if comma >= bytes.len() {
+            return if complete {
+                Element::None
+            } else {
+                Element::Wait(i)
+            };
+        }
+        if bytes[comma] != b',' {
+            continue;
+        }
+        let at = skip_ws(comma + 1);
+        match object_at(at) {
+            Some(true) => return Element::Found(at),
+            Some(false) => {}
+            None if complete => return Element::None,
+            None => return Element::Wait(i),
+        }
+    }
+    Element::None
+}
+
+impl CallBody for CallList {
+    fn push(&mut self, text: &str, out: &mut Emitter) -> BodyStep {
+        self.buf.push_str(text);
+        self.run(out, false)
+    }
+
+    fn finish(&mut self, out: &mut Emitter) -> BodyStep {
+        if let BodyStep::Done { rest } = self.run(out, true) {
+            return BodyStep::Done { rest };
+        }
+        match &mut self.state {
+            // Nothing after a marker that ends inside the JSON (`functools[`).
+            State::Value { read: false, .. } => {
+                let index = out.start_call();
+                out.problem(
+                    ProblemKind::Truncated,
+                    format!("call {index}: the output ended right after the call marker"),
+                    Some(index),
+                );
+            }
+            // The output ended inside the JSON: the open call is truncated.
+            State::Value { inner, .. } => return inner.finish(out),
+            _ => {}
+        }
+        BodyStep::More
+    }
+}
