@@ -3,6 +3,7 @@
 
 mod adapter;
 mod plugins;
+mod serve;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -31,6 +32,8 @@ pub struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Serve the OpenAI- and Ollama-compatible HTTP APIs.
+    Serve(serve::ServeArgs),
     /// List, check and scaffold adapter plugins.
     #[command(subcommand)]
     Plugins(plugins::PluginsCommand),
@@ -106,7 +109,8 @@ impl PluginArgs {
 }
 
 pub fn init_logging(cli: &Cli) {
-    let filter = cli.log.clone().unwrap_or_else(|| "warn".into());
+    let default = if matches!(cli.command, Command::Serve(_)) { "info" } else { "warn" };
+    let filter = cli.log.clone().unwrap_or_else(|| default.into());
     let filter = tracing_subscriber::EnvFilter::try_new(&filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     tracing_subscriber::fmt()
@@ -118,6 +122,7 @@ pub fn init_logging(cli: &Cli) {
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        Command::Serve(args) => serve::run(args),
         Command::Plugins(command) => plugins::run(command),
         Command::Adapter(command) => adapter::run(command),
     }

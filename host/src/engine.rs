@@ -222,6 +222,7 @@ pub struct Engine {
     info: ModelInfo,
     tokenizer: Arc<Tokenizer>,
     end_ids: Vec<u32>,
+    add_bos: bool,
     jobs: std::sync::mpsc::SyncSender<Job>,
     queue_limit: usize,
 }
@@ -270,6 +271,7 @@ impl Engine {
             file_bytes: std::fs::metadata(path).map(|m| m.len()).unwrap_or(0),
             path: path.to_path_buf(),
         };
+        let add_bos = gguf.bool("tokenizer.ggml.add_bos_token").unwrap_or(false);
         drop(gguf);
         let (jobs, queue) = std::sync::mpsc::sync_channel::<Job>(options.queue_limit);
         let worker = Worker {
@@ -288,6 +290,7 @@ impl Engine {
             info,
             tokenizer,
             end_ids,
+            add_bos,
             jobs,
             queue_limit: options.queue_limit,
         }))
@@ -299,6 +302,11 @@ impl Engine {
 
     pub fn tokenizer(&self) -> &Arc<Tokenizer> {
         &self.tokenizer
+    }
+
+    /// Whether prompts start with the BOS token (the file's `add_bos_token`).
+    pub fn adds_bos(&self) -> bool {
+        self.add_bos
     }
 
     /// Token ids that end generation.
@@ -404,19 +412,20 @@ impl Worker {
         let started = Instant::now();
         let (mut tokens, mut cache) = self.take_cache(&request.prompt)?;
         usage.cached_tokens = tokens.len();
-        let mut logits = None;
-        for chunk in request.prompt[tokens.len()..].chunks(PREFILL_CHUNK) {
+        // The last prompt token always runs on its own, after the rest in fixed chunks: then a
+        // prompt computes the same way whether or not its prefix came from the cache, and the
+        // same seed gives the same output either way.
+        let last = request.prompt.len() - 1;
+        for chunk in request.prompt[tokens.len()..last].chunks(PREFILL_CHUNK) {
             if job.events.is_closed() {
                 self.put_cache(tokens, cache);
                 return Ok(());
             }
-            logits = Some(self.model.forward(chunk, &mut cache)?);
+            self.model.forward(chunk, &mut cache)?;
             tokens.extend_from_slice(chunk);
         }
-        let mut logits: Vec<f32> = match logits {
-            Some(l) => l.to_vec1()?,
-            None => return Err(EngineError::Compute("nothing to prefill".into())),
-        };
+        let mut logits: Vec<f32> = self.model.forward(&request.prompt[last..], &mut cache)?.to_vec1()?;
+        tokens.push(request.prompt[last]);
         usage.prefill_ms = started.elapsed().as_secs_f64() * 1e3;
         let decode_start = Instant::now();
         let mut sampler = Sampler::new(request.sampling.clone());

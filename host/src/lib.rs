@@ -5,7 +5,7 @@
 //! contract (`wit/`, world `model-adapter`) and swaps while it runs.
 //!
 //! ```text
-//!  request ─▶ chat (OpenAI shapes → PromptRequest)
+//!  request ─▶ api ─▶ router ─▶ chat (OpenAI shapes → PromptRequest)
 //!               │
 //!               ▼
 //!  plugins: adapter.format-prompt (wasm) ─▶ prompt text, stop strings, call triggers
@@ -13,14 +13,29 @@
 //!  inference ─▶ output text, token by token
 //!               │
 //!  plugins: adapter stream parser (wasm) ─▶ content, reasoning, tool-call events
+//!               │
+//!  toolcalls: known name? arguments valid against the schema? ─▶ SSE / NDJSON / JSON
 //! ```
 //!
+//! Dependencies run one way: [`api`] → [`router`] → ([`plugins`], [`engine`], [`registry`],
+//! [`toolcalls`]). The engine knows nothing of HTTP, adapters or wasm; the plugin runtime knows
+//! nothing of the engine or HTTP.
+//!
+//! - [`api`]: the HTTP server — OpenAI and Ollama APIs, admin endpoints, metrics;
+//! - [`router`]: one chat turn from request to validated events, HTTP-free;
+//! - [`registry`]: the models this server knows, their adapters and settings;
+//! - [`toolcalls`]: tool calls checked against the request's tools and JSON Schemas;
+//! - [`engine`]: local inference on candle (GGUF, tokenizers, sampling, prefix cache);
 //! - [`adapter`]: what an adapter does, in the host's own types (contract-version free);
 //! - [`chat`]: OpenAI-shaped chat requests and their conversion for adapters;
 //! - [`plugins`]: the wasm runtime (sandbox, limits, failure isolation), the registry of
 //!   serving adapters, hot swap, fixtures, compiled-artifact cache and the built-in adapters.
 
 pub mod adapter;
+pub mod api;
 pub mod chat;
 pub mod engine;
 pub mod plugins;
+pub mod registry;
+pub mod router;
+pub mod toolcalls;

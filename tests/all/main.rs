@@ -6,4 +6,5 @@ mod engine;
 mod fixtures;
 mod hot_swap;
 mod isolation;
+mod server;
 mod templates;

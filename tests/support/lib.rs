@@ -195,3 +195,76 @@ pub mod models {
         find("gemma-3-270m-q4_k_m.gguf")
     }
 }
+
+/// A `plugboard serve` process on an ephemeral loopback port, stopped on drop.
+pub struct TestServer {
+    child: std::process::Child,
+    /// `http://127.0.0.1:PORT`
+    pub base: String,
+    /// The server's log so far.
+    pub log: Arc<std::sync::Mutex<String>>,
+}
+
+impl TestServer {
+    /// Starts `plugboard serve` with these extra arguments and waits until it listens.
+    pub fn start(args: &[&str]) -> TestServer {
+        use std::io::BufRead;
+        let mut child = Command::new(plugboard_bin())
+            .args(["serve", "--host", "127.0.0.1", "--port", "0"])
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("plugboard serve starts");
+        let stderr = child.stderr.take().expect("stderr is piped");
+        let log = Arc::new(std::sync::Mutex::new(String::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let sink = Arc::clone(&log);
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(addr) = line.strip_prefix("plugboard: serving on ") {
+                    let _ = tx.send(addr.to_string());
+                }
+                if let Ok(mut log) = sink.lock() {
+                    log.push_str(&line);
+                    log.push('\n');
+                }
+            }
+        });
+        let base = match rx.recv_timeout(std::time::Duration::from_secs(300)) {
+            Ok(base) => base,
+            Err(_) => {
+                let _ = child.kill();
+                panic!("plugboard serve did not start:\n{}", log.lock().map(|l| l.clone()).unwrap_or_default());
+            }
+        };
+        TestServer { child, base, log }
+    }
+
+    /// Runs a Python client script from tests/clients with the server's URL first; returns the
+    /// JSON it prints.
+    pub fn run_client(&self, script: &str, args: &[&str]) -> serde_json::Value {
+        let output = Command::new("python3")
+            .arg(root().join("tests/clients").join(script))
+            .arg(&self.base)
+            .args(args)
+            .output()
+            .expect("python3 runs");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            output.status.success(),
+            "{script} failed:\n{stderr}\nserver log:\n{}",
+            self.log.lock().map(|l| l.clone()).unwrap_or_default()
+        );
+        serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{script} printed no JSON ({e}):\n{stdout}\n{stderr}"))
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

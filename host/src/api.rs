@@ -1,0 +1,120 @@
+//! The HTTP server: OpenAI- and Ollama-compatible APIs, admin endpoints and Prometheus metrics,
+//! on axum. Handlers translate between the wire shapes and the [`Router`]; they never touch the
+//! engine or wasmtime directly.
+
+mod admin;
+pub mod error;
+mod ollama;
+mod openai;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{FromRequest, Request};
+use axum::http::StatusCode;
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::Router as HttpRouter;
+use metrics_exporter_prometheus::PrometheusHandle;
+use serde::de::DeserializeOwned;
+
+use crate::router::Router;
+use error::ApiError;
+
+/// Largest request body accepted (413 beyond).
+pub const MAX_BODY_BYTES: usize = 4 << 20;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub router: Arc<Router>,
+    pub metrics: Option<PrometheusHandle>,
+    pub started: Instant,
+}
+
+/// A JSON body, with errors in the OpenAI shape: 413 when too large, 400 when not JSON or of
+/// the wrong types (the message names the field).
+pub struct ApiJson<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, _state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = axum::body::to_bytes(req.into_body(), MAX_BODY_BYTES).await.map_err(|e| {
+            let too_large = std::error::Error::source(&e)
+                .is_some_and(|s| s.to_string().contains("length limit"))
+                || e.to_string().contains("length limit");
+            if too_large {
+                ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "invalid_request_error",
+                    format!("the request body is larger than {} MiB", MAX_BODY_BYTES >> 20),
+                )
+                .code("body_too_large")
+            } else {
+                ApiError::bad_request(format!("cannot read the request body: {e}"), None)
+            }
+        })?;
+        let value: serde_json::Value = serde_json::from_slice(&bytes)
+            .map_err(|e| ApiError::bad_request(format!("the request body is not valid JSON: {e}"), None))?;
+        serde_json::from_value(value)
+            .map(ApiJson)
+            .map_err(|e| ApiError::bad_request(format!("invalid request: {e}"), None))
+    }
+}
+
+/// Counts requests and their latency by route and status.
+async fn observe(req: Request, next: Next) -> Response {
+    let path = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".into());
+    let start = Instant::now();
+    let response = next.run(req).await;
+    let status = response.status().as_u16().to_string();
+    metrics::counter!("plugboard_requests_total", "path" => path.clone(), "status" => status).increment(1);
+    metrics::histogram!("plugboard_request_duration_seconds", "path" => path).record(start.elapsed().as_secs_f64());
+    response
+}
+
+/// The whole HTTP application.
+pub fn app(state: AppState) -> HttpRouter {
+    HttpRouter::new()
+        .merge(openai::routes())
+        .merge(ollama::routes())
+        .merge(admin::routes())
+        .route_layer(middleware::from_fn(observe))
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "invalid_request_error", "no such endpoint") })
+        .layer(tower_http::cors::CorsLayer::permissive())
+        .with_state(state)
+}
+
+/// Installs the Prometheus recorder (once per process).
+pub fn install_metrics() -> Option<PrometheusHandle> {
+    metrics_exporter_prometheus::PrometheusBuilder::new()
+        .set_buckets(&[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0])
+        .ok()?
+        .install_recorder()
+        .ok()
+}
+
+/// Serves until `shutdown` completes; open streams are let finish.
+pub async fn serve(
+    state: AppState,
+    listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let addr: Option<SocketAddr> = listener.local_addr().ok();
+    tracing::info!("listening on http://{}", addr.map(|a| a.to_string()).unwrap_or_default());
+    axum::serve(listener, app(state)).with_graceful_shutdown(shutdown).await
+}
+
+/// Seconds since the Unix epoch.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}

@@ -1,0 +1,128 @@
+//! Errors in each API's own shape: OpenAI's `{"error": {"message", "type", "param", "code"}}`
+//! and Ollama's `{"error": "…"}`, with the status that says what went wrong.
+
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+
+use crate::engine::EngineError;
+use crate::plugins::CallError;
+use crate::registry::RegistryError;
+use crate::router::RouterError;
+
+/// Which API's error shape to answer in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Shape {
+    OpenAi,
+    Ollama,
+}
+
+/// An error response.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub kind: &'static str,
+    pub code: Option<String>,
+    pub param: Option<String>,
+    pub message: String,
+    pub shape: Shape,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, kind: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            kind,
+            code: None,
+            param: None,
+            message: message.into(),
+            shape: Shape::OpenAi,
+        }
+    }
+
+    pub fn bad_request(message: impl Into<String>, param: Option<&str>) -> ApiError {
+        ApiError {
+            param: param.map(str::to_string),
+            ..ApiError::new(StatusCode::BAD_REQUEST, "invalid_request_error", message)
+        }
+    }
+
+    pub fn code(mut self, code: impl Into<String>) -> ApiError {
+        self.code = Some(code.into());
+        self
+    }
+
+    pub fn ollama(mut self) -> ApiError {
+        self.shape = Shape::Ollama;
+        self
+    }
+
+    /// The body of this error, in the OpenAI shape (also used inside SSE streams).
+    pub fn openai_body(&self) -> serde_json::Value {
+        serde_json::json!({
+            "error": {
+                "message": self.message,
+                "type": self.kind,
+                "param": self.param,
+                "code": self.code,
+            }
+        })
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = match self.shape {
+            Shape::OpenAi => self.openai_body(),
+            Shape::Ollama => serde_json::json!({ "error": self.message }),
+        };
+        let mut response = (self.status, Json(body)).into_response();
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            response.headers_mut().insert("retry-after", HeaderValue::from_static("1"));
+        }
+        response
+    }
+}
+
+impl From<&RouterError> for ApiError {
+    fn from(e: &RouterError) -> ApiError {
+        let message = e.to_string();
+        let server = |code: &str| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "server_error", message.clone()).code(code);
+        match e {
+            RouterError::InvalidRequest(r) => ApiError::bad_request(r.message.clone(), r.param.as_deref()),
+            RouterError::Registry(RegistryError::UnknownModel(_)) => ApiError {
+                param: Some("model".into()),
+                ..ApiError::new(StatusCode::NOT_FOUND, "invalid_request_error", message.clone()).code("model_not_found")
+            },
+            RouterError::Registry(RegistryError::NotDownloaded { .. }) => {
+                ApiError::new(StatusCode::NOT_FOUND, "invalid_request_error", message.clone()).code("model_not_available")
+            }
+            RouterError::Registry(_) => server("model_load_failed"),
+            RouterError::Engine(EngineError::Busy(_)) => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "server_error", message.clone()).code("queue_full")
+            }
+            RouterError::Engine(EngineError::ContextOverflow { .. }) => ApiError {
+                param: Some("messages".into()),
+                ..ApiError::bad_request(message.clone(), None).code("context_length_exceeded")
+            },
+            RouterError::Engine(EngineError::Tokenize(_)) => ApiError::bad_request(message.clone(), None),
+            RouterError::Engine(_) => server("inference_error"),
+            RouterError::Adapter(CallError::Adapter { .. }) => ApiError::bad_request(message.clone(), Some("messages")).code("template_error"),
+            RouterError::Adapter(_) => server("adapter_error"),
+            RouterError::AdapterMissing(_) => server("adapter_missing"),
+            RouterError::ToolCallRejected(p) => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_tool_call", message.clone()).code(p.kind.as_str())
+            }
+            RouterError::ToolCallMissing(_) => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_tool_call", message.clone()).code("tool_call_missing")
+            }
+            RouterError::Internal(_) => server("internal_error"),
+        }
+    }
+}
+
+impl From<RouterError> for ApiError {
+    fn from(e: RouterError) -> ApiError {
+        ApiError::from(&e)
+    }
+}

@@ -1,0 +1,120 @@
+//! `plugboard serve`: the HTTP server.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context;
+use clap::Args;
+
+use plugboard::api::{self, AppState};
+use plugboard::engine::{self, EngineOptions};
+use plugboard::plugins::Watcher;
+use plugboard::registry::{self, Registry};
+use plugboard::router::Router;
+
+use super::PluginArgs;
+
+#[derive(Args)]
+pub struct ServeArgs {
+    #[arg(long, default_value = "127.0.0.1", env = "PLUGBOARD_HOST")]
+    host: String,
+    #[arg(long, default_value_t = 8080, env = "PLUGBOARD_PORT")]
+    port: u16,
+    /// A TOML file declaring models (see the registry docs); it adds to and overrides the
+    /// predeclared ones.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// The default model: a GGUF path or a model id. It is loaded at start-up.
+    #[arg(long)]
+    model: Option<String>,
+    /// Where model files are looked for (default: $PLUGBOARD_MODELS or ./models).
+    #[arg(long)]
+    models_dir: Option<PathBuf>,
+    /// Inference threads (default: all cores).
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
+    /// cpu, cuda:N or metal.
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    /// Longest sequence (prompt and output) per request.
+    #[arg(long, default_value_t = 8192)]
+    max_context: usize,
+    /// Requests allowed to wait per model before new ones get 503.
+    #[arg(long, default_value_t = 64)]
+    queue_limit: usize,
+    #[command(flatten)]
+    plugins: PluginArgs,
+}
+
+pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    engine::set_threads(args.threads);
+    let metrics = api::install_metrics();
+    let models_dir = args.models_dir.clone().unwrap_or_else(registry::default_models_dir);
+    let options = EngineOptions {
+        device: args.device.clone(),
+        max_context: args.max_context,
+        queue_limit: args.queue_limit,
+        ..EngineOptions::default()
+    };
+    let model = args.model.clone().or_else(|| {
+        // With no model named, the test model serves when it is here.
+        models_dir.join(registry::TEST_MODEL_FILE).is_file().then(|| "qwen2.5-coder-0.5b".to_string())
+    });
+    let registry = Arc::new(Registry::new(args.config.as_deref(), model.as_deref(), &models_dir, options)?);
+    let plugin_dir = args.plugins.dir.clone().or_else(|| {
+        let dir = directories::ProjectDirs::from("", "", "plugboard")?.data_dir().join("plugins");
+        std::fs::create_dir_all(&dir).ok()?;
+        Some(dir)
+    });
+    let plugins = PluginArgs { dir: plugin_dir.clone(), ..args.plugins.clone() }.host()?;
+    let _watcher = match plugin_dir {
+        Some(_) => Some(Watcher::start(plugins.clone()).context("cannot watch the plugin directory")?),
+        None => None,
+    };
+    let router = Router::new(Arc::clone(&registry), plugins.clone());
+    if let Some(default) = registry.default_model() {
+        let started = Instant::now();
+        let (_, engine, plugin) = router.resolve(default.id()).with_context(|| format!("cannot load the default model '{}'", default.id()))?;
+        eprintln!(
+            "plugboard: model {} ({}, {} tokens of context) with adapter {} loaded in {:.1} s",
+            default.id(),
+            engine.info().architecture,
+            engine.info().max_context,
+            plugin.label(),
+            started.elapsed().as_secs_f64()
+        );
+    }
+    let state = AppState { router, metrics, started: Instant::now() };
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind((args.host.as_str(), args.port))
+            .await
+            .with_context(|| format!("cannot listen on {}:{}", args.host, args.port))?;
+        eprintln!("plugboard: serving on http://{}", listener.local_addr()?);
+        api::serve(state, listener, shutdown_signal()).await?;
+        Ok::<_, anyhow::Error>(())
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    eprintln!("plugboard: shutting down, letting open streams finish");
+}

@@ -1,0 +1,319 @@
+//! The models this server knows: declared in a TOML file, predeclared for the families the
+//! project ships adapters for, or given on the command line. A model is loaded on first use.
+//!
+//! ```toml
+//! [[models]]
+//! id = "qwen2.5-coder-7b"
+//! source = { hf = "Qwen/Qwen2.5-Coder-7B-Instruct-GGUF", file = "qwen2.5-coder-7b-instruct-q4_k_m.gguf" }
+//! adapter = "hermes"          # default: detected from the model's chat template
+//! context_length = 8192       # default: the file's, capped by --max-context
+//! lenient = true              # read a bare or fenced JSON call as a call
+//! tool_policy = "drop"        # what to do with an invalid call: reject | drop | content
+//! [models.sampling]
+//! temperature = 0.7
+//! ```
+
+pub mod detect;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use serde::{Deserialize, Serialize};
+
+use crate::engine::{Engine, EngineError, EngineOptions};
+use crate::toolcalls::ToolPolicy;
+
+/// Where a model's weights are.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Source {
+    /// A local GGUF file.
+    Path(PathBuf),
+    /// A file of a Hugging Face repository, looked for in the models folder as
+    /// `<repo with / as -->/<file>` (downloading is not done by the server).
+    HuggingFace { hf: String, file: String },
+}
+
+/// Sampling defaults of a model; a request's own values win.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SamplingDefaults {
+    pub temperature: Option<f32>,
+    pub top_p: Option<f32>,
+    pub top_k: Option<usize>,
+    pub min_p: Option<f32>,
+    pub repetition_penalty: Option<f32>,
+    pub max_tokens: Option<usize>,
+}
+
+/// One declared model.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelDecl {
+    pub id: String,
+    pub source: Source,
+    #[serde(default)]
+    pub adapter: Option<String>,
+    #[serde(default)]
+    pub context_length: Option<usize>,
+    #[serde(default)]
+    pub lenient: Option<bool>,
+    #[serde(default)]
+    pub tool_policy: Option<ToolPolicy>,
+    #[serde(default)]
+    pub sampling: SamplingDefaults,
+    #[serde(default)]
+    pub aliases: Vec<String>,
+    /// A one-line description for listings.
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfigFile {
+    #[serde(default)]
+    models: Vec<ModelDecl>,
+}
+
+/// Why a model cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error("unknown model '{0}'")]
+    UnknownModel(String),
+    #[error("model '{id}' is declared but its file is not here ({path}); download it first")]
+    NotDownloaded { id: String, path: String },
+    #[error("model '{id}': {error}")]
+    Load { id: String, error: EngineError },
+    #[error("config {path}: {reason}")]
+    Config { path: String, reason: String },
+}
+
+/// The test model: Qwen2.5-Coder-0.5B-Instruct (scripts/fetch_test_models.py).
+pub const TEST_MODEL_FILE: &str = "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf";
+
+/// The models plugboard knows without a config file: the plan's five families with their
+/// Hugging Face sources, and the two small test models.
+pub fn predeclared() -> Vec<ModelDecl> {
+    let hf = |id: &str, repo: &str, file: &str, adapter: &str, description: &str| ModelDecl {
+        id: id.into(),
+        source: Source::HuggingFace { hf: repo.into(), file: file.into() },
+        adapter: Some(adapter.into()),
+        context_length: None,
+        lenient: None,
+        tool_policy: None,
+        sampling: SamplingDefaults::default(),
+        aliases: vec![],
+        description: Some(description.into()),
+    };
+    vec![
+        hf("llama3.1-8b", "bartowski/Meta-Llama-3.1-8B-Instruct-GGUF", "Meta-Llama-3.1-8B-Instruct-Q4_K_M.gguf", "llama3", "Llama 3.1 8B Instruct"),
+        hf("mistral-7b", "bartowski/Mistral-7B-Instruct-v0.3-GGUF", "Mistral-7B-Instruct-v0.3-Q4_K_M.gguf", "mistral", "Mistral 7B Instruct v0.3"),
+        hf("qwen2.5-coder-7b", "Qwen/Qwen2.5-Coder-7B-Instruct-GGUF", "qwen2.5-coder-7b-instruct-q4_k_m.gguf", "hermes", "Qwen2.5-Coder 7B Instruct"),
+        hf("phi3-mini", "microsoft/Phi-3-mini-4k-instruct-gguf", "Phi-3-mini-4k-instruct-q4.gguf", "tool-use", "Phi-3 mini 4K Instruct (tools through the tool-use adapter)"),
+        hf("deepseek-coder-6.7b", "TheBloke/deepseek-coder-6.7B-instruct-GGUF", "deepseek-coder-6.7b-instruct.Q4_K_M.gguf", "tool-use", "DeepSeek Coder 6.7B Instruct (tools through the tool-use adapter)"),
+        ModelDecl {
+            id: "qwen2.5-coder-0.5b".into(),
+            source: Source::Path(TEST_MODEL_FILE.into()),
+            adapter: Some("hermes".into()),
+            context_length: None,
+            // This small model writes its calls as fenced JSON without tags.
+            lenient: Some(true),
+            tool_policy: None,
+            sampling: SamplingDefaults::default(),
+            aliases: vec!["qwen2.5-coder:0.5b".into()],
+            description: Some("Qwen2.5-Coder 0.5B Instruct (test model)".into()),
+        },
+        ModelDecl {
+            id: "gemma3-270m".into(),
+            source: Source::Path("gemma-3-270m-q4_k_m.gguf".into()),
+            adapter: None,
+            context_length: None,
+            lenient: None,
+            tool_policy: None,
+            sampling: SamplingDefaults::default(),
+            aliases: vec!["gemma3:270m".into()],
+            description: Some("Gemma 3 270M (base; test model)".into()),
+        },
+    ]
+}
+
+/// A model as the server uses it.
+pub struct ModelEntry {
+    pub decl: ModelDecl,
+    /// The weights file, resolved.
+    pub path: PathBuf,
+    engine: Mutex<Option<Arc<Engine>>>,
+}
+
+impl ModelEntry {
+    pub fn id(&self) -> &str {
+        &self.decl.id
+    }
+
+    /// Whether the weights file is present.
+    pub fn available(&self) -> bool {
+        self.path.is_file()
+    }
+
+    /// The loaded engine, if any.
+    pub fn loaded(&self) -> Option<Arc<Engine>> {
+        self.engine.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub fn lenient(&self) -> bool {
+        self.decl.lenient.unwrap_or(false)
+    }
+
+    pub fn tool_policy(&self) -> ToolPolicy {
+        self.decl.tool_policy.unwrap_or_default()
+    }
+
+    /// The adapter: declared, or detected from the model's chat template (loads the model).
+    pub fn adapter(&self, options: &EngineOptions) -> Result<String, RegistryError> {
+        if let Some(adapter) = &self.decl.adapter {
+            return Ok(adapter.clone());
+        }
+        let engine = self.engine(options)?;
+        Ok(detect::adapter_for(engine.info().chat_template.as_deref()).to_string())
+    }
+
+    /// Loads the model on first use (blocking: call from a blocking thread).
+    pub fn engine(&self, options: &EngineOptions) -> Result<Arc<Engine>, RegistryError> {
+        let mut slot = self.engine.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(engine) = slot.as_ref() {
+            return Ok(Arc::clone(engine));
+        }
+        if !self.available() {
+            return Err(RegistryError::NotDownloaded {
+                id: self.decl.id.clone(),
+                path: self.path.display().to_string(),
+            });
+        }
+        let mut options = options.clone();
+        if let Some(context) = self.decl.context_length {
+            options.max_context = context;
+        }
+        let engine = Engine::load(&self.path, &options).map_err(|error| RegistryError::Load {
+            id: self.decl.id.clone(),
+            error,
+        })?;
+        *slot = Some(Arc::clone(&engine));
+        Ok(engine)
+    }
+}
+
+/// All known models.
+pub struct Registry {
+    models: BTreeMap<String, Arc<ModelEntry>>,
+    /// The model used when none is named (Ollama's `/api/generate` without one, the UI).
+    default: Option<String>,
+    pub options: EngineOptions,
+}
+
+impl Registry {
+    /// Builds the registry: predeclared models, then the config file's (which replace
+    /// predeclared ones of the same id), then `--model` (a path or an id), which becomes the
+    /// default. `models_dir` is where relative paths and Hugging Face files are looked for.
+    pub fn new(
+        config: Option<&Path>,
+        model: Option<&str>,
+        models_dir: &Path,
+        options: EngineOptions,
+    ) -> Result<Registry, RegistryError> {
+        let mut decls: Vec<ModelDecl> = predeclared();
+        if let Some(path) = config {
+            let text = std::fs::read_to_string(path).map_err(|e| RegistryError::Config {
+                path: path.display().to_string(),
+                reason: e.to_string(),
+            })?;
+            let file: ConfigFile = toml::from_str(&text).map_err(|e| RegistryError::Config {
+                path: path.display().to_string(),
+                reason: e.to_string(),
+            })?;
+            for decl in file.models {
+                decls.retain(|d| d.id != decl.id);
+                decls.push(decl);
+            }
+        }
+        let mut default = None;
+        if let Some(model) = model {
+            let as_path = Path::new(model);
+            if as_path.is_file() {
+                let id = as_path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| model.to_string());
+                let known = decls.iter().position(|d| match &d.source {
+                    Source::Path(p) => resolve(models_dir, p) == as_path,
+                    Source::HuggingFace { .. } => false,
+                });
+                match known {
+                    Some(i) => default = Some(decls[i].id.clone()),
+                    None => {
+                        decls.push(ModelDecl {
+                            id: id.clone(),
+                            source: Source::Path(as_path.to_path_buf()),
+                            adapter: None,
+                            context_length: None,
+                            lenient: None,
+                            tool_policy: None,
+                            sampling: SamplingDefaults::default(),
+                            aliases: vec![],
+                            description: None,
+                        });
+                        default = Some(id);
+                    }
+                }
+            } else if decls.iter().any(|d| d.id == model || d.aliases.iter().any(|a| a == model)) {
+                default = decls
+                    .iter()
+                    .find(|d| d.id == model || d.aliases.iter().any(|a| a == model))
+                    .map(|d| d.id.clone());
+            } else {
+                return Err(RegistryError::UnknownModel(model.to_string()));
+            }
+        }
+        let models = decls
+            .into_iter()
+            .map(|decl| {
+                let path = match &decl.source {
+                    Source::Path(p) => resolve(models_dir, p),
+                    Source::HuggingFace { hf, file } => models_dir.join(hf.replace('/', "--")).join(file),
+                };
+                (decl.id.clone(), Arc::new(ModelEntry { decl, path, engine: Mutex::new(None) }))
+            })
+            .collect();
+        Ok(Registry { models, default, options })
+    }
+
+    /// A model by id or alias (Ollama's `:latest` suffix is ignored).
+    pub fn get(&self, name: &str) -> Result<Arc<ModelEntry>, RegistryError> {
+        let name = name.strip_suffix(":latest").unwrap_or(name);
+        self.models
+            .get(name)
+            .or_else(|| self.models.values().find(|m| m.decl.aliases.iter().any(|a| a == name)))
+            .cloned()
+            .ok_or_else(|| RegistryError::UnknownModel(name.to_string()))
+    }
+
+    /// The default model, if one was given.
+    pub fn default_model(&self) -> Option<Arc<ModelEntry>> {
+        self.default.as_deref().and_then(|id| self.get(id).ok())
+    }
+
+    pub fn all(&self) -> impl Iterator<Item = &Arc<ModelEntry>> {
+        self.models.values()
+    }
+}
+
+fn resolve(models_dir: &Path, path: &Path) -> PathBuf {
+    if path.is_absolute() || path.exists() {
+        path.to_path_buf()
+    } else {
+        models_dir.join(path)
+    }
+}
+
+/// Where models live by default: `$PLUGBOARD_MODELS`, else `./models`.
+pub fn default_models_dir() -> PathBuf {
+    std::env::var_os("PLUGBOARD_MODELS").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("models"))
+}

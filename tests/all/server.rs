@@ -1,0 +1,154 @@
+//! The HTTP server end to end: the real Qwen2.5-Coder-0.5B test model behind a real
+//! `plugboard serve` on loopback, driven by the real `openai` and `ollama` Python packages.
+
+use serde_json::{json, Value};
+
+use plugboard_tests::{models, plugin_bytes, test_plugins, TestServer};
+
+const MODEL: &str = "qwen2.5-coder-0.5b";
+
+fn start() -> Option<(TestServer, tempfile::TempDir)> {
+    let path = models::qwen()?;
+    let models_dir = path.parent().expect("models folder").to_str().expect("utf-8").to_string();
+    let plugins = tempfile::tempdir().expect("temp dir");
+    let server = TestServer::start(&[
+        "--model",
+        MODEL,
+        "--models-dir",
+        &models_dir,
+        "--plugins",
+        plugins.path().to_str().expect("utf-8"),
+    ]);
+    Some((server, plugins))
+}
+
+fn paris_call(calls: &Value) {
+    let calls = calls.as_array().expect("tool_calls is a list");
+    assert_eq!(calls.len(), 1, "one call: {calls:?}");
+    assert_eq!(calls[0]["name"], "get_weather");
+    assert_eq!(calls[0]["arguments"], json!({"city": "Paris"}));
+}
+
+fn error_status(report: &Value, key: &str, status: u64) -> Value {
+    let e = &report[key];
+    assert_eq!(e["status"], status, "{key}: {e}");
+    let body = e["body"].get("error").cloned().unwrap_or_else(|| e["body"].clone());
+    assert!(body["message"].is_string(), "{key}: OpenAI error shape: {e}");
+    body
+}
+
+#[test]
+fn the_openai_client_gets_chat_streams_tool_calls_and_clear_errors() {
+    let Some((server, _plugins)) = start() else { return };
+    let report = server.run_client("openai_client.py", &[MODEL]);
+
+    let plain = &report["plain"];
+    assert!(!plain["content"].as_str().unwrap_or("").is_empty(), "{plain}");
+    assert!(plain["usage"]["prompt_tokens"].as_u64() > Some(0));
+    let streamed = &report["plain_streamed"];
+    assert_eq!(streamed["content"], plain["content"], "streamed chat folds to the same text");
+    assert_eq!(streamed["roles"], json!(["assistant"]), "one role delta, first");
+    assert!(streamed["usage"]["completion_tokens"].as_u64() > Some(0), "include_usage gives a usage chunk");
+
+    let tool = &report["tool"];
+    paris_call(&tool["tool_calls"]);
+    assert_eq!(tool["finish_reason"], "tool_calls");
+    let tool_streamed = &report["tool_streamed"];
+    paris_call(&tool_streamed["tool_calls"]);
+    assert_eq!(tool_streamed["finish_reason"], "tool_calls");
+    assert_eq!(tool_streamed["content"], tool["content"], "same seed, same message");
+
+    let follow = &report["follow_up"];
+    assert!(!follow["content"].as_str().unwrap_or("").is_empty(), "the follow-up answers in text: {follow}");
+    assert_eq!(follow["tool_calls"], json!([]));
+
+    let e = error_status(&report, "unknown_model", 404);
+    assert_eq!(e["code"], "model_not_found");
+    error_status(&report, "wrong_type", 400);
+    assert_eq!(error_status(&report, "bad_role", 400)["param"], "messages[0].role");
+    assert_eq!(error_status(&report, "invalid_tool_schema", 400)["param"], "tools[0].function.parameters");
+    error_status(&report, "malformed_json", 400);
+    error_status(&report, "oversized", 413);
+    assert!(report["models"].as_array().is_some_and(|m| m.contains(&json!(MODEL))), "the server still serves");
+}
+
+#[test]
+fn the_ollama_client_chats_with_and_without_tools() {
+    let Some((server, _plugins)) = start() else { return };
+    let report = server.run_client("ollama_client.py", &[MODEL]);
+    assert!(!report["plain"]["content"].as_str().unwrap_or("").is_empty(), "{report}");
+    assert_eq!(report["plain"]["done"], true);
+    assert_eq!(report["plain_streamed"]["content"], report["plain"]["content"]);
+    paris_call(&report["tool"]["tool_calls"]);
+    paris_call(&report["tool_streamed"]["tool_calls"]);
+    assert!(report["tags"].as_array().is_some_and(|t| t.contains(&json!(MODEL))), "{report}");
+    assert_eq!(report["unknown_model"]["status"], 404);
+}
+
+#[test]
+fn an_adapter_swapped_under_eight_streams_fails_none() {
+    let Some(model) = models::qwen() else { return };
+    let plugins = tempfile::tempdir().expect("temp dir");
+    let probe = plugins.path().join("probe.wasm");
+    std::fs::write(&probe, plugin_bytes("probe-v1")).expect("written");
+    let config = plugins.path().join("models.toml");
+    std::fs::write(
+        &config,
+        format!("[[models]]\nid = \"probe-model\"\nsource = {:?}\nadapter = \"probe\"\n", model.display().to_string()),
+    )
+    .expect("written");
+    let server = TestServer::start(&[
+        "--config",
+        config.to_str().expect("utf-8"),
+        "--model",
+        "probe-model",
+        "--plugins",
+        plugins.path().to_str().expect("utf-8"),
+    ]);
+    let new_wasm = test_plugins().join("probe-v2.wasm");
+    let report = server.run_client(
+        "hot_swap_client.py",
+        &["probe-model", probe.to_str().expect("utf-8"), new_wasm.to_str().expect("utf-8")],
+    );
+    for (i, run) in report["during"].as_array().expect("8 streams").iter().enumerate() {
+        assert_eq!(run["error"], Value::Null, "stream {i} failed: {run}");
+        assert_eq!(run["adapter"], "probe/1.0.0", "stream {i} started on the old version");
+        assert_eq!(run["content"], "v1", "stream {i} finished on the version it started with");
+    }
+    for run in report["after"].as_array().expect("later requests") {
+        assert_eq!(run["adapter"], "probe/2.0.0", "{run}");
+        assert_eq!(run["content"], "v2", "{run}");
+    }
+    assert_eq!(report["listed_version"], "2.0.0");
+    assert!(report["swap_seconds"].as_f64().is_some_and(|s| s < 5.0), "{report}");
+}
+
+#[test]
+fn metrics_parse_as_prometheus_text() {
+    let Some((server, _plugins)) = start() else { return };
+    let script = r#"
+import json, sys, urllib.request
+from prometheus_client.parser import text_string_to_metric_families
+base = sys.argv[1]
+body = json.dumps({"model": sys.argv[2], "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 2}).encode()
+urllib.request.urlopen(urllib.request.Request(base + "/v1/chat/completions", data=body, headers={"content-type": "application/json"}), timeout=600).read()
+text = urllib.request.urlopen(base + "/metrics", timeout=60).read().decode()
+names = sorted({f.name for f in text_string_to_metric_families(text)})
+print(json.dumps(names))
+"#;
+    let output = std::process::Command::new("python3")
+        .args(["-c", script, &server.base, MODEL])
+        .output()
+        .expect("python3 runs");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let names: Vec<String> = serde_json::from_slice(&output.stdout).expect("JSON");
+    for expected in [
+        "plugboard_requests",
+        "plugboard_request_duration_seconds",
+        "plugboard_time_to_first_token_seconds",
+        "plugboard_tokens",
+        "plugboard_plugin_faults",
+    ] {
+        assert!(names.iter().any(|n| n == expected), "{expected} missing from {names:?}");
+    }
+}
