@@ -2,7 +2,7 @@
 //!
 //! Output: calls are a JSON list after `<|tool_call|>` (Granite 3.0, and what the 3.x system
 //! prompts ask for) or `<tool_call>` (what 3.1+ models also write), read by [`list`], which
-//! keeps the good calls around a broken one; a stray `</tool_call>` after the list is dropped.
+//! keeps the good calls around a broken one; a `</tool_call>` after the list is dropped.
 //! Reasoning (3.2+ with `thinking`) sits in `<think>…</think>`, and the answer in
 //! `<response>…</response>`, whose tags are dropped. `<|end_of_text|>` ends the turn.
 //!
@@ -23,9 +23,10 @@ use list::CallList;
 pub const TRIGGERS: [&str; 2] = ["<|tool_call|>", "<tool_call>"];
 /// The end of a turn (Granite's EOS token).
 pub const END_OF_TURN: &str = "<|end_of_text|>";
-/// Tags dropped from the content: a closing tag some models add after the list, and the
-/// answer's tags in thinking mode.
-const DROPPED: [&str; 3] = ["</tool_call>", "<response>", "</response>"];
+/// The closing tag some models add after the list, dropped there.
+const CLOSE: &str = "</tool_call>";
+/// The answer's tags in thinking mode, dropped from the content.
+const DROPPED: [&str; 2] = ["<response>", "</response>"];
 const THINK: (&str, &str) = ("<think>", "</think>");
 
 /// Markers that end a call list from outside its JSON.
@@ -44,7 +45,9 @@ impl Format for Granite {
                 .collect(),
             calls: TRIGGERS
                 .iter()
-                .map(|open| CallMarkup::new(*open, || Box::new(CallList::new(&STOPS, ""))))
+                .map(|open| {
+                    CallMarkup::new(*open, || Box::new(CallList::new(&STOPS, "", Some(CLOSE))))
+                })
                 .collect(),
             whole: vec![],
         }

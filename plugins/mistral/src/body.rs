@@ -101,7 +101,7 @@ impl MistralCalls {
                         continue;
                     }
                     self.phase = if text.starts_with(['[', '{']) {
-                        Phase::List(Box::new(CallList::new(&STOPS, "")))
+                        Phase::List(Box::new(CallList::new(&STOPS, "", None)))
                     } else {
                         Phase::Name
                     };

@@ -24,6 +24,8 @@ enum State {
         in_list: bool,
         /// The last byte that was not whitespace, to tell where an error happened.
         last: u8,
+        /// Bytes of the output itself were read (not only a synthetic prefix).
+        read: bool,
     },
     /// A value is complete: another may follow (`,` or whitespace, then `{`).
     After,
@@ -43,17 +45,22 @@ pub struct CallList {
     stops: Markers,
     /// Text the opener already consumed, read first.
     prefix: &'static str,
+    /// A closing marker dropped after the JSON.
+    closer: Option<&'static str>,
 }
 
 impl CallList {
     /// `stops`: markers that end the span from outside JSON. `prefix`: text the format's opener
     /// already consumed, read as if it came first (the `[` of `functools[`); empty for most.
-    pub fn new(stops: &[&str], prefix: &'static str) -> Self {
+    /// `closer`: a closing marker some models write after the JSON (`</tool_call>`), dropped
+    /// there.
+    pub fn new(stops: &[&str], prefix: &'static str, closer: Option<&'static str>) -> Self {
         CallList {
             state: State::Before,
             buf: String::new(),
             stops: Markers::new(stops.iter().copied()),
             prefix,
+            closer,
         }
     }
 
@@ -76,6 +83,7 @@ impl CallList {
             mirror,
             in_list,
             last,
+            read: synthetic.is_empty(),
         };
     }
 
@@ -137,7 +145,9 @@ impl CallList {
                     mirror,
                     in_list,
                     last,
+                    read,
                 } => {
+                    *read |= self.buf.bytes().any(|b| !b.is_ascii_whitespace());
                     let mut outcome = None;
                     for (i, b) in self.buf.bytes().enumerate() {
                         if mirror.is_empty() && i == 0 && b == b'[' {
@@ -184,6 +194,16 @@ impl CallList {
                 }
                 State::After => {
                     let text = self.buf.trim_start();
+                    if let Some(closer) = self.closer {
+                        if let Some(after) = text.strip_prefix(closer) {
+                            self.buf = after.to_string();
+                            self.closer = None;
+                            continue;
+                        }
+                        if !at_end && closer.starts_with(text) {
+                            return BodyStep::More;
+                        }
+                    }
                     let next = match text.strip_prefix(',') {
                         Some(after) => after.trim_start(),
                         None => text,
@@ -331,9 +351,19 @@ impl CallBody for CallList {
         if let BodyStep::Done { rest } = self.run(out, true) {
             return BodyStep::Done { rest };
         }
-        if let State::Value { inner, .. } = &mut self.state {
+        match &mut self.state {
+            // Nothing after a marker that ends inside the JSON (`functools[`).
+            State::Value { read: false, .. } => {
+                let index = out.start_call();
+                out.problem(
+                    ProblemKind::Truncated,
+                    format!("call {index}: the output ended right after the call marker"),
+                    Some(index),
+                );
+            }
             // The output ended inside the JSON: the open call is truncated.
-            return inner.finish(out);
+            State::Value { inner, .. } => return inner.finish(out),
+            _ => {}
         }
         BodyStep::More
     }

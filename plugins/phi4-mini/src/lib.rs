@@ -40,15 +40,12 @@ impl Format for Phi4Mini {
     fn spec(_options: &ParseOptions) -> Spec {
         Spec {
             reasoning: Some((THINK.0.into(), THINK.1.into())),
-            // The closing `<|/tool_call|>` is removed from the content like an end of turn.
-            end_of_turn: END_OF_TURN
-                .iter()
-                .chain([&TOOL_CALL.1])
-                .map(|s| s.to_string())
-                .collect(),
+            end_of_turn: END_OF_TURN.iter().map(|s| s.to_string()).collect(),
             calls: vec![
-                CallMarkup::new(FUNCTOOLS, || Box::new(CallList::new(&STOPS, "["))),
-                CallMarkup::new(TOOL_CALL.0, || Box::new(CallList::new(&STOPS, ""))),
+                CallMarkup::new(FUNCTOOLS, || Box::new(CallList::new(&STOPS, "[", None))),
+                CallMarkup::new(TOOL_CALL.0, || {
+                    Box::new(CallList::new(&STOPS, "", Some(TOOL_CALL.1)))
+                }),
             ],
             whole: vec![],
         }

@@ -45,17 +45,22 @@ pub struct CallList {
     stops: Markers,
     /// Text the opener already consumed, read first.
     prefix: &'static str,
+    /// A closing marker dropped after the JSON.
+    closer: Option<&'static str>,
 }
 
 impl CallList {
     /// `stops`: markers that end the span from outside JSON. `prefix`: text the format's opener
     /// already consumed, read as if it came first (the `[` of `functools[`); empty for most.
-    pub fn new(stops: &[&str], prefix: &'static str) -> Self {
+    /// `closer`: a closing marker some models write after the JSON (`</tool_call>`), dropped
+    /// there.
+    pub fn new(stops: &[&str], prefix: &'static str, closer: Option<&'static str>) -> Self {
         CallList {
             state: State::Before,
             buf: String::new(),
             stops: Markers::new(stops.iter().copied()),
             prefix,
+            closer,
         }
     }
 
@@ -189,6 +194,16 @@ impl CallList {
                 }
                 State::After => {
                     let text = self.buf.trim_start();
+                    if let Some(closer) = self.closer {
+                        if let Some(after) = text.strip_prefix(closer) {
+                            self.buf = after.to_string();
+                            self.closer = None;
+                            continue;
+                        }
+                        if !at_end && closer.starts_with(text) {
+                            return BodyStep::More;
+                        }
+                    }
                     let next = match text.strip_prefix(',') {
                         Some(after) => after.trim_start(),
                         None => text,
