@@ -2,9 +2,10 @@
 //! them (cargo feature `templates`).
 //!
 //! A model's own chat template (from its GGUF's `tokenizer.chat_template` or its
-//! `tokenizer_config.json`) arrives in [`ModelConfig::chat_template`]. An adapter that renders
-//! it promises the bytes transformers would produce, so this module reproduces transformers'
-//! Jinja setup rather than plain Jinja:
+//! `tokenizer_config.json`) arrives in
+//! [`ModelConfig::chat_template`](crate::types::ModelConfig::chat_template). An adapter that
+//! renders it promises the bytes transformers would produce, so this module reproduces
+//! transformers' Jinja setup rather than plain Jinja:
 //!
 //! - `trim_blocks` and `lstrip_blocks` on, no trailing newline kept, `break`/`continue` allowed;
 //! - `raise_exception(message)` fails the render with [`AdapterError::InvalidRequest`] carrying
