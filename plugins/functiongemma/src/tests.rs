@@ -259,3 +259,43 @@ fn fixture_render_cases() {
         }
     }
 }
+
+/// Chunk boundaries anywhere, not only at fixed sizes: pseudo-random cuts (a fixed seed, so
+/// failures repeat) of every fixture output must give the whole output's result.
+#[test]
+fn random_chunk_boundaries() {
+    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = move |bound: usize| {
+        seed = seed
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (seed >> 33) as usize % bound.max(1)
+    };
+    for case in FIXTURES
+        .iter()
+        .flat_map(|f| f.lines())
+        .filter(|l| !l.trim().is_empty())
+    {
+        let case: Value = serde_json::from_str(case).unwrap();
+        let Some(output) = case["output"].as_str() else {
+            continue;
+        };
+        let options = options_of(&case);
+        let whole = Under::parse_response(output.into(), options.clone()).unwrap();
+        let chars: Vec<char> = output.chars().collect();
+        for _ in 0..50 {
+            let mut parser = Parser::new(options.clone());
+            let mut events = Vec::new();
+            let mut at = 0;
+            while at < chars.len() {
+                let size = 1 + next(12);
+                let end = (at + size).min(chars.len());
+                let chunk: String = chars[at..end].iter().collect();
+                events.extend(parser.push(&chunk).unwrap());
+                at = end;
+            }
+            events.extend(parser.finish().unwrap());
+            assert_eq!(fold(events), whole, "{}", case["name"]);
+        }
+    }
+}

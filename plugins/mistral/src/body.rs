@@ -100,7 +100,8 @@ impl MistralCalls {
                         self.fail(out, ProblemKind::MissingName, message);
                         continue;
                     }
-                    self.phase = if text.starts_with(['[', '{']) {
+                    // JSON, perhaps in a markdown fence, or a name.
+                    self.phase = if text.starts_with(['[', '{', '`']) {
                         Phase::List(Box::new(CallList::new(&STOPS, "", None)))
                     } else {
                         Phase::Name

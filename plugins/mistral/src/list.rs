@@ -6,13 +6,16 @@
 //! value at a time and watches the same bytes with its own [`JsonScanner`], so that it knows
 //! where each value ends or breaks: after bad JSON inside a list it looks for the next element
 //! (`}, {"…`) and goes on reading there, so one broken call does not lose the good calls after
-//! it; where nothing can be recovered it skips to the next marker that ends the span.
+//! it; where nothing can be recovered it skips to the next marker that ends the span. JSON in
+//! a markdown fence after the marker (what small models write) is read too.
 
 use plugboard_sdk::calls::{BodyStep, CallBody, JsonCalls};
 use plugboard_sdk::emit::Emitter;
 use plugboard_sdk::json::JsonScanner;
 use plugboard_sdk::scanner::{Markers, Scan};
 use plugboard_sdk::types::ProblemKind;
+
+const FENCE: &str = "```";
 
 enum State {
     /// Nothing but whitespace read yet.
@@ -47,6 +50,8 @@ pub struct CallList {
     prefix: &'static str,
     /// A closing marker dropped after the JSON.
     closer: Option<&'static str>,
+    /// The JSON sits in a markdown fence, whose closing line is still to come.
+    fenced: bool,
 }
 
 impl CallList {
@@ -61,6 +66,7 @@ impl CallList {
             stops: Markers::new(stops.iter().copied()),
             prefix,
             closer,
+            fenced: false,
         }
     }
 
@@ -115,6 +121,24 @@ impl CallList {
                         self.buf.drain(..skip);
                         self.start_value(out, "");
                         continue;
+                    }
+                    // Small models fence the JSON: ```json, a line break, the list, ```.
+                    if let Some(info) = text.strip_prefix(FENCE).filter(|_| !self.fenced) {
+                        match info.find('\n') {
+                            Some(newline)
+                                if info[..newline].trim().chars().all(char::is_alphanumeric) =>
+                            {
+                                let skip = self.buf.len() - info.len() + newline + 1;
+                                self.buf.drain(..skip);
+                                self.fenced = true;
+                                continue;
+                            }
+                            None if !at_end && info.len() < 16 => return BodyStep::More,
+                            _ => {}
+                        }
+                    }
+                    if !at_end && FENCE.starts_with(text) {
+                        return BodyStep::More;
                     }
                     match self.stops.scan(text, at_end) {
                         Scan::Text { safe: 0 } if !at_end => return BodyStep::More,
@@ -194,6 +218,16 @@ impl CallList {
                 }
                 State::After => {
                     let text = self.buf.trim_start();
+                    if self.fenced {
+                        if let Some(after) = text.strip_prefix(FENCE) {
+                            self.buf = after.to_string();
+                            self.fenced = false;
+                            continue;
+                        }
+                        if !at_end && !text.is_empty() && FENCE.starts_with(text) {
+                            return BodyStep::More;
+                        }
+                    }
                     if let Some(closer) = self.closer {
                         if let Some(after) = text.strip_prefix(closer) {
                             self.buf = after.to_string();

@@ -7,9 +7,9 @@ use plugboard_sdk::types::*;
 use plugboard_sdk::{Adapter, StreamParse};
 use serde_json::Value;
 
-use crate::Mistral;
+use crate::Mistral as Under;
 
-type Parser = <Mistral as Adapter>::Parser;
+type Parser = <Under as Adapter>::Parser;
 
 const FIXTURES: &[&str] = &[
     include_str!("../fixtures/mistral.jsonl"),
@@ -148,7 +148,7 @@ fn fixture_parse_cases() {
         };
         let name = case["name"].as_str().unwrap_or_default();
         let options = options_of(&case);
-        let whole = Mistral::parse_response(output.into(), options.clone()).unwrap();
+        let whole = Under::parse_response(output.into(), options.clone()).unwrap();
         check_parsed(name, &whole, &case["expect"]);
         for size in 1..=8 {
             let s = streamed(output, &options, size);
@@ -231,7 +231,7 @@ fn fixture_render_cases() {
             continue;
         }
         let name = case["name"].as_str().unwrap_or_default();
-        let result = Mistral::format_prompt(prompt_request(&case));
+        let result = Under::format_prompt(prompt_request(&case));
         let expect = &case["expect"];
         if let Some(error) = expect["error"].as_str() {
             match (&result, error) {
@@ -259,6 +259,46 @@ fn fixture_render_cases() {
         }
         if let Some(open) = expect["reasoning_open"].as_bool() {
             assert_eq!(prompt.reasoning_open, open, "{name}: reasoning_open");
+        }
+    }
+}
+
+/// Chunk boundaries anywhere, not only at fixed sizes: pseudo-random cuts (a fixed seed, so
+/// failures repeat) of every fixture output must give the whole output's result.
+#[test]
+fn random_chunk_boundaries() {
+    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = move |bound: usize| {
+        seed = seed
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (seed >> 33) as usize % bound.max(1)
+    };
+    for case in FIXTURES
+        .iter()
+        .flat_map(|f| f.lines())
+        .filter(|l| !l.trim().is_empty())
+    {
+        let case: Value = serde_json::from_str(case).unwrap();
+        let Some(output) = case["output"].as_str() else {
+            continue;
+        };
+        let options = options_of(&case);
+        let whole = Under::parse_response(output.into(), options.clone()).unwrap();
+        let chars: Vec<char> = output.chars().collect();
+        for _ in 0..50 {
+            let mut parser = Parser::new(options.clone());
+            let mut events = Vec::new();
+            let mut at = 0;
+            while at < chars.len() {
+                let size = 1 + next(12);
+                let end = (at + size).min(chars.len());
+                let chunk: String = chars[at..end].iter().collect();
+                events.extend(parser.push(&chunk).unwrap());
+                at = end;
+            }
+            events.extend(parser.finish().unwrap());
+            assert_eq!(fold(events), whole, "{}", case["name"]);
         }
     }
 }
