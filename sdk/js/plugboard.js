@@ -1,0 +1,746 @@
+// plugboard's JavaScript SDK: the pieces every adapter needs, so that an adapter only describes
+// its family's markers, reads the inside of one call, and renders its prompt.
+//
+// The contract's types come from wit/v0.1/adapter.wit; componentize-js maps them to JavaScript
+// when the component is built (records are objects with camelCase fields, enums are strings,
+// variants are `{tag, val}`, `option` is a value or `undefined`, `result` errors are thrown).
+// Nothing here repeats those types: the helpers below build values of that shape.
+//
+// The parsing rules are those of the Rust SDK (sdk/rust), and whole-output parsing is the stream
+// parser fed the whole text, so the two can never disagree.
+
+// ---------------------------------------------------------------------------------------------
+// Markers in streamed text
+
+/**
+ * Finds the earliest marker in `text`. Where two match at one place the longest wins; where a
+ * longer one might still match once more text comes, the scan waits. Returns
+ * `{start, index, len}` for a whole marker, or `{safe}`: `text.slice(0, safe)` is plain text and
+ * the rest may be the start of a marker (nothing is held back when `atEnd`).
+ */
+export function scan(text, markers, atEnd) {
+  for (let start = 0; start < text.length; start++) {
+    const rest = text.slice(start);
+    let best = -1;
+    let couldGrow = false;
+    for (let i = 0; i < markers.length; i++) {
+      const m = markers[i];
+      if (rest.startsWith(m)) {
+        if (best < 0 || m.length > markers[best].length) best = i;
+      } else if (!atEnd && m.startsWith(rest)) {
+        couldGrow = true;
+      }
+    }
+    if (best >= 0 && !couldGrow) return { start, index: best, len: markers[best].length };
+    if (couldGrow) return { safe: start };
+  }
+  return { safe: text.length };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Events
+
+const WS = /\s/;
+
+/** Text trimmed at both ends while it streams: deltas concatenate to the trimmed whole. */
+class TrimmedText {
+  constructor() {
+    this.started = false;
+    this.trailing = '';
+  }
+
+  push(text) {
+    if (!this.started) text = text.trimStart();
+    if (text === '') return '';
+    this.started = true;
+    const body = text.trimEnd();
+    if (body === '') {
+      this.trailing += text;
+      return '';
+    }
+    const out = this.trailing + body;
+    this.trailing = text.slice(body.length);
+    return out;
+  }
+}
+
+/**
+ * Collects the stream events of one generation, keeping the contract's invariants: content and
+ * reasoning trimmed, calls numbered, unknown tools reported, empty deltas dropped.
+ */
+export class Emitter {
+  constructor(tools) {
+    this.events = [];
+    this.text = { content: new TrimmedText(), reasoning: new TrimmedText() };
+    this.nextIndex = 0;
+    this.offered = (tools || []).map((t) => t.name);
+  }
+
+  emitText(tag, text) {
+    const out = this.text[tag].push(text);
+    if (out === '') return;
+    const last = this.events[this.events.length - 1];
+    if (last && last.tag === tag) last.val += out;
+    else this.events.push({ tag, val: out });
+  }
+
+  content(text) {
+    this.emitText('content', text);
+  }
+
+  reasoning(text) {
+    this.emitText('reasoning', text);
+  }
+
+  /** Whether any content has been sent (or is held back as trailing whitespace). */
+  hasContent() {
+    return this.text.content.started;
+  }
+
+  callsStarted() {
+    return this.nextIndex;
+  }
+
+  /** Reserves the index of a new call attempt. */
+  startCall() {
+    return this.nextIndex++;
+  }
+
+  isOffered(name) {
+    return this.offered.length === 0 || this.offered.includes(name);
+  }
+
+  /** Sends a call's whole name; a name the request did not offer is reported, the call goes on. */
+  beginCall(index, id, name) {
+    this.events.push({ tag: 'tool-call-begin', val: { index, id, name } });
+    if (!this.isOffered(name)) {
+      this.problem(
+        'unknown-tool',
+        `call ${index} names the tool '${name}', which the request did not offer (offered: ${this.offered.join(', ')})`,
+        index,
+      );
+    }
+  }
+
+  arguments(index, delta) {
+    if (delta === '') return;
+    const last = this.events[this.events.length - 1];
+    if (last && last.tag === 'tool-call-arguments' && last.val.index === index) last.val.delta += delta;
+    else this.events.push({ tag: 'tool-call-arguments', val: { index, delta } });
+  }
+
+  endCall(index) {
+    this.events.push({ tag: 'tool-call-end', val: index });
+  }
+
+  /** `kind` is a problem-kind of the contract, e.g. 'malformed-json'. */
+  problem(kind, message, index) {
+    this.events.push({ tag: 'problem', val: { kind, message, index } });
+  }
+
+  take() {
+    const events = this.events;
+    this.events = [];
+    return events;
+  }
+}
+
+/** Folds stream events into the whole result: what parse-response returns for the same text. */
+export function fold(events) {
+  let content = '';
+  let reasoning = '';
+  const open = new Map();
+  const toolCalls = [];
+  const problems = [];
+  for (const e of events) {
+    switch (e.tag) {
+      case 'content':
+        content += e.val;
+        break;
+      case 'reasoning':
+        reasoning += e.val;
+        break;
+      case 'tool-call-begin':
+        open.set(e.val.index, { id: e.val.id, name: e.val.name, arguments: '' });
+        break;
+      case 'tool-call-arguments': {
+        const call = open.get(e.val.index);
+        if (call) call.arguments += e.val.delta;
+        break;
+      }
+      case 'tool-call-end': {
+        const call = open.get(e.val);
+        if (call) {
+          toolCalls.push(call);
+          open.delete(e.val);
+        }
+        break;
+      }
+      case 'problem':
+        problems.push(e.val);
+        break;
+    }
+  }
+  return {
+    content: content === '' ? undefined : content,
+    reasoning: reasoning === '' ? undefined : reasoning,
+    toolCalls,
+    problems,
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// JSON
+
+/** The JSON type of a parsed value, in words. */
+function typeName(value) {
+  if (value === null) return 'null';
+  if (Array.isArray(value)) return 'array';
+  return typeof value;
+}
+
+/**
+ * A call's arguments value as the text of a JSON object: an object stays as written, a JSON
+ * string holding an object is decoded once, `null` or nothing is `{}`. Returns `{text}` or
+ * `{kind, message}` (kind `malformed-json` or `invalid-arguments`).
+ */
+export function argumentsText(raw) {
+  raw = raw.trim();
+  if (raw === '') return { text: '{}' };
+  let value;
+  try {
+    value = JSON.parse(raw);
+  } catch (e) {
+    return { kind: 'malformed-json', message: `the arguments are not JSON: ${e.message}` };
+  }
+  if (value === null) return { text: '{}' };
+  if (typeName(value) === 'object') return { text: raw };
+  if (typeof value === 'string') {
+    const inner = value.trim();
+    if (inner === '') return { text: '{}' };
+    try {
+      if (typeName(JSON.parse(inner)) === 'object') return { text: inner };
+    } catch (_) {
+      // Falls through to the error below.
+    }
+    return { kind: 'invalid-arguments', message: 'the arguments are a string that does not hold a JSON object' };
+  }
+  return { kind: 'invalid-arguments', message: `the arguments are a JSON ${typeName(value)}, not an object` };
+}
+
+/**
+ * Finds where one JSON value ends in streamed text, without decoding it: containers are
+ * counted outside strings, so a brace inside a string never confuses it. The value is checked
+ * with JSON.parse once it is complete.
+ */
+export class JsonEnd {
+  constructor() {
+    this.kind = undefined; // 'container', 'string' or 'scalar' once the value starts
+    this.depth = 0;
+    this.inString = false;
+    this.escape = false;
+    this.done = false;
+  }
+
+  isEmpty() {
+    return this.kind === undefined;
+  }
+
+  /**
+   * Reads `text`; returns the offset just past the value's end, -1 while it goes on, or -2 when
+   * the text cannot start a JSON value.
+   */
+  feed(text) {
+    for (let i = 0; i < text.length; i++) {
+      const c = text[i];
+      if (this.kind === undefined) {
+        if (WS.test(c)) continue;
+        if (c === '{' || c === '[') {
+          this.kind = 'container';
+          this.depth = 1;
+        } else if (c === '"') {
+          this.kind = 'string';
+          this.inString = true;
+        } else if (/[-0-9a-z]/.test(c)) {
+          this.kind = 'scalar';
+        } else {
+          return -2;
+        }
+        continue;
+      }
+      if (this.inString) {
+        if (this.escape) this.escape = false;
+        else if (c === '\\') this.escape = true;
+        else if (c === '"') {
+          this.inString = false;
+          if (this.kind === 'string') {
+            this.done = true;
+            return i + 1;
+          }
+        }
+        continue;
+      }
+      if (this.kind === 'scalar') {
+        if (!/[-+.0-9a-zA-Z]/.test(c)) {
+          this.done = true;
+          return i;
+        }
+        continue;
+      }
+      if (c === '"') this.inString = true;
+      else if (c === '{' || c === '[') this.depth++;
+      else if (c === '}' || c === ']') {
+        this.depth--;
+        if (this.depth === 0) {
+          this.done = true;
+          return i + 1;
+        }
+      }
+    }
+    return -1;
+  }
+}
+
+/**
+ * Reads the JSON value that holds one call's arguments, sending an object's text as argument
+ * deltas while it arrives. A string holding an object is decoded once and sent whole; `null`
+ * means `{}`; anything else is `invalid-arguments`.
+ */
+export class ArgsReader {
+  constructor(index, out) {
+    this.index = index;
+    this.out = out;
+    this.end = new JsonEnd();
+    this.raw = '';
+  }
+
+  isEmpty() {
+    return this.end.isEmpty();
+  }
+
+  /** Returns `{more: true}`, `{done: used}` (arguments sent) or `{failed: used}` (problem reported). */
+  push(text) {
+    const wasObject = this.raw.trimStart().startsWith('{');
+    const stop = this.end.feed(text);
+    if (stop === -2) {
+      this.out.problem('malformed-json', `call ${this.index}: the arguments are not JSON`, this.index);
+      return { failed: 0 };
+    }
+    const piece = stop < 0 ? text : text.slice(0, stop);
+    this.raw += piece;
+    const isObject = this.raw.trimStart().startsWith('{');
+    if (isObject) {
+      // Stream the object's text as it comes (from its opening brace on).
+      this.out.arguments(this.index, wasObject ? piece : this.raw.trimStart());
+    }
+    if (stop < 0) return { more: true };
+    return this.complete(stop);
+  }
+
+  complete(used) {
+    const result = argumentsText(this.raw);
+    if (result.text === undefined) {
+      this.out.problem(result.kind, `call ${this.index}: ${result.message}`, this.index);
+      return { failed: used };
+    }
+    if (!this.raw.trimStart().startsWith('{')) this.out.arguments(this.index, result.text);
+    return { done: used };
+  }
+
+  /** The output ended: no value at all is `{}`; a started value is `truncated`. Returns whether the call is complete. */
+  finish() {
+    if (this.end.isEmpty()) {
+      this.out.arguments(this.index, '{}');
+      return true;
+    }
+    if (this.end.kind === 'scalar' && !this.end.done) {
+      this.end.done = true;
+      return 'done' in this.complete(0);
+    }
+    if (this.end.done) return true;
+    this.out.problem('truncated', `call ${this.index}: the output ended inside the arguments`, this.index);
+    return false;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Outputs that are calls by their whole shape (lenient mode)
+
+const FENCE = '```';
+
+/** The JSON text inside an optional markdown fence, or undefined when it is not one block. */
+function unfence(text) {
+  text = text.trim();
+  if (!text.startsWith(FENCE)) return text;
+  const inner = text.slice(3);
+  const newline = inner.indexOf('\n');
+  if (newline < 0) return undefined;
+  const info = inner.slice(0, newline).trim().toLowerCase();
+  if (info !== '' && info !== 'json') return undefined;
+  const body = inner.slice(newline + 1).trimEnd();
+  if (!body.endsWith(FENCE)) return undefined;
+  return body.slice(0, -3).trim();
+}
+
+/** Whether `prefix` may still grow into one JSON object or list, bare or in a fence. */
+export function couldBeJson(prefix) {
+  prefix = prefix.trimStart();
+  let json = prefix;
+  let fenced = false;
+  if (prefix.startsWith(FENCE)) {
+    const inner = prefix.slice(3);
+    const newline = inner.indexOf('\n');
+    if (newline < 0) return 'json'.startsWith(inner.trim().toLowerCase());
+    const info = inner.slice(0, newline).trim().toLowerCase();
+    if (info !== '' && info !== 'json') return false;
+    json = inner.slice(newline + 1);
+    fenced = true;
+  } else if (FENCE.startsWith(prefix)) {
+    return true;
+  }
+  const trimmed = json.trimStart();
+  if (trimmed === '') return true;
+  if (trimmed[0] !== '{' && trimmed[0] !== '[') return false;
+  const end = new JsonEnd();
+  const stop = end.feed(trimmed);
+  if (stop < 0) return true;
+  const tail = trimmed.slice(stop).trim();
+  return fenced ? FENCE.startsWith(tail) : tail === '';
+}
+
+/** The name and arguments of a call object, `{"function": {…}}` wrappers included. */
+function callOf(object) {
+  if (typeName(object.function) === 'object') return callOf(object.function);
+  if (typeof object.name !== 'string' || object.name.trim() === '') return undefined;
+  const key = ['arguments', 'parameters'].find((k) => k in object);
+  const args = argumentsText(key === undefined ? '{}' : JSON.stringify(object[key]));
+  if (args.text === undefined) return undefined;
+  return { name: object.name.trim(), arguments: args.text };
+}
+
+/** A whole output as calls of offered tools (lenient mode), or undefined when it is not. */
+export function readLenientJson(text, tools) {
+  const json = unfence(text);
+  if (json === undefined) return undefined;
+  let value;
+  try {
+    value = JSON.parse(json);
+  } catch (_) {
+    return undefined;
+  }
+  const objects = Array.isArray(value) ? value : [value];
+  if (objects.length === 0 || objects.some((o) => typeName(o) !== 'object')) return undefined;
+  const calls = objects.map(callOf);
+  if (calls.some((c) => c === undefined || !tools.some((t) => t.name === c.name))) return undefined;
+  return calls;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The stream parser
+
+/**
+ * A complete stream parser from a description of a family's output format:
+ * `{reasoning: [open, close] | undefined, endOfTurn: [..], calls: [{open, body: (out) => body}]}`.
+ * A call body reads the text after its opening marker: `body.push(text, atEnd)` returns
+ * `{more: true}` or `{rest}` (the text after the call, read as output again).
+ *
+ * It keeps the contract's rules: reasoning split off first (a call inside closed reasoning is
+ * reasoning), explicit call markup is a call anywhere, also inside a markdown fence (the fence
+ * goes too), end-of-turn markers removed, content trimmed, markers split across chunks held
+ * back, and with `options.lenient` an output that is nothing but a JSON call is a call.
+ */
+export class OutputParser {
+  constructor(spec, options) {
+    this.spec = spec;
+    this.options = options;
+    this.out = new Emitter(options.tools);
+    this.pending = '';
+    this.mode = spec.reasoning && options.reasoningOpen ? 'reasoning' : 'content';
+    this.body = undefined;
+    this.fenceHeld = '';
+    this.inFence = false;
+    this.markers = [];
+    this.actions = [];
+    if (spec.reasoning) {
+      this.markers.push(spec.reasoning[0]);
+      this.actions.push({ reasoning: true });
+    }
+    spec.calls.forEach((call) => {
+      this.markers.push(call.open);
+      this.actions.push({ call });
+    });
+    for (const eot of spec.endOfTurn) {
+      this.markers.push(eot);
+      this.actions.push({ endOfTurn: true });
+    }
+    this.markers.push(FENCE);
+    this.actions.push({ fence: true });
+    this.reasoningClose = spec.reasoning ? [spec.reasoning[1], ...spec.endOfTurn] : [];
+    this.callOpeners = spec.calls.map((c) => c.open);
+    this.wholeDecided = !options.lenient;
+  }
+
+  push(delta) {
+    this.pending += delta;
+    this.drive(false);
+    return this.out.take();
+  }
+
+  finish() {
+    this.drive(true);
+    if (this.mode === 'fence') this.out.content(this.fenceHeld);
+    this.mode = 'content';
+    return this.out.take();
+  }
+
+  /** The text without surrounding whitespace and end-of-turn markers at its end. */
+  wholeText(text, atEnd) {
+    let t = text.trim();
+    for (let changed = true; changed; ) {
+      changed = false;
+      for (const eot of this.spec.endOfTurn) {
+        if (t.endsWith(eot)) {
+          t = t.slice(0, -eot.length).trimEnd();
+          changed = true;
+        }
+      }
+    }
+    if (!atEnd) {
+      for (const eot of this.spec.endOfTurn) {
+        for (let cut = eot.length - 1; cut > 0; cut--) {
+          if (t.endsWith(eot.slice(0, cut))) return t.slice(0, t.length - cut).trimEnd();
+        }
+      }
+    }
+    return t;
+  }
+
+  drive(atEnd) {
+    for (;;) {
+      switch (this.mode) {
+        case 'content': {
+          if (!this.wholeDecided) {
+            if (!this.decideWhole(atEnd)) return;
+            if (this.mode === 'whole') continue;
+          }
+          if (this.inFence && !this.closeFence(atEnd)) return;
+          const s = scan(this.pending, this.markers, atEnd);
+          if (s.safe !== undefined) {
+            this.out.content(this.pending.slice(0, s.safe));
+            this.pending = this.pending.slice(s.safe);
+            return;
+          }
+          this.out.content(this.pending.slice(0, s.start));
+          this.pending = this.pending.slice(s.start + s.len);
+          const action = this.actions[s.index];
+          if (action.reasoning) this.mode = 'reasoning';
+          else if (action.call) {
+            this.mode = 'call';
+            this.body = action.call.body(this.out);
+          } else if (action.fence) {
+            this.mode = 'fence';
+            this.fenceHeld = this.markers[s.index];
+          }
+          break;
+        }
+        case 'reasoning': {
+          const s = scan(this.pending, this.reasoningClose, atEnd);
+          if (s.safe !== undefined) {
+            this.out.reasoning(this.pending.slice(0, s.safe));
+            this.pending = this.pending.slice(s.safe);
+            return;
+          }
+          this.out.reasoning(this.pending.slice(0, s.start));
+          this.pending = this.pending.slice(s.start + s.len);
+          // Index 0 closes the reasoning; the others are end-of-turn markers, removed.
+          if (s.index === 0) this.mode = 'content';
+          break;
+        }
+        case 'call': {
+          const text = this.pending;
+          this.pending = '';
+          if (text === '' && !atEnd) return;
+          const step = this.body.push(text, atEnd);
+          if (step.rest === undefined) {
+            if (atEnd) this.mode = 'content';
+            return;
+          }
+          this.pending = step.rest;
+          this.mode = 'content';
+          break;
+        }
+        case 'fence': {
+          // The fence's info string, its line break and blank space, then a call?
+          const newline = this.pending.indexOf('\n');
+          if (newline < 0) {
+            const infoOk = this.pending.length < 16 && !this.pending.includes(' ');
+            if (atEnd || !infoOk) {
+              this.out.content(this.fenceHeld);
+              this.fenceHeld = '';
+              this.mode = 'content';
+              continue;
+            }
+            return;
+          }
+          const after = this.pending.slice(newline + 1).trimStart();
+          const s = scan(after, this.callOpeners, atEnd);
+          if (s.start === 0) {
+            this.pending = after;
+            this.inFence = true;
+            this.mode = 'content';
+          } else if (s.safe === 0 && !atEnd) {
+            return;
+          } else {
+            this.out.content(this.fenceHeld + this.pending.slice(0, newline + 1));
+            this.fenceHeld = '';
+            this.pending = this.pending.slice(newline + 1);
+            this.mode = 'content';
+          }
+          break;
+        }
+        case 'whole': {
+          const text = this.wholeText(this.pending, atEnd);
+          if (atEnd) {
+            const calls = readLenientJson(text, this.options.tools);
+            if (calls) {
+              for (const call of calls) {
+                const index = this.out.startCall();
+                this.out.beginCall(index, undefined, call.name);
+                this.out.arguments(index, call.arguments);
+                this.out.endCall(index);
+              }
+              this.pending = '';
+              return;
+            }
+          } else if (couldBeJson(text)) {
+            return;
+          }
+          // Not calls after all: read it as ordinary output.
+          this.mode = 'content';
+          this.wholeDecided = true;
+          break;
+        }
+      }
+    }
+  }
+
+  /** Looks at the start of the content for a whole-output shape; false while it cannot tell. */
+  decideWhole(atEnd) {
+    const text = this.pending.trimStart();
+    if (text === '' && !atEnd) return false;
+    if (this.out.hasContent() || this.out.callsStarted() > 0) {
+      this.wholeDecided = true;
+      return true;
+    }
+    if (this.spec.reasoning) {
+      const open = this.spec.reasoning[0];
+      if (text.startsWith(open)) return true;
+      if (open.startsWith(text) && !atEnd) return false;
+    }
+    if (couldBeJson(this.wholeText(text, atEnd))) this.mode = 'whole';
+    else this.wholeDecided = true;
+    return true;
+  }
+
+  /** After calls inside a markdown fence: drops the fence's closing line; false while it cannot tell. */
+  closeFence(atEnd) {
+    const text = this.pending.trimStart();
+    if (text === '') {
+      if (atEnd) this.inFence = false;
+      return atEnd;
+    }
+    if (text.startsWith(FENCE)) {
+      this.pending = text.slice(3);
+      this.inFence = false;
+      return true;
+    }
+    if (FENCE.startsWith(text) && !atEnd) return false;
+    const s = scan(text, this.callOpeners, atEnd);
+    if (s.start === 0) return true;
+    if (s.safe === 0 && !atEnd) return false;
+    this.inFence = false;
+    return true;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Prompts
+
+/** ChatML: `<|im_start|>ROLE\nTEXT<|im_end|>\n` per message, then the assistant's opening. */
+export function chatml(messages, addGenerationPrompt) {
+  let out = '';
+  for (const m of messages) out += `<|im_start|>${m.role}\n${m.content ?? ''}<|im_end|>\n`;
+  if (addGenerationPrompt) out += '<|im_start|>assistant\n';
+  return out;
+}
+
+/**
+ * A tool in OpenAI's shape, `{"type":"function","function":{"name","description","parameters"}}`,
+ * as compact JSON text. The host hands the schema over as compact JSON text, which is kept as
+ * written (key order included).
+ */
+export function toolJson(tool) {
+  let parameters = tool.parameters;
+  try {
+    JSON.parse(parameters);
+  } catch (_) {
+    parameters = JSON.stringify(parameters);
+  }
+  const description = tool.description === undefined || tool.description === null ? '' : `,"description":${JSON.stringify(tool.description)}`;
+  return `{"type":"function","function":{"name":${JSON.stringify(tool.name)}${description},"parameters":${parameters}}}`;
+}
+
+/** Compact JSON text of a JSON text (earlier calls' arguments), or the text as a JSON string. */
+export function compactJson(text) {
+  try {
+    return JSON.stringify(JSON.parse(text));
+  } catch (_) {
+    return JSON.stringify(text);
+  }
+}
+
+/** A plain text message. */
+export function textMessage(role, content) {
+  return { role, content, reasoning: undefined, toolCalls: [], toolCallId: undefined, name: undefined };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Exporting an adapter
+
+/**
+ * The object to export as `adapter` (the WIT interface): from `info()`, `formatPrompt(request)`
+ * and `parser(options)` (a new stream parser with `push(delta)` and `finish()`). Whole-output
+ * parsing is the stream parser fed the whole text. Throw an `AdapterError` value (e.g.
+ * `invalidRequest('…')`) to refuse a call.
+ */
+export function defineAdapter({ info, formatPrompt, parser }) {
+  class StreamParser {
+    constructor(options) {
+      this.inner = parser(options);
+    }
+
+    push(delta) {
+      return this.inner.push(delta);
+    }
+
+    finish() {
+      return this.inner.finish();
+    }
+  }
+  const parseResponse = (text, options) => {
+    const p = parser(options);
+    return fold([...p.push(text), ...p.finish()]);
+  };
+  return {
+    info,
+    formatPrompt,
+    parseResponse,
+    extractToolCalls: (text, options) => parseResponse(text, options).toolCalls,
+    StreamParser,
+  };
+}
+
+/** The adapter-error variants, as values to throw. */
+export const invalidRequest = (message) => ({ tag: 'invalid-request', val: message });
+export const malformedOutput = (message) => ({ tag: 'malformed-output', val: message });
+export const unsupported = (message) => ({ tag: 'unsupported', val: message });

@@ -1,0 +1,707 @@
+"""plugboard's Python SDK: the pieces every adapter needs, so that an adapter only describes its
+family's markers, reads the inside of one call, and renders its prompt.
+
+The contract's types come from wit/v0.1/adapter.wit: componentize-py generates them as the
+`wit_world.exports.adapter` module when the component is built (records are dataclasses with
+snake_case fields, enums are Enum members, variants are one class per case, `option` is a value
+or None, `result` errors are raised as `componentize_py_types.Err`). Nothing here repeats those
+types; the helpers below build values of them.
+
+The parsing rules are those of the Rust SDK (sdk/rust), and whole-output parsing is the stream
+parser fed the whole text, so the two can never disagree.
+"""
+
+import json
+
+from componentize_py_types import Err
+from wit_world.exports import adapter as t
+
+# ---------------------------------------------------------------------------------------------
+# Markers in streamed text
+
+
+def scan(text, markers, at_end):
+    """Finds the earliest marker in `text`. Where two match at one place the longest wins; where
+    a longer one might still match once more text comes, the scan waits.
+
+    Returns `(start, index, length)` for a whole marker, or `(safe, None, 0)`: `text[:safe]` is
+    plain text and the rest may be the start of a marker (nothing is held back when `at_end`).
+    """
+    first = {m[0] for m in markers}
+    for start in range(len(text)):
+        if text[start] not in first:
+            continue
+        rest = text[start:]
+        best = None
+        could_grow = False
+        for i, m in enumerate(markers):
+            if rest.startswith(m):
+                if best is None or len(m) > len(markers[best]):
+                    best = i
+            elif not at_end and m.startswith(rest):
+                could_grow = True
+        if best is not None and not could_grow:
+            return start, best, len(markers[best])
+        if could_grow:
+            return start, None, 0
+    return len(text), None, 0
+
+
+# ---------------------------------------------------------------------------------------------
+# Events
+
+
+class _TrimmedText:
+    """Text trimmed at both ends while it streams: deltas concatenate to the trimmed whole."""
+
+    def __init__(self):
+        self.started = False
+        self.trailing = ""
+
+    def push(self, text):
+        if not self.started:
+            text = text.lstrip()
+        if not text:
+            return ""
+        self.started = True
+        body = text.rstrip()
+        if not body:
+            self.trailing += text
+            return ""
+        out = self.trailing + body
+        self.trailing = text[len(body):]
+        return out
+
+
+class Emitter:
+    """Collects the stream events of one generation, keeping the contract's invariants: content
+    and reasoning trimmed, calls numbered, unknown tools reported, empty deltas dropped."""
+
+    def __init__(self, tools):
+        self.events = []
+        self._content = _TrimmedText()
+        self._reasoning = _TrimmedText()
+        self.next_index = 0
+        self.offered = [tool.name for tool in tools]
+
+    def _text(self, trimmed, kind, text):
+        out = trimmed.push(text)
+        if not out:
+            return
+        if self.events and isinstance(self.events[-1], kind):
+            self.events[-1].value += out
+        else:
+            self.events.append(kind(out))
+
+    def content(self, text):
+        self._text(self._content, t.StreamEvent_Content, text)
+
+    def reasoning(self, text):
+        self._text(self._reasoning, t.StreamEvent_Reasoning, text)
+
+    def has_content(self):
+        """Whether any content has been sent (or is held back as trailing whitespace)."""
+        return self._content.started
+
+    def calls_started(self):
+        return self.next_index
+
+    def start_call(self):
+        """Reserves the index of a new call attempt."""
+        self.next_index += 1
+        return self.next_index - 1
+
+    def is_offered(self, name):
+        return not self.offered or name in self.offered
+
+    def begin_call(self, index, id, name):
+        """Sends a call's whole name; a name the request did not offer is reported, the call
+        goes on."""
+        self.events.append(t.StreamEvent_ToolCallBegin(t.ToolCallBegin(index, id, name)))
+        if not self.is_offered(name):
+            offered = ", ".join(self.offered)
+            self.problem(
+                t.ProblemKind.UNKNOWN_TOOL,
+                f"call {index} names the tool '{name}', which the request did not offer (offered: {offered})",
+                index,
+            )
+
+    def arguments(self, index, delta):
+        if not delta:
+            return
+        last = self.events[-1] if self.events else None
+        if isinstance(last, t.StreamEvent_ToolCallArguments) and last.value.index == index:
+            last.value.delta += delta
+        else:
+            self.events.append(t.StreamEvent_ToolCallArguments(t.ToolCallArguments(index, delta)))
+
+    def end_call(self, index):
+        self.events.append(t.StreamEvent_ToolCallEnd(index))
+
+    def problem(self, kind, message, index):
+        self.events.append(t.StreamEvent_Problem(t.Problem(kind, message, index)))
+
+    def take(self):
+        events, self.events = self.events, []
+        return events
+
+
+def fold(events):
+    """Folds stream events into the whole result: what parse-response returns for the text."""
+    content, reasoning = "", ""
+    open_calls, calls, problems = {}, [], []
+    for e in events:
+        if isinstance(e, t.StreamEvent_Content):
+            content += e.value
+        elif isinstance(e, t.StreamEvent_Reasoning):
+            reasoning += e.value
+        elif isinstance(e, t.StreamEvent_ToolCallBegin):
+            open_calls[e.value.index] = t.ToolCall(e.value.id, e.value.name, "")
+        elif isinstance(e, t.StreamEvent_ToolCallArguments):
+            if e.value.index in open_calls:
+                open_calls[e.value.index].arguments += e.value.delta
+        elif isinstance(e, t.StreamEvent_ToolCallEnd):
+            if e.value in open_calls:
+                calls.append(open_calls.pop(e.value))
+        elif isinstance(e, t.StreamEvent_Problem):
+            problems.append(e.value)
+    return t.ParsedResponse(content or None, reasoning or None, calls, problems)
+
+
+# ---------------------------------------------------------------------------------------------
+# JSON
+
+
+def _reject_constant(name):
+    # NaN and Infinity are Python's extensions, not JSON.
+    raise ValueError(f"{name} is not JSON")
+
+
+def loads(text):
+    """Strict JSON: what the host's serde_json accepts."""
+    return json.loads(text, parse_constant=_reject_constant)
+
+
+def dumps(value):
+    """Compact JSON as serde_json writes it: no spaces, non-ASCII text as is."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def _type_name(value):
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    return "object"
+
+
+def arguments_text(raw):
+    """A call's arguments value as the text of a JSON object: an object stays as written, a JSON
+    string holding an object is decoded once, `null` or nothing is `{}`.
+
+    Returns `(text, None)`, or `(None, (problem kind, message))`."""
+    raw = raw.strip()
+    if not raw:
+        return "{}", None
+    try:
+        value = loads(raw)
+    except ValueError as e:
+        return None, (t.ProblemKind.MALFORMED_JSON, f"the arguments are not JSON: {e}")
+    if value is None:
+        return "{}", None
+    if isinstance(value, dict):
+        return raw, None
+    if isinstance(value, str):
+        inner = value.strip()
+        if not inner:
+            return "{}", None
+        try:
+            if isinstance(loads(inner), dict):
+                return inner, None
+        except ValueError:
+            pass
+        return None, (t.ProblemKind.INVALID_ARGUMENTS, "the arguments are a string that does not hold a JSON object")
+    return None, (t.ProblemKind.INVALID_ARGUMENTS, f"the arguments are a JSON {_type_name(value)}, not an object")
+
+
+_SCALAR_START = set("-0123456789abcdefghijklmnopqrstuvwxyz")
+_SCALAR = _SCALAR_START | set("+.ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+
+
+class JsonEnd:
+    """Finds where one JSON value ends in streamed text, without decoding it: containers are
+    counted outside strings, so a brace inside a string never confuses it. The value is checked
+    with `loads` once it is complete."""
+
+    def __init__(self):
+        self.kind = None  # "container", "string" or "scalar" once the value starts
+        self.depth = 0
+        self.in_string = False
+        self.escape = False
+        self.done = False
+
+    def is_empty(self):
+        return self.kind is None
+
+    def feed(self, text):
+        """Returns the offset just past the value's end, -1 while it goes on, or -2 when the text
+        cannot start a JSON value."""
+        for i, c in enumerate(text):
+            if self.kind is None:
+                if c.isspace():
+                    continue
+                if c in "{[":
+                    self.kind, self.depth = "container", 1
+                elif c == '"':
+                    self.kind, self.in_string = "string", True
+                elif c in _SCALAR_START:
+                    self.kind = "scalar"
+                else:
+                    return -2
+                continue
+            if self.in_string:
+                if self.escape:
+                    self.escape = False
+                elif c == "\\":
+                    self.escape = True
+                elif c == '"':
+                    self.in_string = False
+                    if self.kind == "string":
+                        self.done = True
+                        return i + 1
+                continue
+            if self.kind == "scalar":
+                if c not in _SCALAR:
+                    self.done = True
+                    return i
+                continue
+            if c == '"':
+                self.in_string = True
+            elif c in "{[":
+                self.depth += 1
+            elif c in "}]":
+                self.depth -= 1
+                if self.depth == 0:
+                    self.done = True
+                    return i + 1
+        return -1
+
+
+class ArgsReader:
+    """Reads the JSON value that holds one call's arguments, sending an object's text as argument
+    deltas while it arrives. A string holding an object is decoded once and sent whole; `null`
+    means `{}`; anything else is `invalid-arguments`."""
+
+    MORE = ("more", 0)
+
+    def __init__(self, index, out):
+        self.index = index
+        self.out = out
+        self.end = JsonEnd()
+        self.raw = ""
+
+    def is_empty(self):
+        return self.end.is_empty()
+
+    def push(self, text):
+        """Returns ("more", 0), ("done", used) (arguments sent) or ("failed", used) (problem
+        reported)."""
+        was_object = self.raw.lstrip().startswith("{")
+        stop = self.end.feed(text)
+        if stop == -2:
+            self.out.problem(t.ProblemKind.MALFORMED_JSON, f"call {self.index}: the arguments are not JSON", self.index)
+            return ("failed", 0)
+        piece = text if stop < 0 else text[:stop]
+        self.raw += piece
+        if self.raw.lstrip().startswith("{"):
+            # Stream the object's text as it comes (from its opening brace on).
+            self.out.arguments(self.index, piece if was_object else self.raw.lstrip())
+        if stop < 0:
+            return self.MORE
+        return self._complete(stop)
+
+    def _complete(self, used):
+        text, problem = arguments_text(self.raw)
+        if text is None:
+            self.out.problem(problem[0], f"call {self.index}: {problem[1]}", self.index)
+            return ("failed", used)
+        if not self.raw.lstrip().startswith("{"):
+            self.out.arguments(self.index, text)
+        return ("done", used)
+
+    def finish(self):
+        """The output ended: no value at all is `{}`; a started value is `truncated`. Returns
+        whether the call is complete."""
+        if self.end.is_empty():
+            self.out.arguments(self.index, "{}")
+            return True
+        if self.end.kind == "scalar" and not self.end.done:
+            self.end.done = True
+            return self._complete(0)[0] == "done"
+        if self.end.done:
+            return True
+        self.out.problem(t.ProblemKind.TRUNCATED, f"call {self.index}: the output ended inside the arguments", self.index)
+        return False
+
+
+# ---------------------------------------------------------------------------------------------
+# Outputs that are calls by their whole shape (lenient mode)
+
+FENCE = "```"
+
+
+def _unfence(text):
+    text = text.strip()
+    if not text.startswith(FENCE):
+        return text
+    inner = text[3:]
+    newline = inner.find("\n")
+    if newline < 0:
+        return None
+    if inner[:newline].strip().lower() not in ("", "json"):
+        return None
+    body = inner[newline + 1:].rstrip()
+    if not body.endswith(FENCE):
+        return None
+    return body[:-3].strip()
+
+
+def could_be_json(prefix):
+    """Whether `prefix` may still grow into one JSON object or list, bare or in a fence."""
+    prefix = prefix.lstrip()
+    json_text, fenced = prefix, False
+    if prefix.startswith(FENCE):
+        inner = prefix[3:]
+        newline = inner.find("\n")
+        if newline < 0:
+            return "json".startswith(inner.strip().lower())
+        if inner[:newline].strip().lower() not in ("", "json"):
+            return False
+        json_text, fenced = inner[newline + 1:], True
+    elif FENCE.startswith(prefix):
+        return True
+    trimmed = json_text.lstrip()
+    if not trimmed:
+        return True
+    if trimmed[0] not in "{[":
+        return False
+    stop = JsonEnd().feed(trimmed)
+    if stop < 0:
+        return True
+    tail = trimmed[stop:].strip()
+    return FENCE.startswith(tail) if fenced else tail == ""
+
+
+def _call_of(obj):
+    if isinstance(obj.get("function"), dict):
+        return _call_of(obj["function"])
+    name = obj.get("name")
+    if not isinstance(name, str) or not name.strip():
+        return None
+    key = next((k for k in ("arguments", "parameters") if k in obj), None)
+    text, _ = arguments_text("{}" if key is None else dumps(obj[key]))
+    if text is None:
+        return None
+    return name.strip(), text
+
+
+def read_lenient_json(text, tools):
+    """A whole output as calls of offered tools (lenient mode): a list of (name, arguments), or
+    None when it is not."""
+    json_text = _unfence(text)
+    if json_text is None:
+        return None
+    try:
+        value = loads(json_text)
+    except ValueError:
+        return None
+    objects = value if isinstance(value, list) else [value]
+    if not objects or not all(isinstance(o, dict) for o in objects):
+        return None
+    calls = [_call_of(o) for o in objects]
+    names = {tool.name for tool in tools}
+    if any(c is None or c[0] not in names for c in calls):
+        return None
+    return calls
+
+
+# ---------------------------------------------------------------------------------------------
+# The stream parser
+
+
+class CallMarkup:
+    """A string that opens a tool call, and how to make the reader of the call's text:
+    `body(out)` returns an object whose `push(text, at_end)` returns None while the call goes on,
+    or the text after the call (read as output again)."""
+
+    def __init__(self, open, body):
+        self.open = open
+        self.body = body
+
+
+class Spec:
+    """A family's output format: reasoning markers (open, close) or None, end-of-turn markers,
+    and the call markups."""
+
+    def __init__(self, reasoning=None, end_of_turn=(), calls=()):
+        self.reasoning = reasoning
+        self.end_of_turn = list(end_of_turn)
+        self.calls = list(calls)
+
+
+class OutputParser:
+    """A complete stream parser from a `Spec`. It keeps the contract's rules: reasoning split off
+    first (a call inside closed reasoning is reasoning), explicit call markup is a call anywhere,
+    also inside a markdown fence (the fence goes too), end-of-turn markers removed, content
+    trimmed, markers split across chunks held back, and with `options.lenient` an output that is
+    nothing but a JSON call is a call."""
+
+    def __init__(self, spec, options):
+        self.spec = spec
+        self.options = options
+        self.out = Emitter(options.tools)
+        self.pending = ""
+        self.mode = "reasoning" if spec.reasoning and options.reasoning_open else "content"
+        self.body = None
+        self.fence_held = ""
+        self.in_fence = False
+        self.markers, self.actions = [], []
+        if spec.reasoning:
+            self.markers.append(spec.reasoning[0])
+            self.actions.append(("reasoning", None))
+        for call in spec.calls:
+            self.markers.append(call.open)
+            self.actions.append(("call", call))
+        for eot in spec.end_of_turn:
+            self.markers.append(eot)
+            self.actions.append(("end-of-turn", None))
+        self.markers.append(FENCE)
+        self.actions.append(("fence", None))
+        self.reasoning_close = [spec.reasoning[1]] + spec.end_of_turn if spec.reasoning else []
+        self.call_openers = [c.open for c in spec.calls]
+        self.whole_decided = not options.lenient
+
+    def push(self, delta):
+        self.pending += delta
+        self._drive(False)
+        return self.out.take()
+
+    def finish(self):
+        self._drive(True)
+        if self.mode == "fence":
+            self.out.content(self.fence_held)
+        self.mode = "content"
+        return self.out.take()
+
+    def _whole_text(self, text, at_end):
+        """The text without surrounding whitespace and end-of-turn markers at its end."""
+        t_ = text.strip()
+        changed = True
+        while changed:
+            changed = False
+            for eot in self.spec.end_of_turn:
+                if t_.endswith(eot):
+                    t_ = t_[: -len(eot)].rstrip()
+                    changed = True
+        if not at_end:
+            for eot in self.spec.end_of_turn:
+                for cut in range(len(eot) - 1, 0, -1):
+                    if t_.endswith(eot[:cut]):
+                        return t_[: len(t_) - cut].rstrip()
+        return t_
+
+    def _drive(self, at_end):
+        while True:
+            if self.mode == "content":
+                if not self.whole_decided:
+                    if not self._decide_whole(at_end):
+                        return
+                    if self.mode == "whole":
+                        continue
+                if self.in_fence and not self._close_fence(at_end):
+                    return
+                start, index, length = scan(self.pending, self.markers, at_end)
+                self.out.content(self.pending[:start])
+                if index is None:
+                    self.pending = self.pending[start:]
+                    return
+                self.pending = self.pending[start + length:]
+                action, call = self.actions[index]
+                if action == "reasoning":
+                    self.mode = "reasoning"
+                elif action == "call":
+                    self.mode = "call"
+                    self.body = call.body(self.out)
+                elif action == "fence":
+                    self.mode = "fence"
+                    self.fence_held = self.markers[index]
+            elif self.mode == "reasoning":
+                start, index, length = scan(self.pending, self.reasoning_close, at_end)
+                self.out.reasoning(self.pending[:start])
+                if index is None:
+                    self.pending = self.pending[start:]
+                    return
+                self.pending = self.pending[start + length:]
+                # Index 0 closes the reasoning; the others are end-of-turn markers, removed.
+                if index == 0:
+                    self.mode = "content"
+            elif self.mode == "call":
+                text, self.pending = self.pending, ""
+                if not text and not at_end:
+                    return
+                rest = self.body.push(text, at_end)
+                if rest is None:
+                    if at_end:
+                        self.mode = "content"
+                    return
+                self.pending = rest
+                self.mode = "content"
+            elif self.mode == "fence":
+                # The fence's info string, its line break and blank space, then a call?
+                newline = self.pending.find("\n")
+                if newline < 0:
+                    info_ok = len(self.pending) < 16 and " " not in self.pending
+                    if at_end or not info_ok:
+                        self.out.content(self.fence_held)
+                        self.fence_held = ""
+                        self.mode = "content"
+                        continue
+                    return
+                after = self.pending[newline + 1:].lstrip()
+                start, index, _ = scan(after, self.call_openers, at_end)
+                if index is not None and start == 0:
+                    self.pending = after
+                    self.in_fence = True
+                    self.mode = "content"
+                elif index is None and start == 0 and not at_end:
+                    return
+                else:
+                    self.out.content(self.fence_held + self.pending[: newline + 1])
+                    self.fence_held = ""
+                    self.pending = self.pending[newline + 1:]
+                    self.mode = "content"
+            elif self.mode == "whole":
+                text = self._whole_text(self.pending, at_end)
+                if at_end:
+                    calls = read_lenient_json(text, self.options.tools)
+                    if calls is not None:
+                        for name, arguments in calls:
+                            index = self.out.start_call()
+                            self.out.begin_call(index, None, name)
+                            self.out.arguments(index, arguments)
+                            self.out.end_call(index)
+                        self.pending = ""
+                        return
+                elif could_be_json(text):
+                    return
+                # Not calls after all: read it as ordinary output.
+                self.mode = "content"
+                self.whole_decided = True
+
+    def _decide_whole(self, at_end):
+        """Looks at the start of the content for a whole-output shape; False while it cannot
+        tell."""
+        text = self.pending.lstrip()
+        if not text and not at_end:
+            return False
+        if self.out.has_content() or self.out.calls_started() > 0:
+            self.whole_decided = True
+            return True
+        if self.spec.reasoning:
+            open_ = self.spec.reasoning[0]
+            if text.startswith(open_):
+                return True
+            if open_.startswith(text) and not at_end:
+                return False
+        if could_be_json(self._whole_text(text, at_end)):
+            self.mode = "whole"
+        else:
+            self.whole_decided = True
+        return True
+
+    def _close_fence(self, at_end):
+        """After calls inside a markdown fence: drops the fence's closing line; False while it
+        cannot tell."""
+        text = self.pending.lstrip()
+        if not text:
+            if at_end:
+                self.in_fence = False
+            return at_end
+        if text.startswith(FENCE):
+            self.pending = text[3:]
+            self.in_fence = False
+            return True
+        if FENCE.startswith(text) and not at_end:
+            return False
+        start, index, _ = scan(text, self.call_openers, at_end)
+        if start == 0 and index is not None:
+            return True
+        if start == 0 and not at_end:
+            return False
+        self.in_fence = False
+        return True
+
+
+# ---------------------------------------------------------------------------------------------
+# Prompts
+
+ROLE_NAMES = {t.Role.SYSTEM: "system", t.Role.USER: "user", t.Role.ASSISTANT: "assistant", t.Role.TOOL: "tool"}
+
+
+def chatml(messages, add_generation_prompt):
+    """ChatML: `<|im_start|>ROLE\\nTEXT<|im_end|>\\n` per message, then the assistant's opening."""
+    out = "".join(f"<|im_start|>{ROLE_NAMES[m.role]}\n{m.content or ''}<|im_end|>\n" for m in messages)
+    if add_generation_prompt:
+        out += "<|im_start|>assistant\n"
+    return out
+
+
+def tool_json(tool):
+    """A tool in OpenAI's shape, `{"type":"function","function":{"name","description",
+    "parameters"}}`, as compact JSON text. The host hands the schema over as compact JSON text,
+    which is kept as written (key order included)."""
+    parameters = tool.parameters
+    try:
+        loads(parameters)
+    except ValueError:
+        parameters = dumps(parameters)
+    description = "" if tool.description is None else f',"description":{dumps(tool.description)}'
+    return f'{{"type":"function","function":{{"name":{dumps(tool.name)}{description},"parameters":{parameters}}}}}'
+
+
+def compact_json(text):
+    """Compact JSON text of a JSON text (earlier calls' arguments), or the text as a JSON string."""
+    try:
+        return dumps(loads(text))
+    except ValueError:
+        return dumps(text)
+
+
+def text_message(role, content):
+    """A plain text message."""
+    return t.Message(role, content, None, [], None, None)
+
+
+# ---------------------------------------------------------------------------------------------
+# Refusals
+
+
+def invalid_request(message):
+    """An error to raise from format_prompt: the request cannot be rendered."""
+    return Err(t.AdapterError_InvalidRequest(message))
+
+
+def unsupported(message):
+    """An error to raise: the adapter does not support what was asked."""
+    return Err(t.AdapterError_Unsupported(message))
+
+
+def malformed_output(message):
+    """An error to raise: the output cannot be read at all."""
+    return Err(t.AdapterError_MalformedOutput(message))
