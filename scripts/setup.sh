@@ -7,4 +7,5 @@ cd "$(dirname "$0")/.."
 
 rustup target add wasm32-wasip2 >/dev/null 2>&1 || rustup target add wasm32-wasip2
 python3 -m pip install --quiet --disable-pip-version-check -r scripts/requirements-test.txt
+scripts/setup_sdks.sh
 python3 scripts/fetch_test_models.py

@@ -11,6 +11,9 @@ use plugboard::plugins::{PluginHost, fixtures};
 
 use super::PluginArgs;
 
+#[path = "scaffold.rs"]
+mod scaffold;
+
 #[derive(Subcommand)]
 pub enum PluginsCommand {
     /// Every adapter: name, version, families, source, state and last error.
@@ -30,6 +33,19 @@ pub enum PluginsCommand {
         fixtures: Option<PathBuf>,
         #[command(flatten)]
         plugins: PluginArgs,
+    },
+    /// Scaffold a new adapter (source, fixtures, build script) that builds and passes `check`.
+    New {
+        /// The adapter's name (lower-case letters, digits, dashes).
+        name: String,
+        #[arg(long, value_enum, default_value = "rust")]
+        lang: scaffold::Lang,
+        /// Where to create the NAME folder (default: the current folder).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// The plugboard-sdk crate, for Rust (default: sdk/rust of the checkout plugboard was built from).
+        #[arg(long)]
+        sdk: Option<PathBuf>,
     },
 }
 
@@ -91,8 +107,16 @@ fn table(entries: &[Entry]) -> String {
 
 pub fn run(command: PluginsCommand) -> anyhow::Result<ExitCode> {
     match command {
+        PluginsCommand::New {
+            name,
+            lang,
+            dir,
+            sdk,
+        } => scaffold::run(&name, lang, dir, sdk),
         PluginsCommand::List { plugins, json } => {
-            let entries = plugins.host()?.list();
+            let host = plugins.host()?;
+            host.load_builtins();
+            let entries = host.list();
             if json {
                 println!("{}", serde_json::to_string_pretty(&entries)?);
             } else {
