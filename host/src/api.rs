@@ -11,11 +11,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
+use axum::Router as HttpRouter;
 use axum::extract::{FromRequest, Request};
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use axum::Router as HttpRouter;
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde::de::DeserializeOwned;
 
@@ -41,23 +41,29 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, _state: &S) -> Result<Self, Self::Rejection> {
-        let bytes = axum::body::to_bytes(req.into_body(), MAX_BODY_BYTES).await.map_err(|e| {
-            let too_large = std::error::Error::source(&e)
-                .is_some_and(|s| s.to_string().contains("length limit"))
-                || e.to_string().contains("length limit");
-            if too_large {
-                ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "invalid_request_error",
-                    format!("the request body is larger than {} MiB", MAX_BODY_BYTES >> 20),
-                )
-                .code("body_too_large")
-            } else {
-                ApiError::bad_request(format!("cannot read the request body: {e}"), None)
-            }
+        let bytes = axum::body::to_bytes(req.into_body(), MAX_BODY_BYTES)
+            .await
+            .map_err(|e| {
+                let too_large = std::error::Error::source(&e)
+                    .is_some_and(|s| s.to_string().contains("length limit"))
+                    || e.to_string().contains("length limit");
+                if too_large {
+                    ApiError::new(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "invalid_request_error",
+                        format!(
+                            "the request body is larger than {} MiB",
+                            MAX_BODY_BYTES >> 20
+                        ),
+                    )
+                    .code("body_too_large")
+                } else {
+                    ApiError::bad_request(format!("cannot read the request body: {e}"), None)
+                }
+            })?;
+        let value: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| {
+            ApiError::bad_request(format!("the request body is not valid JSON: {e}"), None)
         })?;
-        let value: serde_json::Value = serde_json::from_slice(&bytes)
-            .map_err(|e| ApiError::bad_request(format!("the request body is not valid JSON: {e}"), None))?;
         serde_json::from_value(value)
             .map(ApiJson)
             .map_err(|e| ApiError::bad_request(format!("invalid request: {e}"), None))
@@ -74,8 +80,10 @@ async fn observe(req: Request, next: Next) -> Response {
     let start = Instant::now();
     let response = next.run(req).await;
     let status = response.status().as_u16().to_string();
-    metrics::counter!("plugboard_requests_total", "path" => path.clone(), "status" => status).increment(1);
-    metrics::histogram!("plugboard_request_duration_seconds", "path" => path).record(start.elapsed().as_secs_f64());
+    metrics::counter!("plugboard_requests_total", "path" => path.clone(), "status" => status)
+        .increment(1);
+    metrics::histogram!("plugboard_request_duration_seconds", "path" => path)
+        .record(start.elapsed().as_secs_f64());
     response
 }
 
@@ -86,7 +94,13 @@ pub fn app(state: AppState) -> HttpRouter {
         .merge(ollama::routes())
         .merge(admin::routes())
         .route_layer(middleware::from_fn(observe))
-        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "invalid_request_error", "no such endpoint") })
+        .fallback(|| async {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "invalid_request_error",
+                "no such endpoint",
+            )
+        })
         .layer(tower_http::cors::CorsLayer::permissive())
         .with_state(state)
 }
@@ -94,7 +108,9 @@ pub fn app(state: AppState) -> HttpRouter {
 /// Installs the Prometheus recorder (once per process).
 pub fn install_metrics() -> Option<PrometheusHandle> {
     metrics_exporter_prometheus::PrometheusBuilder::new()
-        .set_buckets(&[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0])
+        .set_buckets(&[
+            0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+        ])
         .ok()?
         .install_recorder()
         .ok()
@@ -107,8 +123,13 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let addr: Option<SocketAddr> = listener.local_addr().ok();
-    tracing::info!("listening on http://{}", addr.map(|a| a.to_string()).unwrap_or_default());
-    axum::serve(listener, app(state)).with_graceful_shutdown(shutdown).await
+    tracing::info!(
+        "listening on http://{}",
+        addr.map(|a| a.to_string()).unwrap_or_default()
+    );
+    axum::serve(listener, app(state))
+        .with_graceful_shutdown(shutdown)
+        .await
 }
 
 /// Seconds since the Unix epoch.

@@ -2,6 +2,7 @@
 //! one-line errors and a non-zero exit on bad input.
 
 mod adapter;
+mod bench;
 mod plugins;
 mod serve;
 
@@ -34,6 +35,8 @@ pub struct Cli {
 enum Command {
     /// Serve the OpenAI- and Ollama-compatible HTTP APIs.
     Serve(serve::ServeArgs),
+    /// Measure load time, prefill and decode speed, time to first token and memory.
+    Bench(bench::BenchArgs),
     /// List, check and scaffold adapter plugins.
     #[command(subcommand)]
     Plugins(plugins::PluginsCommand),
@@ -109,7 +112,11 @@ impl PluginArgs {
 }
 
 pub fn init_logging(cli: &Cli) {
-    let default = if matches!(cli.command, Command::Serve(_)) { "info" } else { "warn" };
+    let default = if matches!(cli.command, Command::Serve(_)) {
+        "info"
+    } else {
+        "warn"
+    };
     let filter = cli.log.clone().unwrap_or_else(|| default.into());
     let filter = tracing_subscriber::EnvFilter::try_new(&filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
@@ -123,6 +130,7 @@ pub fn init_logging(cli: &Cli) {
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve(args) => serve::run(args),
+        Command::Bench(args) => bench::run_bench(args),
         Command::Plugins(command) => plugins::run(command),
         Command::Adapter(command) => adapter::run(command),
     }

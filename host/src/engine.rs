@@ -162,6 +162,8 @@ pub struct GenerateRequest {
     pub logprobs: Option<usize>,
     /// Further token ids that end generation (e.g. an adapter's end-of-turn markers).
     pub extra_end_ids: Vec<u32>,
+    /// Generate `max_tokens` whatever the model says (benchmarks).
+    pub ignore_end: bool,
 }
 
 /// A generated token, for log-probabilities.
@@ -424,7 +426,10 @@ impl Worker {
             self.model.forward(chunk, &mut cache)?;
             tokens.extend_from_slice(chunk);
         }
-        let mut logits: Vec<f32> = self.model.forward(&request.prompt[last..], &mut cache)?.to_vec1()?;
+        let mut logits: Vec<f32> = self
+            .model
+            .forward(&request.prompt[last..], &mut cache)?
+            .to_vec1()?;
         tokens.push(request.prompt[last]);
         usage.prefill_ms = started.elapsed().as_secs_f64() * 1e3;
         let decode_start = Instant::now();
@@ -438,7 +443,9 @@ impl Worker {
         let mut stopped_by_string = false;
         while generated.len() < request.max_tokens {
             let (id, logprobs) = sampler.sample(&mut logits, &generated, request.logprobs);
-            if self.end_ids.contains(&id) || request.extra_end_ids.contains(&id) {
+            if !request.ignore_end
+                && (self.end_ids.contains(&id) || request.extra_end_ids.contains(&id))
+            {
                 reason = FinishReason::Stop;
                 break;
             }

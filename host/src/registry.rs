@@ -98,7 +98,10 @@ pub const TEST_MODEL_FILE: &str = "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf";
 pub fn predeclared() -> Vec<ModelDecl> {
     let hf = |id: &str, repo: &str, file: &str, adapter: &str, description: &str| ModelDecl {
         id: id.into(),
-        source: Source::HuggingFace { hf: repo.into(), file: file.into() },
+        source: Source::HuggingFace {
+            hf: repo.into(),
+            file: file.into(),
+        },
         adapter: Some(adapter.into()),
         context_length: None,
         lenient: None,
@@ -108,11 +111,41 @@ pub fn predeclared() -> Vec<ModelDecl> {
         description: Some(description.into()),
     };
     vec![
-        hf("llama3.1-8b", "bartowski/Meta-Llama-3.1-8B-Instruct-GGUF", "Meta-Llama-3.1-8B-Instruct-Q4_K_M.gguf", "llama3", "Llama 3.1 8B Instruct"),
-        hf("mistral-7b", "bartowski/Mistral-7B-Instruct-v0.3-GGUF", "Mistral-7B-Instruct-v0.3-Q4_K_M.gguf", "mistral", "Mistral 7B Instruct v0.3"),
-        hf("qwen2.5-coder-7b", "Qwen/Qwen2.5-Coder-7B-Instruct-GGUF", "qwen2.5-coder-7b-instruct-q4_k_m.gguf", "hermes", "Qwen2.5-Coder 7B Instruct"),
-        hf("phi3-mini", "microsoft/Phi-3-mini-4k-instruct-gguf", "Phi-3-mini-4k-instruct-q4.gguf", "tool-use", "Phi-3 mini 4K Instruct (tools through the tool-use adapter)"),
-        hf("deepseek-coder-6.7b", "TheBloke/deepseek-coder-6.7B-instruct-GGUF", "deepseek-coder-6.7b-instruct.Q4_K_M.gguf", "tool-use", "DeepSeek Coder 6.7B Instruct (tools through the tool-use adapter)"),
+        hf(
+            "llama3.1-8b",
+            "bartowski/Meta-Llama-3.1-8B-Instruct-GGUF",
+            "Meta-Llama-3.1-8B-Instruct-Q4_K_M.gguf",
+            "llama3",
+            "Llama 3.1 8B Instruct",
+        ),
+        hf(
+            "mistral-7b",
+            "bartowski/Mistral-7B-Instruct-v0.3-GGUF",
+            "Mistral-7B-Instruct-v0.3-Q4_K_M.gguf",
+            "mistral",
+            "Mistral 7B Instruct v0.3",
+        ),
+        hf(
+            "qwen2.5-coder-7b",
+            "Qwen/Qwen2.5-Coder-7B-Instruct-GGUF",
+            "qwen2.5-coder-7b-instruct-q4_k_m.gguf",
+            "hermes",
+            "Qwen2.5-Coder 7B Instruct",
+        ),
+        hf(
+            "phi3-mini",
+            "microsoft/Phi-3-mini-4k-instruct-gguf",
+            "Phi-3-mini-4k-instruct-q4.gguf",
+            "tool-use",
+            "Phi-3 mini 4K Instruct (tools through the tool-use adapter)",
+        ),
+        hf(
+            "deepseek-coder-6.7b",
+            "TheBloke/deepseek-coder-6.7B-instruct-GGUF",
+            "deepseek-coder-6.7b-instruct.Q4_K_M.gguf",
+            "tool-use",
+            "DeepSeek Coder 6.7B Instruct (tools through the tool-use adapter)",
+        ),
         ModelDecl {
             id: "qwen2.5-coder-0.5b".into(),
             source: Source::Path(TEST_MODEL_FILE.into()),
@@ -159,7 +192,10 @@ impl ModelEntry {
 
     /// The loaded engine, if any.
     pub fn loaded(&self) -> Option<Arc<Engine>> {
-        self.engine.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.engine
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     pub fn lenient(&self) -> bool {
@@ -241,7 +277,10 @@ impl Registry {
         if let Some(model) = model {
             let as_path = Path::new(model);
             if as_path.is_file() {
-                let id = as_path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| model.to_string());
+                let id = as_path
+                    .file_stem()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_else(|| model.to_string());
                 let known = decls.iter().position(|d| match &d.source {
                     Source::Path(p) => resolve(models_dir, p) == as_path,
                     Source::HuggingFace { .. } => false,
@@ -263,7 +302,10 @@ impl Registry {
                         default = Some(id);
                     }
                 }
-            } else if decls.iter().any(|d| d.id == model || d.aliases.iter().any(|a| a == model)) {
+            } else if decls
+                .iter()
+                .any(|d| d.id == model || d.aliases.iter().any(|a| a == model))
+            {
                 default = decls
                     .iter()
                     .find(|d| d.id == model || d.aliases.iter().any(|a| a == model))
@@ -277,12 +319,25 @@ impl Registry {
             .map(|decl| {
                 let path = match &decl.source {
                     Source::Path(p) => resolve(models_dir, p),
-                    Source::HuggingFace { hf, file } => models_dir.join(hf.replace('/', "--")).join(file),
+                    Source::HuggingFace { hf, file } => {
+                        models_dir.join(hf.replace('/', "--")).join(file)
+                    }
                 };
-                (decl.id.clone(), Arc::new(ModelEntry { decl, path, engine: Mutex::new(None) }))
+                (
+                    decl.id.clone(),
+                    Arc::new(ModelEntry {
+                        decl,
+                        path,
+                        engine: Mutex::new(None),
+                    }),
+                )
             })
             .collect();
-        Ok(Registry { models, default, options })
+        Ok(Registry {
+            models,
+            default,
+            options,
+        })
     }
 
     /// A model by id or alias (Ollama's `:latest` suffix is ignored).
@@ -290,7 +345,11 @@ impl Registry {
         let name = name.strip_suffix(":latest").unwrap_or(name);
         self.models
             .get(name)
-            .or_else(|| self.models.values().find(|m| m.decl.aliases.iter().any(|a| a == name)))
+            .or_else(|| {
+                self.models
+                    .values()
+                    .find(|m| m.decl.aliases.iter().any(|a| a == name))
+            })
             .cloned()
             .ok_or_else(|| RegistryError::UnknownModel(name.to_string()))
     }
@@ -315,5 +374,7 @@ fn resolve(models_dir: &Path, path: &Path) -> PathBuf {
 
 /// Where models live by default: `$PLUGBOARD_MODELS`, else `./models`.
 pub fn default_models_dir() -> PathBuf {
-    std::env::var_os("PLUGBOARD_MODELS").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("models"))
+    std::env::var_os("PLUGBOARD_MODELS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("models"))
 }

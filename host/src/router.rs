@@ -15,11 +15,14 @@ use std::time::Instant;
 
 use tokio::sync::mpsc;
 
-use crate::adapter::{Message, ModelConfig, ParseOptions, Problem, ProblemKind, PromptRequest, Role, StreamEvent, ToolChoice};
+use crate::adapter::{
+    Message, ModelConfig, ParseOptions, Problem, ProblemKind, PromptRequest, Role, StreamEvent,
+    ToolChoice,
+};
 use crate::chat::{ChatRequest, RequestError};
 use crate::engine::{
-    quote_control_tokens, Engine, EngineError, FinishReason, GenEvent, GenerateRequest, GeneratedToken, SamplingParams,
-    Usage,
+    Engine, EngineError, FinishReason, GenEvent, GenerateRequest, GeneratedToken, SamplingParams,
+    Usage, quote_control_tokens,
 };
 use crate::plugins::{CallError, Plugin, PluginHost, PluginStream};
 use crate::registry::{ModelEntry, Registry, RegistryError};
@@ -115,7 +118,10 @@ pub struct Summary {
 /// What a turn streams.
 #[derive(Clone, Debug)]
 pub enum ChatEvent {
-    Content { text: String, tokens: Vec<GeneratedToken> },
+    Content {
+        text: String,
+        tokens: Vec<GeneratedToken>,
+    },
     Reasoning(String),
     ToolCall(ToolCallOut),
     Done(Summary),
@@ -187,9 +193,17 @@ fn sampling(entry: &ModelEntry, o: &SamplingOverrides) -> SamplingParams {
     }
 }
 
-fn max_tokens(entry: &ModelEntry, engine: &Engine, requested: Option<usize>, prompt: usize) -> usize {
+fn max_tokens(
+    entry: &ModelEntry,
+    engine: &Engine,
+    requested: Option<usize>,
+    prompt: usize,
+) -> usize {
     let room = engine.info().max_context.saturating_sub(prompt);
-    requested.or(entry.decl.sampling.max_tokens).unwrap_or(4096).min(room)
+    requested
+        .or(entry.decl.sampling.max_tokens)
+        .unwrap_or(4096)
+        .min(room)
 }
 
 /// Keeps user-supplied text from smuggling control tokens into the prompt.
@@ -218,7 +232,10 @@ fn adapter_end_ids(plugin: &Plugin, engine: &Engine) -> Vec<u32> {
 
 fn with_bos(engine: &Engine, mut ids: Vec<u32>) -> Vec<u32> {
     let info = engine.info();
-    if let Some(bos) = info.bos_token.as_deref().and_then(|b| engine.tokenizer().token_id(b))
+    if let Some(bos) = info
+        .bos_token
+        .as_deref()
+        .and_then(|b| engine.tokenizer().token_id(b))
         && engine.adds_bos()
         && ids.first() != Some(&bos)
     {
@@ -235,11 +252,16 @@ impl Router {
     }
 
     fn plugin(&self, name: &str) -> Result<Arc<Plugin>, RouterError> {
-        self.plugins.get(name).ok_or_else(|| RouterError::AdapterMissing(name.to_string()))
+        self.plugins
+            .get(name)
+            .ok_or_else(|| RouterError::AdapterMissing(name.to_string()))
     }
 
     /// The model and its adapter, loading the model if needed (blocking).
-    pub fn resolve(&self, model: &str) -> Result<(Arc<ModelEntry>, Arc<Engine>, Arc<Plugin>), RouterError> {
+    pub fn resolve(
+        &self,
+        model: &str,
+    ) -> Result<(Arc<ModelEntry>, Arc<Engine>, Arc<Plugin>), RouterError> {
         let entry = self.registry.get(model)?;
         let engine = entry.engine(&self.registry.options)?;
         let adapter = entry.adapter(&self.registry.options)?;
@@ -248,14 +270,23 @@ impl Router {
     }
 
     /// Renders a chat request into the model's prompt (`/apply-template`).
-    pub fn render(&self, model: &str, chat: &ChatRequest) -> Result<(crate::adapter::Prompt, String), RouterError> {
+    pub fn render(
+        &self,
+        model: &str,
+        chat: &ChatRequest,
+    ) -> Result<(crate::adapter::Prompt, String), RouterError> {
         let (_, engine, plugin) = self.resolve(model)?;
         let request = self.prompt_request(&engine, chat, false)?;
         let prompt = plugin.format_prompt(&request)?;
         Ok((prompt, plugin.label().to_string()))
     }
 
-    fn prompt_request(&self, engine: &Engine, chat: &ChatRequest, json_mode: bool) -> Result<PromptRequest, RouterError> {
+    fn prompt_request(
+        &self,
+        engine: &Engine,
+        chat: &ChatRequest,
+        json_mode: bool,
+    ) -> Result<PromptRequest, RouterError> {
         let info = engine.info();
         let mut request = chat.to_prompt_request(ModelConfig {
             chat_template: info.chat_template.clone(),
@@ -263,6 +294,14 @@ impl Router {
             eos_token: info.eos_token.clone(),
         })?;
         quote_messages(&mut request, engine);
+        // OpenAI clients send `content: null` beside tool calls; several official templates
+        // (Granite, Phi-4-mini, DeepSeek) fail on a null there, and none prints an empty string
+        // differently from a missing one.
+        for message in &mut request.messages {
+            if message.role == Role::Assistant && message.content.is_none() {
+                message.content = Some(String::new());
+            }
+        }
         if json_mode {
             match request.messages.first_mut() {
                 Some(first) if first.role == Role::System => {
@@ -270,7 +309,9 @@ impl Router {
                     content.push_str("\n\n");
                     content.push_str(JSON_INSTRUCTION);
                 }
-                _ => request.messages.insert(0, Message::text(Role::System, JSON_INSTRUCTION)),
+                _ => request
+                    .messages
+                    .insert(0, Message::text(Role::System, JSON_INSTRUCTION)),
             }
         }
         Ok(request)
@@ -281,16 +322,26 @@ impl Router {
     pub async fn chat(self: &Arc<Self>, params: ChatParams) -> Result<ChatStream, RouterError> {
         let router = Arc::clone(self);
         let started = Instant::now();
-        let (prepared, model, prompt_tokens) = tokio::task::spawn_blocking(move || router.prepare_chat(params, started))
-            .await
-            .map_err(|e| RouterError::Internal(e.to_string()))??;
+        let (prepared, model, prompt_tokens) =
+            tokio::task::spawn_blocking(move || router.prepare_chat(params, started))
+                .await
+                .map_err(|e| RouterError::Internal(e.to_string()))??;
         let adapter = prepared.adapter.clone();
         let (tx, rx) = mpsc::channel(64);
         tokio::task::spawn_blocking(move || run_turn(prepared, tx));
-        Ok(ChatStream { events: rx, model, adapter, prompt_tokens })
+        Ok(ChatStream {
+            events: rx,
+            model,
+            adapter,
+            prompt_tokens,
+        })
     }
 
-    fn prepare_chat(&self, params: ChatParams, started: Instant) -> Result<(Prepared, String, usize), RouterError> {
+    fn prepare_chat(
+        &self,
+        params: ChatParams,
+        started: Instant,
+    ) -> Result<(Prepared, String, usize), RouterError> {
         let (entry, engine, plugin) = self.resolve(&params.model)?;
         let request = self.prompt_request(&engine, &params.chat, params.json_mode)?;
         let check = ToolCheck::new(&request.tools, &request.tool_choice)?;
@@ -306,6 +357,7 @@ impl Router {
             stop,
             logprobs: params.logprobs,
             extra_end_ids: adapter_end_ids(&plugin, &engine),
+            ignore_end: false,
         })?;
         let tools_offered = !request.tools.is_empty() && request.tool_choice != ToolChoice::None;
         let parser = plugin.stream(&ParseOptions {
@@ -329,7 +381,10 @@ impl Router {
 
     /// Starts a raw completion: the prompt goes to the model as it is, the output comes back as
     /// text.
-    pub async fn complete(self: &Arc<Self>, params: CompleteParams) -> Result<ChatStream, RouterError> {
+    pub async fn complete(
+        self: &Arc<Self>,
+        params: CompleteParams,
+    ) -> Result<ChatStream, RouterError> {
         let router = Arc::clone(self);
         let started = Instant::now();
         let (prepared, model, prompt_tokens) = tokio::task::spawn_blocking(move || {
@@ -338,9 +393,15 @@ impl Router {
             let ids = match &params.prompt {
                 PromptInput::Text(text) => with_bos(&engine, engine.tokenizer().encode(text)?),
                 PromptInput::Tokens(ids) => {
-                    if let Some(bad) = ids.iter().find(|id| **id as usize >= engine.info().vocab_size) {
+                    if let Some(bad) = ids
+                        .iter()
+                        .find(|id| **id as usize >= engine.info().vocab_size)
+                    {
                         return Err(RouterError::InvalidRequest(RequestError {
-                            message: format!("token id {bad} is outside the vocabulary of {}", engine.info().vocab_size),
+                            message: format!(
+                                "token id {bad} is outside the vocabulary of {}",
+                                engine.info().vocab_size
+                            ),
                             param: Some("prompt".into()),
                         }));
                     }
@@ -355,6 +416,7 @@ impl Router {
                 stop: params.stop.clone(),
                 logprobs: params.logprobs,
                 extra_end_ids: vec![],
+                ignore_end: false,
             })?;
             Ok::<_, RouterError>((
                 Prepared {
@@ -373,7 +435,12 @@ impl Router {
         .map_err(|e| RouterError::Internal(e.to_string()))??;
         let (tx, rx) = mpsc::channel(64);
         tokio::task::spawn_blocking(move || run_turn(prepared, tx));
-        Ok(ChatStream { events: rx, model, adapter: String::new(), prompt_tokens })
+        Ok(ChatStream {
+            events: rx,
+            model,
+            adapter: String::new(),
+            prompt_tokens,
+        })
     }
 }
 
@@ -401,7 +468,9 @@ struct Turn {
 fn call_id() -> String {
     use rand::Rng;
     let mut rng = rand::rng();
-    let suffix: String = (0..24).map(|_| rng.sample(rand::distr::Alphanumeric) as char).collect();
+    let suffix: String = (0..24)
+        .map(|_| rng.sample(rand::distr::Alphanumeric) as char)
+        .collect();
     format!("call_{suffix}")
 }
 
@@ -428,7 +497,14 @@ impl Turn {
             }
             StreamEvent::Reasoning { text } => self.send(ChatEvent::Reasoning(text)),
             StreamEvent::ToolCallBegin { index, id, name } => {
-                self.open.insert(index, OpenCall { id, name, arguments: String::new() });
+                self.open.insert(
+                    index,
+                    OpenCall {
+                        id,
+                        name,
+                        arguments: String::new(),
+                    },
+                );
                 true
             }
             StreamEvent::ToolCallArguments { index, delta } => {
@@ -466,7 +542,8 @@ impl Turn {
         };
         match verdict {
             Ok(()) => {
-                metrics::counter!("plugboard_tool_calls_total", "adapter" => self.adapter.clone()).increment(1);
+                metrics::counter!("plugboard_tool_calls_total", "adapter" => self.adapter.clone())
+                    .increment(1);
                 let out = ToolCallOut {
                     index: self.released,
                     id: call.id.unwrap_or_else(call_id),
@@ -477,7 +554,10 @@ impl Turn {
                 self.send(ChatEvent::ToolCall(out))
             }
             Err(problem) => {
-                let policy = if matches!(self.check.as_ref().map(|c| c.choice()), Some(ToolChoice::None)) {
+                let policy = if matches!(
+                    self.check.as_ref().map(|c| c.choice()),
+                    Some(ToolChoice::None)
+                ) {
                     ToolPolicy::Drop
                 } else {
                     self.policy
@@ -486,7 +566,10 @@ impl Turn {
                 self.report(problem.clone());
                 match policy {
                     ToolPolicy::Drop => true,
-                    ToolPolicy::Content => self.send(ChatEvent::Content { text, tokens: vec![] }),
+                    ToolPolicy::Content => self.send(ChatEvent::Content {
+                        text,
+                        tokens: vec![],
+                    }),
                     ToolPolicy::Reject => {
                         self.rejected.get_or_insert(problem);
                         true
@@ -503,7 +586,14 @@ fn json_or_string(text: &str) -> serde_json::Value {
 }
 
 fn run_turn(prepared: Prepared, tx: mpsc::Sender<ChatEvent>) {
-    let Prepared { mut generation, mut parser, check, policy, adapter, started } = prepared;
+    let Prepared {
+        mut generation,
+        mut parser,
+        check,
+        policy,
+        adapter,
+        started,
+    } = prepared;
     let mut turn = Turn {
         tx,
         check,
@@ -525,7 +615,8 @@ fn run_turn(prepared: Prepared, tx: mpsc::Sender<ChatEvent>) {
             GenEvent::Text { text, token } => {
                 if first_token {
                     first_token = false;
-                    metrics::histogram!("plugboard_time_to_first_token_seconds").record(started.elapsed().as_secs_f64());
+                    metrics::histogram!("plugboard_time_to_first_token_seconds")
+                        .record(started.elapsed().as_secs_f64());
                 }
                 turn.pending_tokens.extend(token);
                 let events = match parser.as_mut() {
@@ -558,7 +649,10 @@ fn run_turn(prepared: Prepared, tx: mpsc::Sender<ChatEvent>) {
                 }
                 if !turn.pending_tokens.is_empty() {
                     let tokens = std::mem::take(&mut turn.pending_tokens);
-                    turn.send(ChatEvent::Content { text: String::new(), tokens });
+                    turn.send(ChatEvent::Content {
+                        text: String::new(),
+                        tokens,
+                    });
                 }
                 record_usage(&usage, started);
                 if let Some(problem) = turn.rejected.take() {
@@ -568,7 +662,9 @@ fn run_turn(prepared: Prepared, tx: mpsc::Sender<ChatEvent>) {
                 if turn.released == 0
                     && let Some(ToolChoice::Required | ToolChoice::Function(_)) = &choice
                 {
-                    let mut message = "tool_choice requires a tool call, but the model produced no valid call".to_string();
+                    let mut message =
+                        "tool_choice requires a tool call, but the model produced no valid call"
+                            .to_string();
                     if let Some(p) = turn.problems.first() {
                         message.push_str(&format!(" ({})", p.message));
                     }
@@ -582,7 +678,11 @@ fn run_turn(prepared: Prepared, tx: mpsc::Sender<ChatEvent>) {
                     Finish::Stop
                 };
                 let problems = std::mem::take(&mut turn.problems);
-                turn.send(ChatEvent::Done(Summary { finish, usage, problems }));
+                turn.send(ChatEvent::Done(Summary {
+                    finish,
+                    usage,
+                    problems,
+                }));
                 return;
             }
         }
@@ -590,11 +690,15 @@ fn run_turn(prepared: Prepared, tx: mpsc::Sender<ChatEvent>) {
 }
 
 fn record_usage(usage: &Usage, started: Instant) {
-    metrics::counter!("plugboard_tokens_total", "kind" => "prompt").increment(usage.prompt_tokens as u64);
-    metrics::counter!("plugboard_tokens_total", "kind" => "cached").increment(usage.cached_tokens as u64);
-    metrics::counter!("plugboard_tokens_total", "kind" => "completion").increment(usage.completion_tokens as u64);
+    metrics::counter!("plugboard_tokens_total", "kind" => "prompt")
+        .increment(usage.prompt_tokens as u64);
+    metrics::counter!("plugboard_tokens_total", "kind" => "cached")
+        .increment(usage.cached_tokens as u64);
+    metrics::counter!("plugboard_tokens_total", "kind" => "completion")
+        .increment(usage.completion_tokens as u64);
     if usage.decode_ms > 0.0 && usage.completion_tokens > 1 {
-        metrics::histogram!("plugboard_decode_tokens_per_second").record(usage.completion_tokens as f64 / (usage.decode_ms / 1e3));
+        metrics::histogram!("plugboard_decode_tokens_per_second")
+            .record(usage.completion_tokens as f64 / (usage.decode_ms / 1e3));
     }
     metrics::histogram!("plugboard_generation_seconds").record(started.elapsed().as_secs_f64());
 }

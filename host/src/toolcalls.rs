@@ -38,12 +38,16 @@ impl ToolCheck {
         let mut validators = HashMap::new();
         for (i, tool) in tools.iter().enumerate() {
             let param = format!("tools[{i}].function.parameters");
-            let schema: serde_json::Value = serde_json::from_str(&tool.parameters).map_err(|e| RequestError {
-                message: format!("the parameters of tool '{}' are not JSON: {e}", tool.name),
-                param: Some(param.clone()),
-            })?;
+            let schema: serde_json::Value =
+                serde_json::from_str(&tool.parameters).map_err(|e| RequestError {
+                    message: format!("the parameters of tool '{}' are not JSON: {e}", tool.name),
+                    param: Some(param.clone()),
+                })?;
             let validator = jsonschema::validator_for(&schema).map_err(|e| RequestError {
-                message: format!("the parameters of tool '{}' are not a valid JSON Schema: {e}", tool.name),
+                message: format!(
+                    "the parameters of tool '{}' are not a valid JSON Schema: {e}",
+                    tool.name
+                ),
                 param: Some(param.clone()),
             })?;
             validators.insert(tool.name.clone(), validator);
@@ -60,7 +64,11 @@ impl ToolCheck {
 
     /// Checks one complete call. `index` is the call's position in the output.
     pub fn check(&self, index: u32, name: &str, arguments: &str) -> Result<(), Problem> {
-        let problem = |kind, message: String| Problem { kind, message, index: Some(index) };
+        let problem = |kind, message: String| Problem {
+            kind,
+            message,
+            index: Some(index),
+        };
         if let ToolChoice::Function(wanted) = &self.choice
             && wanted != name
         {
@@ -74,17 +82,27 @@ impl ToolCheck {
             offered.sort_unstable();
             return Err(problem(
                 ProblemKind::UnknownTool,
-                format!("call {index} names '{name}', which the request did not offer (offered: {})", offered.join(", ")),
+                format!(
+                    "call {index} names '{name}', which the request did not offer (offered: {})",
+                    offered.join(", ")
+                ),
             ));
         };
         let value: serde_json::Value = serde_json::from_str(arguments).map_err(|e| {
-            problem(ProblemKind::MalformedJson, format!("call {index} ({name}): arguments are not JSON: {e}"))
+            problem(
+                ProblemKind::MalformedJson,
+                format!("call {index} ({name}): arguments are not JSON: {e}"),
+            )
         })?;
         let errors: Vec<String> = validator
             .iter_errors(&value)
             .map(|e| {
                 let at = e.instance_path().to_string();
-                if at.is_empty() { e.to_string() } else { format!("{at}: {e}") }
+                if at.is_empty() {
+                    e.to_string()
+                } else {
+                    format!("{at}: {e}")
+                }
             })
             .collect();
         if errors.is_empty() {
@@ -92,7 +110,10 @@ impl ToolCheck {
         } else {
             Err(problem(
                 ProblemKind::InvalidArguments,
-                format!("call {index} ({name}): arguments do not match the schema: {}", errors.join("; ")),
+                format!(
+                    "call {index} ({name}): arguments do not match the schema: {}",
+                    errors.join("; ")
+                ),
             ))
         }
     }
@@ -113,18 +134,30 @@ mod tests {
     #[test]
     fn checks_names_and_schemas() {
         let check = ToolCheck::new(&weather(), &ToolChoice::Auto).expect("valid schema");
-        assert!(check.check(0, "get_weather", r#"{"city": "Paris"}"#).is_ok());
+        assert!(
+            check
+                .check(0, "get_weather", r#"{"city": "Paris"}"#)
+                .is_ok()
+        );
         let e = check.check(1, "get_time", "{}").unwrap_err();
         assert_eq!((e.kind, e.index), (ProblemKind::UnknownTool, Some(1)));
-        let e = check.check(0, "get_weather", r#"{"town": "Paris"}"#).unwrap_err();
+        let e = check
+            .check(0, "get_weather", r#"{"town": "Paris"}"#)
+            .unwrap_err();
         assert_eq!(e.kind, ProblemKind::InvalidArguments);
         assert!(e.message.contains("city"), "{}", e.message);
     }
 
     #[test]
     fn an_invalid_schema_names_its_tool() {
-        let tools = vec![Tool { name: "t".into(), description: None, parameters: r#"{"type": "nonsense"}"#.into() }];
-        let e = ToolCheck::new(&tools, &ToolChoice::Auto).err().expect("refused");
+        let tools = vec![Tool {
+            name: "t".into(),
+            description: None,
+            parameters: r#"{"type": "nonsense"}"#.into(),
+        }];
+        let e = ToolCheck::new(&tools, &ToolChoice::Auto)
+            .err()
+            .expect("refused");
         assert_eq!(e.param.as_deref(), Some("tools[0].function.parameters"));
     }
 }

@@ -22,6 +22,7 @@ fn generate(
             stop: stop.iter().map(|s| s.to_string()).collect(),
             logprobs: None,
             extra_end_ids: vec![],
+            ignore_end: false,
         })
         .expect("queued");
     let mut text = String::new();

@@ -6,5 +6,7 @@ mod engine;
 mod fixtures;
 mod hot_swap;
 mod isolation;
+mod languages;
+mod llamacpp;
 mod server;
 mod templates;

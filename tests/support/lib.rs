@@ -222,7 +222,10 @@ impl TestServer {
         let (tx, rx) = std::sync::mpsc::channel();
         let sink = Arc::clone(&log);
         std::thread::spawn(move || {
-            for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
                 if let Some(addr) = line.strip_prefix("plugboard: serving on ") {
                     let _ = tx.send(addr.to_string());
                 }
@@ -236,7 +239,10 @@ impl TestServer {
             Ok(base) => base,
             Err(_) => {
                 let _ = child.kill();
-                panic!("plugboard serve did not start:\n{}", log.lock().map(|l| l.clone()).unwrap_or_default());
+                panic!(
+                    "plugboard serve did not start:\n{}",
+                    log.lock().map(|l| l.clone()).unwrap_or_default()
+                );
             }
         };
         TestServer { child, base, log }
@@ -258,7 +264,8 @@ impl TestServer {
             "{script} failed:\n{stderr}\nserver log:\n{}",
             self.log.lock().map(|l| l.clone()).unwrap_or_default()
         );
-        serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{script} printed no JSON ({e}):\n{stdout}\n{stderr}"))
+        serde_json::from_str(stdout.trim())
+            .unwrap_or_else(|e| panic!("{script} printed no JSON ({e}):\n{stdout}\n{stderr}"))
     }
 }
 

@@ -2,17 +2,17 @@
 //! and Prometheus metrics.
 
 use axum::extract::{Path, State};
-use axum::http::{header, StatusCode};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router as HttpRouter};
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 use super::error::ApiError;
 use super::{ApiJson, AppState};
 use crate::adapter::ParseOptions;
-use crate::chat::{tools_from_json, ChatRequest};
+use crate::chat::{ChatRequest, tools_from_json};
 use crate::router::RouterError;
 
 pub fn routes() -> HttpRouter<AppState> {
@@ -27,14 +27,26 @@ pub fn routes() -> HttpRouter<AppState> {
 }
 
 fn internal(e: impl std::fmt::Display) -> ApiError {
-    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "server_error", e.to_string())
+    ApiError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "server_error",
+        e.to_string(),
+    )
 }
 
 /// The named model, or the default one.
 fn model_name(state: &AppState, model: Option<String>) -> Result<String, ApiError> {
     model
-        .or_else(|| state.router.registry.default_model().map(|m| m.id().to_string()))
-        .ok_or_else(|| ApiError::bad_request("name a model: there is no default model", Some("model")))
+        .or_else(|| {
+            state
+                .router
+                .registry
+                .default_model()
+                .map(|m| m.id().to_string())
+        })
+        .ok_or_else(|| {
+            ApiError::bad_request("name a model: there is no default model", Some("model"))
+        })
 }
 
 #[derive(Deserialize)]
@@ -44,7 +56,10 @@ struct TemplateBody {
     chat: ChatRequest,
 }
 
-async fn apply_template(State(state): State<AppState>, ApiJson(body): ApiJson<TemplateBody>) -> Result<Json<Value>, ApiError> {
+async fn apply_template(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<TemplateBody>,
+) -> Result<Json<Value>, ApiError> {
     let model = model_name(&state, body.model)?;
     let router = state.router.clone();
     let (prompt, adapter) = tokio::task::spawn_blocking(move || router.render(&model, &body.chat))
@@ -67,17 +82,24 @@ struct TokenizeBody {
     with_pieces: bool,
 }
 
-async fn tokenize(State(state): State<AppState>, ApiJson(body): ApiJson<TokenizeBody>) -> Result<Json<Value>, ApiError> {
+async fn tokenize(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<TokenizeBody>,
+) -> Result<Json<Value>, ApiError> {
     let model = model_name(&state, body.model)?;
     let router = state.router.clone();
     let engine = tokio::task::spawn_blocking(move || {
         let entry = router.registry.get(&model).map_err(RouterError::from)?;
-        entry.engine(&router.registry.options).map_err(RouterError::from)
+        entry
+            .engine(&router.registry.options)
+            .map_err(RouterError::from)
     })
     .await
     .map_err(internal)??;
     let tokenizer = engine.tokenizer();
-    let ids = tokenizer.encode(&body.content).map_err(|e| ApiError::bad_request(e.to_string(), Some("content")))?;
+    let ids = tokenizer
+        .encode(&body.content)
+        .map_err(|e| ApiError::bad_request(e.to_string(), Some("content")))?;
     if body.with_pieces {
         let pieces: Vec<Value> = ids
             .iter()
@@ -94,18 +116,26 @@ struct DetokenizeBody {
     tokens: Vec<u32>,
 }
 
-async fn detokenize(State(state): State<AppState>, ApiJson(body): ApiJson<DetokenizeBody>) -> Result<Json<Value>, ApiError> {
+async fn detokenize(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<DetokenizeBody>,
+) -> Result<Json<Value>, ApiError> {
     let model = model_name(&state, body.model)?;
     let router = state.router.clone();
     let engine = tokio::task::spawn_blocking(move || {
         let entry = router.registry.get(&model).map_err(RouterError::from)?;
-        entry.engine(&router.registry.options).map_err(RouterError::from)
+        entry
+            .engine(&router.registry.options)
+            .map_err(RouterError::from)
     })
     .await
     .map_err(internal)??;
     let vocab = engine.info().vocab_size;
     if let Some(bad) = body.tokens.iter().find(|id| **id as usize >= vocab) {
-        return Err(ApiError::bad_request(format!("token id {bad} is outside the vocabulary of {vocab}"), Some("tokens")));
+        return Err(ApiError::bad_request(
+            format!("token id {bad} is outside the vocabulary of {vocab}"),
+            Some("tokens"),
+        ));
     }
     let content = engine.tokenizer().decode(&body.tokens).map_err(internal)?;
     Ok(Json(json!({"content": content})))
@@ -113,7 +143,9 @@ async fn detokenize(State(state): State<AppState>, ApiJson(body): ApiJson<Detoke
 
 async fn adapters(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     let plugins = state.router.plugins.clone();
-    let entries = tokio::task::spawn_blocking(move || plugins.list()).await.map_err(internal)?;
+    let entries = tokio::task::spawn_blocking(move || plugins.list())
+        .await
+        .map_err(internal)?;
     Ok(Json(json!({"object": "list", "data": entries})))
 }
 
@@ -128,19 +160,37 @@ struct ParseBody {
     lenient: bool,
 }
 
-async fn parse(State(state): State<AppState>, Path(name): Path<String>, ApiJson(body): ApiJson<ParseBody>) -> Result<Response, ApiError> {
+async fn parse(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    ApiJson(body): ApiJson<ParseBody>,
+) -> Result<Response, ApiError> {
     let tools = match &body.tools {
-        Some(value) => tools_from_json(value).map_err(|e| ApiError::bad_request(e.message, e.param.as_deref()))?,
+        Some(value) => tools_from_json(value)
+            .map_err(|e| ApiError::bad_request(e.message, e.param.as_deref()))?,
         None => Vec::new(),
     };
-    let options = ParseOptions { tools, reasoning_open: body.reasoning_open, lenient: body.lenient };
+    let options = ParseOptions {
+        tools,
+        reasoning_open: body.reasoning_open,
+        lenient: body.lenient,
+    };
     let plugins = state.router.plugins.clone();
     let result = tokio::task::spawn_blocking(move || {
-        let plugin = plugins
-            .get(&name)
-            .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "invalid_request_error", format!("unknown adapter '{name}'")))?;
-        let parsed = plugin.parse(&body.text, &options).map_err(|e| ApiError::from(RouterError::Adapter(e)))?;
-        Ok::<_, ApiError>((parsed, format!("{}/{}", plugin.info().name, plugin.info().version)))
+        let plugin = plugins.get(&name).ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "invalid_request_error",
+                format!("unknown adapter '{name}'"),
+            )
+        })?;
+        let parsed = plugin
+            .parse(&body.text, &options)
+            .map_err(|e| ApiError::from(RouterError::Adapter(e)))?;
+        Ok::<_, ApiError>((
+            parsed,
+            format!("{}/{}", plugin.info().name, plugin.info().version),
+        ))
     })
     .await
     .map_err(internal)?;
@@ -153,7 +203,13 @@ async fn parse(State(state): State<AppState>, Path(name): Path<String>, ApiJson(
 }
 
 async fn health(State(state): State<AppState>) -> Json<Value> {
-    let loaded: Vec<&str> = state.router.registry.all().filter(|m| m.loaded().is_some()).map(|m| m.id()).collect();
+    let loaded: Vec<&str> = state
+        .router
+        .registry
+        .all()
+        .filter(|m| m.loaded().is_some())
+        .map(|m| m.id())
+        .collect();
     Json(json!({
         "status": "ok",
         "uptime_s": state.started.elapsed().as_secs(),
@@ -173,8 +229,13 @@ async fn metrics(State(state): State<AppState>) -> Response {
             let labels = [("adapter", entry.name.clone())];
             metrics::gauge!("plugboard_plugin_faults", &labels).set(entry.faults as f64);
             metrics::gauge!("plugboard_plugin_swaps", &labels).set(entry.history.len() as f64);
-            metrics::gauge!("plugboard_plugin_healthy", &labels).set(if entry.last_error.is_none() { 1.0 } else { 0.0 });
+            metrics::gauge!("plugboard_plugin_healthy", &labels)
+                .set(if entry.last_error.is_none() { 1.0 } else { 0.0 });
         }
     }
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], handle.render()).into_response()
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        handle.render(),
+    )
+        .into_response()
 }

@@ -1,9 +1,9 @@
 //! Errors in each API's own shape: OpenAI's `{"error": {"message", "type", "param", "code"}}`
 //! and Ollama's `{"error": "…"}`, with the status that says what went wrong.
 
+use axum::Json;
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 
 use crate::engine::EngineError;
 use crate::plugins::CallError;
@@ -78,7 +78,9 @@ impl IntoResponse for ApiError {
         };
         let mut response = (self.status, Json(body)).into_response();
         if self.status == StatusCode::SERVICE_UNAVAILABLE {
-            response.headers_mut().insert("retry-after", HeaderValue::from_static("1"));
+            response
+                .headers_mut()
+                .insert("retry-after", HeaderValue::from_static("1"));
         }
         response
     }
@@ -87,35 +89,65 @@ impl IntoResponse for ApiError {
 impl From<&RouterError> for ApiError {
     fn from(e: &RouterError) -> ApiError {
         let message = e.to_string();
-        let server = |code: &str| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "server_error", message.clone()).code(code);
+        let server = |code: &str| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "server_error",
+                message.clone(),
+            )
+            .code(code)
+        };
         match e {
-            RouterError::InvalidRequest(r) => ApiError::bad_request(r.message.clone(), r.param.as_deref()),
+            RouterError::InvalidRequest(r) => {
+                ApiError::bad_request(r.message.clone(), r.param.as_deref())
+            }
             RouterError::Registry(RegistryError::UnknownModel(_)) => ApiError {
                 param: Some("model".into()),
-                ..ApiError::new(StatusCode::NOT_FOUND, "invalid_request_error", message.clone()).code("model_not_found")
+                ..ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    "invalid_request_error",
+                    message.clone(),
+                )
+                .code("model_not_found")
             },
-            RouterError::Registry(RegistryError::NotDownloaded { .. }) => {
-                ApiError::new(StatusCode::NOT_FOUND, "invalid_request_error", message.clone()).code("model_not_available")
-            }
+            RouterError::Registry(RegistryError::NotDownloaded { .. }) => ApiError::new(
+                StatusCode::NOT_FOUND,
+                "invalid_request_error",
+                message.clone(),
+            )
+            .code("model_not_available"),
             RouterError::Registry(_) => server("model_load_failed"),
-            RouterError::Engine(EngineError::Busy(_)) => {
-                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "server_error", message.clone()).code("queue_full")
-            }
+            RouterError::Engine(EngineError::Busy(_)) => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "server_error",
+                message.clone(),
+            )
+            .code("queue_full"),
             RouterError::Engine(EngineError::ContextOverflow { .. }) => ApiError {
                 param: Some("messages".into()),
                 ..ApiError::bad_request(message.clone(), None).code("context_length_exceeded")
             },
-            RouterError::Engine(EngineError::Tokenize(_)) => ApiError::bad_request(message.clone(), None),
+            RouterError::Engine(EngineError::Tokenize(_)) => {
+                ApiError::bad_request(message.clone(), None)
+            }
             RouterError::Engine(_) => server("inference_error"),
-            RouterError::Adapter(CallError::Adapter { .. }) => ApiError::bad_request(message.clone(), Some("messages")).code("template_error"),
+            RouterError::Adapter(CallError::Adapter { .. }) => {
+                ApiError::bad_request(message.clone(), Some("messages")).code("template_error")
+            }
             RouterError::Adapter(_) => server("adapter_error"),
             RouterError::AdapterMissing(_) => server("adapter_missing"),
-            RouterError::ToolCallRejected(p) => {
-                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_tool_call", message.clone()).code(p.kind.as_str())
-            }
-            RouterError::ToolCallMissing(_) => {
-                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_tool_call", message.clone()).code("tool_call_missing")
-            }
+            RouterError::ToolCallRejected(p) => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_tool_call",
+                message.clone(),
+            )
+            .code(p.kind.as_str()),
+            RouterError::ToolCallMissing(_) => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_tool_call",
+                message.clone(),
+            )
+            .code("tool_call_missing"),
             RouterError::Internal(_) => server("internal_error"),
         }
     }

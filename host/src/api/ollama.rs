@@ -9,12 +9,15 @@ use axum::routing::{get, post};
 use axum::{Json, Router as HttpRouter};
 use futures::stream::{self, StreamExt};
 use serde::Deserialize;
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value, json};
 
 use super::error::ApiError;
 use super::{ApiJson, AppState};
 use crate::chat::ChatRequest;
-use crate::router::{ChatEvent, ChatParams, ChatStream, CompleteParams, PromptInput, RouterError, SamplingOverrides, Summary};
+use crate::router::{
+    ChatEvent, ChatParams, ChatStream, CompleteParams, PromptInput, RouterError, SamplingOverrides,
+    Summary,
+};
 
 pub fn routes() -> HttpRouter<AppState> {
     HttpRouter::new()
@@ -108,8 +111,18 @@ fn stats(summary: &Summary) -> Map<String, Value> {
     let ns = |ms: f64| (ms * 1e6) as u64;
     let u = &summary.usage;
     let mut m = Map::new();
-    m.insert("done_reason".into(), json!(if summary.finish == crate::router::Finish::Length { "length" } else { "stop" }));
-    m.insert("total_duration".into(), json!(ns(u.queue_ms + u.prefill_ms + u.decode_ms)));
+    m.insert(
+        "done_reason".into(),
+        json!(if summary.finish == crate::router::Finish::Length {
+            "length"
+        } else {
+            "stop"
+        }),
+    );
+    m.insert(
+        "total_duration".into(),
+        json!(ns(u.queue_ms + u.prefill_ms + u.decode_ms)),
+    );
     m.insert("load_duration".into(), json!(0));
     m.insert("prompt_eval_count".into(), json!(u.prompt_tokens));
     m.insert("prompt_eval_duration".into(), json!(ns(u.prefill_ms)));
@@ -119,7 +132,8 @@ fn stats(summary: &Summary) -> Map<String, Value> {
 }
 
 fn ndjson(lines: impl futures::Stream<Item = Value> + Send + 'static) -> Response {
-    let body = Body::from_stream(lines.map(|v| Ok::<_, std::convert::Infallible>(format!("{v}\n"))));
+    let body =
+        Body::from_stream(lines.map(|v| Ok::<_, std::convert::Infallible>(format!("{v}\n"))));
     ([(header::CONTENT_TYPE, "application/x-ndjson")], body).into_response()
 }
 
@@ -134,15 +148,22 @@ fn chat_lines(stream: ChatStream) -> impl futures::Stream<Item = Value> + Send +
             }
             let line = |message: Value, is_done: bool| json!({"model": model, "created_at": now(), "message": message, "done": is_done});
             let out = match events.recv().await? {
-                ChatEvent::Content { text, .. } => line(json!({"role": "assistant", "content": text}), false),
-                ChatEvent::Reasoning(text) => line(json!({"role": "assistant", "content": "", "thinking": text}), false),
+                ChatEvent::Content { text, .. } => {
+                    line(json!({"role": "assistant", "content": text}), false)
+                }
+                ChatEvent::Reasoning(text) => line(
+                    json!({"role": "assistant", "content": "", "thinking": text}),
+                    false,
+                ),
                 ChatEvent::ToolCall(call) => line(
                     json!({"role": "assistant", "content": "", "tool_calls": [
                         {"function": {"name": call.name, "arguments": serde_json::from_str::<Value>(&call.arguments).unwrap_or(json!({}))}}
                     ]}),
                     false,
                 ),
-                ChatEvent::Error(e) => return Some((json!({"error": e.to_string()}), (events, true))),
+                ChatEvent::Error(e) => {
+                    return Some((json!({"error": e.to_string()}), (events, true)));
+                }
                 ChatEvent::Done(summary) => {
                     let mut last = line(json!({"role": "assistant", "content": ""}), true);
                     if let Some(o) = last.as_object_mut() {
@@ -156,7 +177,10 @@ fn chat_lines(stream: ChatStream) -> impl futures::Stream<Item = Value> + Send +
     })
 }
 
-async fn chat(State(state): State<AppState>, ApiJson(body): ApiJson<ChatBody>) -> Result<Response, ApiError> {
+async fn chat(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<ChatBody>,
+) -> Result<Response, ApiError> {
     let options = body.options.unwrap_or_default();
     let chat = ChatRequest {
         messages: body.messages.iter().map(openai_message).collect(),
@@ -184,7 +208,12 @@ async fn chat(State(state): State<AppState>, ApiJson(body): ApiJson<ChatBody>) -
     let mut calls = Vec::new();
     while let Some(line) = lines.next().await {
         if let Some(error) = line.get("error").and_then(Value::as_str) {
-            return Err(ApiError::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, "server_error", error).ollama());
+            return Err(ApiError::new(
+                axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                "server_error",
+                error,
+            )
+            .ollama());
         }
         let message = &line["message"];
         content.push_str(message["content"].as_str().unwrap_or(""));
@@ -206,7 +235,12 @@ async fn chat(State(state): State<AppState>, ApiJson(body): ApiJson<ChatBody>) -
             return Ok(Json(out).into_response());
         }
     }
-    Err(ApiError::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, "server_error", "the generation ended without a result").ollama())
+    Err(ApiError::new(
+        axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+        "server_error",
+        "the generation ended without a result",
+    )
+    .ollama())
 }
 
 #[derive(Deserialize)]
@@ -226,7 +260,10 @@ struct GenerateBody {
     format: Option<Value>,
 }
 
-async fn generate(State(state): State<AppState>, ApiJson(body): ApiJson<GenerateBody>) -> Result<Response, ApiError> {
+async fn generate(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<GenerateBody>,
+) -> Result<Response, ApiError> {
     let options = body.options.unwrap_or_default();
     let stream = if body.raw {
         state
@@ -250,7 +287,10 @@ async fn generate(State(state): State<AppState>, ApiJson(body): ApiJson<Generate
             .router
             .chat(ChatParams {
                 model: body.model,
-                chat: ChatRequest { messages, ..ChatRequest::default() },
+                chat: ChatRequest {
+                    messages,
+                    ..ChatRequest::default()
+                },
                 sampling: options.overrides(),
                 max_tokens: options.max_tokens(),
                 stop: options.stop.clone().unwrap_or_default(),
@@ -280,7 +320,12 @@ async fn generate(State(state): State<AppState>, ApiJson(body): ApiJson<Generate
     let mut response = String::new();
     while let Some(line) = lines.next().await {
         if let Some(error) = line.get("error").and_then(Value::as_str) {
-            return Err(ApiError::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, "server_error", error).ollama());
+            return Err(ApiError::new(
+                axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                "server_error",
+                error,
+            )
+            .ollama());
         }
         response.push_str(line["response"].as_str().unwrap_or(""));
         if line["done"] == json!(true) {
@@ -289,11 +334,19 @@ async fn generate(State(state): State<AppState>, ApiJson(body): ApiJson<Generate
             return Ok(Json(out).into_response());
         }
     }
-    Err(ApiError::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, "server_error", "the generation ended without a result").ollama())
+    Err(ApiError::new(
+        axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+        "server_error",
+        "the generation ended without a result",
+    )
+    .ollama())
 }
 
 fn details(entry: &crate::registry::ModelEntry) -> Value {
-    let arch = entry.loaded().map(|e| e.info().architecture.clone()).unwrap_or_default();
+    let arch = entry
+        .loaded()
+        .map(|e| e.info().architecture.clone())
+        .unwrap_or_default();
     json!({
         "parent_model": "",
         "format": "gguf",
@@ -331,12 +384,22 @@ struct ShowBody {
     model: String,
 }
 
-async fn show(State(state): State<AppState>, ApiJson(body): ApiJson<ShowBody>) -> Result<Json<Value>, ApiError> {
+async fn show(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<ShowBody>,
+) -> Result<Json<Value>, ApiError> {
     let router = state.router.clone();
     let model = body.model.clone();
     let (entry, engine, plugin) = tokio::task::spawn_blocking(move || router.resolve(&model))
         .await
-        .map_err(|e| ApiError::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, "server_error", e.to_string()).ollama())?
+        .map_err(|e| {
+            ApiError::new(
+                axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                "server_error",
+                e.to_string(),
+            )
+            .ollama()
+        })?
         .map_err(problem)?;
     let info = engine.info();
     let mut capabilities = vec!["completion"];

@@ -11,13 +11,15 @@ use axum::routing::{get, post};
 use axum::{Json, Router as HttpRouter};
 use futures::stream::{self, Stream, StreamExt};
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 use super::error::ApiError;
-use super::{unix_now, ApiJson, AppState};
+use super::{ApiJson, AppState, unix_now};
 use crate::chat::ChatRequest;
 use crate::engine::GeneratedToken;
-use crate::router::{ChatEvent, ChatParams, ChatStream, CompleteParams, PromptInput, SamplingOverrides, Summary};
+use crate::router::{
+    ChatEvent, ChatParams, ChatStream, CompleteParams, PromptInput, SamplingOverrides, Summary,
+};
 
 pub fn routes() -> HttpRouter<AppState> {
     HttpRouter::new()
@@ -73,25 +75,40 @@ impl Sampling {
         if let Some(t) = self.temperature
             && !(0.0..=2.0).contains(&t)
         {
-            return Err(ApiError::bad_request(format!("temperature must be between 0 and 2, not {t}"), Some("temperature")));
+            return Err(ApiError::bad_request(
+                format!("temperature must be between 0 and 2, not {t}"),
+                Some("temperature"),
+            ));
         }
         if let Some(p) = self.top_p
             && !(p > 0.0 && p <= 1.0)
         {
-            return Err(ApiError::bad_request(format!("top_p must be in (0, 1], not {p}"), Some("top_p")));
+            return Err(ApiError::bad_request(
+                format!("top_p must be in (0, 1], not {p}"),
+                Some("top_p"),
+            ));
         }
-        for (name, value) in [("presence_penalty", self.presence_penalty), ("frequency_penalty", self.frequency_penalty)] {
+        for (name, value) in [
+            ("presence_penalty", self.presence_penalty),
+            ("frequency_penalty", self.frequency_penalty),
+        ] {
             if let Some(v) = value
                 && !(-2.0..=2.0).contains(&v)
             {
-                return Err(ApiError::bad_request(format!("{name} must be between -2 and 2, not {v}"), Some(name)));
+                return Err(ApiError::bad_request(
+                    format!("{name} must be between -2 and 2, not {v}"),
+                    Some(name),
+                ));
             }
         }
         if self.n.is_some_and(|n| n != 1) {
             return Err(ApiError::bad_request("only n = 1 is supported", Some("n")));
         }
         if self.max_tokens.or(self.max_completion_tokens) == Some(0) {
-            return Err(ApiError::bad_request("max_tokens must be at least 1", Some("max_tokens")));
+            return Err(ApiError::bad_request(
+                "max_tokens must be at least 1",
+                Some("max_tokens"),
+            ));
         }
         Ok(())
     }
@@ -132,7 +149,9 @@ fn json_mode(format: Option<&Value>) -> Result<bool, ApiError> {
         None | Some("text") => Ok(false),
         Some("json_object") | Some("json_schema") => Ok(true),
         Some(other) => Err(ApiError::bad_request(
-            format!("response_format type '{other}' is not supported (text, json_object, json_schema)"),
+            format!(
+                "response_format type '{other}' is not supported (text, json_object, json_schema)"
+            ),
             Some("response_format"),
         )),
     }
@@ -140,14 +159,19 @@ fn json_mode(format: Option<&Value>) -> Result<bool, ApiError> {
 
 fn logprobs_arg(logprobs: bool, top: Option<usize>) -> Result<Option<usize>, ApiError> {
     if top.is_some_and(|n| n > 20) {
-        return Err(ApiError::bad_request("top_logprobs must be at most 20", Some("top_logprobs")));
+        return Err(ApiError::bad_request(
+            "top_logprobs must be at most 20",
+            Some("top_logprobs"),
+        ));
     }
     Ok(logprobs.then(|| top.unwrap_or(0)))
 }
 
 fn completion_id(prefix: &str) -> String {
     use rand::Rng;
-    let suffix: String = (0..24).map(|_| rand::rng().sample(rand::distr::Alphanumeric) as char).collect();
+    let suffix: String = (0..24)
+        .map(|_| rand::rng().sample(rand::distr::Alphanumeric) as char)
+        .collect();
     format!("{prefix}-{suffix}")
 }
 
@@ -168,7 +192,8 @@ fn logprob_json(tokens: &[GeneratedToken]) -> Value {
             .iter()
             .map(|t| {
                 let mut e = entry(&t.text, t.logprob);
-                e["top_logprobs"] = Value::Array(t.top.iter().map(|(text, lp)| entry(text, *lp)).collect());
+                e["top_logprobs"] =
+                    Value::Array(t.top.iter().map(|(text, lp)| entry(text, *lp)).collect());
                 e
             })
             .collect(),
@@ -195,22 +220,34 @@ fn with_adapter_header(mut response: Response, adapter: &str) -> Response {
     response
 }
 
-async fn chat_completions(State(state): State<AppState>, ApiJson(request): ApiJson<ChatCompletionRequest>) -> Result<Response, ApiError> {
+async fn chat_completions(
+    State(state): State<AppState>,
+    ApiJson(request): ApiJson<ChatCompletionRequest>,
+) -> Result<Response, ApiError> {
     request.sampling.check()?;
     let params = ChatParams {
         model: request.model.clone(),
         json_mode: json_mode(request.response_format.as_ref())?,
         logprobs: logprobs_arg(request.logprobs, request.top_logprobs)?,
-        max_tokens: request.sampling.max_completion_tokens.or(request.sampling.max_tokens),
+        max_tokens: request
+            .sampling
+            .max_completion_tokens
+            .or(request.sampling.max_tokens),
         sampling: request.sampling.overrides(),
-        stop: request.sampling.stop.map(OneOrMany::into_vec).unwrap_or_default(),
+        stop: request
+            .sampling
+            .stop
+            .map(OneOrMany::into_vec)
+            .unwrap_or_default(),
         chat: request.chat,
     };
     let stream = state.router.chat(params).await?;
     let adapter = stream.adapter.clone();
     let response = if request.stream {
         let include_usage = request.stream_options.is_some_and(|o| o.include_usage);
-        Sse::new(chat_chunks(stream, include_usage)).keep_alive(KeepAlive::default()).into_response()
+        Sse::new(chat_chunks(stream, include_usage))
+            .keep_alive(KeepAlive::default())
+            .into_response()
     } else {
         chat_response(stream).await?.into_response()
     };
@@ -246,7 +283,11 @@ async fn chat_response(mut stream: ChatStream) -> Result<Json<Value>, ApiError> 
                 if !calls.is_empty() {
                     message["tool_calls"] = Value::Array(calls);
                 }
-                let logprobs = if tokens.is_empty() { Value::Null } else { json!({"content": logprob_json(&tokens)}) };
+                let logprobs = if tokens.is_empty() {
+                    Value::Null
+                } else {
+                    json!({"content": logprob_json(&tokens)})
+                };
                 return Ok(Json(json!({
                     "id": completion_id("chatcmpl"),
                     "object": "chat.completion",
@@ -265,15 +306,27 @@ async fn chat_response(mut stream: ChatStream) -> Result<Json<Value>, ApiError> 
             }
         }
     }
-    Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "server_error", "the generation ended without a result"))
+    Err(ApiError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "server_error",
+        "the generation ended without a result",
+    ))
 }
 
 /// The SSE events of a chat turn: a role chunk, content / reasoning / tool-call chunks, a
 /// finish chunk, an optional usage chunk, then `[DONE]`.
-fn chat_chunks(stream: ChatStream, include_usage: bool) -> impl Stream<Item = Result<Event, Infallible>> {
+fn chat_chunks(
+    stream: ChatStream,
+    include_usage: bool,
+) -> impl Stream<Item = Result<Event, Infallible>> {
     let id = completion_id("chatcmpl");
     let created = unix_now();
-    let ChatStream { events, model, adapter, .. } = stream;
+    let ChatStream {
+        events,
+        model,
+        adapter,
+        ..
+    } = stream;
     let chunk = {
         let (id, model) = (id.clone(), model.clone());
         move |delta: Value, finish: Option<&str>, logprobs: Value| {
@@ -288,7 +341,11 @@ fn chat_chunks(stream: ChatStream, include_usage: bool) -> impl Stream<Item = Re
         }
     };
     let data = |v: Value| Event::default().data(v.to_string());
-    let first = data(chunk(json!({"role": "assistant", "content": ""}), None, Value::Null));
+    let first = data(chunk(
+        json!({"role": "assistant", "content": ""}),
+        None,
+        Value::Null,
+    ));
     let rest = stream::unfold((events, false), move |(mut events, done)| {
         let chunk = chunk.clone();
         let adapter = adapter.clone();
@@ -302,10 +359,18 @@ fn chat_chunks(stream: ChatStream, include_usage: bool) -> impl Stream<Item = Re
             };
             let out: Vec<Event> = match event {
                 ChatEvent::Content { text, tokens } => {
-                    let logprobs = if tokens.is_empty() { Value::Null } else { json!({"content": logprob_json(&tokens)}) };
+                    let logprobs = if tokens.is_empty() {
+                        Value::Null
+                    } else {
+                        json!({"content": logprob_json(&tokens)})
+                    };
                     vec![data(chunk(json!({"content": text}), None, logprobs))]
                 }
-                ChatEvent::Reasoning(text) => vec![data(chunk(json!({"reasoning_content": text}), None, Value::Null))],
+                ChatEvent::Reasoning(text) => vec![data(chunk(
+                    json!({"reasoning_content": text}),
+                    None,
+                    Value::Null,
+                ))],
                 ChatEvent::ToolCall(call) => vec![
                     data(chunk(
                         json!({"tool_calls": [{"index": call.index, "id": call.id, "type": "function",
@@ -321,7 +386,10 @@ fn chat_chunks(stream: ChatStream, include_usage: bool) -> impl Stream<Item = Re
                 ],
                 ChatEvent::Error(e) => {
                     let error = ApiError::from(e.as_ref());
-                    return Some((vec![data(error.openai_body()), Event::default().data("[DONE]")], (events, true)));
+                    return Some((
+                        vec![data(error.openai_body()), Event::default().data("[DONE]")],
+                        (events, true),
+                    ));
                 }
                 ChatEvent::Done(summary) => {
                     let mut last = chunk(json!({}), Some(summary.finish.as_str()), Value::Null);
@@ -369,7 +437,10 @@ struct CompletionRequest {
     echo: bool,
 }
 
-async fn completions(State(state): State<AppState>, ApiJson(request): ApiJson<CompletionRequest>) -> Result<Response, ApiError> {
+async fn completions(
+    State(state): State<AppState>,
+    ApiJson(request): ApiJson<CompletionRequest>,
+) -> Result<Response, ApiError> {
     request.sampling.check()?;
     if request.echo {
         return Err(ApiError::bad_request("echo is not supported", Some("echo")));
@@ -379,15 +450,28 @@ async fn completions(State(state): State<AppState>, ApiJson(request): ApiJson<Co
         CompletionPrompt::Tokens(ids) => PromptInput::Tokens(ids),
         CompletionPrompt::Texts(mut v) if v.len() == 1 => PromptInput::Text(v.remove(0)),
         CompletionPrompt::TokenLists(mut v) if v.len() == 1 => PromptInput::Tokens(v.remove(0)),
-        _ => return Err(ApiError::bad_request("only one prompt per request is supported", Some("prompt"))),
+        _ => {
+            return Err(ApiError::bad_request(
+                "only one prompt per request is supported",
+                Some("prompt"),
+            ));
+        }
     };
     let params = CompleteParams {
         model: request.model,
         prompt,
-        max_tokens: request.sampling.max_tokens.or(request.sampling.max_completion_tokens).or(Some(16)),
+        max_tokens: request
+            .sampling
+            .max_tokens
+            .or(request.sampling.max_completion_tokens)
+            .or(Some(16)),
         logprobs: logprobs_arg(request.logprobs.is_some(), request.logprobs)?,
         sampling: request.sampling.overrides(),
-        stop: request.sampling.stop.map(OneOrMany::into_vec).unwrap_or_default(),
+        stop: request
+            .sampling
+            .stop
+            .map(OneOrMany::into_vec)
+            .unwrap_or_default(),
     };
     let mut stream = state.router.complete(params).await?;
     let id = completion_id("cmpl");
@@ -430,13 +514,18 @@ async fn completions(State(state): State<AppState>, ApiJson(request): ApiJson<Co
             }
         })
         .flat_map(|events| stream::iter(events.into_iter().map(Ok::<_, Infallible>)));
-        return Ok(Sse::new(events).keep_alive(KeepAlive::default()).into_response());
+        return Ok(Sse::new(events)
+            .keep_alive(KeepAlive::default())
+            .into_response());
     }
     let mut text = String::new();
     let mut tokens = Vec::new();
     while let Some(event) = stream.events.recv().await {
         match event {
-            ChatEvent::Content { text: t, tokens: tk } => {
+            ChatEvent::Content {
+                text: t,
+                tokens: tk,
+            } => {
                 text.push_str(&t);
                 tokens.extend(tk);
             }
@@ -461,16 +550,27 @@ async fn completions(State(state): State<AppState>, ApiJson(request): ApiJson<Co
             _ => {}
         }
     }
-    Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "server_error", "the generation ended without a result"))
+    Err(ApiError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "server_error",
+        "the generation ended without a result",
+    ))
 }
 
 fn model_json(state: &AppState, entry: &crate::registry::ModelEntry) -> Value {
     let engine = entry.loaded();
     let adapter_name = entry.decl.adapter.clone().or_else(|| {
-        engine.as_ref().map(|e| crate::registry::detect::adapter_for(e.info().chat_template.as_deref()).to_string())
+        engine.as_ref().map(|e| {
+            crate::registry::detect::adapter_for(e.info().chat_template.as_deref()).to_string()
+        })
     });
-    let adapter = adapter_name.as_deref().and_then(|n| state.router.plugins.get(n));
-    let capabilities = adapter.as_ref().map(|p| p.info().capabilities).unwrap_or_default();
+    let adapter = adapter_name
+        .as_deref()
+        .and_then(|n| state.router.plugins.get(n));
+    let capabilities = adapter
+        .as_ref()
+        .map(|p| p.info().capabilities)
+        .unwrap_or_default();
     json!({
         "id": entry.id(),
         "object": "model",
@@ -497,11 +597,23 @@ fn model_json(state: &AppState, entry: &crate::registry::ModelEntry) -> Value {
 }
 
 async fn list_models(State(state): State<AppState>) -> Json<Value> {
-    let data: Vec<Value> = state.router.registry.all().map(|m| model_json(&state, m)).collect();
+    let data: Vec<Value> = state
+        .router
+        .registry
+        .all()
+        .map(|m| model_json(&state, m))
+        .collect();
     Json(json!({"object": "list", "data": data}))
 }
 
-async fn get_model(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
-    let entry = state.router.registry.get(&id).map_err(|e| ApiError::from(crate::router::RouterError::Registry(e)))?;
+async fn get_model(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let entry = state
+        .router
+        .registry
+        .get(&id)
+        .map_err(|e| ApiError::from(crate::router::RouterError::Registry(e)))?;
     Ok(Json(model_json(&state, &entry)))
 }

@@ -51,7 +51,10 @@ pub struct ServeArgs {
 pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     engine::set_threads(args.threads);
     let metrics = api::install_metrics();
-    let models_dir = args.models_dir.clone().unwrap_or_else(registry::default_models_dir);
+    let models_dir = args
+        .models_dir
+        .clone()
+        .unwrap_or_else(registry::default_models_dir);
     let options = EngineOptions {
         device: args.device.clone(),
         max_context: args.max_context,
@@ -60,23 +63,41 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     };
     let model = args.model.clone().or_else(|| {
         // With no model named, the test model serves when it is here.
-        models_dir.join(registry::TEST_MODEL_FILE).is_file().then(|| "qwen2.5-coder-0.5b".to_string())
+        models_dir
+            .join(registry::TEST_MODEL_FILE)
+            .is_file()
+            .then(|| "qwen2.5-coder-0.5b".to_string())
     });
-    let registry = Arc::new(Registry::new(args.config.as_deref(), model.as_deref(), &models_dir, options)?);
+    let registry = Arc::new(Registry::new(
+        args.config.as_deref(),
+        model.as_deref(),
+        &models_dir,
+        options,
+    )?);
     let plugin_dir = args.plugins.dir.clone().or_else(|| {
-        let dir = directories::ProjectDirs::from("", "", "plugboard")?.data_dir().join("plugins");
+        let dir = directories::ProjectDirs::from("", "", "plugboard")?
+            .data_dir()
+            .join("plugins");
         std::fs::create_dir_all(&dir).ok()?;
         Some(dir)
     });
-    let plugins = PluginArgs { dir: plugin_dir.clone(), ..args.plugins.clone() }.host()?;
+    let plugins = PluginArgs {
+        dir: plugin_dir.clone(),
+        ..args.plugins.clone()
+    }
+    .host()?;
     let _watcher = match plugin_dir {
-        Some(_) => Some(Watcher::start(plugins.clone()).context("cannot watch the plugin directory")?),
+        Some(_) => {
+            Some(Watcher::start(plugins.clone()).context("cannot watch the plugin directory")?)
+        }
         None => None,
     };
     let router = Router::new(Arc::clone(&registry), plugins.clone());
     if let Some(default) = registry.default_model() {
         let started = Instant::now();
-        let (_, engine, plugin) = router.resolve(default.id()).with_context(|| format!("cannot load the default model '{}'", default.id()))?;
+        let (_, engine, plugin) = router
+            .resolve(default.id())
+            .with_context(|| format!("cannot load the default model '{}'", default.id()))?;
         eprintln!(
             "plugboard: model {} ({}, {} tokens of context) with adapter {} loaded in {:.1} s",
             default.id(),
@@ -86,8 +107,14 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             started.elapsed().as_secs_f64()
         );
     }
-    let state = AppState { router, metrics, started: Instant::now() };
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let state = AppState {
+        router,
+        metrics,
+        started: Instant::now(),
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind((args.host.as_str(), args.port))
             .await
@@ -106,7 +133,8 @@ async fn shutdown_signal() {
     };
     #[cfg(unix)]
     let term = async {
-        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
             s.recv().await;
         }
     };

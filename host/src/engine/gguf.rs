@@ -59,6 +59,12 @@ impl GgufFile {
         self.metadata().get(key).and_then(|v| v.to_bool().ok())
     }
 
+    /// A list of booleans (e.g. per-layer flags).
+    pub fn bools(&self, key: &str) -> Option<Vec<bool>> {
+        let values = self.metadata().get(key)?.to_vec().ok()?;
+        values.iter().map(|v| v.to_bool().ok()).collect()
+    }
+
     pub fn require_u32(&self, key: &str) -> Result<u32, EngineError> {
         self.u32(key).ok_or_else(|| self.missing(key))
     }

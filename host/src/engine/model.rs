@@ -52,9 +52,14 @@ pub struct Config {
     /// Linear rope scaling of the global layers (1.0: none).
     pub rope_scale: f32,
     pub context_length: usize,
-    /// Gemma 3: the window of the local layers, and which layers are global (every n-th).
+    /// Gemma 3: the window of the local layers.
     pub sliding_window: Option<usize>,
-    pub sliding_pattern: usize,
+    /// Gemma 3: which layers are local (sliding-window) ones.
+    pub sliding_layers: Vec<bool>,
+    /// Gemma 3: the rope base of the local layers.
+    pub rope_base_local: f32,
+    /// Logits are squashed to ±this with tanh (Gemma 2 style), when the file says so.
+    pub final_softcap: Option<f32>,
 }
 
 impl Config {
@@ -69,8 +74,27 @@ impl Config {
         let sliding_window = match arch {
             Arch::Gemma3 => gguf
                 .u32(&key("attention.sliding_window"))
-                .map(|v| v as usize),
+                .map(|v| v as usize)
+                .filter(|w| *w > 0),
             _ => None,
+        };
+        let n_layer = gguf.require_u32(&key("block_count"))? as usize;
+        // Which layers slide: a per-layer list, or a period n (the last layer of every n is
+        // global; 0: all slide). Gemma 3's period is 6 when the file does not say.
+        let sliding_layers = match (
+            sliding_window,
+            gguf.bools(&key("attention.sliding_window_pattern")),
+        ) {
+            (None, _) => vec![false; n_layer],
+            (Some(_), Some(flags)) => (0..n_layer)
+                .map(|i| flags.get(i).copied().unwrap_or(false))
+                .collect(),
+            (Some(_), None) => {
+                let n = gguf
+                    .u32(&key("attention.sliding_window_pattern"))
+                    .unwrap_or(6) as usize;
+                (0..n_layer).map(|i| n == 0 || i % n < n - 1).collect()
+            }
         };
         let rope_scale = match gguf.string(&key("rope.scaling.type")).as_deref() {
             Some("linear") => gguf.f32(&key("rope.scaling.factor")).unwrap_or(1.0),
@@ -78,7 +102,7 @@ impl Config {
         };
         Ok(Config {
             arch,
-            n_layer: gguf.require_u32(&key("block_count"))? as usize,
+            n_layer,
             n_embd,
             n_head,
             n_kv_head: gguf
@@ -93,9 +117,11 @@ impl Config {
             rope_scale,
             context_length: gguf.u32(&key("context_length")).unwrap_or(4096) as usize,
             sliding_window,
-            sliding_pattern: gguf
-                .u32(&key("attention.sliding_window_pattern"))
-                .unwrap_or(6) as usize,
+            sliding_layers,
+            rope_base_local: gguf.f32(&key("rope.freq_base_swa")).unwrap_or(10_000.0),
+            final_softcap: gguf
+                .f32(&key("final_logit_softcapping"))
+                .filter(|c| *c > 0.0),
         })
     }
 }
@@ -323,7 +349,7 @@ impl Model {
         let rope_local = match config.sliding_window {
             Some(_) => Some(Rope::new(
                 config.head_dim,
-                10_000.0,
+                config.rope_base_local,
                 1.0,
                 None,
                 max_len,
@@ -374,7 +400,7 @@ impl Model {
             };
             let window = config
                 .sliding_window
-                .filter(|_| (i + 1) % config.sliding_pattern.max(1) != 0);
+                .filter(|_| config.sliding_layers.get(i).copied().unwrap_or(false));
             layers.push(Layer {
                 attn_norm: RmsNorm::load(gguf, r, &name("attn_norm"), eps, device)?,
                 qkv,
@@ -455,7 +481,11 @@ impl Model {
         cache.len = pos + seq;
         let last = x.narrow(1, seq - 1, 1)?;
         let last = self.norm.forward(&last)?;
-        self.output.forward(&last)?.flatten_all()
+        let logits = self.output.forward(&last)?.flatten_all()?;
+        match self.config.final_softcap {
+            Some(cap) => ((logits / cap as f64)?.tanh()? * cap as f64),
+            None => Ok(logits),
+        }
     }
 
     fn feed_forward(&self, layer: &Layer, x: &Tensor) -> candle_core::Result<Tensor> {

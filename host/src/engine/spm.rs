@@ -9,7 +9,8 @@ use std::collections::{BinaryHeap, HashMap};
 use super::EngineError;
 use super::gguf::GgufFile;
 
-const SPACE: char = '\u{2581}';
+/// SentencePiece's spelling of a space.
+const SPACE: &str = "\u{2581}";
 
 #[derive(Clone, Copy)]
 struct Symbol {
@@ -58,10 +59,16 @@ pub struct SpmTokenizer {
     types: Vec<u32>,
     byte_tokens: [Option<u32>; 256],
     add_space_prefix: bool,
-    /// Tokens matched whole in the text before merging, longest first: user-defined tokens
-    /// always, control tokens when `special` is asked for.
-    user_defined: Vec<(String, u32)>,
-    control: Vec<(String, u32)>,
+    /// Tokens matched whole in the text before merging, longest first, with whether they are
+    /// control (or unknown) tokens: user-defined tokens are always matched, control tokens only
+    /// when `special` is asked for.
+    specials: Vec<(String, u32, bool)>,
+}
+
+/// A run of text between special tokens, or a special token.
+enum Fragment<'a> {
+    Text(&'a str),
+    Token(u32),
 }
 
 impl SpmTokenizer {
@@ -71,34 +78,36 @@ impl SpmTokenizer {
         types: &[u32],
     ) -> Result<SpmTokenizer, EngineError> {
         let scores = gguf.token_scores();
+        // llama.cpp's special tokens: control, user-defined and unknown ones (unused ones are
+        // never matched). Equal lengths keep id order, so the order does not depend on a sort.
+        let mut specials: Vec<(String, u32, bool)> = types
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| matches!(**t, 2..=4))
+            .filter_map(|(id, t)| vocab.get(id).map(|text| (text.clone(), id as u32, *t != 4)))
+            .filter(|(text, _, _)| !text.is_empty())
+            .collect();
+        specials.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then(a.1.cmp(&b.1)));
+        let ids: HashMap<String, u32> = vocab
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.clone(), i as u32))
+            .collect();
+        // Byte fallback: the token spelled `<0xXX>`, else an ASCII byte's own one-character
+        // token, as llama.cpp looks them up.
         let mut byte_tokens = [None; 256];
-        for (id, text) in vocab.iter().enumerate() {
-            if let Some(hex) = text.strip_prefix("<0x").and_then(|t| t.strip_suffix('>'))
-                && let Ok(byte) = u8::from_str_radix(hex, 16)
-            {
-                byte_tokens[byte as usize] = Some(id as u32);
-            }
+        for (byte, slot) in byte_tokens.iter_mut().enumerate() {
+            *slot = ids.get(&format!("<0x{byte:02X}>")).copied().or_else(|| {
+                u8::try_from(byte)
+                    .ok()
+                    .filter(u8::is_ascii)
+                    .and_then(|b| ids.get(&char::from(b).to_string()).copied())
+            });
         }
-        let by_kind = |kind: u32| {
-            let mut list: Vec<(String, u32)> = types
-                .iter()
-                .enumerate()
-                .filter(|(_, t)| **t == kind)
-                .filter_map(|(id, _)| vocab.get(id).map(|t| (t.clone(), id as u32)))
-                .filter(|(t, _)| !t.is_empty())
-                .collect();
-            list.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
-            list
-        };
         Ok(SpmTokenizer {
-            ids: vocab
-                .iter()
-                .enumerate()
-                .map(|(i, t)| (t.clone(), i as u32))
-                .collect(),
+            ids,
             vocab: vocab.to_vec(),
-            user_defined: by_kind(4),
-            control: by_kind(3),
+            specials,
             scores,
             types: types.to_vec(),
             byte_tokens,
@@ -108,60 +117,81 @@ impl SpmTokenizer {
 
     /// Encodes `text`; with `special`, control tokens written in it are recognised.
     pub fn encode(&self, text: &str, special: bool) -> Vec<u32> {
+        self.encode_spans(&[(text, special)])
+    }
+
+    /// Encodes text given as spans, each with or without control tokens recognised. Spans are
+    /// one text: what is text at the end of one span and the start of the next is merged as a
+    /// whole, as if the marks between them were not there.
+    pub fn encode_spans(&self, spans: &[(&str, bool)]) -> Vec<u32> {
         let mut out = Vec::new();
+        // Like SentencePiece, a space opens the text and every run of text after a special
+        // token, when the vocabulary asks for it (Llama 2 and Mistral do, Gemma does not).
         let mut prev_special = true;
-        for (fragment, token) in self.partition(text, special) {
-            match token {
-                Some(id) => {
-                    out.push(id);
-                    prev_special = true;
-                }
-                None => {
-                    let mut piece = String::new();
-                    if self.add_space_prefix && prev_special {
-                        piece.push(' ');
+        let mut text = String::new();
+        for (span, special) in spans {
+            for fragment in self.partition(span, *special) {
+                match fragment {
+                    Fragment::Text(part) => text.push_str(part),
+                    Fragment::Token(id) => {
+                        self.encode_text(&text, prev_special, &mut out);
+                        text.clear();
+                        out.push(id);
+                        prev_special = true;
                     }
-                    piece.push_str(fragment);
-                    let piece = piece.replace(' ', &SPACE.to_string());
-                    self.merge(&piece, &mut out);
-                    prev_special = false;
                 }
             }
         }
+        self.encode_text(&text, prev_special, &mut out);
         out
     }
 
-    /// Splits text at whole special tokens: `(text, None)` or `(token text, Some(id))`.
-    fn partition<'a>(&self, text: &'a str, special: bool) -> Vec<(&'a str, Option<u32>)> {
-        let mut parts = Vec::new();
-        let mut start = 0;
-        let mut i = 0;
-        'scan: while i < text.len() {
-            let rest = &text[i..];
-            let lists: [&[(String, u32)]; 2] = if special {
-                [&self.control, &self.user_defined]
-            } else {
-                [&[], &self.user_defined]
-            };
-            for list in lists {
-                for (token, id) in list.iter() {
-                    if rest.starts_with(token.as_str()) {
-                        if start < i {
-                            parts.push((&text[start..i], None));
-                        }
-                        parts.push((&text[i..i + token.len()], Some(*id)));
-                        i += token.len();
-                        start = i;
-                        continue 'scan;
+    /// Encodes a run of text without special tokens.
+    fn encode_text(&self, text: &str, after_special: bool, out: &mut Vec<u32>) {
+        if text.is_empty() {
+            return;
+        }
+        let mut piece = String::with_capacity(text.len() + 1);
+        if self.add_space_prefix && after_special {
+            piece.push(' ');
+        }
+        piece.push_str(text);
+        self.merge(&piece.replace(' ', SPACE), out);
+    }
+
+    /// Splits text at whole special tokens as llama.cpp does: the longest special token first,
+    /// at each of its occurrences left to right, then the next longest in what is left. (This
+    /// is not the same as the longest match at each position when tokens overlap.)
+    fn partition<'a>(&self, text: &'a str, special: bool) -> Vec<Fragment<'a>> {
+        let mut fragments = Vec::new();
+        if !text.is_empty() {
+            fragments.push(Fragment::Text(text));
+        }
+        for (token, id, control) in &self.specials {
+            if (*control && !special) || !text.contains(token.as_str()) {
+                continue;
+            }
+            let mut split = Vec::with_capacity(fragments.len() + 2);
+            for fragment in fragments {
+                let Fragment::Text(part) = fragment else {
+                    split.push(fragment);
+                    continue;
+                };
+                let mut rest = part;
+                while let Some(at) = rest.find(token.as_str()) {
+                    if at > 0 {
+                        split.push(Fragment::Text(&rest[..at]));
                     }
+                    split.push(Fragment::Token(*id));
+                    rest = &rest[at + token.len()..];
+                }
+                if !rest.is_empty() {
+                    split.push(Fragment::Text(rest));
                 }
             }
-            i += rest.chars().next().map_or(1, char::len_utf8);
+            fragments = split;
         }
-        if start < text.len() {
-            parts.push((&text[start..], None));
-        }
-        parts
+        fragments
     }
 
     fn merge(&self, text: &str, out: &mut Vec<u32>) {

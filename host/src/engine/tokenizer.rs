@@ -141,22 +141,44 @@ impl Tokenizer {
         self.encode_part(text, false)
     }
 
+    /// Encodes text as ordinary text: control tokens written in it stay text, as llama.cpp's
+    /// `parse_special = false` leaves them (user-defined tokens are still matched whole).
+    pub fn encode_literal(&self, text: &str) -> Result<Vec<u32>, EngineError> {
+        self.encode_part(text, true)
+    }
+
     /// Encodes a rendered prompt: control tokens are recognised except inside quoted spans
     /// (see [`quote_control_tokens`]), whose marks are dropped.
     pub fn encode_prompt(&self, prompt: &str) -> Result<Vec<u32>, EngineError> {
-        let mut ids = Vec::new();
+        // (text, whether it is quoted)
+        let mut spans = Vec::new();
         let mut rest = prompt;
         while let Some(open) = rest.find(QUOTE_OPEN) {
-            // Text between quoted spans is encoded with the spans' neighbours: a quoted span sits
-            // inside ordinary text, so split only where the marks are.
-            ids.extend(self.encode_part(&rest[..open], false)?);
+            spans.push((&rest[..open], false));
             let after = &rest[open + QUOTE_OPEN.len_utf8()..];
             let close = after.find(QUOTE_CLOSE).unwrap_or(after.len());
-            ids.extend(self.encode_part(&after[..close], true)?);
+            spans.push((&after[..close], true));
             rest = after.get(close + QUOTE_CLOSE.len_utf8()..).unwrap_or("");
         }
-        ids.extend(self.encode_part(rest, false)?);
-        Ok(ids)
+        spans.push((rest, false));
+        match &self.backend {
+            // A quoted span is part of the text around it: SentencePiece merges across the
+            // marks (and adds no second space prefix after them).
+            Backend::Spm(spm) => {
+                let spans: Vec<(&str, bool)> = spans
+                    .iter()
+                    .map(|(text, quoted)| (*text, !quoted))
+                    .collect();
+                Ok(spm.encode_spans(&spans))
+            }
+            Backend::Hf { .. } => {
+                let mut ids = Vec::new();
+                for (text, quoted) in spans {
+                    ids.extend(self.encode_part(text, quoted)?);
+                }
+                Ok(ids)
+            }
+        }
     }
 
     /// Decodes ids to text. Control tokens are written out as their text.

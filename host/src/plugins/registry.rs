@@ -325,11 +325,17 @@ impl PluginHost {
         }
     }
 
-    /// Every adapter, loaded built-ins included, and every file that failed.
-    pub fn list(&self) -> Vec<Entry> {
+    /// Compiles every built-in adapter not loaded yet (so that [`PluginHost::list`] can show
+    /// their versions).
+    pub fn load_builtins(&self) {
         for name in self.names() {
             let _ = self.get(&name);
         }
+    }
+
+    /// Every adapter and every file that failed. Built-ins not used yet are listed as `built-in
+    /// (not loaded)`: listing never compiles anything.
+    pub fn list(&self) -> Vec<Entry> {
         let serving = self.inner.serving.load();
         let status = self.status();
         let mut entries: Vec<Entry> = Vec::new();
@@ -379,6 +385,25 @@ impl PluginHost {
                     sha256: None,
                     overrides: None,
                     last_error: file.error.clone(),
+                    history: Vec::new(),
+                    faults: 0,
+                });
+            }
+        }
+        if self.inner.builtins {
+            for b in builtin::ALL.iter().filter(|b| {
+                !serving.contains_key(b.name) && !status.builtin_errors.contains_key(b.name)
+            }) {
+                entries.push(Entry {
+                    name: b.name.to_string(),
+                    version: None,
+                    families: Vec::new(),
+                    source: format!("built-in:{}", b.name),
+                    state: "built-in (not loaded)".into(),
+                    contract: None,
+                    sha256: None,
+                    overrides: None,
+                    last_error: None,
                     history: Vec::new(),
                     faults: 0,
                 });

@@ -41,21 +41,34 @@ mod tests {
         let expected = [
             ("Qwen--Qwen2.5-7B-Instruct.jinja", "hermes"),
             ("Qwen--Qwen3-0.6B.jinja", "hermes"),
-            ("NousResearch--Hermes-3-Llama-3.1-8B--tool_use.jinja", "hermes"),
+            (
+                "NousResearch--Hermes-3-Llama-3.1-8B--tool_use.jinja",
+                "hermes",
+            ),
             ("meta-llama--Llama-3.1-8B-Instruct.jinja", "llama3"),
             ("meta-llama--Llama-3.2-3B-Instruct.jinja", "llama3"),
-            ("meta-llama--Llama-4-Scout-17B-16E-Instruct.jinja", "pythonic"),
+            (
+                "meta-llama--Llama-4-Scout-17B-16E-Instruct.jinja",
+                "pythonic",
+            ),
             ("mistralai--Mistral-7B-Instruct-v0.3.jinja", "mistral"),
-            ("mistralai--Mistral-Small-3.2-24B-Instruct-2506.jinja", "mistral"),
+            (
+                "mistralai--Mistral-Small-3.2-24B-Instruct-2506.jinja",
+                "mistral",
+            ),
             ("deepseek-ai--DeepSeek-V3.jinja", "deepseek"),
             ("deepseek-ai--DeepSeek-R1.jinja", "deepseek"),
             ("ibm-granite--granite-3.3-2b-instruct.jinja", "granite"),
             ("microsoft--Phi-4-mini-instruct.jinja", "phi4-mini"),
             ("microsoft--Phi-3-mini-4k-instruct.jinja", "tool-use"),
-            ("deepseek-ai--deepseek-coder-6.7b-instruct.jinja", "tool-use"),
+            (
+                "deepseek-ai--deepseek-coder-6.7b-instruct.jinja",
+                "tool-use",
+            ),
         ];
         for (file, adapter) in expected {
-            let template = std::fs::read_to_string(dir.join(file)).unwrap_or_else(|e| panic!("{file}: {e}"));
+            let template =
+                std::fs::read_to_string(dir.join(file)).unwrap_or_else(|e| panic!("{file}: {e}"));
             assert_eq!(adapter_for(Some(&template)), adapter, "{file}");
         }
     }

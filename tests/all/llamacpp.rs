@@ -1,0 +1,278 @@
+//! plugboard's engine against llama.cpp on the same GGUF files: token ids for a few hundred
+//! strings, next-token logits after a chat prompt, and the first greedy tokens.
+//!
+//! The references are llama.cpp's own answers, written by scripts/llamacpp_reference.py into
+//! tests/references/llamacpp/ and committed; these tests only read them.
+
+use std::path::Path;
+
+use base64::Engine as _;
+use candle_core::Device;
+use plugboard::engine::{GgufFile, KvCache, Model, Tokenizer};
+use plugboard_tests::models;
+use serde_json::Value;
+
+/// The engine's prefill chunk: the prompt runs as the engine runs it (fixed chunks, then the
+/// last token on its own), so the masks of later chunks are checked too.
+const PREFILL_CHUNK: usize = 256;
+
+fn reference(model: &str) -> Value {
+    let path = plugboard_tests::root()
+        .join("tests/references/llamacpp")
+        .join(format!("{model}.json"));
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{}: {e}; run scripts/llamacpp_reference.py", path.display()));
+    serde_json::from_str(&text).expect("reference JSON parses")
+}
+
+fn ids(value: &Value) -> Vec<u32> {
+    value
+        .as_array()
+        .expect("an id list")
+        .iter()
+        .map(|v| v.as_u64().expect("an id") as u32)
+        .collect()
+}
+
+fn text(value: &Value) -> &str {
+    value.as_str().expect("a string")
+}
+
+/// Every reference string must tokenize to llama.cpp's ids (as text, and with control tokens
+/// recognised) and llama.cpp's ids must decode to llama.cpp's text.
+fn check_tokenizer(path: &Path, model: &str) {
+    let reference = reference(model);
+    let gguf = GgufFile::open(path).expect("opens");
+    let tokenizer = Tokenizer::load(&gguf).expect("tokenizer loads");
+    let mut failures = Vec::new();
+    let cases = reference["tokenize"].as_array().expect("tokenize cases");
+    let mut equal = 0;
+    for case in cases {
+        let input = text(&case["text"]);
+        let expected = ids(&case["ids"]);
+        let ours = tokenizer.encode_literal(input).expect("encodes");
+        if ours == expected {
+            equal += 1;
+        } else {
+            failures.push(format!(
+                "text {input:?}\n  llama.cpp {expected:?}\n  plugboard {ours:?}"
+            ));
+        }
+        let decoded = tokenizer.decode(&expected).expect("decodes");
+        if decoded != text(&case["decoded"]) {
+            failures.push(format!(
+                "decode {expected:?}\n  llama.cpp {:?}\n  plugboard {decoded:?}",
+                text(&case["decoded"])
+            ));
+        }
+    }
+    let special = reference["tokenize_special"]
+        .as_array()
+        .expect("special cases");
+    let mut equal_special = 0;
+    for case in special {
+        let input = text(&case["text"]);
+        let expected = ids(&case["ids"]);
+        let ours = tokenizer.encode(input).expect("encodes");
+        if ours == expected {
+            equal_special += 1;
+        } else {
+            failures.push(format!(
+                "text with control tokens {input:?}\n  llama.cpp {expected:?}\n  plugboard {ours:?}"
+            ));
+        }
+    }
+    eprintln!(
+        "{model}: {equal}/{} strings and {equal_special}/{} with control tokens tokenize as llama.cpp does",
+        cases.len(),
+        special.len()
+    );
+    assert!(cases.len() >= 200, "too few reference strings");
+    assert!(
+        failures.is_empty(),
+        "{} disagreements with llama.cpp:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+/// Runs `prompt` through the model as the engine does and returns the last position's logits.
+fn prompt_logits(model: &Model, prompt: &[u32], cache: &mut KvCache) -> Vec<f32> {
+    let (last, rest) = prompt.split_last().expect("a prompt");
+    for chunk in rest.chunks(PREFILL_CHUNK) {
+        model.forward(chunk, cache).expect("forward");
+    }
+    logits(model, *last, cache)
+}
+
+fn logits(model: &Model, token: u32, cache: &mut KvCache) -> Vec<f32> {
+    model
+        .forward(&[token], cache)
+        .and_then(|t| t.to_vec1::<f32>())
+        .expect("forward")
+}
+
+/// Ids by descending logit (ties: lower id first, as numpy's stable argsort).
+fn ranking(logits: &[f32]) -> Vec<u32> {
+    let mut order: Vec<u32> = (0..logits.len() as u32).collect();
+    order.sort_by(|a, b| logits[*b as usize].total_cmp(&logits[*a as usize]));
+    order
+}
+
+fn argmax(logits: &[f32]) -> u32 {
+    ranking(logits)[0]
+}
+
+fn pearson(a: &[f32], b: &[f32]) -> f64 {
+    let n = a.len() as f64;
+    let mean = |x: &[f32]| x.iter().map(|v| *v as f64).sum::<f64>() / n;
+    let (ma, mb) = (mean(a), mean(b));
+    let (mut sab, mut saa, mut sbb) = (0.0, 0.0, 0.0);
+    for (x, y) in a.iter().zip(b) {
+        let (dx, dy) = (*x as f64 - ma, *y as f64 - mb);
+        sab += dx * dy;
+        saa += dx * dx;
+        sbb += dy * dy;
+    }
+    sab / (saa.sqrt() * sbb.sqrt())
+}
+
+/// The whole vocabulary's logits, from int16 hundredths.
+fn full_logits(encoded: &str) -> Vec<f32> {
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .expect("base64");
+    bytes
+        .chunks_exact(2)
+        .map(|b| i16::from_le_bytes([b[0], b[1]]) as f32 / 100.0)
+        .collect()
+}
+
+/// The prompt tokenizes as llama.cpp tokenized it; its next-token logits correlate with
+/// llama.cpp's (≥ 0.999) with the same top 5; the first 32 greedy tokens are the same.
+fn check_logits(path: &Path, model_name: &str) {
+    let reference = reference(model_name);
+    let gguf = GgufFile::open(path).expect("opens");
+    let tokenizer = Tokenizer::load(&gguf).expect("tokenizer loads");
+    let add_bos = gguf.bool("tokenizer.ggml.add_bos_token").unwrap_or(false);
+    let bos = gguf.u32("tokenizer.ggml.bos_token_id");
+    let model = Model::load(&gguf, &Device::Cpu, 4096).expect("model loads");
+    let mut failures = Vec::new();
+    for case in reference["logits"].as_array().expect("logits cases") {
+        let name = text(&case["name"]);
+        let prompt = ids(&case["prompt_ids"]);
+        let mut ours_prompt: Vec<u32> = bos.filter(|_| add_bos).into_iter().collect();
+        ours_prompt.extend(tokenizer.encode(text(&case["prompt"])).expect("encodes"));
+        if ours_prompt != prompt {
+            failures.push(format!("{name}: the prompt tokenizes differently"));
+        }
+        // The reference ids drive the model, so that a tokenizer difference cannot hide in the
+        // logits.
+        let mut cache = KvCache::default();
+        let ours = prompt_logits(&model, &prompt, &mut cache);
+        let top: Vec<(u32, f32)> = case["top"]
+            .as_array()
+            .expect("top")
+            .iter()
+            .map(|e| {
+                (
+                    e[0].as_u64().expect("id") as u32,
+                    e[1].as_f64().expect("logit") as f32,
+                )
+            })
+            .collect();
+        let (ours_subset, theirs_subset): (Vec<f32>, Vec<f32>) = top
+            .iter()
+            .map(|(id, logit)| (ours[*id as usize], *logit))
+            .unzip();
+        let top_corr = pearson(&ours_subset, &theirs_subset);
+        let max_diff = ours_subset
+            .iter()
+            .zip(&theirs_subset)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
+        let full_corr = case["logits_q100_i16_base64"].as_str().map(|encoded| {
+            let theirs = full_logits(encoded);
+            assert_eq!(theirs.len(), ours.len(), "{name}: vocabulary sizes");
+            pearson(&ours, &theirs)
+        });
+        let ours_top5 = ranking(&ours)[..5].to_vec();
+        let theirs_top5: Vec<u32> = top[..5].iter().map(|(id, _)| *id).collect();
+        eprintln!(
+            "{model_name}/{name}: {} prompt tokens; logits correlation {} (whole vocabulary), {top_corr:.6} (llama.cpp's top {}), largest difference there {max_diff:.3}; top 5 {ours_top5:?} vs {theirs_top5:?}",
+            prompt.len(),
+            full_corr.map_or("-".into(), |c| format!("{c:.6}")),
+            top.len(),
+        );
+        if let Some(corr) = full_corr.filter(|c| *c < 0.999) {
+            failures.push(format!(
+                "{name}: whole-vocabulary correlation {corr:.6} < 0.999"
+            ));
+        }
+        if top_corr < 0.999 {
+            failures.push(format!(
+                "{name}: top-{} correlation {top_corr:.6} < 0.999",
+                top.len()
+            ));
+        }
+        if ours_top5 != theirs_top5 {
+            failures.push(format!(
+                "{name}: top 5 {ours_top5:?} vs llama.cpp {theirs_top5:?}"
+            ));
+        }
+        let expected: Vec<u32> = case["greedy"]
+            .as_array()
+            .expect("greedy")
+            .iter()
+            .map(|g| g["id"].as_u64().expect("id") as u32)
+            .collect();
+        let mut greedy = Vec::new();
+        let mut current = ours;
+        for _ in 0..expected.len() {
+            let id = argmax(&current);
+            greedy.push(id);
+            current = logits(&model, id, &mut cache);
+        }
+        let same = greedy
+            .iter()
+            .zip(&expected)
+            .take_while(|(a, b)| a == b)
+            .count();
+        eprintln!(
+            "{model_name}/{name}: {same}/{} greedy tokens equal: {:?}",
+            expected.len(),
+            tokenizer.decode(&greedy).unwrap_or_default()
+        );
+        if greedy != expected {
+            failures.push(format!(
+                "{name}: greedy tokens differ from position {same}: {greedy:?} vs llama.cpp {expected:?} (llama.cpp's top 5 there: {})",
+                case["greedy"][same]["top"]
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn qwen_tokenizes_as_llamacpp() {
+    let Some(path) = models::qwen() else { return };
+    check_tokenizer(&path, "qwen");
+}
+
+#[test]
+fn gemma_tokenizes_as_llamacpp() {
+    let Some(path) = models::gemma() else { return };
+    check_tokenizer(&path, "gemma");
+}
+
+#[test]
+fn qwen_logits_match_llamacpp() {
+    let Some(path) = models::qwen() else { return };
+    check_logits(&path, "qwen");
+}
+
+#[test]
+fn gemma_logits_match_llamacpp() {
+    let Some(path) = models::gemma() else { return };
+    check_logits(&path, "gemma");
+}
