@@ -36,14 +36,21 @@ fn cache_dir() -> PathBuf {
 fn command(program: impl AsRef<std::ffi::OsStr>) -> Command {
     let mut c = Command::new(program);
     c.current_dir(root());
-    for var in ["RUSTFLAGS", "CARGO_ENCODED_RUSTFLAGS", "RUSTC_WORKSPACE_WRAPPER", "CARGO_TARGET_DIR"] {
+    for var in [
+        "RUSTFLAGS",
+        "CARGO_ENCODED_RUSTFLAGS",
+        "RUSTC_WORKSPACE_WRAPPER",
+        "CARGO_TARGET_DIR",
+    ] {
         c.env_remove(var);
     }
     c
 }
 
 fn run(mut c: Command, what: &str) -> String {
-    let output = c.output().unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
+    let output = c
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     assert!(
         output.status.success(),
@@ -76,7 +83,8 @@ fn build(script: &Path, args: &[&Path], what: &str) {
 
 /// The tool-use example of a language, built once per test run.
 fn example(lang: &str) -> PathBuf {
-    static BUILT: OnceLock<std::sync::Mutex<std::collections::HashMap<String, PathBuf>>> = OnceLock::new();
+    static BUILT: OnceLock<std::sync::Mutex<std::collections::HashMap<String, PathBuf>>> =
+        OnceLock::new();
     let built = BUILT.get_or_init(Default::default);
     // One build per language at a time; the lock is per map, so languages build one by one.
     let mut built = built.lock().unwrap_or_else(|e| e.into_inner());
@@ -85,23 +93,31 @@ fn example(lang: &str) -> PathBuf {
         .or_insert_with(|| {
             let out = work_dir().join(format!("tool-use-{lang}.wasm"));
             let sdk = root().join("sdk").join(lang);
-            build(&sdk.join("build.sh"), &[&sdk.join("examples/tool-use"), &out], &format!("the {lang} example"));
+            build(
+                &sdk.join("build.sh"),
+                &[&sdk.join("examples/tool-use"), &out],
+                &format!("the {lang} example"),
+            );
             out
         })
         .clone()
 }
 
 fn cached_runtime() -> Arc<Runtime> {
-    Runtime::new(Limits::default(), Some(CompileCache::new(cache_dir()))).expect("the wasm runtime starts")
+    Runtime::new(Limits::default(), Some(CompileCache::new(cache_dir())))
+        .expect("the wasm runtime starts")
 }
 
 fn load(runtime: &Arc<Runtime>, wasm: &Path) -> Arc<Plugin> {
     let bytes = std::fs::read(wasm).expect("the component was built");
-    runtime.load(&bytes, PluginSource::File(wasm.to_path_buf())).expect("the component loads")
+    runtime
+        .load(&bytes, PluginSource::File(wasm.to_path_buf()))
+        .expect("the component loads")
 }
 
 fn rust_fixtures() -> String {
-    std::fs::read_to_string(root().join("plugins/tool-use/fixtures/tool-use.jsonl")).expect("the tool-use fixtures")
+    std::fs::read_to_string(root().join("plugins/tool-use/fixtures/tool-use.jsonl"))
+        .expect("the tool-use fixtures")
 }
 
 #[test]
@@ -111,7 +127,11 @@ fn tool_use_examples_in_js_python_and_c_pass_the_rust_adapters_fixtures() {
     for lang in LANGS {
         let plugin = load(&runtime, &example(lang));
         assert_eq!(plugin.info().name, "tool-use", "{lang}");
-        assert!(plugin.info().version.ends_with(&format!("+{lang}")), "{lang}: {}", plugin.info().version);
+        assert!(
+            plugin.info().version.ends_with(&format!("+{lang}")),
+            "{lang}: {}",
+            plugin.info().version
+        );
         let report = fixtures::run(&plugin, &fixtures);
         assert!(report.passed(), "{lang}: {}", report.summary());
         assert_eq!(report.cases, 33, "{lang}: the whole fixture file");
@@ -124,12 +144,20 @@ fn every_scaffold_builds_and_passes_check_as_generated() {
     for lang in ["rust", "js", "python", "c"] {
         let name = format!("new-{lang}");
         let mut c = command(plugboard_bin());
-        c.args(["plugins", "new", &name, "--lang", lang, "--dir"]).arg(dir.path());
+        c.args(["plugins", "new", &name, "--lang", lang, "--dir"])
+            .arg(dir.path());
         run(c, &format!("plugins new --lang {lang}"));
         let folder = dir.path().join(&name);
-        build(&folder.join("build.sh"), &[], &format!("the {lang} scaffold"));
+        build(
+            &folder.join("build.sh"),
+            &[],
+            &format!("the {lang} scaffold"),
+        );
         let mut c = command(plugboard_bin());
-        c.args(["plugins", "check"]).arg(folder.join(format!("{name}.wasm"))).arg("--cache-dir").arg(cache_dir());
+        c.args(["plugins", "check"])
+            .arg(folder.join(format!("{name}.wasm")))
+            .arg("--cache-dir")
+            .arg(cache_dir());
         let out = run(c, &format!("plugins check of the {lang} scaffold"));
         assert!(out.contains("7 fixture cases passed"), "{lang}: {out}");
         assert!(out.starts_with(&format!("{name} 0.1.0")), "{lang}: {out}");
@@ -142,7 +170,10 @@ fn the_four_tool_use_adapters_hot_swap_into_a_running_server_without_a_failed_re
     let swaps: Vec<(PathBuf, String)> = LANGS
         .iter()
         .map(|lang| (example(lang), format!("0.1.0+{lang}")))
-        .chain(std::iter::once((test_plugins().join("tool-use.wasm"), "0.1.0".to_string())))
+        .chain(std::iter::once((
+            test_plugins().join("tool-use.wasm"),
+            "0.1.0".to_string(),
+        )))
         .collect();
     // Compile each once before the server sees it, as a restart after the first load would.
     let runtime = cached_runtime();
@@ -151,12 +182,18 @@ fn the_four_tool_use_adapters_hot_swap_into_a_running_server_without_a_failed_re
     }
     let plugins = tempfile::tempdir().expect("temp dir");
     let plugin_file = plugins.path().join("tool-use.wasm");
-    std::fs::copy(root().join("plugins/tool-use/fixtures/tool-use.jsonl"), plugins.path().join("tool-use.fixtures.jsonl"))
-        .expect("fixtures copied");
+    std::fs::copy(
+        root().join("plugins/tool-use/fixtures/tool-use.jsonl"),
+        plugins.path().join("tool-use.fixtures.jsonl"),
+    )
+    .expect("fixtures copied");
     let config = plugins.path().join("models.toml");
     std::fs::write(
         &config,
-        format!("[[models]]\nid = \"tool-use-model\"\nsource = {:?}\nadapter = \"tool-use\"\n", model.display().to_string()),
+        format!(
+            "[[models]]\nid = \"tool-use-model\"\nsource = {:?}\nadapter = \"tool-use\"\n",
+            model.display().to_string()
+        ),
     )
     .expect("written");
     let server = TestServer::start(&[
@@ -169,7 +206,11 @@ fn the_four_tool_use_adapters_hot_swap_into_a_running_server_without_a_failed_re
         "--cache-dir",
         cache_dir().to_str().expect("utf-8"),
     ]);
-    let mut args: Vec<String> = vec!["tool-use-model".into(), "tool-use".into(), plugin_file.display().to_string()];
+    let mut args: Vec<String> = vec![
+        "tool-use-model".into(),
+        "tool-use".into(),
+        plugin_file.display().to_string(),
+    ];
     for (wasm, version) in &swaps {
         args.push(wasm.display().to_string());
         args.push(version.clone());
@@ -177,14 +218,34 @@ fn the_four_tool_use_adapters_hot_swap_into_a_running_server_without_a_failed_re
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let report = server.run_client("language_swap_client.py", &args);
     eprintln!("language hot swap: {report}");
-    assert_eq!(report["failures"], serde_json::json!([]), "no request may fail: {report}");
+    assert_eq!(
+        report["failures"],
+        serde_json::json!([]),
+        "no request may fail: {report}"
+    );
     assert!(report["requests"].as_u64() > Some(4), "{report}");
-    for (swap, (_, version)) in report["swaps"].as_array().expect("swaps").iter().zip(&swaps) {
+    for (swap, (_, version)) in report["swaps"]
+        .as_array()
+        .expect("swaps")
+        .iter()
+        .zip(&swaps)
+    {
         assert_eq!(swap["listed"], version.as_str(), "{report}");
-        assert!(swap["seconds"].as_f64().is_some_and(|s| s < 60.0), "{report}");
+        assert!(
+            swap["seconds"].as_f64().is_some_and(|s| s < 60.0),
+            "{report}"
+        );
     }
-    let answered: Vec<&str> = report["answered_by"].as_array().expect("list").iter().filter_map(|v| v.as_str()).collect();
-    assert!(answered.contains(&"tool-use/0.1.0"), "the Rust adapter answered after the last swap: {report}");
+    let answered: Vec<&str> = report["answered_by"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter_map(|v| v.as_str())
+        .collect();
+    assert!(
+        answered.contains(&"tool-use/0.1.0"),
+        "the Rust adapter answered after the last swap: {report}"
+    );
 }
 
 /// Per-call cost and swap latency of the four tool-use adapters, measured in one run (the
@@ -198,21 +259,30 @@ fn bench() {
         tools: fixtures::tools_named(&["get_weather"]),
         ..Default::default()
     };
-    let mut all: Vec<(String, PathBuf)> = vec![("rust".into(), test_plugins().join("tool-use.wasm"))];
+    let mut all: Vec<(String, PathBuf)> =
+        vec![("rust".into(), test_plugins().join("tool-use.wasm"))];
     all.extend(LANGS.iter().map(|l| (l.to_string(), example(l))));
-    println!("| adapter | size | cold compile | cached load | parse (fresh instance) | stream of 40 pushes | fixtures (33 cases × 6) |");
+    println!(
+        "| adapter | size | cold compile | cached load | parse (fresh instance) | stream of 40 pushes | fixtures (33 cases × 6) |"
+    );
     println!("| --- | --- | --- | --- | --- | --- | --- |");
     let mut base: Option<(f64, f64)> = None;
     for (lang, wasm) in &all {
         let bytes = std::fs::read(wasm).expect("built");
         let cache = tempfile::tempdir().expect("temp dir");
-        let runtime = Runtime::new(Limits::default(), Some(CompileCache::new(cache.path()))).expect("runtime");
+        let runtime = Runtime::new(Limits::default(), Some(CompileCache::new(cache.path())))
+            .expect("runtime");
         let t = Instant::now();
-        runtime.load(&bytes, PluginSource::File(wasm.clone())).expect("loads");
+        runtime
+            .load(&bytes, PluginSource::File(wasm.clone()))
+            .expect("loads");
         let cold = t.elapsed();
-        let runtime = Runtime::new(Limits::default(), Some(CompileCache::new(cache.path()))).expect("runtime");
+        let runtime = Runtime::new(Limits::default(), Some(CompileCache::new(cache.path())))
+            .expect("runtime");
         let t = Instant::now();
-        let plugin = runtime.load(&bytes, PluginSource::File(wasm.clone())).expect("loads");
+        let plugin = runtime
+            .load(&bytes, PluginSource::File(wasm.clone()))
+            .expect("loads");
         let cached = t.elapsed();
         let per = |n: u32, f: &dyn Fn()| {
             f();
@@ -225,7 +295,12 @@ fn bench() {
         let parse = per(200, &|| {
             plugin.parse(output, &options).expect("parses");
         });
-        let chunks: Vec<String> = output.chars().collect::<Vec<_>>().chunks(3).map(|c| c.iter().collect()).collect();
+        let chunks: Vec<String> = output
+            .chars()
+            .collect::<Vec<_>>()
+            .chunks(3)
+            .map(|c| c.iter().collect())
+            .collect();
         let stream = per(50, &|| {
             let mut s = plugin.stream(&options).expect("stream");
             for c in &chunks {

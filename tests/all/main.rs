@@ -7,6 +7,5 @@ mod fixtures;
 mod hot_swap;
 mod isolation;
 mod languages;
-mod llamacpp;
 mod server;
 mod templates;
