@@ -7,5 +7,6 @@ mod fixtures;
 mod hot_swap;
 mod isolation;
 mod languages;
+mod llamacpp;
 mod server;
 mod templates;
