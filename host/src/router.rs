@@ -164,6 +164,9 @@ impl From<EngineError> for RouterError {
     }
 }
 
+/// A model ready to serve: its declaration, its engine and its adapter.
+pub type Resolved = (Arc<ModelEntry>, Arc<Engine>, Arc<Plugin>);
+
 pub struct Router {
     pub registry: Arc<Registry>,
     pub plugins: PluginHost,
@@ -258,10 +261,7 @@ impl Router {
     }
 
     /// The model and its adapter, loading the model if needed (blocking).
-    pub fn resolve(
-        &self,
-        model: &str,
-    ) -> Result<(Arc<ModelEntry>, Arc<Engine>, Arc<Plugin>), RouterError> {
+    pub fn resolve(&self, model: &str) -> Result<Resolved, RouterError> {
         let entry = self.registry.get(model)?;
         let engine = entry.engine(&self.registry.options)?;
         let adapter = entry.adapter(&self.registry.options)?;

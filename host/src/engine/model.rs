@@ -483,7 +483,7 @@ impl Model {
         let last = self.norm.forward(&last)?;
         let logits = self.output.forward(&last)?.flatten_all()?;
         match self.config.final_softcap {
-            Some(cap) => ((logits / cap as f64)?.tanh()? * cap as f64),
+            Some(cap) => (logits / cap as f64)?.tanh()? * cap as f64,
             None => Ok(logits),
         }
     }

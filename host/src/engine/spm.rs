@@ -266,13 +266,7 @@ impl SpmTokenizer {
         let mut index = if symbols.is_empty() { None } else { Some(0) };
         while let Some(i) = index {
             let s = symbols[i];
-            self.resegment(
-                &text[s.start..s.start + s.len],
-                &symbols,
-                &rev_merge,
-                text,
-                out,
-            );
+            self.resegment(&text[s.start..s.start + s.len], &symbols, &rev_merge, out);
             index = s.next;
         }
     }
@@ -282,7 +276,6 @@ impl SpmTokenizer {
         piece: &str,
         symbols: &[Symbol],
         rev_merge: &HashMap<String, (usize, usize)>,
-        text: &str,
         out: &mut Vec<u32>,
     ) {
         if let Some(&id) = self.ids.get(piece) {
@@ -294,8 +287,8 @@ impl SpmTokenizer {
                 // The pair's halves: the left symbol, as it was when the pair formed, ends where
                 // the right one starts (a symbol's start never moves).
                 let split = symbols[right].start - symbols[left].start;
-                self.resegment(&piece[..split], symbols, rev_merge, text, out);
-                self.resegment(&piece[split..], symbols, rev_merge, text, out);
+                self.resegment(&piece[..split], symbols, rev_merge, out);
+                self.resegment(&piece[split..], symbols, rev_merge, out);
             }
             None => {
                 for byte in piece.bytes() {

@@ -25,7 +25,7 @@ enum Backend {
         normal: Box<HfTokenizer>,
         literal: Box<HfTokenizer>,
     },
-    Spm(SpmTokenizer),
+    Spm(Box<SpmTokenizer>),
 }
 
 /// A model's tokenizer.
@@ -68,7 +68,9 @@ impl Tokenizer {
                         .map_err(|e| tokenizer_error(&gguf.path, e))?;
                     Self::hf(normal)
                 }
-                Some("llama") => Backend::Spm(SpmTokenizer::from_gguf(gguf, &vocab, &types)?),
+                Some("llama") => {
+                    Backend::Spm(Box::new(SpmTokenizer::from_gguf(gguf, &vocab, &types)?))
+                }
                 other => {
                     return Err(tokenizer_error(
                         &gguf.path,
