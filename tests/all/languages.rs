@@ -223,7 +223,7 @@ fn the_four_tool_use_adapters_hot_swap_into_a_running_server_without_a_failed_re
         serde_json::json!([]),
         "no request may fail: {report}"
     );
-    assert!(report["requests"].as_u64() > Some(4), "{report}");
+    assert!(report["requests"].as_u64() >= Some(4), "{report}");
     for (swap, (_, version)) in report["swaps"]
         .as_array()
         .expect("swaps")
@@ -242,10 +242,13 @@ fn the_four_tool_use_adapters_hot_swap_into_a_running_server_without_a_failed_re
         .iter()
         .filter_map(|v| v.as_str())
         .collect();
-    assert!(
-        answered.contains(&"tool-use/0.1.0"),
-        "the Rust adapter answered after the last swap: {report}"
-    );
+    for (_, version) in &swaps {
+        let label = format!("tool-use/{version}");
+        assert!(
+            answered.contains(&label.as_str()),
+            "{label} answered requests: {report}"
+        );
+    }
 }
 
 /// Per-call cost and swap latency of the four tool-use adapters, measured in one run (the

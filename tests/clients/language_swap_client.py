@@ -2,7 +2,7 @@
 """Hot swap of one adapter through its implementations in several languages, through the server:
 while clients stream chat completions without pause, the adapter's .wasm in the plugin folder is
 replaced by each given file in turn, waiting each time until /v1/adapters lists the new version.
-No request may fail.
+Each version answers requests before the next swap; no request may fail.
 
 Usage: language_swap_client.py BASE_URL MODEL ADAPTER PLUGIN_FILE WASM VERSION [WASM VERSION ...]
 Prints JSON: the requests made and failed, the adapters that answered, and each swap's seconds.
@@ -64,7 +64,13 @@ for wasm, version in SWAPS:
     while listed_version() != version and time.time() - swap_at < 120:
         time.sleep(0.02)
     report["swaps"].append({"version": version, "listed": listed_version(), "seconds": time.time() - swap_at})
-time.sleep(3.0)  # requests on the last version
+    # Each version serves requests (streams started after the swap) before the next swap.
+    label = f"{ADAPTER}/{version}"
+    while time.time() - swap_at < 180:
+        with lock:
+            if label in report["answered_by"]:
+                break
+        time.sleep(0.05)
 stop.set()
 for t in threads:
     t.join()
