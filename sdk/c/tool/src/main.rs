@@ -12,8 +12,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
+use wit_bindgen_core::Files;
 use wit_bindgen_core::wit_parser::Resolve;
-use wit_bindgen_core::{Files, WorldGenerator};
 
 /// The world every plugboard adapter exports.
 const WORLD: &str = "model-adapter";
