@@ -17,5 +17,5 @@ pub mod runtime;
 pub mod watcher;
 
 pub use registry::PluginHost;
-pub use runtime::{CallError, Limits, Plugin, PluginSource, PluginStream, Runtime};
+pub use runtime::{CallError, Limits, Plugin, PluginSource, PluginStream, Runtime, Session};
 pub use watcher::Watcher;

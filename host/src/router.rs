@@ -345,7 +345,9 @@ impl Router {
         let (entry, engine, plugin) = self.resolve(&params.model)?;
         let request = self.prompt_request(&engine, &params.chat, params.json_mode)?;
         let check = ToolCheck::new(&request.tools, &request.tool_choice)?;
-        let prompt = plugin.format_prompt(&request)?;
+        // One sandbox for the whole turn: render, then parse the output.
+        let mut session = plugin.session()?;
+        let prompt = session.format_prompt(&request)?;
         let ids = with_bos(&engine, engine.tokenizer().encode_prompt(&prompt.text)?);
         let prompt_tokens = ids.len();
         let mut stop = params.stop.clone();
@@ -360,7 +362,7 @@ impl Router {
             ignore_end: false,
         })?;
         let tools_offered = !request.tools.is_empty() && request.tool_choice != ToolChoice::None;
-        let parser = plugin.stream(&ParseOptions {
+        let parser = session.into_stream(&ParseOptions {
             tools: request.tools.clone(),
             reasoning_open: prompt.reasoning_open,
             lenient: entry.lenient() && tools_offered,

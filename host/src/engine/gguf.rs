@@ -78,21 +78,16 @@ impl GgufFile {
         self.require_string("general.architecture")
     }
 
+    /// A list of strings; `None` when missing or when an element is not a string.
+    pub fn strings(&self, key: &str) -> Option<Vec<String>> {
+        let values = self.metadata().get(key)?.to_vec().ok()?;
+        values.iter().map(|v| v.to_string().ok().cloned()).collect()
+    }
+
     /// The vocabulary, by id.
     pub fn tokens(&self) -> Result<Vec<String>, EngineError> {
-        let values = self
-            .metadata()
-            .get("tokenizer.ggml.tokens")
-            .and_then(|v| v.to_vec().ok())
-            .ok_or_else(|| self.missing("tokenizer.ggml.tokens"))?;
-        values
-            .iter()
-            .map(|v| {
-                v.to_string()
-                    .cloned()
-                    .map_err(|_| self.missing("tokenizer.ggml.tokens"))
-            })
-            .collect()
+        self.strings("tokenizer.ggml.tokens")
+            .ok_or_else(|| self.missing("tokenizer.ggml.tokens"))
     }
 
     /// Token types (1 normal, 2 unknown, 3 control, 4 user-defined, 5 unused, 6 byte).

@@ -6,6 +6,8 @@
 //! before rendering: inside the marks a control token's text is encoded as ordinary text, so a
 //! message that says `<|im_end|>` cannot end its turn early.
 
+mod gpt2;
+
 use std::path::Path;
 
 use tokenizers::Tokenizer as HfTokenizer;
@@ -62,12 +64,7 @@ impl Tokenizer {
             Self::hf(normal)
         } else {
             match gguf.string("tokenizer.ggml.model").as_deref() {
-                Some("gpt2") => {
-                    use candle_core::quantized::tokenizer::TokenizerFromGguf;
-                    let normal = HfTokenizer::from_gguf(&gguf.content)
-                        .map_err(|e| tokenizer_error(&gguf.path, e))?;
-                    Self::hf(normal)
-                }
+                Some("gpt2") => Self::hf(gpt2::from_gguf(gguf, &vocab, &types)?),
                 Some("llama") => {
                     Backend::Spm(Box::new(SpmTokenizer::from_gguf(gguf, &vocab, &types)?))
                 }

@@ -427,75 +427,144 @@ impl Plugin {
         }
     }
 
-    /// Runs `f` on a fresh instance in a fresh store.
+    /// A fresh store and instance for one request's calls.
+    pub fn session(self: &Arc<Self>) -> Result<Session, CallError> {
+        let mut store = self.runtime.new_store();
+        let instance = self.pre.instantiate(&mut store);
+        self.log_output(&mut store);
+        let instance = instance.map_err(|e| self.fault(&store, "instantiate", e))?;
+        Ok(Session {
+            plugin: Arc::clone(self),
+            store,
+            instance,
+            broken: false,
+        })
+    }
+
+    /// Renders a conversation into the model's prompt (in a session of its own).
+    pub fn format_prompt(self: &Arc<Self>, request: &PromptRequest) -> Result<Prompt, CallError> {
+        self.session()?.format_prompt(request)
+    }
+
+    /// Reads a whole output (in a session of its own).
+    pub fn parse(
+        self: &Arc<Self>,
+        text: &str,
+        options: &ParseOptions,
+    ) -> Result<Parsed, CallError> {
+        self.session()?.parse(text, options)
+    }
+
+    /// Reads only the complete calls of a whole output (in a session of its own).
+    pub fn extract_tool_calls(
+        self: &Arc<Self>,
+        text: &str,
+        options: &ParseOptions,
+    ) -> Result<Vec<ToolCall>, CallError> {
+        self.session()?.extract_tool_calls(text, options)
+    }
+
+    /// Starts reading one output as it is generated (in a session of its own).
+    pub fn stream(self: &Arc<Self>, options: &ParseOptions) -> Result<PluginStream, CallError> {
+        self.session()?.into_stream(options)
+    }
+}
+
+/// One request's sandbox: a fresh store and instance of one plugin version, used for the
+/// request's calls (typically render, then stream) and thrown away with the request. A call
+/// that faults poisons it: a trapped instance never runs again.
+pub struct Session {
+    plugin: Arc<Plugin>,
+    store: Store<PluginState>,
+    instance: AdapterInstance,
+    broken: bool,
+}
+
+impl Session {
+    /// The plugin version this session runs.
+    pub fn plugin(&self) -> &Arc<Plugin> {
+        &self.plugin
+    }
+
+    /// Runs one call with a fresh time budget.
     fn call<T>(
-        &self,
+        &mut self,
         name: &'static str,
         f: impl FnOnce(&AdapterInstance, &mut Store<PluginState>) -> contract::Outcome<T>,
     ) -> Result<T, CallError> {
-        let mut store = self.runtime.new_store();
-        let outcome = self
-            .pre
-            .instantiate(&mut store)
-            .and_then(|instance| f(&instance, &mut store));
-        self.log_output(&mut store);
+        if self.broken {
+            return Err(CallError::Trap {
+                plugin: self.plugin.label.clone(),
+                call: name,
+                reason: "an earlier call of this request failed".into(),
+            });
+        }
+        self.store
+            .set_epoch_deadline(self.plugin.runtime.budget_ticks());
+        let outcome = f(&self.instance, &mut self.store);
+        self.plugin.log_output(&mut self.store);
         match outcome {
             Ok(Ok(value)) => Ok(value),
-            Ok(Err(refusal)) => Err(self.refused(refusal)),
-            Err(error) => Err(self.fault(&store, name, error)),
+            Ok(Err(refusal)) => Err(self.plugin.refused(refusal)),
+            Err(error) => {
+                self.broken = true;
+                Err(self.plugin.fault(&self.store, name, error))
+            }
         }
     }
 
+    /// Checks calls a plugin returned; garbage poisons the session.
+    fn checked_calls<'c>(
+        &mut self,
+        name: &'static str,
+        calls: impl Iterator<Item = &'c ToolCall>,
+    ) -> Result<(), CallError> {
+        for (i, call) in calls.enumerate() {
+            if let Err(reason) = check_call(&call.name, &call.arguments) {
+                self.broken = true;
+                return Err(self
+                    .plugin
+                    .malformed(name, format!("tool call {i}: {reason}")));
+            }
+        }
+        Ok(())
+    }
+
     /// Renders a conversation into the model's prompt.
-    pub fn format_prompt(&self, request: &PromptRequest) -> Result<Prompt, CallError> {
+    pub fn format_prompt(&mut self, request: &PromptRequest) -> Result<Prompt, CallError> {
         self.call("format-prompt", |i, s| i.format_prompt(s, request))
     }
 
     /// Reads a whole output.
-    pub fn parse(&self, text: &str, options: &ParseOptions) -> Result<Parsed, CallError> {
+    pub fn parse(&mut self, text: &str, options: &ParseOptions) -> Result<Parsed, CallError> {
         let parsed = self.call("parse-response", |i, s| i.parse_response(s, text, options))?;
-        for (i, call) in parsed.tool_calls.iter().enumerate() {
-            check_call(&call.name, &call.arguments).map_err(|reason| {
-                self.malformed("parse-response", format!("tool call {i}: {reason}"))
-            })?;
-        }
+        self.checked_calls("parse-response", parsed.tool_calls.iter())?;
         Ok(parsed)
     }
 
     /// Reads only the complete calls of a whole output.
     pub fn extract_tool_calls(
-        &self,
+        &mut self,
         text: &str,
         options: &ParseOptions,
     ) -> Result<Vec<ToolCall>, CallError> {
         let calls = self.call("extract-tool-calls", |i, s| {
             i.extract_tool_calls(s, text, options)
         })?;
-        for (i, call) in calls.iter().enumerate() {
-            check_call(&call.name, &call.arguments).map_err(|reason| {
-                self.malformed("extract-tool-calls", format!("tool call {i}: {reason}"))
-            })?;
-        }
+        self.checked_calls("extract-tool-calls", calls.iter())?;
         Ok(calls)
     }
 
-    /// Starts reading one output as it is generated. The stream keeps its own store (and this
-    /// plugin version) until it is dropped.
-    pub fn stream(self: &Arc<Self>, options: &ParseOptions) -> Result<PluginStream, CallError> {
-        let mut store = self.runtime.new_store();
-        let started = self.pre.instantiate(&mut store).and_then(|instance| {
-            let parser = instance.new_stream_parser(&mut store, options)?;
-            Ok((instance, parser))
-        });
-        self.log_output(&mut store);
-        let (instance, parser) = started.map_err(|e| self.fault(&store, "stream-parser", e))?;
+    /// Starts reading one output as it is generated; the stream keeps this session (and so
+    /// this plugin version) until it is dropped.
+    pub fn into_stream(mut self, options: &ParseOptions) -> Result<PluginStream, CallError> {
+        let parser = self.call("stream-parser", |i, s| {
+            i.new_stream_parser(s, options).map(Ok)
+        })?;
         Ok(PluginStream {
-            plugin: Arc::clone(self),
-            store,
-            instance,
+            session: self,
             parser,
             checker: StreamChecker::default(),
-            broken: false,
         })
     }
 }
@@ -588,18 +657,15 @@ impl StreamChecker {
 
 /// One output being read by a plugin's stream parser.
 pub struct PluginStream {
-    plugin: Arc<Plugin>,
-    store: Store<PluginState>,
-    instance: AdapterInstance,
+    session: Session,
     parser: ResourceAny,
     checker: StreamChecker,
-    broken: bool,
 }
 
 impl PluginStream {
     /// The plugin version this stream runs on.
     pub fn plugin(&self) -> &Arc<Plugin> {
-        &self.plugin
+        &self.session.plugin
     }
 
     fn run(
@@ -611,31 +677,22 @@ impl PluginStream {
             ResourceAny,
         ) -> contract::Outcome<Vec<StreamEvent>>,
     ) -> Result<Vec<StreamEvent>, CallError> {
-        if self.broken {
-            return Err(CallError::Trap {
-                plugin: self.plugin.label.clone(),
-                call: name,
-                reason: "the stream parser failed earlier in this stream".into(),
-            });
+        let parser = self.parser;
+        let result = self.session.call(name, |i, s| f(i, s, parser));
+        match result {
+            Ok(events) => match self.checker.check(&events) {
+                Ok(()) => Ok(events),
+                Err(reason) => {
+                    self.session.broken = true;
+                    Err(self.session.plugin.malformed(name, reason))
+                }
+            },
+            Err(error) => {
+                // A refusal ends the stream too: the parser's state is unknown after it.
+                self.session.broken = true;
+                Err(error)
+            }
         }
-        self.store
-            .set_epoch_deadline(self.plugin.runtime.budget_ticks());
-        let outcome = f(&self.instance, &mut self.store, self.parser);
-        self.plugin.log_output(&mut self.store);
-        let result = match outcome {
-            Ok(Ok(events)) => self
-                .checker
-                .check(&events)
-                .map(|()| events)
-                .map_err(|reason| self.plugin.malformed(name, reason)),
-            Ok(Err(refusal)) => Err(self.plugin.refused(refusal)),
-            Err(error) => Err(self.plugin.fault(&self.store, name, error)),
-        };
-        if result.is_err() {
-            // A trapped instance must not run again; a refusal ends the stream too.
-            self.broken = true;
-        }
-        result
     }
 
     /// The next piece of output.
