@@ -43,6 +43,8 @@ pub enum AdapterCommand {
         #[command(flatten)]
         parse: ParseArgs,
     },
+    /// Read a chat template (stdin) and print the name of the adapter for it.
+    Detect,
 }
 
 #[derive(Args)]
@@ -167,6 +169,13 @@ pub fn run(command: AdapterCommand) -> anyhow::Result<ExitCode> {
                 events.push(event);
             }
             print_json(&serde_json::json!({ "final": fold(&events).to_json() }))?;
+        }
+        AdapterCommand::Detect => {
+            let template = read_stdin()?;
+            if template.trim().is_empty() {
+                bail!("standard input is empty: pipe a chat template in");
+            }
+            println!("{}", plugboard::registry::detect::adapter_for(Some(&template)));
         }
     }
     Ok(ExitCode::SUCCESS)
