@@ -143,6 +143,18 @@ impl<F: Format> OutputParser<F> {
     /// The text after leading whitespace and any end-of-turn markers at its end.
     fn whole_text<'a>(&self, text: &'a str, at_end: bool) -> &'a str {
         let mut t = text.trim();
+        if !at_end {
+            // A partial end-of-turn marker at the very end, first: complete ones may stand
+            // before it (`{…}<|python_end|><|eo`).
+            'partial: for eot in &self.spec.end_of_turn {
+                for cut in (1..eot.len()).rev() {
+                    if eot.is_char_boundary(cut) && t.ends_with(&eot[..cut]) {
+                        t = t[..t.len() - cut].trim_end();
+                        break 'partial;
+                    }
+                }
+            }
+        }
         loop {
             let before = t.len();
             for eot in &self.spec.end_of_turn {
@@ -152,16 +164,6 @@ impl<F: Format> OutputParser<F> {
             }
             if t.len() == before {
                 break;
-            }
-        }
-        if !at_end {
-            // A partial end-of-turn marker at the very end.
-            for eot in &self.spec.end_of_turn {
-                for cut in (1..eot.len()).rev() {
-                    if eot.is_char_boundary(cut) && t.ends_with(&eot[..cut]) {
-                        return t[..t.len() - cut].trim_end();
-                    }
-                }
             }
         }
         t
@@ -246,8 +248,11 @@ impl<F: Format> OutputParser<F> {
                 }
                 Mode::Fence(held) => {
                     // The fence's info string, its line break and any blank space, then a call?
-                    let Some(newline) = self.pending.find('\n') else {
-                        let info_ok = self.pending.len() < 16 && !self.pending.contains(' ');
+                    let newline = self.pending.find('\n');
+                    let info = &self.pending[..newline.unwrap_or(self.pending.len())];
+                    // Judged alike whether the line break came in the same chunk or later.
+                    let info_ok = info.len() < 16 && !info.contains(' ');
+                    let Some(newline) = newline.filter(|_| info_ok) else {
                         if at_end || !info_ok {
                             // Not a fence around a call: the opener is content, and what
                             // follows it is read as output again.
@@ -268,11 +273,11 @@ impl<F: Format> OutputParser<F> {
                         }
                         Scan::Text { safe: 0 } if !at_end => return,
                         _ => {
-                            let skip = newline + 1;
-                            let mut text = std::mem::take(held);
-                            text.push_str(&self.pending[..skip]);
-                            self.pending.drain(..skip);
-                            self.out.content(&text);
+                            // Not a fence around a call: the opener is content, and the rest,
+                            // its info line included, is read as output again (it may hold
+                            // markers).
+                            let held = std::mem::take(held);
+                            self.out.content(&held);
                             self.mode = Mode::Content;
                         }
                     }
@@ -434,6 +439,17 @@ mod tests {
                 "size {size}"
             );
             assert_eq!(r.content, None);
+        }
+    }
+
+    #[test]
+    fn markers_on_a_fence_line_are_still_markers() {
+        for size in 1..6 {
+            let r = parse("```<|im_end|>\nx <call>{\"name\": \"a\"}</call>", size);
+            assert_eq!(r.content.as_deref(), Some("```\nx"), "size {size}");
+            assert_eq!(r.tool_calls.len(), 1);
+            let r = parse("```py\nprint(1)\n```", size);
+            assert_eq!(r.content.as_deref(), Some("```py\nprint(1)\n```"));
         }
     }
 
