@@ -1,0 +1,112 @@
+//! `pythonic`: tool calls written as a Python list of calls,
+//!
+//! ```text
+//! [get_weather(city="Paris", unit='c'), get_time(tz="Europe/Paris")]
+//! ```
+//!
+//! the style of Llama 3.2's pythonic prompt, Llama 4's pythonic template and models trained on
+//! them. Without markup, the whole output (reasoning aside) must be such a list ([`parser`]);
+//! after `<|python_start|>` (Llama 4) it is explicit and may stand anywhere. Arguments are
+//! Python literals — strings in both quote styles with escapes, numbers, `True`/`False`/`None`,
+//! lists, tuples, dicts, nested — turned into a JSON object ([`pylit`]); one bad call does not
+//! lose the others ([`list`]). `lenient` also accepts a list in a ```` ```python ```` or
+//! ```` ```tool_code ```` fence.
+//!
+//! Prompts: the model's own template when the host passes one. Without one, the official
+//! Llama 3.2 template, byte for byte ([`llama32`]): it is the nearest official template of a
+//! model that writes pythonic calls, but it asks for JSON calls
+//! (`{"name": …, "parameters": …}`), so an output that is nothing but such JSON is read as calls
+//! too (the SDK's bare-JSON rule).
+
+mod list;
+mod llama32;
+mod parser;
+mod pylit;
+mod render;
+
+use plugboard_sdk::Adapter;
+use plugboard_sdk::stream::{CallMarkup, Format, Spec};
+use plugboard_sdk::types::*;
+use plugboard_sdk::whole::{WholeRule, could_be_json};
+
+pub use parser::PythonicParser;
+
+/// Llama 4's markers around code and calls.
+pub const PYTHON_START: &str = "<|python_start|>";
+pub const PYTHON_END: &str = "<|python_end|>";
+/// The markers around reasoning, for reasoning models trained on pythonic calls.
+pub const THINK: (&str, &str) = ("<think>", "</think>");
+/// End of turn and end of message of Llama 3.x (`<|eot_id|>`, `<|eom_id|>`) and Llama 4
+/// (`<|eot|>`, `<|eom|>`), and end of text.
+pub const END_OF_TURN: [&str; 5] = [
+    "<|eot_id|>",
+    "<|eom_id|>",
+    "<|eot|>",
+    "<|eom|>",
+    "<|end_of_text|>",
+];
+
+/// The SDK's bare JSON calls, held back only while the output may still be call objects:
+/// `[1, 2]` is released at once, not held as a JSON prefix.
+const BARE_JSON_CALLS: WholeRule = WholeRule {
+    could_be: could_be_call_json,
+    read: WholeRule::BARE_JSON.read,
+};
+
+fn could_be_call_json(prefix: &str) -> bool {
+    let text = prefix.trim_start();
+    let first = match text.strip_prefix('[') {
+        Some(items) => items.trim_start(),
+        None => text,
+    };
+    (first.is_empty() || first.starts_with('{')) && could_be_json(text)
+}
+
+pub struct Pythonic;
+
+impl Format for Pythonic {
+    fn spec(_options: &ParseOptions) -> Spec {
+        Spec {
+            reasoning: Some((THINK.0.into(), THINK.1.into())),
+            // A stray `<|python_end|>` is removed like an end of turn.
+            end_of_turn: END_OF_TURN
+                .iter()
+                .chain([&PYTHON_END])
+                .map(|s| s.to_string())
+                .collect(),
+            calls: vec![CallMarkup::new(PYTHON_START, || {
+                Box::new(list::PyList::markup())
+            })],
+            // Bare lists are recognised in front of this parser (`PythonicParser`); bare JSON
+            // calls are what the default (official Llama 3.2) prompt asks for.
+            whole: vec![BARE_JSON_CALLS],
+        }
+    }
+}
+
+impl Adapter for Pythonic {
+    type Parser = PythonicParser;
+
+    fn info() -> AdapterInfo {
+        AdapterInfo {
+            name: "pythonic".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            description: "Pythonic tool calls, [name(arg=value), …], as whole outputs or after <|python_start|> (Llama 3.2 template by default)".into(),
+            families: ["llama3.2-pythonic", "llama4-pythonic", "toolace"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+            capabilities: Capabilities::TOOLS
+                | Capabilities::PARALLEL_CALLS
+                | Capabilities::REASONING,
+            tool_call_triggers: vec![PYTHON_START.into()],
+            end_of_turn: END_OF_TURN.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    fn format_prompt(request: PromptRequest) -> Result<Prompt, AdapterError> {
+        render::format_prompt(request)
+    }
+}
+
+plugboard_sdk::export_adapter!(Pythonic);

@@ -1,0 +1,416 @@
+//! A list of pythonic calls, `[get_weather(city="Paris"), get_time()]`, read as it arrives.
+//!
+//! Each call's name is sent when its `(` arrives; each keyword argument is sent as soon as the
+//! `,` or `)` after it shows that it is complete, so the argument deltas build the JSON object
+//! piece by piece: `{"city": "Paris"` … `, "unit": "c"` … `}`.
+//!
+//! A call whose arguments cannot be read fails alone: bad syntax is `malformed-json`, a value
+//! that is no literal (a variable, an expression) or a positional argument is
+//! `invalid-arguments`; reading resumes after the call's closing parenthesis, so the calls
+//! around it stand. A call cut off by the end of the output is `truncated`.
+//!
+//! The same reader serves the text after `<|python_start|>` (Llama 4), where the brackets may
+//! be missing and `<|python_end|>` closes the span, and a whole output that may be a list of
+//! calls, where anything that is not a list of calls makes it [`PyList::broken`].
+
+use plugboard_sdk::calls::{BodyStep, CallBody};
+use plugboard_sdk::emit::Emitter;
+use plugboard_sdk::types::ProblemKind;
+
+use crate::PYTHON_END;
+use crate::pylit::{LitError, identifier, json_string, skip_space, value};
+
+#[derive(Clone, Debug)]
+enum State {
+    /// Before `[` (or, without brackets, before the first call).
+    Start,
+    /// Before a call's name, or `]`.
+    BeforeCall,
+    /// Inside a call's parentheses; `sent` keyword arguments have been sent.
+    Call {
+        index: u32,
+        sent: usize,
+        names: Vec<String>,
+    },
+    /// Inside a broken call: skipping to its closing parenthesis.
+    Skip,
+    /// After a call: `,` or `]`.
+    AfterCall,
+    /// After `]`: an optional `<|python_end|>`.
+    End,
+}
+
+/// What reading a call's arguments found.
+enum Args {
+    /// Complete; the `)` ends at this byte.
+    Complete(usize),
+    Incomplete,
+    Failed(ProblemKind, String),
+}
+
+#[derive(Clone, Debug)]
+pub struct PyList {
+    buf: String,
+    state: State,
+    /// The brackets are required (a whole output), not only allowed (after `<|python_start|>`).
+    require_brackets: bool,
+    bracketed: bool,
+    /// A call was begun: its name and `(` were read.
+    attempted: bool,
+    /// The text is not a list of calls (it was given back as output).
+    broken: bool,
+}
+
+/// Reads the keyword arguments of a call from the text after its `(`. `out` gets the first
+/// arguments complete in `text`, in order.
+fn read_args(text: &str, names: &mut Vec<String>, complete: &mut Vec<String>) -> Args {
+    let mut pos = 0;
+    loop {
+        pos = skip_space(text, pos);
+        match text.as_bytes().get(pos) {
+            None => return Args::Incomplete,
+            Some(b')') => return Args::Complete(pos + 1),
+            Some(_) => {}
+        }
+        let keyword = identifier(text, pos).and_then(|(name, end)| {
+            let eq = skip_space(text, end);
+            let bytes = text.as_bytes();
+            (bytes.get(eq) == Some(&b'=') && bytes.get(eq + 1) != Some(&b'='))
+                .then_some((name, eq + 1))
+        });
+        let Some((name, value_at)) = keyword else {
+            // A positional argument, or a name still being written.
+            let rest = &text[pos..];
+            let unfinished = identifier(text, pos).is_some_and(|(_, end)| {
+                let eq = skip_space(text, end);
+                eq == text.len() || (text[eq..] == *"=")
+            });
+            if unfinished || rest.trim().is_empty() {
+                return Args::Incomplete;
+            }
+            return Args::Failed(
+                ProblemKind::InvalidArguments,
+                "a positional argument: pythonic calls name every argument".into(),
+            );
+        };
+        let (json, end) = match value(text, value_at) {
+            Ok(read) => read,
+            Err(LitError::Incomplete) => return Args::Incomplete,
+            Err(LitError::Syntax(m)) => {
+                return Args::Failed(ProblemKind::MalformedJson, format!("argument {name}: {m}"));
+            }
+            Err(LitError::NotLiteral(m)) => {
+                return Args::Failed(
+                    ProblemKind::InvalidArguments,
+                    format!("argument {name}: {m}"),
+                );
+            }
+        };
+        let after = skip_space(text, end);
+        let delimiter = text.as_bytes().get(after);
+        if delimiter.is_none() {
+            return Args::Incomplete;
+        }
+        if !matches!(delimiter, Some(b',' | b')')) {
+            return Args::Failed(
+                ProblemKind::MalformedJson,
+                format!("argument {name}: expected ',' or ')' after its value"),
+            );
+        }
+        if complete.len() == names.len() {
+            if names.iter().any(|n| n == name) {
+                return Args::Failed(
+                    ProblemKind::MalformedJson,
+                    format!("the keyword argument {name} is repeated"),
+                );
+            }
+            names.push(name.to_string());
+            complete.push(json);
+        } else {
+            complete.push(json);
+        }
+        pos = if delimiter == Some(&b',') {
+            after + 1
+        } else {
+            after
+        };
+    }
+}
+
+/// The byte after the `)` that closes a call whose arguments start `text`, skipping strings
+/// and nested brackets; `None` when the text ends first.
+fn skip_call(text: &str) -> Option<usize> {
+    let bytes = text.as_bytes();
+    let mut depth = 1usize;
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            quote @ (b'"' | b'\'') => {
+                let triple = bytes[i..].starts_with(&[quote; 3]);
+                let step = if triple { 3 } else { 1 };
+                i += step;
+                loop {
+                    match bytes.get(i) {
+                        None => return None,
+                        Some(b'\\') => i += 2,
+                        // A one-line string cannot go on past its line: resynchronise there.
+                        Some(b'\n') if !triple => break,
+                        Some(&b)
+                            if b == quote && (!triple || bytes[i..].starts_with(&[quote; 3])) =>
+                        {
+                            i += step;
+                            break;
+                        }
+                        Some(_) => i += 1,
+                    }
+                }
+                continue;
+            }
+            b'(' | b'[' | b'{' => depth += 1,
+            b')' | b']' | b'}' => {
+                depth -= 1;
+                if depth == 0 {
+                    return Some(i + 1);
+                }
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    None
+}
+
+/// A tool name: a Python name, also dotted (`functions.get_weather`) or with `-`, which tool
+/// names may hold. Returns the name and the byte after it.
+fn tool_name(text: &str, pos: usize) -> Option<(&str, usize)> {
+    let (_, _) = identifier(text, pos)?;
+    let rest = &text[pos..];
+    let len = rest
+        .find(|c: char| !(c == '_' || c == '.' || c == '-' || c.is_alphanumeric()))
+        .unwrap_or(rest.len());
+    Some((&rest[..len], pos + len))
+}
+
+impl PyList {
+    /// The text after `<|python_start|>`: brackets optional, `<|python_end|>` closes it.
+    pub fn markup() -> Self {
+        Self::new(false)
+    }
+
+    /// A whole output: only a bracketed list of calls is one.
+    pub fn whole() -> Self {
+        Self::new(true)
+    }
+
+    fn new(require_brackets: bool) -> Self {
+        PyList {
+            buf: String::new(),
+            state: State::Start,
+            require_brackets,
+            bracketed: false,
+            attempted: false,
+            broken: false,
+        }
+    }
+
+    /// A call was begun.
+    pub fn attempted(&self) -> bool {
+        self.attempted
+    }
+
+    /// The text is not a list of calls.
+    pub fn broken(&self) -> bool {
+        self.broken
+    }
+
+    /// Gives the text from `pos` back as output: the list ended (or never was one).
+    fn give_back(&mut self, pos: usize, broken: bool, out: &mut Emitter) -> BodyStep {
+        if broken {
+            self.broken = true;
+            if !self.attempted {
+                let index = out.start_call();
+                out.problem(
+                    ProblemKind::MalformedJson,
+                    format!("call {index}: expected a list of calls such as [name(arg=value)]"),
+                    Some(index),
+                );
+            }
+        }
+        let rest = self.buf[pos..].to_string();
+        self.buf.clear();
+        BodyStep::Done { rest }
+    }
+
+    fn run(&mut self, out: &mut Emitter, at_end: bool) -> BodyStep {
+        loop {
+            match &mut self.state {
+                State::Start => {
+                    let pos = skip_space(&self.buf, 0);
+                    if pos == self.buf.len() {
+                        if self.require_brackets {
+                            self.broken |= at_end;
+                            return self.wait(at_end, out, None);
+                        }
+                        return self.wait(at_end, out, Some("right after the call marker"));
+                    }
+                    if self.buf[pos..].starts_with('[') {
+                        self.bracketed = true;
+                        self.buf.drain(..=pos);
+                    } else if self.require_brackets || tool_name(&self.buf, pos).is_none() {
+                        return self.give_back(pos, true, out);
+                    } else {
+                        self.buf.drain(..pos);
+                    }
+                    self.state = State::BeforeCall;
+                }
+                State::BeforeCall => {
+                    let pos = skip_space(&self.buf, 0);
+                    if pos == self.buf.len() {
+                        // Between calls the calls so far are complete; before the first one
+                        // the list was cut off.
+                        let what = (!self.attempted).then_some("before the first call");
+                        return self.wait(at_end, out, what);
+                    }
+                    if self.bracketed && self.buf[pos..].starts_with(']') {
+                        self.buf.drain(..=pos);
+                        self.state = State::End;
+                        continue;
+                    }
+                    let Some((name, end)) = tool_name(&self.buf, pos) else {
+                        return self.give_back(pos, true, out);
+                    };
+                    let paren = skip_space(&self.buf, end);
+                    if paren == self.buf.len() {
+                        return self.wait(at_end, out, Some("inside a call's name"));
+                    }
+                    if !self.buf[paren..].starts_with('(') {
+                        return self.give_back(pos, true, out);
+                    }
+                    let name = name.to_string();
+                    let index = out.start_call();
+                    out.begin_call(index, None, name);
+                    self.attempted = true;
+                    self.buf.drain(..=paren);
+                    self.state = State::Call {
+                        index,
+                        sent: 0,
+                        names: Vec::new(),
+                    };
+                }
+                State::Call { index, sent, names } => {
+                    let index = *index;
+                    let mut complete = Vec::new();
+                    let read = read_args(&self.buf, names, &mut complete);
+                    for json in &complete[*sent..] {
+                        let name = &names[*sent];
+                        let lead = if *sent == 0 { "{" } else { ", " };
+                        out.arguments(index, &format!("{lead}{}: {json}", json_string(name)));
+                        *sent += 1;
+                    }
+                    match read {
+                        Args::Complete(end) => {
+                            out.arguments(index, if *sent == 0 { "{}" } else { "}" });
+                            out.end_call(index);
+                            self.buf.drain(..end);
+                            self.state = State::AfterCall;
+                        }
+                        Args::Incomplete => {
+                            if at_end {
+                                out.problem(
+                                    ProblemKind::Truncated,
+                                    format!("call {index}: the output ended inside the call"),
+                                    Some(index),
+                                );
+                                self.buf.clear();
+                                return BodyStep::Done {
+                                    rest: String::new(),
+                                };
+                            }
+                            return BodyStep::More;
+                        }
+                        Args::Failed(kind, message) => {
+                            out.problem(kind, format!("call {index}: {message}"), Some(index));
+                            self.state = State::Skip;
+                        }
+                    }
+                }
+                State::Skip => match skip_call(&self.buf) {
+                    Some(end) => {
+                        self.buf.drain(..end);
+                        self.state = State::AfterCall;
+                    }
+                    None if at_end => {
+                        self.buf.clear();
+                        return BodyStep::Done {
+                            rest: String::new(),
+                        };
+                    }
+                    None => return BodyStep::More,
+                },
+                State::AfterCall => {
+                    let pos = skip_space(&self.buf, 0);
+                    let Some(next) = self.buf[pos..].chars().next() else {
+                        return self.wait(at_end, out, None);
+                    };
+                    match next {
+                        ',' => {
+                            self.buf.drain(..=pos);
+                            self.state = State::BeforeCall;
+                        }
+                        ']' if self.bracketed => {
+                            self.buf.drain(..=pos);
+                            self.state = State::End;
+                        }
+                        // Calls without brackets end at anything else.
+                        _ if !self.bracketed => self.state = State::End,
+                        _ => return self.give_back(pos, true, out),
+                    }
+                }
+                State::End => {
+                    let text = self.buf.trim_start();
+                    if let Some(rest) = text.strip_prefix(PYTHON_END) {
+                        let rest = rest.to_string();
+                        self.buf.clear();
+                        return BodyStep::Done { rest };
+                    }
+                    if PYTHON_END.starts_with(text) && !at_end {
+                        return BodyStep::More;
+                    }
+                    let skip = self.buf.len() - text.len();
+                    return self.give_back(skip, false, out);
+                }
+            }
+        }
+    }
+
+    /// The text ran out between tokens: wait, or at the end of the output report the call
+    /// cut off `what` says where (`None`: nothing was cut off).
+    fn wait(&mut self, at_end: bool, out: &mut Emitter, what: Option<&str>) -> BodyStep {
+        if !at_end {
+            return BodyStep::More;
+        }
+        if let Some(what) = what {
+            let index = out.start_call();
+            out.problem(
+                ProblemKind::Truncated,
+                format!("call {index}: the output ended {what}"),
+                Some(index),
+            );
+        }
+        self.buf.clear();
+        BodyStep::Done {
+            rest: String::new(),
+        }
+    }
+}
+
+impl CallBody for PyList {
+    fn push(&mut self, text: &str, out: &mut Emitter) -> BodyStep {
+        self.buf.push_str(text);
+        self.run(out, false)
+    }
+
+    fn finish(&mut self, out: &mut Emitter) -> BodyStep {
+        self.run(out, true)
+    }
+}
