@@ -7,7 +7,8 @@
 //! ```
 //!
 //! either bare — then the whole output must have the call's shape ([`bare`]) — or after
-//! `<|python_tag|>`, or in Meta's `<function=…>` tags. `"arguments"` works as well as
+//! `<|python_tag|>`, or in Meta's `<function=…>` tags. Built-in tools are called after
+//! `<|python_tag|>` as `brave_search.call(query="…")`. `"arguments"` works as well as
 //! `"parameters"`, several calls may follow each other (`;`, line breaks, a list), and one broken
 //! call does not lose the others ([`sequence`]). JSON mode answers such as
 //! `{"name": "Ada", "age": 36}` stay content.
@@ -16,6 +17,7 @@
 //! ([`llama31`]); with one, that template ([`render`]).
 
 mod bare;
+mod builtin;
 mod function_tag;
 mod llama31;
 mod parser;

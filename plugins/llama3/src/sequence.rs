@@ -5,7 +5,8 @@
 //! {"name": "get_weather", "parameters": {"city": "Paris"}}; {"name": "get_time", "parameters": {}}
 //! ```
 //!
-//! Each object is read by the SDK's [`JsonCalls`], so names and arguments stream. Unlike a
+//! Each object is read by the SDK's [`JsonCalls`], so names and arguments stream. A built-in
+//! tool call (`brave_search.call(query="…")`, see [`crate::builtin`]) may stand instead. Unlike a
 //! single `JsonCalls` over the whole span, a broken object does not end the span: reading
 //! resumes at the next object that starts after a `;` or a line break, so the calls after it
 //! stand.
@@ -15,6 +16,8 @@ use plugboard_sdk::emit::Emitter;
 use plugboard_sdk::json::JsonScanner;
 use plugboard_sdk::scanner::{Markers, Scan};
 use plugboard_sdk::types::ProblemKind;
+
+use crate::builtin;
 
 /// What may stand between call objects.
 pub fn is_separator(c: char) -> bool {
@@ -31,6 +34,8 @@ enum Phase {
     },
     /// After a broken object: skipping to the next object or the end of the turn.
     Skip,
+    /// Inside the arguments of a built-in tool call, `NAME.call(…)`.
+    Builtin { index: u32 },
 }
 
 /// Where reading resumes after a broken object.
@@ -119,6 +124,21 @@ impl CallSequence {
                         };
                         continue;
                     }
+                    if self.values == 0 {
+                        let skip = self.buf.len() - rest.len();
+                        match builtin::opening(rest) {
+                            builtin::Opening::Call { name, len } => {
+                                let index = out.start_call();
+                                out.begin_call(index, None, name.to_string());
+                                self.buf.drain(..skip + len);
+                                self.values += 1;
+                                self.phase = Phase::Builtin { index };
+                                continue;
+                            }
+                            builtin::Opening::Undecided if !at_end => return BodyStep::More,
+                            _ => {}
+                        }
+                    }
                     // Not a call object: the calls are over (or never started).
                     if self.values == 0 {
                         let index = out.start_call();
@@ -159,6 +179,37 @@ impl CallSequence {
                     calls.push(&text[..end], out);
                     self.buf = text[end..].to_string();
                     self.phase = if broken { Phase::Skip } else { Phase::Between };
+                }
+                Phase::Builtin { index } => {
+                    let index = *index;
+                    let Some(end) = builtin::arguments_end(&self.buf) else {
+                        if at_end {
+                            out.problem(
+                                ProblemKind::Truncated,
+                                format!("call {index}: the output ended inside the call"),
+                                Some(index),
+                            );
+                            self.buf.clear();
+                            return BodyStep::Done {
+                                rest: String::new(),
+                            };
+                        }
+                        return BodyStep::More;
+                    };
+                    match builtin::arguments_json(&self.buf[..end - 1]) {
+                        Ok(arguments) => {
+                            out.arguments(index, &arguments);
+                            out.end_call(index);
+                        }
+                        Err(message) => out.problem(
+                            ProblemKind::InvalidArguments,
+                            format!("call {index}: {message}"),
+                            Some(index),
+                        ),
+                    }
+                    let rest = self.buf[end..].to_string();
+                    self.buf.clear();
+                    return BodyStep::Done { rest };
                 }
                 Phase::Skip => match self.resync(at_end) {
                     Resync::Object(at) => {

@@ -204,6 +204,10 @@ const FRAGMENTS: &[&str] = &[
     "null",
     "{\"type\": \"function\", \"name\": \"get_time\", \"parameters\": {}}",
     "import math",
+    "brave_search",
+    ".call(",
+    "query=\"x)\"",
+    ")",
 ];
 
 /// A small deterministic generator, so that failures reproduce.
