@@ -43,7 +43,11 @@ fn scan_value(text: &str) -> Scanned {
     let mut named = false;
     for (i, b) in text.bytes().enumerate() {
         let Ok(fed) = scanner.feed(b) else {
-            return Scanned::Broken { at: i, named };
+            // Resume at a character boundary, whatever byte broke the JSON.
+            let at = (i..=text.len())
+                .find(|&at| text.is_char_boundary(at))
+                .unwrap_or(text.len());
+            return Scanned::Broken { at, named };
         };
         for event in fed.iter() {
             if let JsonEvent::KeyEnd { depth: 1 } = event {
