@@ -18,6 +18,7 @@ pub mod tokenizer;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use candle_core::Device;
@@ -227,6 +228,8 @@ pub struct Engine {
     add_bos: bool,
     jobs: std::sync::mpsc::SyncSender<Job>,
     queue_limit: usize,
+    /// Tokens generated since the model loaded, all requests together.
+    generated: Arc<AtomicU64>,
 }
 
 impl Engine {
@@ -276,7 +279,9 @@ impl Engine {
         let add_bos = gguf.bool("tokenizer.ggml.add_bos_token").unwrap_or(false);
         drop(gguf);
         let (jobs, queue) = std::sync::mpsc::sync_channel::<Job>(options.queue_limit);
+        let generated = Arc::new(AtomicU64::new(0));
         let worker = Worker {
+            generated: Arc::clone(&generated),
             model,
             tokenizer: Arc::clone(&tokenizer),
             end_ids: end_ids.clone(),
@@ -295,6 +300,7 @@ impl Engine {
             add_bos,
             jobs,
             queue_limit: options.queue_limit,
+            generated,
         }))
     }
 
@@ -304,6 +310,11 @@ impl Engine {
 
     pub fn tokenizer(&self) -> &Arc<Tokenizer> {
         &self.tokenizer
+    }
+
+    /// Tokens generated since the model loaded (a cancelled generation stops adding to it).
+    pub fn generated_tokens(&self) -> u64 {
+        self.generated.load(Ordering::Relaxed)
     }
 
     /// Whether prompts start with the BOS token (the file's `add_bos_token`).
@@ -347,6 +358,7 @@ impl Engine {
 
 /// The thread that owns a model and runs its requests one after another.
 struct Worker {
+    generated: Arc<AtomicU64>,
     model: Model,
     tokenizer: Arc<Tokenizer>,
     end_ids: Vec<u32>,
@@ -451,6 +463,7 @@ impl Worker {
             }
             generated.push(id);
             usage.completion_tokens += 1;
+            self.generated.fetch_add(1, Ordering::Relaxed);
             let piece = detok.push(id, &self.tokenizer);
             let matched = stops.push(&piece);
             let token = request.logprobs.map(|_| self.describe(id, &logprobs));
