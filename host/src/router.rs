@@ -615,6 +615,11 @@ fn run_turn(prepared: Prepared, tx: mpsc::Sender<ChatEvent>) {
     while let Some(event) = generation.blocking_recv() {
         match event {
             GenEvent::Text { text, token } => {
+                if turn.tx.is_closed() {
+                    // The client went away (even while the parser holds text back): dropping
+                    // `generation` cancels the inference at its next token.
+                    return;
+                }
                 if first_token {
                     first_token = false;
                     metrics::histogram!("plugboard_time_to_first_token_seconds")

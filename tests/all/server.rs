@@ -202,6 +202,52 @@ fn an_adapter_swapped_under_eight_streams_fails_none() {
 }
 
 #[test]
+fn a_client_that_hangs_up_cancels_its_generation() {
+    let Some((server, _plugins)) = start() else {
+        return;
+    };
+    let script = r#"
+import json, sys, urllib.request
+base, model = sys.argv[1], sys.argv[2]
+def generated():
+    health = json.loads(urllib.request.urlopen(base + "/health", timeout=60).read())
+    return sum(m["generated_tokens"] for m in health["models_loaded"])
+def post(body):
+    return urllib.request.urlopen(urllib.request.Request(base + "/v1/chat/completions", data=json.dumps(body).encode(),
+                                  headers={"content-type": "application/json"}), timeout=600)
+before = generated()
+ask = {"model": model, "temperature": 0, "max_tokens": 300, "stream": True,
+       "messages": [{"role": "user", "content": "Write a long story about a lighthouse keeper."}]}
+response = post(ask)
+content_chunks = 0
+for line in response:
+    if b'"content":"' in line and b'"content":""' not in line:
+        content_chunks += 1
+        if content_chunks == 2:
+            break
+response.close()
+# The worker takes the next request only when the cancelled one has stopped.
+post({"model": model, "temperature": 0, "max_tokens": 2, "messages": [{"role": "user", "content": "Hi"}]}).read()
+print(json.dumps({"generated": generated() - before}))
+"#;
+    let output = std::process::Command::new("python3")
+        .args(["-c", script, &server.base, MODEL])
+        .output()
+        .expect("python3 runs");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: Value = serde_json::from_slice(&output.stdout).expect("JSON");
+    let generated = report["generated"].as_u64().expect("a count");
+    assert!(
+        generated < 20,
+        "the hung-up stream went on generating: {generated} tokens in all"
+    );
+}
+
+#[test]
 fn metrics_parse_as_prometheus_text() {
     let Some((server, _plugins)) = start() else {
         return;

@@ -203,12 +203,14 @@ async fn parse(
 }
 
 async fn health(State(state): State<AppState>) -> Json<Value> {
-    let loaded: Vec<&str> = state
+    let loaded: Vec<Value> = state
         .router
         .registry
         .all()
-        .filter(|m| m.loaded().is_some())
-        .map(|m| m.id())
+        .filter_map(|m| {
+            let engine = m.loaded()?;
+            Some(json!({"id": m.id(), "generated_tokens": engine.generated_tokens()}))
+        })
         .collect();
     Json(json!({
         "status": "ok",

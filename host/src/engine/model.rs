@@ -498,7 +498,15 @@ impl Model {
             }
         };
         let gate = if self.gelu {
-            gate.gelu()?
+            if std::env::var_os("EMU_GELU").is_some() {
+                gate.to_dtype(DType::F16)?
+                    .to_dtype(DType::F32)?
+                    .gelu()?
+                    .to_dtype(DType::F16)?
+                    .to_dtype(DType::F32)?
+            } else {
+                gate.gelu()?
+            }
         } else {
             candle_nn::ops::silu(&gate)?
         };
@@ -553,6 +561,16 @@ impl Model {
         };
         let q = rope.apply(&q.transpose(1, 2)?, pos, self.interleaved_rope)?;
         let k = rope.apply(&k.transpose(1, 2)?, pos, self.interleaved_rope)?;
+        let emu = std::env::var_os("EMU_KV").is_some();
+        let r16 = |t: Tensor| -> candle_core::Result<Tensor> {
+            if emu {
+                t.to_dtype(DType::F16)?.to_dtype(DType::F32)
+            } else {
+                Ok(t)
+            }
+        };
+        let q = r16((q * self.attn_scale)?)?;
+        let (k, v) = (r16(k)?, r16(v)?);
         let (k, v) = match slot.take() {
             Some((k0, v0)) => (Tensor::cat(&[&k0, &k], 2)?, Tensor::cat(&[&v0, &v], 2)?),
             None => (k, v),
@@ -563,7 +581,7 @@ impl Model {
         // are stacked along the sequence axis.
         let group = c.n_head / c.n_kv_head;
         let q = q.reshape((b, c.n_kv_head, group * seq, c.head_dim))?;
-        let att = (q.matmul(&k.t()?)? * self.attn_scale)?;
+        let att = q.matmul(&k.t()?)?;
         let att = match mask(seq, pos, total, layer.window, &self.device)? {
             Some(mask) => att
                 .reshape((b, c.n_kv_head, group, seq, total))?
@@ -571,7 +589,7 @@ impl Model {
                 .reshape((b, c.n_kv_head, group * seq, total))?,
             None => att,
         };
-        let att = candle_nn::ops::softmax_last_dim(&att)?;
+        let att = r16(candle_nn::ops::softmax_last_dim(&att)?)?;
         let y = att.matmul(&v)?;
         let y = y
             .reshape((b, c.n_kv_head, group, seq, c.head_dim))?
