@@ -15,6 +15,7 @@ mod markers;
 mod render;
 
 use plugboard_sdk::Adapter;
+use plugboard_sdk::prompt::ends_inside;
 use plugboard_sdk::stream::{CallMarkup, Format, OutputParser, Spec};
 use plugboard_sdk::template::render_chat_template;
 use plugboard_sdk::types::*;
@@ -38,15 +39,6 @@ impl Format for DeepSeek {
             ],
             whole: vec![],
         }
-    }
-}
-
-/// Whether a prompt ends inside an open `<think>` block (R1's generation prompt, V3.1's with
-/// `thinking`).
-fn ends_in_reasoning(prompt: &str) -> bool {
-    match prompt.rfind(THINK.0) {
-        Some(open) => !prompt[open..].contains(THINK.1),
-        None => false,
     }
 }
 
@@ -76,7 +68,7 @@ impl Adapter for DeepSeek {
         };
         let calls_allowed = !request.tools.is_empty() && request.tool_choice != ToolChoice::None;
         Ok(Prompt {
-            reasoning_open: ends_in_reasoning(&text),
+            reasoning_open: ends_inside(&text, THINK.0, THINK.1),
             text,
             stop: vec![END_OF_SENTENCE.into()],
             tool_call_triggers: if calls_allowed {

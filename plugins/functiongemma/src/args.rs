@@ -183,15 +183,20 @@ impl ArgsReader {
                     } else if ESCAPE.starts_with(self.buf.as_str()) && !at_end {
                         return Step::More;
                     } else {
-                        let Some(colon) = self.buf.find(':') else {
-                            if let Some(c) = self.buf.chars().find(|c| breaks_key(*c)) {
-                                return self.fail(format!("expected a key, found {c:?}"));
-                            }
+                        // The first character that cannot be in a key fails the key, whether
+                        // the ':' after it has arrived yet or not: the same problem whatever
+                        // the chunk boundaries.
+                        let colon = self.buf.find(':');
+                        let key = &self.buf[..colon.unwrap_or(self.buf.len())];
+                        if let Some(c) = key.chars().find(|c| breaks_key(*c)) {
+                            return self.fail(format!("expected a key, found {c:?}"));
+                        }
+                        let Some(colon) = colon else {
                             return Step::More;
                         };
-                        let key = self.buf[..colon].trim();
-                        if key.is_empty() || key.chars().any(breaks_key) {
-                            return self.fail(format!("expected a key before ':', found {key:?}"));
+                        let key = key.trim();
+                        if key.is_empty() {
+                            return self.fail("expected a key before ':'");
                         }
                         (key.to_string(), colon + 1)
                     };
@@ -270,7 +275,8 @@ impl ArgsReader {
                     self.state = State::After;
                 }
                 State::After => {
-                    self.buf.drain(..1);
+                    // `first` may be any character here, not only ASCII punctuation.
+                    self.buf.drain(..first.len_utf8());
                     match (first, self.stack.last()) {
                         (',', Some(Container::Object)) => {
                             self.comma = true;

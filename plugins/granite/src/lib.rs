@@ -1,7 +1,7 @@
 //! `granite`: IBM Granite 3.x instruct models.
 //!
 //! Output: calls are a JSON list after `<|tool_call|>` (Granite 3.0, and what the 3.x system
-//! prompts ask for) or `<tool_call>` (what 3.1+ models also write), read by [`list`], which
+//! prompts ask for) or `<tool_call>` (what 3.1+ models also write), read by the SDK's [`CallList`], which
 //! keeps the good calls around a broken one; a `</tool_call>` after the list is dropped.
 //! Reasoning (3.2+ with `thinking`) sits in `<think>…</think>`, and the answer in
 //! `<response>…</response>`, whose tags are dropped. `<|end_of_text|>` ends the turn.
@@ -9,15 +9,14 @@
 //! Prompt: the model's own chat template when the host passes one; otherwise what the official
 //! granite-3.3-2b-instruct template renders, written natively ([`render`]).
 
-mod list;
 mod render;
 
 use plugboard_sdk::Adapter;
+use plugboard_sdk::calls::CallList;
+use plugboard_sdk::prompt::ends_inside;
 use plugboard_sdk::stream::{CallMarkup, Format, OutputParser, Spec};
 use plugboard_sdk::template::render_chat_template;
 use plugboard_sdk::types::*;
-
-use list::CallList;
 
 /// The markers that start a call list: Granite 3.0's special token and 3.1+'s tag.
 pub const TRIGGERS: [&str; 2] = ["<|tool_call|>", "<tool_call>"];
@@ -46,19 +45,11 @@ impl Format for Granite {
             calls: TRIGGERS
                 .iter()
                 .map(|open| {
-                    CallMarkup::new(*open, || Box::new(CallList::new(&STOPS, "", Some(CLOSE))))
+                    CallMarkup::new(*open, || Box::new(CallList::new(STOPS).dropping(CLOSE)))
                 })
                 .collect(),
             whole: vec![],
         }
-    }
-}
-
-/// Whether a prompt ends inside an open `<think>` block.
-fn ends_in_reasoning(prompt: &str) -> bool {
-    match prompt.rfind(THINK.0) {
-        Some(open) => !prompt[open..].contains(THINK.1),
-        None => false,
     }
 }
 
@@ -93,7 +84,7 @@ impl Adapter for Granite {
         };
         let calls_allowed = !request.tools.is_empty() && request.tool_choice != ToolChoice::None;
         Ok(Prompt {
-            reasoning_open: ends_in_reasoning(&text),
+            reasoning_open: ends_inside(&text, THINK.0, THINK.1),
             text,
             stop: vec![END_OF_TURN.into()],
             tool_call_triggers: if calls_allowed {

@@ -23,6 +23,7 @@
 
 use plugboard_sdk::Adapter;
 use plugboard_sdk::calls::JsonCalls;
+use plugboard_sdk::prompt::ends_inside;
 use plugboard_sdk::stream::{CallMarkup, Format, OutputParser, Spec};
 use plugboard_sdk::template::render_chat_template;
 use plugboard_sdk::types::*;
@@ -77,16 +78,6 @@ impl Format for Jinja {
     }
 }
 
-/// Whether the prompt leaves a `<think>` open (DeepSeek-R1's generation prompt ends with
-/// `<think>\n`): then the output starts as reasoning.
-pub fn ends_in_open_reasoning(prompt: &str) -> bool {
-    match (prompt.rfind(THINK.0), prompt.rfind(THINK.1)) {
-        (Some(open), Some(close)) => open > close,
-        (Some(_), None) => true,
-        (None, _) => false,
-    }
-}
-
 impl Adapter for Jinja {
     type Parser = OutputParser<Jinja>;
 
@@ -116,7 +107,8 @@ impl Adapter for Jinja {
         let text = render_chat_template(template, &request)?;
         let calls_possible = !request.tools.is_empty() && request.tool_choice != ToolChoice::None;
         Ok(Prompt {
-            reasoning_open: ends_in_open_reasoning(&text),
+            // DeepSeek-R1's generation prompt ends with `<think>\n`: the output starts as reasoning.
+            reasoning_open: ends_inside(&text, THINK.0, THINK.1),
             text,
             stop: request.model.eos_token.iter().cloned().collect(),
             tool_call_triggers: if calls_possible {
@@ -131,16 +123,4 @@ impl Adapter for Jinja {
 plugboard_sdk::export_adapter!(Jinja);
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn open_reasoning_is_the_last_think_left_open() {
-        assert!(ends_in_open_reasoning("<｜Assistant｜><think>\n"));
-        assert!(!ends_in_open_reasoning(
-            "<|im_start|>assistant\n<think>\n\n</think>\n\n"
-        ));
-        assert!(!ends_in_open_reasoning("<|im_start|>assistant\n"));
-        assert!(ends_in_open_reasoning("<think>a</think>b<think>"));
-    }
-}
+mod tests;

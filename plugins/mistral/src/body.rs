@@ -7,12 +7,11 @@
 //! The first character after the marker tells them apart: `[` or `{` starts JSON, anything
 //! else a name.
 
-use plugboard_sdk::calls::{ArgsReader, ArgsStep, BodyStep, CallBody};
+use plugboard_sdk::calls::{ArgsReader, ArgsStep, BodyStep, CallBody, CallList};
 use plugboard_sdk::emit::Emitter;
 use plugboard_sdk::scanner::{Markers, Scan};
 use plugboard_sdk::types::ProblemKind;
 
-use crate::list::CallList;
 use crate::{END_OF_TURN, TOOL_CALLS};
 
 const ARGS: &str = "[ARGS]";
@@ -53,6 +52,11 @@ impl Default for MistralCalls {
 
 fn is_name_char(c: char) -> bool {
     c.is_alphanumeric() || matches!(c, '_' | '-' | '.')
+}
+
+/// Mistral's ids are 9 alphanumerics; other models write longer ones with `_` or `-`.
+fn is_id_char(c: char) -> bool {
+    c.is_alphanumeric() || matches!(c, '_' | '-')
 }
 
 /// Whether `text` is a proper start of one of `markers` (so more text may complete it).
@@ -102,7 +106,7 @@ impl MistralCalls {
                     }
                     // JSON, perhaps in a markdown fence, or a name.
                     self.phase = if text.starts_with(['[', '{', '`']) {
-                        Phase::List(Box::new(CallList::new(&STOPS, "", None)))
+                        Phase::List(Box::new(CallList::new(STOPS)))
                     } else {
                         Phase::Name
                     };
@@ -164,26 +168,32 @@ impl MistralCalls {
                     }
                 }
                 Phase::Id(name) => {
-                    let scan = Markers::new([ARGS]).scan(&self.buf, at_end);
-                    let end = match scan {
-                        Scan::Marker { start, .. } => start,
-                        Scan::Text { .. } => match self.buf.find('{') {
-                            Some(brace) => brace,
-                            None => {
-                                if at_end {
-                                    let message = "the output ended in the call's id";
-                                    self.fail(out, ProblemKind::Truncated, message);
-                                }
-                                return BodyStep::More;
-                            }
-                        },
+                    // The id is a run of id characters, then `[ARGS]` (or the JSON itself).
+                    // Anything else ends it as a broken call: an id never reaches past the
+                    // next `[TOOL_CALLS]`, however the text was chunked.
+                    let text = self.buf.trim_start();
+                    let len = text.find(|c| !is_id_char(c)).unwrap_or(text.len());
+                    let id = text[..len].to_string();
+                    let after = text[len..].trim_start();
+                    if after.is_empty() || may_become(after, &[ARGS]) {
+                        if at_end {
+                            let message = "the output ended in the call's id";
+                            self.fail(out, ProblemKind::Truncated, message);
+                        }
+                        return BodyStep::More;
+                    }
+                    let args = after
+                        .strip_prefix(ARGS)
+                        .or(after.starts_with('{').then_some(after));
+                    let Some(args) = args.map(str::to_string) else {
+                        let message = format!("expected [ARGS] after the call's id {id:?}");
+                        self.fail(out, ProblemKind::MalformedJson, &message);
+                        continue;
                     };
-                    let id = self.buf[..end].trim().to_string();
                     let name = std::mem::take(name);
                     let index = self.index(out);
                     out.begin_call(index, (!id.is_empty()).then_some(id), name);
-                    let rest = &self.buf[end..];
-                    self.buf = rest.strip_prefix(ARGS).unwrap_or(rest).to_string();
+                    self.buf = args;
                     self.phase = Phase::Args(ArgsReader::new(index));
                 }
                 Phase::Args(reader) => {

@@ -11,10 +11,10 @@
 
 mod body;
 mod ids;
-mod list;
 mod render;
 
 use plugboard_sdk::Adapter;
+use plugboard_sdk::prompt::ends_inside;
 use plugboard_sdk::stream::{CallMarkup, Format, OutputParser, Spec};
 use plugboard_sdk::template::render_chat_template;
 use plugboard_sdk::types::*;
@@ -41,14 +41,6 @@ impl Format for Mistral {
             })],
             whole: vec![],
         }
-    }
-}
-
-/// Whether a prompt ends inside an open `[THINK]` block, so that the output starts as reasoning.
-fn ends_in_reasoning(prompt: &str) -> bool {
-    match prompt.rfind(THINK.0) {
-        Some(open) => !prompt[open..].contains(THINK.1),
-        None => false,
     }
 }
 
@@ -80,7 +72,7 @@ impl Adapter for Mistral {
         };
         let calls_allowed = !request.tools.is_empty() && request.tool_choice != ToolChoice::None;
         Ok(Prompt {
-            reasoning_open: ends_in_reasoning(&text),
+            reasoning_open: ends_inside(&text, THINK.0, THINK.1),
             text,
             stop: vec![END_OF_TURN.into()],
             tool_call_triggers: if calls_allowed {

@@ -1,7 +1,7 @@
 //! `phi4-mini`: Microsoft Phi-4-mini-instruct.
 //!
 //! Output: calls are a JSON list after `functools` (`functools[{"name": …, "arguments": …}]`),
-//! read by [`list`], which keeps the good calls around a broken one. The `<|tool_call|>[…]
+//! read by the SDK's [`CallList`], which keeps the good calls around a broken one. The `<|tool_call|>[…]
 //! <|/tool_call|>` form that llama.cpp's rewritten template teaches is read too. `<|end|>` ends
 //! the turn (`<|endoftext|>` is the EOS token); Phi-4 reasoning models think in
 //! `<think>…</think>`.
@@ -10,15 +10,14 @@
 //! a JSON text), as the model card shows. [`render`] puts them there and renders what that
 //! template then renders, byte for byte.
 
-mod list;
 mod render;
 
 use plugboard_sdk::Adapter;
+use plugboard_sdk::calls::CallList;
+use plugboard_sdk::prompt::ends_inside;
 use plugboard_sdk::stream::{CallMarkup, Format, OutputParser, Spec};
 use plugboard_sdk::template::render_chat_template;
 use plugboard_sdk::types::*;
-
-use list::CallList;
 
 /// What starts Phi-4-mini's calls. The `[` belongs to the JSON; the marker needs it so that
 /// prose about Python's `functools` module stays prose.
@@ -42,21 +41,15 @@ impl Format for Phi4Mini {
             reasoning: Some((THINK.0.into(), THINK.1.into())),
             end_of_turn: END_OF_TURN.iter().map(|s| s.to_string()).collect(),
             calls: vec![
-                CallMarkup::new(FUNCTOOLS, || Box::new(CallList::new(&STOPS, "[", None))),
+                CallMarkup::new(FUNCTOOLS, || {
+                    Box::new(CallList::new(STOPS).opened_with("["))
+                }),
                 CallMarkup::new(TOOL_CALL.0, || {
-                    Box::new(CallList::new(&STOPS, "", Some(TOOL_CALL.1)))
+                    Box::new(CallList::new(STOPS).dropping(TOOL_CALL.1))
                 }),
             ],
             whole: vec![],
         }
-    }
-}
-
-/// Whether a prompt ends inside an open `<think>` block.
-fn ends_in_reasoning(prompt: &str) -> bool {
-    match prompt.rfind(THINK.0) {
-        Some(open) => !prompt[open..].contains(THINK.1),
-        None => false,
     }
 }
 
@@ -97,7 +90,7 @@ impl Adapter for Phi4Mini {
             _ => render::render(&request)?,
         };
         Ok(Prompt {
-            reasoning_open: ends_in_reasoning(&text),
+            reasoning_open: ends_inside(&text, THINK.0, THINK.1),
             text,
             stop: vec![END_OF_TURN[0].into()],
             tool_call_triggers: if calls_allowed {

@@ -68,10 +68,16 @@ impl ToolUseBody {
             match &mut self.phase {
                 Phase::Name => {
                     let text = self.buf.trim_start();
-                    if let Scan::Marker { start: 0, .. } = close.scan(text, at_end) {
-                        let message = "the block has no tool_name";
-                        self.fail(out, index, ProblemKind::MissingName, message);
-                        continue;
+                    match close.scan(text, at_end) {
+                        Scan::Marker { start: 0, .. } => {
+                            let message = "the block has no tool_name";
+                            self.fail(out, index, ProblemKind::MissingName, message);
+                            continue;
+                        }
+                        // A start of the closing marker: wait, or a block cut into pieces is
+                        // judged otherwise than the whole block.
+                        Scan::Text { safe: 0 } if !text.is_empty() => return BodyStep::More,
+                        _ => {}
                     }
                     let Some(after_label) = strip_label(text, &NAME_LABELS) else {
                         if text.is_empty() || may_become(text, &NAME_LABELS) {

@@ -60,3 +60,6 @@ impl Adapter for ToolUse {
 }
 
 plugboard_sdk::export_adapter!(ToolUse);
+
+#[cfg(test)]
+mod tests;

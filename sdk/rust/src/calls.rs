@@ -4,8 +4,15 @@
 //! events until its span ends. Two readers cover most families:
 //! - [`JsonCalls`]: one or more JSON call objects (`{"name": …, "arguments": …}`), or a JSON list
 //!   of them, optionally closed by a marker (`</tool_call>`);
+//! - [`CallList`]: call objects, alone or in a JSON list, after a marker with no closing marker
+//!   of its own (`[TOOL_CALLS]`, `<|tool_call|>`, `functools[`), recovering after a broken
+//!   element;
 //! - [`ArgsReader`]: a bare JSON arguments value, for formats that write the name outside JSON
 //!   (`[TOOL_CALLS]name[ARGS]{…}`, `tool_name: NAME\narguments: {…}`).
+
+pub mod list;
+
+pub use list::CallList;
 
 use crate::emit::Emitter;
 use crate::json::{
@@ -437,6 +444,16 @@ impl JsonCalls {
                         continue;
                     }
                     call.captured.clear();
+                    if call.role == Role::Arguments && call.has_args {
+                        // Two calls run together into one object (`{"name": "a", "arguments":
+                        // {…}, "name": "b", "arguments": {…}}`): which arguments belong to the
+                        // name is anyone's guess, and the first ones have been sent already.
+                        call.fail(
+                            out,
+                            ProblemKind::MalformedJson,
+                            "the call object has a second \"arguments\"".to_string(),
+                        );
+                    }
                     call.capture = match (call.role, kind) {
                         (Role::Name | Role::Function, ValueKind::String) => Capture::Name,
                         (Role::Id, ValueKind::String) => Capture::Id,
@@ -621,12 +638,18 @@ fn finish_capture(call: &mut CallObject, out: &mut Emitter) {
     let text = String::from_utf8_lossy(&raw).into_owned();
     match capture {
         Capture::Name => match decode_string(&raw) {
-            Some(name) if !name.trim().is_empty() => {
-                if call.name.is_none() {
+            Some(name) if !name.trim().is_empty() => match &call.name {
+                None => {
                     call.name = Some(name.trim().to_string());
                     call.begin(out);
                 }
-            }
+                Some(first) if first != name.trim() => call.fail(
+                    out,
+                    ProblemKind::MalformedJson,
+                    format!("the call object names two tools, {first:?} and {name:?}"),
+                ),
+                Some(_) => {}
+            },
             _ => call.fail(
                 out,
                 ProblemKind::MissingName,

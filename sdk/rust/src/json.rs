@@ -50,8 +50,19 @@ enum Container {
 enum Escape {
     None,
     Backslash,
-    /// Inside `\uXXXX`: hex digits still expected.
-    Unicode(u8),
+    /// Inside `\uXXXX`: hex digits still expected, the code unit read so far, and whether it
+    /// must be a low surrogate (the escape before it was a high one).
+    Unicode {
+        left: u8,
+        unit: u16,
+        low: bool,
+    },
+    /// After the escape of a high surrogate: the escape of a low one must follow. A surrogate
+    /// without its other half is no text, and serde_json (which the host reads arguments with)
+    /// rejects it, so the scanner does too.
+    HighSurrogate,
+    /// The `\` of the low surrogate's escape.
+    HighBackslash,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -410,19 +421,52 @@ impl JsonScanner {
                     Escape::Backslash => {
                         let escape = match b {
                             b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => Escape::None,
-                            b'u' => Escape::Unicode(4),
+                            b'u' => Escape::Unicode {
+                                left: 4,
+                                unit: 0,
+                                low: false,
+                            },
                             _ => return Err(self.fail(b, "a valid escape after '\\'")),
                         };
                         self.state = State::Str { key, escape };
                     }
-                    Escape::Unicode(left) => {
-                        if !b.is_ascii_hexdigit() {
+                    Escape::Unicode { left, unit, low } => {
+                        let Some(digit) = (b as char).to_digit(16) else {
                             return Err(self.fail(b, "a hex digit in a \\u escape"));
-                        }
-                        let escape = if left == 1 {
-                            Escape::None
-                        } else {
-                            Escape::Unicode(left - 1)
+                        };
+                        let unit = unit << 4 | digit as u16;
+                        let escape = match (left, low, unit) {
+                            (2.., _, _) => Escape::Unicode {
+                                left: left - 1,
+                                unit,
+                                low,
+                            },
+                            (_, true, 0xdc00..=0xdfff) => Escape::None,
+                            (_, true, _) => {
+                                return Err(self.fail(b, "a low surrogate after a high one"));
+                            }
+                            (_, false, 0xd800..=0xdbff) => Escape::HighSurrogate,
+                            (_, false, 0xdc00..=0xdfff) => {
+                                return Err(self.fail(b, "no low surrogate without a high one"));
+                            }
+                            _ => Escape::None,
+                        };
+                        self.state = State::Str { key, escape };
+                    }
+                    Escape::HighSurrogate | Escape::HighBackslash => {
+                        let escape = match (escape, b) {
+                            (Escape::HighSurrogate, b'\\') => Escape::HighBackslash,
+                            (Escape::HighBackslash, b'u') => Escape::Unicode {
+                                left: 4,
+                                unit: 0,
+                                low: true,
+                            },
+                            _ => {
+                                return Err(self.fail(
+                                    b,
+                                    "the \\u escape of a low surrogate after a high one",
+                                ));
+                            }
                         };
                         self.state = State::Str { key, escape };
                     }
@@ -593,6 +637,11 @@ mod tests {
             (r#"{"a": 1}}"#, 8),
             (r#"[1.]"#, 3),
             (r#"{"a": -}"#, 7),
+            // Surrogates without their other half.
+            (r#"["\ud83d"]"#, 8),
+            (r#"["\ud83dx"]"#, 8),
+            (r#"["\ud83d\u00e9"]"#, 13),
+            (r#"["\ude00"]"#, 7),
         ];
         for (text, at) in bad {
             assert!(

@@ -7,14 +7,17 @@
 //!
 //! - [`stream::OutputParser`]: a complete stream parser from a [`stream::Spec`] of your
 //!   family's markers — reasoning, call markup, end-of-turn tokens, fenced calls, bare calls;
-//! - [`calls`]: readers for the inside of a call (JSON call objects, streamed arguments);
+//! - [`calls`]: readers for the inside of a call (JSON call objects, JSON lists of them with
+//!   recovery after a broken element, streamed arguments);
 //! - [`scanner`]: hold back a possible partial marker at the end of a chunk;
 //! - [`json`]: an incremental JSON reader, and the arguments rules (decode a JSON string once);
 //! - [`whole`]: outputs that are calls by their whole shape (bare JSON, fenced JSON);
 //! - [`prompt`]: ChatML and tool descriptions for prompts;
 //! - `template` (cargo feature `templates`): a model's own Hugging Face chat template, rendered
 //!   byte for byte as transformers renders it;
-//! - [`emit::fold`]: events back into a whole result, so parsing and streaming always agree.
+//! - [`emit::fold`]: events back into a whole result, so parsing and streaming always agree;
+//! - `testing` (cargo feature `testing`, for tests): an adapter checked natively against its
+//!   fixtures, the contract's stream invariants, and random outputs.
 //!
 //! # A complete adapter
 //!
@@ -88,6 +91,8 @@ pub mod scanner;
 pub mod stream;
 #[cfg(feature = "templates")]
 pub mod template;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod whole;
 
 /// The generated bindings of the `model-adapter` world (WIT: `wit/v0.1/adapter.wit`).

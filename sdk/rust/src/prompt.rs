@@ -52,6 +52,17 @@ fn push_chatml(out: &mut String, role: &str, text: &str) {
     out.push_str("<|im_end|>\n");
 }
 
+/// Whether `prompt` ends inside an open reasoning block: its last `open` marker has no `close`
+/// after it (`…<|im_start|>assistant\n<think>\n`). Such a prompt's output starts as reasoning:
+/// adapters set [`Prompt::reasoning_open`](crate::types::Prompt) from it, and the host passes
+/// it back when parsing.
+pub fn ends_inside(prompt: &str, open: &str, close: &str) -> bool {
+    match prompt.rfind(open) {
+        Some(at) => !prompt[at + open.len()..].contains(close),
+        None => false,
+    }
+}
+
 /// A JSON value from text, or the text as a JSON string when it is not JSON.
 pub fn json_value(text: &str) -> serde_json::Value {
     serde_json::from_str(text).unwrap_or_else(|_| serde_json::Value::String(text.to_string()))
@@ -200,6 +211,20 @@ mod tests {
             py_json(&v, Some(2)),
             "{\n  \"b\": [\n    1,\n    2.5,\n    \"é\\n\\\"\",\n    null,\n    true\n  ],\n  \"a\": {},\n  \"c\": [],\n  \"d\": {\n    \"x\": -0.0001\n  }\n}"
         );
+    }
+
+    #[test]
+    fn open_reasoning_is_the_last_open_marker_left_unclosed() {
+        let (open, close) = ("<think>", "</think>");
+        assert!(ends_inside("<|im_start|>assistant\n<think>\n", open, close));
+        assert!(!ends_inside(
+            "<think>a</think><|im_start|>assistant\n",
+            open,
+            close
+        ));
+        assert!(ends_inside("<think>a</think> <think>", open, close));
+        assert!(!ends_inside("no reasoning", open, close));
+        assert!(ends_inside("[THINK]", "[THINK]", "[/THINK]"));
     }
 
     #[test]
