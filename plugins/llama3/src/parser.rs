@@ -9,28 +9,23 @@ use plugboard_sdk::scanner::Markers;
 use plugboard_sdk::stream::OutputParser;
 use plugboard_sdk::types::{AdapterError, ParseOptions, StreamEvent};
 
-use crate::bare::{Shape, shape};
+use crate::bare::{BareProbe, Shape};
 use crate::{END_OF_TURN, Llama3, PYTHON_TAG};
 
 pub struct Llama3Parser {
     inner: OutputParser<Llama3>,
     /// The output so far, while it may still be bare calls; `None` once it cannot be.
     held: Option<String>,
-    offered: Vec<String>,
-    end_of_turn: Markers,
-}
-
-impl Llama3Parser {
-    fn shape(&self, text: &str, at_end: bool) -> Shape {
-        shape(text, at_end, &self.offered, &self.end_of_turn)
-    }
+    probe: BareProbe,
 }
 
 impl StreamParse for Llama3Parser {
     fn new(options: ParseOptions) -> Self {
         Llama3Parser {
-            offered: options.tools.iter().map(|t| t.name.clone()).collect(),
-            end_of_turn: Markers::new(END_OF_TURN),
+            probe: BareProbe::new(
+                options.tools.iter().map(|t| t.name.clone()).collect(),
+                Markers::new(END_OF_TURN),
+            ),
             held: Some(String::new()),
             inner: OutputParser::new(options),
         }
@@ -42,7 +37,7 @@ impl StreamParse for Llama3Parser {
         };
         held.push_str(delta);
         let text = std::mem::take(held);
-        if self.shape(&text, false) == Shape::NotCalls {
+        if self.probe.update(&text, false) == Shape::NotCalls {
             self.held = None;
             return self.inner.push(&text);
         }
@@ -53,7 +48,7 @@ impl StreamParse for Llama3Parser {
     fn finish(&mut self) -> Result<Vec<StreamEvent>, AdapterError> {
         let mut events = Vec::new();
         if let Some(held) = self.held.take() {
-            let text = match self.shape(&held, true) {
+            let text = match self.probe.update(&held, true) {
                 Shape::Calls => format!("{PYTHON_TAG}{held}"),
                 Shape::NotCalls | Shape::Undecided => held,
             };

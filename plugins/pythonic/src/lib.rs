@@ -18,6 +18,7 @@
 //! (`{"name": …, "parameters": …}`), so an output that is nothing but such JSON is read as calls
 //! too (the SDK's bare-JSON rule).
 
+mod args;
 mod list;
 mod llama32;
 mod parser;

@@ -7,7 +7,7 @@
 //! A call whose arguments cannot be read fails alone: bad syntax is `malformed-json`, a value
 //! that is no literal (a variable, an expression) or a positional argument is
 //! `invalid-arguments`; reading resumes after the call's closing parenthesis, so the calls
-//! around it stand. A call cut off by the end of the output is `truncated`.
+//! around it stand ([`crate::args`]). A call cut off by the end of the output is `truncated`.
 //!
 //! The same reader serves the text after `<|python_start|>` (Llama 4), where the brackets may
 //! be missing and `<|python_end|>` closes the span, and a whole output that may be a list of
@@ -18,7 +18,8 @@ use plugboard_sdk::emit::Emitter;
 use plugboard_sdk::types::ProblemKind;
 
 use crate::PYTHON_END;
-use crate::pylit::{LitError, identifier, json_string, skip_space, value};
+use crate::args::{ArgStep, CallArgs};
+use crate::pylit::{identifier, json_string, skip_space};
 
 #[derive(Clone, Debug)]
 enum State {
@@ -26,26 +27,12 @@ enum State {
     Start,
     /// Before a call's name, or `]`.
     BeforeCall,
-    /// Inside a call's parentheses; `sent` keyword arguments have been sent.
-    Call {
-        index: u32,
-        sent: usize,
-        names: Vec<String>,
-    },
-    /// Inside a broken call: skipping to its closing parenthesis.
-    Skip,
+    /// Inside a call's parentheses (the buffer starts after its `(`).
+    Call { index: u32, args: CallArgs },
     /// After a call: `,` or `]`.
     AfterCall,
     /// After `]`: an optional `<|python_end|>`.
     End,
-}
-
-/// What reading a call's arguments found.
-enum Args {
-    /// Complete; the `)` ends at this byte.
-    Complete(usize),
-    Incomplete,
-    Failed(ProblemKind, String),
 }
 
 #[derive(Clone, Debug)]
@@ -59,125 +46,6 @@ pub struct PyList {
     attempted: bool,
     /// The text is not a list of calls (it was given back as output).
     broken: bool,
-}
-
-/// Reads the keyword arguments of a call from the text after its `(`. `out` gets the first
-/// arguments complete in `text`, in order.
-fn read_args(text: &str, names: &mut Vec<String>, complete: &mut Vec<String>) -> Args {
-    let mut pos = 0;
-    loop {
-        pos = skip_space(text, pos);
-        match text.as_bytes().get(pos) {
-            None => return Args::Incomplete,
-            Some(b')') => return Args::Complete(pos + 1),
-            Some(_) => {}
-        }
-        let keyword = identifier(text, pos).and_then(|(name, end)| {
-            let eq = skip_space(text, end);
-            let bytes = text.as_bytes();
-            (bytes.get(eq) == Some(&b'=') && bytes.get(eq + 1) != Some(&b'='))
-                .then_some((name, eq + 1))
-        });
-        let Some((name, value_at)) = keyword else {
-            // A positional argument, or a name still being written.
-            let rest = &text[pos..];
-            let unfinished = identifier(text, pos).is_some_and(|(_, end)| {
-                let eq = skip_space(text, end);
-                eq == text.len() || (text[eq..] == *"=")
-            });
-            if unfinished || rest.trim().is_empty() {
-                return Args::Incomplete;
-            }
-            return Args::Failed(
-                ProblemKind::InvalidArguments,
-                "a positional argument: pythonic calls name every argument".into(),
-            );
-        };
-        let (json, end) = match value(text, value_at) {
-            Ok(read) => read,
-            Err(LitError::Incomplete) => return Args::Incomplete,
-            Err(LitError::Syntax(m)) => {
-                return Args::Failed(ProblemKind::MalformedJson, format!("argument {name}: {m}"));
-            }
-            Err(LitError::NotLiteral(m)) => {
-                return Args::Failed(
-                    ProblemKind::InvalidArguments,
-                    format!("argument {name}: {m}"),
-                );
-            }
-        };
-        let after = skip_space(text, end);
-        let delimiter = text.as_bytes().get(after);
-        if delimiter.is_none() {
-            return Args::Incomplete;
-        }
-        if !matches!(delimiter, Some(b',' | b')')) {
-            return Args::Failed(
-                ProblemKind::MalformedJson,
-                format!("argument {name}: expected ',' or ')' after its value"),
-            );
-        }
-        if complete.len() == names.len() {
-            if names.iter().any(|n| n == name) {
-                return Args::Failed(
-                    ProblemKind::MalformedJson,
-                    format!("the keyword argument {name} is repeated"),
-                );
-            }
-            names.push(name.to_string());
-            complete.push(json);
-        } else {
-            complete.push(json);
-        }
-        pos = if delimiter == Some(&b',') {
-            after + 1
-        } else {
-            after
-        };
-    }
-}
-
-/// The byte after the `)` that closes a call whose arguments start `text`, skipping strings
-/// and nested brackets; `None` when the text ends first.
-fn skip_call(text: &str) -> Option<usize> {
-    let bytes = text.as_bytes();
-    let mut depth = 1usize;
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            quote @ (b'"' | b'\'') => {
-                let triple = bytes[i..].starts_with(&[quote; 3]);
-                let step = if triple { 3 } else { 1 };
-                i += step;
-                loop {
-                    match bytes.get(i) {
-                        None => return None,
-                        Some(b'\\') => i += 2,
-                        // A one-line string cannot go on past its line: resynchronise there.
-                        Some(b'\n') if !triple => break,
-                        Some(&b)
-                            if b == quote && (!triple || bytes[i..].starts_with(&[quote; 3])) =>
-                        {
-                            i += step;
-                            break;
-                        }
-                        Some(_) => i += 1,
-                    }
-                }
-                continue;
-            }
-            b'(' | b'[' | b'{' => depth += 1,
-            b')' | b']' | b'}' => {
-                depth -= 1;
-                if depth == 0 {
-                    return Some(i + 1);
-                }
-            }
-            _ => {}
-        }
-        i += 1;
-    }
-    None
 }
 
 /// A tool name: a Python name, also dotted (`functions.get_weather`) or with `-`, which tool
@@ -293,60 +161,43 @@ impl PyList {
                     self.buf.drain(..=paren);
                     self.state = State::Call {
                         index,
-                        sent: 0,
-                        names: Vec::new(),
+                        args: CallArgs::default(),
                     };
                 }
-                State::Call { index, sent, names } => {
+                State::Call { index, args } => {
                     let index = *index;
-                    let mut complete = Vec::new();
-                    let read = read_args(&self.buf, names, &mut complete);
-                    for json in &complete[*sent..] {
-                        let name = &names[*sent];
-                        let lead = if *sent == 0 { "{" } else { ", " };
-                        out.arguments(index, &format!("{lead}{}: {json}", json_string(name)));
-                        *sent += 1;
-                    }
-                    match read {
-                        Args::Complete(end) => {
-                            out.arguments(index, if *sent == 0 { "{}" } else { "}" });
-                            out.end_call(index);
+                    match args.step(&self.buf) {
+                        ArgStep::Argument { name, json } => {
+                            let lead = if args.any_before_last() { ", " } else { "{" };
+                            out.arguments(index, &format!("{lead}{}: {json}", json_string(&name)));
+                        }
+                        ArgStep::Close { end } => {
+                            if !args.failed() {
+                                out.arguments(index, if args.any() { "}" } else { "{}" });
+                                out.end_call(index);
+                            }
                             self.buf.drain(..end);
                             self.state = State::AfterCall;
                         }
-                        Args::Incomplete => {
-                            if at_end {
+                        ArgStep::Failed(kind, message) => {
+                            out.problem(kind, format!("call {index}: {message}"), Some(index));
+                        }
+                        ArgStep::More if at_end => {
+                            if !args.failed() {
                                 out.problem(
                                     ProblemKind::Truncated,
                                     format!("call {index}: the output ended inside the call"),
                                     Some(index),
                                 );
-                                self.buf.clear();
-                                return BodyStep::Done {
-                                    rest: String::new(),
-                                };
                             }
-                            return BodyStep::More;
+                            self.buf.clear();
+                            return BodyStep::Done {
+                                rest: String::new(),
+                            };
                         }
-                        Args::Failed(kind, message) => {
-                            out.problem(kind, format!("call {index}: {message}"), Some(index));
-                            self.state = State::Skip;
-                        }
+                        ArgStep::More => return BodyStep::More,
                     }
                 }
-                State::Skip => match skip_call(&self.buf) {
-                    Some(end) => {
-                        self.buf.drain(..end);
-                        self.state = State::AfterCall;
-                    }
-                    None if at_end => {
-                        self.buf.clear();
-                        return BodyStep::Done {
-                            rest: String::new(),
-                        };
-                    }
-                    None => return BodyStep::More,
-                },
                 State::AfterCall => {
                     let pos = skip_space(&self.buf, 0);
                     let Some(next) = self.buf[pos..].chars().next() else {
