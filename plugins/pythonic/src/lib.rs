@@ -6,7 +6,8 @@
 //!
 //! the style of Llama 3.2's pythonic prompt, Llama 4's pythonic template and models trained on
 //! them. Without markup, the whole output (reasoning aside) must be such a list ([`parser`]);
-//! after `<|python_start|>` (Llama 4) it is explicit and may stand anywhere. Arguments are
+//! after `<|python_start|>` (Llama 4) it is explicit and may stand anywhere, and JSON calls
+//! are accepted there too, as the official Llama 4 template asks for them ([`span`]). Arguments are
 //! Python literals — strings in both quote styles with escapes, numbers, `True`/`False`/`None`,
 //! lists, tuples, dicts, nested — turned into a JSON object ([`pylit`]); one bad call does not
 //! lose the others ([`list`]). `lenient` also accepts a list in a ```` ```python ```` or
@@ -24,6 +25,7 @@ mod llama32;
 mod parser;
 mod pylit;
 mod render;
+mod span;
 
 use plugboard_sdk::Adapter;
 use plugboard_sdk::stream::{CallMarkup, Format, Spec};
@@ -76,7 +78,7 @@ impl Format for Pythonic {
                 .map(|s| s.to_string())
                 .collect(),
             calls: vec![CallMarkup::new(PYTHON_START, || {
-                Box::new(list::PyList::markup())
+                Box::new(span::PythonSpan::default())
             })],
             // Bare lists are recognised in front of this parser (`PythonicParser`); bare JSON
             // calls are what the default (official Llama 3.2) prompt asks for.
