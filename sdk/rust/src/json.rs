@@ -118,7 +118,13 @@ pub struct JsonScanner {
     key: Vec<u8>,
     error: Option<JsonError>,
     offset: usize,
+    /// The text of the number being read, to check its range at its end.
+    number: Vec<u8>,
 }
+
+/// The deepest nesting read: serde_json, which the host reads arguments with, refuses a 128th
+/// nested container, and a call the host cannot read would fail the whole response.
+const MAX_DEPTH: usize = 127;
 
 impl Default for JsonScanner {
     fn default() -> Self {
@@ -160,6 +166,7 @@ impl JsonScanner {
             key: Vec::new(),
             error: None,
             offset: 0,
+            number: Vec::new(),
         }
     }
 
@@ -195,6 +202,15 @@ impl JsonScanner {
             && let State::Num(n) = self.state
             && n.can_end()
         {
+            if !self.number_in_range() {
+                self.error = Some(JsonError {
+                    message: format!(
+                        "invalid JSON at byte {}: the number is beyond a 64-bit float",
+                        self.offset
+                    ),
+                });
+                return None;
+            }
             self.state = State::Done;
             return Some(JsonEvent::ValueEnd {
                 depth: 0,
@@ -244,8 +260,23 @@ impl JsonScanner {
         Ok(())
     }
 
+    /// Whether the number just read fits a 64-bit float: serde_json refuses `1e999`.
+    fn number_in_range(&self) -> bool {
+        std::str::from_utf8(&self.number)
+            .ok()
+            .and_then(|text| text.parse::<f64>().ok())
+            .is_some_and(f64::is_finite)
+    }
+
     fn begin_value(&mut self, b: u8, fed: &mut Fed) -> Result<(), JsonError> {
         let depth = self.stack.len();
+        if matches!(b, b'{' | b'[') && depth >= MAX_DEPTH {
+            return Err(self.fail(b, "no more than 127 nested containers"));
+        }
+        if matches!(b, b'-' | b'0'..=b'9') {
+            self.number.clear();
+            self.number.push(b);
+        }
         let kind = match b {
             b'{' => {
                 self.stack.push(Container::Object);
@@ -485,8 +516,14 @@ impl JsonScanner {
                     _ => None,
                 };
                 match next {
-                    Some(next) => self.state = State::Num(next),
+                    Some(next) => {
+                        self.number.push(b);
+                        self.state = State::Num(next);
+                    }
                     None if n.can_end() => {
+                        if !self.number_in_range() {
+                            return Err(self.fail(b, "a number within a 64-bit float's range"));
+                        }
                         fed.push(JsonEvent::ValueEnd {
                             depth: self.stack.len(),
                             inclusive: false,
@@ -637,6 +674,8 @@ mod tests {
             (r#"{"a": 1}}"#, 8),
             (r#"[1.]"#, 3),
             (r#"{"a": -}"#, 7),
+            (r#"[1e999]"#, 6),
+            (r#"{"a": -1.5e400, "b": 1}"#, 14),
             // Surrogates without their other half.
             (r#"["\ud83d"]"#, 8),
             (r#"["\ud83dx"]"#, 8),
@@ -651,6 +690,17 @@ mod tests {
             let mut s = JsonScanner::new();
             let pos = text.bytes().position(|b| s.feed(b).is_err());
             assert_eq!(pos, Some(at), "{text}");
+        }
+    }
+
+    #[test]
+    fn nesting_is_limited_where_serde_json_limits_it() {
+        for depth in 120..135 {
+            let text = format!("{}{}", "[".repeat(depth), "]".repeat(depth));
+            let mut s = JsonScanner::new();
+            let ours = s.feed_str(&text, |_, _| {}).is_ok();
+            let serde = serde_json::from_str::<serde_json::Value>(&text).is_ok();
+            assert_eq!(ours, serde, "depth {depth}");
         }
     }
 

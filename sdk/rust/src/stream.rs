@@ -14,7 +14,7 @@ use crate::calls::{BodyStep, CallBody};
 use crate::emit::Emitter;
 use crate::scanner::{Markers, Scan};
 use crate::types::{AdapterError, ParseOptions, StreamEvent};
-use crate::whole::WholeRule;
+use crate::whole::{JsonShape, Shape, WholeRule};
 
 /// A string that opens a tool call, and how to read the call after it.
 pub struct CallMarkup {
@@ -84,6 +84,10 @@ pub struct OutputParser<F: Format> {
     reasoning_close: Markers,
     call_openers: Markers,
     whole: Vec<WholeRule>,
+    /// Incremental checks of the rules that have one (parallel to `whole`), and how much of
+    /// `pending` they have read.
+    shapes: Vec<Option<JsonShape>>,
+    shapes_fed: usize,
     /// The first content has been looked at for a whole-output shape.
     whole_decided: bool,
     /// Calls were opened inside a markdown fence whose closing line is still to come.
@@ -129,6 +133,8 @@ impl<F: Format> OutputParser<F> {
             content_markers: Markers::new(markers),
             actions,
             whole_decided: whole.is_empty(),
+            shapes: Vec::new(),
+            shapes_fed: 0,
             whole,
             out: Emitter::new(&options.tools),
             options,
@@ -295,7 +301,7 @@ impl<F: Format> OutputParser<F> {
                             self.pending.clear();
                             return;
                         }
-                    } else if self.whole.iter().any(|rule| (rule.could_be)(text)) {
+                    } else if self.could_still_be_calls() {
                         return;
                     }
                     // Not calls after all: read it as ordinary output.
@@ -304,6 +310,24 @@ impl<F: Format> OutputParser<F> {
                 }
             }
         }
+    }
+
+    /// Whether the held output may still turn out to be calls: incremental shapes read only
+    /// what arrived since the last look; custom rules look at the whole text.
+    fn could_still_be_calls(&mut self) -> bool {
+        let new = &self.pending[self.shapes_fed.min(self.pending.len())..];
+        let mut alive = false;
+        for shape in self.shapes.iter_mut().flatten() {
+            alive |= shape.feed(new);
+        }
+        self.shapes_fed = self.pending.len();
+        if alive {
+            return true;
+        }
+        let text = self.whole_text(&self.pending, false);
+        self.whole
+            .iter()
+            .any(|rule| rule.shape == Shape::Custom && (rule.could_be)(text))
     }
 
     fn read_whole(&self, text: &str) -> Option<Vec<crate::whole::WholeCall>> {
@@ -332,8 +356,17 @@ impl<F: Format> OutputParser<F> {
                 return false;
             }
         }
-        let candidate = self.whole_text(text, at_end);
-        if self.whole.iter().any(|rule| (rule.could_be)(candidate)) {
+        let end_of_turn = self.spec.end_of_turn.clone();
+        self.shapes = self
+            .whole
+            .iter()
+            .map(|rule| match rule.shape {
+                Shape::Custom => None,
+                shape => Some(JsonShape::new(shape, &end_of_turn)),
+            })
+            .collect();
+        self.shapes_fed = 0;
+        if self.could_still_be_calls() {
             self.mode = Mode::Whole;
         } else {
             self.whole_decided = true;

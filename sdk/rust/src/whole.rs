@@ -16,14 +16,29 @@ pub struct WholeCall {
     pub arguments: String,
 }
 
+/// How a stream parser decides, while an output grows, whether it may still be calls.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Shape {
+    /// Ask [`WholeRule::could_be`] with the whole output so far on every push (simple; fine
+    /// while such outputs are short).
+    Custom,
+    /// One JSON value, bare or in a ` ```json ` fence, checked incrementally (each byte is read
+    /// once, however long the output).
+    Json,
+    /// Like `Json`, and the value must be an object or a list whose first element is an object.
+    JsonCalls,
+}
+
 /// A way for a whole output to be calls.
 #[derive(Clone, Copy, Debug)]
 pub struct WholeRule {
     /// Whether the output so far (reasoning and leading whitespace removed) may still turn out
-    /// to be calls. While true, the parser holds the output back.
+    /// to be calls. While true, the parser holds the output back. Used for [`Shape::Custom`].
     pub could_be: fn(&str) -> bool,
     /// Reads the complete output (reasoning removed, trimmed) as calls, or `None` when it is not.
     pub read: fn(&str, &ParseOptions) -> Option<Vec<WholeCall>>,
+    /// How `could_be` is decided while streaming.
+    pub shape: Shape,
 }
 
 impl WholeRule {
@@ -32,6 +47,7 @@ impl WholeRule {
     pub const LENIENT_JSON: WholeRule = WholeRule {
         could_be: could_be_json,
         read: read_lenient_json,
+        shape: Shape::JsonCalls,
     };
 
     /// A family whose native format is bare JSON calls (Llama 3.x): objects with `"name"` and
@@ -39,7 +55,167 @@ impl WholeRule {
     pub const BARE_JSON: WholeRule = WholeRule {
         could_be: could_be_json,
         read: read_bare_json,
+        shape: Shape::JsonCalls,
     };
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Stage {
+    /// Leading whitespace, or the start of a fence.
+    Lead,
+    /// The fence's info string, up to its line break.
+    FenceInfo,
+    Body,
+    /// After the value: whitespace, the closing fence, end-of-turn markers.
+    After,
+    /// Cannot be calls any more.
+    Dead,
+}
+
+/// The incremental check behind [`Shape::Json`] and [`Shape::JsonCalls`]: fed the output piece
+/// by piece, it says whether the output may still be one (fenced) JSON value of the right kind.
+#[derive(Clone, Debug)]
+pub struct JsonShape {
+    calls_only: bool,
+    end_of_turn: Vec<String>,
+    stage: Stage,
+    held: String,
+    fenced: bool,
+    scanner: JsonScanner,
+    top_is_list: bool,
+    /// For `calls_only` lists: the first element has been checked to be an object.
+    first_checked: bool,
+}
+
+impl JsonShape {
+    pub fn new(shape: Shape, end_of_turn: &[String]) -> JsonShape {
+        JsonShape {
+            calls_only: shape == Shape::JsonCalls,
+            end_of_turn: end_of_turn.to_vec(),
+            stage: Stage::Lead,
+            held: String::new(),
+            fenced: false,
+            scanner: JsonScanner::new(),
+            top_is_list: false,
+            first_checked: false,
+        }
+    }
+
+    /// Whether what follows the value can still be right: whitespace, the closing fence, and
+    /// end-of-turn markers (the last one possibly cut short).
+    fn tail_ok(&self) -> bool {
+        let mut tail = self.held.trim_start();
+        if self.fenced {
+            match tail.strip_prefix("```") {
+                Some(rest) => tail = rest.trim_start(),
+                None => return "```".starts_with(tail.trim_end()),
+            }
+        }
+        loop {
+            if tail.is_empty() {
+                return true;
+            }
+            match self
+                .end_of_turn
+                .iter()
+                .find(|m| tail.starts_with(m.as_str()))
+            {
+                Some(m) => tail = tail[m.len()..].trim_start(),
+                None => return self.end_of_turn.iter().any(|m| m.starts_with(tail)),
+            }
+        }
+    }
+
+    fn body_byte(&mut self, b: u8) {
+        let fed = match self.scanner.feed(b) {
+            Ok(fed) => fed,
+            Err(_) => {
+                self.stage = Stage::Dead;
+                return;
+            }
+        };
+        for event in fed.iter() {
+            if let crate::json::JsonEvent::ValueStart { depth, kind } = event {
+                use crate::json::ValueKind;
+                let ok = match depth {
+                    // A top-level value must be a container: bare words and numbers are prose.
+                    0 => {
+                        self.top_is_list = kind == ValueKind::Array;
+                        matches!(kind, ValueKind::Object | ValueKind::Array)
+                    }
+                    1 if self.calls_only && self.top_is_list && !self.first_checked => {
+                        self.first_checked = true;
+                        kind == ValueKind::Object
+                    }
+                    _ => true,
+                };
+                if !ok {
+                    self.stage = Stage::Dead;
+                    return;
+                }
+            }
+        }
+        if self.scanner.is_done() {
+            self.stage = Stage::After;
+        }
+    }
+
+    /// Takes the next piece of the output; returns whether it may still be calls.
+    pub fn feed(&mut self, text: &str) -> bool {
+        for c in text.chars() {
+            match self.stage {
+                Stage::Dead => return false,
+                Stage::Lead => {
+                    if self.held.is_empty() && c.is_whitespace() {
+                        continue;
+                    }
+                    self.held.push(c);
+                    if self.held == "```" {
+                        self.held.clear();
+                        self.fenced = true;
+                        self.stage = Stage::FenceInfo;
+                    } else if !"```".starts_with(self.held.as_str()) {
+                        let held = std::mem::take(&mut self.held);
+                        self.stage = Stage::Body;
+                        for b in held.bytes() {
+                            if self.stage == Stage::Body {
+                                self.body_byte(b);
+                            }
+                        }
+                    }
+                }
+                Stage::FenceInfo => {
+                    if c == '\n' {
+                        let info = self.held.trim();
+                        let ok = info.is_empty() || info.eq_ignore_ascii_case("json");
+                        self.held.clear();
+                        self.stage = if ok { Stage::Body } else { Stage::Dead };
+                    } else {
+                        self.held.push(c);
+                        let info = self.held.trim_start().to_ascii_lowercase();
+                        if !"json".starts_with(info.trim_end()) {
+                            self.stage = Stage::Dead;
+                        }
+                    }
+                }
+                Stage::Body => {
+                    let mut buf = [0u8; 4];
+                    for b in c.encode_utf8(&mut buf).bytes() {
+                        if self.stage == Stage::Body {
+                            self.body_byte(b);
+                        }
+                    }
+                }
+                Stage::After => {
+                    self.held.push(c);
+                    if !self.tail_ok() {
+                        self.stage = Stage::Dead;
+                    }
+                }
+            }
+        }
+        self.stage != Stage::Dead
+    }
 }
 
 /// Splits an output into the JSON text inside an optional markdown fence.
@@ -164,6 +340,35 @@ mod tests {
         assert!(!could_be_json("{\"a\": 1} and more"));
         assert!(!could_be_json("```python\n"));
         assert!(!could_be_json("42 is"));
+    }
+
+    #[test]
+    fn the_incremental_check_agrees_with_the_whole_one() {
+        let eot = ["<|im_end|>".to_string()];
+        let cases = [
+            (
+                "```json\n{\"name\": \"f\", \"arguments\": {\"a\": \"}\"}}\n```<|im_end|>",
+                true,
+            ),
+            ("[{\"name\": \"f\"}, {\"name\": \"g\"}]", true),
+            ("  {\"a\": 1}  <|im_", true),
+            ("[1, 2]", false),
+            ("{\"a\": 1} and more", false),
+            ("```python\nprint(1)\n```", false),
+            ("Sure, {\"a\": 1}", false),
+            ("42", false),
+        ];
+        for (text, whole) in cases {
+            for size in [1, 2, 3, 7, 100] {
+                let mut shape = JsonShape::new(Shape::JsonCalls, &eot);
+                let chars: Vec<char> = text.chars().collect();
+                let mut alive = true;
+                for chunk in chars.chunks(size) {
+                    alive = shape.feed(&chunk.iter().collect::<String>());
+                }
+                assert_eq!(alive, whole, "{text:?} in chunks of {size}");
+            }
+        }
     }
 
     #[test]

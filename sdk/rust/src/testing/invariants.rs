@@ -16,7 +16,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::emit::fold;
-use crate::json::{JsonEvent, JsonScanner, ValueKind};
 use crate::types::{ParseOptions, ParsedResponse, ProblemKind, StreamEvent};
 use crate::{Adapter, StreamParse};
 
@@ -154,31 +153,12 @@ fn may_be_joined(output: &str, marker: &str, removed: &[&str]) -> bool {
         || text.replace(marker, "").contains(marker)
 }
 
-/// Whether `text` is one JSON object, as the JSON grammar and serde_json (which the host reads
-/// arguments with) see it. Numbers beyond `f64` and nesting deeper than serde_json's limit are
-/// JSON all the same: the host reports them as arguments it cannot read.
+/// Whether `text` is one JSON object, as serde_json (which the host checks arguments with)
+/// reads it: a call the host cannot read fails the whole response.
 fn json_object(text: &str) -> Result<(), String> {
-    let mut scanner = JsonScanner::new();
-    let mut kind = None;
-    scanner
-        .feed_str(text, |_, event| {
-            if let JsonEvent::ValueStart { depth: 0, kind: k } = event {
-                kind = Some(k);
-            }
-        })
-        .map_err(|e| e.message)?;
-    if !scanner.is_done() || kind != Some(ValueKind::Object) {
-        return Err("not one complete object".into());
-    }
     match serde_json::from_str::<serde_json::Value>(text) {
-        Ok(_) => Ok(()),
-        Err(e)
-            if ["out of range", "recursion limit"]
-                .iter()
-                .any(|m| e.to_string().contains(m)) =>
-        {
-            Ok(())
-        }
+        Ok(serde_json::Value::Object(_)) => Ok(()),
+        Ok(_) => Err("not an object".into()),
         Err(e) => Err(format!("serde_json: {e}")),
     }
 }
