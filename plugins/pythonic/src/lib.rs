@@ -30,7 +30,7 @@ mod span;
 use plugboard_sdk::Adapter;
 use plugboard_sdk::stream::{CallMarkup, Format, Spec};
 use plugboard_sdk::types::*;
-use plugboard_sdk::whole::{WholeRule, could_be_json};
+use plugboard_sdk::whole::{Shape, WholeRule, could_be_json};
 
 pub use parser::PythonicParser;
 
@@ -54,6 +54,7 @@ pub const END_OF_TURN: [&str; 5] = [
 const BARE_JSON_CALLS: WholeRule = WholeRule {
     could_be: could_be_call_json,
     read: WholeRule::BARE_JSON.read,
+    shape: Shape::JsonCalls,
 };
 
 fn could_be_call_json(prefix: &str) -> bool {
