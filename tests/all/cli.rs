@@ -7,7 +7,11 @@ use plugboard_tests::{plugboard_bin, test_plugins};
 
 fn plugboard(args: &[&str], stdin: &str) -> Output {
     // Commands that load plugins compile them afresh: tests share no cache.
-    let no_cache: &[&str] = if args.contains(&"detect") { &[] } else { &["--no-cache"] };
+    let no_cache: &[&str] = if args.contains(&"detect") {
+        &[]
+    } else {
+        &["--no-cache"]
+    };
     let mut child = Command::new(plugboard_bin())
         .args(args)
         .args(no_cache)
@@ -195,8 +199,11 @@ fn check_runs_a_plugins_fixtures_and_fails_when_they_fail() {
 
 #[test]
 fn detect_names_the_adapter_for_a_template() {
-    let template = std::fs::read_to_string(plugboard_tests::root().join("../shared/templates/mistralai--Mistral-7B-Instruct-v0.3.jinja"))
-        .expect("the shared templates are beside the checkout");
+    let template = std::fs::read_to_string(
+        plugboard_tests::root()
+            .join("../shared/templates/mistralai--Mistral-7B-Instruct-v0.3.jinja"),
+    )
+    .expect("the shared templates are beside the checkout");
     let output = plugboard(&["adapter", "detect"], &template);
     assert!(output.status.success());
     assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "mistral");
