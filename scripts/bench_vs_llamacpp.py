@@ -1,0 +1,186 @@
+#!/usr/bin/env python3
+"""plugboard against llama.cpp on the same GGUF file, same threads, same run.
+
+Runs llama.cpp (through llama-cpp-python) and `plugboard bench --json` alternately, several
+repetitions each, and prints one table: prefill tok/s on a 512-token prompt, decode tok/s over
+128 tokens, peak RSS, and plugboard's ratio to llama.cpp. Both sides do the same work: the
+prompt is the same prose `plugboard bench` uses, cycled to 512 tokens; the decode figure comes
+from a 16-token prompt followed by 128 greedy steps, one token per forward pass.
+
+The machines this runs on are shared and noisy: the two engines alternate within each
+repetition so that a slow patch hits both, and the table reports medians and the median of
+the per-repetition ratios.
+
+Usage (llama-cpp-python must be importable by the interpreter):
+    /work/venv-llama/bin/python scripts/bench_vs_llamacpp.py --model models/X.gguf \
+        [--threads 1] [--reps 3] [--plugboard target/release/plugboard] [--streams 4]
+
+Each engine runs in its own process, so each one's peak RSS is its own.
+"""
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+PROSE = (
+    "The quick brown fox jumps over the lazy dog while the committee reviews the quarterly "
+    "report on renewable energy, noting that solar capacity grew faster than expected. "
+)
+
+
+def peak_rss_mib():
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0
+    return None
+
+
+def llama_worker(args):
+    """One llama.cpp measurement in this process; prints JSON."""
+    import numpy as np
+    from llama_cpp import Llama
+
+    start = time.perf_counter()
+    llm = Llama(
+        model_path=args.model,
+        n_ctx=args.prompt_tokens + args.decode_tokens + 64,
+        n_batch=512,
+        n_ubatch=512,
+        n_threads=args.threads,
+        n_threads_batch=args.threads,
+        verbose=False,
+    )
+    load_s = time.perf_counter() - start
+    once = llm.tokenize(PROSE.encode(), add_bos=False, special=False)
+    prompt = [once[i % len(once)] for i in range(args.prompt_tokens)]
+    # Warm-up: the first evaluation pays for lazy set-up (repacking, buffers).
+    llm.reset()
+    llm.eval(prompt[:8])
+    llm.reset()
+    t = time.perf_counter()
+    llm.eval(prompt)
+    prefill_s = time.perf_counter() - t
+    # Decode: a short fresh prompt, then greedy steps of one token each.
+    llm.reset()
+    short = list(reversed([once[i % len(once)] for i in range(16)]))
+    llm.eval(short)
+    token = int(np.argmax(llm.scores[llm.n_tokens - 1]))
+    t = time.perf_counter()
+    for _ in range(args.decode_tokens - 1):
+        llm.eval([token])
+        token = int(np.argmax(llm.scores[llm.n_tokens - 1]))
+    decode_s = time.perf_counter() - t
+    print(
+        json.dumps(
+            {
+                "load_s": load_s,
+                "prefill_tokens_per_s": args.prompt_tokens / prefill_s,
+                "decode_tokens_per_s": (args.decode_tokens - 1) / decode_s,
+                "peak_rss_mib": peak_rss_mib(),
+            }
+        )
+    )
+
+
+def run_json(cmd, env=None):
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if out.returncode != 0:
+        sys.exit(f"{' '.join(cmd)} failed ({out.returncode}):\n{out.stderr[-4000:]}")
+    for line in reversed(out.stdout.strip().splitlines()):
+        line = line.strip()
+        if line.startswith("{"):
+            return json.loads(line)
+    sys.exit(f"{' '.join(cmd)} printed no JSON:\n{out.stdout[-2000:]}")
+
+
+def median(xs):
+    return statistics.median(xs) if xs else float("nan")
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--model", required=True)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--reps", type=int, default=3)
+    p.add_argument("--prompt-tokens", type=int, default=512)
+    p.add_argument("--decode-tokens", type=int, default=128)
+    p.add_argument("--plugboard", default="target/release/plugboard")
+    p.add_argument(
+        "--streams",
+        type=int,
+        default=0,
+        help="also measure plugboard's aggregate decode with this many concurrent streams",
+    )
+    p.add_argument("--json", action="store_true", help="print the raw measurements as JSON")
+    p.add_argument("--llama-worker", action="store_true", help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.llama_worker:
+        llama_worker(args)
+        return
+
+    common = [
+        "--model", args.model,
+        "--threads", str(args.threads),
+        "--prompt-tokens", str(args.prompt_tokens),
+        "--decode-tokens", str(args.decode_tokens),
+    ]
+    llama_cmd = [sys.executable, os.path.abspath(__file__), "--llama-worker", *common]
+    plug_cmd = [args.plugboard, "bench", "--json", *common]
+    if args.streams > 1:
+        plug_cmd += ["--streams", str(args.streams)]
+    env = dict(os.environ)
+    # Both engines get exactly the threads asked for, OpenMP included.
+    env["OMP_NUM_THREADS"] = str(args.threads)
+
+    runs = {"llama": [], "plugboard": []}
+    for rep in range(args.reps):
+        # Alternate who goes first, so that a drift in machine load is shared.
+        order = ["llama", "plugboard"] if rep % 2 == 0 else ["plugboard", "llama"]
+        for who in order:
+            cmd = llama_cmd if who == "llama" else plug_cmd
+            runs[who].append(run_json(cmd, env))
+        print(
+            f"rep {rep + 1}/{args.reps}: "
+            f"llama.cpp pp {runs['llama'][-1]['prefill_tokens_per_s']:.1f} "
+            f"tg {runs['llama'][-1]['decode_tokens_per_s']:.1f} | "
+            f"plugboard pp {runs['plugboard'][-1]['prefill_tokens_per_s']:.1f} "
+            f"tg {runs['plugboard'][-1]['decode_tokens_per_s']:.1f}",
+            file=sys.stderr,
+        )
+
+    def col(who, key):
+        return [r[key] for r in runs[who] if r.get(key) is not None]
+
+    def ratio(key):
+        return median([p[key] / l[key] for p, l in zip(runs["plugboard"], runs["llama"])])
+
+    rows = [
+        ("prefill tok/s (512-token prompt)", "prefill_tokens_per_s"),
+        ("decode tok/s (128 tokens)", "decode_tokens_per_s"),
+        ("peak RSS MiB", "peak_rss_mib"),
+    ]
+    print(f"model {os.path.basename(args.model)}, {args.threads} thread(s), {args.reps} reps (medians)")
+    print(f"| {'':34} | {'llama.cpp':>10} | {'plugboard':>10} | {'ratio':>6} |")
+    print(f"|{'-' * 36}|{'-' * 12}|{'-' * 12}|{'-' * 8}|")
+    for label, key in rows:
+        print(
+            f"| {label:34} | {median(col('llama', key)):10.1f} | "
+            f"{median(col('plugboard', key)):10.1f} | {ratio(key):6.2f} |"
+        )
+    streams = col("plugboard", "streams_decode_tokens_per_s")
+    if streams:
+        print(
+            f"plugboard aggregate decode, {args.streams} streams: {median(streams):.1f} tok/s "
+            f"({median(streams) / median(col('plugboard', 'decode_tokens_per_s')):.2f}x one stream)"
+        )
+    if args.json:
+        print(json.dumps(runs))
+
+
+if __name__ == "__main__":
+    main()
