@@ -153,6 +153,28 @@ fn may_be_joined(output: &str, marker: &str, removed: &[&str]) -> bool {
         || text.replace(marker, "").contains(marker)
 }
 
+/// The tag-shaped pieces of `output` (`<response>`, `[/THINK]`, `<|end|>`): a format may drop
+/// such tags beyond the markers its info names, joining the text around them.
+fn tags(output: &str) -> Vec<&str> {
+    let mut found = Vec::new();
+    for (start, open) in output
+        .char_indices()
+        .filter(|(_, c)| matches!(c, '<' | '['))
+    {
+        let close = if open == '<' { '>' } else { ']' };
+        let rest = &output[start + 1..];
+        let Some(len) = rest.find(|c: char| c == close || c == open || c.is_whitespace()) else {
+            continue;
+        };
+        if len < 32 && rest[len..].starts_with(close) {
+            found.push(&output[start..start + 1 + len + close.len_utf8()]);
+        }
+    }
+    found.sort_unstable();
+    found.dedup();
+    found
+}
+
 /// Whether `text` is one JSON object, as serde_json (which the host checks arguments with)
 /// reads it: a call the host cannot read fails the whole response.
 fn json_object(text: &str) -> Result<(), String> {
@@ -172,10 +194,15 @@ pub fn check_events(
 ) -> Result<(), String> {
     let mut removed: Vec<&str> = content_markers.to_vec();
     removed.push("```");
+    removed.extend(tags(output));
     let guarded = |markers: &[&str]| -> Vec<String> {
         markers
             .iter()
-            .filter(|m| !m.is_empty() && !may_be_joined(output, m, &removed))
+            .filter(|m| {
+                // A marker the output does not hold can only have been formed by removing
+                // another (a format may drop tags beyond its end-of-turn markers).
+                !m.is_empty() && output.contains(*m) && !may_be_joined(output, m, &removed)
+            })
             .map(|m| m.to_string())
             .collect()
     };
