@@ -9,6 +9,7 @@
 //! prefix and only computes the rest. Dropping the event receiver cancels the generation at the
 //! next token.
 
+pub mod convert;
 mod gguf;
 pub mod model;
 mod sampler;
@@ -235,6 +236,17 @@ pub struct Engine {
 impl Engine {
     /// Loads a GGUF model and starts its worker thread.
     pub fn load(path: &Path, options: &EngineOptions) -> Result<Arc<Engine>, EngineError> {
+        // A Hugging Face checkpoint runs as the GGUF it converts to (once, cached).
+        let converted;
+        let path = if convert::is_checkpoint(path) {
+            let cache = directories::ProjectDirs::from("", "", "plugboard")
+                .map(|d| d.cache_dir().join("converted"))
+                .unwrap_or_else(|| std::env::temp_dir().join("plugboard-converted"));
+            converted = convert::ensure_gguf(path, &cache)?;
+            converted.as_path()
+        } else {
+            path
+        };
         let device = parse_device(&options.device)?;
         let gguf = GgufFile::open(path)?;
         let tokenizer = Arc::new(Tokenizer::load(&gguf)?);

@@ -205,3 +205,177 @@ fn control_tokens_typed_by_a_user_stay_text() {
         "the user's text survives as text: {text:?}"
     );
 }
+
+/// A Hugging Face checkpoint (safetensors, config.json, tokenizer.json) runs the same model as
+/// the GGUF it came from: the Qwen test model's first two layers, written both ways.
+#[test]
+fn a_safetensors_checkpoint_gives_the_logits_of_its_gguf() {
+    use std::collections::HashMap;
+
+    use candle_core::quantized::gguf_file;
+    use candle_core::{Device, Tensor};
+    use plugboard::engine::{GgufFile, KvCache, Model, convert};
+
+    let Some(path) = models::qwen() else { return };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let source = GgufFile::open(&path).expect("opens");
+    let mut reader = std::fs::File::open(&path).expect("opens");
+    const LAYERS: usize = 2;
+    let keep = |name: &str| {
+        !name.starts_with("blk.")
+            || name
+                .split('.')
+                .nth(1)
+                .and_then(|l| l.parse::<usize>().ok())
+                .is_some_and(|l| l < LAYERS)
+    };
+    // The truncated GGUF: same tensors, fewer layers.
+    let names: Vec<String> = source
+        .content
+        .tensor_infos
+        .keys()
+        .filter(|n| keep(n))
+        .cloned()
+        .collect();
+    let tensors: Vec<(String, candle_core::quantized::QTensor)> = names
+        .iter()
+        .map(|n| {
+            (
+                n.clone(),
+                source
+                    .content
+                    .tensor(&mut reader, n, &Device::Cpu)
+                    .expect("reads"),
+            )
+        })
+        .collect();
+    let mut metadata: Vec<(String, gguf_file::Value)> = source
+        .content
+        .metadata
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    for (k, v) in metadata.iter_mut() {
+        if k == "qwen2.block_count" {
+            *v = gguf_file::Value::U32(LAYERS as u32);
+        }
+    }
+    let gguf_path = dir.path().join("small.gguf");
+    {
+        let mut file = std::fs::File::create(&gguf_path).expect("creates");
+        let m: Vec<(&str, &gguf_file::Value)> =
+            metadata.iter().map(|(k, v)| (k.as_str(), v)).collect();
+        let t: Vec<(&str, &candle_core::quantized::QTensor)> =
+            tensors.iter().map(|(k, v)| (k.as_str(), v)).collect();
+        gguf_file::write(&mut file, &m, &t).expect("writes the GGUF");
+    }
+    // The same weights as a Hugging Face checkpoint.
+    let hf_name = |gguf: &str| -> String {
+        let table = [
+            ("token_embd.weight", "model.embed_tokens.weight".to_string()),
+            ("output_norm.weight", "model.norm.weight".to_string()),
+            ("output.weight", "lm_head.weight".to_string()),
+        ];
+        if let Some((_, hf)) = table.iter().find(|(g, _)| *g == gguf) {
+            return hf.clone();
+        }
+        let mut parts = gguf.splitn(3, '.');
+        let (_, layer, rest) = (
+            parts.next(),
+            parts.next().expect("layer"),
+            parts.next().expect("name"),
+        );
+        [
+            "input_layernorm.weight",
+            "post_attention_layernorm.weight",
+            "self_attn.q_proj.weight",
+            "self_attn.k_proj.weight",
+            "self_attn.v_proj.weight",
+            "self_attn.q_proj.bias",
+            "self_attn.k_proj.bias",
+            "self_attn.v_proj.bias",
+            "self_attn.o_proj.weight",
+            "mlp.gate_proj.weight",
+            "mlp.up_proj.weight",
+            "mlp.down_proj.weight",
+        ]
+        .iter()
+        .map(|p| format!("model.layers.{layer}.{p}"))
+        .find(|hf| convert::gguf_name(hf).as_deref() == Some(&format!("blk.{layer}.{rest}")))
+        .expect("a Hugging Face name")
+    };
+    let hf: HashMap<String, Tensor> = tensors
+        .iter()
+        .map(|(name, t)| {
+            (
+                hf_name(name),
+                t.dequantize(&Device::Cpu).expect("dequantizes"),
+            )
+        })
+        .collect();
+    let checkpoint = dir.path().join("checkpoint");
+    std::fs::create_dir_all(&checkpoint).expect("creates");
+    candle_core::safetensors::save(&hf, checkpoint.join("model.safetensors"))
+        .expect("writes safetensors");
+    let u = |k: &str| source.u32(k).expect(k);
+    let config = serde_json::json!({
+        "model_type": "qwen2",
+        "hidden_size": u("qwen2.embedding_length"),
+        "intermediate_size": u("qwen2.feed_forward_length"),
+        "num_hidden_layers": LAYERS,
+        "num_attention_heads": u("qwen2.attention.head_count"),
+        "num_key_value_heads": u("qwen2.attention.head_count_kv"),
+        "rms_norm_eps": source.f32("qwen2.attention.layer_norm_rms_epsilon"),
+        "rope_theta": source.f32("qwen2.rope.freq_base"),
+        "max_position_embeddings": 4096,
+        "tie_word_embeddings": true,
+    });
+    std::fs::write(checkpoint.join("config.json"), config.to_string()).expect("writes");
+    let tokenizer = plugboard::engine::Tokenizer::load(&source).expect("tokenizer");
+    tokenizer
+        .save_json(&checkpoint.join("tokenizer.json"))
+        .expect("writes tokenizer.json");
+
+    let converted = convert::ensure_gguf(&checkpoint, &dir.path().join("cache")).expect("converts");
+    let logits = |path: &std::path::Path| -> Vec<f32> {
+        let gguf = GgufFile::open(path).expect("opens");
+        let model = Model::load(&gguf, &Device::Cpu, 512).expect("loads");
+        let ids: Vec<u32> = (0..40).map(|i| 1000 + i * 37).collect();
+        model
+            .forward(&ids, &mut KvCache::default())
+            .expect("runs")
+            .to_vec1()
+            .expect("logits")
+    };
+    let (a, b) = (logits(&gguf_path), logits(&converted));
+    let corr = correlation(&a, &b);
+    assert!(corr > 0.999, "logits correlation {corr}");
+    let top = |v: &[f32]| {
+        let mut idx: Vec<usize> = (0..v.len()).collect();
+        idx.sort_by(|x, y| v[*y].total_cmp(&v[*x]));
+        idx.truncate(3);
+        idx
+    };
+    assert_eq!(top(&a)[0], top(&b)[0], "the same most likely token");
+    // Converting again reuses the cached file.
+    assert_eq!(
+        convert::ensure_gguf(&checkpoint, &dir.path().join("cache")).expect("cached"),
+        converted
+    );
+}
+
+fn correlation(a: &[f32], b: &[f32]) -> f64 {
+    let n = a.len() as f64;
+    let (ma, mb) = (
+        a.iter().map(|x| *x as f64).sum::<f64>() / n,
+        b.iter().map(|x| *x as f64).sum::<f64>() / n,
+    );
+    let (mut cov, mut va, mut vb) = (0.0, 0.0, 0.0);
+    for (x, y) in a.iter().zip(b) {
+        let (dx, dy) = (*x as f64 - ma, *y as f64 - mb);
+        cov += dx * dy;
+        va += dx * dx;
+        vb += dy * dy;
+    }
+    cov / (va.sqrt() * vb.sqrt())
+}

@@ -180,6 +180,19 @@ impl Tokenizer {
         }
     }
 
+    /// Writes the tokenizer as a Hugging Face `tokenizer.json` (GGUF vocabularies with a
+    /// Hugging Face tokenizer only).
+    pub fn save_json(&self, path: &Path) -> Result<(), EngineError> {
+        match &self.backend {
+            Backend::Hf { normal, .. } => normal
+                .save(path, false)
+                .map_err(|e| EngineError::Tokenize(e.to_string())),
+            Backend::Spm(_) => Err(EngineError::Tokenize(
+                "a SentencePiece vocabulary has no tokenizer.json form here".into(),
+            )),
+        }
+    }
+
     /// Decodes ids to text. Control tokens are written out as their text.
     pub fn decode(&self, ids: &[u32]) -> Result<String, EngineError> {
         match &self.backend {
