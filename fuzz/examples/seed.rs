@@ -2,7 +2,7 @@
 //! `cargo run --example seed` (from `fuzz/`; an example, so that `cargo fuzz build` leaves it
 //! uninstrumented), then `cargo fuzz run parse` finds it in `corpus/parse/`.
 
-use plugboard_fuzz::{ADAPTERS, LENIENT, OFFER_TOOLS, REASONING_OPEN, encode, fixture_files};
+use plugboard_fuzz::{ADAPTERS, encode, fixture_files, flags};
 use plugboard_sdk::testing::fixtures::parse_cases;
 
 fn main() -> std::io::Result<()> {
@@ -12,17 +12,7 @@ fn main() -> std::io::Result<()> {
         let files = fixture_files(adapter.name);
         let files: Vec<&str> = files.iter().map(String::as_str).collect();
         for (n, case) in parse_cases(&files).into_iter().enumerate() {
-            let mut flags = 0;
-            if case.options.reasoning_open {
-                flags |= REASONING_OPEN;
-            }
-            if case.options.lenient {
-                flags |= LENIENT;
-            }
-            if !case.options.tools.is_empty() {
-                flags |= OFFER_TOOLS;
-            }
-            let data = encode(index, flags, n as u8, &case.output);
+            let data = encode(index, flags(&case.options), n as u8, &case.output);
             for target in ["parse", "stream"] {
                 let dir = root.join(target);
                 std::fs::create_dir_all(&dir)?;

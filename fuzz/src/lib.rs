@@ -87,6 +87,21 @@ pub const REASONING_OPEN: u8 = 1;
 pub const LENIENT: u8 = 2;
 pub const OFFER_TOOLS: u8 = 4;
 
+/// The option bits of `options` (tools offered: any).
+pub fn flags(options: &ParseOptions) -> u8 {
+    let mut flags = 0;
+    if options.reasoning_open {
+        flags |= REASONING_OPEN;
+    }
+    if options.lenient {
+        flags |= LENIENT;
+    }
+    if !options.tools.is_empty() {
+        flags |= OFFER_TOOLS;
+    }
+    flags
+}
+
 pub fn decode(data: &[u8]) -> Input {
     let byte = |i: usize| data.get(i).copied().unwrap_or(0);
     let flags = byte(1);

@@ -4,7 +4,7 @@
 //! `FUZZ_ROUNDS` (default 2000 per adapter) and `FUZZ_SEED` as in the SDK; every adapter is
 //! run, and the failures of all are listed at the end.
 
-use plugboard_fuzz::{ADAPTERS, LENIENT, OFFER_TOOLS, REASONING_OPEN, encode, fixture_files};
+use plugboard_fuzz::{ADAPTERS, encode, fixture_files, flags};
 use plugboard_sdk::testing::fixtures::parse_cases;
 use plugboard_sdk::testing::mutate::{Rng, mutate};
 
@@ -28,13 +28,11 @@ fn mutated_fixture_outputs() {
             let mut rng = Rng::new(seed);
             let Some(case) = rng.pick(&cases) else { break };
             let text = mutate(&case.output, &outputs, &fragments, &mut rng);
-            let mut flags = (rng.next_u64() & 7) as u8;
-            if rng.below(2) == 0 {
-                // Mostly the case's own options.
-                flags = u8::from(case.options.reasoning_open) * REASONING_OPEN
-                    | u8::from(case.options.lenient) * LENIENT
-                    | u8::from(!case.options.tools.is_empty()) * OFFER_TOOLS;
-            }
+            // Half the time the case's own options, else any.
+            let flags = match rng.below(2) {
+                0 => flags(&case.options),
+                _ => (rng.next_u64() & 7) as u8,
+            };
             let data = encode(index, flags, rng.below(256) as u8, &text);
             let run = std::panic::catch_unwind(|| {
                 plugboard_fuzz::parse(&data);
