@@ -3,8 +3,9 @@
 //!
 //! The engine knows nothing of HTTP, adapters or wasm: it takes token ids and sampling settings
 //! and streams text. Each loaded model has one worker thread that owns the weights and the KV
-//! caches; requests queue for it (a bounded queue: a full one is refused, not buffered without
-//! end). A request whose prompt starts like a cached sequence — a tool-calling conversation
+//! caches and generates for several requests at once, one batched forward pass per token
+//! (continuous batching); further requests queue for it (a bounded queue: a full one is
+//! refused, not buffered without end). A request whose prompt starts like a cached sequence — a tool-calling conversation
 //! repeats its long system prompt every turn — reuses the cached keys and values for that
 //! prefix and only computes the rest. Dropping the event receiver cancels the generation at the
 //! next token.
@@ -12,6 +13,7 @@
 pub mod convert;
 mod gguf;
 pub mod model;
+pub mod quant;
 mod sampler;
 mod spm;
 pub mod text;
@@ -66,6 +68,8 @@ pub struct EngineOptions {
     pub queue_limit: usize,
     /// Sequences whose KV cache is kept for prefix reuse.
     pub cached_sequences: usize,
+    /// Sequences generated at the same time (continuous batching); more wait in the queue.
+    pub max_batch: usize,
 }
 
 impl Default for EngineOptions {
@@ -75,6 +79,7 @@ impl Default for EngineOptions {
             max_context: 8192,
             queue_limit: 64,
             cached_sequences: 4,
+            max_batch: 8,
         }
     }
 }
@@ -299,6 +304,7 @@ impl Engine {
             end_ids: end_ids.clone(),
             cache: Vec::new(),
             cached_sequences: options.cached_sequences.max(1),
+            max_batch: options.max_batch.max(1),
         };
         std::thread::Builder::new()
             .name(format!("plugboard-engine-{}", info.name))
@@ -368,7 +374,13 @@ impl Engine {
     }
 }
 
-/// The thread that owns a model and runs its requests one after another.
+/// The thread that owns a model and runs its requests, several at a time.
+///
+/// Continuous batching: each step runs one prefill chunk (of the oldest sequence still
+/// reading its prompt) and then one token for every other sequence, all of them in a single
+/// forward pass, so the weights are read once per step for every sequence. New requests join
+/// between steps; finished and cancelled ones leave. Each sequence has its own KV cache, and
+/// a sequence computes exactly what it would alone: the kernels treat each row on its own.
 struct Worker {
     generated: Arc<AtomicU64>,
     model: Model,
@@ -377,24 +389,232 @@ struct Worker {
     /// Recently used sequences: the tokens a cache holds, and the cache. Most recent last.
     cache: Vec<(Vec<u32>, KvCache)>,
     cached_sequences: usize,
+    max_batch: usize,
 }
 
 const PREFILL_CHUNK: usize = 256;
 
+/// A generation in progress.
+struct Sequence {
+    job: Job,
+    /// The tokens whose keys and values `cache` holds.
+    tokens: Vec<u32>,
+    cache: KvCache,
+    usage: Usage,
+    started: Instant,
+    decode_start: Instant,
+    sampler: Sampler,
+    detok: Detokenizer,
+    stops: StopMatcher,
+    generated: Vec<u32>,
+    /// The next token's logits, once the whole prompt has run.
+    logits: Option<Vec<f32>>,
+}
+
+/// What a sequence does next.
+enum Next {
+    /// Run this token.
+    Token(u32),
+    /// It has ended (its events are sent).
+    Done,
+}
+
 impl Worker {
     fn run(mut self, queue: std::sync::mpsc::Receiver<Job>) {
-        while let Ok(job) = queue.recv() {
-            if job.events.is_closed() {
-                continue;
+        let mut active: Vec<Sequence> = Vec::new();
+        loop {
+            // Wait for work only when there is none; otherwise take what has arrived.
+            if active.is_empty() {
+                match queue.recv() {
+                    Ok(job) => self.admit(job, &mut active),
+                    Err(_) => return,
+                }
             }
-            if let Err(e) = self.generate(&job) {
-                let _ = job.events.send(GenEvent::Error(e.to_string()));
+            while active.len() < self.max_batch {
+                match queue.try_recv() {
+                    Ok(job) => self.admit(job, &mut active),
+                    Err(_) => break,
+                }
+            }
+            if let Err(e) = self.step(&mut active) {
+                // A failed forward pass leaves the caches of the whole batch unknown.
+                for seq in active.drain(..) {
+                    let _ = seq.job.events.send(GenEvent::Error(e.to_string()));
+                }
             }
         }
     }
 
-    /// Takes the cached sequence sharing the longest prefix with `prompt`, cut to that prefix.
-    fn take_cache(&mut self, prompt: &[u32]) -> Result<(Vec<u32>, KvCache), EngineError> {
+    fn admit(&mut self, job: Job, active: &mut Vec<Sequence>) {
+        if job.events.is_closed() {
+            return;
+        }
+        let (tokens, cache) = self.take_cache(&job.request.prompt);
+        let usage = Usage {
+            prompt_tokens: job.request.prompt.len(),
+            cached_tokens: tokens.len(),
+            queue_ms: job.queued_at.elapsed().as_secs_f64() * 1e3,
+            ..Usage::default()
+        };
+        let now = Instant::now();
+        active.push(Sequence {
+            sampler: Sampler::new(job.request.sampling.clone()),
+            stops: StopMatcher::new(&job.request.stop),
+            detok: Detokenizer::default(),
+            generated: Vec::new(),
+            logits: None,
+            tokens,
+            cache,
+            usage,
+            started: now,
+            decode_start: now,
+            job,
+        });
+    }
+
+    /// One step: a prefill chunk, then one token for each sequence that is ready for one.
+    fn step(&mut self, active: &mut Vec<Sequence>) -> Result<(), EngineError> {
+        // Hung-up clients leave first; what they computed stays in the prefix cache.
+        let mut i = 0;
+        while i < active.len() {
+            if active[i].job.events.is_closed() {
+                let seq = active.remove(i);
+                self.put_cache(seq.tokens, seq.cache);
+            } else {
+                i += 1;
+            }
+        }
+        // The prompt, but for its last token, runs in fixed chunks, one chunk per step so that
+        // the others keep streaming. The last prompt token always runs on its own, as a decode
+        // step: then a prompt computes the same way whether or not its prefix came from the
+        // cache, and the same seed gives the same output either way.
+        if let Some(seq) = active
+            .iter_mut()
+            .find(|s| s.tokens.len() + 1 < s.job.request.prompt.len())
+        {
+            let prompt = &seq.job.request.prompt;
+            let end = (seq.tokens.len() + PREFILL_CHUNK).min(prompt.len() - 1);
+            let chunk = &prompt[seq.tokens.len()..end];
+            self.model.forward(chunk, &mut seq.cache)?;
+            seq.tokens.extend_from_slice(chunk);
+        }
+        // Sample from last step's logits; gather the tokens to run.
+        let mut batch: Vec<(usize, u32)> = Vec::new();
+        let mut finished = Vec::new();
+        for (i, seq) in active.iter_mut().enumerate() {
+            let prompt_len = seq.job.request.prompt.len();
+            let next = match seq.logits.take() {
+                Some(mut logits) => self.advance(seq, &mut logits),
+                None if seq.tokens.len() + 1 == prompt_len => {
+                    Next::Token(seq.job.request.prompt[prompt_len - 1])
+                }
+                None => continue,
+            };
+            match next {
+                Next::Token(id) => batch.push((i, id)),
+                Next::Done => finished.push(i),
+            }
+        }
+        if !batch.is_empty() {
+            let ids: Vec<u32> = batch.iter().map(|(_, id)| *id).collect();
+            let logits = {
+                let mut caches: Vec<&mut KvCache> = Vec::with_capacity(batch.len());
+                let mut rest = active.iter_mut().enumerate();
+                for (i, _) in &batch {
+                    // `batch` is in `active` order: walk forward to each member.
+                    if let Some((_, seq)) = rest.by_ref().find(|(j, _)| j == i) {
+                        caches.push(&mut seq.cache);
+                    }
+                }
+                self.model.forward_batch(&ids, &mut caches)?
+            };
+            for (row, (i, id)) in batch.iter().enumerate() {
+                let seq = &mut active[*i];
+                seq.tokens.push(*id);
+                seq.logits = Some(logits.get(row)?.to_vec1()?);
+                if seq.tokens.len() == seq.job.request.prompt.len() {
+                    seq.usage.prefill_ms = seq.started.elapsed().as_secs_f64() * 1e3;
+                    seq.decode_start = Instant::now();
+                }
+            }
+        }
+        for i in finished.into_iter().rev() {
+            let seq = active.remove(i);
+            self.put_cache(seq.tokens, seq.cache);
+        }
+        Ok(())
+    }
+
+    /// Samples the next token of `seq` from `logits` and streams it; says whether the
+    /// sequence goes on.
+    fn advance(&self, seq: &mut Sequence, logits: &mut [f32]) -> Next {
+        let request = &seq.job.request;
+        let mut reason = FinishReason::Length;
+        let mut end = true;
+        if seq.generated.len() < request.max_tokens {
+            let (id, logprobs) = seq.sampler.sample(logits, &seq.generated, request.logprobs);
+            if !request.ignore_end
+                && (self.end_ids.contains(&id) || request.extra_end_ids.contains(&id))
+            {
+                reason = FinishReason::Stop;
+            } else {
+                seq.generated.push(id);
+                seq.usage.completion_tokens += 1;
+                self.generated.fetch_add(1, Ordering::Relaxed);
+                let piece = seq.detok.push(id, &self.tokenizer);
+                let matched = seq.stops.push(&piece);
+                let token = request.logprobs.map(|_| self.describe(id, &logprobs));
+                let sent = seq.job.events.send(GenEvent::Text {
+                    text: matched.text,
+                    token,
+                });
+                if sent.is_err() {
+                    // Cancelled: nothing more to say.
+                    return Next::Done;
+                }
+                if matched.stop.is_some() {
+                    seq.usage.decode_ms = seq.decode_start.elapsed().as_secs_f64() * 1e3;
+                    let _ = seq.job.events.send(GenEvent::Done {
+                        reason: FinishReason::Stop,
+                        usage: seq.usage.clone(),
+                    });
+                    return Next::Done;
+                }
+                end = seq.generated.len() >= request.max_tokens
+                    || seq.tokens.len() + 1 >= self.model.max_len();
+                if !end {
+                    return Next::Token(id);
+                }
+            }
+        }
+        debug_assert!(end);
+        // Release what was held back for a stop string that never completed, and an
+        // incomplete last character.
+        let matched = seq.stops.push(&seq.detok.finish(&self.tokenizer));
+        let mut rest = matched.text;
+        if matched.stop.is_some() {
+            reason = FinishReason::Stop;
+        } else {
+            rest.push_str(&seq.stops.finish());
+        }
+        if !rest.is_empty() {
+            let _ = seq.job.events.send(GenEvent::Text {
+                text: rest,
+                token: None,
+            });
+        }
+        seq.usage.decode_ms = seq.decode_start.elapsed().as_secs_f64() * 1e3;
+        let _ = seq.job.events.send(GenEvent::Done {
+            reason,
+            usage: seq.usage.clone(),
+        });
+        Next::Done
+    }
+
+    /// A copy of the cached sequence sharing the longest prefix with `prompt`, cut to that
+    /// prefix. The entry stays cached: requests running at the same time with the same system
+    /// prompt all start from it. (Tensors are shared, not copied, until they change.)
+    fn take_cache(&mut self, prompt: &[u32]) -> (Vec<u32>, KvCache) {
         let best = self
             .cache
             .iter()
@@ -411,119 +631,35 @@ impl Worker {
             })
             .max_by_key(|(_, shared)| *shared);
         let Some((i, shared)) = best.filter(|(_, shared)| *shared > 0) else {
-            return Ok((Vec::new(), KvCache::default()));
+            return (Vec::new(), KvCache::default());
         };
-        let (mut tokens, mut cache) = self.cache.remove(i);
+        // Most recently used last.
+        let entry = self.cache.remove(i);
+        let (mut tokens, mut cache) = (entry.0.clone(), entry.1.clone());
+        self.cache.push(entry);
         // At least one prompt token must run to produce logits.
         let keep = shared.min(prompt.len() - 1);
-        cache.truncate(keep)?;
+        if cache.truncate(keep).is_err() {
+            return (Vec::new(), KvCache::default());
+        }
         tokens.truncate(keep);
-        Ok((tokens, cache))
+        (tokens, cache)
     }
 
     fn put_cache(&mut self, tokens: Vec<u32>, cache: KvCache) {
+        if tokens.is_empty() {
+            return;
+        }
+        // An entry this one extends says nothing more: drop it.
+        self.cache
+            .retain(|(held, _)| !(held.len() <= tokens.len() && tokens.starts_with(held)));
+        if self.cache.iter().any(|(held, _)| held.starts_with(&tokens)) {
+            return;
+        }
         self.cache.push((tokens, cache));
         while self.cache.len() > self.cached_sequences {
             self.cache.remove(0);
         }
-    }
-
-    fn generate(&mut self, job: &Job) -> Result<(), EngineError> {
-        let request = &job.request;
-        let mut usage = Usage {
-            prompt_tokens: request.prompt.len(),
-            queue_ms: job.queued_at.elapsed().as_secs_f64() * 1e3,
-            ..Usage::default()
-        };
-        let started = Instant::now();
-        let (mut tokens, mut cache) = self.take_cache(&request.prompt)?;
-        usage.cached_tokens = tokens.len();
-        // The last prompt token always runs on its own, after the rest in fixed chunks: then a
-        // prompt computes the same way whether or not its prefix came from the cache, and the
-        // same seed gives the same output either way.
-        let last = request.prompt.len() - 1;
-        for chunk in request.prompt[tokens.len()..last].chunks(PREFILL_CHUNK) {
-            if job.events.is_closed() {
-                self.put_cache(tokens, cache);
-                return Ok(());
-            }
-            self.model.forward(chunk, &mut cache)?;
-            tokens.extend_from_slice(chunk);
-        }
-        let mut logits: Vec<f32> = self
-            .model
-            .forward(&request.prompt[last..], &mut cache)?
-            .to_vec1()?;
-        tokens.push(request.prompt[last]);
-        usage.prefill_ms = started.elapsed().as_secs_f64() * 1e3;
-        let decode_start = Instant::now();
-        let mut sampler = Sampler::new(request.sampling.clone());
-        let mut detok = Detokenizer::default();
-        let mut stops = StopMatcher::new(&request.stop);
-        let mut generated: Vec<u32> = Vec::new();
-        let limit = self.model.max_len();
-        let mut reason = FinishReason::Length;
-        let mut cancelled = false;
-        let mut stopped_by_string = false;
-        while generated.len() < request.max_tokens {
-            let (id, logprobs) = sampler.sample(&mut logits, &generated, request.logprobs);
-            if !request.ignore_end
-                && (self.end_ids.contains(&id) || request.extra_end_ids.contains(&id))
-            {
-                reason = FinishReason::Stop;
-                break;
-            }
-            generated.push(id);
-            usage.completion_tokens += 1;
-            self.generated.fetch_add(1, Ordering::Relaxed);
-            let piece = detok.push(id, &self.tokenizer);
-            let matched = stops.push(&piece);
-            let token = request.logprobs.map(|_| self.describe(id, &logprobs));
-            if job
-                .events
-                .send(GenEvent::Text {
-                    text: matched.text,
-                    token,
-                })
-                .is_err()
-            {
-                cancelled = true;
-                break;
-            }
-            if matched.stop.is_some() {
-                reason = FinishReason::Stop;
-                stopped_by_string = true;
-                break;
-            }
-            if tokens.len() + 1 >= limit {
-                break;
-            }
-            logits = self.model.forward(&[id], &mut cache)?.to_vec1()?;
-            tokens.push(id);
-        }
-        if !cancelled && !stopped_by_string {
-            // Release what was held back for a stop string that never completed, and an
-            // incomplete last character.
-            let matched = stops.push(&detok.finish(&self.tokenizer));
-            let mut rest = matched.text;
-            if matched.stop.is_some() {
-                reason = FinishReason::Stop;
-            } else {
-                rest.push_str(&stops.finish());
-            }
-            if !rest.is_empty() {
-                let _ = job.events.send(GenEvent::Text {
-                    text: rest,
-                    token: None,
-                });
-            }
-        }
-        usage.decode_ms = decode_start.elapsed().as_secs_f64() * 1e3;
-        self.put_cache(tokens, cache);
-        if !cancelled {
-            let _ = job.events.send(GenEvent::Done { reason, usage });
-        }
-        Ok(())
     }
 
     fn describe(&self, id: u32, logprobs: &[TokenLogprob]) -> GeneratedToken {

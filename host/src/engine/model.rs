@@ -11,11 +11,14 @@
 //! layer and applies no sliding-window mask when decoding, and none of its models lets the
 //! cache be truncated to a shared prefix.
 
-use candle_core::quantized::{QMatMul, QTensor};
-use candle_core::{D, DType, Device, Module, Tensor};
+use std::sync::Arc;
+
+use candle_core::quantized::QTensor;
+use candle_core::{D, DType, Device, Tensor};
 
 use super::EngineError;
 use super::gguf::GgufFile;
+use super::quant::Linear;
 
 /// The architectures this engine runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -266,13 +269,13 @@ impl Rope {
 }
 
 enum Qkv {
-    Separate { q: QMatMul, k: QMatMul, v: QMatMul },
-    Fused(QMatMul),
+    Separate { q: Linear, k: Linear, v: Linear },
+    Fused(Linear),
 }
 
 enum Ffn {
-    Separate { gate: QMatMul, up: QMatMul },
-    Fused(QMatMul),
+    Separate { gate: Linear, up: Linear },
+    Fused(Linear),
 }
 
 struct Layer {
@@ -281,11 +284,11 @@ struct Layer {
     bias: Option<(Tensor, Tensor, Tensor)>,
     q_norm: Option<RmsNorm>,
     k_norm: Option<RmsNorm>,
-    wo: QMatMul,
+    wo: Linear,
     post_attn_norm: Option<RmsNorm>,
     ffn_norm: RmsNorm,
     ffn: Ffn,
-    down: QMatMul,
+    down: Linear,
     post_ffn_norm: Option<RmsNorm>,
     /// Gemma 3 local layer: attends to the last `window` positions only.
     window: Option<usize>,
@@ -294,11 +297,12 @@ struct Layer {
 /// A loaded model: weights and rope tables, no per-sequence state.
 pub struct Model {
     pub config: Config,
-    embed: QMatMul,
+    /// Shared with `output` when the file ties them: converted once, held once.
+    embed: Arc<Linear>,
     embed_scale: Option<f64>,
     layers: Vec<Layer>,
     norm: RmsNorm,
-    output: QMatMul,
+    output: Arc<Linear>,
     rope: Rope,
     rope_local: Option<Rope>,
     attn_scale: f64,
@@ -322,14 +326,13 @@ impl Model {
         })?;
         let r = &mut reader;
         let eps = config.rms_eps;
-        let embed_q = std::sync::Arc::new(tensor(gguf, r, "token_embd.weight", device)?);
+        let embed = Arc::new(Linear::new(tensor(gguf, r, "token_embd.weight", device)?)?);
         let output = if has_tensor(gguf, "output.weight") {
-            QMatMul::from_qtensor(tensor(gguf, r, "output.weight", device)?)?
+            Arc::new(Linear::new(tensor(gguf, r, "output.weight", device)?)?)
         } else {
             // Tied embeddings: the same weights, shared, not copied.
-            QMatMul::from_arc(embed_q.clone())?
+            Arc::clone(&embed)
         };
-        let embed = QMatMul::from_arc(embed_q)?;
         let rope_factors = if has_tensor(gguf, "rope_freqs.weight") {
             let t = tensor(gguf, r, "rope_freqs.weight", device)?.dequantize(device)?;
             Some(t.to_vec1::<f32>()?)
@@ -360,8 +363,8 @@ impl Model {
         let mut layers = Vec::with_capacity(config.n_layer);
         for i in 0..config.n_layer {
             let name = |n: &str| format!("blk.{i}.{n}.weight");
-            let q = |r: &mut std::fs::File, n: &str| -> Result<QMatMul, EngineError> {
-                Ok(QMatMul::from_qtensor(tensor(gguf, r, &name(n), device)?)?)
+            let q = |r: &mut std::fs::File, n: &str| -> Result<Linear, EngineError> {
+                Ok(Linear::new(tensor(gguf, r, &name(n), device)?)?)
             };
             let optional_norm =
                 |r: &mut std::fs::File, n: &str| -> Result<Option<RmsNorm>, EngineError> {
@@ -445,27 +448,57 @@ impl Model {
     /// Runs `tokens` (appended after what `cache` holds) and returns the logits of the last
     /// position, shape (vocab,).
     pub fn forward(&self, tokens: &[u32], cache: &mut KvCache) -> candle_core::Result<Tensor> {
-        let seq = tokens.len();
-        let pos = cache.len;
-        if pos + seq > self.max_len() {
-            candle_core::bail!(
-                "sequence of {} tokens exceeds the context of {}",
-                pos + seq,
-                self.max_len()
-            );
-        }
-        if cache.layers.len() != self.layers.len() {
-            cache.layers = vec![None; self.layers.len()];
-        }
         let ids = Tensor::new(tokens, &self.device)?.unsqueeze(0)?;
-        let mut x = self.embed.embedding(&ids)?;
+        self.run(&ids, &mut [cache])?.flatten_all()
+    }
+
+    /// Runs one token for each of several sequences, each appended after what its own cache
+    /// holds, in one pass (continuous batching: the weights are read once for all of them).
+    /// Returns the logits, shape (sequences, vocab). Each sequence's logits are those
+    /// [`Model::forward`] gives it alone: every row is computed on its own.
+    pub fn forward_batch(
+        &self,
+        tokens: &[u32],
+        caches: &mut [&mut KvCache],
+    ) -> candle_core::Result<Tensor> {
+        if tokens.len() != caches.len() {
+            candle_core::bail!("{} tokens for {} caches", tokens.len(), caches.len());
+        }
+        let ids = Tensor::new(tokens, &self.device)?.unsqueeze(1)?;
+        self.run(&ids, caches)
+    }
+
+    /// `ids` (sequences, positions) after what each cache holds; logits of each sequence's
+    /// last position, (sequences, vocab).
+    fn run(&self, ids: &Tensor, caches: &mut [&mut KvCache]) -> candle_core::Result<Tensor> {
+        let (b, seq) = ids.dims2()?;
+        if b != caches.len() || seq == 0 {
+            candle_core::bail!("{b}×{seq} tokens for {} caches", caches.len());
+        }
+        for cache in caches.iter_mut() {
+            if cache.len + seq > self.max_len() {
+                candle_core::bail!(
+                    "sequence of {} tokens exceeds the context of {}",
+                    cache.len + seq,
+                    self.max_len()
+                );
+            }
+            if cache.layers.len() != self.layers.len() {
+                cache.layers = vec![None; self.layers.len()];
+            }
+        }
+        let mut x = self.embed.embedding(ids)?;
         if let Some(scale) = self.embed_scale {
             x = (x * scale)?;
         }
-        for (layer, slot) in self.layers.iter().zip(cache.layers.iter_mut()) {
+        for (i, layer) in self.layers.iter().enumerate() {
+            let mut slots: Vec<(usize, &mut Option<(Tensor, Tensor)>)> = caches
+                .iter_mut()
+                .map(|c| (c.len, &mut c.layers[i]))
+                .collect();
             let residual = x.clone();
             let h = layer.attn_norm.forward(&x)?;
-            let mut h = self.attention(layer, &h, pos, slot)?;
+            let mut h = self.attention(layer, &h, &mut slots)?;
             if let Some(norm) = &layer.post_attn_norm {
                 h = norm.forward(&h)?;
             }
@@ -478,10 +511,12 @@ impl Model {
             }
             x = (residual + h)?;
         }
-        cache.len = pos + seq;
+        for cache in caches.iter_mut() {
+            cache.len += seq;
+        }
         let last = x.narrow(1, seq - 1, 1)?;
         let last = self.norm.forward(&last)?;
-        let logits = self.output.forward(&last)?.flatten_all()?;
+        let logits = self.output.forward(&last)?.squeeze(1)?;
         match self.config.final_softcap {
             Some(cap) => (logits / cap as f64)?.tanh()? * cap as f64,
             None => Ok(logits),
@@ -490,7 +525,10 @@ impl Model {
 
     fn feed_forward(&self, layer: &Layer, x: &Tensor) -> candle_core::Result<Tensor> {
         let (gate, up) = match &layer.ffn {
-            Ffn::Separate { gate, up } => (gate.forward(x)?, up.forward(x)?),
+            Ffn::Separate { gate, up } => {
+                let [gate, up] = Linear::forward_many([gate, up], x)?;
+                (gate, up)
+            }
             Ffn::Fused(w) => {
                 let both = w.forward(x)?;
                 let n = both.dim(D::Minus1)? / 2;
@@ -513,17 +551,20 @@ impl Model {
         layer.down.forward(&(gate * up)?)
     }
 
+    /// Self-attention of `x` (sequences, positions, embedding): the projections run on all
+    /// sequences at once, the attention itself on each with its own position and cache slot.
     fn attention(
         &self,
         layer: &Layer,
         x: &Tensor,
-        pos: usize,
-        slot: &mut Option<(Tensor, Tensor)>,
+        slots: &mut [(usize, &mut Option<(Tensor, Tensor)>)],
     ) -> candle_core::Result<Tensor> {
-        let (b, seq, _) = x.dims3()?;
         let c = &self.config;
         let (q, k, v) = match &layer.qkv {
-            Qkv::Separate { q, k, v } => (q.forward(x)?, k.forward(x)?, v.forward(x)?),
+            Qkv::Separate { q, k, v } => {
+                let [q, k, v] = Linear::forward_many([q, k, v], x)?;
+                (q, k, v)
+            }
             Qkv::Fused(w) => {
                 let qkv = w.forward(x)?;
                 let nq = c.n_head * c.head_dim;
@@ -543,6 +584,32 @@ impl Model {
             ),
             None => (q, k, v),
         };
+        let y = if let [(pos, slot)] = slots {
+            self.attend(layer, q, k, v, *pos, slot)?
+        } else {
+            let mut ys = Vec::with_capacity(slots.len());
+            for (i, (pos, slot)) in slots.iter_mut().enumerate() {
+                let one = |t: &Tensor| t.narrow(0, i, 1);
+                ys.push(self.attend(layer, one(&q)?, one(&k)?, one(&v)?, *pos, slot)?);
+            }
+            Tensor::cat(&ys, 0)?
+        };
+        layer.wo.forward(&y)
+    }
+
+    /// Attention of one sequence: `q`, `k`, `v` projected (1, positions, …), rotated for
+    /// positions `pos..`, appended to the cache `slot`; returns (1, positions, heads·dim).
+    fn attend(
+        &self,
+        layer: &Layer,
+        q: Tensor,
+        k: Tensor,
+        v: Tensor,
+        pos: usize,
+        slot: &mut Option<(Tensor, Tensor)>,
+    ) -> candle_core::Result<Tensor> {
+        let c = &self.config;
+        let (b, seq, _) = q.dims3()?;
         let mut q = q.reshape((b, seq, c.n_head, c.head_dim))?;
         let mut k = k.reshape((b, seq, c.n_kv_head, c.head_dim))?;
         let v = v
@@ -590,12 +657,10 @@ impl Model {
             None => att,
         };
         let att = r16(candle_nn::ops::softmax_last_dim(&att)?)?;
-        let y = att.matmul(&v)?;
-        let y = y
+        att.matmul(&v)?
             .reshape((b, c.n_kv_head, group, seq, c.head_dim))?
             .permute((0, 3, 1, 2, 4))?
-            .reshape((b, seq, c.n_head * c.head_dim))?;
-        layer.wo.forward(&y)
+            .reshape((b, seq, c.n_head * c.head_dim))
     }
 }
 

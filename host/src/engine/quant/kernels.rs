@@ -1,0 +1,187 @@
+//! Which kernel runs, how the work splits across threads, and the portable reference kernel.
+//!
+//! The SIMD kernels are chosen when the program starts, from what the CPU says it can do, not
+//! from the build's target features: one binary runs the AVX2 kernels on any x86-64 that has
+//! them and the scalar kernel elsewhere.
+
+use rayon::prelude::*;
+
+use super::activations::Activations;
+use super::formats::{BLOCK, Kind, Weights};
+
+/// The instruction sets the kernels are written for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Isa {
+    Scalar,
+    #[cfg(target_arch = "x86_64")]
+    Avx2,
+    #[cfg(target_arch = "x86_64")]
+    Avx512,
+}
+
+impl Isa {
+    /// The best this CPU runs. `PLUGBOARD_KERNELS=scalar|avx2|avx512` picks a lower one
+    /// (comparisons, bug hunts); a tier the CPU lacks is never picked.
+    pub fn detect() -> Isa {
+        static DETECTED: std::sync::OnceLock<Isa> = std::sync::OnceLock::new();
+        *DETECTED.get_or_init(|| {
+            let available = Isa::available();
+            let wanted = std::env::var("PLUGBOARD_KERNELS").unwrap_or_default();
+            available
+                .iter()
+                .copied()
+                .find(|isa| format!("{isa:?}").eq_ignore_ascii_case(&wanted))
+                .or(available.last().copied())
+                .unwrap_or(Isa::Scalar)
+        })
+    }
+
+    /// Every kernel this CPU can run, the reference first (tests run them all).
+    pub fn available() -> Vec<Isa> {
+        #[allow(unused_mut)]
+        let mut isas = vec![Isa::Scalar];
+        #[cfg(target_arch = "x86_64")]
+        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+            isas.push(Isa::Avx2);
+            if is_x86_feature_detected!("avx512f")
+                && is_x86_feature_detected!("avx512bw")
+                && is_x86_feature_detected!("avx512vl")
+                && is_x86_feature_detected!("avx512vnni")
+            {
+                isas.push(Isa::Avx512);
+            }
+        }
+        isas
+    }
+}
+
+/// Work below this many multiply-adds is not worth waking other threads for.
+const PARALLEL_MIN: usize = 1 << 20;
+
+/// `out = a · wᵀ`: `out` is `a.rows × w.rows`, row-major.
+///
+/// Panics if the shapes disagree (a programming error: shapes come from the model's own
+/// tensors, checked when it loads).
+pub fn matmul(w: &Weights, a: &Activations, out: &mut [f32], isa: Isa) {
+    assert!(w.is_consistent(), "inconsistent packed weights");
+    assert_eq!(w.cols, a.cols, "weights and activations differ in width");
+    assert_eq!(out.len(), a.rows * w.rows, "output of the wrong size");
+    let (m, n) = (a.rows, w.rows);
+    if m == 0 || n == 0 {
+        return;
+    }
+    let threads = rayon::current_num_threads();
+    if threads <= 1 || m * n * w.cols < PARALLEL_MIN {
+        rows_into(w, a, 0..n, out, n, isa);
+        return;
+    }
+    // Each thread takes whole weight rows (each weight is read by one thread only) and fills
+    // its own `m × rows` block; the blocks are then copied into place.
+    let chunk = n.div_ceil(threads * 4).next_multiple_of(16);
+    let parts: Vec<(usize, Vec<f32>)> = (0..n)
+        .step_by(chunk)
+        .collect::<Vec<_>>()
+        .into_par_iter()
+        .map(|start| {
+            let rows = start..n.min(start + chunk);
+            let mut part = vec![0f32; m * rows.len()];
+            let width = rows.len();
+            rows_into(w, a, rows, &mut part, width, isa);
+            (start, part)
+        })
+        .collect();
+    for (start, part) in parts {
+        let width = part.len() / m;
+        for t in 0..m {
+            out[t * n + start..t * n + start + width]
+                .copy_from_slice(&part[t * width..(t + 1) * width]);
+        }
+    }
+}
+
+/// Rows `rows` of `w` against all of `a`: `out[t·stride + row − rows.start]`.
+fn rows_into(
+    w: &Weights,
+    a: &Activations,
+    rows: std::ops::Range<usize>,
+    out: &mut [f32],
+    stride: usize,
+    isa: Isa,
+) {
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `Isa::Avx2` is only produced when the CPU has AVX2 and FMA; `matmul` checked
+        // that `w` is consistent and as wide as `a`, and `out` is `a.rows × stride` with
+        // `rows` inside `w` and `rows.len() ≤ stride`.
+        Isa::Avx2 => unsafe { super::x86::avx2::matmul(w, a, rows, out, stride) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: as above, for AVX-512 F/BW/VL and VNNI.
+        Isa::Avx512 => unsafe { super::x86::avx512::matmul(w, a, rows, out, stride) },
+        Isa::Scalar => {
+            let start = rows.start;
+            for row in rows {
+                for t in 0..a.rows {
+                    out[t * stride + row - start] = dot_scalar(w, row, a, t);
+                }
+            }
+        }
+    }
+}
+
+/// Row `row` of `w` · activation row `t`, in plain Rust: the reference the SIMD kernels are
+/// tested against, and the kernel of CPUs without them. Same arithmetic as the SIMD kernels:
+/// exact integer dot products per block, scaled, offsets taken off from the block sums.
+fn dot_scalar(w: &Weights, row: usize, a: &Activations, t: usize) -> f32 {
+    let (ad, s16, s32, aq) = a.row(t);
+    let mut sum = 0f32;
+    for b in 0..w.blocks {
+        let i = row * w.blocks + b;
+        let x = &aq[b * BLOCK..(b + 1) * BLOCK];
+        let nib = |qs: &[u8], j: usize| {
+            let byte = qs[i * 16 + j % 16];
+            (if j < 16 { byte & 0xF } else { byte >> 4 }) as i32
+        };
+        let idot = |u: &dyn Fn(usize) -> i32, range: std::ops::Range<usize>| -> i32 {
+            range.map(|j| u(j) * x[j] as i32).sum()
+        };
+        sum += match &w.kind {
+            Kind::Q4 { d, m, qs } => {
+                d[i] * ad[b] * idot(&|j| nib(qs, j), 0..32) as f32 - m[i] * s32[b]
+            }
+            Kind::Q5 { d, qh, qs } => {
+                let u = |j: usize| nib(qs, j) | (((qh[i] >> j) & 1) as i32) << 4;
+                d[i] * ad[b] * idot(&u, 0..32) as f32 - 16.0 * d[i] * s32[b]
+            }
+            Kind::Q6 { d, qh, qs } => {
+                let u = |j: usize| {
+                    nib(qs, j) | (((qh[i * 8 + j % 8] >> (2 * (j / 8))) & 3) as i32) << 4
+                };
+                let (lo, hi) = (d[2 * i], d[2 * i + 1]);
+                ad[b] * (lo * idot(&u, 0..16) as f32 + hi * idot(&u, 16..32) as f32)
+                    - 32.0 * (lo * s16[2 * b] + hi * s16[2 * b + 1])
+            }
+            Kind::Q8 { d, qs } => d[i] * ad[b] * idot(&|j| qs[i * BLOCK + j] as i32, 0..32) as f32,
+        };
+    }
+    sum
+}
+
+impl Weights {
+    /// Whether every array is as long as the shape says (the SIMD kernels rely on it).
+    pub fn is_consistent(&self) -> bool {
+        let blocks = self.rows * self.blocks;
+        self.blocks * BLOCK == self.cols
+            && match &self.kind {
+                Kind::Q4 { d, m, qs } => {
+                    d.len() == blocks && m.len() == blocks && qs.len() == blocks * 16
+                }
+                Kind::Q5 { d, qh, qs } => {
+                    d.len() == blocks && qh.len() == blocks && qs.len() == blocks * 16
+                }
+                Kind::Q6 { d, qh, qs } => {
+                    d.len() == 2 * blocks && qh.len() == 8 * blocks && qs.len() == 16 * blocks
+                }
+                Kind::Q8 { d, qs } => d.len() == blocks && qs.len() == blocks * BLOCK,
+            }
+    }
+}
