@@ -9,7 +9,8 @@ from a 16-token prompt followed by 128 greedy steps, one token per forward pass.
 
 The machines this runs on are shared and noisy: the two engines alternate within each
 repetition so that a slow patch hits both, and the table reports medians and the median of
-the per-repetition ratios.
+the per-repetition ratios, per second of wall time and per second of CPU time (the second
+does not count the time other processes take from us, so it varies less).
 
 Usage (llama-cpp-python must be importable by the interpreter):
     /work/venv-llama/bin/python scripts/bench_vs_llamacpp.py --model models/X.gguf \
@@ -62,25 +63,30 @@ def llama_worker(args):
     llm.reset()
     llm.eval(prompt[:8])
     llm.reset()
-    t = time.perf_counter()
+    t, c = time.perf_counter(), time.process_time()
     llm.eval(prompt)
-    prefill_s = time.perf_counter() - t
+    prefill_s, prefill_cpu = time.perf_counter() - t, time.process_time() - c
     # Decode: a short fresh prompt, then greedy steps of one token each.
     llm.reset()
     short = list(reversed([once[i % len(once)] for i in range(16)]))
+    c = time.process_time()
     llm.eval(short)
     token = int(np.argmax(llm.scores[llm.n_tokens - 1]))
     t = time.perf_counter()
     for _ in range(args.decode_tokens - 1):
         llm.eval([token])
         token = int(np.argmax(llm.scores[llm.n_tokens - 1]))
-    decode_s = time.perf_counter() - t
+    decode_s, decode_cpu = time.perf_counter() - t, time.process_time() - c
     print(
         json.dumps(
             {
                 "load_s": load_s,
                 "prefill_tokens_per_s": args.prompt_tokens / prefill_s,
                 "decode_tokens_per_s": (args.decode_tokens - 1) / decode_s,
+                # CPU time: the prompt's whole evaluation; the decode's 16-token prompt too,
+                # as plugboard's figure includes it.
+                "prefill_cpu_tokens_per_s": args.prompt_tokens / prefill_cpu,
+                "decode_cpu_tokens_per_s": args.decode_tokens / decode_cpu,
                 "peak_rss_mib": peak_rss_mib(),
             }
         )
@@ -157,11 +163,19 @@ def main():
         return [r[key] for r in runs[who] if r.get(key) is not None]
 
     def ratio(key):
-        return median([p[key] / l[key] for p, l in zip(runs["plugboard"], runs["llama"])])
+        return median(
+            [
+                p[key] / l[key]
+                for p, l in zip(runs["plugboard"], runs["llama"])
+                if p.get(key) and l.get(key)
+            ]
+        )
 
     rows = [
         ("prefill tok/s (512-token prompt)", "prefill_tokens_per_s"),
         ("decode tok/s (128 tokens)", "decode_tokens_per_s"),
+        ("prefill tok/s per CPU second", "prefill_cpu_tokens_per_s"),
+        ("decode tok/s per CPU second", "decode_cpu_tokens_per_s"),
         ("peak RSS MiB", "peak_rss_mib"),
     ]
     print(f"model {os.path.basename(args.model)}, {args.threads} thread(s), {args.reps} reps (medians)")
@@ -174,10 +188,14 @@ def main():
         )
     streams = col("plugboard", "streams_decode_tokens_per_s")
     if streams:
+        one = [r["decode_tokens_per_s"] for r in runs["plugboard"]]
+        many = [r["streams_decode_tokens_per_s"] for r in runs["plugboard"]]
         print(
             f"plugboard aggregate decode, {args.streams} streams: {median(streams):.1f} tok/s "
-            f"({median(streams) / median(col('plugboard', 'decode_tokens_per_s')):.2f}x one stream)"
+            f"(median {median([m / o for m, o in zip(many, one)]):.2f}x one stream, same runs)"
         )
+    kernels = {r.get("kernels") for r in runs["plugboard"]}
+    print(f"plugboard kernels: {', '.join(sorted(k for k in kernels if k))}")
     if args.json:
         print(json.dumps(runs))
 

@@ -1,5 +1,11 @@
 //! `plugboard bench --model PATH`: load time, prefill and decode speed, cold and warm time to
-//! first token, and peak memory, for one GGUF file on this machine.
+//! first token, and peak memory, for one GGUF file on this machine; with `--streams N`, also
+//! the aggregate decode speed of N generations at once (continuous batching).
+//!
+//! Speeds are given twice: per second of wall time, and per second of this process's CPU
+//! time. On a machine shared with other work the second is the steadier figure (other
+//! processes take wall time, not CPU time); `scripts/bench_vs_llamacpp.py` reports both for
+//! llama.cpp too.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -31,6 +37,20 @@ pub struct BenchArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
+    /// Also measure the aggregate decode speed of this many concurrent generations.
+    #[arg(long, default_value_t = 0)]
+    streams: usize,
+}
+
+/// CPU seconds this process has used (user + system, all threads), from /proc (Linux).
+pub fn cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the parenthesised name: utime and stime are the 12th and 13th, in ticks
+    // of 1/100 s (USER_HZ).
+    let (_, rest) = stat.rsplit_once(')')?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i)?.parse::<f64>().ok();
+    Some((ticks(11)? + ticks(12)?) / 100.0)
 }
 
 /// Peak resident memory of this process, in MiB (Linux).
@@ -39,6 +59,58 @@ pub fn peak_rss_mib() -> Option<f64> {
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kib / 1024.0)
+}
+
+/// Runs `streams` generations at once, each a different `prompt_len`-token prompt and
+/// `tokens` tokens; returns the tokens per second, all streams together, from the moment every
+/// stream has its first token (all prompts done) to the last token, in wall and CPU time.
+fn run_streams(
+    engine: &Engine,
+    streams: usize,
+    prompt_len: usize,
+    tokens: usize,
+    request: impl Fn(Vec<u32>, usize) -> GenerateRequest,
+) -> anyhow::Result<(f64, Option<f64>)> {
+    let base = prompt(engine, prompt_len + streams)?;
+    let mut receivers = Vec::with_capacity(streams);
+    for i in 0..streams {
+        let ids = base[i..i + prompt_len].to_vec();
+        receivers.push(engine.generate(request(ids, tokens))?);
+    }
+    // Every stream's token times, and the CPU clock at each.
+    let handles: Vec<_> = receivers
+        .into_iter()
+        .map(|mut events| {
+            std::thread::spawn(move || -> anyhow::Result<Vec<(Instant, Option<f64>)>> {
+                let mut times = Vec::new();
+                while let Some(event) = events.blocking_recv() {
+                    match event {
+                        GenEvent::Text { .. } => times.push((Instant::now(), cpu_seconds())),
+                        GenEvent::Done { .. } => return Ok(times),
+                        GenEvent::Error(e) => bail!("generation failed: {e}"),
+                    }
+                }
+                bail!("the generation ended without a result")
+            })
+        })
+        .collect();
+    let mut all = Vec::with_capacity(streams);
+    for handle in handles {
+        all.push(
+            handle
+                .join()
+                .map_err(|_| anyhow::anyhow!("a stream thread panicked"))??,
+        );
+    }
+    let first = all.iter().filter_map(|t| t.first()).max_by_key(|t| t.0);
+    let last = all.iter().filter_map(|t| t.last()).max_by_key(|t| t.0);
+    let (Some(&(t0, cpu0)), Some(&(t1, cpu1))) = (first, last) else {
+        bail!("a stream produced no tokens")
+    };
+    let after = all.iter().flatten().filter(|(t, _)| *t > t0).count() as f64;
+    let wall = after / (t1 - t0).as_secs_f64();
+    let cpu = cpu0.zip(cpu1).map(|(a, b)| after / (b - a));
+    Ok((wall, cpu))
 }
 
 /// Runs one generation to its end; returns the time to the first token and the usage.
@@ -91,13 +163,31 @@ pub fn run_bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
         ignore_end: true,
     };
     // Cold: nothing cached. Warm: the same prompt again, its prefix from the cache.
+    let cpu = cpu_seconds();
     let (cold_ttft, cold) = run(&engine, request(ids.clone(), 1))?;
+    let prefill_cpu = cpu.zip(cpu_seconds()).map(|(a, b)| b - a);
     let (warm_ttft, _) = run(&engine, request(ids.clone(), 1))?;
     // Decode: a short fresh prompt, then many tokens.
     let short = prompt(&engine, 16)?.into_iter().rev().collect();
+    let cpu = cpu_seconds();
     let (_, decode) = run(&engine, request(short, args.decode_tokens))?;
+    let decode_cpu = cpu.zip(cpu_seconds()).map(|(a, b)| b - a);
     let prefill_tps = args.prompt_tokens as f64 / (cold.prefill_ms / 1e3);
     let decode_tps = decode.completion_tokens.saturating_sub(1) as f64 / (decode.decode_ms / 1e3);
+    // CPU time covers the whole request: the 16-token prompt too, a small share.
+    let prefill_cpu_tps = prefill_cpu.map(|s| args.prompt_tokens as f64 / s);
+    let decode_cpu_tps = decode_cpu.map(|s| decode.completion_tokens as f64 / s);
+    let streams = if args.streams > 1 {
+        Some(run_streams(
+            &engine,
+            args.streams,
+            16,
+            args.decode_tokens,
+            request,
+        )?)
+    } else {
+        None
+    };
     let rss = peak_rss_mib();
     if args.json {
         println!(
@@ -107,6 +197,12 @@ pub fn run_bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
                 "prompt_tokens": args.prompt_tokens, "prefill_tokens_per_s": prefill_tps,
                 "decode_tokens": decode.completion_tokens, "decode_tokens_per_s": decode_tps,
                 "cold_ttft_ms": cold_ttft, "warm_ttft_ms": warm_ttft, "peak_rss_mib": rss,
+                "prefill_cpu_tokens_per_s": prefill_cpu_tps,
+                "decode_cpu_tokens_per_s": decode_cpu_tps,
+                "streams": args.streams,
+                "streams_decode_tokens_per_s": streams.map(|s| s.0),
+                "streams_decode_cpu_tokens_per_s": streams.and_then(|s| s.1),
+                "kernels": format!("{:?}", engine::quant::Isa::detect()),
             })
         );
     } else {
@@ -134,6 +230,19 @@ pub fn run_bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
             "decode       {decode_tps:.1} tok/s ({} tokens)",
             decode.completion_tokens
         );
+        if let (Some(p), Some(d)) = (prefill_cpu_tps, decode_cpu_tps) {
+            println!("per CPU s    prefill {p:.1} tok/s, decode {d:.1} tok/s");
+        }
+        if let Some((wall, cpu)) = streams {
+            println!(
+                "{} streams    {wall:.1} tok/s together ({:.2}x one stream){}",
+                args.streams,
+                wall / decode_tps,
+                cpu.map(|c| format!(", {c:.1} per CPU s"))
+                    .unwrap_or_default()
+            );
+        }
+        println!("kernels      {:?}", engine::quant::Isa::detect());
         println!("TTFT cold    {cold_ttft:.0} ms");
         println!(
             "TTFT warm    {warm_ttft:.0} ms (prefix cache; {:.2}x cold)",

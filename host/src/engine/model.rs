@@ -231,23 +231,28 @@ impl Rope {
         len: usize,
         device: &Device,
     ) -> candle_core::Result<Rope> {
-        let inv_freq: Vec<f32> = (0..head_dim / 2)
-            .map(|i| {
-                let f = 1.0 / base.powf(2.0 * i as f32 / head_dim as f32);
-                let f = factors
-                    .and_then(|fs| fs.get(i))
-                    .map_or(f, |factor| f / factor);
-                f / scale
-            })
-            .collect();
-        let inv_freq = Tensor::new(inv_freq.as_slice(), device)?.reshape((1, head_dim / 2))?;
-        let positions = Tensor::arange(0u32, len as u32, device)?
-            .to_dtype(DType::F32)?
-            .reshape((len, 1))?;
-        let angles = positions.matmul(&inv_freq)?;
+        // The angles are computed as llama.cpp computes them, in f32: the frequency of pair i
+        // is base^(-2/d) multiplied in i times, not raised to a power. At positions in the
+        // thousands the two ways differ by ~1e-4 rad, which a sensitive model (Gemma 3 270M)
+        // turns into visibly different logits.
+        let half = head_dim / 2;
+        let step = base.powf(-2.0 / head_dim as f32);
+        let freq_scale = 1.0 / scale;
+        let mut cos = Vec::with_capacity(len * half);
+        let mut sin = Vec::with_capacity(len * half);
+        for position in 0..len {
+            let mut theta = position as f32;
+            for i in 0..half {
+                let factor = factors.and_then(|fs| fs.get(i)).copied().unwrap_or(1.0);
+                let angle = freq_scale * (theta / factor);
+                cos.push(angle.cos());
+                sin.push(angle.sin());
+                theta *= step;
+            }
+        }
         Ok(Rope {
-            cos: angles.cos()?,
-            sin: angles.sin()?,
+            cos: Tensor::from_vec(cos, (len, half), device)?,
+            sin: Tensor::from_vec(sin, (len, half), device)?,
         })
     }
 
@@ -268,6 +273,8 @@ impl Rope {
     }
 }
 
+// One per layer: the size of the larger variant costs nothing worth an indirection.
+#[allow(clippy::large_enum_variant)]
 enum Qkv {
     Separate { q: Linear, k: Linear, v: Linear },
     Fused(Linear),

@@ -98,7 +98,7 @@ impl Weights {
         cols: usize,
     ) -> Result<Weights, ConvertError> {
         let (bytes, values) = source_block(dtype).ok_or(ConvertError::Unsupported(dtype))?;
-        if cols % values != 0 {
+        if !cols.is_multiple_of(values) {
             return Err(ConvertError::Columns {
                 cols,
                 block: values,
