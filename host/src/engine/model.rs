@@ -14,7 +14,7 @@
 use std::sync::Arc;
 
 use candle_core::quantized::QTensor;
-use candle_core::{D, DType, Device, Tensor};
+use candle_core::{D, Device, Tensor};
 
 use super::EngineError;
 use super::gguf::GgufFile;
@@ -543,15 +543,7 @@ impl Model {
             }
         };
         let gate = if self.gelu {
-            if std::env::var_os("EMU_GELU").is_some() {
-                gate.to_dtype(DType::F16)?
-                    .to_dtype(DType::F32)?
-                    .gelu()?
-                    .to_dtype(DType::F16)?
-                    .to_dtype(DType::F32)?
-            } else {
-                gate.gelu()?
-            }
+            gate.gelu()?
         } else {
             candle_nn::ops::silu(&gate)?
         };
@@ -635,16 +627,7 @@ impl Model {
         };
         let q = rope.apply(&q.transpose(1, 2)?, pos, self.interleaved_rope)?;
         let k = rope.apply(&k.transpose(1, 2)?, pos, self.interleaved_rope)?;
-        let emu = std::env::var_os("EMU_KV").is_some();
-        let r16 = |t: Tensor| -> candle_core::Result<Tensor> {
-            if emu {
-                t.to_dtype(DType::F16)?.to_dtype(DType::F32)
-            } else {
-                Ok(t)
-            }
-        };
-        let q = r16((q * self.attn_scale)?)?;
-        let (k, v) = (r16(k)?, r16(v)?);
+        let q = (q * self.attn_scale)?;
         let (k, v) = match slot.take() {
             Some((k0, v0)) => (Tensor::cat(&[&k0, &k], 2)?, Tensor::cat(&[&v0, &v], 2)?),
             None => (k, v),
@@ -663,7 +646,7 @@ impl Model {
                 .reshape((b, c.n_kv_head, group * seq, total))?,
             None => att,
         };
-        let att = r16(candle_nn::ops::softmax_last_dim(&att)?)?;
+        let att = candle_nn::ops::softmax_last_dim(&att)?;
         att.matmul(&v)?
             .reshape((b, c.n_kv_head, group, seq, c.head_dim))?
             .permute((0, 3, 1, 2, 4))?

@@ -12,7 +12,9 @@ pub fn adapter_for(template: Option<&str>) -> &'static str {
         "deepseek"
     } else if has("[TOOL_CALLS]") || has("[AVAILABLE_TOOLS]") {
         "mistral"
-    } else if has("functools") {
+    } else if has("functools") || has("<|/tool|>") {
+        // Phi-4-mini: the official template wraps the tool list in `<|tool|>…<|/tool|>`;
+        // converted files often carry a template that spells out `functools[…]` instead.
         "phi4-mini"
     } else if has("<|tool_call|>") || has("<|start_of_role|>") {
         "granite"

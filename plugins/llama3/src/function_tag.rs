@@ -64,6 +64,13 @@ impl FunctionTag {
                         }
                         return BodyStep::More;
                     };
+                    // The same limits as while the name is still arriving, so that a whole
+                    // output and any chunking of it agree.
+                    if end > MAX_NAME || self.buf[..end].contains('\n') {
+                        let message = "the <function=…> tag does not close with '>'";
+                        self.fail(out, index, ProblemKind::MissingName, message);
+                        continue;
+                    }
                     let name = self.buf[..end].trim().trim_matches('"').to_string();
                     self.buf.drain(..=end);
                     if name.is_empty() || name.contains(char::is_whitespace) {

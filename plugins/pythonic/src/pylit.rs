@@ -494,6 +494,11 @@ fn number(text: &str, pos: usize) -> Read<String> {
         json.push('e');
         json.push_str(exponent);
     }
+    // Python reads `1e999` as infinity, which JSON cannot write (json.dumps gives the invalid
+    // `Infinity`); a JSON reader refuses such a number, so it is no value here either.
+    if !json.parse::<f64>().is_ok_and(f64::is_finite) {
+        return syntax(format!("'{token}' is beyond the range of a JSON number"));
+    }
     Ok((json, end))
 }
 
@@ -574,5 +579,8 @@ mod tests {
         assert!(matches!(json("'a\nb'"), Err(LitError::Syntax(_))));
         assert!(matches!(json("1.2.3"), Err(LitError::Syntax(_))));
         assert!(matches!(json("@"), Err(LitError::Syntax(_))));
+        assert!(matches!(json("1e999"), Err(LitError::Syntax(_))));
+        assert!(matches!(json(&"9".repeat(400)), Err(LitError::Syntax(_))));
+        assert_eq!(value("1e-999)", 0), Ok(("1e-999".to_string(), 6)));
     }
 }
