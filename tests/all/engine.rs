@@ -376,3 +376,67 @@ fn correlation(a: &[f32], b: &[f32]) -> f64 {
     }
     cov / (va.sqrt() * vb.sqrt())
 }
+
+/// Continuous batching changes when a sequence's tokens are computed, never which: four greedy
+/// generations started together (their decode steps batched into one forward pass, their
+/// prompts of different lengths) give the texts each gives alone.
+#[test]
+fn batched_generations_equal_the_same_requests_one_at_a_time() {
+    let Some(engine) = qwen() else { return };
+    let prompts = [
+        "<|im_start|>user\nName three rivers in Europe.<|im_end|>\n<|im_start|>assistant\n",
+        "<|im_start|>user\nWrite a haiku about rain.<|im_end|>\n<|im_start|>assistant\n",
+        "<|im_start|>system\nYou answer in JSON.<|im_end|>\n<|im_start|>user\nGive me a person with a name and an age.<|im_end|>\n<|im_start|>assistant\n",
+        "<|im_start|>user\nWhat is 17 times 23? Show the steps.<|im_end|>\n<|im_start|>assistant\n",
+    ];
+    let run = |prompt: &str| request(&engine, prompt, 24, SamplingParams::default(), &[]);
+    let alone: Vec<String> = prompts
+        .iter()
+        .map(|p| pieces(&engine, run(p)).0.concat())
+        .collect();
+    // All four queued before any is read: the worker takes them into one batch.
+    let receivers: Vec<_> = prompts
+        .iter()
+        .map(|p| engine.generate(run(p)).expect("queued"))
+        .collect();
+    let together: Vec<String> = receivers
+        .into_iter()
+        .map(|mut events| {
+            let mut text = String::new();
+            while let Some(event) = events.blocking_recv() {
+                match event {
+                    GenEvent::Text { text: t, .. } => text.push_str(&t),
+                    GenEvent::Done { .. } => return text,
+                    GenEvent::Error(e) => panic!("generation failed: {e}"),
+                }
+            }
+            panic!("no Done")
+        })
+        .collect();
+    for (i, (a, b)) in alone.iter().zip(&together).enumerate() {
+        assert!(!a.is_empty(), "prompt {i} generated nothing");
+        assert_eq!(a, b, "prompt {i}: alone versus batched");
+    }
+}
+
+/// A tool prompt sent twice: the second request takes all but its last token from the cache.
+#[test]
+fn a_repeated_prompt_comes_from_the_prefix_cache() {
+    let Some(engine) = qwen() else { return };
+    let tools = (0..8)
+        .map(|i| format!("{{\"type\": \"function\", \"function\": {{\"name\": \"tool_{i}\", \"description\": \"Looks up record {i}.\", \"parameters\": {{\"type\": \"object\", \"properties\": {{\"id\": {{\"type\": \"string\"}}}}}}}}}}"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let prompt = format!(
+        "<|im_start|>system\nYou may call these tools:\n<tools>\n{tools}\n</tools><|im_end|>\n<|im_start|>user\nLook up record 3.<|im_end|>\n<|im_start|>assistant\n"
+    );
+    let (_, _, first) = generate(&engine, &prompt, 2, &[]);
+    let (_, _, second) = generate(&engine, &prompt, 2, &[]);
+    assert!(first.prompt_tokens > 200, "{first:?}");
+    assert_eq!(second.prompt_tokens, first.prompt_tokens);
+    assert_eq!(
+        second.cached_tokens,
+        second.prompt_tokens - 1,
+        "the second request recomputes only its last token: {second:?}"
+    );
+}
