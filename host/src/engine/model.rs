@@ -543,7 +543,7 @@ impl Model {
             }
         };
         let gate = if self.gelu {
-            gate.gelu()?
+            gelu(&gate)?
         } else {
             candle_nn::ops::silu(&gate)?
         };
@@ -688,4 +688,34 @@ impl From<candle_core::Error> for EngineError {
     fn from(e: candle_core::Error) -> Self {
         EngineError::Compute(e.to_string())
     }
+}
+
+/// GELU (tanh form) through a table of every f16 input, as llama.cpp computes it on the CPU:
+/// libm's `tanh` per element was a tenth of Gemma's prefill, and the table also rounds as the
+/// reference implementation does.
+fn gelu(x: &Tensor) -> candle_core::Result<Tensor> {
+    if !x.device().is_cpu() || x.dtype() != candle_core::DType::F32 {
+        return x.gelu();
+    }
+    static TABLE: std::sync::OnceLock<Vec<f32>> = std::sync::OnceLock::new();
+    let table = TABLE.get_or_init(|| {
+        (0..=u16::MAX)
+            .map(|bits| {
+                let x = half::f16::from_bits(bits).to_f32();
+                let y = 0.5 * x * (1.0 + (0.797_884_6 * x * (1.0 + 0.044_715 * x * x)).tanh());
+                half::f16::from_f32(y).to_f32()
+            })
+            .collect()
+    });
+    let mut values = x.flatten_all()?.to_vec1::<f32>()?;
+    for v in &mut values {
+        *v = if *v <= -10.0 {
+            0.0
+        } else if *v >= 10.0 {
+            *v
+        } else {
+            table[half::f16::from_f32(*v).to_bits() as usize]
+        };
+    }
+    Tensor::from_vec(values, x.shape(), x.device())
 }
