@@ -40,6 +40,10 @@ pub fn skip_space(text: &str, mut pos: usize) -> usize {
         match b {
             b' ' | b'\t' | b'\n' | b'\r' | b'\x0c' => pos += 1,
             b'\\' if bytes.get(pos + 1) == Some(&b'\n') => pos += 2,
+            // A `\` that ends the text so far may be a continuation whose newline comes in
+            // the next piece: it counts as space until then, or a stream and the whole
+            // output would read differently.
+            b'\\' if pos + 1 == bytes.len() => return bytes.len(),
             b'#' => {
                 while bytes.get(pos).is_some_and(|&b| b != b'\n') {
                     pos += 1;
