@@ -321,8 +321,8 @@ fn qwen_logits_match_llamacpp() {
 #[test]
 fn gemma_logits_match_llamacpp() {
     let Some(path) = models::gemma() else { return };
-    // Measured 0.997 (whole vocabulary) and 0.992–0.994 (top 50), short of the 0.999 the
-    // engine issue asks for: the floor keeps what is reached from slipping while the
-    // remaining gap is found.
-    check_logits(&path, "gemma", 0.99);
+    // Measured 0.9968 (whole vocabulary) and 0.9906–0.9933 (top 50), short of the 0.999 the
+    // engine issue asks for: the floor keeps what is reached from slipping (with room for
+    // another CPU's rounding) while the remaining gap is found.
+    check_logits(&path, "gemma", 0.985);
 }
