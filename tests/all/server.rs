@@ -285,3 +285,70 @@ print(json.dumps(names))
         );
     }
 }
+
+/// The admin endpoints: /apply-template renders with the model's adapter, /tokenize and
+/// /detokenize round-trip (control tokens read as such, as llama.cpp's /tokenize reads them), a token id outside the
+/// vocabulary is a 400 naming `tokens`, /v1/adapters/{name}/parse reads a call.
+#[test]
+fn admin_endpoints_render_tokenize_and_parse() {
+    let Some((server, _plugins)) = start() else {
+        return;
+    };
+    let script = r#"
+import json, sys, urllib.request, urllib.error
+base, model = sys.argv[1], sys.argv[2]
+def post(path, body):
+    request = urllib.request.Request(base + path, data=json.dumps(body).encode(), headers={"content-type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=600) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+out = {}
+out["template"] = post("/apply-template", {"model": model, "messages": [{"role": "user", "content": "Hi"}]})
+out["tokenize"] = post("/tokenize", {"model": model, "content": "Hello <|im_end|> world"})
+out["pieces"] = post("/tokenize", {"model": model, "content": "Hello", "with_pieces": True})
+out["detokenize"] = post("/detokenize", {"model": model, "tokens": out["tokenize"][1]["tokens"]})
+out["bad_id"] = post("/detokenize", {"model": model, "tokens": [1, 999999999]})
+out["parse"] = post("/v1/adapters/hermes/parse", {"text": "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}\n</tool_call>"})
+out["unknown_adapter"] = post("/v1/adapters/no-such-adapter/parse", {"text": "x"})
+print(json.dumps(out))
+"#;
+    let output = std::process::Command::new("python3")
+        .args(["-c", script, &server.base, MODEL])
+        .output()
+        .expect("python3 runs");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let out: Value = serde_json::from_slice(&output.stdout).expect("JSON");
+    let ok = |key: &str| -> &Value {
+        assert_eq!(out[key][0], 200, "{key}: {}", out[key]);
+        &out[key][1]
+    };
+    let prompt = ok("template")["prompt"].as_str().expect("a prompt");
+    assert!(
+        prompt.contains("<|im_start|>user\nHi<|im_end|>")
+            && prompt.ends_with("<|im_start|>assistant\n"),
+        "{prompt:?}"
+    );
+    let ids = ok("tokenize")["tokens"].as_array().expect("ids").clone();
+    let im_end = 151645;
+    assert!(
+        ids.contains(&json!(im_end)),
+        "/tokenize reads control tokens, as llama.cpp's does: {ids:?}"
+    );
+    assert_eq!(ok("detokenize")["content"], "Hello <|im_end|> world");
+    let pieces = ok("pieces")["tokens"].as_array().expect("pieces");
+    let joined: String = pieces
+        .iter()
+        .map(|p| p["piece"].as_str().expect("piece"))
+        .collect();
+    assert_eq!(joined, "Hello");
+    assert_eq!(out["bad_id"][0], 400, "{}", out["bad_id"]);
+    assert_eq!(out["bad_id"][1]["error"]["param"], "tokens");
+    paris_call(&ok("parse")["tool_calls"]);
+    assert_eq!(out["unknown_adapter"][0], 404, "{}", out["unknown_adapter"]);
+}

@@ -34,6 +34,25 @@ fn internal(e: impl std::fmt::Display) -> ApiError {
     )
 }
 
+/// The engine of the named model (or the default one), loaded off the async threads if it is
+/// not loaded yet.
+async fn loaded_engine(
+    state: &AppState,
+    model: Option<String>,
+) -> Result<std::sync::Arc<crate::engine::Engine>, ApiError> {
+    let model = model_name(state, model)?;
+    let router = state.router.clone();
+    let engine = tokio::task::spawn_blocking(move || {
+        let entry = router.registry.get(&model).map_err(RouterError::from)?;
+        entry
+            .engine(&router.registry.options)
+            .map_err(RouterError::from)
+    })
+    .await
+    .map_err(internal)??;
+    Ok(engine)
+}
+
 /// The named model, or the default one.
 fn model_name(state: &AppState, model: Option<String>) -> Result<String, ApiError> {
     model
@@ -86,16 +105,7 @@ async fn tokenize(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<TokenizeBody>,
 ) -> Result<Json<Value>, ApiError> {
-    let model = model_name(&state, body.model)?;
-    let router = state.router.clone();
-    let engine = tokio::task::spawn_blocking(move || {
-        let entry = router.registry.get(&model).map_err(RouterError::from)?;
-        entry
-            .engine(&router.registry.options)
-            .map_err(RouterError::from)
-    })
-    .await
-    .map_err(internal)??;
+    let engine = loaded_engine(&state, body.model).await?;
     let tokenizer = engine.tokenizer();
     let ids = tokenizer
         .encode(&body.content)
@@ -120,16 +130,7 @@ async fn detokenize(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<DetokenizeBody>,
 ) -> Result<Json<Value>, ApiError> {
-    let model = model_name(&state, body.model)?;
-    let router = state.router.clone();
-    let engine = tokio::task::spawn_blocking(move || {
-        let entry = router.registry.get(&model).map_err(RouterError::from)?;
-        entry
-            .engine(&router.registry.options)
-            .map_err(RouterError::from)
-    })
-    .await
-    .map_err(internal)??;
+    let engine = loaded_engine(&state, body.model).await?;
     let vocab = engine.info().vocab_size;
     if let Some(bad) = body.tokens.iter().find(|id| **id as usize >= vocab) {
         return Err(ApiError::bad_request(
