@@ -12,6 +12,7 @@
 //! which libFuzzer reports as a crash and a plain test as a failure.
 
 use plugboard_sdk::Adapter;
+use plugboard_sdk::testing::Extra;
 use plugboard_sdk::testing::invariants::{Cuts, check_stream};
 use plugboard_sdk::testing::mutate::Rng;
 use plugboard_sdk::types::{ParseOptions, Tool};
@@ -25,7 +26,7 @@ pub struct Entry {
 }
 
 fn check<A: Adapter>(text: &str, options: &ParseOptions, cuts: &Cuts) -> Result<(), String> {
-    check_stream::<A>(text, options, cuts).map(|_| ())
+    check_stream::<A>(text, options, cuts, &Extra::default()).map(|_| ())
 }
 
 macro_rules! entry {

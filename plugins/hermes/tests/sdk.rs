@@ -1,10 +1,9 @@
 //! Native checks with the SDK's harness (`plugboard_sdk::testing`): every fixture case, parse
-//! (whole and streamed at many chunk boundaries, stream invariants checked) and render, and
-//! random outputs made from the fixtures' outputs (`FUZZ_ROUNDS`, `FUZZ_SEED`).
+//! (whole, split in two at every boundary and streamed at many chunk sizes, stream invariants
+//! checked) and render, and random outputs made from the fixtures' outputs and from fragments
+//! (`FUZZ_ROUNDS`, `FUZZ_SEED`).
 
-use plugboard_sdk::testing::{fixtures, mutate};
-
-use adapter_hermes::Hermes as Under;
+use plugboard_sdk::testing::Extra;
 
 const FIXTURES: &[&str] = &[
     include_str!("../fixtures/hermes.jsonl"),
@@ -13,17 +12,43 @@ const FIXTURES: &[&str] = &[
     include_str!("../fixtures/render.jsonl"),
 ];
 
-#[test]
-fn fixture_parse_cases() {
-    fixtures::check_parse_cases::<Under>(FIXTURES);
-}
+/// What the checks cover beyond the adapter's info: its reasoning markers, and the pieces its
+/// calls are written in for random outputs.
+const EXTRA: Extra = Extra {
+    content: &["<think>"],
+    reasoning: &["</think>"],
+    fragments: &[
+        "<tool_call>",
+        "</tool_call>",
+        "<think>",
+        "</think>",
+        "<|im_end|>",
+        "<|endoftext|>",
+        "\n",
+        " ",
+        "Hi ",
+        "é東🌧",
+        "{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}",
+        "{\"name\": \"get_time\"",
+        ", \"arguments\": {\"tz\": \"}\\\"\"}}",
+        "{\"arguments\": \"{\\\"a\\\": 1}\", \"name\": \"x\"}",
+        "[",
+        "]",
+        ",",
+        "{",
+        "}",
+        "\"",
+        "\\u00e9",
+        "```json\n",
+        "```",
+        "<tool_",
+        "call>",
+        "<|im_",
+        "null",
+        "[{\"name\": \"get_time\", \"arguments\": {}}]",
+        "<think",
+        ">",
+    ],
+};
 
-#[test]
-fn fixture_render_cases() {
-    fixtures::check_render_cases::<Under>(FIXTURES);
-}
-
-#[test]
-fn random_outputs() {
-    mutate::check::<Under>(FIXTURES);
-}
+plugboard_sdk::adapter_tests!(adapter_hermes::Hermes, FIXTURES, EXTRA);

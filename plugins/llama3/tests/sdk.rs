@@ -1,10 +1,9 @@
 //! Native checks with the SDK's harness (`plugboard_sdk::testing`): every fixture case, parse
-//! (whole and streamed at many chunk boundaries, stream invariants checked) and render, and
-//! random outputs made from the fixtures' outputs (`FUZZ_ROUNDS`, `FUZZ_SEED`).
+//! (whole, split in two at every boundary and streamed at many chunk sizes, stream invariants
+//! checked) and render, and random outputs made from the fixtures' outputs and from fragments
+//! (`FUZZ_ROUNDS`, `FUZZ_SEED`).
 
-use plugboard_sdk::testing::{fixtures, mutate};
-
-use adapter_llama3::Llama3 as Under;
+use plugboard_sdk::testing::Extra;
 
 const FIXTURES: &[&str] = &[
     include_str!("../fixtures/llama3.jsonl"),
@@ -13,17 +12,46 @@ const FIXTURES: &[&str] = &[
     include_str!("../fixtures/render.jsonl"),
 ];
 
-#[test]
-fn fixture_parse_cases() {
-    fixtures::check_parse_cases::<Under>(FIXTURES);
-}
+/// What the checks cover beyond the adapter's info: its reasoning markers, and the pieces its
+/// calls are written in for random outputs.
+const EXTRA: Extra = Extra {
+    content: &[],
+    reasoning: &[],
+    fragments: &[
+        "<|python_tag|>",
+        "<function=get_time>",
+        "</function>",
+        "<|eot_id|>",
+        "<|eom_id|>",
+        "\n",
+        " ",
+        ";",
+        ",",
+        "Hi ",
+        "é東🌧",
+        "{\"name\": \"get_weather\", \"parameters\": {\"city\": \"Paris\"}}",
+        "{\"name\": \"get_time\"",
+        ", \"parameters\": {\"tz\": \"}\\\"\"}}",
+        "{\"name\": \"Ada\", \"age\": 3}",
+        "[",
+        "]",
+        "{",
+        "}",
+        "\"",
+        "\\u00e9",
+        "```json\n",
+        "```",
+        "<|python_",
+        "tag|>",
+        "<|eo",
+        "null",
+        "{\"type\": \"function\", \"name\": \"get_time\", \"parameters\": {}}",
+        "import math",
+        "brave_search",
+        ".call(",
+        "query=\"x)\"",
+        ")",
+    ],
+};
 
-#[test]
-fn fixture_render_cases() {
-    fixtures::check_render_cases::<Under>(FIXTURES);
-}
-
-#[test]
-fn random_outputs() {
-    mutate::check::<Under>(FIXTURES);
-}
+plugboard_sdk::adapter_tests!(adapter_llama3::Llama3, FIXTURES, EXTRA);

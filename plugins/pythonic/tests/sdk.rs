@@ -1,10 +1,9 @@
 //! Native checks with the SDK's harness (`plugboard_sdk::testing`): every fixture case, parse
-//! (whole and streamed at many chunk boundaries, stream invariants checked) and render, and
-//! random outputs made from the fixtures' outputs (`FUZZ_ROUNDS`, `FUZZ_SEED`).
+//! (whole, split in two at every boundary and streamed at many chunk sizes, stream invariants
+//! checked) and render, and random outputs made from the fixtures' outputs and from fragments
+//! (`FUZZ_ROUNDS`, `FUZZ_SEED`).
 
-use plugboard_sdk::testing::{fixtures, mutate};
-
-use adapter_pythonic::Pythonic as Under;
+use plugboard_sdk::testing::Extra;
 
 const FIXTURES: &[&str] = &[
     include_str!("../fixtures/pythonic.jsonl"),
@@ -12,17 +11,50 @@ const FIXTURES: &[&str] = &[
     include_str!("../fixtures/render.jsonl"),
 ];
 
-#[test]
-fn fixture_parse_cases() {
-    fixtures::check_parse_cases::<Under>(FIXTURES);
-}
+/// What the checks cover beyond the adapter's info: its reasoning markers, and the pieces its
+/// calls are written in for random outputs.
+const EXTRA: Extra = Extra {
+    content: &["<|python_end|>", "<think>"],
+    reasoning: &["</think>"],
+    fragments: &[
+        "<|python_start|>",
+        "<|python_end|>",
+        "<think>",
+        "</think>",
+        "<|eot_id|>",
+        "<|eot|>",
+        "\n",
+        " ",
+        ",",
+        "Hi ",
+        "é東🌧",
+        "[",
+        "]",
+        "(",
+        ")",
+        "get_weather(city='Paris')",
+        "get_time(tz=\"UTC\")",
+        "get_time(",
+        "city=",
+        "'a\\'b'",
+        "\"x\\\"",
+        "r'\\d'",
+        "'''t'''",
+        "{'k': [1, (2,), None]}",
+        "True",
+        "1.5e3",
+        "-",
+        "=",
+        "x",
+        "```python\n",
+        "```",
+        "<|python_",
+        "[1, 2]",
+        "{\"name\": \"get_time\", \"parameters\": {}}",
+        "#c\n",
+        "\\u00e9",
+        "\\ud83c\\udf27",
+    ],
+};
 
-#[test]
-fn fixture_render_cases() {
-    fixtures::check_render_cases::<Under>(FIXTURES);
-}
-
-#[test]
-fn random_outputs() {
-    mutate::check::<Under>(FIXTURES);
-}
+plugboard_sdk::adapter_tests!(adapter_pythonic::Pythonic, FIXTURES, EXTRA);

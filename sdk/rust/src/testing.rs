@@ -23,16 +23,35 @@ pub mod fixtures;
 pub mod invariants;
 pub mod mutate;
 
-/// The three native tests every adapter runs, for an [`Adapter`](crate::Adapter) type and its
-/// fixture files' text: `fixture_parse_cases` ([`fixtures::check_parse_cases`]),
-/// `fixture_render_cases` ([`fixtures::check_render_cases`]) and `random_outputs`
-/// ([`mutate::check`]).
+/// What an adapter's checks cover beyond what its [`info`](crate::Adapter::info) names: the
+/// info lists call triggers and end-of-turn markers, not a format's reasoning markers or the
+/// pieces its calls are written in.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Extra {
+    /// Markers no content delta may hold, beside the call triggers and end-of-turn markers
+    /// (a reasoning opener such as `<think>`).
+    pub content: &'static [&'static str],
+    /// Markers no reasoning delta may hold, beside the end-of-turn markers (a reasoning closer
+    /// such as `</think>`).
+    pub reasoning: &'static [&'static str],
+    /// Pieces random outputs are made of, beside the common ones and the markers (a call's
+    /// closing tag, its JSON shape).
+    pub fragments: &'static [&'static str],
+}
+
+/// The three native tests every adapter runs, for an [`Adapter`](crate::Adapter) type, its
+/// fixture files' text and optionally an [`Extra`]: `fixture_parse_cases`
+/// ([`fixtures::check_parse_cases`]), `fixture_render_cases` ([`fixtures::check_render_cases`])
+/// and `random_outputs` ([`mutate::check`]).
 #[macro_export]
 macro_rules! adapter_tests {
     ($adapter:ty, $fixtures:expr) => {
+        $crate::adapter_tests!($adapter, $fixtures, $crate::testing::Extra::default());
+    };
+    ($adapter:ty, $fixtures:expr, $extra:expr) => {
         #[test]
         fn fixture_parse_cases() {
-            $crate::testing::fixtures::check_parse_cases::<$adapter>($fixtures);
+            $crate::testing::fixtures::check_parse_cases::<$adapter>($fixtures, &$extra);
         }
 
         #[test]
@@ -42,7 +61,7 @@ macro_rules! adapter_tests {
 
         #[test]
         fn random_outputs() {
-            $crate::testing::mutate::check::<$adapter>($fixtures);
+            $crate::testing::mutate::check::<$adapter>($fixtures, &$extra);
         }
     };
 }

@@ -3,12 +3,14 @@
 //! The format is the host's (`host/src/plugins/fixtures.rs`): JSON Lines, each a parse case
 //! (`"output"`, `"tools"`?, `"lenient"`?, `"reasoning_open"`?, `"expect"`) or a render case
 //! (`"request"`, `"model"`?, `"add_generation_prompt"`?, `"expect"`). Here every parse case is
-//! also streamed in chunks of 1 to 8 characters and at pseudo-random boundaries, each stream
-//! checked by [`invariants::check_stream`](super::invariants::check_stream); the host's runner
-//! checks the wasm build the same way, with fewer chunkings.
+//! also streamed split in two at every boundary, in chunks of 1 to 8 characters and at
+//! pseudo-random boundaries, each stream checked by
+//! [`invariants::check_stream`](super::invariants::check_stream); the host's runner checks the
+//! wasm build the same way, with fewer chunkings.
 
 use serde_json::Value;
 
+use super::Extra;
 use super::invariants::{Cuts, check_stream};
 use crate::Adapter;
 use crate::types::{
@@ -91,15 +93,16 @@ pub fn options_of(case: &Value) -> ParseOptions {
 }
 
 /// Runs every parse and render case of the files; panics at the first failure.
-pub fn check<A: Adapter>(files: &[&str]) {
-    check_parse_cases::<A>(files);
+pub fn check<A: Adapter>(files: &[&str], extra: &Extra) {
+    check_parse_cases::<A>(files, extra);
     check_render_cases::<A>(files);
 }
 
 /// Every parse case: the whole output gives what the case expects, and every streaming of it
-/// (chunks of 1 to 8 characters, 50 pseudo-random chunkings) keeps the invariants and gives the
-/// same result.
-pub fn check_parse_cases<A: Adapter>(files: &[&str]) {
+/// (two pieces split at every character boundary, chunks of 1 to 8 characters, 50
+/// pseudo-random chunkings) keeps the invariants (with `extra`'s markers) and gives the same
+/// result.
+pub fn check_parse_cases<A: Adapter>(files: &[&str], extra: &Extra) {
     let mut rng = super::mutate::Rng::new(0x9e37_79b9_7f4a_7c15);
     for case in parse_cases(files) {
         let name = &case.name;
@@ -111,8 +114,10 @@ pub fn check_parse_cases<A: Adapter>(files: &[&str]) {
         for _ in 0..50 {
             chunkings.push(Cuts::random(&case.output, &mut rng, 12));
         }
+        let splits = case.output.char_indices().skip(1);
+        chunkings.extend(splits.map(|(at, _)| Cuts::Bytes(vec![at])));
         for cuts in chunkings {
-            if let Err(e) = check_stream::<A>(&case.output, &case.options, &cuts) {
+            if let Err(e) = check_stream::<A>(&case.output, &case.options, &cuts, extra) {
                 panic!("{name}: {e}");
             }
         }

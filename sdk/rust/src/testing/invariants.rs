@@ -15,6 +15,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use super::Extra;
 use crate::emit::fold;
 use crate::types::{ParseOptions, ParsedResponse, ProblemKind, StreamEvent};
 use crate::{Adapter, StreamParse};
@@ -83,11 +84,12 @@ impl Cuts {
 }
 
 /// Streams `output` through a fresh parser of `A` at `cuts` and checks the invariants against
-/// the whole parse. Returns the whole result, or what was broken.
+/// the whole parse (with `extra`'s markers too). Returns the whole result, or what was broken.
 pub fn check_stream<A: Adapter>(
     output: &str,
     options: &ParseOptions,
     cuts: &Cuts,
+    extra: &Extra,
 ) -> Result<Option<ParsedResponse>, String> {
     let whole = A::parse_response(output.to_string(), options.clone()).ok();
     let mut parser = A::Parser::new(options.clone());
@@ -128,8 +130,14 @@ pub fn check_stream<A: Adapter>(
         .iter()
         .chain(&info.end_of_turn)
         .map(String::as_str)
+        .chain(extra.content.iter().copied())
         .collect();
-    let reasoning_markers: Vec<&str> = info.end_of_turn.iter().map(String::as_str).collect();
+    let reasoning_markers: Vec<&str> = info
+        .end_of_turn
+        .iter()
+        .map(String::as_str)
+        .chain(extra.reasoning.iter().copied())
+        .collect();
     check_events(output, &events, &content_markers, &reasoning_markers)
         .map_err(|e| format!("{cuts:?}: {e}\nevents: {events:?}"))?;
     let streamed = fold(events);

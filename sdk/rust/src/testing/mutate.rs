@@ -6,12 +6,17 @@
 //! markers and pieces of them, JSON punctuation, escapes, multi-byte characters, fences) — then
 //! checks it with [`check_stream`] whole, in 1-character chunks and at random boundaries.
 //!
+//! Then ten times as many outputs are made of fragments alone (1 to 7 of them in any order)
+//! and must also parse without an error.
+//!
 //! `FUZZ_ROUNDS` (default 300) sets the number of rounds, `FUZZ_SEED` the first seed; a failure
 //! names the seed of its round, which alone reproduces it.
 
+use super::Extra;
 use super::fixtures::parse_cases;
 use super::invariants::{Cuts, check_stream};
 use crate::Adapter;
+use crate::types::{ParseOptions, Tool};
 
 /// A small, fast pseudo-random generator (SplitMix64): the same seed gives the same outputs on
 /// every machine.
@@ -78,12 +83,18 @@ pub fn fragments<A: Adapter>() -> Vec<String> {
     let info = A::info();
     let mut out: Vec<String> = COMMON.iter().map(|s| s.to_string()).collect();
     for marker in info.tool_call_triggers.iter().chain(&info.end_of_turn) {
-        out.push(marker.clone());
-        for (cut, _) in marker.char_indices().skip(1) {
-            out.push(marker[..cut].to_string());
-        }
+        out.extend(prefixes(marker));
     }
     out
+}
+
+/// `marker`, then every proper prefix of it.
+fn prefixes(marker: &str) -> impl Iterator<Item = String> + '_ {
+    let cuts = marker.char_indices().skip(1).map(|(cut, _)| cut);
+    [marker.len()]
+        .into_iter()
+        .chain(cuts)
+        .map(|cut| marker[..cut].to_string())
 }
 
 /// A character boundary of `text` at or before `at`.
@@ -136,17 +147,22 @@ fn env_number(name: &str) -> Option<u64> {
     std::env::var(name).ok()?.parse().ok()
 }
 
-/// Runs the rounds (see the module) on the parse cases of `files`; panics at the first broken
-/// invariant with the round's seed and output.
-pub fn check<A: Adapter>(files: &[&str]) {
+/// Runs the rounds (see the module) on the parse cases of `files`, then outputs made of
+/// fragments alone; panics at the first broken invariant with the round's seed and output.
+pub fn check<A: Adapter>(files: &[&str], extra: &Extra) {
+    let mut fragments = fragments::<A>();
+    for marker in extra.content.iter().chain(extra.reasoning) {
+        fragments.extend(prefixes(marker));
+    }
+    fragments.extend(extra.fragments.iter().map(|f| f.to_string()));
+    let rounds = env_number("FUZZ_ROUNDS").unwrap_or(300);
+    let first = env_number("FUZZ_SEED").unwrap_or(1);
+    check_fragment_outputs::<A>(&fragments, first, rounds * 10, extra);
     let cases = parse_cases(files);
     if cases.is_empty() {
         return;
     }
     let outputs: Vec<&str> = cases.iter().map(|c| c.output.as_str()).collect();
-    let fragments = fragments::<A>();
-    let rounds = env_number("FUZZ_ROUNDS").unwrap_or(300);
-    let first = env_number("FUZZ_SEED").unwrap_or(1);
     for seed in first..first + rounds {
         let mut rng = Rng::new(seed);
         let Some(case) = rng.pick(&cases) else { return };
@@ -160,10 +176,55 @@ pub fn check<A: Adapter>(files: &[&str]) {
         }
         let random = Cuts::random(&output, &mut rng, 12);
         for cuts in [Cuts::Whole, Cuts::Chars(1), random] {
-            if let Err(e) = check_stream::<A>(&output, &options, &cuts) {
+            if let Err(e) = check_stream::<A>(&output, &options, &cuts, extra) {
                 panic!(
                     "FUZZ_SEED={seed} (from {:?}, lenient {}, reasoning_open {}): output {output:?}: {e}",
                     case.name, options.lenient, options.reasoning_open
+                );
+            }
+        }
+    }
+}
+
+/// Outputs of 1 to 7 fragments in any order (markers meeting markers, calls cut anywhere),
+/// with two tools offered: each parses without an error, and streams whole, in 1-character
+/// chunks and at random boundaries keeping the invariants.
+fn check_fragment_outputs<A: Adapter>(
+    fragments: &[String],
+    first: u64,
+    rounds: u64,
+    extra: &Extra,
+) {
+    let tools: Vec<Tool> = ["get_weather", "get_time"]
+        .map(|name| Tool {
+            name: name.into(),
+            description: None,
+            parameters: "{}".into(),
+        })
+        .to_vec();
+    for seed in first..first + rounds {
+        // Apart from the mutation rounds' seeds, so that each seed names one round.
+        let mut rng = Rng::new(seed ^ 0x5eed_f4a9_0000_0000);
+        let parts = 1 + rng.below(7);
+        let output: String = (0..parts)
+            .filter_map(|_| rng.pick(fragments).map(String::as_str))
+            .collect();
+        let options = ParseOptions {
+            tools: tools.clone(),
+            reasoning_open: rng.below(4) == 0,
+            lenient: rng.below(3) == 0,
+        };
+        let random = Cuts::random(&output, &mut rng, 12);
+        for cuts in [Cuts::Whole, Cuts::Chars(1), random] {
+            let result = check_stream::<A>(&output, &options, &cuts, extra).and_then(|whole| {
+                whole
+                    .map(|_| ())
+                    .ok_or_else(|| "the parse failed".to_string())
+            });
+            if let Err(e) = result {
+                panic!(
+                    "FUZZ_SEED={seed} (fragments, lenient {}, reasoning_open {}): output {output:?}: {e}",
+                    options.lenient, options.reasoning_open
                 );
             }
         }
