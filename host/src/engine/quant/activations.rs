@@ -3,7 +3,9 @@
 //! Each row of the input is cut into 32-value blocks, each scaled so that its largest
 //! magnitude becomes 127 (GGUF's Q8_0 rule, which candle and llama.cpp use for the same
 //! weights). Beside the quants each block keeps `d·Σq` over each half: the kernels subtract
-//! the weights' offsets with them once per row instead of once per multiply.
+//! the weights' offsets with them once per row instead of once per multiply. The sums are
+//! kept block-major (all rows of block 0, then block 1, …) so that a kernel takes the
+//! offsets off a whole tile of rows with vector operations.
 
 use super::formats::BLOCK;
 
@@ -16,9 +18,11 @@ pub struct Activations {
     pub blocks: usize,
     /// Scale per block (`rows × blocks`).
     pub d: Vec<f32>,
-    /// `d·Σq` over each 16-value half (`rows × 2·blocks`).
+    /// `d·Σq` over each 16-value half, block-major: half `h` of row `t` at `h·rows + t`
+    /// (`2·blocks × rows`).
     pub s16: Vec<f32>,
-    /// `d·Σq` over each block (`rows × blocks`).
+    /// `d·Σq` over each block, block-major: block `b` of row `t` at `b·rows + t`
+    /// (`blocks × rows`).
     pub s32: Vec<f32>,
     /// The quants (`rows × cols`).
     pub qs: Vec<i8>,
@@ -34,10 +38,12 @@ impl Activations {
         self.cols = cols;
         self.blocks = blocks;
         self.d.clear();
-        self.s16.clear();
-        self.s32.clear();
+        self.s16.resize(2 * blocks * rows, 0.0);
+        self.s32.resize(blocks * rows, 0.0);
         self.qs.resize(rows * cols, 0);
-        for (src, dst) in x.chunks_exact(BLOCK).zip(self.qs.chunks_exact_mut(BLOCK)) {
+        let chunks = x.chunks_exact(BLOCK).zip(self.qs.chunks_exact_mut(BLOCK));
+        for (k, (src, dst)) in chunks.enumerate() {
+            let (t, b) = (k / blocks, k % blocks);
             let amax = src.iter().fold(0f32, |m, v| m.max(v.abs()));
             let d = amax / 127.0;
             let id = if d != 0.0 { 1.0 / d } else { 0.0 };
@@ -47,21 +53,29 @@ impl Activations {
                 sums[j / 16] += *q as i32;
             }
             self.d.push(d);
-            self.s16.push(d * sums[0] as f32);
-            self.s16.push(d * sums[1] as f32);
-            self.s32.push(d * (sums[0] + sums[1]) as f32);
+            self.s16[2 * b * rows + t] = d * sums[0] as f32;
+            self.s16[(2 * b + 1) * rows + t] = d * sums[1] as f32;
+            self.s32[b * rows + t] = d * (sums[0] + sums[1]) as f32;
         }
     }
 
-    /// Row `t`'s scales, sums and quants.
-    pub fn row(&self, t: usize) -> (&[f32], &[f32], &[f32], &[i8]) {
+    /// Row `t`'s scales and quants.
+    pub fn row(&self, t: usize) -> (&[f32], &[i8]) {
         let b = self.blocks;
         (
             &self.d[t * b..(t + 1) * b],
-            &self.s16[2 * t * b..2 * (t + 1) * b],
-            &self.s32[t * b..(t + 1) * b],
             &self.qs[t * self.cols..(t + 1) * self.cols],
         )
+    }
+
+    /// `d·Σq` of block `b` of row `t`.
+    pub fn sum(&self, t: usize, b: usize) -> f32 {
+        self.s32[b * self.rows + t]
+    }
+
+    /// `d·Σq` of half `h` (`2b` or `2b + 1`) of row `t`.
+    pub fn half_sum(&self, t: usize, h: usize) -> f32 {
+        self.s16[h * self.rows + t]
     }
 }
 
@@ -76,7 +90,7 @@ mod tests {
         a.quantize(&x, 2, 32);
         assert_eq!((a.rows, a.blocks), (2, 1));
         for t in 0..2 {
-            let (d, s16, s32, qs) = a.row(t);
+            let (d, qs) = a.row(t);
             let amax = x[t * 32..(t + 1) * 32]
                 .iter()
                 .fold(0f32, |m, v| m.max(v.abs()));
@@ -88,8 +102,11 @@ mod tests {
             let sum = |r: std::ops::Range<usize>| {
                 d[0] * qs[r].iter().map(|q| *q as i32).sum::<i32>() as f32
             };
-            assert_eq!(s16, [sum(0..16), sum(16..32)]);
-            assert_eq!(s32[0], sum(0..32));
+            assert_eq!(
+                [a.half_sum(t, 0), a.half_sum(t, 1)],
+                [sum(0..16), sum(16..32)]
+            );
+            assert_eq!(a.sum(t, 0), sum(0..32));
         }
     }
 

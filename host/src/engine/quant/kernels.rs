@@ -132,7 +132,7 @@ fn rows_into(
 /// tested against, and the kernel of CPUs without them. Same arithmetic as the SIMD kernels:
 /// exact integer dot products per block, scaled, offsets taken off from the block sums.
 fn dot_scalar(w: &Weights, row: usize, a: &Activations, t: usize) -> f32 {
-    let (ad, s16, s32, aq) = a.row(t);
+    let (ad, aq) = a.row(t);
     let mut sum = 0f32;
     for b in 0..w.blocks {
         let i = row * w.blocks + b;
@@ -146,11 +146,11 @@ fn dot_scalar(w: &Weights, row: usize, a: &Activations, t: usize) -> f32 {
         };
         sum += match &w.kind {
             Kind::Q4 { d, m, qs } => {
-                d[i] * ad[b] * idot(&|j| nib(qs, j), 0..32) as f32 - m[i] * s32[b]
+                d[i] * ad[b] * idot(&|j| nib(qs, j), 0..32) as f32 - m[i] * a.sum(t, b)
             }
             Kind::Q5 { d, qh, qs } => {
                 let u = |j: usize| nib(qs, j) | (((qh[i] >> j) & 1) as i32) << 4;
-                d[i] * ad[b] * idot(&u, 0..32) as f32 - 16.0 * d[i] * s32[b]
+                d[i] * ad[b] * idot(&u, 0..32) as f32 - 16.0 * d[i] * a.sum(t, b)
             }
             Kind::Q6 { d, qh, qs } => {
                 let u = |j: usize| {
@@ -158,7 +158,7 @@ fn dot_scalar(w: &Weights, row: usize, a: &Activations, t: usize) -> f32 {
                 };
                 let (lo, hi) = (d[2 * i], d[2 * i + 1]);
                 ad[b] * (lo * idot(&u, 0..16) as f32 + hi * idot(&u, 16..32) as f32)
-                    - 32.0 * (lo * s16[2 * b] + hi * s16[2 * b + 1])
+                    - 32.0 * (lo * a.half_sum(t, 2 * b) + hi * a.half_sum(t, 2 * b + 1))
             }
             Kind::Q8 { d, qs } => d[i] * ad[b] * idot(&|j| qs[i * BLOCK + j] as i32, 0..32) as f32,
         };

@@ -37,8 +37,57 @@ trait Rows {
     }
     /// The block's weight scale per 32-bit lane (lanes 0–3 hold values 0–15).
     unsafe fn scale(&self, i: usize) -> __m256;
-    /// What the offsets take off row `row`'s dot product with activation row `t`.
-    unsafe fn correction(&self, row: usize, blocks: usize, a: &Activations, t: usize) -> f32;
+    /// Adds what the offsets take off row `row`'s dot products with activation rows
+    /// `t0..t0 + T` to `out` (vectorised over the tile: the sums are block-major).
+    fn correct<const T: usize>(
+        &self,
+        row: usize,
+        blocks: usize,
+        a: &Activations,
+        t0: usize,
+        out: &mut [f32; T],
+    );
+}
+
+/// `out[t] += scale · Σ_k coefs[k] · sums[k·rows + t0 + t]` for the `T` rows of a tile: a
+/// weight row's offsets against the block-major sums of the activations. Four partial sums
+/// keep a one-row tile (decoding) from waiting on one long chain of additions.
+#[inline(always)]
+fn add_offsets<const T: usize>(
+    out: &mut [f32; T],
+    scale: f32,
+    coefs: &[f32],
+    sums: &[f32],
+    rows: usize,
+    t0: usize,
+) {
+    if T == 1 && rows == 1 {
+        // Decoding one sequence: the sums are contiguous, a plain vector dot product.
+        // SAFETY: every caller is compiled with AVX2 and FMA.
+        out[0] += scale * unsafe { dot_f32(coefs, &sums[..coefs.len()]) };
+        return;
+    }
+    let mut parts = [[0f32; T]; 4];
+    let add = |part: &mut [f32; T], c: f32, k: usize| {
+        let at = k * rows + t0;
+        let sums: &[f32; T] = sums[at..at + T].try_into().expect("T sums");
+        for (p, s) in part.iter_mut().zip(sums) {
+            *p += c * s;
+        }
+    };
+    let mut quads = coefs.chunks_exact(4);
+    for (q, c) in quads.by_ref().enumerate() {
+        for (j, part) in parts.iter_mut().enumerate() {
+            add(part, c[j], 4 * q + j);
+        }
+    }
+    let done = coefs.len() - quads.remainder().len();
+    for (k, c) in quads.remainder().iter().enumerate() {
+        add(&mut parts[0], *c, done + k);
+    }
+    for (t, o) in out.iter_mut().enumerate() {
+        *o += scale * ((parts[0][t] + parts[1][t]) + (parts[2][t] + parts[3][t]));
+    }
 }
 
 struct Q4<'a> {
@@ -87,11 +136,17 @@ impl Rows for Q4<'_> {
         // SAFETY: `i` is a block of this matrix: one scale per block.
         _mm256_set1_ps(unsafe { *self.d.get_unchecked(i) })
     }
-    #[target_feature(enable = "avx2,fma")]
-    #[inline]
-    unsafe fn correction(&self, row: usize, blocks: usize, a: &Activations, t: usize) -> f32 {
-        let (_, _, s32, _) = a.row(t);
-        -dot_f32(&self.m[row * blocks..(row + 1) * blocks], s32)
+    #[inline(always)]
+    fn correct<const T: usize>(
+        &self,
+        row: usize,
+        blocks: usize,
+        a: &Activations,
+        t0: usize,
+        out: &mut [f32; T],
+    ) {
+        let m = &self.m[row * blocks..(row + 1) * blocks];
+        add_offsets(out, -1.0, m, &a.s32, a.rows, t0);
     }
 }
 
@@ -139,11 +194,17 @@ impl Rows for Q5<'_> {
         // SAFETY: `i` is a block of this matrix.
         _mm256_set1_ps(unsafe { *self.d.get_unchecked(i) })
     }
-    #[target_feature(enable = "avx2,fma")]
-    #[inline]
-    unsafe fn correction(&self, row: usize, blocks: usize, a: &Activations, t: usize) -> f32 {
-        let (_, _, s32, _) = a.row(t);
-        -16.0 * dot_f32(&self.d[row * blocks..(row + 1) * blocks], s32)
+    #[inline(always)]
+    fn correct<const T: usize>(
+        &self,
+        row: usize,
+        blocks: usize,
+        a: &Activations,
+        t0: usize,
+        out: &mut [f32; T],
+    ) {
+        let d = &self.d[row * blocks..(row + 1) * blocks];
+        add_offsets(out, -16.0, d, &a.s32, a.rows, t0);
     }
 }
 
@@ -177,11 +238,18 @@ impl Rows for Q6<'_> {
         };
         _mm256_set_m128(_mm_set1_ps(hi), _mm_set1_ps(lo))
     }
-    #[target_feature(enable = "avx2,fma")]
-    #[inline]
-    unsafe fn correction(&self, row: usize, blocks: usize, a: &Activations, t: usize) -> f32 {
-        let (_, s16, _, _) = a.row(t);
-        -32.0 * dot_f32(&self.d[2 * row * blocks..2 * (row + 1) * blocks], s16)
+    #[inline(always)]
+    fn correct<const T: usize>(
+        &self,
+        row: usize,
+        blocks: usize,
+        a: &Activations,
+        t0: usize,
+        out: &mut [f32; T],
+    ) {
+        // One scale per 16-value half, and the halves' own sums.
+        let d = &self.d[2 * row * blocks..2 * (row + 1) * blocks];
+        add_offsets(out, -32.0, d, &a.s16, a.rows, t0);
     }
 }
 
@@ -199,8 +267,14 @@ impl Rows for Q8<'_> {
         // SAFETY: `i` is a block of this matrix.
         _mm256_set1_ps(unsafe { *self.d.get_unchecked(i) })
     }
-    unsafe fn correction(&self, _: usize, _: usize, _: &Activations, _: usize) -> f32 {
-        0.0
+    fn correct<const T: usize>(
+        &self,
+        _: usize,
+        _: usize,
+        _: &Activations,
+        _: usize,
+        _: &mut [f32; T],
+    ) {
     }
 }
 
@@ -297,10 +371,10 @@ macro_rules! tier {
                         );
                     }
                 }
-                for (t, acc) in acc.iter().enumerate() {
-                    // SAFETY: the features are there; `row` and `t0 + t` are in range.
-                    let correction = unsafe { w.correction(row, blocks, a, t0 + t) };
-                    out[t * stride] = hsum(*acc) + correction;
+                let mut sums = [0f32; T];
+                w.correct(row, blocks, a, t0, &mut sums);
+                for (t, (acc, sum)) in acc.iter().zip(sums).enumerate() {
+                    out[t * stride] = hsum(*acc) + sum;
                 }
             }
 
