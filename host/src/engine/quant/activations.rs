@@ -2,10 +2,8 @@
 //!
 //! Each row of the input is cut into 32-value blocks, each scaled so that its largest
 //! magnitude becomes 127 (GGUF's Q8_0 rule, which candle and llama.cpp use for the same
-//! weights). Beside the quants each block keeps `d·Σq` over each half: the kernels subtract
-//! the weights' offsets with them once per row instead of once per multiply. The sums are
-//! kept block-major (all rows of block 0, then block 1, …) so that a kernel takes the
-//! offsets off a whole tile of rows with vector operations.
+//! weights). Beside the quants each block keeps the sum of its quants, whole and per 16-value
+//! half: the kernels take the weights' offsets off with them (`Σ(u − o)·x = Σu·x − o·Σx`).
 
 use super::formats::BLOCK;
 
@@ -18,12 +16,12 @@ pub struct Activations {
     pub blocks: usize,
     /// Scale per block (`rows × blocks`).
     pub d: Vec<f32>,
-    /// `d·Σq` over each 16-value half, block-major: half `h` of row `t` at `h·rows + t`
-    /// (`2·blocks × rows`).
-    pub s16: Vec<f32>,
-    /// `d·Σq` over each block, block-major: block `b` of row `t` at `b·rows + t`
-    /// (`blocks × rows`).
-    pub s32: Vec<f32>,
+    /// `Σq` per block (`rows × blocks`).
+    pub sums: Vec<i32>,
+    /// `Σq` per 16-value half (`rows × 2·blocks`).
+    pub half_sums: Vec<i32>,
+    /// `d·Σq` per block (`rows × blocks`).
+    pub scaled_sums: Vec<f32>,
     /// The quants (`rows × cols`).
     pub qs: Vec<i8>,
 }
@@ -33,29 +31,28 @@ impl Activations {
     pub fn quantize(&mut self, x: &[f32], rows: usize, cols: usize) {
         debug_assert_eq!(x.len(), rows * cols);
         debug_assert_eq!(cols % BLOCK, 0);
-        let blocks = cols / BLOCK;
         self.rows = rows;
         self.cols = cols;
-        self.blocks = blocks;
+        self.blocks = cols / BLOCK;
         self.d.clear();
-        self.s16.resize(2 * blocks * rows, 0.0);
-        self.s32.resize(blocks * rows, 0.0);
+        self.sums.clear();
+        self.half_sums.clear();
+        self.scaled_sums.clear();
         self.qs.resize(rows * cols, 0);
-        let chunks = x.chunks_exact(BLOCK).zip(self.qs.chunks_exact_mut(BLOCK));
-        for (k, (src, dst)) in chunks.enumerate() {
-            let (t, b) = (k / blocks, k % blocks);
+        for (src, dst) in x.chunks_exact(BLOCK).zip(self.qs.chunks_exact_mut(BLOCK)) {
             let amax = src.iter().fold(0f32, |m, v| m.max(v.abs()));
             let d = amax / 127.0;
             let id = if d != 0.0 { 1.0 / d } else { 0.0 };
-            let mut sums = [0i32; 2];
+            let mut halves = [0i32; 2];
             for (j, (q, v)) in dst.iter_mut().zip(src).enumerate() {
                 *q = (v * id).round() as i8;
-                sums[j / 16] += *q as i32;
+                halves[j / 16] += *q as i32;
             }
+            let sum = halves[0] + halves[1];
             self.d.push(d);
-            self.s16[2 * b * rows + t] = d * sums[0] as f32;
-            self.s16[(2 * b + 1) * rows + t] = d * sums[1] as f32;
-            self.s32[b * rows + t] = d * (sums[0] + sums[1]) as f32;
+            self.sums.push(sum);
+            self.half_sums.extend(halves);
+            self.scaled_sums.push(d * sum as f32);
         }
     }
 
@@ -66,16 +63,6 @@ impl Activations {
             &self.d[t * b..(t + 1) * b],
             &self.qs[t * self.cols..(t + 1) * self.cols],
         )
-    }
-
-    /// `d·Σq` of block `b` of row `t`.
-    pub fn sum(&self, t: usize, b: usize) -> f32 {
-        self.s32[b * self.rows + t]
-    }
-
-    /// `d·Σq` of half `h` (`2b` or `2b + 1`) of row `t`.
-    pub fn half_sum(&self, t: usize, h: usize) -> f32 {
-        self.s16[h * self.rows + t]
     }
 }
 
@@ -99,14 +86,10 @@ mod tests {
             for (q, v) in qs.iter().zip(&x[t * 32..]) {
                 assert!((*q as f32 * d[0] - v).abs() <= d[0] / 2.0 + 1e-6);
             }
-            let sum = |r: std::ops::Range<usize>| {
-                d[0] * qs[r].iter().map(|q| *q as i32).sum::<i32>() as f32
-            };
-            assert_eq!(
-                [a.half_sum(t, 0), a.half_sum(t, 1)],
-                [sum(0..16), sum(16..32)]
-            );
-            assert_eq!(a.sum(t, 0), sum(0..32));
+            let sum = |r: std::ops::Range<usize>| qs[r].iter().map(|q| *q as i32).sum::<i32>();
+            assert_eq!(a.half_sums[2 * t..2 * t + 2], [sum(0..16), sum(16..32)]);
+            assert_eq!(a.sums[t], sum(0..32));
+            assert_eq!(a.scaled_sums[t], d[0] * sum(0..32) as f32);
         }
     }
 

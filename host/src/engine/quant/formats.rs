@@ -2,19 +2,39 @@
 //!
 //! Every supported GGUF type becomes one of four layouts built on 32-value blocks: small
 //! unsigned integers `u` with one or two float scales per block, and the value recovered as
-//! `d·u − m` (or `d·q` for 8-bit weights). Unsigned quants let a SIMD kernel multiply them
-//! with signed 8-bit activations in one instruction (`vpmaddubsw`); the constant offset is
-//! taken back once per row from the activations' block sums. The layouts are
-//! structure-of-arrays per matrix (scales, high bits and nibbles apart), so a kernel loads
-//! each piece with one aligned-stride access, and they cost about what the file costs: 4-bit
-//! nibbles stay packed two to a byte, Q5_0's fifth bits stay one bit each. Scales are stored
-//! as f32, not f16: +2 bytes per block (about 9 % on Q5_0), for no conversion in the inner
-//! loop.
+//! `d·(u − o)` with a constant offset `o`, or `d·u − m` (Q4), or `d·q` (Q8, signed).
+//! Unsigned quants let a SIMD kernel multiply them with signed 8-bit activations in one
+//! instruction; the offsets come off through the activations' block sums.
+//!
+//! Rows are stored in **octets**: eight rows interleaved, block by block, so that one 32-byte
+//! vector holds four consecutive quants of each of the eight rows. Multiplying it with four
+//! activation bytes broadcast to all lanes gives every lane a partial dot product of its own
+//! row, and eight such multiplies leave each lane with its row's whole block product in an
+//! integer — no horizontal sums, and the float scaling done once per block for eight rows
+//! instead of once per row (llama.cpp's CPU "repack" layouts rest on the same idea). A
+//! matrix whose rows are not a multiple of eight is padded with zero rows.
+//!
+//! Per octet and block (`ob = octet · blocks + b`), vector `k` (0..8) holds quants
+//! `4k..4k + 4` of row `j` at bytes `4j..4j + 4`:
+//! - nibbles: 4 × 32 bytes; byte `4j + i` of packed vector `k` (0..4) holds quant `4k + i`
+//!   of row `j` in its low nibble and quant `16 + 4k + i` in its high nibble;
+//! - Q5's fifth bits: one `u32` per vector `k`, bit `4j + i` for byte `4j + i`;
+//! - Q6's top two bits: 8 bytes per vector `k`; byte `p` of the vector takes bit pair
+//!   `p / 8` of byte `p % 8`;
+//! - Q8: the 8 vectors' bytes as they are (256 bytes);
+//! - scales (and Q4's `m`): 8 floats, one per row (Q6: 8 for each half of the block).
+//!
+//! Scales are f32, not f16: +2 bytes per block (about 9 % on Q5_0), for no conversion in
+//! the inner loop. Nibbles stay packed two to a byte and fifth bits one bit each, so a layout
+//! costs about what the file costs.
 
 use candle_core::quantized::GgmlDType;
 
 /// Values per block, in every layout.
 pub const BLOCK: usize = 32;
+
+/// Rows interleaved together.
+pub const OCTET: usize = 8;
 
 /// A weight matrix of `rows` outputs by `cols` inputs, `cols` a multiple of [`BLOCK`].
 pub struct Weights {
@@ -25,24 +45,21 @@ pub struct Weights {
     pub kind: Kind,
 }
 
-/// The layouts. Nibbles are packed as GGUF's Q4_0 packs them: byte `j` of a block holds value
-/// `j` in its low nibble and value `j + 16` in its high nibble.
+/// The layouts, indexed by `ob` (octet · blocks + block) as the module describes.
 pub enum Kind {
-    /// `d·u − m`, `u` in 0..16 (from Q4_0 and Q4_K): `d`, `m` per block, 16 bytes of nibbles.
+    /// `d·u − m`, `u` in 0..16 (from Q4_0 and Q4_K).
     Q4 {
         d: Vec<f32>,
         m: Vec<f32>,
         qs: Vec<u8>,
     },
-    /// `d·(u − 16)`, `u` in 0..32 (from Q5_0): bit `j` of `qh` is the fifth bit of value `j`.
+    /// `d·(u − 16)`, `u` in 0..32 (from Q5_0).
     Q5 {
         d: Vec<f32>,
         qh: Vec<u32>,
         qs: Vec<u8>,
     },
-    /// `d_h·(u − 32)`, `u` in 0..64 (from Q6_K), one scale per 16 values (`d` holds two per
-    /// block). Byte `i` of a block's 8 `qh` bytes holds the top two bits of values `i`, `i+8`,
-    /// `i+16`, `i+24` at bits 0, 2, 4, 6.
+    /// `d_h·(u − 32)`, `u` in 0..64 (from Q6_K), one scale per 16 values.
     Q6 {
         d: Vec<f32>,
         qh: Vec<u8>,
@@ -51,6 +68,10 @@ pub enum Kind {
     /// `d·q`, `q` signed (from Q8_0).
     Q8 { d: Vec<f32>, qs: Vec<i8> },
 }
+
+/// The offset `o` of the `d·(u − o)` layouts.
+pub const Q5_OFFSET: i32 = 16;
+pub const Q6_OFFSET: i32 = 32;
 
 /// Why a tensor could not be converted.
 #[derive(Debug, thiserror::Error)]
@@ -112,38 +133,37 @@ impl Weights {
             });
         }
         let blocks = cols / BLOCK;
-        let total = rows * blocks;
+        let total = rows.div_ceil(OCTET) * blocks;
         let mut kind = match dtype {
             GgmlDType::Q4_0 | GgmlDType::Q4K => Kind::Q4 {
-                d: Vec::with_capacity(total),
-                m: Vec::with_capacity(total),
-                qs: Vec::with_capacity(total * 16),
+                d: vec![0.0; total * OCTET],
+                m: vec![0.0; total * OCTET],
+                qs: vec![0; total * 128],
             },
             GgmlDType::Q5_0 => Kind::Q5 {
-                d: Vec::with_capacity(total),
-                qh: Vec::with_capacity(total),
-                qs: Vec::with_capacity(total * 16),
+                d: vec![0.0; total * OCTET],
+                qh: vec![0; total * 8],
+                qs: vec![0; total * 128],
             },
             GgmlDType::Q6K => Kind::Q6 {
-                d: Vec::with_capacity(total * 2),
-                qh: Vec::with_capacity(total * 8),
-                qs: Vec::with_capacity(total * 16),
+                d: vec![0.0; total * 2 * OCTET],
+                qh: vec![0; total * 64],
+                qs: vec![0; total * 128],
             },
             _ => Kind::Q8 {
-                d: Vec::with_capacity(total),
-                qs: Vec::with_capacity(total * BLOCK),
+                d: vec![0.0; total * OCTET],
+                qs: vec![0; total * 256],
             },
         };
-        // Q8_0 copies its signed quants straight; the others go through `Unpacked`.
-        if let Kind::Q8 { d, qs } = &mut kind {
-            for block in data.chunks_exact(bytes) {
-                d.push(f16_to_f32(u16::from_le_bytes([block[0], block[1]])));
-                qs.extend(block[2..].iter().map(|b| *b as i8));
-            }
-        } else {
-            for block in data.chunks_exact(bytes) {
-                unpack(dtype, block, |b| kind.push(&b));
-            }
+        // Source blocks come row by row, each row `blocks` 32-value blocks long.
+        let mut at = 0;
+        for block in data.chunks_exact(bytes) {
+            unpack(dtype, block, |b| {
+                let (row, col) = (at / blocks, at % blocks);
+                let ob = (row / OCTET) * blocks + col;
+                kind.put(ob, row % OCTET, &b);
+                at += 1;
+            });
         }
         Ok(Weights {
             rows,
@@ -163,83 +183,116 @@ impl Weights {
         }
     }
 
+    /// Block `b` of row `row`: the quants as integers (Q8 signed, others `u`), the scale of
+    /// each half, and what comes off after scaling (`m` for Q4; Q5/Q6 subtract their offset
+    /// from `u` before scaling, see [`Weights::offset`]).
+    pub fn block(&self, row: usize, b: usize) -> ([i32; BLOCK], [f32; 2], f32) {
+        let ob = (row / OCTET) * self.blocks + b;
+        let j = row % OCTET;
+        // The byte of a vector that holds quant `4k + i` of this row.
+        let lane = |i: usize| 4 * j + i;
+        let nibble = |qs: &[u8], q: usize| -> i32 {
+            let (k, i) = ((q % 16) / 4, q % 4);
+            let byte = qs[ob * 128 + 32 * k + lane(i)];
+            (if q < 16 { byte & 0xF } else { byte >> 4 }) as i32
+        };
+        match &self.kind {
+            Kind::Q4 { d, m, qs } => {
+                let d = d[ob * OCTET + j];
+                (
+                    std::array::from_fn(|q| nibble(qs, q)),
+                    [d, d],
+                    m[ob * OCTET + j],
+                )
+            }
+            Kind::Q5 { d, qh, qs } => {
+                let d = d[ob * OCTET + j];
+                let u = std::array::from_fn(|q| {
+                    let (k, i) = (q / 4, q % 4);
+                    let fifth = (qh[ob * 8 + k] >> lane(i)) & 1;
+                    nibble(qs, q) | (fifth as i32) << 4
+                });
+                (u, [d, d], 0.0)
+            }
+            Kind::Q6 { d, qh, qs } => {
+                let u = std::array::from_fn(|q| {
+                    let (k, p) = (q / 4, lane(q % 4));
+                    let high = (qh[ob * 64 + 8 * k + p % 8] >> (2 * (p / 8))) & 3;
+                    nibble(qs, q) | (high as i32) << 4
+                });
+                let scale = |h: usize| d[(ob * 2 + h) * OCTET + j];
+                (u, [scale(0), scale(1)], 0.0)
+            }
+            Kind::Q8 { d, qs } => {
+                let d = d[ob * OCTET + j];
+                let q = std::array::from_fn(|q| qs[ob * 256 + 32 * (q / 4) + lane(q % 4)] as i32);
+                (q, [d, d], 0.0)
+            }
+        }
+    }
+
+    /// The constant subtracted from the quants before scaling (0 where none).
+    pub fn offset(&self) -> i32 {
+        match self.kind {
+            Kind::Q5 { .. } => Q5_OFFSET,
+            Kind::Q6 { .. } => Q6_OFFSET,
+            Kind::Q4 { .. } | Kind::Q8 { .. } => 0,
+        }
+    }
+
     /// Writes row `row`'s values into `out` (`cols` long): embedding lookups.
     pub fn dequantize_row(&self, row: usize, out: &mut [f32]) {
+        let offset = self.offset();
         for (b, out) in out.chunks_exact_mut(BLOCK).enumerate() {
-            let i = row * self.blocks + b;
-            match &self.kind {
-                Kind::Q4 { d, m, qs } => {
-                    for (j, o) in out.iter_mut().enumerate() {
-                        *o = d[i] * nibble(qs, i, j) as f32 - m[i];
-                    }
-                }
-                Kind::Q5 { d, qh, qs } => {
-                    for (j, o) in out.iter_mut().enumerate() {
-                        let u = nibble(qs, i, j) | (((qh[i] >> j) & 1) as u8) << 4;
-                        *o = d[i] * (u as f32 - 16.0);
-                    }
-                }
-                Kind::Q6 { d, qh, qs } => {
-                    for (j, o) in out.iter_mut().enumerate() {
-                        *o = d[2 * i + j / 16] * (six(qh, qs, i, j) as f32 - 32.0);
-                    }
-                }
-                Kind::Q8 { d, qs } => {
-                    for (j, o) in out.iter_mut().enumerate() {
-                        *o = d[i] * qs[i * BLOCK + j] as f32;
-                    }
-                }
+            let (q, d, m) = self.block(row, b);
+            for (j, o) in out.iter_mut().enumerate() {
+                *o = d[j / 16] * (q[j] - offset) as f32 - m;
             }
         }
     }
 }
 
 impl Kind {
-    fn push(&mut self, b: &Unpacked) {
-        let nibbles = |u: &[u8; BLOCK]| -> [u8; 16] {
-            std::array::from_fn(|j| (u[j] & 0xF) | (u[j + 16] & 0xF) << 4)
+    /// Stores block `b` as row `j` of octet-block `ob`.
+    fn put(&mut self, ob: usize, j: usize, b: &Unpacked) {
+        let nibbles = |qs: &mut [u8]| {
+            for k in 0..4 {
+                for i in 0..4 {
+                    let q = 4 * k + i;
+                    qs[ob * 128 + 32 * k + 4 * j + i] = (b.u[q] & 0xF) | (b.u[q + 16] & 0xF) << 4;
+                }
+            }
         };
         match self {
             Kind::Q4 { d, m, qs } => {
-                d.push(b.d[0]);
-                m.push(b.m);
-                qs.extend_from_slice(&nibbles(&b.u));
+                d[ob * OCTET + j] = b.d[0];
+                m[ob * OCTET + j] = b.m;
+                nibbles(qs);
             }
             Kind::Q5 { d, qh, qs } => {
-                d.push(b.d[0]);
-                qh.push(
-                    b.u.iter()
-                        .enumerate()
-                        .fold(0u32, |h, (j, u)| h | (((*u >> 4) & 1) as u32) << j),
-                );
-                qs.extend_from_slice(&nibbles(&b.u));
+                d[ob * OCTET + j] = b.d[0];
+                for (q, u) in b.u.iter().enumerate() {
+                    qh[ob * 8 + q / 4] |= (((*u >> 4) & 1) as u32) << (4 * j + q % 4);
+                }
+                nibbles(qs);
             }
             Kind::Q6 { d, qh, qs } => {
-                d.extend_from_slice(&b.d);
-                qh.extend(
-                    (0..8).map(|i| {
-                        (0..4).fold(0u8, |h, l| h | ((b.u[i + 8 * l] >> 4) & 3) << (2 * l))
-                    }),
-                );
-                qs.extend_from_slice(&nibbles(&b.u));
+                d[ob * 2 * OCTET + j] = b.d[0];
+                d[(ob * 2 + 1) * OCTET + j] = b.d[1];
+                for (q, u) in b.u.iter().enumerate() {
+                    let p = 4 * j + q % 4;
+                    qh[ob * 64 + 8 * (q / 4) + p % 8] |= ((*u >> 4) & 3) << (2 * (p / 8));
+                }
+                nibbles(qs);
             }
-            Kind::Q8 { .. } => unreachable!("Q8_0 is copied, never unpacked"),
+            Kind::Q8 { d, qs } => {
+                d[ob * OCTET + j] = b.d[0];
+                for (q, u) in b.u.iter().enumerate() {
+                    qs[ob * 256 + 32 * (q / 4) + 4 * j + q % 4] = *u as i8;
+                }
+            }
         }
     }
-}
-
-/// The low nibble of value `j` in block `i`.
-#[inline]
-fn nibble(qs: &[u8], i: usize, j: usize) -> u8 {
-    let byte = qs[i * 16 + j % 16];
-    if j < 16 { byte & 0xF } else { byte >> 4 }
-}
-
-/// The 6-bit quant of value `j` in block `i` of a Q6 layout.
-#[inline]
-fn six(qh: &[u8], qs: &[u8], i: usize, j: usize) -> u8 {
-    let high = (qh[i * 8 + j % 8] >> (2 * (j / 8))) & 3;
-    nibble(qs, i, j) | high << 4
 }
 
 /// Calls `f` with each 32-value block of one source block of `dtype`.
@@ -253,6 +306,15 @@ fn unpack(dtype: GgmlDType, src: &[u8], mut f: impl FnMut(Unpacked)) {
                 u: std::array::from_fn(|j| if j < 16 { qs[j] & 0xF } else { qs[j - 16] >> 4 }),
                 d: [d, d],
                 m: 8.0 * d,
+            })
+        }
+        GgmlDType::Q8_0 => {
+            // Signed quants, carried as their bytes.
+            let d = half(0);
+            f(Unpacked {
+                u: std::array::from_fn(|j| src[2 + j]),
+                d: [d, d],
+                m: 0.0,
             })
         }
         GgmlDType::Q5_0 => {
@@ -368,7 +430,7 @@ mod tests {
     /// Every layout dequantizes to exactly what candle dequantizes the source tensor to.
     #[test]
     fn rows_dequantize_like_candle() {
-        let (rows, cols) = (8, 512);
+        let (rows, cols) = (11, 512);
         let values: Vec<f32> = (0..rows * cols)
             .map(|i| ((i * 7919 % 1000) as f32 / 500.0 - 1.0) * (1.0 + (i % 13) as f32))
             .collect();

@@ -7,7 +7,7 @@
 use rayon::prelude::*;
 
 use super::activations::Activations;
-use super::formats::{BLOCK, Kind, Weights};
+use super::formats::{BLOCK, Kind, OCTET, Weights};
 
 /// The instruction sets the kernels are written for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -130,38 +130,26 @@ fn rows_into(
 
 /// Row `row` of `w` · activation row `t`, in plain Rust: the reference the SIMD kernels are
 /// tested against, and the kernel of CPUs without them. Same arithmetic as the SIMD kernels:
-/// exact integer dot products per block, scaled, offsets taken off from the block sums.
+/// exact integer dot products per block (offsets taken off through the activations' sums),
+/// scaled per block or half.
 fn dot_scalar(w: &Weights, row: usize, a: &Activations, t: usize) -> f32 {
     let (ad, aq) = a.row(t);
+    let offset = w.offset();
     let mut sum = 0f32;
     for b in 0..w.blocks {
-        let i = row * w.blocks + b;
+        let (q, d, m) = w.block(row, b);
         let x = &aq[b * BLOCK..(b + 1) * BLOCK];
-        let nib = |qs: &[u8], j: usize| {
-            let byte = qs[i * 16 + j % 16];
-            (if j < 16 { byte & 0xF } else { byte >> 4 }) as i32
+        let half = |h: usize| -> i32 {
+            let products: i32 = (16 * h..16 * h + 16).map(|j| q[j] * x[j] as i32).sum();
+            products - offset * a.half_sums[2 * (t * w.blocks + b) + h]
         };
-        let idot = |u: &dyn Fn(usize) -> i32, range: std::ops::Range<usize>| -> i32 {
-            range.map(|j| u(j) * x[j] as i32).sum()
+        let (low, high) = (half(0), half(1));
+        let scaled = if d[0] == d[1] {
+            d[0] * ad[b] * (low + high) as f32
+        } else {
+            d[0] * ad[b] * low as f32 + d[1] * ad[b] * high as f32
         };
-        sum += match &w.kind {
-            Kind::Q4 { d, m, qs } => {
-                d[i] * ad[b] * idot(&|j| nib(qs, j), 0..32) as f32 - m[i] * a.sum(t, b)
-            }
-            Kind::Q5 { d, qh, qs } => {
-                let u = |j: usize| nib(qs, j) | (((qh[i] >> j) & 1) as i32) << 4;
-                d[i] * ad[b] * idot(&u, 0..32) as f32 - 16.0 * d[i] * a.sum(t, b)
-            }
-            Kind::Q6 { d, qh, qs } => {
-                let u = |j: usize| {
-                    nib(qs, j) | (((qh[i * 8 + j % 8] >> (2 * (j / 8))) & 3) as i32) << 4
-                };
-                let (lo, hi) = (d[2 * i], d[2 * i + 1]);
-                ad[b] * (lo * idot(&u, 0..16) as f32 + hi * idot(&u, 16..32) as f32)
-                    - 32.0 * (lo * a.half_sum(t, 2 * b) + hi * a.half_sum(t, 2 * b + 1))
-            }
-            Kind::Q8 { d, qs } => d[i] * ad[b] * idot(&|j| qs[i * BLOCK + j] as i32, 0..32) as f32,
-        };
+        sum += scaled - m * a.scaled_sums[t * w.blocks + b];
     }
     sum
 }
@@ -169,19 +157,23 @@ fn dot_scalar(w: &Weights, row: usize, a: &Activations, t: usize) -> f32 {
 impl Weights {
     /// Whether every array is as long as the shape says (the SIMD kernels rely on it).
     pub fn is_consistent(&self) -> bool {
-        let blocks = self.rows * self.blocks;
+        let blocks = self.rows.div_ceil(OCTET) * self.blocks;
         self.blocks * BLOCK == self.cols
             && match &self.kind {
                 Kind::Q4 { d, m, qs } => {
-                    d.len() == blocks && m.len() == blocks && qs.len() == blocks * 16
+                    d.len() == blocks * OCTET
+                        && m.len() == blocks * OCTET
+                        && qs.len() == blocks * 128
                 }
                 Kind::Q5 { d, qh, qs } => {
-                    d.len() == blocks && qh.len() == blocks && qs.len() == blocks * 16
+                    d.len() == blocks * OCTET && qh.len() == blocks * 8 && qs.len() == blocks * 128
                 }
                 Kind::Q6 { d, qh, qs } => {
-                    d.len() == 2 * blocks && qh.len() == 8 * blocks && qs.len() == 16 * blocks
+                    d.len() == 2 * blocks * OCTET
+                        && qh.len() == 64 * blocks
+                        && qs.len() == 128 * blocks
                 }
-                Kind::Q8 { d, qs } => d.len() == blocks && qs.len() == blocks * BLOCK,
+                Kind::Q8 { d, qs } => d.len() == blocks * OCTET && qs.len() == blocks * 256,
             }
     }
 }
