@@ -76,7 +76,8 @@ pub fn matmul(w: &Weights, a: &Activations, out: &mut [f32], isa: Isa) {
         return;
     }
     // Each thread takes whole weight rows (each weight is read by one thread only) and fills
-    // its own `m × rows` block; the blocks are then copied into place.
+    // its own `m × rows` block; the blocks are then copied into place. Parts start on an
+    // octet (the SIMD kernels' unit of eight interleaved rows).
     let chunk = n.div_ceil(threads * 4).next_multiple_of(16);
     let parts: Vec<(usize, Vec<f32>)> = (0..n)
         .step_by(chunk)

@@ -228,9 +228,10 @@ const OCTET_GROUP: usize = 2;
 /// One tier: the tile kernel and its driver, compiled for `$features`, multiply-adding with
 /// `$dot`, unpacking with `Octets::$unpack`, tiles of up to `$max` activation rows.
 /// `$q8_offset`: how signed quants multiply: offset to unsigned by it, or (0) through the
-/// sign trick.
+/// sign trick. `$pairs`: unsigned products of two vectors are summed in 16 bits first
+/// (`vpmaddubsw` tiers).
 macro_rules! tier {
-    ($name:ident, $features:literal, $dot:ident, $unpack:ident, $q8_offset:literal, $max:literal, [$($t:literal),*]) => {
+    ($name:ident, $features:literal, $dot:ident, $unpack:ident, $q8_offset:literal, $pairs:literal, $max:literal, [$($t:literal),*]) => {
         pub mod $name {
             use super::*;
 
@@ -249,11 +250,25 @@ macro_rules! tier {
                 ks: std::ops::Range<usize>,
                 signed: bool,
             ) -> __m256i {
+                let broadcast = |k: usize| {
+                    // SAFETY: the caller points `x` at a 32-byte block; k < 8.
+                    _mm256_set1_epi32(unsafe { std::ptr::read_unaligned(x.add(4 * k) as *const i32) })
+                };
+                if $pairs && !signed {
+                    // Two vectors' 16-bit pair sums added before widening: |u·x| pairs stay
+                    // below 2·63·127, two of them below 2¹⁵ (unsigned quants are < 64).
+                    for k in ks.step_by(2) {
+                        let (x0, x1) = (broadcast(k), broadcast(k + 1));
+                        let pairs = _mm256_add_epi16(
+                            _mm256_maddubs_epi16(v[k], x0),
+                            _mm256_maddubs_epi16(v[k + 1], x1),
+                        );
+                        acc = _mm256_add_epi32(acc, _mm256_madd_epi16(pairs, _mm256_set1_epi16(1)));
+                    }
+                    return acc;
+                }
                 for k in ks {
-                    // SAFETY: the caller points `x` at a 32-byte block.
-                    let xk = _mm256_set1_epi32(unsafe {
-                        std::ptr::read_unaligned(x.add(4 * k) as *const i32)
-                    });
+                    let xk = broadcast(k);
                     // Signed quants: |q|·(sign(q)·x) gives the same products with an
                     // unsigned left side.
                     acc = if signed {
@@ -448,13 +463,23 @@ fn dot_vnni(acc: __m256i, u: __m256i, x: __m256i) -> __m256i {
 
 // `vpmaddubsw` adds pairs of products in 16 bits with saturation: quants offset to 0..256
 // could overflow it, so AVX2 keeps Q8 signed; `vpdpbusd` sums in 32 bits and takes the offset.
-tier!(avx2, "avx2,fma", dot_avx2, unpack, 0, 4, [4, 3, 2]);
+tier!(
+    avx2,
+    "avx2,fma",
+    dot_avx2,
+    unpack,
+    0,
+    true,
+    8,
+    [8, 7, 6, 5, 4, 3, 2]
+);
 tier!(
     avx512,
     "avx2,fma,avx512f,avx512bw,avx512vl,avx512vnni",
     dot_vnni,
     unpack_avx512,
     128,
+    false,
     16,
     [16, 15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2]
 );
