@@ -130,10 +130,94 @@ impl Config {
 }
 
 /// Keys and values of every layer for one sequence.
-#[derive(Clone, Default)]
+///
+/// Each layer's keys and values live in buffers with room to grow, (1, kv heads, capacity,
+/// head dim), written in place as positions are added: appending a token copies that token
+/// only, not the whole cache (`Tensor::cat` per step cost O(length) per token and layer).
+/// Capacity grows by doubling. A clone copies the positions held into buffers of its own, so
+/// sequences started from one cached prefix never write into each other's.
+#[derive(Default)]
 pub struct KvCache {
-    layers: Vec<Option<(Tensor, Tensor)>>,
+    layers: Vec<Option<LayerKv>>,
     len: usize,
+}
+
+struct LayerKv {
+    k: Tensor,
+    v: Tensor,
+}
+
+/// Positions a layer's buffers first hold (and the step they grow by at least).
+const KV_CHUNK: usize = 256;
+
+impl LayerKv {
+    fn capacity(&self) -> usize {
+        self.k.dims()[2]
+    }
+
+    /// Writes `k`, `v` (1, heads, seq, dim) at positions `pos..pos + seq`, growing the
+    /// buffers if needed (at most to `max_len`), and returns views of positions `0..pos + seq`.
+    fn append(
+        slot: &mut Option<LayerKv>,
+        k: &Tensor,
+        v: &Tensor,
+        pos: usize,
+        max_len: usize,
+    ) -> candle_core::Result<(Tensor, Tensor)> {
+        let (b, heads, seq, dim) = k.dims4()?;
+        let total = pos + seq;
+        let have = slot.as_ref().map_or(0, |l| l.capacity());
+        if total > have {
+            let capacity = (2 * have)
+                .max(total.next_multiple_of(KV_CHUNK))
+                .min(max_len.max(total));
+            let grown = LayerKv {
+                k: Tensor::zeros((b, heads, capacity, dim), k.dtype(), k.device())?,
+                v: Tensor::zeros((b, heads, capacity, dim), v.dtype(), v.device())?,
+            };
+            if let Some(old) = slot.as_ref().filter(|_| pos > 0) {
+                grown
+                    .k
+                    .slice_set(&old.k.narrow(2, 0, pos)?.contiguous()?, 2, 0)?;
+                grown
+                    .v
+                    .slice_set(&old.v.narrow(2, 0, pos)?.contiguous()?, 2, 0)?;
+            }
+            *slot = Some(grown);
+        }
+        let layer = slot.as_ref().expect("allocated above");
+        layer.k.slice_set(&k.contiguous()?, 2, pos)?;
+        layer.v.slice_set(&v.contiguous()?, 2, pos)?;
+        Ok((layer.k.narrow(2, 0, total)?, layer.v.narrow(2, 0, total)?))
+    }
+}
+
+impl Clone for KvCache {
+    fn clone(&self) -> Self {
+        let copy = |t: &Tensor| -> candle_core::Result<Tensor> {
+            // `copy()` of a narrowed view: fresh storage holding exactly the positions held.
+            t.narrow(2, 0, self.len)?.contiguous()?.copy()
+        };
+        let layers = self
+            .layers
+            .iter()
+            .map(|layer| {
+                let layer = layer.as_ref().filter(|_| self.len > 0)?;
+                Some(LayerKv {
+                    k: copy(&layer.k).ok()?,
+                    v: copy(&layer.v).ok()?,
+                })
+            })
+            .collect::<Vec<_>>();
+        // A copy that failed (out of memory) leaves an empty cache: the prompt runs again.
+        if layers.iter().any(Option::is_none) && self.len > 0 {
+            return KvCache::default();
+        }
+        KvCache {
+            layers,
+            len: self.len,
+        }
+    }
 }
 
 impl KvCache {
@@ -146,30 +230,22 @@ impl KvCache {
         self.len == 0
     }
 
-    /// Keeps only the first `len` positions (a shared prefix).
+    /// Keeps only the first `len` positions (a shared prefix); later positions are
+    /// overwritten as new ones arrive.
     pub fn truncate(&mut self, len: usize) -> candle_core::Result<()> {
-        if len >= self.len {
-            return Ok(());
-        }
         if len == 0 {
             self.layers.clear();
-            self.len = 0;
-            return Ok(());
         }
-        for (k, v) in self.layers.iter_mut().flatten() {
-            *k = k.narrow(2, 0, len)?.contiguous()?;
-            *v = v.narrow(2, 0, len)?.contiguous()?;
-        }
-        self.len = len;
+        self.len = self.len.min(len);
         Ok(())
     }
 
-    /// Bytes held.
+    /// Bytes held (buffers' whole capacity).
     pub fn bytes(&self) -> usize {
         self.layers
             .iter()
             .flatten()
-            .map(|(k, v)| (k.elem_count() + v.elem_count()) * k.dtype().size_in_bytes())
+            .map(|l| (l.k.elem_count() + l.v.elem_count()) * l.k.dtype().size_in_bytes())
             .sum()
     }
 }
@@ -491,21 +567,22 @@ impl Model {
                 );
             }
             if cache.layers.len() != self.layers.len() {
-                cache.layers = vec![None; self.layers.len()];
+                cache.layers = (0..self.layers.len()).map(|_| None).collect();
             }
         }
         let mut x = self.embed.embedding(ids)?;
         if let Some(scale) = self.embed_scale {
             x = (x * scale)?;
         }
+        let mut masks = Masks::default();
         for (i, layer) in self.layers.iter().enumerate() {
-            let mut slots: Vec<(usize, &mut Option<(Tensor, Tensor)>)> = caches
+            let mut slots: Vec<(usize, &mut Option<LayerKv>)> = caches
                 .iter_mut()
                 .map(|c| (c.len, &mut c.layers[i]))
                 .collect();
             let residual = x.clone();
             let h = layer.attn_norm.forward(&x)?;
-            let mut h = self.attention(layer, &h, &mut slots)?;
+            let mut h = self.attention(layer, &h, &mut slots, &mut masks)?;
             if let Some(norm) = &layer.post_attn_norm {
                 h = norm.forward(&h)?;
             }
@@ -556,7 +633,8 @@ impl Model {
         &self,
         layer: &Layer,
         x: &Tensor,
-        slots: &mut [(usize, &mut Option<(Tensor, Tensor)>)],
+        slots: &mut [(usize, &mut Option<LayerKv>)],
+        masks: &mut Masks,
     ) -> candle_core::Result<Tensor> {
         let c = &self.config;
         let (q, k, v) = match &layer.qkv {
@@ -584,12 +662,12 @@ impl Model {
             None => (q, k, v),
         };
         let y = if let [(pos, slot)] = slots {
-            self.attend(layer, q, k, v, *pos, slot)?
+            self.attend(layer, q, k, v, *pos, slot, masks)?
         } else {
             let mut ys = Vec::with_capacity(slots.len());
             for (i, (pos, slot)) in slots.iter_mut().enumerate() {
                 let one = |t: &Tensor| t.narrow(0, i, 1);
-                ys.push(self.attend(layer, one(&q)?, one(&k)?, one(&v)?, *pos, slot)?);
+                ys.push(self.attend(layer, one(&q)?, one(&k)?, one(&v)?, *pos, slot, masks)?);
             }
             Tensor::cat(&ys, 0)?
         };
@@ -605,7 +683,8 @@ impl Model {
         k: Tensor,
         v: Tensor,
         pos: usize,
-        slot: &mut Option<(Tensor, Tensor)>,
+        slot: &mut Option<LayerKv>,
+        masks: &mut Masks,
     ) -> candle_core::Result<Tensor> {
         let c = &self.config;
         let (b, seq, _) = q.dims3()?;
@@ -628,18 +707,14 @@ impl Model {
         let q = rope.apply(&q.transpose(1, 2)?, pos, self.interleaved_rope)?;
         let k = rope.apply(&k.transpose(1, 2)?, pos, self.interleaved_rope)?;
         let q = (q * self.attn_scale)?;
-        let (k, v) = match slot.take() {
-            Some((k0, v0)) => (Tensor::cat(&[&k0, &k], 2)?, Tensor::cat(&[&v0, &v], 2)?),
-            None => (k, v),
-        };
-        *slot = Some((k.clone(), v.clone()));
+        let (k, v) = LayerKv::append(slot, &k, &v, pos, self.max_len())?;
         let total = k.dim(2)?;
         // Grouped-query attention without copying keys: the query heads that share a key head
         // are stacked along the sequence axis.
         let group = c.n_head / c.n_kv_head;
         let q = q.reshape((b, c.n_kv_head, group * seq, c.head_dim))?;
         let att = q.matmul(&k.t()?)?;
-        let att = match mask(seq, pos, total, layer.window, &self.device)? {
+        let att = match masks.get(seq, pos, layer.window, &self.device)? {
             Some(mask) => att
                 .reshape((b, c.n_kv_head, group, seq, total))?
                 .broadcast_add(&mask)?
@@ -654,33 +729,52 @@ impl Model {
     }
 }
 
-/// The additive attention mask for `seq` new positions after `pos` cached ones: causal, and
-/// limited to the last `window` positions for local layers. `None` when nothing is masked.
+/// The additive attention masks of one forward pass, made once and shared by every layer
+/// of the same kind (global or sliding-window).
+#[derive(Default)]
+struct Masks {
+    made: Vec<((usize, usize, Option<usize>), Option<Tensor>)>,
+}
+
+impl Masks {
+    /// The mask for `seq` new positions after `pos` cached ones: causal, and limited to the
+    /// last `window` positions for local layers. `None` when nothing is masked.
+    fn get(
+        &mut self,
+        seq: usize,
+        pos: usize,
+        window: Option<usize>,
+        device: &Device,
+    ) -> candle_core::Result<Option<Tensor>> {
+        let key = (seq, pos, window);
+        if let Some((_, mask)) = self.made.iter().find(|(k, _)| *k == key) {
+            return Ok(mask.clone());
+        }
+        let mask = mask(seq, pos, window, device)?;
+        self.made.push((key, mask.clone()));
+        Ok(mask)
+    }
+}
+
+/// See [`Masks::get`].
 fn mask(
     seq: usize,
     pos: usize,
-    total: usize,
     window: Option<usize>,
     device: &Device,
 ) -> candle_core::Result<Option<Tensor>> {
+    let total = pos + seq;
     let window_bites = window.is_some_and(|w| total > w);
     if seq == 1 && !window_bites {
         return Ok(None);
     }
-    let values: Vec<f32> = (0..seq)
-        .flat_map(|i| {
-            let query = pos + i;
-            (0..total).map(move |key| {
-                let future = key > query;
-                let too_old = window.is_some_and(|w| query >= w && key <= query - w);
-                if future || too_old {
-                    f32::NEG_INFINITY
-                } else {
-                    0.0
-                }
-            })
-        })
-        .collect();
+    let mut values = vec![f32::NEG_INFINITY; seq * total];
+    for (i, row) in values.chunks_exact_mut(total).enumerate() {
+        // Query `pos + i` sees keys `first..=pos + i`.
+        let query = pos + i;
+        let first = window.map_or(0, |w| (query + 1).saturating_sub(w));
+        row[first..=query].fill(0.0);
+    }
     Ok(Some(Tensor::from_vec(values, (seq, total), device)?))
 }
 
@@ -718,4 +812,71 @@ fn gelu(x: &Tensor) -> candle_core::Result<Tensor> {
         };
     }
     Tensor::from_vec(values, x.shape(), x.device())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn visible(seq: usize, pos: usize, window: Option<usize>) -> Vec<Vec<usize>> {
+        let mask = mask(seq, pos, window, &Device::Cpu)
+            .expect("mask")
+            .expect("something masked");
+        let rows: Vec<Vec<f32>> = mask.to_vec2().expect("values");
+        rows.iter()
+            .map(|row| (0..row.len()).filter(|k| row[*k] == 0.0).collect())
+            .collect()
+    }
+
+    #[test]
+    fn masks_are_causal_and_keep_a_window() {
+        // Three new positions after two cached: each sees the keys up to itself.
+        assert_eq!(
+            visible(3, 2, None),
+            [vec![0, 1, 2], vec![0, 1, 2, 3], vec![0, 1, 2, 3, 4]]
+        );
+        // A window of 2: the query itself and the one before.
+        assert_eq!(visible(3, 2, Some(2)), [vec![1, 2], vec![2, 3], vec![3, 4]]);
+        // One new position: nothing to mask unless the window cuts.
+        assert!(mask(1, 4, None, &Device::Cpu).expect("mask").is_none());
+        assert_eq!(visible(1, 4, Some(3)), [vec![2, 3, 4]]);
+    }
+
+    #[test]
+    fn a_cloned_cache_is_its_own() {
+        let device = Device::Cpu;
+        let kv =
+            |value: f32, seq: usize| Tensor::full(value, (1, 2, seq, 4), &device).expect("tensor");
+        let mut slot = None;
+        LayerKv::append(&mut slot, &kv(1.0, 3), &kv(1.0, 3), 0, 1024).expect("append");
+        let cache = KvCache {
+            layers: vec![slot],
+            len: 3,
+        };
+        // Two sequences continue the same prefix differently.
+        let (mut a, mut b) = (cache.clone(), cache.clone());
+        let (ka, _) =
+            LayerKv::append(&mut a.layers[0], &kv(2.0, 1), &kv(2.0, 1), 3, 1024).expect("append");
+        let (kb, _) =
+            LayerKv::append(&mut b.layers[0], &kv(3.0, 1), &kv(3.0, 1), 3, 1024).expect("append");
+        let last = |k: &Tensor| -> Vec<f32> {
+            k.narrow(2, 3, 1)
+                .and_then(|t| t.flatten_all())
+                .and_then(|t| t.to_vec1())
+                .expect("values")
+        };
+        assert_eq!(last(&ka), [2.0; 8]);
+        assert_eq!(last(&kb), [3.0; 8]);
+        // Growing past the first chunk keeps what was written.
+        let (k, _) = LayerKv::append(
+            &mut a.layers[0],
+            &kv(4.0, KV_CHUNK),
+            &kv(4.0, KV_CHUNK),
+            4,
+            4096,
+        )
+        .expect("grow");
+        assert_eq!(k.dims()[2], 4 + KV_CHUNK);
+        assert_eq!(last(&k), [2.0; 8]);
+    }
 }
