@@ -662,12 +662,12 @@ impl Model {
             None => (q, k, v),
         };
         let y = if let [(pos, slot)] = slots {
-            self.attend(layer, q, k, v, *pos, slot, masks)?
+            self.attend(layer, [q, k, v], *pos, slot, masks)?
         } else {
             let mut ys = Vec::with_capacity(slots.len());
             for (i, (pos, slot)) in slots.iter_mut().enumerate() {
                 let one = |t: &Tensor| t.narrow(0, i, 1);
-                ys.push(self.attend(layer, one(&q)?, one(&k)?, one(&v)?, *pos, slot, masks)?);
+                ys.push(self.attend(layer, [one(&q)?, one(&k)?, one(&v)?], *pos, slot, masks)?);
             }
             Tensor::cat(&ys, 0)?
         };
@@ -679,9 +679,7 @@ impl Model {
     fn attend(
         &self,
         layer: &Layer,
-        q: Tensor,
-        k: Tensor,
-        v: Tensor,
+        [q, k, v]: [Tensor; 3],
         pos: usize,
         slot: &mut Option<LayerKv>,
         masks: &mut Masks,
@@ -733,8 +731,11 @@ impl Model {
 /// of the same kind (global or sliding-window).
 #[derive(Default)]
 struct Masks {
-    made: Vec<((usize, usize, Option<usize>), Option<Tensor>)>,
+    /// By (new positions, cached positions, window).
+    made: Vec<(MaskKey, Option<Tensor>)>,
 }
+
+type MaskKey = (usize, usize, Option<usize>);
 
 impl Masks {
     /// The mask for `seq` new positions after `pos` cached ones: causal, and limited to the

@@ -284,14 +284,13 @@ macro_rules! tier {
             /// octet's first `valid` rows `j`.
             ///
             /// # Safety
-            /// The CPU has `$features`; `octet` is an octet of `w`'s matrix (`blocks` blocks
-            /// per row, the activations' width); `t0 + T ≤ a.rows`; `out` holds
+            /// The CPU has `$features`; `octet` is an octet of `w`'s matrix (as wide as the
+            /// activations); `t0 + T ≤ a.rows`; `out` holds
             /// `(T − 1)·stride + valid` values.
             #[target_feature(enable = $features)]
             unsafe fn tile<R: Octets, const T: usize>(
                 w: &R,
                 octet: usize,
-                blocks: usize,
                 a: &Activations,
                 t0: usize,
                 out: &mut [f32],
@@ -299,6 +298,7 @@ macro_rules! tier {
                 valid: usize,
             ) {
                 let mut acc = [_mm256_setzero_ps(); T];
+                let blocks = a.blocks;
                 let (aq, ad) = (a.qs.as_ptr(), a.d.as_ptr());
                 let (sums, half_sums, scaled) =
                     (a.sums.as_ptr(), a.half_sums.as_ptr(), a.scaled_sums.as_ptr());
@@ -398,10 +398,10 @@ macro_rules! tier {
                 // SAFETY (all arms): forwarded from this function's contract.
                 unsafe {
                     match &w.kind {
-                        Kind::Q4 { d, m, qs } => run(&Q4 { d, m, qs }, w.blocks, a, rows, out, stride),
-                        Kind::Q5 { d, qh, qs } => run(&Q5 { d, qh, qs }, w.blocks, a, rows, out, stride),
-                        Kind::Q6 { d, qh, qs } => run(&Q6 { d, qh, qs }, w.blocks, a, rows, out, stride),
-                        Kind::Q8 { d, qs } => run(&Q8 { d, qs }, w.blocks, a, rows, out, stride),
+                        Kind::Q4 { d, m, qs } => run(&Q4 { d, m, qs }, a, rows, out, stride),
+                        Kind::Q5 { d, qh, qs } => run(&Q5 { d, qh, qs }, a, rows, out, stride),
+                        Kind::Q6 { d, qh, qs } => run(&Q6 { d, qh, qs }, a, rows, out, stride),
+                        Kind::Q8 { d, qs } => run(&Q8 { d, qs }, a, rows, out, stride),
                     }
                 }
             }
@@ -409,7 +409,6 @@ macro_rules! tier {
             #[target_feature(enable = $features)]
             unsafe fn run<R: Octets>(
                 w: &R,
-                blocks: usize,
                 a: &Activations,
                 rows: std::ops::Range<usize>,
                 out: &mut [f32],
@@ -430,8 +429,8 @@ macro_rules! tier {
                             // SAFETY: forwarded from `matmul`'s contract; t0 + n ≤ a.rows.
                             unsafe {
                                 match n {
-                                    $($t => tile::<R, $t>(w, octet, blocks, a, t0, out, stride, valid),)*
-                                    _ => tile::<R, 1>(w, octet, blocks, a, t0, out, stride, valid),
+                                    $($t => tile::<R, $t>(w, octet, a, t0, out, stride, valid),)*
+                                    _ => tile::<R, 1>(w, octet, a, t0, out, stride, valid),
                                 }
                             }
                         }
