@@ -321,8 +321,11 @@ fn qwen_logits_match_llamacpp() {
 #[test]
 fn gemma_logits_match_llamacpp() {
     let Some(path) = models::gemma() else { return };
-    // Measured 0.9968 (whole vocabulary) and 0.9906–0.9933 (top 50), short of the 0.999 the
-    // engine issue asks for: the floor keeps what is reached from slipping (with room for
-    // another CPU's rounding) while the remaining gap is found.
+    // Measured 0.9979 (whole vocabulary) and 0.987–0.994 (top 50), short of the 0.999 the
+    // engine issue asks for, with activations quantized as llama.cpp quantizes them (Q8_0
+    // with f16 scales, Q8_K for K-quants). Rounding q, K, V and the attention weights to f16
+    // as llama.cpp's f16 KV cache does moves the figures by ±0.004 either way, not up: this
+    // small model turns any rounding difference into logit noise. The floor keeps what is
+    // reached from slipping (with room for another CPU's rounding).
     check_logits(&path, "gemma", 0.985);
 }

@@ -118,19 +118,22 @@ impl Linear {
         let isa = Isa::detect();
         INPUT.with(|input| {
             let mut acts = input.borrow_mut();
-            {
-                let (storage, layout) = x.storage_and_layout();
-                let Storage::Cpu(cpu) = &*storage else {
-                    candle_core::bail!("a CPU tensor is not in CPU storage")
-                };
-                let data = &cpu.as_slice::<f32>()?[layout.start_offset()..][..m * cols];
-                acts.quantize(data, m, cols);
-            }
+            let (storage, layout) = x.storage_and_layout();
+            let Storage::Cpu(cpu) = &*storage else {
+                candle_core::bail!("a CPU tensor is not in CPU storage")
+            };
+            let data = &cpu.as_slice::<f32>()?[layout.start_offset()..][..m * cols];
+            // Quantized again only where the next layer wants other scales.
+            let mut quantized = None;
             let mut out = Vec::with_capacity(N);
             for layer in layers {
                 let Inner::Packed(w) = &layer.inner else {
                     unreachable!("all layers are packed")
                 };
+                if quantized != Some(w.scales) {
+                    acts.quantize(data, m, cols, w.scales);
+                    quantized = Some(w.scales);
+                }
                 let mut y = vec![0f32; m * layer.rows];
                 kernels::matmul(w, &acts, &mut y, isa);
                 let mut shape = lead.clone();
@@ -253,7 +256,7 @@ mod tests {
                 let weights = Weights::from_ggml(dtype, &data, n, k).expect("converts");
                 let mut acts = Activations::default();
                 let xs: Vec<f32> = x.flatten_all().and_then(|t| t.to_vec1()).expect("x");
-                acts.quantize(&xs, m, k);
+                acts.quantize(&xs, m, k, weights.scales);
                 for isa in Isa::available() {
                     let mut y = vec![0f32; m * n];
                     kernels::matmul(&weights, &acts, &mut y, isa);
@@ -298,7 +301,7 @@ mod tests {
                     .and_then(|t| t.to_vec1())
                     .expect("x");
                 let mut acts = Activations::default();
-                acts.quantize(&xs, m, k);
+                acts.quantize(&xs, m, k, weights.scales);
                 let mut reference = vec![0f32; m * n];
                 kernels::matmul(&weights, &acts, &mut reference, Isa::Scalar);
                 for isa in Isa::available() {
@@ -423,7 +426,7 @@ mod speed {
                     .map(|i| ((i * 31) % 201) as f32 / 100.0 - 1.0)
                     .collect();
                 let mut acts = Activations::default();
-                acts.quantize(&x, m, k);
+                acts.quantize(&x, m, k, weights.scales);
                 let mut y = vec![0f32; m * n];
                 for isa in Isa::available().into_iter().skip(1) {
                     let secs = per_call(|| kernels::matmul(&weights, &acts, &mut y, isa));

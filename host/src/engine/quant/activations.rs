@@ -1,11 +1,25 @@
 //! Activations quantized to signed 8 bits, once per layer input.
 //!
-//! Each row of the input is cut into 32-value blocks, each scaled so that its largest
-//! magnitude becomes 127 (GGUF's Q8_0 rule, which candle and llama.cpp use for the same
-//! weights). Beside the quants each block keeps the sum of its quants, whole and per 16-value
-//! half: the kernels take the weights' offsets off with them (`Σ(u − o)·x = Σu·x − o·Σx`).
+//! Quantized exactly as llama.cpp's CPU backend quantizes the same layer's input, so that the
+//! two compute the same products ([`Scales`]). Beside the quants each 32-value block keeps the
+//! sum of its quants, whole and per 16-value half: the kernels take the weights' offsets off
+//! with them (`Σ(u − o)·x = Σu·x − o·Σx`).
 
 use super::formats::BLOCK;
+
+/// How the activations a weight type multiplies are scaled (llama.cpp's `vec_dot_type`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scales {
+    /// Q8_0 (for Q4_0, Q5_0, Q8_0 weights): one scale per 32 values, `amax/127` rounded to
+    /// f16 — the rounded scale is the one the products use.
+    Block,
+    /// Q8_K (for K-quant weights): one f32 scale per 256 values, from the value of largest
+    /// magnitude with its sign (`max/−127`).
+    Superblock,
+}
+
+/// Values per Q8_K superblock.
+const SUPERBLOCK: usize = 256;
 
 /// `rows` inputs of `cols` values, quantized. Buffers are reused from call to call.
 #[derive(Default)]
@@ -27,10 +41,19 @@ pub struct Activations {
 }
 
 impl Activations {
-    /// Quantizes `x` (`rows × cols`, row-major; `cols` a multiple of [`BLOCK`]).
-    pub fn quantize(&mut self, x: &[f32], rows: usize, cols: usize) {
+    /// Quantizes `x` (`rows × cols`, row-major; `cols` a multiple of [`BLOCK`], or of 256
+    /// for [`Scales::Superblock`]).
+    pub fn quantize(&mut self, x: &[f32], rows: usize, cols: usize, scales: Scales) {
         debug_assert_eq!(x.len(), rows * cols);
-        debug_assert_eq!(cols % BLOCK, 0);
+        let group = match scales {
+            Scales::Block => BLOCK,
+            Scales::Superblock => SUPERBLOCK,
+        };
+        assert_eq!(
+            cols % group,
+            0,
+            "{cols} values are not whole groups of {group}"
+        );
         self.rows = rows;
         self.cols = cols;
         self.blocks = cols / BLOCK;
@@ -39,20 +62,40 @@ impl Activations {
         self.half_sums.clear();
         self.scaled_sums.clear();
         self.qs.resize(rows * cols, 0);
-        for (src, dst) in x.chunks_exact(BLOCK).zip(self.qs.chunks_exact_mut(BLOCK)) {
-            let amax = src.iter().fold(0f32, |m, v| m.max(v.abs()));
-            let d = amax / 127.0;
-            let id = if d != 0.0 { 1.0 / d } else { 0.0 };
-            let mut halves = [0i32; 2];
-            for (j, (q, v)) in dst.iter_mut().zip(src).enumerate() {
-                *q = (v * id).round() as i8;
-                halves[j / 16] += *q as i32;
+        for (src, dst) in x.chunks_exact(group).zip(self.qs.chunks_exact_mut(group)) {
+            // The scale the products use, and the factor the values are multiplied by.
+            let (d, id) = match scales {
+                Scales::Block => {
+                    let amax = src.iter().fold(0f32, |m, v| m.max(v.abs()));
+                    let d = half::f16::from_f32(amax / 127.0).to_f32();
+                    (d, if amax != 0.0 { 127.0 / amax } else { 0.0 })
+                }
+                Scales::Superblock => {
+                    let max = src
+                        .iter()
+                        .fold(0f32, |m, v| if v.abs() > m.abs() { *v } else { m });
+                    if max == 0.0 {
+                        (0.0, 0.0)
+                    } else {
+                        let iscale = -127.0 / max;
+                        (1.0 / iscale, iscale)
+                    }
+                }
+            };
+            for (src, dst) in src.chunks_exact(BLOCK).zip(dst.chunks_exact_mut(BLOCK)) {
+                let mut halves = [0i32; 2];
+                for (j, (q, v)) in dst.iter_mut().zip(src).enumerate() {
+                    // Ties to even, as llama.cpp rounds (SIMD rounding mode and its
+                    // `nearest_int`).
+                    *q = (v * id).round_ties_even().min(127.0) as i8;
+                    halves[j / 16] += *q as i32;
+                }
+                let sum = halves[0] + halves[1];
+                self.d.push(d);
+                self.sums.push(sum);
+                self.half_sums.extend(halves);
+                self.scaled_sums.push(d * sum as f32);
             }
-            let sum = halves[0] + halves[1];
-            self.d.push(d);
-            self.sums.push(sum);
-            self.half_sums.extend(halves);
-            self.scaled_sums.push(d * sum as f32);
         }
     }
 
@@ -74,17 +117,18 @@ mod tests {
     fn blocks_scale_to_127_and_keep_their_sums() {
         let x: Vec<f32> = (0..64).map(|i| (i as f32 - 20.0) * 0.25).collect();
         let mut a = Activations::default();
-        a.quantize(&x, 2, 32);
+        a.quantize(&x, 2, 32, Scales::Block);
         assert_eq!((a.rows, a.blocks), (2, 1));
         for t in 0..2 {
             let (d, qs) = a.row(t);
             let amax = x[t * 32..(t + 1) * 32]
                 .iter()
                 .fold(0f32, |m, v| m.max(v.abs()));
-            assert_eq!(d[0], amax / 127.0);
+            assert_eq!(d[0], half::f16::from_f32(amax / 127.0).to_f32());
             assert_eq!(qs.iter().map(|q| q.unsigned_abs()).max(), Some(127));
             for (q, v) in qs.iter().zip(&x[t * 32..]) {
-                assert!((*q as f32 * d[0] - v).abs() <= d[0] / 2.0 + 1e-6);
+                // Half a step, and the f16 rounding of the scale over up to 127 steps.
+                assert!((*q as f32 * d[0] - v).abs() <= d[0] * 0.6 + 1e-6);
             }
             let sum = |r: std::ops::Range<usize>| qs[r].iter().map(|q| *q as i32).sum::<i32>();
             assert_eq!(a.half_sums[2 * t..2 * t + 2], [sum(0..16), sum(16..32)]);
@@ -94,9 +138,25 @@ mod tests {
     }
 
     #[test]
+    fn superblocks_share_one_signed_scale() {
+        // The value of largest magnitude maps to −127 whatever its sign (here negative: the
+        // scale comes out positive).
+        let x: Vec<f32> = (0..256).map(|i| (i as f32 - 200.0) * 0.5).collect();
+        let mut a = Activations::default();
+        a.quantize(&x, 1, 256, Scales::Superblock);
+        assert_eq!(a.d.len(), 8);
+        let d = 1.0 / (-127.0 / -100.0f32);
+        assert!(a.d.iter().all(|b| *b == d));
+        assert_eq!(a.qs[0], -127);
+        for (q, v) in a.qs.iter().zip(&x) {
+            assert!((*q as f32 * d - v).abs() <= d / 2.0 + 1e-4);
+        }
+    }
+
+    #[test]
     fn a_zero_block_quantizes_to_zeros() {
         let mut a = Activations::default();
-        a.quantize(&[0.0; 32], 1, 32);
+        a.quantize(&[0.0; 32], 1, 32, Scales::Block);
         assert_eq!(a.d, [0.0]);
         assert!(a.qs.iter().all(|q| *q == 0));
     }

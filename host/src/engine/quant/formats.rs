@@ -30,6 +30,8 @@
 
 use candle_core::quantized::GgmlDType;
 
+use super::activations::Scales;
+
 /// Values per block, in every layout.
 pub const BLOCK: usize = 32;
 
@@ -43,6 +45,9 @@ pub struct Weights {
     /// Blocks per row.
     pub blocks: usize,
     pub kind: Kind,
+    /// How the activations these weights multiply are quantized (as llama.cpp pairs the
+    /// file's type).
+    pub scales: Scales,
 }
 
 /// The layouts, indexed by `ob` (octet · blocks + block) as the module describes.
@@ -165,11 +170,16 @@ impl Weights {
                 at += 1;
             });
         }
+        let scales = match dtype {
+            GgmlDType::Q4K | GgmlDType::Q6K => Scales::Superblock,
+            _ => Scales::Block,
+        };
         Ok(Weights {
             rows,
             cols,
             blocks,
             kind,
+            scales,
         })
     }
 
