@@ -215,11 +215,11 @@ mod tests {
 
     /// Every kernel on every covered type, against candle's own quantized matmul on the same
     /// quantized weights and against the exact f32 product of the dequantized weights.
-    /// For Q4_0 and Q5_0 candle quantizes the activations as we do (Q8_0) but for the f16
-    /// rounding of their scales: relative L2 error below 2e-3. For Q8_0, Q4_K and Q6_K candle
-    /// quantizes them with one scale per 256 values (Q8_K), coarser than ours (one per 32), so
-    /// the two differ by candle's own error: there, and for all types, our error against the
-    /// exact f32 product may not exceed 1.2× candle's (+1e-3).
+    /// Where candle quantizes the activations as we do (Q8_0 for Q4_0 and Q5_0, Q8_K for the
+    /// K-quants) the two agree closely: relative L2 error below 2e-3. For Q8_0 weights candle
+    /// quantizes them per 256 values, coarser than ours and llama.cpp's (per 32), so the two
+    /// differ by candle's own error: there, and for all types, our error against the exact f32
+    /// product may not exceed 1.2× candle's (+1e-3).
     #[test]
     fn kernels_match_candle_on_random_data() {
         let shapes = [
