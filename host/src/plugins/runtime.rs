@@ -178,6 +178,11 @@ impl Runtime {
         let mut config = Config::new();
         config.wasm_component_model(true);
         config.epoch_interruption(true);
+        // `PLUGBOARD_WASM_PROFILE=perfmap`: name compiled plugin functions for `perf`
+        // (/tmp/perf-PID.map), for adapter authors profiling their parsers.
+        if std::env::var("PLUGBOARD_WASM_PROFILE").is_ok_and(|v| v == "perfmap") {
+            config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+        }
         let engine = Engine::new(&config)
             .map_err(|e| anyhow::anyhow!("cannot start the wasm engine: {e}"))?;
         let mut linker = Linker::new(&engine);
