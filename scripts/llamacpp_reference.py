@@ -14,6 +14,10 @@ How the references were made (to redo them, same steps):
     scripts/fetch_test_models.py                       # models/*.gguf, checksums verified
     /tmp/llama-venv/bin/python scripts/llamacpp_reference.py [--models DIR] [--only qwen|gemma]
 
+`--spread` writes nothing: it prints how far llama.cpp's own logits move for the chat prompt
+when only its configuration changes (f32 instead of f16 KV cache, flash attention, smaller
+batches), the yardstick for how close another engine can be expected to come.
+
 (pip compiles llama.cpp from source for the machine, CPU only; about 10 minutes on 2 cores.)
 
 What each file holds:
@@ -579,11 +583,48 @@ def build(model: str, models_dir: Path) -> dict:
     }
 
 
+def spread(model: str, models_dir: Path) -> None:
+    import llama_cpp
+
+    path = models_dir / MODELS[model]["file"]
+
+    def logits(**settings) -> np.ndarray:
+        llm = llama_cpp.Llama(
+            model_path=str(path),
+            n_ctx=N_CTX,
+            n_threads=N_THREADS,
+            n_threads_batch=N_THREADS,
+            verbose=False,
+            **settings,
+        )
+        ids = llm.tokenize(chat_prompt(model, USER).encode(), add_bos=True, special=True)
+        llm.eval(ids)
+        pointer = llm._ctx.get_logits_ith(-1)
+        return np.ctypeslib.as_array(pointer, shape=(llm.n_vocab(),)).astype(np.float32).copy()
+
+    base = logits(n_batch=N_BATCH)
+    top = np.argsort(-base)[:TOP]
+    for name, settings in [
+        ("f32 KV cache", dict(n_batch=N_BATCH, type_k=0, type_v=0)),
+        ("flash attention", dict(n_batch=N_BATCH, flash_attn=True)),
+        ("batches of 64", dict(n_batch=64, n_ubatch=64)),
+    ]:
+        other = logits(**settings)
+        whole = np.corrcoef(base, other)[0, 1]
+        best = np.corrcoef(base[top], other[top])[0, 1]
+        print(f"{model}, {name}: correlation with the default {whole:.6f} (whole), {best:.6f} (top {TOP})")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--models", type=Path, default=ROOT / "models")
     parser.add_argument("--only", choices=sorted(MODELS))
+    parser.add_argument("--spread", action="store_true", help="print llama.cpp's own spread")
     args = parser.parse_args()
+    if args.spread:
+        for model in [args.only] if args.only else sorted(MODELS):
+            spread(model, args.models)
+        return
     OUT.mkdir(parents=True, exist_ok=True)
     for model in [args.only] if args.only else sorted(MODELS):
         data = build(model, args.models)
