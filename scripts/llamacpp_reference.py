@@ -66,6 +66,10 @@ MODELS = {
             "[PAD151935]",
         ],
     },
+    # Random-weight models of the architectures no small real model covers, written by
+    # `cargo test -p plugboard-tests --test all -- --ignored write_tiny_models`.
+    "tiny-llama": {"file": "tiny-llama.gguf", "tiny": True},
+    "tiny-phi3": {"file": "tiny-phi3.gguf", "tiny": True},
     "gemma": {
         "file": "gemma-3-270m-q4_k_m.gguf",
         "specials": [
@@ -517,15 +521,17 @@ def quantised(logits: np.ndarray) -> str:
     return base64.b64encode(q.tobytes()).decode("ascii")
 
 
-def logits_case(ref: Reference, name: str, prompt: str, full: bool) -> dict:
-    ids = ref.tokenize(prompt, add_special=True, parse_special=True)
+def logits_case(ref: Reference, name: str, prompt: str | list[int], full: bool) -> dict:
+    """`prompt`: text in the model's chat format, or token ids as they are (tiny models)."""
+    if isinstance(prompt, str):
+        ids = ref.tokenize(prompt, add_special=True, parse_special=True)
+        case = {"name": name, "prompt": prompt}
+    else:
+        ids = prompt
+        case = {"name": name}
     logits = ref.logits_after(ids)
-    case = {
-        "name": name,
-        "prompt": prompt,
-        "prompt_ids": ids,
-        "top": top(logits, TOP),
-    }
+    case["prompt_ids"] = ids
+    case["top"] = top(logits, TOP)
     if full:
         case["logits_q100_i16_base64"] = quantised(logits)
     greedy = []
@@ -546,6 +552,9 @@ def build(model: str, models_dir: Path) -> dict:
         sys.exit(f"{path} is missing: run scripts/fetch_test_models.py")
     ref = Reference(path)
     import llama_cpp
+
+    if spec.get("tiny"):
+        return build_tiny(model, spec, path, ref)
 
     strings = test_strings(spec["specials"])
     tokenize = []
@@ -615,6 +624,30 @@ def spread(model: str, models_dir: Path) -> None:
         print(f"{model}, {name}: correlation with the default {whole:.6f} (whole), {best:.6f} (top {TOP})")
 
 
+def build_tiny(model: str, spec: dict, path: Path, ref: Reference) -> dict:
+    """A tiny random-weight model (tests/support/tiny.rs): logits and greedy tokens after a
+    fixed run of random token ids; no text, its vocabulary is a placeholder."""
+    import llama_cpp
+
+    rng = np.random.default_rng(7)
+    ids = [1] + [int(i) for i in rng.integers(3, ref.n_vocab, size=120)]
+    return {
+        "model": spec["file"],
+        "sha256": sha256_of(path),
+        "generator": "scripts/llamacpp_reference.py",
+        "llama_cpp_python": llama_cpp.__version__,
+        "settings": {
+            "n_ctx": N_CTX,
+            "n_batch": N_BATCH,
+            "n_threads": N_THREADS,
+            "kv_cache": "f16 (default)",
+            "flash_attn": False,
+        },
+        "n_vocab": ref.n_vocab,
+        "logits": [logits_case(ref, "random_ids", ids, full=True)],
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--models", type=Path, default=ROOT / "models")
@@ -622,7 +655,8 @@ def main() -> None:
     parser.add_argument("--spread", action="store_true", help="print llama.cpp's own spread")
     args = parser.parse_args()
     if args.spread:
-        for model in [args.only] if args.only else sorted(MODELS):
+        real = [m for m in sorted(MODELS) if not MODELS[m].get("tiny")]
+        for model in [args.only] if args.only else real:
             spread(model, args.models)
         return
     OUT.mkdir(parents=True, exist_ok=True)

@@ -27,7 +27,11 @@ fn plugboard(args: &[&str], stdin: &str) -> Output {
         .write_all(stdin.as_bytes());
     // A command that fails on its arguments may exit before it reads its input.
     if let Err(e) = written {
-        assert_eq!(e.kind(), std::io::ErrorKind::BrokenPipe, "stdin written: {e}");
+        assert_eq!(
+            e.kind(),
+            std::io::ErrorKind::BrokenPipe,
+            "stdin written: {e}"
+        );
     }
     child.wait_with_output().expect("plugboard ends")
 }

@@ -160,6 +160,8 @@ pub fn strict_runtime() -> Arc<Runtime> {
     .expect("the wasm runtime starts")
 }
 
+pub mod tiny;
+
 /// The test models (see scripts/fetch_test_models.py). Without them a test is skipped with a
 /// loud message, except in CI, where they must be present.
 pub mod models {
