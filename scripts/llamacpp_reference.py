@@ -69,6 +69,8 @@ MODELS = {
     # Random-weight models of the architectures no small real model covers, written by
     # `cargo test -p plugboard-tests --test all -- --ignored write_tiny_models`.
     "tiny-llama": {"file": "tiny-llama.gguf", "tiny": True},
+    "tiny-llama3": {"file": "tiny-llama3.gguf", "tiny": True},
+    "tiny-llama-linear": {"file": "tiny-llama-linear.gguf", "tiny": True},
     "tiny-phi3": {"file": "tiny-phi3.gguf", "tiny": True},
     "gemma": {
         "file": "gemma-3-270m-q4_k_m.gguf",

@@ -1,8 +1,13 @@
-//! Tiny GGUF models of the architectures no small real model in the test set covers (`llama`
-//! for Llama 3 / Mistral / DeepSeek Coder, `phi3`), with random weights: the engine's code for
-//! them is checked against llama.cpp on the same file (tests/all/llamacpp.rs). A test
-//! fixture, not a model: the weights mean nothing, but every operation of the architecture
-//! runs on both sides, with the quant types of real files (Q8_0, Q5_0, Q4_0, Q4_K).
+//! Tiny GGUF models of the architectures no small real model in the test set covers, with
+//! random weights: the engine's code for them is checked against llama.cpp on the same file
+//! (tests/all/llamacpp.rs). A test fixture, not a model: the weights mean nothing, but every
+//! operation of the architecture runs on both sides, with the quant types of real files
+//! (Q8_0, Q5_0, Q4_0, Q4_K). The variants:
+//! - `llama`: Llama 2 / Mistral 7B layout (grouped-query attention, interleaved rotary pairs);
+//! - `llama3`: Llama 3.1–3.3, with per-frequency rope factors (`rope_freqs.weight`) and base
+//!   500000;
+//! - `llama-linear`: DeepSeek Coder, linear rope scaling (factor 4);
+//! - `phi3`: fused QKV and gate/up projections, half-split rotary pairs.
 //!
 //! The files are written deterministically (same bytes on every machine): the references
 //! record their sha256, and `cargo test -p plugboard-tests --test all -- --ignored
@@ -14,12 +19,12 @@ use candle_core::quantized::gguf_file::Value;
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{Device, Tensor};
 
-/// The architectures written.
-pub const ARCHS: [&str; 2] = ["llama", "phi3"];
+/// The variants written.
+pub const VARIANTS: [&str; 4] = ["llama", "llama3", "llama-linear", "phi3"];
 
-/// The file name of an architecture's tiny model.
-pub fn file_name(arch: &str) -> String {
-    format!("tiny-{arch}.gguf")
+/// The file name of a variant's tiny model.
+pub fn file_name(variant: &str) -> String {
+    format!("tiny-{variant}.gguf")
 }
 
 const EMBD: usize = 128;
@@ -62,7 +67,12 @@ impl Noise {
 
     /// A (rows, cols) weight scaled so that outputs keep about the inputs' size.
     fn matrix(&mut self, rows: usize, cols: usize, dtype: GgmlDType) -> QTensor {
-        let scale = 1.7 / (cols as f32).sqrt();
+        self.scaled(rows, cols, dtype, 1.7)
+    }
+
+    /// The same, outputs `gain` times the inputs' size.
+    fn scaled(&mut self, rows: usize, cols: usize, dtype: GgmlDType, gain: f32) -> QTensor {
+        let scale = gain / (cols as f32).sqrt();
         let values: Vec<f32> = (0..rows * cols).map(|_| self.next() * scale).collect();
         let t = Tensor::from_vec(values, (rows, cols), &Device::Cpu).expect("tensor");
         QTensor::quantize(&t, dtype).expect("quantizes")
@@ -76,23 +86,26 @@ impl Noise {
     }
 }
 
-/// Writes the tiny model of `arch` to `path`.
-pub fn write(arch: &str, path: &Path) -> anyhow::Result<()> {
+/// Writes the tiny model of `variant` to `path`.
+pub fn write(variant: &str, path: &Path) -> anyhow::Result<()> {
+    let Some(seed) = VARIANTS.iter().position(|v| *v == variant) else {
+        anyhow::bail!("no tiny model {variant}")
+    };
+    let arch = if variant == "phi3" { "phi3" } else { "llama" };
     let (tokens, scores, types) = vocabulary();
     let vocab = tokens.len();
-    let mut noise = Noise(match arch {
-        "llama" => 1,
-        _ => 2,
-    });
+    let mut noise = Noise(seed as u64 + 1);
     let mut tensors: Vec<(String, QTensor)> = vec![
         (
             "token_embd.weight".into(),
             noise.matrix(vocab, EMBD, GgmlDType::Q8_0),
         ),
         ("output_norm.weight".into(), noise.norm(EMBD)),
+        // Logits spread over a few units, as a trained model's are: near ties (what the
+        // greedy comparison forgives) stay rare.
         (
             "output.weight".into(),
-            noise.matrix(vocab, EMBD, GgmlDType::Q8_0),
+            noise.scaled(vocab, EMBD, GgmlDType::Q8_0, 6.0),
         ),
     ];
     let kv = KV_HEADS * HEAD_DIM;
@@ -121,8 +134,35 @@ pub fn write(arch: &str, path: &Path) -> anyhow::Result<()> {
         ));
         tensors.push((name("ffn_down"), noise.matrix(EMBD, FF, GgmlDType::Q4K)));
     }
+    if variant == "llama3" {
+        // Llama 3.1's shape of factors: high frequencies kept, low ones slowed 8×, a smooth
+        // ramp between.
+        let half = HEAD_DIM / 2;
+        let factors: Vec<f32> = (0..half)
+            .map(|i| {
+                let t = i as f32 / (half - 1) as f32;
+                if t < 0.4 {
+                    1.0
+                } else if t > 0.8 {
+                    8.0
+                } else {
+                    1.0 + 7.0 * (t - 0.4) / 0.4
+                }
+            })
+            .collect();
+        let t = Tensor::from_vec(factors, half, &Device::Cpu)?;
+        tensors.push((
+            "rope_freqs.weight".into(),
+            QTensor::quantize(&t, GgmlDType::F32)?,
+        ));
+    }
     let key = |k: &str| format!("{arch}.{k}");
-    let metadata: Vec<(String, Value)> = vec![
+    let rope_base = if variant == "llama3" {
+        500_000.0
+    } else {
+        10_000.0
+    };
+    let mut metadata: Vec<(String, Value)> = vec![
         ("general.architecture".into(), Value::String(arch.into())),
         // No family name here: llama.cpp adjusts vocabularies by it (a "phi3" name expects
         // Phi-3's own special tokens).
@@ -138,7 +178,7 @@ pub fn write(arch: &str, path: &Path) -> anyhow::Result<()> {
         (key("attention.head_count_kv"), Value::U32(KV_HEADS as u32)),
         (key("attention.layer_norm_rms_epsilon"), Value::F32(1e-5)),
         (key("rope.dimension_count"), Value::U32(HEAD_DIM as u32)),
-        (key("rope.freq_base"), Value::F32(10_000.0)),
+        (key("rope.freq_base"), Value::F32(rope_base)),
         ("tokenizer.ggml.model".into(), Value::String("llama".into())),
         (
             "tokenizer.ggml.tokens".into(),
@@ -156,6 +196,10 @@ pub fn write(arch: &str, path: &Path) -> anyhow::Result<()> {
         ("tokenizer.ggml.bos_token_id".into(), Value::U32(1)),
         ("tokenizer.ggml.eos_token_id".into(), Value::U32(2)),
     ];
+    if variant == "llama-linear" {
+        metadata.push((key("rope.scaling.type"), Value::String("linear".into())));
+        metadata.push((key("rope.scaling.factor"), Value::F32(4.0)));
+    }
     let metadata: Vec<(&str, &Value)> = metadata.iter().map(|(k, v)| (k.as_str(), v)).collect();
     let tensors: Vec<(&str, &QTensor)> = tensors.iter().map(|(k, t)| (k.as_str(), t)).collect();
     let mut file = std::fs::File::create(path)?;
