@@ -134,7 +134,9 @@ impl Config {
 /// Each layer's keys and values live in buffers with room to grow, (1, kv heads, capacity,
 /// head dim), written in place as positions are added: appending a token copies that token
 /// only, not the whole cache (`Tensor::cat` per step cost O(length) per token and layer).
-/// Capacity grows by doubling. A clone copies the positions held into buffers of its own, so
+/// Capacity grows by a quarter (at least a chunk of positions): little memory held beyond
+/// what a sequence uses, and growth copies stay a small multiple of the sequence's length in
+/// all. A clone copies the positions held into buffers of its own, so
 /// sequences started from one cached prefix never write into each other's.
 #[derive(Default)]
 pub struct KvCache {
@@ -147,7 +149,7 @@ struct LayerKv {
     v: Tensor,
 }
 
-/// Positions a layer's buffers first hold (and the step they grow by at least).
+/// Positions a layer's buffers first hold, and the step they grow by at least.
 const KV_CHUNK: usize = 256;
 
 impl LayerKv {
@@ -168,7 +170,7 @@ impl LayerKv {
         let total = pos + seq;
         let have = slot.as_ref().map_or(0, |l| l.capacity());
         if total > have {
-            let capacity = (2 * have)
+            let capacity = (have + have / 4)
                 .max(total.next_multiple_of(KV_CHUNK))
                 .min(max_len.max(total));
             let grown = LayerKv {
