@@ -98,7 +98,19 @@ impl Linear {
     }
 
     /// Several layers on the same input (q, k, v; gate, up): the input is quantized once.
+    /// Layers of types our kernels do not cover run on candle's, beside the others (without
+    /// AVX2 only Q5_0 is ours, and a file mixes it with other types).
     pub fn forward_many<const N: usize>(layers: [&Linear; N], x: &Tensor) -> Result<[Tensor; N]> {
+        if !layers.iter().all(|l| l.is_packed()) && layers.iter().any(|l| l.is_packed()) {
+            let mut out = Vec::with_capacity(N);
+            for layer in layers {
+                let [y] = Linear::forward_many([layer], x)?;
+                out.push(y);
+            }
+            return out
+                .try_into()
+                .map_err(|_| candle_core::Error::Msg("layer count".into()));
+        }
         if !layers.iter().all(|l| l.is_packed()) || !matches!(x.device(), Device::Cpu) {
             let mut out = Vec::with_capacity(N);
             for layer in layers {
@@ -345,6 +357,13 @@ mod tests {
             linear.embedding(&bad).is_err(),
             "an id past the vocabulary is an error"
         );
+        // A type our kernels do not cover (Q2_K: candle's) beside one they do, on one input
+        // (without AVX2 only Q5_0 is ours, so real files mix the two).
+        let other = Linear::new(QTensor::quantize(&w, GgmlDType::Q2K).expect("q2k")).expect("q2k");
+        assert!(!other.is_packed());
+        let [mixed, theirs] = Linear::forward_many([&linear, &other], &x).expect("mixed");
+        assert_eq!(flat(&mixed), flat(&y));
+        assert_eq!(flat(&theirs), flat(&other.forward(&x).expect("candle's")));
     }
 }
 

@@ -120,25 +120,31 @@ fn rows_into(
         Isa::Avx512 => unsafe { super::x86::avx512::matmul(w, a, rows, out, stride) },
         Isa::Scalar => {
             let start = rows.start;
+            // Each weight row unpacked once, then multiplied with every activation row.
+            let mut blocks = Vec::with_capacity(w.blocks);
             for row in rows {
+                blocks.clear();
+                blocks.extend((0..w.blocks).map(|b| w.block(row, b)));
                 for t in 0..a.rows {
-                    out[t * stride + row - start] = dot_scalar(w, row, a, t);
+                    out[t * stride + row - start] = dot_scalar(w, &blocks, a, t);
                 }
             }
         }
     }
 }
 
-/// Row `row` of `w` · activation row `t`, in plain Rust: the reference the SIMD kernels are
+/// One block of a weight row, unpacked: quants, scales of the halves, `m`.
+type Block = ([i32; BLOCK], [f32; 2], f32);
+
+/// A weight row (its `blocks`) · activation row `t`, in plain Rust: the reference the SIMD kernels are
 /// tested against, and the kernel of CPUs without them. Same arithmetic as the SIMD kernels:
 /// exact integer dot products per block (offsets taken off through the activations' sums),
 /// scaled per block or half.
-fn dot_scalar(w: &Weights, row: usize, a: &Activations, t: usize) -> f32 {
+fn dot_scalar(w: &Weights, blocks: &[Block], a: &Activations, t: usize) -> f32 {
     let (ad, aq) = a.row(t);
     let offset = w.offset();
     let mut sum = 0f32;
-    for b in 0..w.blocks {
-        let (q, d, m) = w.block(row, b);
+    for (b, (q, d, m)) in blocks.iter().enumerate() {
         let x = &aq[b * BLOCK..(b + 1) * BLOCK];
         let half = |h: usize| -> i32 {
             let products: i32 = (16 * h..16 * h + 16).map(|j| q[j] * x[j] as i32).sum();
