@@ -3,7 +3,7 @@
 
 Runs llama.cpp (through llama-cpp-python) and `plugboard bench --json` alternately, several
 repetitions each, and prints one table: prefill tok/s on a 512-token prompt, decode tok/s over
-128 tokens, peak RSS, and plugboard's ratio to llama.cpp. Both sides do the same work: the
+128 tokens (both lengths are options), peak RSS, and plugboard's ratio to llama.cpp. Both sides do the same work: the
 prompt is the same prose `plugboard bench` uses, cycled to 512 tokens; the decode figure comes
 from a 16-token prompt followed by 128 greedy steps, one token per forward pass.
 
@@ -172,8 +172,8 @@ def main():
         )
 
     rows = [
-        ("prefill tok/s (512-token prompt)", "prefill_tokens_per_s"),
-        ("decode tok/s (128 tokens)", "decode_tokens_per_s"),
+        (f"prefill tok/s ({args.prompt_tokens}-token prompt)", "prefill_tokens_per_s"),
+        (f"decode tok/s ({args.decode_tokens} tokens)", "decode_tokens_per_s"),
         ("prefill tok/s per CPU second", "prefill_cpu_tokens_per_s"),
         ("decode tok/s per CPU second", "decode_cpu_tokens_per_s"),
         ("peak RSS MiB", "peak_rss_mib"),
