@@ -294,60 +294,72 @@ fn has_tensor(gguf: &GgufFile, name: &str) -> bool {
     gguf.content.tensor_infos.contains_key(name)
 }
 
-/// Cosine and sine tables for rotary embeddings.
+/// Rotary embeddings: the angles of any run of positions, computed when a forward pass needs
+/// them (tables for the whole context cost 67 MiB for Gemma 3 270M's 32K positions).
 struct Rope {
-    cos: Tensor,
-    sin: Tensor,
+    half: usize,
+    /// base^(−2/d): the frequency ratio between neighbouring pairs.
+    step: f32,
+    freq_scale: f32,
+    /// Per-pair divisors of the angle (Llama 3.1's `rope_freqs`).
+    factors: Option<Vec<f32>>,
 }
 
 impl Rope {
-    fn new(
-        head_dim: usize,
-        base: f32,
-        scale: f32,
-        factors: Option<&[f32]>,
-        len: usize,
+    fn new(head_dim: usize, base: f32, scale: f32, factors: Option<&[f32]>) -> Rope {
+        Rope {
+            half: head_dim / 2,
+            step: base.powf(-2.0 / head_dim as f32),
+            freq_scale: 1.0 / scale,
+            factors: factors.map(<[f32]>::to_vec),
+        }
+    }
+
+    /// Cosines and sines (seq, head_dim / 2) of positions `pos..pos + seq`.
+    fn tables(
+        &self,
+        pos: usize,
+        seq: usize,
         device: &Device,
-    ) -> candle_core::Result<Rope> {
+    ) -> candle_core::Result<(Tensor, Tensor)> {
         // The angles are computed as llama.cpp computes them, in f32: the frequency of pair i
         // is base^(-2/d) multiplied in i times, not raised to a power. At positions in the
         // thousands the two ways differ by ~1e-4 rad, which a sensitive model (Gemma 3 270M)
         // turns into visibly different logits.
-        let half = head_dim / 2;
-        let step = base.powf(-2.0 / head_dim as f32);
-        let freq_scale = 1.0 / scale;
-        let mut cos = Vec::with_capacity(len * half);
-        let mut sin = Vec::with_capacity(len * half);
-        for position in 0..len {
+        let mut cos = Vec::with_capacity(seq * self.half);
+        let mut sin = Vec::with_capacity(seq * self.half);
+        for position in pos..pos + seq {
             let mut theta = position as f32;
-            for i in 0..half {
-                let factor = factors.and_then(|fs| fs.get(i)).copied().unwrap_or(1.0);
-                let angle = freq_scale * (theta / factor);
+            for i in 0..self.half {
+                let factor = self
+                    .factors
+                    .as_ref()
+                    .and_then(|fs| fs.get(i))
+                    .copied()
+                    .unwrap_or(1.0);
+                let angle = self.freq_scale * (theta / factor);
                 cos.push(angle.cos());
                 sin.push(angle.sin());
-                theta *= step;
+                theta *= self.step;
             }
         }
-        Ok(Rope {
-            cos: Tensor::from_vec(cos, (len, half), device)?,
-            sin: Tensor::from_vec(sin, (len, half), device)?,
-        })
+        Ok((
+            Tensor::from_vec(cos, (seq, self.half), device)?,
+            Tensor::from_vec(sin, (seq, self.half), device)?,
+        ))
     }
+}
 
-    fn len(&self) -> usize {
-        self.cos.dims()[0]
-    }
-
-    /// Rotates `x` of shape (batch, heads, seq, head_dim) for positions `pos..pos+seq`.
-    fn apply(&self, x: &Tensor, pos: usize, interleaved: bool) -> candle_core::Result<Tensor> {
-        let seq = x.dim(2)?;
-        let cos = self.cos.narrow(0, pos, seq)?;
-        let sin = self.sin.narrow(0, pos, seq)?;
-        if interleaved {
-            candle_nn::rotary_emb::rope_i(&x.contiguous()?, &cos, &sin)
-        } else {
-            candle_nn::rotary_emb::rope(&x.contiguous()?, &cos, &sin)
-        }
+/// Rotates `x` of shape (batch, heads, seq, head_dim) by the angles `cos`, `sin` (seq, half).
+fn rotate(
+    x: &Tensor,
+    (cos, sin): &(Tensor, Tensor),
+    interleaved: bool,
+) -> candle_core::Result<Tensor> {
+    if interleaved {
+        candle_nn::rotary_emb::rope_i(&x.contiguous()?, cos, sin)
+    } else {
+        candle_nn::rotary_emb::rope(&x.contiguous()?, cos, sin)
     }
 }
 
@@ -390,6 +402,8 @@ pub struct Model {
     output: Arc<Linear>,
     rope: Rope,
     rope_local: Option<Rope>,
+    /// The longest sequence served (the context, or less if asked).
+    max_len: usize,
     attn_scale: f64,
     gelu: bool,
     interleaved_rope: bool,
@@ -430,9 +444,7 @@ impl Model {
             config.rope_base,
             config.rope_scale,
             rope_factors.as_deref(),
-            max_len,
-            device,
-        )?;
+        );
         // Gemma 3's local layers use their own base and no scaling.
         let rope_local = match config.sliding_window {
             Some(_) => Some(Rope::new(
@@ -440,9 +452,7 @@ impl Model {
                 config.rope_base_local,
                 1.0,
                 None,
-                max_len,
-                device,
-            )?),
+            )),
             None => None,
         };
         let mut layers = Vec::with_capacity(config.n_layer);
@@ -513,6 +523,7 @@ impl Model {
             output,
             rope,
             rope_local,
+            max_len,
             attn_scale: 1.0 / (config.head_dim as f64).sqrt(),
             gelu: gemma,
             interleaved_rope: arch == Arch::Llama,
@@ -527,7 +538,7 @@ impl Model {
 
     /// The longest sequence the rope tables cover.
     pub fn max_len(&self) -> usize {
-        self.rope.len()
+        self.max_len
     }
 
     /// Runs `tokens` (appended after what `cache` holds) and returns the logits of the last
@@ -576,7 +587,7 @@ impl Model {
         if let Some(scale) = self.embed_scale {
             x = (x * scale)?;
         }
-        let mut masks = Masks::default();
+        let mut tables = PassTables::default();
         for (i, layer) in self.layers.iter().enumerate() {
             let mut slots: Vec<(usize, &mut Option<LayerKv>)> = caches
                 .iter_mut()
@@ -584,7 +595,7 @@ impl Model {
                 .collect();
             let residual = x.clone();
             let h = layer.attn_norm.forward(&x)?;
-            let mut h = self.attention(layer, &h, &mut slots, &mut masks)?;
+            let mut h = self.attention(layer, &h, &mut slots, &mut tables)?;
             if let Some(norm) = &layer.post_attn_norm {
                 h = norm.forward(&h)?;
             }
@@ -636,7 +647,7 @@ impl Model {
         layer: &Layer,
         x: &Tensor,
         slots: &mut [(usize, &mut Option<LayerKv>)],
-        masks: &mut Masks,
+        tables: &mut PassTables,
     ) -> candle_core::Result<Tensor> {
         let c = &self.config;
         let (q, k, v) = match &layer.qkv {
@@ -664,12 +675,12 @@ impl Model {
             None => (q, k, v),
         };
         let y = if let [(pos, slot)] = slots {
-            self.attend(layer, [q, k, v], *pos, slot, masks)?
+            self.attend(layer, [q, k, v], *pos, slot, tables)?
         } else {
             let mut ys = Vec::with_capacity(slots.len());
             for (i, (pos, slot)) in slots.iter_mut().enumerate() {
                 let one = |t: &Tensor| t.narrow(0, i, 1);
-                ys.push(self.attend(layer, [one(&q)?, one(&k)?, one(&v)?], *pos, slot, masks)?);
+                ys.push(self.attend(layer, [one(&q)?, one(&k)?, one(&v)?], *pos, slot, tables)?);
             }
             Tensor::cat(&ys, 0)?
         };
@@ -684,7 +695,7 @@ impl Model {
         [q, k, v]: [Tensor; 3],
         pos: usize,
         slot: &mut Option<LayerKv>,
-        masks: &mut Masks,
+        tables: &mut PassTables,
     ) -> candle_core::Result<Tensor> {
         let c = &self.config;
         let (b, seq, _) = q.dims3()?;
@@ -701,11 +712,12 @@ impl Model {
             k = norm.forward(&k)?;
         }
         let rope = match (layer.window, &self.rope_local) {
-            (Some(_), Some(local)) => local,
-            _ => &self.rope,
+            (Some(_), Some(local)) => (local, true),
+            _ => (&self.rope, false),
         };
-        let q = rope.apply(&q.transpose(1, 2)?, pos, self.interleaved_rope)?;
-        let k = rope.apply(&k.transpose(1, 2)?, pos, self.interleaved_rope)?;
+        let angles = tables.angles(rope, pos, seq, &self.device)?;
+        let q = rotate(&q.transpose(1, 2)?, &angles, self.interleaved_rope)?;
+        let k = rotate(&k.transpose(1, 2)?, &angles, self.interleaved_rope)?;
         let q = (q * self.attn_scale)?;
         let (k, v) = LayerKv::append(slot, &k, &v, pos, self.max_len())?;
         let total = k.dim(2)?;
@@ -714,7 +726,7 @@ impl Model {
         let group = c.n_head / c.n_kv_head;
         let q = q.reshape((b, c.n_kv_head, group * seq, c.head_dim))?;
         let att = q.matmul(&k.t()?)?;
-        let att = match masks.get(seq, pos, layer.window, &self.device)? {
+        let att = match tables.mask(seq, pos, layer.window, &self.device)? {
             Some(mask) => att
                 .reshape((b, c.n_kv_head, group, seq, total))?
                 .broadcast_add(&mask)?
@@ -729,20 +741,24 @@ impl Model {
     }
 }
 
-/// The additive attention masks of one forward pass, made once and shared by every layer
-/// of the same kind (global or sliding-window).
+/// The tables of one forward pass, made once and shared by every layer that needs the same:
+/// attention masks (global or sliding-window layers) and rotary angles (global or local
+/// base), per sequence position.
 #[derive(Default)]
-struct Masks {
+struct PassTables {
     /// By (new positions, cached positions, window).
-    made: Vec<(MaskKey, Option<Tensor>)>,
+    masks: Vec<(MaskKey, Option<Tensor>)>,
+    /// By (local rope, first position, positions).
+    angles: Vec<(AnglesKey, (Tensor, Tensor))>,
 }
 
 type MaskKey = (usize, usize, Option<usize>);
+type AnglesKey = (bool, usize, usize);
 
-impl Masks {
+impl PassTables {
     /// The mask for `seq` new positions after `pos` cached ones: causal, and limited to the
     /// last `window` positions for local layers. `None` when nothing is masked.
-    fn get(
+    fn mask(
         &mut self,
         seq: usize,
         pos: usize,
@@ -750,16 +766,34 @@ impl Masks {
         device: &Device,
     ) -> candle_core::Result<Option<Tensor>> {
         let key = (seq, pos, window);
-        if let Some((_, mask)) = self.made.iter().find(|(k, _)| *k == key) {
+        if let Some((_, mask)) = self.masks.iter().find(|(k, _)| *k == key) {
             return Ok(mask.clone());
         }
         let mask = mask(seq, pos, window, device)?;
-        self.made.push((key, mask.clone()));
+        self.masks.push((key, mask.clone()));
         Ok(mask)
+    }
+
+    /// `rope`'s angles for positions `pos..pos + seq` (`local`: it is the local layers'
+    /// rope).
+    fn angles(
+        &mut self,
+        (rope, local): (&Rope, bool),
+        pos: usize,
+        seq: usize,
+        device: &Device,
+    ) -> candle_core::Result<(Tensor, Tensor)> {
+        let key = (local, pos, seq);
+        if let Some((_, angles)) = self.angles.iter().find(|(k, _)| *k == key) {
+            return Ok(angles.clone());
+        }
+        let angles = rope.tables(pos, seq, device)?;
+        self.angles.push((key, angles.clone()));
+        Ok(angles)
     }
 }
 
-/// See [`Masks::get`].
+/// See [`PassTables::mask`].
 fn mask(
     seq: usize,
     pos: usize,
