@@ -290,6 +290,19 @@ fn tensor(
         })
 }
 
+/// A weight matrix of the file, as a layer (see [`Linear::load`]).
+fn linear(
+    gguf: &GgufFile,
+    reader: &mut std::fs::File,
+    name: &str,
+    device: &Device,
+) -> Result<Linear, EngineError> {
+    Linear::load(&gguf.content, reader, name, device).map_err(|e| EngineError::Format {
+        path: gguf.path.clone(),
+        reason: format!("tensor {name}: {e}"),
+    })
+}
+
 fn has_tensor(gguf: &GgufFile, name: &str) -> bool {
     gguf.content.tensor_infos.contains_key(name)
 }
@@ -425,9 +438,9 @@ impl Model {
         })?;
         let r = &mut reader;
         let eps = config.rms_eps;
-        let embed = Arc::new(Linear::new(tensor(gguf, r, "token_embd.weight", device)?)?);
+        let embed = Arc::new(linear(gguf, r, "token_embd.weight", device)?);
         let output = if has_tensor(gguf, "output.weight") {
-            Arc::new(Linear::new(tensor(gguf, r, "output.weight", device)?)?)
+            Arc::new(linear(gguf, r, "output.weight", device)?)
         } else {
             // Tied embeddings: the same weights, shared, not copied.
             Arc::clone(&embed)
@@ -459,7 +472,7 @@ impl Model {
         for i in 0..config.n_layer {
             let name = |n: &str| format!("blk.{i}.{n}.weight");
             let q = |r: &mut std::fs::File, n: &str| -> Result<Linear, EngineError> {
-                Ok(Linear::new(tensor(gguf, r, &name(n), device)?)?)
+                linear(gguf, r, &name(n), device)
             };
             let optional_norm =
                 |r: &mut std::fs::File, n: &str| -> Result<Option<RmsNorm>, EngineError> {

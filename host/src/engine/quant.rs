@@ -22,7 +22,8 @@ mod x86;
 use std::cell::RefCell;
 use std::sync::Arc;
 
-use candle_core::quantized::{QMatMul, QTensor};
+use candle_core::quantized::gguf_file::Content;
+use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{DType, Device, Module, Result, Storage, Tensor};
 
 use activations::Activations;
@@ -48,10 +49,62 @@ thread_local! {
     static INPUT: RefCell<Activations> = RefCell::new(Activations::default());
 }
 
+/// Whether our kernels run weights of this type on this device: on CPUs, every covered type
+/// with SIMD, and Q5_0 everywhere (candle's Q5_0 is no faster than our scalar kernel).
+fn ours(dtype: GgmlDType, device: &Device) -> bool {
+    matches!(device, Device::Cpu)
+        && formats::supported(dtype)
+        && (Isa::detect() != Isa::Scalar || dtype == GgmlDType::Q5_0)
+}
+
 impl Linear {
     /// Takes a GGUF tensor of shape (outputs, inputs).
     pub fn new(tensor: QTensor) -> Result<Linear> {
         Linear::from_arc(Arc::new(tensor))
+    }
+
+    /// Reads tensor `name` of a GGUF file. Types our kernels cover are converted as they are
+    /// read, a few MiB at a time: the file's copy of a tensor never sits in memory whole beside
+    /// the converted one (for an embedding matrix of 180 MiB that pair was the peak of the
+    /// model's memory).
+    pub fn load(
+        content: &Content,
+        reader: &mut (impl std::io::Read + std::io::Seek),
+        name: &str,
+        device: &Device,
+    ) -> Result<Linear> {
+        let Some(info) = content.tensor_infos.get(name) else {
+            candle_core::bail!("no tensor {name}")
+        };
+        let (rows, cols) = info.shape.dims2()?;
+        if !ours(info.ggml_dtype, device) {
+            return Linear::new(content.tensor(reader, name, device)?);
+        }
+        let mut converter = Weights::converter(info.ggml_dtype, rows, cols)
+            .map_err(|e| candle_core::Error::Msg(format!("{name}: {e}")))?;
+        reader.seek(std::io::SeekFrom::Start(
+            content.tensor_data_offset + info.offset,
+        ))?;
+        const PIECE: usize = 4 << 20;
+        let piece = (PIECE / converter.block_bytes()).max(1) * converter.block_bytes();
+        let mut buffer = vec![0u8; piece];
+        let mut left = converter.source_bytes();
+        while left > 0 {
+            let n = left.min(piece);
+            reader.read_exact(&mut buffer[..n])?;
+            converter
+                .feed(&buffer[..n])
+                .map_err(|e| candle_core::Error::Msg(format!("{name}: {e}")))?;
+            left -= n;
+        }
+        let weights = converter
+            .finish()
+            .map_err(|e| candle_core::Error::Msg(format!("{name}: {e}")))?;
+        Ok(Linear {
+            inner: Inner::Packed(weights),
+            rows,
+            cols,
+        })
     }
 
     /// Like [`Linear::new`]; a tensor shared elsewhere is converted (a copy) only if our
@@ -59,10 +112,7 @@ impl Linear {
     pub fn from_arc(tensor: Arc<QTensor>) -> Result<Linear> {
         let (rows, cols) = tensor.shape().dims2()?;
         let dtype = tensor.dtype();
-        let packed = matches!(tensor.device(), Device::Cpu)
-            && formats::supported(dtype)
-            && (Isa::detect() != Isa::Scalar || dtype == candle_core::quantized::GgmlDType::Q5_0);
-        let inner = if packed {
+        let inner = if ours(dtype, &tensor.device()) {
             let data = tensor.data()?;
             let weights = Weights::from_ggml(dtype, &data, rows, cols)
                 .map_err(|e| candle_core::Error::Msg(format!("{dtype:?} ({rows}×{cols}): {e}")))?;
@@ -324,6 +374,33 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// A tensor read from a GGUF file piece by piece (this one spans two 4 MiB pieces) is the
+    /// same layer as the tensor read whole.
+    #[test]
+    fn layers_load_from_a_file_in_pieces() {
+        use candle_core::quantized::gguf_file;
+        let (rows, cols) = (2056, 2048);
+        let w = QTensor::quantize(&random((rows, cols), 5, false), GgmlDType::Q8_0).expect("q");
+        let path = std::env::temp_dir().join(format!("plugboard-load-{}.gguf", std::process::id()));
+        let mut file = std::fs::File::create(&path).expect("creates");
+        gguf_file::write(&mut file, &[], &[("w", &w)]).expect("writes");
+        drop(file);
+        let mut reader = std::fs::File::open(&path).expect("opens");
+        let content = Content::read(&mut reader).expect("reads");
+        let loaded = Linear::load(&content, &mut reader, "w", &Device::Cpu).expect("loads");
+        let whole = Linear::new(w).expect("whole");
+        let x = random((3, cols), 6, true);
+        let flat = |l: &Linear| -> Vec<f32> {
+            l.forward(&x)
+                .and_then(|y| y.flatten_all())
+                .and_then(|y| y.to_vec1())
+                .expect("forward")
+        };
+        assert_eq!(flat(&loaded), flat(&whole));
+        assert!(Linear::load(&content, &mut reader, "missing", &Device::Cpu).is_err());
+        std::fs::remove_file(&path).expect("removes");
     }
 
     #[test]

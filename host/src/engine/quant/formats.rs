@@ -115,6 +115,69 @@ pub fn supported(dtype: GgmlDType) -> bool {
     source_block(dtype).is_some()
 }
 
+/// Converts a GGUF tensor's blocks as they arrive, in file order: a tensor read from its file
+/// in pieces never sits in memory whole beside its converted copy (for a large embedding
+/// matrix, that copy was the peak of a model's memory).
+pub struct Converter {
+    dtype: GgmlDType,
+    /// Bytes per source block.
+    block_bytes: usize,
+    /// Bytes the whole tensor takes in the file.
+    source_bytes: usize,
+    /// Bytes fed so far.
+    fed: usize,
+    /// 32-value blocks converted so far.
+    at: usize,
+    weights: Weights,
+}
+
+impl Converter {
+    /// Bytes per source block: every piece fed holds whole blocks.
+    pub fn block_bytes(&self) -> usize {
+        self.block_bytes
+    }
+
+    /// Bytes the whole tensor takes in the file.
+    pub fn source_bytes(&self) -> usize {
+        self.source_bytes
+    }
+
+    /// Converts the next source blocks (`data.len()` a multiple of [`Converter::block_bytes`]).
+    pub fn feed(&mut self, data: &[u8]) -> Result<(), ConvertError> {
+        if !data.len().is_multiple_of(self.block_bytes) || self.fed + data.len() > self.source_bytes
+        {
+            return Err(ConvertError::Size {
+                got: self.fed + data.len(),
+                expected: self.source_bytes,
+            });
+        }
+        self.fed += data.len();
+        let blocks = self.weights.blocks;
+        let (kind, at) = (&mut self.weights.kind, &mut self.at);
+        for block in data.chunks_exact(self.block_bytes) {
+            // Source blocks come row by row, each row `blocks` 32-value blocks long.
+            unpack(self.dtype, block, |b| {
+                let (row, col) = (*at / blocks, *at % blocks);
+                let ob = (row / OCTET) * blocks + col;
+                kind.put(ob, row % OCTET, &b);
+                *at += 1;
+            });
+        }
+        Ok(())
+    }
+
+    /// The converted weights, once every block was fed.
+    pub fn finish(self) -> Result<Weights, ConvertError> {
+        if self.fed != self.source_bytes {
+            return Err(ConvertError::Size {
+                got: self.fed,
+                expected: self.source_bytes,
+            });
+        }
+        Ok(self.weights)
+    }
+}
+
 impl Weights {
     /// Converts a GGUF tensor of `rows` × `cols` (row-major, `cols` the input size).
     pub fn from_ggml(
@@ -123,6 +186,23 @@ impl Weights {
         rows: usize,
         cols: usize,
     ) -> Result<Weights, ConvertError> {
+        let mut converter = Weights::converter(dtype, rows, cols)?;
+        if data.len() != converter.source_bytes() {
+            return Err(ConvertError::Size {
+                got: data.len(),
+                expected: converter.source_bytes(),
+            });
+        }
+        converter.feed(data)?;
+        converter.finish()
+    }
+
+    /// A converter for a GGUF tensor of `rows` × `cols`, fed piece by piece.
+    pub fn converter(
+        dtype: GgmlDType,
+        rows: usize,
+        cols: usize,
+    ) -> Result<Converter, ConvertError> {
         let (bytes, values) = source_block(dtype).ok_or(ConvertError::Unsupported(dtype))?;
         if !cols.is_multiple_of(values) {
             return Err(ConvertError::Columns {
@@ -130,16 +210,9 @@ impl Weights {
                 block: values,
             });
         }
-        let expected = rows * cols / values * bytes;
-        if data.len() != expected {
-            return Err(ConvertError::Size {
-                got: data.len(),
-                expected,
-            });
-        }
         let blocks = cols / BLOCK;
         let total = rows.div_ceil(OCTET) * blocks;
-        let mut kind = match dtype {
+        let kind = match dtype {
             GgmlDType::Q4_0 | GgmlDType::Q4K => Kind::Q4 {
                 d: vec![0.0; total * OCTET],
                 m: vec![0.0; total * OCTET],
@@ -160,26 +233,23 @@ impl Weights {
                 qs: vec![0; total * 256],
             },
         };
-        // Source blocks come row by row, each row `blocks` 32-value blocks long.
-        let mut at = 0;
-        for block in data.chunks_exact(bytes) {
-            unpack(dtype, block, |b| {
-                let (row, col) = (at / blocks, at % blocks);
-                let ob = (row / OCTET) * blocks + col;
-                kind.put(ob, row % OCTET, &b);
-                at += 1;
-            });
-        }
         let scales = match dtype {
             GgmlDType::Q4K | GgmlDType::Q6K => Scales::Superblock,
             _ => Scales::Block,
         };
-        Ok(Weights {
-            rows,
-            cols,
-            blocks,
-            kind,
-            scales,
+        Ok(Converter {
+            dtype,
+            block_bytes: bytes,
+            source_bytes: rows * cols / values * bytes,
+            fed: 0,
+            at: 0,
+            weights: Weights {
+                rows,
+                cols,
+                blocks,
+                kind,
+                scales,
+            },
         })
     }
 
