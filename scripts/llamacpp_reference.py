@@ -547,16 +547,34 @@ def logits_case(ref: Reference, name: str, prompt: str | list[int], full: bool) 
     return case
 
 
+def about(spec: dict, path: Path, ref: Reference) -> dict:
+    """What every reference file says of the model file and of llama.cpp's settings."""
+    import llama_cpp
+
+    return {
+        "model": spec["file"],
+        "sha256": sha256_of(path),
+        "generator": "scripts/llamacpp_reference.py",
+        "llama_cpp_python": llama_cpp.__version__,
+        "settings": {
+            "n_ctx": N_CTX,
+            "n_batch": N_BATCH,
+            "n_threads": N_THREADS,
+            "kv_cache": "f16 (default)",
+            "flash_attn": False,
+        },
+        "n_vocab": ref.n_vocab,
+    }
+
+
 def build(model: str, models_dir: Path) -> dict:
     spec = MODELS[model]
     path = models_dir / spec["file"]
     if not path.is_file():
         sys.exit(f"{path} is missing: run scripts/fetch_test_models.py")
     ref = Reference(path)
-    import llama_cpp
-
     if spec.get("tiny"):
-        return build_tiny(model, spec, path, ref)
+        return build_tiny(spec, path, ref)
 
     strings = test_strings(spec["specials"])
     tokenize = []
@@ -576,18 +594,7 @@ def build(model: str, models_dir: Path) -> dict:
     if model == "gemma":
         logits.append(logits_case(ref, "chat_past_window", chat_prompt(model, LONG_USER), full=False))
     return {
-        "model": spec["file"],
-        "sha256": sha256_of(path),
-        "generator": "scripts/llamacpp_reference.py",
-        "llama_cpp_python": llama_cpp.__version__,
-        "settings": {
-            "n_ctx": N_CTX,
-            "n_batch": N_BATCH,
-            "n_threads": N_THREADS,
-            "kv_cache": "f16 (default)",
-            "flash_attn": False,
-        },
-        "n_vocab": ref.n_vocab,
+        **about(spec, path, ref),
         "tokenize": tokenize,
         "tokenize_special": tokenize_special,
         "logits": logits,
@@ -626,26 +633,13 @@ def spread(model: str, models_dir: Path) -> None:
         print(f"{model}, {name}: correlation with the default {whole:.6f} (whole), {best:.6f} (top {TOP})")
 
 
-def build_tiny(model: str, spec: dict, path: Path, ref: Reference) -> dict:
+def build_tiny(spec: dict, path: Path, ref: Reference) -> dict:
     """A tiny random-weight model (tests/support/tiny.rs): logits and greedy tokens after a
     fixed run of random token ids; no text, its vocabulary is a placeholder."""
-    import llama_cpp
-
     rng = np.random.default_rng(7)
     ids = [1] + [int(i) for i in rng.integers(3, ref.n_vocab, size=120)]
     return {
-        "model": spec["file"],
-        "sha256": sha256_of(path),
-        "generator": "scripts/llamacpp_reference.py",
-        "llama_cpp_python": llama_cpp.__version__,
-        "settings": {
-            "n_ctx": N_CTX,
-            "n_batch": N_BATCH,
-            "n_threads": N_THREADS,
-            "kv_cache": "f16 (default)",
-            "flash_attn": False,
-        },
-        "n_vocab": ref.n_vocab,
+        **about(spec, path, ref),
         "logits": [logits_case(ref, "random_ids", ids, full=True)],
     }
 
