@@ -284,10 +284,7 @@ fn tensor(
 ) -> Result<QTensor, EngineError> {
     gguf.content
         .tensor(reader, name, device)
-        .map_err(|e| EngineError::Format {
-            path: gguf.path.clone(),
-            reason: format!("tensor {name}: {e}"),
-        })
+        .map_err(|e| bad_tensor(gguf, name, e))
 }
 
 /// A weight matrix of the file, as a layer (see [`Linear::load`]).
@@ -297,10 +294,14 @@ fn linear(
     name: &str,
     device: &Device,
 ) -> Result<Linear, EngineError> {
-    Linear::load(&gguf.content, reader, name, device).map_err(|e| EngineError::Format {
+    Linear::load(&gguf.content, reader, name, device).map_err(|e| bad_tensor(gguf, name, e))
+}
+
+fn bad_tensor(gguf: &GgufFile, name: &str, error: candle_core::Error) -> EngineError {
+    EngineError::Format {
         path: gguf.path.clone(),
-        reason: format!("tensor {name}: {e}"),
-    })
+        reason: format!("tensor {name}: {error}"),
+    }
 }
 
 fn has_tensor(gguf: &GgufFile, name: &str) -> bool {
