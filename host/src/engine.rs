@@ -612,8 +612,8 @@ impl Worker {
     }
 
     /// A copy of the cached sequence sharing the longest prefix with `prompt`, cut to that
-    /// prefix. The entry stays cached: requests running at the same time with the same system
-    /// prompt all start from it. (Tensors are shared, not copied, until they change.)
+    /// prefix (only the shared positions are copied). The entry stays cached: requests running
+    /// at the same time with the same system prompt all start from it.
     fn take_cache(&mut self, prompt: &[u32]) -> (Vec<u32>, KvCache) {
         let best = self
             .cache
@@ -633,17 +633,18 @@ impl Worker {
         let Some((i, shared)) = best.filter(|(_, shared)| *shared > 0) else {
             return (Vec::new(), KvCache::default());
         };
-        // Most recently used last.
-        let entry = self.cache.remove(i);
-        let (mut tokens, mut cache) = (entry.0.clone(), entry.1.clone());
-        self.cache.push(entry);
         // At least one prompt token must run to produce logits.
         let keep = shared.min(prompt.len() - 1);
-        if cache.truncate(keep).is_err() {
-            return (Vec::new(), KvCache::default());
+        // Most recently used last.
+        let entry = self.cache.remove(i);
+        let copied = entry.1.prefix(keep);
+        let tokens = entry.0[..keep.min(entry.0.len())].to_vec();
+        self.cache.push(entry);
+        match copied {
+            Ok(cache) if cache.len() == tokens.len() => (tokens, cache),
+            // Out of memory (a GPU's): the prompt runs from the start.
+            _ => (Vec::new(), KvCache::default()),
         }
-        tokens.truncate(keep);
-        (tokens, cache)
     }
 
     fn put_cache(&mut self, tokens: Vec<u32>, cache: KvCache) {

@@ -136,8 +136,8 @@ impl Config {
 /// only, not the whole cache (`Tensor::cat` per step cost O(length) per token and layer).
 /// Capacity grows by a quarter (at least a chunk of positions): little memory held beyond
 /// what a sequence uses, and growth copies stay a small multiple of the sequence's length in
-/// all. A clone copies the positions held into buffers of its own, so
-/// sequences started from one cached prefix never write into each other's.
+/// all. A shared prefix is handed out as a copy ([`KvCache::prefix`]), so sequences started
+/// from one cached prefix never write into each other's buffers.
 #[derive(Default)]
 pub struct KvCache {
     layers: Vec<Option<LayerKv>>,
@@ -194,34 +194,6 @@ impl LayerKv {
     }
 }
 
-impl Clone for KvCache {
-    fn clone(&self) -> Self {
-        let copy = |t: &Tensor| -> candle_core::Result<Tensor> {
-            // `copy()` of a narrowed view: fresh storage holding exactly the positions held.
-            t.narrow(2, 0, self.len)?.contiguous()?.copy()
-        };
-        let layers = self
-            .layers
-            .iter()
-            .map(|layer| {
-                let layer = layer.as_ref().filter(|_| self.len > 0)?;
-                Some(LayerKv {
-                    k: copy(&layer.k).ok()?,
-                    v: copy(&layer.v).ok()?,
-                })
-            })
-            .collect::<Vec<_>>();
-        // A copy that failed (out of memory) leaves an empty cache: the prompt runs again.
-        if layers.iter().any(Option::is_none) && self.len > 0 {
-            return KvCache::default();
-        }
-        KvCache {
-            layers,
-            len: self.len,
-        }
-    }
-}
-
 impl KvCache {
     /// Positions held.
     pub fn len(&self) -> usize {
@@ -232,8 +204,43 @@ impl KvCache {
         self.len == 0
     }
 
-    /// Keeps only the first `len` positions (a shared prefix); later positions are
-    /// overwritten as new ones arrive.
+    /// A cache of its own holding the first `keep` positions of this one (a shared prefix),
+    /// copied once into buffers of exactly that size: sequences started from one cached
+    /// prefix never write into each other's buffers.
+    pub fn prefix(&self, keep: usize) -> candle_core::Result<KvCache> {
+        let keep = keep.min(self.len);
+        if keep == 0 {
+            return Ok(KvCache::default());
+        }
+        let copy = |t: &Tensor| -> candle_core::Result<Tensor> {
+            let view = t.narrow(2, 0, keep)?;
+            if view.is_contiguous() {
+                // A view into the shared buffer (one head): copy it into one of its own.
+                let own = Tensor::zeros(view.shape(), view.dtype(), view.device())?;
+                own.slice_set(&view, 2, 0)?;
+                Ok(own)
+            } else {
+                view.contiguous()
+            }
+        };
+        let layers = self
+            .layers
+            .iter()
+            .map(|layer| {
+                let layer = layer
+                    .as_ref()
+                    .ok_or_else(|| candle_core::Error::Msg("a layer holds no keys".into()))?;
+                Ok(Some(LayerKv {
+                    k: copy(&layer.k)?,
+                    v: copy(&layer.v)?,
+                }))
+            })
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        Ok(KvCache { layers, len: keep })
+    }
+
+    /// Keeps only the first `len` positions; later positions are overwritten as new ones
+    /// arrive.
     pub fn truncate(&mut self, len: usize) -> candle_core::Result<()> {
         if len == 0 {
             self.layers.clear();
@@ -894,7 +901,7 @@ mod tests {
     }
 
     #[test]
-    fn a_cloned_cache_is_its_own() {
+    fn a_prefix_copy_is_its_own() {
         let device = Device::Cpu;
         let kv =
             |value: f32, seq: usize| Tensor::full(value, (1, 2, seq, 4), &device).expect("tensor");
@@ -905,7 +912,11 @@ mod tests {
             len: 3,
         };
         // Two sequences continue the same prefix differently.
-        let (mut a, mut b) = (cache.clone(), cache.clone());
+        let (mut a, mut b) = (
+            cache.prefix(3).expect("copy"),
+            cache.prefix(3).expect("copy"),
+        );
+        assert_eq!(a.layers[0].as_ref().map(LayerKv::capacity), Some(3));
         let (ka, _) =
             LayerKv::append(&mut a.layers[0], &kv(2.0, 1), &kv(2.0, 1), 3, 1024).expect("append");
         let (kb, _) =
@@ -918,6 +929,25 @@ mod tests {
         };
         assert_eq!(last(&ka), [2.0; 8]);
         assert_eq!(last(&kb), [3.0; 8]);
+        // One key head: the narrowed buffer is a contiguous view, copied all the same.
+        let one =
+            |value: f32, seq: usize| Tensor::full(value, (1, 1, seq, 4), &device).expect("tensor");
+        let mut slot = None;
+        LayerKv::append(&mut slot, &one(5.0, 3), &one(5.0, 3), 0, 1024).expect("append");
+        let mut single = KvCache {
+            layers: vec![slot],
+            len: 3,
+        };
+        let copy = single.prefix(2).expect("copy");
+        let layer = copy.layers[0].as_ref().expect("layer");
+        assert_eq!((copy.len(), layer.capacity()), (2, 2));
+        assert_eq!(single.prefix(9).expect("copy").len(), 3);
+        // Writing where the copy came from leaves the copy as it was.
+        LayerKv::append(&mut single.layers[0], &one(6.0, 2), &one(6.0, 2), 0, 1024)
+            .expect("overwrite");
+        let values =
+            |t: &Tensor| -> Vec<f32> { t.flatten_all().and_then(|t| t.to_vec1()).expect("values") };
+        assert_eq!(values(&layer.k), [5.0; 8]);
         // Growing past the first chunk keeps what was written.
         let (k, _) = LayerKv::append(
             &mut a.layers[0],

@@ -44,7 +44,12 @@ impl Activations {
     /// Quantizes `x` (`rows × cols`, row-major; `cols` a multiple of [`BLOCK`], or of 256
     /// for [`Scales::Superblock`]).
     pub fn quantize(&mut self, x: &[f32], rows: usize, cols: usize, scales: Scales) {
-        debug_assert_eq!(x.len(), rows * cols);
+        assert_eq!(
+            x.len(),
+            rows * cols,
+            "{rows}×{cols} activations from {} values",
+            x.len()
+        );
         let group = match scales {
             Scales::Block => BLOCK,
             Scales::Superblock => SUPERBLOCK,
@@ -97,6 +102,17 @@ impl Activations {
                 self.scaled_sums.push(d * sum as f32);
             }
         }
+    }
+
+    /// Whether every array is as long as the shape says (the SIMD kernels rely on it).
+    pub fn is_consistent(&self) -> bool {
+        let blocks = self.rows * self.blocks;
+        self.blocks * BLOCK == self.cols
+            && self.qs.len() >= self.rows * self.cols
+            && self.d.len() == blocks
+            && self.sums.len() == blocks
+            && self.scaled_sums.len() == blocks
+            && self.half_sums.len() == 2 * blocks
     }
 
     /// Row `t`'s scales and quants.

@@ -64,6 +64,7 @@ const PARALLEL_MIN: usize = 1 << 20;
 /// tensors, checked when it loads).
 pub fn matmul(w: &Weights, a: &Activations, out: &mut [f32], isa: Isa) {
     assert!(w.is_consistent(), "inconsistent packed weights");
+    assert!(a.is_consistent(), "inconsistent quantized activations");
     assert_eq!(w.cols, a.cols, "weights and activations differ in width");
     assert_eq!(out.len(), a.rows * w.rows, "output of the wrong size");
     let (m, n) = (a.rows, w.rows);
