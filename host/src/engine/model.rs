@@ -4,12 +4,13 @@
 //! pre-norm decoder with per-family differences: biases on q/k/v (qwen2), fused projections
 //! (phi3), per-head q/k norms, post-norms, GELU, embedding scaling and sliding-window layers
 //! (gemma3), interleaved versus half-split rotary embeddings. The KV cache lives outside the
-//! model ([`KvCache`]) so that the engine can keep, share and truncate it (prefix cache).
+//! model ([`KvCache`]) so that the engine can keep it and start new sequences from copies of
+//! its prefix (prefix cache).
 //!
 //! We own this code rather than use candle-transformers' quantized models: candle 0.11's
 //! `quantized_gemma3` uses SiLU where Gemma 3 needs GELU, builds 128K-position rope tables per
-//! layer and applies no sliding-window mask when decoding, and none of its models lets the
-//! cache be truncated to a shared prefix.
+//! layer and applies no sliding-window mask when decoding, and none of its models lets a
+//! sequence start from another's cached prefix.
 
 use std::sync::Arc;
 
@@ -237,16 +238,6 @@ impl KvCache {
             })
             .collect::<candle_core::Result<Vec<_>>>()?;
         Ok(KvCache { layers, len: keep })
-    }
-
-    /// Keeps only the first `len` positions; later positions are overwritten as new ones
-    /// arrive.
-    pub fn truncate(&mut self, len: usize) -> candle_core::Result<()> {
-        if len == 0 {
-            self.layers.clear();
-        }
-        self.len = self.len.min(len);
-        Ok(())
     }
 
     /// Bytes held (buffers' whole capacity).

@@ -20,7 +20,6 @@ mod kernels;
 mod x86;
 
 use std::cell::RefCell;
-use std::sync::Arc;
 
 use candle_core::quantized::gguf_file::Content;
 use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
@@ -58,9 +57,19 @@ fn ours(dtype: GgmlDType, device: &Device) -> bool {
 }
 
 impl Linear {
-    /// Takes a GGUF tensor of shape (outputs, inputs).
+    /// Takes a GGUF tensor of shape (outputs, inputs), converted if our kernels cover it.
     pub fn new(tensor: QTensor) -> Result<Linear> {
-        Linear::from_arc(Arc::new(tensor))
+        let (rows, cols) = tensor.shape().dims2()?;
+        let dtype = tensor.dtype();
+        let inner = if ours(dtype, &tensor.device()) {
+            let data = tensor.data()?;
+            let weights = Weights::from_ggml(dtype, &data, rows, cols)
+                .map_err(|e| candle_core::Error::Msg(format!("{dtype:?} ({rows}×{cols}): {e}")))?;
+            Inner::Packed(weights)
+        } else {
+            Inner::Candle(QMatMul::from_qtensor(tensor)?)
+        };
+        Ok(Linear { inner, rows, cols })
     }
 
     /// Reads tensor `name` of a GGUF file. Types our kernels cover are converted as they are
@@ -80,8 +89,8 @@ impl Linear {
         if !ours(info.ggml_dtype, device) {
             return Linear::new(content.tensor(reader, name, device)?);
         }
-        let mut converter = Weights::converter(info.ggml_dtype, rows, cols)
-            .map_err(|e| candle_core::Error::Msg(format!("{name}: {e}")))?;
+        let bad = |e: formats::ConvertError| candle_core::Error::Msg(format!("{name}: {e}"));
+        let mut converter = Weights::converter(info.ggml_dtype, rows, cols).map_err(bad)?;
         reader.seek(std::io::SeekFrom::Start(
             content.tensor_data_offset + info.offset,
         ))?;
@@ -92,35 +101,14 @@ impl Linear {
         while left > 0 {
             let n = left.min(piece);
             reader.read_exact(&mut buffer[..n])?;
-            converter
-                .feed(&buffer[..n])
-                .map_err(|e| candle_core::Error::Msg(format!("{name}: {e}")))?;
+            converter.feed(&buffer[..n]).map_err(bad)?;
             left -= n;
         }
-        let weights = converter
-            .finish()
-            .map_err(|e| candle_core::Error::Msg(format!("{name}: {e}")))?;
         Ok(Linear {
-            inner: Inner::Packed(weights),
+            inner: Inner::Packed(converter.finish().map_err(bad)?),
             rows,
             cols,
         })
-    }
-
-    /// Like [`Linear::new`]; a tensor shared elsewhere is converted (a copy) only if our
-    /// kernels cover it.
-    pub fn from_arc(tensor: Arc<QTensor>) -> Result<Linear> {
-        let (rows, cols) = tensor.shape().dims2()?;
-        let dtype = tensor.dtype();
-        let inner = if ours(dtype, &tensor.device()) {
-            let data = tensor.data()?;
-            let weights = Weights::from_ggml(dtype, &data, rows, cols)
-                .map_err(|e| candle_core::Error::Msg(format!("{dtype:?} ({rows}×{cols}): {e}")))?;
-            Inner::Packed(weights)
-        } else {
-            Inner::Candle(QMatMul::from_arc(tensor)?)
-        };
-        Ok(Linear { inner, rows, cols })
     }
 
     /// Outputs, inputs.
