@@ -39,13 +39,14 @@ attention); the settings are recorded in each file.
 
 import argparse
 import base64
-import hashlib
 import json
 import random
 import sys
 from pathlib import Path
 
 import numpy as np
+
+from fetch_test_models import sha256_of
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "tests" / "references" / "llamacpp"
@@ -456,14 +457,6 @@ def chat_prompt(model: str, user: str) -> str:
         f"<start_of_turn>user\n{SYSTEM}\n\n{user}<end_of_turn>\n"
         "<start_of_turn>model\n"
     )
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 class Reference:

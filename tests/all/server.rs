@@ -230,16 +230,7 @@ response.close()
 post({"model": model, "temperature": 0, "max_tokens": 2, "messages": [{"role": "user", "content": "Hi"}]}).read()
 print(json.dumps({"generated": generated() - before}))
 "#;
-    let output = std::process::Command::new("python3")
-        .args(["-c", script, &server.base, MODEL])
-        .output()
-        .expect("python3 runs");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let report: Value = serde_json::from_slice(&output.stdout).expect("JSON");
+    let report = server.run_inline(script, &[MODEL]);
     let generated = report["generated"].as_u64().expect("a count");
     assert!(
         generated < 20,
@@ -262,16 +253,8 @@ text = urllib.request.urlopen(base + "/metrics", timeout=60).read().decode()
 names = sorted({f.name for f in text_string_to_metric_families(text)})
 print(json.dumps(names))
 "#;
-    let output = std::process::Command::new("python3")
-        .args(["-c", script, &server.base, MODEL])
-        .output()
-        .expect("python3 runs");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let names: Vec<String> = serde_json::from_slice(&output.stdout).expect("JSON");
+    let names: Vec<String> =
+        serde_json::from_value(server.run_inline(script, &[MODEL])).expect("metric names");
     for expected in [
         "plugboard_requests",
         "plugboard_request_duration_seconds",
@@ -314,16 +297,7 @@ out["parse"] = post("/v1/adapters/hermes/parse", {"text": "<tool_call>\n{\"name\
 out["unknown_adapter"] = post("/v1/adapters/no-such-adapter/parse", {"text": "x"})
 print(json.dumps(out))
 "#;
-    let output = std::process::Command::new("python3")
-        .args(["-c", script, &server.base, MODEL])
-        .output()
-        .expect("python3 runs");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let out: Value = serde_json::from_slice(&output.stdout).expect("JSON");
+    let out = server.run_inline(script, &[MODEL]);
     let ok = |key: &str| -> &Value {
         assert_eq!(out[key][0], 200, "{key}: {}", out[key]);
         &out[key][1]

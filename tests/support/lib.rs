@@ -253,8 +253,20 @@ impl TestServer {
     /// Runs a Python client script from tests/clients with the server's URL first; returns the
     /// JSON it prints.
     pub fn run_client(&self, script: &str, args: &[&str]) -> serde_json::Value {
-        let output = Command::new("python3")
-            .arg(root().join("tests/clients").join(script))
+        let mut command = Command::new("python3");
+        command.arg(root().join("tests/clients").join(script));
+        self.run_python(script, command, args)
+    }
+
+    /// Runs a Python script given inline (`python3 -c`), the same way.
+    pub fn run_inline(&self, script: &str, args: &[&str]) -> serde_json::Value {
+        let mut command = Command::new("python3");
+        command.args(["-c", script]);
+        self.run_python("an inline script", command, args)
+    }
+
+    fn run_python(&self, name: &str, mut command: Command, args: &[&str]) -> serde_json::Value {
+        let output = command
             .arg(&self.base)
             .args(args)
             .output()
@@ -263,11 +275,11 @@ impl TestServer {
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(
             output.status.success(),
-            "{script} failed:\n{stderr}\nserver log:\n{}",
+            "{name} failed:\n{stderr}\nserver log:\n{}",
             self.log.lock().map(|l| l.clone()).unwrap_or_default()
         );
         serde_json::from_str(stdout.trim())
-            .unwrap_or_else(|e| panic!("{script} printed no JSON ({e}):\n{stdout}\n{stderr}"))
+            .unwrap_or_else(|e| panic!("{name} printed no JSON ({e}):\n{stdout}\n{stderr}"))
     }
 }
 
