@@ -41,26 +41,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, _state: &S) -> Result<Self, Self::Rejection> {
-        let bytes = axum::body::to_bytes(req.into_body(), MAX_BODY_BYTES)
-            .await
-            .map_err(|e| {
-                let too_large = std::error::Error::source(&e)
-                    .is_some_and(|s| s.to_string().contains("length limit"))
-                    || e.to_string().contains("length limit");
-                if too_large {
-                    ApiError::new(
-                        StatusCode::PAYLOAD_TOO_LARGE,
-                        "invalid_request_error",
-                        format!(
-                            "the request body is larger than {} MiB",
-                            MAX_BODY_BYTES >> 20
-                        ),
-                    )
-                    .code("body_too_large")
-                } else {
-                    ApiError::bad_request(format!("cannot read the request body: {e}"), None)
-                }
-            })?;
+        let bytes = read_body(req.into_body()).await?;
         let value: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| {
             ApiError::bad_request(format!("the request body is not valid JSON: {e}"), None)
         })?;
@@ -68,6 +49,48 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
             .map(ApiJson)
             .map_err(|e| ApiError::bad_request(format!("invalid request: {e}"), None))
     }
+}
+
+/// Past the limit the rest of a body is still read and dropped, up to this much more: the
+/// client is usually still sending, and a connection closed under it loses the 413 to a reset.
+const DRAIN_BYTES: usize = 64 << 20;
+
+/// The request body, at most [`MAX_BODY_BYTES`] of it.
+async fn read_body(body: axum::body::Body) -> Result<Vec<u8>, ApiError> {
+    use futures::StreamExt;
+    let mut stream = body.into_data_stream();
+    let mut bytes = Vec::new();
+    let mut seen = 0usize;
+    while let Some(chunk) = stream.next().await {
+        let chunk = match chunk {
+            Ok(chunk) => chunk,
+            Err(_) if seen > MAX_BODY_BYTES => break,
+            Err(e) => {
+                return Err(ApiError::bad_request(
+                    format!("cannot read the request body: {e}"),
+                    None,
+                ));
+            }
+        };
+        seen += chunk.len();
+        if seen <= MAX_BODY_BYTES {
+            bytes.extend_from_slice(&chunk);
+        } else if seen > MAX_BODY_BYTES + DRAIN_BYTES {
+            break;
+        }
+    }
+    if seen > MAX_BODY_BYTES {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "invalid_request_error",
+            format!(
+                "the request body is larger than {} MiB",
+                MAX_BODY_BYTES >> 20
+            ),
+        )
+        .code("body_too_large"));
+    }
+    Ok(bytes)
 }
 
 /// Counts requests and their latency by route and status.

@@ -116,7 +116,9 @@ def raw_post(path, body):
 
 
 report["malformed_json"] = raw_post("/v1/chat/completions", b'{"model": "x", "messages": [')
-report["oversized"] = raw_post("/v1/chat/completions", b'{"model": "x", "pad": "' + b"x" * (5 << 20) + b'"}')
+# Four times the limit: a server that answered before reading the rest would reset the
+# connection while the client is still sending, and the client would never see the 413.
+report["oversized"] = raw_post("/v1/chat/completions", b'{"model": "x", "pad": "' + b"x" * (16 << 20) + b'"}')
 
 # The server still answers after all of that.
 report["models"] = [m.id for m in client.models.list().data]
