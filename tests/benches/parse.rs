@@ -3,7 +3,7 @@
 //! of about 1 KB with two tool calls, whole and streamed in 4-character chunks. A benchmark,
 //! not a test: it prints a table. The goal is wasm at most 1.5× native.
 //!
-//! `cargo bench -p plugboard-tests --bench parse`
+//! `cargo bench -p plugboard-tests --bench parse [-- ADAPTER…]`
 //!
 //! What is timed, on both sides: whole, one `parse-response` call (in wasm: on a warm session,
 //! the instance made beforehand, so the figure is the call, not the sandbox); stream, the
@@ -277,8 +277,16 @@ fn main() {
         "ratio",
         "wasm MB/s"
     );
+    // `cargo bench --bench parse -- NAME…`: only those adapters (to profile one).
+    let only: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
     let mut overhead = None;
     for (name, native) in families {
+        if !only.is_empty() && !only.iter().any(|o| o == name) {
+            continue;
+        }
         let text = output(name);
         let Some(plugin) = load(name) else {
             println!("{name:<14} not found");

@@ -40,7 +40,7 @@ impl Format for FunctionGemma {
     fn spec(_options: &ParseOptions) -> Spec {
         Spec {
             reasoning: None,
-            end_of_turn: END_OF_TURN.iter().map(|s| s.to_string()).collect(),
+            end_of_turn: END_OF_TURN.iter().map(|&s| s.into()).collect(),
             calls: vec![
                 CallMarkup::new(START_CALL, || Box::new(GemmaCall::default())),
                 CallMarkup::new(START_RESPONSE, || Box::new(Handover)),

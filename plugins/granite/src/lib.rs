@@ -40,7 +40,7 @@ impl Format for Granite {
             // Dropped tags are removed from the content like end-of-turn markers.
             end_of_turn: std::iter::once(END_OF_TURN)
                 .chain(DROPPED)
-                .map(str::to_string)
+                .map(Into::into)
                 .collect(),
             calls: TRIGGERS
                 .iter()

@@ -47,7 +47,7 @@ impl Format for Hermes {
     fn spec(_options: &ParseOptions) -> Spec {
         Spec {
             reasoning: Some((THINK.0.into(), THINK.1.into())),
-            end_of_turn: END_OF_TURN.iter().map(|s| s.to_string()).collect(),
+            end_of_turn: END_OF_TURN.iter().map(|&s| s.into()).collect(),
             calls: vec![CallMarkup::new(OPEN, || Box::new(HermesBody::new()))],
             // `lenient` adds the SDK's bare/fenced JSON rule by itself.
             whole: vec![],
@@ -78,7 +78,7 @@ impl Adapter for Hermes {
                 | Capabilities::PARALLEL_CALLS
                 | Capabilities::REASONING,
             tool_call_triggers: vec![OPEN.into()],
-            end_of_turn: END_OF_TURN.iter().map(|s| s.to_string()).collect(),
+            end_of_turn: END_OF_TURN.iter().map(|&s| s.into()).collect(),
         }
     }
 

@@ -70,7 +70,7 @@ impl Format for Jinja {
         }
         Spec {
             reasoning: Some((THINK.0.into(), THINK.1.into())),
-            end_of_turn: END_OF_TURN.iter().map(|s| s.to_string()).collect(),
+            end_of_turn: END_OF_TURN.iter().map(|&s| s.into()).collect(),
             calls,
             // `lenient` adds the SDK's bare/fenced JSON rule by itself.
             whole: vec![],
@@ -91,7 +91,7 @@ impl Adapter for Jinja {
                 | Capabilities::PARALLEL_CALLS
                 | Capabilities::REASONING,
             tool_call_triggers: TRIGGERS.iter().map(|s| s.to_string()).collect(),
-            end_of_turn: END_OF_TURN.iter().map(|s| s.to_string()).collect(),
+            end_of_turn: END_OF_TURN.iter().map(|&s| s.into()).collect(),
         }
     }
 

@@ -42,7 +42,7 @@ impl Format for Llama3 {
     fn spec(_options: &ParseOptions) -> Spec {
         Spec {
             reasoning: None,
-            end_of_turn: END_OF_TURN.iter().map(|s| s.to_string()).collect(),
+            end_of_turn: END_OF_TURN.iter().map(|&s| s.into()).collect(),
             calls: vec![
                 CallMarkup::new(PYTHON_TAG, || {
                     Box::new(sequence::CallSequence::new(&END_OF_TURN))
@@ -72,7 +72,7 @@ impl Adapter for Llama3 {
                 .collect(),
             capabilities: Capabilities::TOOLS | Capabilities::PARALLEL_CALLS,
             tool_call_triggers: vec![PYTHON_TAG.into(), function_tag::OPEN.into()],
-            end_of_turn: END_OF_TURN.iter().map(|s| s.to_string()).collect(),
+            end_of_turn: END_OF_TURN.iter().map(|&s| s.into()).collect(),
         }
     }
 

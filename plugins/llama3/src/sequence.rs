@@ -58,7 +58,7 @@ pub struct CallSequence {
 
 impl CallSequence {
     /// `end_of_turn`: markers that end the calls (a broken object is skipped up to them).
-    pub fn new(end_of_turn: &[&str]) -> Self {
+    pub fn new(end_of_turn: &[&'static str]) -> Self {
         CallSequence {
             phase: Phase::Between,
             buf: String::new(),

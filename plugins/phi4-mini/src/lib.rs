@@ -39,7 +39,7 @@ impl Format for Phi4Mini {
     fn spec(_options: &ParseOptions) -> Spec {
         Spec {
             reasoning: Some((THINK.0.into(), THINK.1.into())),
-            end_of_turn: END_OF_TURN.iter().map(|s| s.to_string()).collect(),
+            end_of_turn: END_OF_TURN.iter().map(|&s| s.into()).collect(),
             calls: vec![
                 CallMarkup::new(FUNCTOOLS, || {
                     Box::new(CallList::new(STOPS).opened_with("["))

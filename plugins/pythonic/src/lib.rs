@@ -76,7 +76,7 @@ impl Format for Pythonic {
             end_of_turn: END_OF_TURN
                 .iter()
                 .chain([&PYTHON_END])
-                .map(|s| s.to_string())
+                .map(|&s| s.into())
                 .collect(),
             calls: vec![CallMarkup::new(PYTHON_START, || {
                 Box::new(span::PythonSpan::default())
@@ -104,7 +104,7 @@ impl Adapter for Pythonic {
                 | Capabilities::PARALLEL_CALLS
                 | Capabilities::REASONING,
             tool_call_triggers: vec![PYTHON_START.into()],
-            end_of_turn: END_OF_TURN.iter().map(|s| s.to_string()).collect(),
+            end_of_turn: END_OF_TURN.iter().map(|&s| s.into()).collect(),
         }
     }
 

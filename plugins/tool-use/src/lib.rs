@@ -32,7 +32,7 @@ impl Format for ToolUse {
     fn spec(_options: &ParseOptions) -> Spec {
         Spec {
             reasoning: Some(("<think>".into(), "</think>".into())),
-            end_of_turn: END_OF_TURN.iter().map(|s| s.to_string()).collect(),
+            end_of_turn: END_OF_TURN.iter().map(|&s| s.into()).collect(),
             calls: vec![CallMarkup::new(OPEN, || Box::new(ToolUseBody::default()))],
             whole: vec![],
         }
@@ -50,7 +50,7 @@ impl Adapter for ToolUse {
             families: vec!["phi-3".into(), "deepseek-coder".into(), "chatml".into()],
             capabilities: Capabilities::TOOLS | Capabilities::PARALLEL_CALLS,
             tool_call_triggers: vec![OPEN.into()],
-            end_of_turn: END_OF_TURN.iter().map(|s| s.to_string()).collect(),
+            end_of_turn: END_OF_TURN.iter().map(|&s| s.into()).collect(),
         }
     }
 

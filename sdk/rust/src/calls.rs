@@ -107,7 +107,18 @@ impl ArgsReader {
 
     pub fn push(&mut self, text: &str, out: &mut Emitter) -> ArgsStep {
         let mut stream_from = (self.kind == Some(ValueKind::Object)).then_some(0);
-        for (i, &b) in text.as_bytes().iter().enumerate() {
+        let bytes = text.as_bytes();
+        let mut i = 0;
+        while i < bytes.len() {
+            let plain = self.scanner.feed_plain(&bytes[i..]);
+            if plain > 0 {
+                if self.kind.is_some_and(|k| k != ValueKind::Object) {
+                    self.raw.extend_from_slice(&bytes[i..i + plain]);
+                }
+                i += plain;
+                continue;
+            }
+            let b = bytes[i];
             let fed = match self.scanner.feed(b) {
                 Ok(fed) => fed,
                 Err(e) => {
@@ -146,6 +157,7 @@ impl ArgsReader {
                 let end = if inclusive { i + 1 } else { i };
                 return self.complete(text, stream_from, end, out);
             }
+            i += 1;
         }
         if let Some(from) = stream_from {
             self.send(out, &text[from..]);
@@ -347,7 +359,7 @@ impl JsonCalls {
     /// `close`: the marker that ends the span (`</tool_call>`), if the format has one; without it
     /// the span ends with the JSON. `many`: several values may follow each other in one span,
     /// separated by whitespace, `,` or `;`.
-    pub fn new(close: Option<&str>, many: bool) -> Self {
+    pub fn new(close: Option<&'static str>, many: bool) -> Self {
         JsonCalls {
             close: Markers::new(close),
             stops: Markers::new(close),
@@ -363,7 +375,10 @@ impl JsonCalls {
     /// given back as output. Typically the opening marker, for a model that forgets the closing
     /// one (`<tool_call>{…}<tool_call>{…}</tool_call>`): the second call then stands, also after
     /// a broken first one. Only meaningful with a closing marker.
-    pub fn ending_at<S: Into<String>>(mut self, markers: impl IntoIterator<Item = S>) -> Self {
+    pub fn ending_at<S: Into<std::borrow::Cow<'static, str>>>(
+        mut self,
+        markers: impl IntoIterator<Item = S>,
+    ) -> Self {
         let close = self.close.list().iter().cloned();
         self.stops = Markers::new(close.chain(markers.into_iter().map(Into::into)));
         self
@@ -587,13 +602,26 @@ impl JsonCalls {
                     let bytes = std::mem::take(&mut self.buf);
                     let mut broke_at = None;
                     let mut done_at = None;
-                    for (i, &b) in bytes.as_bytes().iter().enumerate() {
-                        if !self.value_byte(b, out) {
+                    let raw = bytes.as_bytes();
+                    let mut i = 0;
+                    while i < raw.len() {
+                        let plain = self.scanner.feed_plain(&raw[i..]);
+                        if plain > 0 {
+                            if let Some(call) = &mut self.call
+                                && call.capture != Capture::None
+                            {
+                                call.captured.extend_from_slice(&raw[i..i + plain]);
+                            }
+                            i += plain;
+                            continue;
+                        }
+                        if !self.value_byte(raw[i], out) {
                             broke_at = Some(i);
                             break;
                         }
+                        i += 1;
                         if self.scanner.is_done() {
-                            done_at = Some(i + 1);
+                            done_at = Some(i);
                             break;
                         }
                     }

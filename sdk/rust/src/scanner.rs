@@ -4,6 +4,8 @@
 //! possible marker is safe to send; `<tool_` must be held back until the next chunk shows whether
 //! it becomes `<tool_call>` (a marker) or `<tool_box>` (text, released then).
 
+use std::borrow::Cow;
+
 /// What [`Markers::scan`] found at the front of a text.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Scan {
@@ -18,25 +20,26 @@ pub enum Scan {
     Text { safe: usize },
 }
 
-/// A set of marker strings.
+/// A set of marker strings. Markers are nearly always constants: they are kept borrowed, so
+/// making a set costs one small allocation, not one per marker.
 #[derive(Clone, Debug)]
 pub struct Markers {
-    list: Vec<String>,
+    list: Vec<Cow<'static, str>>,
     first_bytes: [bool; 256],
 }
 
 impl Default for Markers {
     fn default() -> Self {
-        Markers::new(Vec::<String>::new())
+        Markers::new(Vec::<&'static str>::new())
     }
 }
 
 impl Markers {
-    pub fn new<S: Into<String>>(markers: impl IntoIterator<Item = S>) -> Self {
-        let list: Vec<String> = markers
+    pub fn new<S: Into<Cow<'static, str>>>(markers: impl IntoIterator<Item = S>) -> Self {
+        let list: Vec<Cow<'static, str>> = markers
             .into_iter()
             .map(Into::into)
-            .filter(|m: &String| !m.is_empty())
+            .filter(|m| !m.is_empty())
             .collect();
         let mut first_bytes = [false; 256];
         for m in &list {
@@ -46,7 +49,7 @@ impl Markers {
     }
 
     /// The marker strings, in the order given.
-    pub fn list(&self) -> &[String] {
+    pub fn list(&self) -> &[Cow<'static, str>] {
         &self.list
     }
 
@@ -67,7 +70,7 @@ impl Markers {
             let mut best: Option<(usize, usize)> = None;
             let mut could_grow = false;
             for (index, m) in self.list.iter().enumerate() {
-                if rest.starts_with(m.as_str()) {
+                if rest.starts_with(&**m) {
                     if best.is_none_or(|(_, len)| m.len() > len) {
                         best = Some((index, m.len()));
                     }
@@ -114,7 +117,7 @@ pub struct MarkerScanner {
 }
 
 impl MarkerScanner {
-    pub fn new<S: Into<String>>(markers: impl IntoIterator<Item = S>) -> Self {
+    pub fn new<S: Into<Cow<'static, str>>>(markers: impl IntoIterator<Item = S>) -> Self {
         MarkerScanner {
             markers: Markers::new(markers),
             held: String::new(),

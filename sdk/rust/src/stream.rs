@@ -9,6 +9,8 @@
 //! - outputs that are calls by their whole shape ([`WholeRule`]) are held back until they end;
 //! - markers split across chunks are held back, never sent as content.
 
+use std::borrow::Cow;
+
 use crate::StreamParse;
 use crate::calls::{BodyStep, CallBody};
 use crate::emit::Emitter;
@@ -18,12 +20,15 @@ use crate::whole::{JsonShape, Shape, WholeRule};
 
 /// A string that opens a tool call, and how to read the call after it.
 pub struct CallMarkup {
-    pub open: String,
+    pub open: Cow<'static, str>,
     pub body: Box<dyn Fn() -> Box<dyn CallBody>>,
 }
 
 impl CallMarkup {
-    pub fn new(open: impl Into<String>, body: impl Fn() -> Box<dyn CallBody> + 'static) -> Self {
+    pub fn new(
+        open: impl Into<Cow<'static, str>>,
+        body: impl Fn() -> Box<dyn CallBody> + 'static,
+    ) -> Self {
         CallMarkup {
             open: open.into(),
             body: Box::new(body),
@@ -31,13 +36,14 @@ impl CallMarkup {
     }
 }
 
-/// The output format of a family.
+/// The output format of a family. Markers are `Cow`s: constants cost nothing to hand over
+/// (`"<think>".into()`), and a marker made at run time is a `String` (`name.into()`).
 #[derive(Default)]
 pub struct Spec {
     /// The markers around reasoning, e.g. `("<think>", "</think>")`.
-    pub reasoning: Option<(String, String)>,
+    pub reasoning: Option<(Cow<'static, str>, Cow<'static, str>)>,
     /// Markers that end a turn; removed from the content.
-    pub end_of_turn: Vec<String>,
+    pub end_of_turn: Vec<Cow<'static, str>>,
     /// The markups that open a tool call.
     pub calls: Vec<CallMarkup>,
     /// Shapes that make a whole output calls without markup (beside `lenient`).
@@ -57,7 +63,7 @@ enum Mode {
     Reasoning,
     Call(Box<dyn CallBody>),
     /// After a fence opener: wait to see whether a tool call follows inside the fence.
-    Fence(String),
+    Fence(Cow<'static, str>),
     /// Holding back an output that may be calls by its whole shape.
     Whole,
 }
@@ -112,7 +118,7 @@ impl<F: Format> OutputParser<F> {
             markers.push(eot.clone());
             actions.push(Action::EndOfTurn);
         }
-        markers.push(FENCE.to_string());
+        markers.push(FENCE.into());
         actions.push(Action::Fence);
         let mut whole = spec.whole.clone();
         if options.lenient {
@@ -164,7 +170,7 @@ impl<F: Format> OutputParser<F> {
         loop {
             let before = t.len();
             for eot in &self.spec.end_of_turn {
-                if let Some(stripped) = t.strip_suffix(eot.as_str()) {
+                if let Some(stripped) = t.strip_suffix(&**eot) {
                     t = stripped.trim_end();
                 }
             }
@@ -348,7 +354,7 @@ impl<F: Format> OutputParser<F> {
             return true;
         }
         if let Some((open, _)) = &self.spec.reasoning {
-            if text.starts_with(open.as_str()) {
+            if text.starts_with(&**open) {
                 // Reasoning first: decide on what follows it.
                 return true;
             }

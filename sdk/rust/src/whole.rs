@@ -5,6 +5,8 @@
 //! Such an output can only be recognised once it is complete, so a stream parser holds it back
 //! while it [could still be](WholeRule::could_be) calls, and reads it at the end.
 
+use std::borrow::Cow;
+
 use crate::json::{JsonScanner, arguments_text};
 use crate::types::ParseOptions;
 
@@ -77,7 +79,7 @@ enum Stage {
 #[derive(Clone, Debug)]
 pub struct JsonShape {
     calls_only: bool,
-    end_of_turn: Vec<String>,
+    end_of_turn: Vec<Cow<'static, str>>,
     stage: Stage,
     held: String,
     fenced: bool,
@@ -88,7 +90,7 @@ pub struct JsonShape {
 }
 
 impl JsonShape {
-    pub fn new(shape: Shape, end_of_turn: &[String]) -> JsonShape {
+    pub fn new(shape: Shape, end_of_turn: &[Cow<'static, str>]) -> JsonShape {
         JsonShape {
             calls_only: shape == Shape::JsonCalls,
             end_of_turn: end_of_turn.to_vec(),
@@ -115,11 +117,7 @@ impl JsonShape {
             if tail.is_empty() {
                 return true;
             }
-            match self
-                .end_of_turn
-                .iter()
-                .find(|m| tail.starts_with(m.as_str()))
-            {
+            match self.end_of_turn.iter().find(|m| tail.starts_with(&***m)) {
                 Some(m) => tail = tail[m.len()..].trim_start(),
                 None => return self.end_of_turn.iter().any(|m| m.starts_with(tail)),
             }
@@ -344,7 +342,7 @@ mod tests {
 
     #[test]
     fn the_incremental_check_agrees_with_the_whole_one() {
-        let eot = ["<|im_end|>".to_string()];
+        let eot = [Cow::Borrowed("<|im_end|>")];
         let cases = [
             (
                 "```json\n{\"name\": \"f\", \"arguments\": {\"a\": \"}\"}}\n```<|im_end|>",

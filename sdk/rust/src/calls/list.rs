@@ -87,7 +87,9 @@ impl CallList {
     /// `stops`: markers that end the span from outside JSON, typically the format's call
     /// markers and end-of-turn markers. Where the JSON breaks beyond repair the reader skips to
     /// the first of them, and gives it back as output.
-    pub fn new<S: Into<String>>(stops: impl IntoIterator<Item = S>) -> Self {
+    pub fn new<S: Into<std::borrow::Cow<'static, str>>>(
+        stops: impl IntoIterator<Item = S>,
+    ) -> Self {
         CallList {
             state: State::Before,
             buf: String::new(),

@@ -23,6 +23,8 @@ fn misbehave(text: &str) -> Option<Vec<StreamEvent>> {
     if cfg!(feature = "allocates") {
         let mut big: Vec<u8> = Vec::with_capacity(1 << 30);
         big.resize(1 << 30, 1);
+        // Kept observable: an optimiser may drop an allocation whose bytes nobody reads.
+        std::hint::black_box(&mut big);
         eprintln!("misbehave: allocated {}", big.len());
     }
     Some(vec![StreamEvent::ToolCallEnd(7)])
