@@ -90,6 +90,20 @@ impl Markers {
         }
         Scan::Text { safe: text.len() }
     }
+
+    /// The length of the longest end of `text` that begins a marker without being one (`<|i`
+    /// for `<|im_end|>`): text that a marker could still grow from.
+    pub fn partial_suffix(&self, text: &str) -> usize {
+        let longest = self.list.iter().map(|m| m.len() - 1).max().unwrap_or(0);
+        (1..=longest.min(text.len()))
+            .rev()
+            .filter(|&k| text.is_char_boundary(text.len() - k))
+            .find(|&k| {
+                let tail = &text[text.len() - k..];
+                self.list.iter().any(|m| m.len() > k && m.starts_with(tail))
+            })
+            .unwrap_or(0)
+    }
 }
 
 /// A piece of streamed text, split at markers.

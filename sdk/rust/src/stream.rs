@@ -199,8 +199,19 @@ impl<F: Format> OutputParser<F> {
                     }
                     match self.content_markers.scan(&self.pending, at_end) {
                         Scan::Marker { start, index, len } => {
-                            self.out.content(&self.pending[..start]);
-                            self.pending.drain(..start + len);
+                            // An end-of-turn marker is cut out of the text around it. What
+                            // before it could begin a marker stays pending, so that the two
+                            // sides cannot join into a marker no scan has seen
+                            // (`<|i` `<|im_end|>` `m_end|>`).
+                            let keep = match self.actions[index] {
+                                Action::EndOfTurn => {
+                                    self.content_markers.partial_suffix(&self.pending[..start])
+                                }
+                                _ => 0,
+                            };
+                            self.out.content(&self.pending[..start - keep]);
+                            self.pending.replace_range(start..start + len, "");
+                            self.pending.drain(..start - keep);
                             let marker = self.content_markers.list()[index].clone();
                             match self.actions[index] {
                                 Action::Reasoning => self.mode = Mode::Reasoning,
@@ -212,6 +223,7 @@ impl<F: Format> OutputParser<F> {
                             }
                         }
                         Scan::Text { safe } => {
+                            let safe = safe - held_with(&self.content_markers, &self.pending, safe);
                             self.out.content(&self.pending[..safe]);
                             self.pending.drain(..safe);
                             return;
@@ -220,8 +232,15 @@ impl<F: Format> OutputParser<F> {
                 }
                 Mode::Reasoning => match self.reasoning_close.scan(&self.pending, at_end) {
                     Scan::Marker { start, len, index } => {
-                        self.out.reasoning(&self.pending[..start]);
-                        self.pending.drain(..start + len);
+                        // As in content: the text around a removed end-of-turn marker does
+                        // not join into another.
+                        let keep = match index {
+                            0 => 0,
+                            _ => self.reasoning_close.partial_suffix(&self.pending[..start]),
+                        };
+                        self.out.reasoning(&self.pending[..start - keep]);
+                        self.pending.replace_range(start..start + len, "");
+                        self.pending.drain(..start - keep);
                         // Index 0 closes the reasoning; the others are end-of-turn markers of an
                         // output that ended while reasoning, removed like everywhere else.
                         if index == 0 {
@@ -229,6 +248,7 @@ impl<F: Format> OutputParser<F> {
                         }
                     }
                     Scan::Text { safe } => {
+                        let safe = safe - held_with(&self.reasoning_close, &self.pending, safe);
                         self.out.reasoning(&self.pending[..safe]);
                         self.pending.drain(..safe);
                         return;
@@ -409,6 +429,17 @@ impl<F: Format> OutputParser<F> {
     }
 }
 
+/// While a marker may be starting at `safe` (text held back), the text before it that could
+/// begin a marker is held back too: should the marker be an end-of-turn marker, removing it
+/// would join the two. Returns how much more to hold.
+fn held_with(markers: &Markers, pending: &str, safe: usize) -> usize {
+    if safe < pending.len() {
+        markers.partial_suffix(&pending[..safe])
+    } else {
+        0
+    }
+}
+
 impl<F: Format> StreamParse for OutputParser<F> {
     fn new(options: ParseOptions) -> Self {
         OutputParser::new(options)
@@ -466,6 +497,19 @@ mod tests {
         }
         events.extend(parser.finish().unwrap());
         fold(events)
+    }
+
+    #[test]
+    fn text_around_a_removed_end_of_turn_marker_never_joins_into_one() {
+        // Found by fuzzing: cutting the inner marker out of `<|i<|im_end|>m_end|>` used to
+        // leave `<|im_end|>` in the content.
+        for size in 1..9 {
+            let r = parse("a<|i<|im_end|>m_end|>b <|im_<|im_end|>x", size);
+            assert_eq!(r.content.as_deref(), Some("ab <|im_x"), "size {size}");
+            let r = parse("<think>x<|i<|im_end|>m_end|>y</think>z", size);
+            assert_eq!(r.reasoning.as_deref(), Some("xy"), "size {size}");
+            assert_eq!(r.content.as_deref(), Some("z"), "size {size}");
+        }
     }
 
     #[test]
