@@ -104,8 +104,9 @@ pub struct OutputParser<F: Format> {
 impl<F: Format> OutputParser<F> {
     pub fn new(options: ParseOptions) -> Self {
         let spec = F::spec(&options);
-        let mut markers = Vec::new();
-        let mut actions = Vec::new();
+        let count = 2 + spec.calls.len() + spec.end_of_turn.len();
+        let mut markers = Vec::with_capacity(count);
+        let mut actions = Vec::with_capacity(count);
         if let Some((open, _)) = &spec.reasoning {
             markers.push(open.clone());
             actions.push(Action::Reasoning);
