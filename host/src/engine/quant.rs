@@ -364,6 +364,39 @@ mod tests {
         }
     }
 
+    /// Conversion fed in pieces that end anywhere (mid-row, mid-octet) gives the weights
+    /// conversion of the whole tensor gives: whole octets convert on all threads, the rest
+    /// block by block.
+    #[test]
+    fn converting_in_pieces_equals_converting_whole() {
+        let (rows, cols) = (44, 512);
+        for dtype in [
+            GgmlDType::Q4_0,
+            GgmlDType::Q5_0,
+            GgmlDType::Q8_0,
+            GgmlDType::Q4K,
+            GgmlDType::Q6K,
+        ] {
+            let q = QTensor::quantize(&random((rows, cols), 9, false), dtype).expect("q");
+            let data = q.data().expect("data");
+            let whole = Weights::from_ggml(dtype, &data, rows, cols).expect("converts");
+            // 7 blocks: never a whole octet; 301: octets with parts of others around them.
+            for blocks in [7, 301] {
+                let mut converter = Weights::converter(dtype, rows, cols).expect("converter");
+                for piece in data.chunks(converter.block_bytes() * blocks) {
+                    converter.feed(piece).expect("feeds");
+                }
+                let pieces = converter.finish().expect("finishes");
+                let (mut a, mut b) = (vec![0f32; cols], vec![0f32; cols]);
+                for row in 0..rows {
+                    whole.dequantize_row(row, &mut a);
+                    pieces.dequantize_row(row, &mut b);
+                    assert_eq!(a, b, "{dtype:?} pieces of {blocks} blocks, row {row}");
+                }
+            }
+        }
+    }
+
     /// A tensor read from a GGUF file piece by piece (this one spans two 4 MiB pieces) is the
     /// same layer as the tensor read whole.
     #[test]

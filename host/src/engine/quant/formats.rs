@@ -29,6 +29,7 @@
 //! costs about what the file costs.
 
 use candle_core::quantized::GgmlDType;
+use rayon::prelude::*;
 
 use super::activations::Scales;
 
@@ -122,6 +123,8 @@ pub struct Converter {
     dtype: GgmlDType,
     /// Bytes per source block.
     block_bytes: usize,
+    /// Values per source block.
+    values: usize,
     /// Bytes the whole tensor takes in the file.
     source_bytes: usize,
     /// Bytes fed so far.
@@ -152,10 +155,42 @@ impl Converter {
             });
         }
         self.fed += data.len();
+        // Source blocks come row by row, each row `blocks` 32-value blocks long. Up to the
+        // next whole octet of rows one block at a time, then whole octets on all threads.
+        let octet_blocks = OCTET * self.weights.blocks;
+        let (values, block_bytes) = (self.values, self.block_bytes);
+        let bytes_of = move |blocks: usize| blocks * BLOCK / values * block_bytes;
+        let to_octet = bytes_of((octet_blocks - self.at % octet_blocks) % octet_blocks);
+        let (head, rest) = data.split_at(to_octet.min(data.len()));
+        self.feed_blocks(head);
+        let whole = rest.len() / bytes_of(octet_blocks);
+        let (body, tail) = rest.split_at(whole * bytes_of(octet_blocks));
+        if whole > 0 {
+            let (dtype, blocks) = (self.dtype, self.weights.blocks);
+            let first = self.at / octet_blocks;
+            let octets = self.weights.kind.octets(blocks, first, whole);
+            body.par_chunks(bytes_of(octet_blocks))
+                .zip(octets)
+                .for_each(|(source, mut octet)| {
+                    let mut at = 0;
+                    for block in source.chunks_exact(block_bytes) {
+                        unpack(dtype, block, |b| {
+                            octet.put(at % blocks, at / blocks, &b);
+                            at += 1;
+                        });
+                    }
+                });
+            self.at += whole * octet_blocks;
+        }
+        self.feed_blocks(tail);
+        Ok(())
+    }
+
+    /// Converts source blocks one at a time, from where the last left off.
+    fn feed_blocks(&mut self, data: &[u8]) {
         let blocks = self.weights.blocks;
-        let (kind, at) = (&mut self.weights.kind, &mut self.at);
+        let (mut kind, at) = (self.weights.kind.view(), &mut self.at);
         for block in data.chunks_exact(self.block_bytes) {
-            // Source blocks come row by row, each row `blocks` 32-value blocks long.
             unpack(self.dtype, block, |b| {
                 let (row, col) = (*at / blocks, *at % blocks);
                 let ob = (row / OCTET) * blocks + col;
@@ -163,7 +198,6 @@ impl Converter {
                 *at += 1;
             });
         }
-        Ok(())
     }
 
     /// The converted weights, once every block was fed.
@@ -240,6 +274,7 @@ impl Weights {
         Ok(Converter {
             dtype,
             block_bytes: bytes,
+            values,
             source_bytes: rows * cols / values * bytes,
             fed: 0,
             at: 0,
@@ -332,7 +367,78 @@ impl Weights {
     }
 }
 
+/// A [`Kind`]'s arrays, or the part of them that holds a run of octets (`ob` counted from
+/// its first octet-block): octets never share an element, so they convert in parallel.
+enum KindMut<'a> {
+    Q4 {
+        d: &'a mut [f32],
+        m: &'a mut [f32],
+        qs: &'a mut [u8],
+    },
+    Q5 {
+        d: &'a mut [f32],
+        qh: &'a mut [u32],
+        qs: &'a mut [u8],
+    },
+    Q6 {
+        d: &'a mut [f32],
+        qh: &'a mut [u8],
+        qs: &'a mut [u8],
+    },
+    Q8 {
+        d: &'a mut [f32],
+        qs: &'a mut [i8],
+    },
+}
+
 impl Kind {
+    fn view(&mut self) -> KindMut<'_> {
+        match self {
+            Kind::Q4 { d, m, qs } => KindMut::Q4 { d, m, qs },
+            Kind::Q5 { d, qh, qs } => KindMut::Q5 { d, qh, qs },
+            Kind::Q6 { d, qh, qs } => KindMut::Q6 { d, qh, qs },
+            Kind::Q8 { d, qs } => KindMut::Q8 { d, qs },
+        }
+    }
+
+    /// Octets `first..first + count`, one view each, of a matrix `blocks` blocks wide.
+    fn octets(&mut self, blocks: usize, first: usize, count: usize) -> Vec<KindMut<'_>> {
+        // Each array holds `per` elements per octet-block.
+        fn parts<T>(
+            v: &mut [T],
+            per: usize,
+            span: (usize, usize, usize),
+        ) -> std::slice::ChunksMut<'_, T> {
+            let (blocks, first, count) = span;
+            let size = per * blocks;
+            v[first * size..(first + count) * size].chunks_mut(size)
+        }
+        let span = (blocks, first, count);
+        match self {
+            Kind::Q4 { d, m, qs } => parts(d, OCTET, span)
+                .zip(parts(m, OCTET, span))
+                .zip(parts(qs, 128, span))
+                .map(|((d, m), qs)| KindMut::Q4 { d, m, qs })
+                .collect(),
+            Kind::Q5 { d, qh, qs } => parts(d, OCTET, span)
+                .zip(parts(qh, 8, span))
+                .zip(parts(qs, 128, span))
+                .map(|((d, qh), qs)| KindMut::Q5 { d, qh, qs })
+                .collect(),
+            Kind::Q6 { d, qh, qs } => parts(d, 2 * OCTET, span)
+                .zip(parts(qh, 64, span))
+                .zip(parts(qs, 128, span))
+                .map(|((d, qh), qs)| KindMut::Q6 { d, qh, qs })
+                .collect(),
+            Kind::Q8 { d, qs } => parts(d, OCTET, span)
+                .zip(parts(qs, 256, span))
+                .map(|(d, qs)| KindMut::Q8 { d, qs })
+                .collect(),
+        }
+    }
+}
+
+impl KindMut<'_> {
     /// Stores block `b` as row `j` of octet-block `ob`.
     fn put(&mut self, ob: usize, j: usize, b: &Unpacked) {
         let nibbles = |qs: &mut [u8]| {
@@ -344,19 +450,19 @@ impl Kind {
             }
         };
         match self {
-            Kind::Q4 { d, m, qs } => {
+            KindMut::Q4 { d, m, qs } => {
                 d[ob * OCTET + j] = b.d[0];
                 m[ob * OCTET + j] = b.m;
                 nibbles(qs);
             }
-            Kind::Q5 { d, qh, qs } => {
+            KindMut::Q5 { d, qh, qs } => {
                 d[ob * OCTET + j] = b.d[0];
                 for (q, u) in b.u.iter().enumerate() {
                     qh[ob * 8 + q / 4] |= (((*u >> 4) & 1) as u32) << (4 * j + q % 4);
                 }
                 nibbles(qs);
             }
-            Kind::Q6 { d, qh, qs } => {
+            KindMut::Q6 { d, qh, qs } => {
                 d[ob * 2 * OCTET + j] = b.d[0];
                 d[(ob * 2 + 1) * OCTET + j] = b.d[1];
                 for (q, u) in b.u.iter().enumerate() {
@@ -365,7 +471,7 @@ impl Kind {
                 }
                 nibbles(qs);
             }
-            Kind::Q8 { d, qs } => {
+            KindMut::Q8 { d, qs } => {
                 d[ob * OCTET + j] = b.d[0];
                 for (q, u) in b.u.iter().enumerate() {
                     qs[ob * 256 + 32 * (q / 4) + 4 * j + q % 4] = *u as i8;
