@@ -177,7 +177,7 @@ impl Runtime {
     pub fn new(limits: Limits, cache: Option<CompileCache>) -> anyhow::Result<Arc<Runtime>> {
         let mut config = Config::new();
         config.wasm_component_model(true);
-        config.epoch_interruption(std::env::var("NOEPOCH").is_err());
+        config.epoch_interruption(true);
         // `PLUGBOARD_WASM_PROFILE=perfmap`: name compiled plugin functions for `perf`
         // (/tmp/perf-PID.map), for adapter authors profiling their parsers.
         if std::env::var("PLUGBOARD_WASM_PROFILE").is_ok_and(|v| v == "perfmap") {
@@ -584,24 +584,32 @@ fn trap_reason(error: &wasmtime::Error) -> String {
     }
 }
 
-/// A call must have a name and arguments that are a JSON object. The arguments are checked
-/// without being built into a value: this runs on every call a plugin returns.
+/// A call must have a name and arguments that are a JSON object. Read into a value, as the
+/// API layers read them later: a check of the syntax alone lets through what they reject
+/// (`1e400`, a lone surrogate escape).
 fn check_call(name: &str, arguments: &str) -> Result<(), String> {
     if name.trim().is_empty() {
         return Err("the call has an empty name".into());
     }
-    if let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(arguments) {
-        return Err(format!("arguments are not JSON ({e}): {arguments:?}"));
+    match serde_json::from_str::<serde_json::Value>(arguments) {
+        Ok(serde_json::Value::Object(_)) => Ok(()),
+        Ok(other) => Err(format!(
+            "arguments are a JSON {} not an object",
+            json_kind(&other)
+        )),
+        Err(e) => Err(format!("arguments are not JSON ({e}): {arguments:?}")),
     }
-    let kind = match arguments.trim_start().as_bytes().first() {
-        Some(b'{') => return Ok(()),
-        Some(b'[') => "array",
-        Some(b'"') => "string",
-        Some(b't' | b'f') => "boolean",
-        Some(b'n') => "null",
-        _ => "number",
-    };
-    Err(format!("arguments are a JSON {kind} not an object"))
+}
+
+fn json_kind(v: &serde_json::Value) -> &'static str {
+    match v {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "boolean",
+        serde_json::Value::Number(_) => "number",
+        serde_json::Value::String(_) => "string",
+        serde_json::Value::Array(_) => "array",
+        serde_json::Value::Object(_) => "object",
+    }
 }
 
 /// Checks that a plugin's stream events keep the contract's invariants.
@@ -702,5 +710,26 @@ impl PluginStream {
     /// The output ended.
     pub fn finish(mut self) -> Result<Vec<StreamEvent>, CallError> {
         self.run("finish", |i, s, p| i.stream_finish(s, p))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_call;
+
+    #[test]
+    fn call_arguments_must_be_an_object_the_api_can_read() {
+        assert!(check_call("f", r#"{"city": "Paris", "n": [1, 2.5e3]}"#).is_ok());
+        for bad in [
+            r#"{"n": 1e400}"#,
+            r#"{"s": "\ud800"}"#,
+            r#"{"s": "\udc00x"}"#,
+            r#"[1]"#,
+            r#""{}""#,
+            r#"{"a": 1,}"#,
+        ] {
+            assert!(check_call("f", bad).is_err(), "{bad}");
+        }
+        assert!(check_call(" ", "{}").is_err());
     }
 }

@@ -49,20 +49,14 @@ pub struct Emitter {
     content: TrimmedText,
     reasoning: TrimmedText,
     next_index: u32,
-    /// The offered tools' names, each followed by a NUL: one allocation however many there
-    /// are (a parser is made for every request).
-    offered: String,
+    offered: Vec<String>,
 }
 
 impl Emitter {
     /// `tools`: the tools offered. When empty, tool names are not checked.
     pub fn new(tools: &[Tool]) -> Self {
         Emitter {
-            offered: tools.iter().fold(String::new(), |mut all, t| {
-                all.push_str(&t.name);
-                all.push('\0');
-                all
-            }),
+            offered: tools.iter().map(|t| t.name.clone()).collect(),
             ..Default::default()
         }
     }
@@ -106,17 +100,16 @@ impl Emitter {
 
     /// Whether `name` is one of the offered tools (always true when none were offered).
     pub fn is_offered(&self, name: &str) -> bool {
-        self.offered.is_empty() || self.offered.split_terminator('\0').any(|t| t == name)
+        self.offered.is_empty() || self.offered.iter().any(|t| t == name)
     }
 
     /// Sends a call's name (and id). Reports an `unknown-tool` problem for a name that was not
     /// offered; the call goes on.
     pub fn begin_call(&mut self, index: u32, id: Option<String>, name: String) {
         let unknown = (!self.is_offered(&name)).then(|| {
-            let offered: Vec<&str> = self.offered.split_terminator('\0').collect();
             format!(
                 "call {index} names the tool '{name}', which the request did not offer (offered: {})",
-                offered.join(", ")
+                self.offered.join(", ")
             )
         });
         self.events.push(StreamEvent::ToolCallBegin(ToolCallBegin {

@@ -155,6 +155,9 @@ impl Converter {
             });
         }
         self.fed += data.len();
+        if data.is_empty() {
+            return Ok(());
+        }
         // Source blocks come row by row, each row `blocks` 32-value blocks long. Up to the
         // next whole octet of rows one block at a time, then whole octets on all threads.
         let octet_blocks = OCTET * self.weights.blocks;
