@@ -41,7 +41,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, _state: &S) -> Result<Self, Self::Rejection> {
-        let bytes = read_body(req.into_body()).await?;
+        let bytes = read_body(req.into_body(), BODY_IDLE).await?;
         let value: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| {
             ApiError::bad_request(format!("the request body is not valid JSON: {e}"), None)
         })?;
@@ -55,13 +55,33 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
 /// client is usually still sending, and a connection closed under it loses the 413 to a reset.
 const DRAIN_BYTES: usize = 64 << 20;
 
-/// The request body, at most [`MAX_BODY_BYTES`] of it.
-async fn read_body(body: axum::body::Body) -> Result<Vec<u8>, ApiError> {
+/// How long a request body may pause: a client that stops sending gets a 408 instead of
+/// holding its connection (and a handler) for ever.
+const BODY_IDLE: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The request body, at most [`MAX_BODY_BYTES`] of it, no piece later than `idle` after the
+/// one before.
+async fn read_body(body: axum::body::Body, idle: std::time::Duration) -> Result<Vec<u8>, ApiError> {
     use futures::StreamExt;
     let mut stream = body.into_data_stream();
     let mut bytes = Vec::new();
     let mut seen = 0usize;
-    while let Some(chunk) = stream.next().await {
+    loop {
+        let Ok(next) = tokio::time::timeout(idle, stream.next()).await else {
+            if seen > MAX_BODY_BYTES {
+                break;
+            }
+            return Err(ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "invalid_request_error",
+                format!(
+                    "the request body stopped arriving for {} s",
+                    idle.as_secs_f32()
+                ),
+            )
+            .code("body_timeout"));
+        };
+        let Some(chunk) = next else { break };
         let chunk = match chunk {
             Ok(chunk) => chunk,
             Err(_) if seen > MAX_BODY_BYTES => break,
@@ -161,4 +181,28 @@ pub fn unix_now() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use axum::body::{Body, Bytes};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_body_that_stops_arriving_gets_a_408() {
+        let idle = Duration::from_millis(50);
+        let stalled = futures::stream::pending::<Result<Bytes, std::io::Error>>();
+        let error = read_body(Body::from_stream(stalled), idle)
+            .await
+            .expect_err("times out");
+        assert_eq!(error.status, StatusCode::REQUEST_TIMEOUT);
+        let whole = futures::stream::iter([Ok::<_, std::io::Error>(Bytes::from_static(b"{}"))]);
+        let bytes = read_body(Body::from_stream(whole), idle)
+            .await
+            .expect("reads");
+        assert_eq!(bytes, b"{}");
+    }
 }
