@@ -279,13 +279,7 @@ mod tests {
             (13, 768, 33),
             (33, 256, 20),
         ];
-        for dtype in [
-            GgmlDType::Q4_0,
-            GgmlDType::Q5_0,
-            GgmlDType::Q8_0,
-            GgmlDType::Q4K,
-            GgmlDType::Q6K,
-        ] {
+        for dtype in formats::CONVERTED {
             for (i, &(m, k, n)) in shapes.iter().enumerate() {
                 let w = random((n, k), 1 + i as u64, false);
                 let x = random((m, k), 100 + i as u64, true);
@@ -372,13 +366,7 @@ mod tests {
         // A tensor with no inputs is empty, not a division by zero.
         assert!(Weights::from_ggml(GgmlDType::Q8_0, &[], 8, 0).is_ok());
         let (rows, cols) = (44, 512);
-        for dtype in [
-            GgmlDType::Q4_0,
-            GgmlDType::Q5_0,
-            GgmlDType::Q8_0,
-            GgmlDType::Q4K,
-            GgmlDType::Q6K,
-        ] {
+        for dtype in formats::CONVERTED {
             let q = QTensor::quantize(&random((rows, cols), 9, false), dtype).expect("q");
             let data = q.data().expect("data");
             let whole = Weights::from_ggml(dtype, &data, rows, cols).expect("converts");

@@ -111,9 +111,18 @@ fn source_block(dtype: GgmlDType) -> Option<(usize, usize)> {
     })
 }
 
+/// Every type [`Weights::from_ggml`] converts.
+pub const CONVERTED: [GgmlDType; 5] = [
+    GgmlDType::Q4_0,
+    GgmlDType::Q5_0,
+    GgmlDType::Q8_0,
+    GgmlDType::Q4K,
+    GgmlDType::Q6K,
+];
+
 /// Whether [`Weights::from_ggml`] converts this type.
 pub fn supported(dtype: GgmlDType) -> bool {
-    source_block(dtype).is_some()
+    CONVERTED.contains(&dtype)
 }
 
 /// Converts a GGUF tensor's blocks as they arrive, in file order: a tensor read from its file
@@ -624,13 +633,7 @@ mod tests {
             .map(|i| ((i * 7919 % 1000) as f32 / 500.0 - 1.0) * (1.0 + (i % 13) as f32))
             .collect();
         let t = Tensor::from_vec(values, (rows, cols), &Device::Cpu).expect("tensor");
-        for dtype in [
-            GgmlDType::Q4_0,
-            GgmlDType::Q5_0,
-            GgmlDType::Q8_0,
-            GgmlDType::Q4K,
-            GgmlDType::Q6K,
-        ] {
+        for dtype in CONVERTED {
             let q = QTensor::quantize(&t, dtype).expect("quantizes");
             let reference: Vec<f32> = q
                 .dequantize(&Device::Cpu)
