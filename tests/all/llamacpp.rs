@@ -324,15 +324,58 @@ fn qwen_logits_match_llamacpp() {
 #[test]
 fn gemma_logits_match_llamacpp() {
     let Some(path) = models::gemma() else { return };
-    // Measured 0.9979 (whole vocabulary) and 0.987–0.994 (top 50), short of the 0.999 the
-    // engine issue asks for, with activations quantized as llama.cpp quantizes them (Q8_0
-    // with f16 scales, Q8_K for K-quants). This small model turns any rounding difference
-    // into logit noise: llama.cpp against itself, its f16 KV cache swapped for an f32 one (as
-    // ours is), correlates 0.9980 (whole) and 0.9951 (top 50) — flash attention 0.9970; ours
-    // against that f32-cache llama.cpp is 0.9983. Rounding q, K, V and the attention weights
-    // to f16 here moves the figures by ±0.004 either way. The floor keeps what is reached from
+    // Measured 0.9979 (whole vocabulary) and 0.987–0.994 (top 50), short of the 0.999 the engine
+    // issue asks for, with activations quantized as llama.cpp quantizes them (Q8_0 with f16
+    // scales, Q8_K for K-quants). The 0.999 bar lies below this model's rounding noise: see
+    // `gemma_rounding_noise_bounds_the_agreement`. The floor keeps what is reached from
     // slipping (with room for another CPU's rounding).
     check_logits(&path, "gemma", 0.985);
+}
+
+/// How far Gemma 3 270M's logits move when nothing changes but the rounding: the same engine,
+/// the same prompt, prefilled in two parts instead of the usual chunks (the matrix products
+/// then sum in another order, a last-bit difference). Gemma's activations carry outliers that
+/// make the 8-bit steps of the activation quantization coarse, so a last-bit difference flips
+/// a rounding now and then, each flip moves a row by a whole step, and attention spreads it.
+/// Measured here: 0.9975–0.9983 (whole vocabulary) between splits, the same as our
+/// agreement with llama.cpp (0.9979) and as llama.cpp's with itself when only its KV cache
+/// type changes (0.9980). Traced layer by layer against llama.cpp's intermediate tensors:
+/// with RMS norms rounded exactly as llama.cpp rounds them and the f16 cache emulated, the
+/// first layer agreed to 10⁻⁷ in the median row, yet the final logits were no closer —
+/// rows where a rounding flipped carried 10⁻² differences onward. So an implementation that is
+/// not bit-identical to llama.cpp cannot be held to 0.999 on this model; it is held instead to
+/// agree with llama.cpp about as well as it agrees with itself.
+#[test]
+fn gemma_rounding_noise_bounds_the_agreement() {
+    let Some(path) = models::gemma() else { return };
+    let gguf = GgufFile::open(&path).expect("opens");
+    let model = Model::load(&gguf, &Device::Cpu, 4096).expect("model loads");
+    let case = &reference("gemma")["logits"][0];
+    let prompt = ids(&case["prompt_ids"]);
+    let theirs = full_logits(case["logits_q100_i16_base64"].as_str().expect("logits"));
+    let ours = prompt_logits(&model, &prompt, &mut KvCache::default());
+    let against_llamacpp = pearson(&ours, &theirs);
+    let spread = [100, 300]
+        .iter()
+        .map(|&split| {
+            let mut cache = KvCache::default();
+            model
+                .forward(&prompt[..split], &mut cache)
+                .expect("forward");
+            let (last, rest) = prompt[split..].split_last().expect("a prompt");
+            model.forward(rest, &mut cache).expect("forward");
+            pearson(&ours, &logits(&model, *last, &mut cache))
+        })
+        .fold(1.0f64, f64::min);
+    eprintln!(
+        "gemma: logits correlation with llama.cpp {against_llamacpp:.6}; with itself, prefilled in other parts, down to {spread:.6}"
+    );
+    // A rounding difference alone must move the logits: else the check below is void.
+    assert!(spread < 0.9999, "no rounding noise: {spread:.6}");
+    assert!(
+        against_llamacpp > spread - 0.002,
+        "llama.cpp's logits correlate {against_llamacpp:.6}, ours with themselves {spread:.6}"
+    );
 }
 
 /// The tiny random-weight models (tests/support/tiny.rs): written afresh, byte-identical to
