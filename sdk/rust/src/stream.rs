@@ -82,7 +82,7 @@ pub struct OutputParser<F: Format> {
     spec: Spec,
     options: ParseOptions,
     out: Emitter,
-    pending: String,
+    pending: Pending,
     mode: Mode,
     content_markers: Markers,
     actions: Vec<Action>,
@@ -146,7 +146,7 @@ impl<F: Format> OutputParser<F> {
             out: Emitter::new(&options.tools),
             options,
             spec,
-            pending: String::new(),
+            pending: Pending::default(),
             mode,
             in_fence: false,
             _format: std::marker::PhantomData,
@@ -211,8 +211,7 @@ impl<F: Format> OutputParser<F> {
                                 _ => 0,
                             };
                             self.out.content(&self.pending[..start - keep]);
-                            self.pending.replace_range(start..start + len, "");
-                            self.pending.drain(..start - keep);
+                            self.pending.cut(start - keep, start..start + len);
                             let marker = self.content_markers.list()[index].clone();
                             match self.actions[index] {
                                 Action::Reasoning => self.mode = Mode::Reasoning,
@@ -226,7 +225,7 @@ impl<F: Format> OutputParser<F> {
                         Scan::Text { safe } => {
                             let safe = safe - held_with(&self.content_markers, &self.pending, safe);
                             self.out.content(&self.pending[..safe]);
-                            self.pending.drain(..safe);
+                            self.pending.consume(safe);
                             return;
                         }
                     }
@@ -240,8 +239,7 @@ impl<F: Format> OutputParser<F> {
                             _ => self.reasoning_close.partial_suffix(&self.pending[..start]),
                         };
                         self.out.reasoning(&self.pending[..start - keep]);
-                        self.pending.replace_range(start..start + len, "");
-                        self.pending.drain(..start - keep);
+                        self.pending.cut(start - keep, start..start + len);
                         // Index 0 closes the reasoning; the others are end-of-turn markers of an
                         // output that ended while reasoning, removed like everywhere else.
                         if index == 0 {
@@ -251,19 +249,28 @@ impl<F: Format> OutputParser<F> {
                     Scan::Text { safe } => {
                         let safe = safe - held_with(&self.reasoning_close, &self.pending, safe);
                         self.out.reasoning(&self.pending[..safe]);
-                        self.pending.drain(..safe);
+                        self.pending.consume(safe);
                         return;
                     }
                 },
                 Mode::Call(body) => {
-                    let text = std::mem::take(&mut self.pending);
-                    let step = if text.is_empty() && !at_end {
-                        BodyStep::More
-                    } else {
-                        let step = body.push(&text, &mut self.out);
+                    // The body is given the text in pieces, small first and doubling: it copies
+                    // what it is given and hands back what follows its call as a string of its
+                    // own, so given all of a long output's rest at every call, parsing was
+                    // quadratic in the calls; pieces keep each call's copying near its length.
+                    let mut size = FIRST_PIECE;
+                    let step = loop {
+                        if self.pending.is_empty() && !at_end {
+                            break BodyStep::More;
+                        }
+                        let piece = self.pending.piece(size);
+                        size *= 2;
+                        let step = body.push(&self.pending[..piece], &mut self.out);
+                        self.pending.consume(piece);
                         match step {
-                            BodyStep::More if at_end => body.finish(&mut self.out),
-                            step => step,
+                            BodyStep::More if !self.pending.is_empty() => {}
+                            BodyStep::More if at_end => break body.finish(&mut self.out),
+                            step => break step,
                         }
                     };
                     match step {
@@ -274,7 +281,7 @@ impl<F: Format> OutputParser<F> {
                             return;
                         }
                         BodyStep::Done { rest } => {
-                            self.pending = rest;
+                            self.pending.put_back(rest);
                             self.mode = Mode::Content;
                         }
                     }
@@ -300,7 +307,7 @@ impl<F: Format> OutputParser<F> {
                     match self.call_openers.scan(after, at_end) {
                         Scan::Marker { start: 0, .. } => {
                             let skip = self.pending.len() - after.len();
-                            self.pending.drain(..skip);
+                            self.pending.consume(skip);
                             self.in_fence = true;
                             self.mode = Mode::Content;
                         }
@@ -412,8 +419,8 @@ impl<F: Format> OutputParser<F> {
             return at_end;
         }
         if let Some(rest) = text.strip_prefix(FENCE) {
-            let rest = rest.to_string();
-            self.pending = rest;
+            let skip = self.pending.len() - rest.len();
+            self.pending.consume(skip);
             self.in_fence = false;
             return true;
         }
@@ -427,6 +434,83 @@ impl<F: Format> OutputParser<F> {
             _ => self.in_fence = false,
         }
         true
+    }
+}
+
+/// The text received and not yet read. Reading from the front moves a cursor rather than the
+/// text after it: a whole output arrives as one push, and moving its rest at every marker made
+/// parsing quadratic in the number of markers. What was read is dropped when more arrives.
+/// Dereferences to the unread text.
+#[derive(Default)]
+struct Pending {
+    text: String,
+    read: usize,
+}
+
+/// The first piece of text a call body is given (see `Mode::Call` in `drive`).
+const FIRST_PIECE: usize = 256;
+
+impl std::ops::Deref for Pending {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.text[self.read..]
+    }
+}
+
+impl Pending {
+    fn push_str(&mut self, delta: &str) {
+        self.text.drain(..self.read);
+        self.read = 0;
+        self.text.push_str(delta);
+    }
+
+    /// Marks the first `n` bytes read.
+    fn consume(&mut self, n: usize) {
+        self.read += n;
+        debug_assert!(self.text.is_char_boundary(self.read));
+    }
+
+    /// Removes `marker` and marks what is before `from` read (`from ≤ marker.start`).
+    fn cut(&mut self, from: usize, marker: std::ops::Range<usize>) {
+        if from == marker.start {
+            self.consume(marker.end);
+        } else {
+            // Text kept before the marker: rare (see `held_with`), so moving the rest is fine.
+            let (from, start, end) = (
+                self.read + from,
+                self.read + marker.start,
+                self.read + marker.end,
+            );
+            self.text.replace_range(start..end, "");
+            self.read = from;
+        }
+    }
+
+    /// The length of the next piece for a call body: at most `size` bytes, whole characters.
+    fn piece(&self, size: usize) -> usize {
+        let mut n = self.len().min(size);
+        while !self.is_char_boundary(n) {
+            n -= 1;
+        }
+        n
+    }
+
+    /// Puts `rest`, which a call body did not use, back before the unread text. It is
+    /// normally the end of what the body was given, still in place: then nothing moves.
+    fn put_back(&mut self, rest: String) {
+        let start = self.read.wrapping_sub(rest.len());
+        if rest.len() <= self.read && self.text.as_bytes()[start..self.read] == *rest.as_bytes() {
+            self.read = start;
+        } else {
+            self.text = rest + &self.text[self.read..];
+            self.read = 0;
+        }
+    }
+
+    fn clear(&mut self) {
+        self.text.clear();
+        self.read = 0;
     }
 }
 
@@ -510,6 +594,35 @@ mod tests {
             let r = parse("<think>x<|i<|im_end|>m_end|>y</think>z", size);
             assert_eq!(r.reasoning.as_deref(), Some("xy"), "size {size}");
             assert_eq!(r.content.as_deref(), Some("z"), "size {size}");
+        }
+    }
+
+    #[test]
+    fn long_outputs_read_alike_in_one_piece_and_in_many() {
+        // Longer than the pieces a call body is given at once (`FIRST_PIECE`, doubling):
+        // calls whose arguments cross piece boundaries, two-byte characters at them.
+        let mut text = String::from("<think>plan ✓</think>");
+        for i in 0..60 {
+            text.push_str(&format!("step {i}: héllo wörld "));
+            let s = "é".repeat(i * 37);
+            text.push_str(&format!(
+                "<call>{{\"name\": \"f{i}\", \"arguments\": {{\"s\": \"{s}\"}}}}</call>"
+            ));
+        }
+        text.push_str(" done<|im_end|>");
+        let whole = parse(&text, text.len());
+        assert_eq!(whole.tool_calls.len(), 60);
+        assert!(whole.problems.is_empty(), "{:?}", whole.problems);
+        assert_eq!(whole.reasoning.as_deref(), Some("plan ✓"));
+        // Content around a call is joined as it stood: the spaces on both sides stay.
+        let content = whole.content.as_deref().expect("content");
+        assert!(content.ends_with("step 59: héllo wörld  done"), "{content}");
+        assert_eq!(
+            whole.tool_calls[59].arguments.len(),
+            r#"{"s": ""}"#.len() + 59 * 37 * 2
+        );
+        for size in [1, 5, 4095, 4097] {
+            assert_eq!(parse(&text, size), whole, "size {size}");
         }
     }
 
