@@ -3,7 +3,9 @@
 //! of about 1 KB with two tool calls, whole and streamed in 4-character chunks. A benchmark,
 //! not a test: it prints a table. The goal is wasm at most 1.5× native.
 //!
-//! `cargo bench -p plugboard-tests --bench parse [-- ADAPTER…]`
+//! `cargo bench -p plugboard-tests --bench parse [-- ADAPTER…]`; `PARSE_BENCH_REPEAT=20` for
+//! outputs of about 16 KB (the families that mark up each call), `BENCH_RUNS` to time more or
+//! fewer runs.
 //!
 //! What is timed, on both sides: whole, one `parse-response` call (in wasm: on a warm session,
 //! the instance made beforehand, so the figure is the call, not the sandbox); stream, the
@@ -106,6 +108,23 @@ fn output(family: &str) -> String {
         ),
         other => panic!("no output for {other}"),
     }
+}
+
+/// The prose and calls of `text` (a family's [`output`]) `times` over in one output, for the
+/// families whose calls are marked up one by one (the others, calls by their whole shape or one
+/// list per output, stay as they are): throughput on long outputs.
+fn repeated(family: &str, text: String, times: usize) -> String {
+    let end = match family {
+        "hermes" | "jinja" => "<|im_end|>",
+        "deepseek" => "<｜end▁of▁sentence｜>",
+        "functiongemma" | "tool-use" => "",
+        _ => return text,
+    };
+    let head = text
+        .find("</think>\n")
+        .map_or(0, |i| i + "</think>\n".len());
+    let body = &text[head..text.len() - end.len()];
+    format!("{}{}{end}", &text[..head], body.repeat(times))
 }
 
 const TOOLS: [&str; 3] = ["get_weather", "get_time", "run_code"];
@@ -229,6 +248,11 @@ fn main() {
         .ok()
         .and_then(|r| r.parse().ok())
         .unwrap_or(1000);
+    // `PARSE_BENCH_REPEAT=N`: outputs N times as long (see `repeated`).
+    let repeat: usize = std::env::var("PARSE_BENCH_REPEAT")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(1);
     // `PARSE_BENCH_WASM_DIR=dir`: the adapters from `dir/NAME.wasm` instead of the built-in
     // ones, to compare builds (another opt-level, another SDK) without rebuilding the host.
     let dir = std::env::var_os("PARSE_BENCH_WASM_DIR").map(std::path::PathBuf::from);
@@ -287,7 +311,7 @@ fn main() {
         if !only.is_empty() && !only.iter().any(|o| o == name) {
             continue;
         }
-        let text = output(name);
+        let text = repeated(name, output(name), repeat);
         let Some(plugin) = load(name) else {
             println!("{name:<14} not found");
             continue;
