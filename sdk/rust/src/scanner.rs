@@ -124,18 +124,36 @@ impl Markers {
         }
     }
 
-    /// The length of the longest end of `text` that begins a marker without being one (`<|i`
-    /// for `<|im_end|>`): text that a marker could still grow from.
+    /// The length of the longest end of `text` made of beginnings of markers (`<|i` for
+    /// `<|im_end|>`; `<|eot_i<|im`, two of them): text that a marker could still grow from,
+    /// also once markers completed later inside it are cut out — `<|eot_i<|im` then
+    /// `_end|>d|>` leaves `<|eot_id|>` when `<|im_end|>` is removed.
     pub fn partial_suffix(&self, text: &str) -> usize {
-        let longest = self.list.iter().map(|m| m.len() - 1).max().unwrap_or(0);
-        (1..=longest.min(text.len()))
-            .rev()
-            .filter(|&k| text.is_char_boundary(text.len() - k))
-            .find(|&k| {
-                let tail = &text[text.len() - k..];
-                self.list.iter().any(|m| m.len() > k && m.starts_with(tail))
-            })
-            .unwrap_or(0)
+        let bytes = text.as_bytes();
+        let n = bytes.len();
+        let longest = self.list.iter().map(|m| m.len()).max().unwrap_or(0);
+        // `joins[k]`: the last `k` bytes are such a run (the empty end is).
+        let mut joins = vec![true];
+        let mut start = n;
+        for i in (0..n).rev() {
+            // A beginning is shorter than `longest`: no run reaches further back than that
+            // past the last position one starts at.
+            if start - i >= longest {
+                break;
+            }
+            let runs_on = |l: usize| i + l <= n && joins[n - i - l];
+            let begins = self.list.iter().any(|m| {
+                let m = m.as_bytes();
+                (1..m.len())
+                    .take_while(|&l| i + l <= n && bytes[i + l - 1] == m[l - 1])
+                    .any(runs_on)
+            });
+            joins.push(begins);
+            if begins {
+                start = i;
+            }
+        }
+        n - start
     }
 }
 

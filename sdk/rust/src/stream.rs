@@ -591,6 +591,11 @@ mod tests {
         for size in 1..9 {
             let r = parse("a<|i<|im_end|>m_end|>b <|im_<|im_end|>x", size);
             assert_eq!(r.content.as_deref(), Some("ab <|im_x"), "size {size}");
+            // Found by fuzzing later: two levels deep, each removal completing the next.
+            let r = parse("a<|i<|i<|im_end|>m_end|>m_end|>b", size);
+            assert_eq!(r.content.as_deref(), Some("ab"), "size {size}");
+            let r = parse("<think>x<|i<|i<|im_end|>m_end|>m_end|>y</think>", size);
+            assert_eq!(r.reasoning.as_deref(), Some("xy"), "size {size}");
             let r = parse("<think>x<|i<|im_end|>m_end|>y</think>z", size);
             assert_eq!(r.reasoning.as_deref(), Some("xy"), "size {size}");
             assert_eq!(r.content.as_deref(), Some("z"), "size {size}");

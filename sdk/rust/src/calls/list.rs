@@ -45,6 +45,9 @@ use crate::scanner::{Markers, Scan};
 use crate::types::ProblemKind;
 
 const FENCE: &str = "```";
+/// The longest info string (`json`, `tool_code`) a fence around calls may have, line break
+/// included.
+const FENCE_INFO_MAX: usize = 16;
 
 enum State {
     /// Nothing but whitespace read yet.
@@ -170,16 +173,24 @@ impl CallList {
                     }
                     // Small models fence the JSON: ```json, a line break, the list, ```.
                     if let Some(info) = text.strip_prefix(FENCE).filter(|_| !self.fenced) {
+                        // An info string is judged alike whether its line break came in the
+                        // same piece or later: short (as the wait for it is), alphanumeric.
                         match info.find('\n') {
                             Some(newline)
-                                if info[..newline].trim().chars().all(char::is_alphanumeric) =>
+                                if newline < FENCE_INFO_MAX
+                                    && info[..newline]
+                                        .trim()
+                                        .chars()
+                                        .all(char::is_alphanumeric) =>
                             {
                                 let skip = self.buf.len() - info.len() + newline + 1;
                                 self.buf.drain(..skip);
                                 self.fenced = true;
                                 continue;
                             }
-                            None if !at_end && info.len() < 16 => return BodyStep::More,
+                            None if !at_end && info.len() < FENCE_INFO_MAX => {
+                                return BodyStep::More;
+                            }
                             _ => {}
                         }
                     }
@@ -572,6 +583,11 @@ mod tests {
         assert_eq!(r.content.as_deref(), Some("after"));
         let r = parse("func[{\"name\": \"a\"}, {\"name\": \"b\"}]");
         assert_eq!(names(&r), ["a", "b"]);
+        // Found by fuzzing: an info string too long to wait for was a fence when its line
+        // break came in the same piece, and not when it came later.
+        let r = parse("[CALLS]```jsssssssssssssssssssson\n[{\"name\": \"a\"}]");
+        assert!(r.tool_calls.is_empty());
+        assert_eq!(problems(&r), [(ProblemKind::MalformedJson, Some(0))]);
     }
 
     #[test]
