@@ -42,9 +42,11 @@ impl HermesBody {
             _ if text.is_empty() => true,
             None => FENCE.starts_with(text),
             Some(info) => match info.find('\n') {
+                // Judged alike whether the line break came with the info string or later:
+                // no longer than the wait for it below.
                 Some(newline) => {
                     let tag = info[..newline].trim();
-                    if tag.is_empty() || tag.eq_ignore_ascii_case("json") {
+                    if newline < 8 && (tag.is_empty() || tag.eq_ignore_ascii_case("json")) {
                         let body = info[newline + 1..].to_string();
                         self.lead = None;
                         return Some(body);

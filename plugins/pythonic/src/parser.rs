@@ -78,7 +78,8 @@ impl Decider {
             };
         };
         match info.find('\n') {
-            Some(newline) if FENCE_INFO.contains(&info[..newline].trim()) => {
+            // Judged alike whether the line break came with the info string or later.
+            Some(newline) if newline <= 12 && FENCE_INFO.contains(&info[..newline].trim()) => {
                 self.fenced = true;
                 Ok(Some(lead + FENCE.len() + newline + 1))
             }

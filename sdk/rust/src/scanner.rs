@@ -38,6 +38,9 @@ impl Default for Markers {
     }
 }
 
+/// How many markers' worth of beginnings [`Markers::partial_suffix`] holds at most.
+pub const PARTIAL_RUN: usize = 4;
+
 impl Markers {
     pub fn new<S: Into<Cow<'static, str>>>(markers: impl IntoIterator<Item = S>) -> Self {
         let list: Vec<Cow<'static, str>> = markers
@@ -127,7 +130,9 @@ impl Markers {
     /// The length of the longest end of `text` made of beginnings of markers (`<|i` for
     /// `<|im_end|>`; `<|eot_i<|im`, two of them): text that a marker could still grow from,
     /// also once markers completed later inside it are cut out — `<|eot_i<|im` then
-    /// `_end|>d|>` leaves `<|eot_id|>` when `<|im_end|>` is removed.
+    /// `_end|>d|>` leaves `<|eot_id|>` when `<|im_end|>` is removed. At most
+    /// [`PARTIAL_RUN`] beginnings' worth: held text must stay short (`<<<<…` is a run of
+    /// beginnings), so a cascade of cut markers deeper than that may still join.
     pub fn partial_suffix(&self, text: &str) -> usize {
         let bytes = text.as_bytes();
         let n = bytes.len();
@@ -138,7 +143,7 @@ impl Markers {
         for i in (0..n).rev() {
             // A beginning is shorter than `longest`: no run reaches further back than that
             // past the last position one starts at.
-            if start - i >= longest {
+            if start - i >= longest || n - i > PARTIAL_RUN * longest {
                 break;
             }
             let runs_on = |l: usize| i + l <= n && joins[n - i - l];

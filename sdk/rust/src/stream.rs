@@ -12,6 +12,7 @@
 use std::borrow::Cow;
 
 use crate::StreamParse;
+use crate::calls::list::{FENCE, FENCE_INFO_MAX};
 use crate::calls::{BodyStep, CallBody};
 use crate::emit::Emitter;
 use crate::scanner::{Markers, Scan};
@@ -55,8 +56,6 @@ pub trait Format: 'static {
     /// Describes the format. `options` are those of the generation being read.
     fn spec(options: &ParseOptions) -> Spec;
 }
-
-const FENCE: &str = "```";
 
 enum Mode {
     Content,
@@ -254,17 +253,18 @@ impl<F: Format> OutputParser<F> {
                     }
                 },
                 Mode::Call(body) => {
-                    // The body is given the text in pieces, small first and doubling: it copies
-                    // what it is given and hands back what follows its call as a string of its
-                    // own, so given all of a long output's rest at every call, parsing was
-                    // quadratic in the calls; pieces keep each call's copying near its length.
+                    // The body is given the text in pieces, small first and doubling up to a
+                    // bound: it copies what it is given and hands back what follows its call (or,
+                    // in a span of several calls, each call's rest) as a string of its own, so
+                    // given all of a long output's rest, parsing was quadratic in the calls;
+                    // bounded pieces keep each call's copying near its length or the bound.
                     let mut size = FIRST_PIECE;
                     let step = loop {
                         if self.pending.is_empty() && !at_end {
                             break BodyStep::More;
                         }
                         let piece = self.pending.piece(size);
-                        size *= 2;
+                        size = (size * 2).min(LAST_PIECE);
                         let step = body.push(&self.pending[..piece], &mut self.out);
                         self.pending.consume(piece);
                         match step {
@@ -291,7 +291,7 @@ impl<F: Format> OutputParser<F> {
                     let newline = self.pending.find('\n');
                     let info = &self.pending[..newline.unwrap_or(self.pending.len())];
                     // Judged alike whether the line break came in the same chunk or later.
-                    let info_ok = info.len() < 16 && !info.contains(' ');
+                    let info_ok = info.len() < FENCE_INFO_MAX && !info.contains(' ');
                     let Some(newline) = newline.filter(|_| info_ok) else {
                         if at_end || !info_ok {
                             // Not a fence around a call: the opener is content, and what
@@ -447,8 +447,10 @@ struct Pending {
     read: usize,
 }
 
-/// The first piece of text a call body is given (see `Mode::Call` in `drive`).
+/// The first piece of text a call body is given, and the largest (see `Mode::Call` in
+/// `drive`).
 const FIRST_PIECE: usize = 256;
+const LAST_PIECE: usize = 4096;
 
 impl std::ops::Deref for Pending {
     type Target = str;
@@ -473,15 +475,21 @@ impl Pending {
 
     /// Removes `marker` and marks what is before `from` read (`from ≤ marker.start`).
     fn cut(&mut self, from: usize, marker: std::ops::Range<usize>) {
-        if from == marker.start {
-            self.consume(marker.end);
+        let keep = marker.start - from;
+        let (from, start, end) = (
+            self.read + from,
+            self.read + marker.start,
+            self.read + marker.end,
+        );
+        if keep == 0 {
+            self.read = end;
+        } else if self.text.is_char_boundary(end - keep) {
+            // The kept text (a few bytes, see `Markers::partial_suffix`) is written over the
+            // marker's end, against what follows it: the rest does not move.
+            let kept = self.text[from..start].to_string();
+            self.text.replace_range(end - keep..end, &kept);
+            self.read = end - keep;
         } else {
-            // Text kept before the marker: rare (see `held_with`), so moving the rest is fine.
-            let (from, start, end) = (
-                self.read + from,
-                self.read + marker.start,
-                self.read + marker.end,
-            );
             self.text.replace_range(start..end, "");
             self.read = from;
         }
@@ -628,6 +636,37 @@ mod tests {
         );
         for size in [1, 5, 4095, 4097] {
             assert_eq!(parse(&text, size), whole, "size {size}");
+        }
+    }
+
+    #[test]
+    fn runs_of_marker_beginnings_are_held_back_only_so_far() {
+        // `<` begins a marker: a model repeating it must not have its whole output held back
+        // (found by review: each push then copied the held run again, quadratic), nor a cut
+        // marker after each `<` move the rest of a whole output.
+        let mut parser = OutputParser::<Think>::new(ParseOptions {
+            tools: vec![],
+            reasoning_open: false,
+            lenient: false,
+        });
+        let mut sent = 0;
+        for _ in 0..1000 {
+            for event in parser.push("<").unwrap() {
+                if let StreamEvent::Content(text) = event {
+                    sent += text.len();
+                }
+            }
+        }
+        // Held: the run before a possible marker (`PARTIAL_RUN` markers' worth, 4 × 10
+        // bytes here), and the possible marker itself.
+        assert!(sent >= 1000 - 50, "{sent} sent");
+        let text = "<<|im_end|>".repeat(3000);
+        for size in [7, text.len()] {
+            assert_eq!(
+                parse(&text, size).content,
+                Some("<".repeat(3000)),
+                "size {size}"
+            );
         }
     }
 

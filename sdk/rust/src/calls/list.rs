@@ -44,10 +44,11 @@ use crate::json::JsonScanner;
 use crate::scanner::{Markers, Scan};
 use crate::types::ProblemKind;
 
-const FENCE: &str = "```";
+/// A markdown code fence.
+pub(crate) const FENCE: &str = "```";
 /// The longest info string (`json`, `tool_code`) a fence around calls may have, line break
 /// included.
-const FENCE_INFO_MAX: usize = 16;
+pub(crate) const FENCE_INFO_MAX: usize = 16;
 
 enum State {
     /// Nothing but whitespace read yet.
