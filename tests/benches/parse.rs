@@ -239,20 +239,22 @@ fn call_overhead(plugin: &Arc<Plugin>, runs: usize) -> (Duration, Duration) {
     (parse, push)
 }
 
+/// A number from the environment, or `default`.
+fn env_number(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(default)
+}
+
 fn micros(d: Duration) -> f64 {
     d.as_secs_f64() * 1e6
 }
 
 fn main() {
-    let runs: usize = std::env::var("BENCH_RUNS")
-        .ok()
-        .and_then(|r| r.parse().ok())
-        .unwrap_or(1000);
+    let runs = env_number("BENCH_RUNS", 1000);
     // `PARSE_BENCH_REPEAT=N`: outputs N times as long (see `repeated`).
-    let repeat: usize = std::env::var("PARSE_BENCH_REPEAT")
-        .ok()
-        .and_then(|r| r.parse().ok())
-        .unwrap_or(1);
+    let repeat = env_number("PARSE_BENCH_REPEAT", 1);
     // `PARSE_BENCH_WASM_DIR=dir`: the adapters from `dir/NAME.wasm` instead of the built-in
     // ones, to compare builds (another opt-level, another SDK) without rebuilding the host.
     let dir = std::env::var_os("PARSE_BENCH_WASM_DIR").map(std::path::PathBuf::from);
