@@ -10,6 +10,7 @@
 //! prefix and only computes the rest. Dropping the event receiver cancels the generation at the
 //! next token.
 
+pub mod constraint;
 pub mod convert;
 mod gguf;
 pub mod model;
@@ -20,19 +21,41 @@ pub mod text;
 pub mod tokenizer;
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use candle_core::Device;
 use tokio::sync::mpsc;
 
+pub use constraint::{
+    Activation, ConstraintReport, ConstraintRequest, DropReason, GrammarFactory, Trigger,
+};
 pub use gguf::GgufFile;
 pub use model::{Arch, KvCache, Model};
 pub use sampler::{Sampler, SamplingParams, TokenLogprob};
 pub use tokenizer::{Tokenizer, quote_control_tokens};
 
+use constraint::Constraint;
 use text::{Detokenizer, StopMatcher};
+
+fn grammar_factory(
+    slot: &GrammarSlot,
+    tokenizer: &Tokenizer,
+    end_ids: &[u32],
+) -> Result<Arc<GrammarFactory>, String> {
+    slot.get_or_init(|| {
+        let started = Instant::now();
+        let factory = GrammarFactory::new(tokenizer, tokenizer.vocab_size(), end_ids)?;
+        tracing::info!(
+            tokens = tokenizer.vocab_size(),
+            seconds = started.elapsed().as_secs_f64(),
+            "grammar factory built"
+        );
+        Ok(Arc::new(factory))
+    })
+    .clone()
+}
 
 /// Why the engine could not do something.
 #[derive(Debug, thiserror::Error)]
@@ -159,7 +182,7 @@ const END_TEXTS: [&str; 12] = [
 ];
 
 /// One request to generate.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct GenerateRequest {
     pub prompt: Vec<u32>,
     pub sampling: SamplingParams,
@@ -171,6 +194,8 @@ pub struct GenerateRequest {
     pub extra_end_ids: Vec<u32>,
     /// Generate `max_tokens` whatever the model says (benchmarks).
     pub ignore_end: bool,
+    /// A grammar the output must follow (see [`constraint`]).
+    pub constraint: Option<ConstraintRequest>,
 }
 
 /// A generated token, for log-probabilities.
@@ -202,6 +227,8 @@ pub struct Usage {
     pub queue_ms: f64,
     pub prefill_ms: f64,
     pub decode_ms: f64,
+    /// What the request's constraint did, when it had one.
+    pub constraint: Option<ConstraintReport>,
 }
 
 /// What a generation streams.
@@ -236,7 +263,11 @@ pub struct Engine {
     queue_limit: usize,
     /// Tokens generated since the model loaded, all requests together.
     generated: Arc<AtomicU64>,
+    grammar: Arc<GrammarSlot>,
 }
+
+/// The model's grammar factory, built the first time a request asks for a constraint.
+type GrammarSlot = OnceLock<Result<Arc<GrammarFactory>, String>>;
 
 impl Engine {
     /// Loads a GGUF model and starts its worker thread.
@@ -297,7 +328,9 @@ impl Engine {
         drop(gguf);
         let (jobs, queue) = std::sync::mpsc::sync_channel::<Job>(options.queue_limit);
         let generated = Arc::new(AtomicU64::new(0));
+        let grammar = Arc::new(GrammarSlot::new());
         let worker = Worker {
+            grammar: Arc::clone(&grammar),
             generated: Arc::clone(&generated),
             model,
             tokenizer: Arc::clone(&tokenizer),
@@ -319,7 +352,14 @@ impl Engine {
             jobs,
             queue_limit: options.queue_limit,
             generated,
+            grammar,
         }))
+    }
+
+    /// The model's grammar factory (its vocabulary as a token trie and llguidance's lexer
+    /// slices), built on first use: about a second for a 150k-token vocabulary.
+    pub fn grammar_factory(&self) -> Result<Arc<GrammarFactory>, String> {
+        grammar_factory(&self.grammar, &self.tokenizer, &self.end_ids)
     }
 
     pub fn info(&self) -> &ModelInfo {
@@ -382,6 +422,7 @@ impl Engine {
 /// between steps; finished and cancelled ones leave. Each sequence has its own KV cache, and
 /// a sequence computes exactly what it would alone: the kernels treat each row on its own.
 struct Worker {
+    grammar: Arc<GrammarSlot>,
     generated: Arc<AtomicU64>,
     model: Model,
     tokenizer: Arc<Tokenizer>,
@@ -409,6 +450,7 @@ struct Sequence {
     generated: Vec<u32>,
     /// The next token's logits, once the whole prompt has run.
     logits: Option<Vec<f32>>,
+    constraint: Option<Constraint>,
 }
 
 /// What a sequence does next.
@@ -456,8 +498,15 @@ impl Worker {
             queue_ms: job.queued_at.elapsed().as_secs_f64() * 1e3,
             ..Usage::default()
         };
+        let constraint = job.request.constraint.clone().map(|request| {
+            match grammar_factory(&self.grammar, &self.tokenizer, &self.end_ids) {
+                Ok(factory) => Constraint::new(&factory, request),
+                Err(e) => Constraint::failed(e),
+            }
+        });
         let now = Instant::now();
         active.push(Sequence {
+            constraint,
             sampler: Sampler::new(job.request.sampling.clone()),
             stops: StopMatcher::new(&job.request.stop),
             detok: Detokenizer::default(),
@@ -552,12 +601,19 @@ impl Worker {
         let mut reason = FinishReason::Length;
         let mut end = true;
         if seq.generated.len() < request.max_tokens {
-            let (id, logprobs) = seq.sampler.sample(logits, &seq.generated, request.logprobs);
+            seq.sampler.penalise(logits, &seq.generated);
+            let (id, logprobs) = match &mut seq.constraint {
+                Some(constraint) => constraint.sample(&mut seq.sampler, logits, request.logprobs),
+                None => seq.sampler.pick(logits, request.logprobs),
+            };
             if !request.ignore_end
                 && (self.end_ids.contains(&id) || request.extra_end_ids.contains(&id))
             {
                 reason = FinishReason::Stop;
             } else {
+                if let Some(constraint) = &mut seq.constraint {
+                    constraint.accept(id, &self.tokenizer.token_bytes(id));
+                }
                 seq.generated.push(id);
                 seq.usage.completion_tokens += 1;
                 self.generated.fetch_add(1, Ordering::Relaxed);
@@ -574,6 +630,7 @@ impl Worker {
                 }
                 if matched.stop.is_some() {
                     seq.usage.decode_ms = seq.decode_start.elapsed().as_secs_f64() * 1e3;
+                    seq.usage.constraint = seq.constraint.as_ref().map(|c| c.report.clone());
                     let _ = seq.job.events.send(GenEvent::Done {
                         reason: FinishReason::Stop,
                         usage: seq.usage.clone(),
@@ -604,6 +661,7 @@ impl Worker {
             });
         }
         seq.usage.decode_ms = seq.decode_start.elapsed().as_secs_f64() * 1e3;
+        seq.usage.constraint = seq.constraint.as_ref().map(|c| c.report.clone());
         let _ = seq.job.events.send(GenEvent::Done {
             reason,
             usage: seq.usage.clone(),

@@ -21,8 +21,8 @@ use crate::adapter::{
 };
 use crate::chat::{ChatRequest, RequestError};
 use crate::engine::{
-    Engine, EngineError, FinishReason, GenEvent, GenerateRequest, GeneratedToken, SamplingParams,
-    Usage, quote_control_tokens,
+    Activation, ConstraintReport, ConstraintRequest, Engine, EngineError, FinishReason, GenEvent,
+    GenerateRequest, GeneratedToken, SamplingParams, Usage, quote_control_tokens,
 };
 use crate::plugins::{CallError, Plugin, PluginHost, PluginStream};
 use crate::registry::{ModelEntry, Registry, RegistryError};
@@ -51,8 +51,29 @@ pub struct ChatParams {
     pub stop: Vec<String>,
     /// Log-probabilities: `Some(n)` for the chosen token and the top `n`.
     pub logprobs: Option<usize>,
-    /// The answer must be one JSON object (`response_format: json_object`).
-    pub json_mode: bool,
+    /// The answer must be JSON (`response_format`, Ollama's `format`).
+    pub json: Option<JsonOutput>,
+}
+
+/// What JSON a response format asks for. Without tools on offer it is enforced by constrained
+/// decoding; the prompt also says so, for models that follow instructions.
+#[derive(Clone, Debug, PartialEq)]
+pub enum JsonOutput {
+    /// Any JSON object (`json_object`, Ollama's `format: "json"`).
+    Object,
+    /// A value valid against this JSON Schema (`json_schema`, Ollama's `format: {schema}`).
+    Schema(serde_json::Value),
+}
+
+impl JsonOutput {
+    /// The Lark grammar of this output, for the engine.
+    fn grammar(&self) -> String {
+        let schema = match self {
+            JsonOutput::Object => serde_json::json!({"type": "object"}),
+            JsonOutput::Schema(schema) => schema.clone(),
+        };
+        format!("start: %json {schema}")
+    }
 }
 
 /// A raw completion (no chat template, no parsing).
@@ -343,7 +364,7 @@ impl Router {
         started: Instant,
     ) -> Result<(Prepared, String, usize), RouterError> {
         let (entry, engine, plugin) = self.resolve(&params.model)?;
-        let request = self.prompt_request(&engine, &params.chat, params.json_mode)?;
+        let request = self.prompt_request(&engine, &params.chat, params.json.is_some())?;
         let check = ToolCheck::new(&request.tools, &request.tool_choice)?;
         // One sandbox for the whole turn: render, then parse the output.
         let mut session = plugin.session()?;
@@ -352,6 +373,17 @@ impl Router {
         let prompt_tokens = ids.len();
         let mut stop = params.stop.clone();
         stop.extend(prompt.stop.iter().cloned());
+        let tools_offered = !request.tools.is_empty() && request.tool_choice != ToolChoice::None;
+        // A JSON answer is enforced only where no tool call may come instead.
+        let constraint = params
+            .json
+            .as_ref()
+            .filter(|_| !tools_offered)
+            .map(|json| ConstraintRequest {
+                grammar: json.grammar(),
+                activation: Activation::FromStart,
+                repeat: false,
+            });
         let generation = engine.generate(GenerateRequest {
             max_tokens: max_tokens(&entry, &engine, params.max_tokens, ids.len()),
             prompt: ids,
@@ -360,8 +392,8 @@ impl Router {
             logprobs: params.logprobs,
             extra_end_ids: adapter_end_ids(&plugin, &engine),
             ignore_end: false,
+            constraint,
         })?;
-        let tools_offered = !request.tools.is_empty() && request.tool_choice != ToolChoice::None;
         let parser = session.into_stream(&ParseOptions {
             tools: request.tools.clone(),
             reasoning_open: prompt.reasoning_open,
@@ -419,6 +451,7 @@ impl Router {
                 logprobs: params.logprobs,
                 extra_end_ids: vec![],
                 ignore_end: false,
+                constraint: None,
             })?;
             Ok::<_, RouterError>((
                 Prepared {
@@ -662,6 +695,9 @@ fn run_turn(prepared: Prepared, tx: mpsc::Sender<ChatEvent>) {
                     });
                 }
                 record_usage(&usage, started);
+                if let Some(report) = &usage.constraint {
+                    record_constraint(report, &turn.adapter);
+                }
                 if let Some(problem) = turn.rejected.take() {
                     return fail(&turn, RouterError::ToolCallRejected(problem));
                 }
@@ -693,6 +729,16 @@ fn run_turn(prepared: Prepared, tx: mpsc::Sender<ChatEvent>) {
                 return;
             }
         }
+    }
+}
+
+/// `plugboard_grammar_fallbacks_total{adapter,reason}`: constraints dropped (the request went
+/// on unconstrained); `plugboard_grammar_masks_total`: token masks computed.
+fn record_constraint(report: &ConstraintReport, adapter: &str) {
+    metrics::counter!("plugboard_grammar_masks_total").increment(report.masks as u64);
+    if let Some((reason, _)) = &report.dropped {
+        metrics::counter!("plugboard_grammar_fallbacks_total", "adapter" => adapter.to_string(), "reason" => reason.as_str())
+            .increment(1);
     }
 }
 

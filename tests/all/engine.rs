@@ -23,6 +23,7 @@ fn generate(
             logprobs: None,
             extra_end_ids: vec![],
             ignore_end: false,
+            constraint: None,
         })
         .expect("queued");
     let mut text = String::new();
@@ -67,6 +68,7 @@ fn request(
         logprobs: None,
         extra_end_ids: vec![],
         ignore_end: false,
+        constraint: None,
     }
 }
 

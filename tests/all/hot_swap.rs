@@ -214,3 +214,128 @@ fn a_file_overrides_the_builtin_of_the_same_name_until_it_is_removed() {
     let plugin = host.get("tool-use").expect("the built-in serves again");
     assert_eq!(plugin.source().to_string(), "built-in:tool-use");
 }
+
+/// Waits past the debounce for the watcher to act on what just changed, then checks that it
+/// stays quiet: no file looked at again and no swap recorded while nothing changes. Returns the
+/// adapter's swap history length.
+fn settle(host: &PluginHost, watcher: &Watcher, adapter: &str) -> usize {
+    let swaps = || {
+        host.list()
+            .into_iter()
+            .find(|e| e.name == adapter)
+            .map_or(0, |e| e.history.len())
+    };
+    std::thread::sleep(Duration::from_millis(800));
+    let (checks, history) = (watcher.checks(), swaps());
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(
+        watcher.checks(),
+        checks,
+        "the watcher keeps looking at files while nothing changes"
+    );
+    assert_eq!(swaps(), history, "swaps recorded while nothing changes");
+    history
+}
+
+fn source_of(host: &PluginHost, adapter: &str) -> Option<String> {
+    host.list()
+        .into_iter()
+        .find(|e| e.name == adapter && e.state != "built-in (not loaded)")
+        .map(|e| e.source)
+}
+
+#[test]
+fn a_plugin_dropped_in_with_its_fixtures_swaps_once_and_its_removal_restores_the_builtin_once() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let host = PluginHost::new(runtime(), true, Some(dir.path().to_path_buf()));
+    let watcher = Watcher::start(host.clone()).expect("the watcher starts");
+    let wasm = dir.path().join("tool-use.wasm");
+    let fixtures = PluginHost::fixtures_path(&wasm);
+
+    // As the README's "Write an adapter" says: copy the adapter, then its fixtures.
+    std::fs::write(&wasm, plugin_bytes("tool-use")).expect("copied");
+    std::fs::copy(
+        plugboard_tests::root().join("plugins/tool-use/fixtures/tool-use.jsonl"),
+        &fixtures,
+    )
+    .expect("copied");
+    let file = wasm.display().to_string();
+    wait_for("the file to serve", Duration::from_secs(10), || {
+        source_of(&host, "tool-use").as_deref() == Some(file.as_str())
+    });
+    let swaps = settle(&host, &watcher, "tool-use");
+    assert!(
+        (1..=2).contains(&swaps),
+        "one swap, two if the files arrived apart: {swaps}"
+    );
+    assert!(last_error(&host).is_none());
+
+    // Removed: the built-in serves again, once.
+    std::fs::remove_file(&wasm).expect("removed");
+    wait_for("the file to unload", Duration::from_secs(10), || {
+        source_of(&host, "tool-use").is_none()
+    });
+    let builtin = host.get("tool-use").expect("the built-in serves again");
+    assert_eq!(builtin.source().to_string(), "built-in:tool-use");
+    assert_eq!(settle(&host, &watcher, "tool-use"), swaps + 1);
+
+    // The fixtures left behind alone are no plugin, and changing them loads nothing.
+    std::fs::write(&fixtures, "").expect("written");
+    assert_eq!(settle(&host, &watcher, "tool-use"), swaps + 1);
+}
+
+#[test]
+fn an_editor_save_swaps_once_and_a_fixtures_change_rechecks_without_swapping() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("probe.wasm");
+    overwrite(&path, &plugin_bytes("probe-v1"));
+    let host = PluginHost::new(runtime(), false, Some(dir.path().to_path_buf()));
+    let watcher = Watcher::start(host.clone()).expect("the watcher starts");
+    assert_eq!(settle(&host, &watcher, "probe"), 1);
+
+    // An editor saves to a temporary name and renames it over the file.
+    let temporary = dir.path().join(".probe.wasm.swp");
+    overwrite(&temporary, &plugin_bytes("probe-v2"));
+    std::fs::rename(&temporary, &path).expect("renamed");
+    wait_for("version 2", Duration::from_secs(10), || {
+        serving_version(&host) == "2.0.0"
+    });
+    assert_eq!(settle(&host, &watcher, "probe"), 2);
+
+    // The same bytes written again, and the file touched: no content changed, nothing swaps.
+    overwrite(&path, &plugin_bytes("probe-v2"));
+    let file = std::fs::File::options()
+        .append(true)
+        .open(&path)
+        .expect("opens");
+    file.set_modified(std::time::SystemTime::now())
+        .expect("touched");
+    drop(file);
+    assert_eq!(settle(&host, &watcher, "probe"), 2);
+
+    // New fixtures that the serving version passes: rechecked, not swapped.
+    let checks = watcher.checks();
+    std::fs::write(
+        PluginHost::fixtures_path(&path),
+        r#"{"name": "answers v2", "output": "x", "expect": {"content": "v2"}}"#,
+    )
+    .expect("fixtures written");
+    assert_eq!(settle(&host, &watcher, "probe"), 2);
+    assert!(
+        (1..=2).contains(&(watcher.checks() - checks)),
+        "the fixtures change is looked at once (twice if its events arrived apart)"
+    );
+    assert!(last_error(&host).is_none());
+
+    // New fixtures that it fails: refused once, still serving, and quiet afterwards.
+    std::fs::write(
+        PluginHost::fixtures_path(&path),
+        r#"{"name": "answers v1", "output": "x", "expect": {"content": "v1"}}"#,
+    )
+    .expect("fixtures written");
+    wait_for("the fixtures to fail", Duration::from_secs(10), || {
+        last_error(&host).is_some_and(|m| m.contains("answers v1"))
+    });
+    assert_eq!(settle(&host, &watcher, "probe"), 2);
+    assert_eq!(serving_version(&host), "2.0.0");
+}

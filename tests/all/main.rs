@@ -1,6 +1,7 @@
 //! One test binary for all end-to-end tests (link once, run many).
 
 mod cli;
+mod constraint;
 mod contract;
 mod engine;
 mod fixtures;

@@ -194,6 +194,9 @@ fn an_adapter_swapped_under_eight_streams_fails_none() {
         assert_eq!(run["content"], "v2", "{run}");
     }
     assert_eq!(report["listed_version"], "2.0.0");
+    // The load at start and the one swap; nothing more while the folder is quiet.
+    assert_eq!(report["swaps"], json!({"swapped": 2.0}), "{report}");
+    assert_eq!(report["swaps_later"], report["swaps"], "{report}");
     // Not a speed target (that is the benchmark's job): the swap must happen while serving.
     assert!(
         report["swap_seconds"].as_f64().is_some_and(|s| s < 30.0),

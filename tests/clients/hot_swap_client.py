@@ -72,4 +72,20 @@ for i in range(2):
         model=MODEL, messages=[{"role": "user", "content": "Hi"}], temperature=0, max_tokens=2)
     after.append({"adapter": raw.headers.get("x-plugboard-adapter"), "content": raw.parse().choices[0].message.content})
 
-print(json.dumps({"during": results, "after": after, "swap_seconds": swap_seconds, "listed_version": adapter_version()}))
+
+
+def probe_swaps():
+    """plugboard_adapter_swaps_total for the probe adapter, by outcome."""
+    from prometheus_client.parser import text_string_to_metric_families
+    with urllib.request.urlopen(f"{BASE}/metrics", timeout=60) as r:
+        text = r.read().decode()
+    return {s.labels["outcome"]: s.value
+            for f in text_string_to_metric_families(text) if f.name == "plugboard_adapter_swaps"
+            for s in f.samples if s.name.endswith("_total") and s.labels.get("adapter") == "probe"}
+
+
+# Once swapped, the server stays quiet: the same counts some seconds later.
+swaps = probe_swaps()
+time.sleep(2)
+print(json.dumps({"during": results, "after": after, "swap_seconds": swap_seconds, "listed_version": adapter_version(),
+                  "swaps": swaps, "swaps_later": probe_swaps()}))

@@ -15,7 +15,8 @@ use super::error::ApiError;
 use super::{ApiJson, AppState};
 use crate::chat::ChatRequest;
 use crate::router::{
-    ChatEvent, ChatParams, ChatStream, CompleteParams, PromptInput, RouterError, SamplingOverrides,
+    ChatEvent, ChatParams, ChatStream, CompleteParams, JsonOutput, PromptInput, RouterError,
+    SamplingOverrides,
     Summary,
 };
 
@@ -194,7 +195,7 @@ async fn chat(
         max_tokens: options.max_tokens(),
         stop: options.stop.clone().unwrap_or_default(),
         logprobs: None,
-        json_mode: body.format.is_some(),
+        json: json_output(body.format.as_ref()),
     };
     let stream = state.router.chat(params).await.map_err(problem)?;
     if body.stream.unwrap_or(true) {
@@ -295,7 +296,7 @@ async fn generate(
                 max_tokens: options.max_tokens(),
                 stop: options.stop.clone().unwrap_or_default(),
                 logprobs: None,
-                json_mode: body.format.is_some(),
+                json: json_output(body.format.as_ref()),
             })
             .await
     }
@@ -442,4 +443,13 @@ async fn ps(State(state): State<AppState>) -> Json<Value> {
 
 async fn version() -> Json<Value> {
     Json(json!({"version": env!("CARGO_PKG_VERSION")}))
+}
+
+/// Ollama's `format`: `"json"` for any JSON object, or a JSON Schema.
+fn json_output(format: Option<&Value>) -> Option<JsonOutput> {
+    match format? {
+        Value::Object(_) => format.cloned().map(JsonOutput::Schema),
+        Value::Null => None,
+        _ => Some(JsonOutput::Object),
+    }
 }

@@ -18,7 +18,8 @@ use super::{ApiJson, AppState, unix_now};
 use crate::chat::ChatRequest;
 use crate::engine::GeneratedToken;
 use crate::router::{
-    ChatEvent, ChatParams, ChatStream, CompleteParams, PromptInput, SamplingOverrides, Summary,
+    ChatEvent, ChatParams, ChatStream, CompleteParams, JsonOutput, PromptInput, SamplingOverrides,
+    Summary,
 };
 
 pub fn routes() -> HttpRouter<AppState> {
@@ -144,10 +145,22 @@ struct ChatCompletionRequest {
     response_format: Option<Value>,
 }
 
-fn json_mode(format: Option<&Value>) -> Result<bool, ApiError> {
+fn json_output(format: Option<&Value>) -> Result<Option<JsonOutput>, ApiError> {
     match format.and_then(|f| f.get("type")).and_then(Value::as_str) {
-        None | Some("text") => Ok(false),
-        Some("json_object") | Some("json_schema") => Ok(true),
+        None | Some("text") => Ok(None),
+        Some("json_object") => Ok(Some(JsonOutput::Object)),
+        Some("json_schema") => {
+            let schema = format
+                .and_then(|f| f.pointer("/json_schema/schema"))
+                .filter(|s| s.is_object() || s.is_boolean())
+                .ok_or_else(|| {
+                    ApiError::bad_request(
+                        "response_format json_schema needs json_schema.schema, a JSON Schema object",
+                        Some("response_format"),
+                    )
+                })?;
+            Ok(Some(JsonOutput::Schema(schema.clone())))
+        }
         Some(other) => Err(ApiError::bad_request(
             format!(
                 "response_format type '{other}' is not supported (text, json_object, json_schema)"
@@ -227,7 +240,7 @@ async fn chat_completions(
     request.sampling.check()?;
     let params = ChatParams {
         model: request.model.clone(),
-        json_mode: json_mode(request.response_format.as_ref())?,
+        json: json_output(request.response_format.as_ref())?,
         logprobs: logprobs_arg(request.logprobs, request.top_logprobs)?,
         max_tokens: request
             .sampling

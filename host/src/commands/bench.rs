@@ -161,6 +161,7 @@ pub fn run_bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
         logprobs: None,
         extra_end_ids: vec![],
         ignore_end: true,
+        constraint: None,
     };
     // Cold: nothing cached. Warm: the same prompt again, its prefix from the cache.
     let cpu = cpu_seconds();

@@ -57,8 +57,9 @@ impl Sampler {
         Sampler { params, rng }
     }
 
-    /// Applies the penalties for the tokens generated so far (`history`).
-    fn penalise(&self, logits: &mut [f32], history: &[u32]) {
+    /// Applies the penalties for the tokens generated so far (`history`). Run once per token,
+    /// before [`Sampler::pick`] (which a constraint may call twice).
+    pub fn penalise(&self, logits: &mut [f32], history: &[u32]) {
         let p = &self.params;
         if p.repetition_penalty == 1.0 && p.presence_penalty == 0.0 && p.frequency_penalty == 0.0 {
             return;
@@ -91,6 +92,15 @@ impl Sampler {
         top_logprobs: Option<usize>,
     ) -> (u32, Vec<TokenLogprob>) {
         self.penalise(logits, history);
+        self.pick(logits, top_logprobs)
+    }
+
+    /// Picks the next token from logits already penalised.
+    pub fn pick(
+        &mut self,
+        logits: &[f32],
+        top_logprobs: Option<usize>,
+    ) -> (u32, Vec<TokenLogprob>) {
         let logprobs = top_logprobs
             .map(|k| log_softmax_top(logits, k))
             .unwrap_or_default();

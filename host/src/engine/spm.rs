@@ -304,18 +304,27 @@ impl SpmTokenizer {
     pub fn decode(&self, ids: &[u32]) -> String {
         let mut bytes = Vec::new();
         for &id in ids {
-            let Some(text) = self.vocab.get(id as usize) else {
-                continue;
-            };
-            if self.types.get(id as usize) == Some(&6)
-                && let Some(hex) = text.strip_prefix("<0x").and_then(|t| t.strip_suffix('>'))
-                && let Ok(byte) = u8::from_str_radix(hex, 16)
-            {
-                bytes.push(byte);
-                continue;
-            }
-            bytes.extend_from_slice(text.replace(SPACE, " ").as_bytes());
+            bytes.extend(self.token_bytes(id));
         }
         String::from_utf8_lossy(&bytes).into_owned()
     }
+
+    /// The bytes one token stands for.
+    pub fn token_bytes(&self, id: u32) -> Vec<u8> {
+        let Some(text) = self.vocab.get(id as usize) else {
+            return Vec::new();
+        };
+        if self.types.get(id as usize) == Some(&6)
+            && let Some(byte) = byte_token(text)
+        {
+            return vec![byte];
+        }
+        text.replace(SPACE, " ").into_bytes()
+    }
+}
+
+/// The byte a byte-fallback token (`<0x0A>`) spells.
+pub fn byte_token(text: &str) -> Option<u8> {
+    let hex = text.strip_prefix("<0x")?.strip_suffix('>')?;
+    u8::from_str_radix(hex, 16).ok()
 }

@@ -37,6 +37,9 @@ pub struct Tokenizer {
     vocab: Vec<String>,
     /// Ids of control tokens, whose text must not come from users.
     control: Vec<u32>,
+    /// Whether the vocabulary spells bytes GPT-2's way (byte-level BPE), rather than
+    /// SentencePiece's (`▁` for a space, `<0xNN>` for a byte).
+    byte_level: bool,
 }
 
 fn tokenizer_error(path: &Path, e: impl std::fmt::Display) -> EngineError {
@@ -58,9 +61,11 @@ impl Tokenizer {
             .map(|(i, _)| i as u32)
             .collect();
         let beside = gguf.path.with_file_name("tokenizer.json");
+        let mut byte_level = gguf.string("tokenizer.ggml.model").as_deref() == Some("gpt2");
         let backend = if beside.is_file() {
             let normal =
                 HfTokenizer::from_file(&beside).map_err(|e| tokenizer_error(&beside, e))?;
+            byte_level = is_byte_level(normal.get_decoder());
             Self::hf(normal)
         } else {
             match gguf.string("tokenizer.ggml.model").as_deref() {
@@ -82,6 +87,7 @@ impl Tokenizer {
             backend,
             vocab,
             control,
+            byte_level,
         })
     }
 
@@ -106,6 +112,40 @@ impl Tokenizer {
     /// The id of a token spelled exactly `text`.
     pub fn token_id(&self, text: &str) -> Option<u32> {
         self.vocab.iter().position(|t| t == text).map(|i| i as u32)
+    }
+
+    /// Whether a token is a control token (`<|im_end|>`), which text never produces.
+    pub fn is_control(&self, id: u32) -> bool {
+        self.control.binary_search(&id).is_ok()
+    }
+
+    /// The bytes a token stands for in generated text (a control token: its text). Unlike
+    /// [`Tokenizer::decode`] this keeps a token that holds part of a UTF-8 character exact.
+    pub fn token_bytes(&self, id: u32) -> Vec<u8> {
+        if let Backend::Spm(spm) = &self.backend {
+            return spm.token_bytes(id);
+        }
+        let Some(text) = self.token(id) else {
+            return Vec::new();
+        };
+        if self.byte_level && !self.is_control(id) {
+            // Every character is one byte in GPT-2's printable alphabet; a token with a
+            // character outside it (an added token) is its own UTF-8.
+            if let Some(bytes) = text.chars().map(gpt2::char_byte).collect::<Option<Vec<u8>>>() {
+                return bytes;
+            }
+            return text.as_bytes().to_vec();
+        }
+        if !self.byte_level
+            && let Some(byte) = super::spm::byte_token(text)
+        {
+            return vec![byte];
+        }
+        if self.byte_level {
+            text.as_bytes().to_vec()
+        } else {
+            text.replace('\u{2581}', " ").into_bytes()
+        }
     }
 
     /// The texts of the control tokens.
@@ -201,6 +241,19 @@ impl Tokenizer {
                 .map_err(|e| EngineError::Tokenize(e.to_string())),
             Backend::Spm(spm) => Ok(spm.decode(ids)),
         }
+    }
+}
+
+/// Whether a Hugging Face tokenizer decodes GPT-2's byte alphabet.
+fn is_byte_level(decoder: Option<&tokenizers::DecoderWrapper>) -> bool {
+    use tokenizers::DecoderWrapper;
+    match decoder {
+        Some(DecoderWrapper::ByteLevel(_)) => true,
+        Some(DecoderWrapper::Sequence(sequence)) => sequence
+            .get_decoders()
+            .iter()
+            .any(|d| matches!(d, DecoderWrapper::ByteLevel(_))),
+        _ => false,
     }
 }
 

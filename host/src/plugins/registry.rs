@@ -14,6 +14,7 @@ use arc_swap::ArcSwap;
 use serde::Serialize;
 
 use super::builtin::{self, Builtin};
+use super::cache::sha256_hex;
 use super::fixtures;
 use super::runtime::{Plugin, PluginSource, Runtime};
 
@@ -63,6 +64,82 @@ struct FileState {
     serves: Option<String>,
     sha256: Option<String>,
     error: Option<Failure>,
+    /// What the file and its fixtures held when they were last loaded or refused.
+    seen: Option<Hashes>,
+}
+
+/// The sha256 of a plugin file and of its fixtures (`None`: it has none).
+#[derive(Clone, PartialEq, Eq)]
+struct Hashes {
+    wasm: String,
+    fixtures: Option<String>,
+}
+
+/// A plugin file and its fixtures, read once.
+struct FileContents {
+    wasm: Vec<u8>,
+    fixtures: Option<String>,
+    hashes: Hashes,
+}
+
+impl FileContents {
+    /// `None` when the plugin file does not exist.
+    fn read(path: &Path) -> Result<Option<FileContents>, String> {
+        let wasm = match std::fs::read(path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+        };
+        let fixtures_path = PluginHost::fixtures_path(path);
+        let fixtures = match std::fs::read_to_string(&fixtures_path) {
+            Ok(text) => Some(text),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(format!("cannot read {}: {e}", fixtures_path.display())),
+        };
+        let hashes = Hashes {
+            wasm: sha256_hex(&wasm),
+            fixtures: fixtures.as_deref().map(|t| sha256_hex(t.as_bytes())),
+        };
+        Ok(Some(FileContents {
+            wasm,
+            fixtures,
+            hashes,
+        }))
+    }
+}
+
+/// What a change to a plugin file led to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SyncOutcome {
+    /// A new version serves.
+    Swapped,
+    /// Only the fixtures changed and the serving version passes them.
+    Rechecked,
+    /// The file failed to load or its fixtures; the serving version stays.
+    Rejected,
+    /// The file is gone and its adapter with it.
+    Removed,
+    /// Neither the file nor its fixtures changed: nothing was done.
+    Unchanged,
+}
+
+impl SyncOutcome {
+    fn as_str(self) -> &'static str {
+        match self {
+            SyncOutcome::Swapped => "swapped",
+            SyncOutcome::Rechecked => "rechecked",
+            SyncOutcome::Rejected => "rejected",
+            SyncOutcome::Removed => "removed",
+            SyncOutcome::Unchanged => "unchanged",
+        }
+    }
+}
+
+/// `plugboard_adapter_swaps_total{adapter,outcome}`: every load, refusal and removal of a
+/// plugin file (events that changed nothing are not counted).
+fn count_swap(adapter: &str, outcome: SyncOutcome) {
+    metrics::counter!("plugboard_adapter_swaps_total", "adapter" => adapter.to_string(), "outcome" => outcome.as_str())
+        .increment(1);
 }
 
 #[derive(Default)]
@@ -235,41 +312,119 @@ impl PluginHost {
         runtime: &Arc<Runtime>,
         path: &Path,
     ) -> Result<(Arc<Plugin>, Option<fixtures::Report>), String> {
-        let wasm =
-            std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let files = FileContents::read(path)?.ok_or_else(|| format!("cannot read {}: no such file", path.display()))?;
+        Self::check_contents(runtime, path, &files)
+    }
+
+    fn check_contents(
+        runtime: &Arc<Runtime>,
+        path: &Path,
+        files: &FileContents,
+    ) -> Result<(Arc<Plugin>, Option<fixtures::Report>), String> {
         let plugin = runtime
-            .load(&wasm, PluginSource::File(path.to_path_buf()))
+            .load(&files.wasm, PluginSource::File(path.to_path_buf()))
             .map_err(|e| e.to_string())?;
-        let fixtures_path = Self::fixtures_path(path);
-        let report = match std::fs::read_to_string(&fixtures_path) {
-            Ok(text) => Some(fixtures::run(&plugin, &text)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(e) => return Err(format!("cannot read {}: {e}", fixtures_path.display())),
-        };
+        let report = files.fixtures.as_deref().map(|text| fixtures::run(&plugin, text));
         Ok((plugin, report))
     }
 
     /// Loads (or reloads) a plugin file and publishes it if every check passes. On failure the
     /// serving version stays and the error is recorded for `plugins list`.
     pub fn reload_file(&self, path: &Path) -> Result<Arc<Plugin>, String> {
-        let result = self.try_reload(path);
-        if let Err(message) = &result {
-            tracing::error!(file = %path.display(), "plugin not loaded, the serving version stays: {message}");
-            self.status()
-                .files
-                .entry(path.to_path_buf())
-                .or_default()
-                .error = Some(Failure {
-                source: path.display().to_string(),
-                message: message.clone(),
-                at: SystemTime::now(),
-            });
-        }
-        result
+        let files = match FileContents::read(path) {
+            Ok(Some(files)) => files,
+            Ok(None) => {
+                let message = format!("cannot read {}: no such file", path.display());
+                self.record_failure(path, None, &message);
+                return Err(message);
+            }
+            Err(message) => {
+                self.record_failure(path, None, &message);
+                return Err(message);
+            }
+        };
+        self.load_contents(path, files).1
     }
 
-    fn try_reload(&self, path: &Path) -> Result<Arc<Plugin>, String> {
-        let (plugin, report) = Self::check_file(&self.inner.runtime, path)?;
+    /// Brings what serves in line with a plugin file after a change event: loads it when its
+    /// `.wasm` or its fixtures differ from what was last loaded or refused, unloads it when it is
+    /// gone, and does nothing when neither changed (an event that changed no content, or a
+    /// second event for a change already handled).
+    pub fn sync_file(&self, path: &Path) -> SyncOutcome {
+        let files = match FileContents::read(path) {
+            Ok(Some(files)) => files,
+            Ok(None) => {
+                return if self.remove_file(path) {
+                    SyncOutcome::Removed
+                } else {
+                    SyncOutcome::Unchanged
+                };
+            }
+            Err(message) => {
+                tracing::warn!(file = %path.display(), "{message}");
+                return SyncOutcome::Unchanged;
+            }
+        };
+        let unchanged = self
+            .status()
+            .files
+            .get(path)
+            .and_then(|f| f.seen.as_ref())
+            .is_some_and(|seen| *seen == files.hashes);
+        if unchanged {
+            return SyncOutcome::Unchanged;
+        }
+        self.load_contents(path, files).0
+    }
+
+    fn load_contents(
+        &self,
+        path: &Path,
+        files: FileContents,
+    ) -> (SyncOutcome, Result<Arc<Plugin>, String>) {
+        let hashes = files.hashes.clone();
+        match self.try_load(path, &files) {
+            Ok((outcome, plugin)) => {
+                let name = plugin.info().name.clone();
+                count_swap(&name, outcome);
+                (outcome, Ok(plugin))
+            }
+            Err(message) => {
+                tracing::error!(file = %path.display(), "plugin not loaded, the serving version stays: {message}");
+                self.record_failure(path, Some(hashes), &message);
+                let stem = path
+                    .file_stem()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                let name = self
+                    .status()
+                    .files
+                    .get(path)
+                    .and_then(|f| f.serves.clone())
+                    .unwrap_or(stem);
+                count_swap(&name, SyncOutcome::Rejected);
+                (SyncOutcome::Rejected, Err(message))
+            }
+        }
+    }
+
+    fn record_failure(&self, path: &Path, seen: Option<Hashes>, message: &str) {
+        let mut status = self.status();
+        let state = status.files.entry(path.to_path_buf()).or_default();
+        state.seen = seen;
+        state.error = Some(Failure {
+            source: path.display().to_string(),
+            message: message.to_string(),
+            at: SystemTime::now(),
+        });
+    }
+
+    fn try_load(
+        &self,
+        path: &Path,
+        files: &FileContents,
+    ) -> Result<(SyncOutcome, Arc<Plugin>), String> {
+        let (plugin, report) = Self::check_contents(&self.inner.runtime, path, files)?;
         if let Some(report) = report
             && !report.passed()
         {
@@ -293,36 +448,46 @@ impl PluginHost {
             ));
         }
         let state = status.files.entry(path.to_path_buf()).or_default();
+        state.seen = Some(files.hashes.clone());
+        state.error = None;
+        if state.serves.as_deref() == Some(name.as_str())
+            && state.sha256.as_deref() == Some(plugin.sha256())
+        {
+            // Only the fixtures changed, and the serving version passes them: nothing swaps.
+            tracing::info!(file = %path.display(), "adapter {} passes its changed fixtures", plugin.label());
+            let serving = self.inner.serving.load().get(&name).cloned();
+            return Ok((SyncOutcome::Rechecked, serving.unwrap_or(plugin)));
+        }
         let previous = state.serves.replace(name.clone());
         state.sha256 = Some(plugin.sha256().to_string());
-        state.error = None;
         if let Some(previous) = previous.filter(|p| *p != name) {
             // The file now holds another adapter: its old name falls back to the built-in.
             self.unpublish(&previous);
         }
         self.publish(&mut status, &name, Arc::clone(&plugin));
         tracing::info!(file = %path.display(), "adapter {} serving", plugin.label());
-        Ok(plugin)
-    }
-
-    /// Whether the file's contents are what already serves (nothing to do on a change event).
-    pub fn is_current(&self, path: &Path, sha256: &str) -> bool {
-        let status = self.status();
-        status
-            .files
-            .get(path)
-            .is_some_and(|f| f.error.is_none() && f.sha256.as_deref() == Some(sha256))
+        Ok((SyncOutcome::Swapped, plugin))
     }
 
     /// A plugin file was deleted: its adapter stops serving (a built-in of that name returns).
-    pub fn remove_file(&self, path: &Path) {
+    /// Returns whether an adapter was unloaded.
+    pub fn remove_file(&self, path: &Path) -> bool {
         let mut status = self.status();
-        if let Some(state) = status.files.remove(path)
-            && let Some(name) = state.serves
-        {
-            tracing::info!(file = %path.display(), "plugin file removed; adapter '{name}' unloaded");
-            self.unpublish(&name);
-        }
+        let Some(state) = status.files.remove(path) else {
+            return false;
+        };
+        let Some(name) = state.serves else {
+            return false;
+        };
+        tracing::info!(file = %path.display(), "plugin file removed; adapter '{name}' unloaded");
+        self.unpublish(&name);
+        count_swap(&name, SyncOutcome::Removed);
+        true
+    }
+
+    /// The plugin files loaded or refused so far.
+    pub fn files(&self) -> Vec<PathBuf> {
+        self.status().files.keys().cloned().collect()
     }
 
     /// Compiles every built-in adapter not loaded yet (so that [`PluginHost::list`] can show

@@ -122,3 +122,24 @@ pub fn from_gguf(
         .map_err(|e| format_error(gguf, e))?;
     Ok(tokenizer)
 }
+
+/// The byte a character of GPT-2's byte alphabet stands for: printable Latin-1 bytes are their
+/// own character, the other 68 bytes are U+0100 onwards in byte order.
+pub fn char_byte(c: char) -> Option<u8> {
+    static BYTES: std::sync::OnceLock<[Option<u8>; 324]> = std::sync::OnceLock::new();
+    let table = BYTES.get_or_init(|| {
+        let mut table = [None; 324];
+        let mut next = 256;
+        for byte in 0..=255u8 {
+            let printable = matches!(byte, 33..=126 | 161..=172 | 174..=255);
+            if printable {
+                table[byte as usize] = Some(byte);
+            } else {
+                table[next] = Some(byte);
+                next += 1;
+            }
+        }
+        table
+    });
+    table.get(c as usize).copied().flatten()
+}

@@ -1,0 +1,318 @@
+//! Constrained decoding in the engine: the token trie agrees with the tokenizer, the trigger
+//! state machine on scripted logits (real vocabulary, real llguidance), and real generations of
+//! the Qwen test model held to a grammar.
+
+use std::sync::Arc;
+
+use plugboard::engine::constraint::{Constraint, vocabulary_bytes};
+use plugboard::engine::{
+    Activation, ConstraintRequest, DropReason, Engine, EngineOptions, GenEvent, GenerateRequest,
+    GgufFile, GrammarFactory, Sampler, SamplingParams, Tokenizer, Trigger,
+};
+use plugboard_tests::models;
+use serde_json::Value;
+
+fn tokenizer(path: &std::path::Path) -> Tokenizer {
+    Tokenizer::load(&GgufFile::open(path).expect("opens")).expect("tokenizer loads")
+}
+
+/// xorshift64*: random enough for picking ids, with no dependency.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: usize) -> usize {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        (self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 33) as usize % n
+    }
+}
+
+#[test]
+fn the_trie_spells_every_token_as_the_tokenizer_decodes_it() {
+    for path in [models::qwen(), models::gemma()].into_iter().flatten() {
+        let tokenizer = tokenizer(&path);
+        let words = vocabulary_bytes(&tokenizer, tokenizer.vocab_size());
+        assert_eq!(words.len(), tokenizer.vocab_size());
+        let ordinary: Vec<u32> = (0..tokenizer.vocab_size() as u32)
+            .filter(|id| !tokenizer.is_control(*id))
+            .collect();
+        let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+        for _ in 0..10_000 {
+            let ids: Vec<u32> = (0..1 + rng.below(8))
+                .map(|_| ordinary[rng.below(ordinary.len())])
+                .collect();
+            let bytes: Vec<u8> = ids
+                .iter()
+                .flat_map(|id| words[*id as usize].clone())
+                .collect();
+            assert_eq!(
+                String::from_utf8_lossy(&bytes),
+                tokenizer.decode(&ids).expect("decodes"),
+                "{}: ids {ids:?}",
+                path.display()
+            );
+        }
+        // Control tokens are marked, so that no text can produce them.
+        let control = (0..tokenizer.vocab_size() as u32)
+            .find(|id| tokenizer.is_control(*id))
+            .expect("a control token");
+        assert_eq!(words[control as usize][0], 0xFF);
+    }
+}
+
+const WEATHER_CALL: &str = r#"start: "<tool_call>" "\n" call "\n" "</tool_call>"
+call: %json {"type": "object", "properties": {"name": {"const": "get_weather"}, "arguments": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"], "additionalProperties": false}}, "required": ["name", "arguments"], "additionalProperties": false}
+"#;
+
+/// Drives a constraint with logits that favour one scripted token at a time, as a model that
+/// writes `script` would; returns the text and the constraint.
+fn drive(
+    factory: &GrammarFactory,
+    tokenizer: &Tokenizer,
+    request: ConstraintRequest,
+    script: &[u32],
+) -> (String, Constraint) {
+    let mut constraint = Constraint::new(factory, request);
+    let mut sampler = Sampler::new(SamplingParams::default());
+    let mut text = Vec::new();
+    for &want in script {
+        let mut logits = vec![0.0f32; tokenizer.vocab_size()];
+        logits[want as usize] = 10.0;
+        let (id, _) = constraint.sample(&mut sampler, &logits, None);
+        let bytes = tokenizer.token_bytes(id);
+        constraint.accept(id, &bytes);
+        text.extend(bytes);
+        if id != want {
+            break;
+        }
+    }
+    (String::from_utf8_lossy(&text).into_owned(), constraint)
+}
+
+/// Token ids spelling `pieces`, each piece tokenised on its own (so that a piece boundary is a
+/// token boundary).
+fn script(factory: &GrammarFactory, pieces: &[&str]) -> Vec<u32> {
+    pieces
+        .iter()
+        .flat_map(|p| factory.trie().greedy_tokenize(p.as_bytes()))
+        .collect()
+}
+
+fn on_trigger(repeat: bool) -> ConstraintRequest {
+    ConstraintRequest {
+        grammar: WEATHER_CALL.into(),
+        activation: Activation::OnTrigger {
+            triggers: vec![Trigger {
+                text: "<tool_call>".into(),
+                at_start: false,
+            }],
+            reasoning: Some(("<think>".into(), "</think>".into())),
+            starts_in_reasoning: false,
+        },
+        repeat,
+    }
+}
+
+const CALL: &str = "\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}\n</tool_call>";
+
+#[test]
+fn a_trigger_switches_the_grammar_on_wherever_tokens_split_it() {
+    let Some(path) = models::qwen() else { return };
+    let tokenizer = tokenizer(&path);
+    let end = tokenizer.token_id("<|im_end|>").expect("end token");
+    let factory = GrammarFactory::new(&tokenizer, tokenizer.vocab_size(), &[end]).expect("builds");
+
+    // Prose, then a trigger split across tokens, a call the grammar accepts as written, prose.
+    let written = script(
+        &factory,
+        &["Let me check the weather.\n", "<tool", "_call>", CALL, "\nDone."],
+    );
+    let (text, constraint) = drive(&factory, &tokenizer, on_trigger(true), &written);
+    assert_eq!(
+        text,
+        format!("Let me check the weather.\n<tool_call>{CALL}\nDone.")
+    );
+    assert_eq!(constraint.report.activations, 1);
+    assert_eq!(
+        constraint.report.masks, 0,
+        "a call written right is never masked"
+    );
+    assert!(constraint.report.dropped.is_none());
+
+    // The trigger starting inside a token (" <" is one token).
+    let mut written = script(&factory, &["Checking"]);
+    written.push(factory.trie().token_id(b" <").expect("' <' is a token"));
+    written.extend(script(&factory, &["tool_call>", CALL]));
+    let (text, constraint) = drive(&factory, &tokenizer, on_trigger(true), &written);
+    assert_eq!(text, format!("Checking <tool_call>{CALL}"));
+    assert_eq!(constraint.report.activations, 1);
+    assert!(constraint.is_active() || constraint.report.dropped.is_none());
+
+    // A trigger inside reasoning is not a call; after it, one is.
+    let written = script(
+        &factory,
+        &[
+            "<think>I could write <tool_call> here",
+            "</think>",
+            "<tool_call>",
+            CALL,
+        ],
+    );
+    let (_, constraint) = drive(&factory, &tokenizer, on_trigger(true), &written);
+    assert_eq!(constraint.report.activations, 1);
+
+    // Re-armed after a call: two calls, two activations.
+    let written = script(&factory, &["<tool_call>", CALL, "\n", "<tool_call>", CALL]);
+    let (text, constraint) = drive(&factory, &tokenizer, on_trigger(true), &written);
+    assert_eq!(constraint.report.activations, 2, "{text}");
+    assert_eq!(constraint.report.masks, 0);
+}
+
+#[test]
+fn the_grammar_corrects_a_wrong_call_and_one_call_allows_only_an_end() {
+    let Some(path) = models::qwen() else { return };
+    let tokenizer = tokenizer(&path);
+    let end = tokenizer.token_id("<|im_end|>").expect("end token");
+    let factory = GrammarFactory::new(&tokenizer, tokenizer.vocab_size(), &[end]).expect("builds");
+
+    // A model that misspells the tool: the mask allows only the offered name.
+    let written = script(
+        &factory,
+        &["<tool_call>", "\n{\"name\": \"get_wether\""],
+    );
+    let (text, constraint) = drive(&factory, &tokenizer, on_trigger(true), &written);
+    assert!(constraint.report.masks >= 1);
+    assert!(
+        "<tool_call>\n{\"name\": \"get_weather\"".starts_with(&text)
+            || text.starts_with("<tool_call>\n{\"name\":"),
+        "{text:?}"
+    );
+    assert!(!text.contains("wether"), "{text:?}");
+
+    // parallel_tool_calls: false — after one call only an end token may follow.
+    let mut written = script(&factory, &["<tool_call>", CALL, "\n<tool_call>"]);
+    written.truncate(written.len() - 1);
+    let mut constraint = Constraint::new(&factory, on_trigger(false));
+    let mut sampler = Sampler::new(SamplingParams::default());
+    let mut last = 0;
+    for &want in &written {
+        let mut logits = vec![0.0f32; tokenizer.vocab_size()];
+        logits[want as usize] = 10.0;
+        let (id, _) = constraint.sample(&mut sampler, &logits, None);
+        constraint.accept(id, &tokenizer.token_bytes(id));
+        last = id;
+        if id != want {
+            break;
+        }
+    }
+    assert_eq!(last, end, "after the one call allowed, the model must end");
+}
+
+#[test]
+fn a_broken_grammar_or_a_rejected_trigger_drops_the_constraint_and_generation_goes_on() {
+    let Some(path) = models::qwen() else { return };
+    let tokenizer = tokenizer(&path);
+    let factory = GrammarFactory::new(&tokenizer, tokenizer.vocab_size(), &[]).expect("builds");
+    let mut broken = on_trigger(true);
+    broken.grammar = "start: call\ncall: %json {".into();
+    let written = script(&factory, &["Hello <tool_call>", CALL]);
+    let (text, constraint) = drive(&factory, &tokenizer, broken, &written);
+    assert_eq!(text, format!("Hello <tool_call>{CALL}"));
+    assert_eq!(
+        constraint.report.dropped.as_ref().map(|d| d.0),
+        Some(DropReason::Compile)
+    );
+
+    let mut mismatched = on_trigger(true);
+    mismatched.grammar = r#"start: "[TOOL_CALLS]" /[a-z]+/"#.into();
+    let (text, constraint) = drive(&factory, &tokenizer, mismatched, &written);
+    assert_eq!(text, format!("Hello <tool_call>{CALL}"));
+    assert_eq!(
+        constraint.report.dropped.as_ref().map(|d| d.0),
+        Some(DropReason::TriggerRejected)
+    );
+}
+
+fn qwen() -> Option<Arc<Engine>> {
+    let path = models::qwen()?;
+    Some(Engine::load(&path, &EngineOptions::default()).expect("loads"))
+}
+
+fn generate(
+    engine: &Engine,
+    prompt: &str,
+    sampling: SamplingParams,
+    constraint: Option<ConstraintRequest>,
+) -> (String, plugboard::engine::Usage) {
+    let mut events = engine
+        .generate(GenerateRequest {
+            prompt: engine.tokenizer().encode_prompt(prompt).expect("tokenizes"),
+            sampling,
+            max_tokens: 96,
+            constraint,
+            ..GenerateRequest::default()
+        })
+        .expect("queued");
+    let mut text = String::new();
+    while let Some(event) = events.blocking_recv() {
+        match event {
+            GenEvent::Text { text: t, .. } => text.push_str(&t),
+            GenEvent::Done { usage, .. } => return (text, usage),
+            GenEvent::Error(e) => panic!("generation failed: {e}"),
+        }
+    }
+    panic!("no Done")
+}
+
+fn chat(user: &str) -> String {
+    format!(
+        "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n{user}<|im_end|>\n<|im_start|>assistant\n"
+    )
+}
+
+#[test]
+fn qwen_held_to_a_call_grammar_from_the_start_always_calls_and_unconstrained_text_is_unchanged() {
+    let Some(engine) = qwen() else { return };
+    let required = ConstraintRequest {
+        grammar: WEATHER_CALL.into(),
+        activation: Activation::FromStart,
+        repeat: false,
+    };
+    // Chit-chat that would not call a tool, greedy and sampled.
+    for (prompt, seed) in [
+        ("Hi! How are you today?", None),
+        ("Tell me a joke about cats.", Some(7)),
+        ("What's the weather like in Lisbon?", Some(8)),
+    ] {
+        let sampling = SamplingParams {
+            temperature: if seed.is_some() { 0.7 } else { 0.0 },
+            seed,
+            ..SamplingParams::default()
+        };
+        let (text, usage) = generate(&engine, &chat(prompt), sampling, Some(required.clone()));
+        let report = usage.constraint.expect("a report");
+        assert!(report.dropped.is_none(), "{report:?}");
+        let body = text
+            .strip_prefix("<tool_call>\n")
+            .and_then(|t| t.strip_suffix("\n</tool_call>"))
+            .unwrap_or_else(|| panic!("{prompt:?} gave no whole call: {text:?}"));
+        let call: Value = serde_json::from_str(body).expect("the call is JSON");
+        assert_eq!(call["name"], "get_weather", "{text}");
+        assert!(call["arguments"]["city"].is_string(), "{text}");
+        eprintln!("{prompt:?} -> {text:?}: {report:?}");
+    }
+
+    // A trigger that never comes: the same text as without a constraint, and no mask.
+    let prompt = chat("Write one sentence about the sea.");
+    let (free, _) = generate(&engine, &prompt, SamplingParams::default(), None);
+    let (watched, usage) = generate(
+        &engine,
+        &prompt,
+        SamplingParams::default(),
+        Some(on_trigger(true)),
+    );
+    assert_eq!(watched, free);
+    let report = usage.constraint.expect("a report");
+    assert_eq!((report.masks, report.activations), (0, 0));
+}
