@@ -252,6 +252,34 @@ pub struct AdapterInfo {
     pub end_of_turn: Vec<String>,
 }
 
+/// What a call grammar is asked for (contract 0.2).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct GrammarRequest {
+    pub tools: Vec<Tool>,
+    pub tool_choice: ToolChoice,
+    pub parallel_tool_calls: bool,
+    pub reasoning_open: bool,
+    /// The model's control tokens, (text, id).
+    pub control_tokens: Vec<(String, u32)>,
+}
+
+/// When a call grammar applies.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum GrammarStart {
+    FromStart,
+    /// (trigger text, only at the start of the output)
+    OnTrigger(Vec<(String, bool)>),
+}
+
+/// A family's call syntax as a Lark grammar; the host defines `args0`, `args1`, … from the
+/// tools' schemas.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CallGrammar {
+    pub grammar: String,
+    pub start: GrammarStart,
+    pub reasoning: Option<(String, String)>,
+}
+
 /// An adapter's own, typed refusal of a call.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum AdapterError {

@@ -10,7 +10,7 @@
 //!               ▼
 //!  plugins: adapter.format-prompt (wasm) ─▶ prompt text, stop strings, call triggers
 //!               │
-//!  inference ─▶ output text, token by token
+//!  inference ─▶ output text, token by token (held to the adapter's call grammar)
 //!               │
 //!  plugins: adapter stream parser (wasm) ─▶ content, reasoning, tool-call events
 //!               │
@@ -18,13 +18,15 @@
 //! ```
 //!
 //! Dependencies run one way: [`api`] → [`router`] → ([`plugins`], [`engine`], [`registry`],
-//! [`toolcalls`]). The engine knows nothing of HTTP, adapters or wasm; the plugin runtime knows
+//! [`toolcalls`], [`call_constraint`]). The engine knows nothing of HTTP, adapters or wasm; the plugin runtime knows
 //! nothing of the engine or HTTP.
 //!
 //! - [`api`]: the HTTP server — OpenAI and Ollama APIs, admin endpoints, metrics;
 //! - [`router`]: one chat turn from request to validated events, HTTP-free;
 //! - [`registry`]: the models this server knows, their adapters and settings;
 //! - [`toolcalls`]: tool calls checked against the request's tools and JSON Schemas;
+//! - [`call_constraint`]: an adapter's call grammar and the tools' schemas as the engine's
+//!   constraint (constrained decoding);
 //! - [`engine`]: local inference on candle (GGUF, tokenizers, sampling, prefix cache);
 //! - [`adapter`]: what an adapter does, in the host's own types (contract-version free);
 //! - [`chat`]: OpenAI-shaped chat requests and their conversion for adapters;
@@ -33,6 +35,7 @@
 
 pub mod adapter;
 pub mod api;
+pub mod call_constraint;
 pub mod chat;
 pub mod engine;
 pub mod plugins;

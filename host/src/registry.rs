@@ -61,6 +61,10 @@ pub struct ModelDecl {
     pub lenient: Option<bool>,
     #[serde(default)]
     pub tool_policy: Option<ToolPolicy>,
+    /// Constrain decoding to the adapter's call grammar, and JSON output to its schema
+    /// (default: on).
+    #[serde(default)]
+    pub constrained: Option<bool>,
     #[serde(default)]
     pub sampling: SamplingDefaults,
     #[serde(default)]
@@ -106,6 +110,7 @@ pub fn predeclared() -> Vec<ModelDecl> {
         context_length: None,
         lenient: None,
         tool_policy: None,
+        constrained: None,
         sampling: SamplingDefaults::default(),
         aliases: vec![],
         description: Some(description.into()),
@@ -154,6 +159,7 @@ pub fn predeclared() -> Vec<ModelDecl> {
             // This small model writes its calls as fenced JSON without tags.
             lenient: Some(true),
             tool_policy: None,
+            constrained: None,
             sampling: SamplingDefaults::default(),
             aliases: vec!["qwen2.5-coder:0.5b".into()],
             description: Some("Qwen2.5-Coder 0.5B Instruct (test model)".into()),
@@ -165,6 +171,7 @@ pub fn predeclared() -> Vec<ModelDecl> {
             context_length: None,
             lenient: None,
             tool_policy: None,
+            constrained: None,
             sampling: SamplingDefaults::default(),
             aliases: vec!["gemma3:270m".into()],
             description: Some("Gemma 3 270M (base; test model)".into()),
@@ -204,6 +211,11 @@ impl ModelEntry {
 
     pub fn tool_policy(&self) -> ToolPolicy {
         self.decl.tool_policy.unwrap_or_default()
+    }
+
+    /// Whether tool calls and JSON outputs are held to a grammar as they are generated.
+    pub fn constrained(&self) -> bool {
+        self.decl.constrained.unwrap_or(true)
     }
 
     /// The adapter: declared, or detected from the model's chat template (loads the model).
@@ -295,6 +307,7 @@ impl Registry {
                             context_length: None,
                             lenient: None,
                             tool_policy: None,
+                            constrained: None,
                             sampling: SamplingDefaults::default(),
                             aliases: vec![],
                             description: None,

@@ -16,15 +16,16 @@ use std::time::Instant;
 use tokio::sync::mpsc;
 
 use crate::adapter::{
-    Message, ModelConfig, ParseOptions, Problem, ProblemKind, PromptRequest, Role, StreamEvent,
-    ToolChoice,
+    GrammarRequest, Message, ModelConfig, ParseOptions, Problem, ProblemKind, Prompt,
+    PromptRequest, Role, StreamEvent, ToolChoice,
 };
+use crate::call_constraint::{json_constraint, tool_constraint};
 use crate::chat::{ChatRequest, RequestError};
 use crate::engine::{
-    Activation, ConstraintReport, ConstraintRequest, Engine, EngineError, FinishReason, GenEvent,
+    ConstraintReport, ConstraintRequest, Engine, EngineError, FinishReason, GenEvent,
     GenerateRequest, GeneratedToken, SamplingParams, Usage, quote_control_tokens,
 };
-use crate::plugins::{CallError, Plugin, PluginHost, PluginStream};
+use crate::plugins::{CallError, Plugin, PluginHost, PluginStream, Session};
 use crate::registry::{ModelEntry, Registry, RegistryError};
 use crate::toolcalls::{ToolCheck, ToolPolicy};
 
@@ -53,6 +54,9 @@ pub struct ChatParams {
     pub logprobs: Option<usize>,
     /// The answer must be JSON (`response_format`, Ollama's `format`).
     pub json: Option<JsonOutput>,
+    /// Hold tool calls and JSON answers to their grammar as they are generated (where the
+    /// model allows it). On unless a request turns it off.
+    pub constrained: bool,
 }
 
 /// What JSON a response format asks for. Without tools on offer it is enforced by constrained
@@ -66,13 +70,11 @@ pub enum JsonOutput {
 }
 
 impl JsonOutput {
-    /// The Lark grammar of this output, for the engine.
-    fn grammar(&self) -> String {
-        let schema = match self {
-            JsonOutput::Object => serde_json::json!({"type": "object"}),
-            JsonOutput::Schema(schema) => schema.clone(),
-        };
-        format!("start: %json {schema}")
+    fn constraint(&self) -> ConstraintRequest {
+        match self {
+            JsonOutput::Object => json_constraint(&serde_json::json!({"type": "object"})),
+            JsonOutput::Schema(schema) => json_constraint(schema),
+        }
     }
 }
 
@@ -338,6 +340,42 @@ impl Router {
         Ok(request)
     }
 
+    /// The adapter's call grammar for this turn as the engine's constraint. An adapter that
+    /// fails to give one fails nothing: the turn runs unconstrained and the fallback is
+    /// counted.
+    fn call_constraint(
+        &self,
+        session: &mut Session,
+        request: &PromptRequest,
+        prompt: &Prompt,
+        engine: &Engine,
+        plugin: &Plugin,
+    ) -> Option<ConstraintRequest> {
+        let grammar_request = GrammarRequest {
+            tools: request.tools.clone(),
+            tool_choice: request.tool_choice.clone(),
+            parallel_tool_calls: request.parallel_tool_calls,
+            reasoning_open: prompt.reasoning_open,
+            control_tokens: engine.tokenizer().control_tokens(),
+        };
+        match session.call_grammar(&grammar_request) {
+            Ok(grammar) => grammar.map(|grammar| {
+                tool_constraint(
+                    grammar,
+                    &request.tools,
+                    request.parallel_tool_calls,
+                    prompt.reasoning_open,
+                )
+            }),
+            Err(e) => {
+                tracing::warn!(adapter = %plugin.label(), "no call grammar, the turn runs unconstrained: {e}");
+                metrics::counter!("plugboard_grammar_fallbacks_total", "adapter" => plugin.label().to_string(), "reason" => "adapter_error")
+                    .increment(1);
+                None
+            }
+        }
+    }
+
     /// Starts a chat turn. Errors before the first token (unknown model, bad request, full
     /// queue) are returned here; later ones arrive as [`ChatEvent::Error`].
     pub async fn chat(self: &Arc<Self>, params: ChatParams) -> Result<ChatStream, RouterError> {
@@ -374,16 +412,14 @@ impl Router {
         let mut stop = params.stop.clone();
         stop.extend(prompt.stop.iter().cloned());
         let tools_offered = !request.tools.is_empty() && request.tool_choice != ToolChoice::None;
-        // A JSON answer is enforced only where no tool call may come instead.
-        let constraint = params
-            .json
-            .as_ref()
-            .filter(|_| !tools_offered)
-            .map(|json| ConstraintRequest {
-                grammar: json.grammar(),
-                activation: Activation::FromStart,
-                repeat: false,
-            });
+        let constraint = if !(entry.constrained() && params.constrained) {
+            None
+        } else if tools_offered {
+            self.call_constraint(&mut session, &request, &prompt, &engine, &plugin)
+        } else {
+            // A JSON answer is enforced only where no tool call may come instead.
+            params.json.as_ref().map(JsonOutput::constraint)
+        };
         let generation = engine.generate(GenerateRequest {
             max_tokens: max_tokens(&entry, &engine, params.max_tokens, ids.len()),
             prompt: ids,
@@ -696,7 +732,7 @@ fn run_turn(prepared: Prepared, tx: mpsc::Sender<ChatEvent>) {
                 }
                 record_usage(&usage, started);
                 if let Some(report) = &usage.constraint {
-                    record_constraint(report, &turn.adapter);
+                    record_constraint(report, &turn.adapter, &turn.problems);
                 }
                 if let Some(problem) = turn.rejected.take() {
                     return fail(&turn, RouterError::ToolCallRejected(problem));
@@ -733,12 +769,32 @@ fn run_turn(prepared: Prepared, tx: mpsc::Sender<ChatEvent>) {
 }
 
 /// `plugboard_grammar_fallbacks_total{adapter,reason}`: constraints dropped (the request went
-/// on unconstrained); `plugboard_grammar_masks_total`: token masks computed.
-fn record_constraint(report: &ConstraintReport, adapter: &str) {
+/// on unconstrained); `plugboard_grammar_disagreements_total{adapter}`: problems the parser
+/// found in output made under an adapter's grammar (which should accept only what its parser
+/// reads); `plugboard_grammar_masks_total`: token masks computed.
+fn record_constraint(report: &ConstraintReport, adapter: &str, problems: &[Problem]) {
     metrics::counter!("plugboard_grammar_masks_total").increment(report.masks as u64);
-    if let Some((reason, _)) = &report.dropped {
-        metrics::counter!("plugboard_grammar_fallbacks_total", "adapter" => adapter.to_string(), "reason" => reason.as_str())
-            .increment(1);
+    match &report.dropped {
+        Some((reason, _)) => {
+            metrics::counter!("plugboard_grammar_fallbacks_total", "adapter" => adapter.to_string(), "reason" => reason.as_str())
+                .increment(1);
+        }
+        None if report.activations > 0 => {
+            // A call cut off by the token limit is no disagreement.
+            let disagreements = problems
+                .iter()
+                .filter(|p| p.kind != ProblemKind::Truncated)
+                .count();
+            if disagreements > 0 {
+                tracing::warn!(
+                    adapter,
+                    "the parser found {disagreements} problem(s) in calls made under the adapter's grammar"
+                );
+                metrics::counter!("plugboard_grammar_disagreements_total", "adapter" => adapter.to_string())
+                    .increment(disagreements as u64);
+            }
+        }
+        None => {}
     }
 }
 

@@ -188,7 +188,7 @@ fn check_runs_a_plugins_fixtures_and_fails_when_they_fail() {
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{stdout}");
     assert!(
-        stdout.contains("tool-use 0.1.0 (contract plugboard:adapter@0.1.0)"),
+        stdout.contains("tool-use 0.1.0 (contract plugboard:adapter@0.2.0)"),
         "{stdout}"
     );
     assert!(stdout.contains("fixture cases passed"), "{stdout}");

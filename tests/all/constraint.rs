@@ -114,7 +114,8 @@ fn on_trigger(repeat: bool) -> ConstraintRequest {
     }
 }
 
-const CALL: &str = "\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}\n</tool_call>";
+const CALL: &str =
+    "\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}\n</tool_call>";
 
 #[test]
 fn a_trigger_switches_the_grammar_on_wherever_tokens_split_it() {
@@ -126,7 +127,13 @@ fn a_trigger_switches_the_grammar_on_wherever_tokens_split_it() {
     // Prose, then a trigger split across tokens, a call the grammar accepts as written, prose.
     let written = script(
         &factory,
-        &["Let me check the weather.\n", "<tool", "_call>", CALL, "\nDone."],
+        &[
+            "Let me check the weather.\n",
+            "<tool",
+            "_call>",
+            CALL,
+            "\nDone.",
+        ],
     );
     let (text, constraint) = drive(&factory, &tokenizer, on_trigger(true), &written);
     assert_eq!(
@@ -177,10 +184,7 @@ fn the_grammar_corrects_a_wrong_call_and_one_call_allows_only_an_end() {
     let factory = GrammarFactory::new(&tokenizer, tokenizer.vocab_size(), &[end]).expect("builds");
 
     // A model that misspells the tool: the mask allows only the offered name.
-    let written = script(
-        &factory,
-        &["<tool_call>", "\n{\"name\": \"get_wether\""],
-    );
+    let written = script(&factory, &["<tool_call>", "\n{\"name\": \"get_wether\""]);
     let (text, constraint) = drive(&factory, &tokenizer, on_trigger(true), &written);
     assert!(constraint.report.masks >= 1);
     assert!(
@@ -315,4 +319,168 @@ fn qwen_held_to_a_call_grammar_from_the_start_always_calls_and_unconstrained_tex
     assert_eq!(watched, free);
     let report = usage.constraint.expect("a report");
     assert_eq!((report.masks, report.activations), (0, 0));
+}
+
+fn tool(name: &str, parameters: Value) -> plugboard::adapter::Tool {
+    plugboard::adapter::Tool {
+        name: name.into(),
+        description: None,
+        parameters: parameters.to_string(),
+    }
+}
+
+/// Three tool sets: plain, a schema stress set, and tools without or with odd parameters.
+fn tool_sets() -> Vec<Vec<plugboard::adapter::Tool>> {
+    use serde_json::json;
+    vec![
+        vec![
+            tool(
+                "get_weather",
+                json!({"type": "object", "properties": {"city": {"type": "string"}, "unit": {"type": "string", "enum": ["c", "f"]}}, "required": ["city"]}),
+            ),
+            tool(
+                "get_time",
+                json!({"type": "object", "properties": {"tz": {"type": "string"}}}),
+            ),
+        ],
+        vec![tool(
+            "book_table",
+            json!({"type": "object", "properties": {
+                "party": {"type": "integer", "minimum": 1, "maximum": 12},
+                "seating": {"type": "string", "enum": ["inside", "terrace"]},
+                "when": {"type": "object", "properties": {"day": {"type": "string", "enum": ["mon", "fri"]}, "hour": {"type": "integer", "minimum": 11, "maximum": 22}}, "required": ["day", "hour"], "additionalProperties": false},
+                "requests": {"type": "array", "items": {"type": "string", "maxLength": 8}, "maxItems": 2},
+                "phone": {"anyOf": [{"type": "string", "pattern": "^[0-9]{6}$"}, {"type": "null"}]}},
+                "required": ["party", "seating", "when", "requests", "phone"], "additionalProperties": false}),
+        )],
+        vec![
+            tool("ping", json!({})),
+            tool(
+                "say \"hi\"",
+                json!({"type": "object", "properties": {"text": {"type": "string", "maxLength": 12}}, "required": ["text"]}),
+            ),
+        ],
+    ]
+}
+
+/// A random walk through a grammar: each step picks the best of random logits (a sample, by the
+/// Gumbel-max argument), with a bonus for tokens that close strings and objects so that walks
+/// end. `None` when a walk has not ended within `limit` tokens.
+fn random_walk(
+    factory: &GrammarFactory,
+    tokenizer: &Tokenizer,
+    request: &ConstraintRequest,
+    bonus: &[f32],
+    rng: &mut Rng,
+    limit: usize,
+) -> Option<String> {
+    let mut constraint = Constraint::new(factory, request.clone());
+    let mut sampler = Sampler::new(SamplingParams::default());
+    let ends = factory.trie().eos_tokens().to_vec();
+    let mut text = Vec::new();
+    let mut logits = vec![0.0f32; bonus.len()];
+    for _ in 0..limit {
+        for (l, b) in logits.iter_mut().zip(bonus) {
+            *l = b + (rng.below(1 << 20) as f32 / (1 << 20) as f32) * 8.0;
+        }
+        let (id, _) = constraint.sample(&mut sampler, &logits, None);
+        assert!(
+            constraint.report.dropped.is_none(),
+            "{:?}",
+            constraint.report
+        );
+        if ends.contains(&id) {
+            return Some(String::from_utf8_lossy(&text).into_owned());
+        }
+        let bytes = tokenizer.token_bytes(id);
+        constraint.accept(id, &bytes);
+        text.extend(bytes);
+    }
+    None
+}
+
+#[test]
+fn random_walks_through_each_adapter_grammar_parse_as_exactly_their_calls() {
+    use plugboard::adapter::{GrammarRequest, ParseOptions, ToolChoice};
+    use plugboard::call_constraint::tool_constraint;
+    use plugboard::plugins::PluginHost;
+    use plugboard::toolcalls::ToolCheck;
+
+    let Some(path) = models::qwen() else { return };
+    let tokenizer = tokenizer(&path);
+    let ends: Vec<u32> = ["<|im_end|>", "<|endoftext|>"]
+        .iter()
+        .filter_map(|t| tokenizer.token_id(t))
+        .collect();
+    let factory = GrammarFactory::new(&tokenizer, tokenizer.vocab_size(), &ends).expect("builds");
+    let bonus: Vec<f32> = (0..tokenizer.vocab_size() as u32)
+        .map(|id| {
+            let bytes = tokenizer.token_bytes(id);
+            if ends.contains(&id) || bytes.iter().any(|b| b"\"}],0123456789".contains(b)) {
+                6.0
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    let walks: usize = std::env::var("PLUGBOARD_GRAMMAR_WALKS")
+        .ok()
+        .and_then(|w| w.parse().ok())
+        .unwrap_or(40);
+    let host = PluginHost::new(plugboard_tests::runtime(), true, None);
+    let mut rng = Rng(0x0123_4567_89AB_CDEF);
+    for adapter in ["hermes", "tool-use"] {
+        let plugin = host.get(adapter).expect("built in");
+        for tools in tool_sets() {
+            for (choice, parallel) in [
+                (ToolChoice::Required, true),
+                (ToolChoice::Function(tools[0].name.clone()), false),
+            ] {
+                let grammar = plugin
+                    .session()
+                    .expect("a session")
+                    .call_grammar(&GrammarRequest {
+                        tools: tools.clone(),
+                        tool_choice: choice.clone(),
+                        parallel_tool_calls: parallel,
+                        ..GrammarRequest::default()
+                    })
+                    .expect("no error")
+                    .unwrap_or_else(|| panic!("{adapter} has a call grammar"));
+                let request = tool_constraint(grammar, &tools, parallel, false);
+                let check = ToolCheck::new(&tools, &choice).expect("valid tools");
+                let mut ended = 0;
+                for _ in 0..walks {
+                    let Some(text) =
+                        random_walk(&factory, &tokenizer, &request, &bonus, &mut rng, 400)
+                    else {
+                        continue;
+                    };
+                    ended += 1;
+                    let options = ParseOptions {
+                        tools: tools.clone(),
+                        ..ParseOptions::default()
+                    };
+                    let parsed = plugin.parse(&text, &options).expect("parses");
+                    assert!(
+                        parsed.problems.is_empty() && !parsed.tool_calls.is_empty(),
+                        "{adapter}: {text:?} read as {parsed:?}"
+                    );
+                    assert!(parsed.content.is_none(), "{adapter}: {text:?}");
+                    if !parallel {
+                        assert_eq!(parsed.tool_calls.len(), 1, "{adapter}: {text:?}");
+                    }
+                    for (i, call) in parsed.tool_calls.iter().enumerate() {
+                        check
+                            .check(i as u32, &call.name, &call.arguments)
+                            .unwrap_or_else(|p| panic!("{adapter}: {text:?}: {p:?}"));
+                    }
+                }
+                assert!(
+                    ended * 2 >= walks,
+                    "{adapter}: only {ended} of {walks} walks ended"
+                );
+            }
+        }
+    }
 }

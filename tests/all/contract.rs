@@ -16,7 +16,7 @@ fn a_future_contract_version_is_refused_by_name() {
     let message = error.to_string();
     assert!(matches!(error, LoadError::Contract { .. }), "{message}");
     assert!(message.contains("plugboard:adapter@9.0.0"), "{message}");
-    assert!(message.contains("supported: 0.1"), "{message}");
+    assert!(message.contains("supported: 0.2, 0.1"), "{message}");
     assert!(message.contains("future.wasm"), "{message}");
 }
 
@@ -42,10 +42,41 @@ fn the_current_contract_loads_and_describes_itself() {
             PluginSource::File("tool-use.wasm".into()),
         )
         .expect("tool-use loads");
-    assert_eq!(plugin.contract(), "0.1.0");
+    assert_eq!(plugin.contract(), "0.2.0");
     assert_eq!(plugin.info().name, "tool-use");
     assert_eq!(
         plugin.info().tool_call_triggers,
         vec!["<tool_use>".to_string()]
     );
+}
+
+#[test]
+fn a_contract_0_1_adapter_still_loads_serves_and_has_no_call_grammar() {
+    use plugboard::adapter::{GrammarRequest, ParseOptions, Tool, ToolChoice};
+    let plugin = runtime()
+        .load(
+            &plugin_bytes("contract-v0-1"),
+            PluginSource::File("legacy.wasm".into()),
+        )
+        .expect("a 0.1 adapter loads");
+    assert_eq!(plugin.contract(), "0.1.0");
+    assert_eq!(plugin.info().name, "legacy");
+    let parsed = plugin
+        .parse("  hello  ", &ParseOptions::default())
+        .expect("parses");
+    assert_eq!(parsed.content.as_deref(), Some("hello"));
+    let grammar = plugin
+        .session()
+        .expect("a session")
+        .call_grammar(&GrammarRequest {
+            tools: vec![Tool {
+                name: "f".into(),
+                description: None,
+                parameters: "{}".into(),
+            }],
+            tool_choice: ToolChoice::Required,
+            ..GrammarRequest::default()
+        })
+        .expect("no error");
+    assert_eq!(grammar, None);
 }

@@ -329,3 +329,30 @@ print(json.dumps(out))
     paris_call(&ok("parse")["tool_calls"]);
     assert_eq!(out["unknown_adapter"][0], 404, "{}", out["unknown_adapter"]);
 }
+
+/// Constrained decoding end to end on the Qwen test model (tests/clients/constrained_client.py):
+/// `tool_choice: required` always gives a call valid against its schema, for chit-chat too.
+#[test]
+fn required_tool_calls_are_made_and_valid_by_construction() {
+    let Some((server, _plugins)) = start() else {
+        return;
+    };
+    let report = server.run_client("constrained_client.py", &[MODEL]);
+    for run in report["required"].as_array().expect("runs") {
+        assert!(run["calls"].as_u64().unwrap_or(0) >= 1, "no call: {run}");
+        assert_eq!(run["valid"], true, "{run}");
+        assert_eq!(run["finish"], "tool_calls", "{run}");
+    }
+    assert_eq!(report["named"], json!(["get_time"]), "{report}");
+    for run in report["stress"].as_array().expect("runs") {
+        assert_eq!(
+            (&run["calls"], &run["valid"]),
+            (&json!(1), &json!(true)),
+            "{run}"
+        );
+    }
+    assert_eq!(report["stream_equal"], true, "{report}");
+    assert_eq!(report["auto_same"], true, "{report}");
+    assert_eq!(report["json_schema_valid"], true, "{report}");
+    assert_eq!(report["fallbacks"], json!([]), "{report}");
+}

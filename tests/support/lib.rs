@@ -48,7 +48,7 @@ fn run(mut command: Command, what: &str) {
 
 /// The test plugins, built for wasm32-wasip2 (once per test process). Returns the folder
 /// holding `loops.wasm`, `panics.wasm`, `allocates.wasm`, `garbage.wasm`, `probe-v1.wasm`,
-/// `probe-v2.wasm`, `future-contract.wasm` and `tool-use.wasm`.
+/// `probe-v2.wasm`, `future-contract.wasm`, `tool-use.wasm` and `contract-v0-1.wasm`.
 pub fn test_plugins() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
@@ -103,6 +103,12 @@ pub fn test_plugins() -> &'static Path {
             "future-contract",
         );
         build("adapter-tool-use", "", "adapter_tool_use.wasm", "tool-use");
+        build(
+            "test-plugin-contract-v0-1",
+            "",
+            "test_plugin_contract_v0_1.wasm",
+            "contract-v0-1",
+        );
         out
     })
 }

@@ -16,8 +16,7 @@ use super::{ApiJson, AppState};
 use crate::chat::ChatRequest;
 use crate::router::{
     ChatEvent, ChatParams, ChatStream, CompleteParams, JsonOutput, PromptInput, RouterError,
-    SamplingOverrides,
-    Summary,
+    SamplingOverrides, Summary,
 };
 
 pub fn routes() -> HttpRouter<AppState> {
@@ -81,6 +80,9 @@ struct ChatBody {
     stream: Option<bool>,
     #[serde(default)]
     format: Option<Value>,
+    /// plugboard's own: `false` turns constrained decoding off for this request.
+    #[serde(default)]
+    constrained: Option<bool>,
 }
 
 /// Ollama messages in OpenAI's shape: calls get a type, arguments objects stay objects, a tool
@@ -196,6 +198,7 @@ async fn chat(
         stop: options.stop.clone().unwrap_or_default(),
         logprobs: None,
         json: json_output(body.format.as_ref()),
+        constrained: body.constrained.unwrap_or(true),
     };
     let stream = state.router.chat(params).await.map_err(problem)?;
     if body.stream.unwrap_or(true) {
@@ -259,6 +262,9 @@ struct GenerateBody {
     stream: Option<bool>,
     #[serde(default)]
     format: Option<Value>,
+    /// plugboard's own: `false` turns constrained decoding off for this request.
+    #[serde(default)]
+    constrained: Option<bool>,
 }
 
 async fn generate(
@@ -297,6 +303,7 @@ async fn generate(
                 stop: options.stop.clone().unwrap_or_default(),
                 logprobs: None,
                 json: json_output(body.format.as_ref()),
+                constrained: body.constrained.unwrap_or(true),
             })
             .await
     }

@@ -143,6 +143,8 @@ struct ChatCompletionRequest {
     logprobs: bool,
     top_logprobs: Option<usize>,
     response_format: Option<Value>,
+    /// plugboard's own: `false` turns constrained decoding off for this request.
+    constrained: Option<bool>,
 }
 
 fn json_output(format: Option<&Value>) -> Result<Option<JsonOutput>, ApiError> {
@@ -241,6 +243,7 @@ async fn chat_completions(
     let params = ChatParams {
         model: request.model.clone(),
         json: json_output(request.response_format.as_ref())?,
+        constrained: request.constrained.unwrap_or(true),
         logprobs: logprobs_arg(request.logprobs, request.top_logprobs)?,
         max_tokens: request
             .sampling

@@ -8,7 +8,10 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 
-use plugboard::adapter::{ModelConfig, ParseOptions, StreamEvent, fold};
+use plugboard::adapter::{
+    GrammarRequest, ModelConfig, ParseOptions, StreamEvent, Tool, ToolChoice, fold,
+};
+use plugboard::call_constraint::tool_constraint;
 use plugboard::chat::{ChatRequest, tools_from_json};
 use plugboard::plugins::Plugin;
 
@@ -42,6 +45,24 @@ pub enum AdapterCommand {
         which: Which,
         #[command(flatten)]
         parse: ParseArgs,
+    },
+    /// Print the grammar the adapter asks the engine to hold tool calls to, with the host's
+    /// arguments rules for the tools (llguidance's Lark dialect), and when it applies.
+    Grammar {
+        #[command(flatten)]
+        which: Which,
+        /// A JSON file holding an array of OpenAI tool objects.
+        #[arg(long)]
+        tools: PathBuf,
+        /// auto, required, none, or the name of the one tool to call.
+        #[arg(long, default_value = "auto")]
+        tool_choice: String,
+        /// Allow one call only.
+        #[arg(long)]
+        no_parallel: bool,
+        /// The prompt ended inside an open reasoning block.
+        #[arg(long)]
+        reasoning_open: bool,
     },
     /// Read a chat template (stdin) and print the name of the adapter for it.
     Detect,
@@ -82,17 +103,19 @@ pub struct ParseArgs {
     lenient: bool,
 }
 
+/// The tools of an OpenAI tools file.
+fn read_tools(path: &std::path::Path) -> anyhow::Result<Vec<Tool>> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let value: serde_json::Value = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not valid JSON", path.display()))?;
+    tools_from_json(&value).with_context(|| format!("invalid tools in {}", path.display()))
+}
+
 impl ParseArgs {
     fn options(&self) -> anyhow::Result<ParseOptions> {
         let tools = match &self.tools {
-            Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .with_context(|| format!("cannot read {}", path.display()))?;
-                let value: serde_json::Value = serde_json::from_str(&text)
-                    .with_context(|| format!("{} is not valid JSON", path.display()))?;
-                tools_from_json(&value)
-                    .with_context(|| format!("invalid tools in {}", path.display()))?
-            }
+            Some(path) => read_tools(path)?,
             None => Vec::new(),
         };
         Ok(ParseOptions {
@@ -169,6 +192,39 @@ pub fn run(command: AdapterCommand) -> anyhow::Result<ExitCode> {
                 events.push(event);
             }
             print_json(&serde_json::json!({ "final": fold(&events).to_json() }))?;
+        }
+        AdapterCommand::Grammar {
+            which,
+            tools,
+            tool_choice,
+            no_parallel,
+            reasoning_open,
+        } => {
+            let tools = read_tools(&tools)?;
+            let tool_choice = match tool_choice.as_str() {
+                "auto" => ToolChoice::Auto,
+                "required" => ToolChoice::Required,
+                "none" => ToolChoice::None,
+                name => ToolChoice::Function(name.to_string()),
+            };
+            let request = GrammarRequest {
+                tools: tools.clone(),
+                tool_choice,
+                parallel_tool_calls: !no_parallel,
+                reasoning_open,
+                control_tokens: Vec::new(),
+            };
+            let plugin = which.plugin()?;
+            let Some(grammar) = plugin.session()?.call_grammar(&request)? else {
+                println!(
+                    "{} gives no call grammar for this request: calls are checked after generation only",
+                    plugin.label()
+                );
+                return Ok(ExitCode::SUCCESS);
+            };
+            let constraint = tool_constraint(grammar, &tools, !no_parallel, reasoning_open);
+            println!("// {}: {:?}", plugin.label(), constraint.activation);
+            print!("{}", constraint.grammar);
         }
         AdapterCommand::Detect => {
             let template = read_stdin()?;

@@ -40,8 +40,10 @@ impl GrammarFactory {
     pub fn new(tokenizer: &Tokenizer, width: usize, end_ids: &[u32]) -> Result<Self, String> {
         let words = vocabulary_bytes(tokenizer, width);
         let eos = end_ids.first().copied().unwrap_or(0);
-        let trie = TokTrie::from(&TokRxInfo::new(words.len() as u32, eos), &words)
-            .with_eos_tokens(end_ids);
+        let mut trie = TokTrie::from(&TokRxInfo::new(words.len() as u32, eos), &words);
+        if !end_ids.is_empty() {
+            trie = trie.with_eos_tokens(end_ids);
+        }
         let env: TokEnv = Arc::new(ApproximateTokEnv::new(trie));
         let mut factory = ParserFactory::new(
             &env,
@@ -311,7 +313,7 @@ impl Constraint {
                         self.drop_constraint(DropReason::EmptyMask, detail);
                         continue;
                     }
-                    let mut masked: Vec<f32> = logits
+                    let masked: Vec<f32> = logits
                         .iter()
                         .enumerate()
                         .map(|(i, l)| {
@@ -454,7 +456,10 @@ impl TriggerWatch {
     }
 
     fn window(&self) -> Vec<u8> {
-        self.recent.iter().flat_map(|(_, b)| b.iter().copied()).collect()
+        self.recent
+            .iter()
+            .flat_map(|(_, b)| b.iter().copied())
+            .collect()
     }
 
     /// Adds a token; returns the output offset where a trigger begins, if one is now complete.
@@ -469,9 +474,9 @@ impl TriggerWatch {
         let window = self.window();
         loop {
             let from = self.next - self.window_start;
-            let found = self.find(&window[from..]).map(|(at, len, what)| {
-                (self.window_start + from + at, len, what)
-            });
+            let found = self
+                .find(&window[from..])
+                .map(|(at, len, what)| (self.window_start + from + at, len, what));
             let Some((at, len, what)) = found else { break };
             self.next = at + len;
             match what {

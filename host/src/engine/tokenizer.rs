@@ -131,7 +131,11 @@ impl Tokenizer {
         if self.byte_level && !self.is_control(id) {
             // Every character is one byte in GPT-2's printable alphabet; a token with a
             // character outside it (an added token) is its own UTF-8.
-            if let Some(bytes) = text.chars().map(gpt2::char_byte).collect::<Option<Vec<u8>>>() {
+            if let Some(bytes) = text
+                .chars()
+                .map(gpt2::char_byte)
+                .collect::<Option<Vec<u8>>>()
+            {
                 return bytes;
             }
             return text.as_bytes().to_vec();
@@ -146,6 +150,14 @@ impl Tokenizer {
         } else {
             text.replace('\u{2581}', " ").into_bytes()
         }
+    }
+
+    /// The control tokens, as (text, id).
+    pub fn control_tokens(&self) -> Vec<(String, u32)> {
+        self.control
+            .iter()
+            .filter_map(|id| Some((self.token(*id)?.to_string(), *id)))
+            .collect()
     }
 
     /// The texts of the control tokens.

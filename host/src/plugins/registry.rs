@@ -312,7 +312,8 @@ impl PluginHost {
         runtime: &Arc<Runtime>,
         path: &Path,
     ) -> Result<(Arc<Plugin>, Option<fixtures::Report>), String> {
-        let files = FileContents::read(path)?.ok_or_else(|| format!("cannot read {}: no such file", path.display()))?;
+        let files = FileContents::read(path)?
+            .ok_or_else(|| format!("cannot read {}: no such file", path.display()))?;
         Self::check_contents(runtime, path, &files)
     }
 
@@ -324,7 +325,10 @@ impl PluginHost {
         let plugin = runtime
             .load(&files.wasm, PluginSource::File(path.to_path_buf()))
             .map_err(|e| e.to_string())?;
-        let report = files.fixtures.as_deref().map(|text| fixtures::run(&plugin, text));
+        let report = files
+            .fixtures
+            .as_deref()
+            .map(|text| fixtures::run(&plugin, text));
         Ok((plugin, report))
     }
 

@@ -18,7 +18,8 @@ use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use super::cache::CompileCache;
 use super::contract::{self, AdapterInstance, AdapterPre, ContractVersion};
 use crate::adapter::{
-    AdapterError, AdapterInfo, ParseOptions, Parsed, Prompt, PromptRequest, StreamEvent, ToolCall,
+    AdapterError, AdapterInfo, CallGrammar, GrammarRequest, ParseOptions, Parsed, Prompt,
+    PromptRequest, StreamEvent, ToolCall,
 };
 
 /// How often the epoch advances: the granularity of the time budget.
@@ -538,6 +539,15 @@ impl Session {
     /// Renders a conversation into the model's prompt.
     pub fn format_prompt(&mut self, request: &PromptRequest) -> Result<Prompt, CallError> {
         self.call("format-prompt", |i, s| i.format_prompt(s, request))
+    }
+
+    /// The adapter's call grammar for these tools (`None` from adapters of contract 0.1 and
+    /// from those that have none).
+    pub fn call_grammar(
+        &mut self,
+        request: &GrammarRequest,
+    ) -> Result<Option<CallGrammar>, CallError> {
+        self.call("call-grammar", |i, s| i.call_grammar(s, request))
     }
 
     /// Reads a whole output.

@@ -27,6 +27,7 @@ mod qwen;
 mod render;
 
 use plugboard_sdk::Adapter;
+use plugboard_sdk::grammar::{self, CallSyntax};
 use plugboard_sdk::stream::{CallMarkup, Format, OutputParser, Spec};
 use plugboard_sdk::types::*;
 
@@ -84,6 +85,26 @@ impl Adapter for Hermes {
 
     fn format_prompt(request: PromptRequest) -> Result<Prompt, AdapterError> {
         render::format_prompt(request)
+    }
+
+    /// Each call in its own block, one JSON object as the Qwen template shows it; blocks on
+    /// lines of their own.
+    fn call_grammar(request: GrammarRequest) -> Result<Option<ToolCallGrammar>, AdapterError> {
+        let call = |tool: &Tool, args: &str| {
+            Some(format!(
+                "{} {} {}",
+                grammar::literal(&format!("{OPEN}\n")),
+                grammar::json_envelope(tool, args, "name", "arguments"),
+                grammar::literal(&format!("\n{CLOSE}"))
+            ))
+        };
+        Ok(CallSyntax {
+            call: &call,
+            separator: "\"\\n\"",
+            triggers: vec![grammar::trigger(OPEN)],
+            reasoning: Some(THINK),
+        }
+        .grammar(&request))
     }
 }
 

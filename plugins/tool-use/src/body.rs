@@ -9,7 +9,7 @@ use plugboard_sdk::types::ProblemKind;
 use crate::CLOSE;
 
 const NAME_LABELS: [&str; 2] = ["tool_name:", "name:"];
-const ARGS_LABEL: &str = "arguments:";
+pub(crate) const ARGS_LABEL: &str = "arguments:";
 
 #[derive(Debug, Default)]
 enum Phase {

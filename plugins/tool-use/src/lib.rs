@@ -14,6 +14,7 @@ mod body;
 mod render;
 
 use plugboard_sdk::Adapter;
+use plugboard_sdk::grammar::{self, CallSyntax};
 use plugboard_sdk::stream::{CallMarkup, Format, OutputParser, Spec};
 use plugboard_sdk::types::*;
 
@@ -56,6 +57,34 @@ impl Adapter for ToolUse {
 
     fn format_prompt(request: PromptRequest) -> Result<Prompt, AdapterError> {
         render::format_prompt(request)
+    }
+
+    /// Each call in its own block, as the system prompt teaches it. A name is written bare on
+    /// its line, so a tool whose name the parser would read otherwise (quotes or spaces around
+    /// it, a line break, a `{`) cannot be called in this format and is left out.
+    fn call_grammar(request: GrammarRequest) -> Result<Option<ToolCallGrammar>, AdapterError> {
+        let call = |tool: &Tool, args: &str| {
+            let name = tool.name.as_str();
+            let bare = !name.is_empty()
+                && name.trim().trim_matches(['"', '`', '\'']) == name
+                && !name.contains(['\n', '\r', '{'])
+                && !name.contains(body::ARGS_LABEL)
+                && !name.contains(CLOSE);
+            bare.then(|| {
+                format!(
+                    "{} {args} {}",
+                    grammar::literal(&format!("{OPEN}\ntool_name: {name}\narguments: ")),
+                    grammar::literal(&format!("\n{CLOSE}"))
+                )
+            })
+        };
+        Ok(CallSyntax {
+            call: &call,
+            separator: "\"\\n\"",
+            triggers: vec![grammar::trigger(OPEN)],
+            reasoning: Some(("<think>", "</think>")),
+        }
+        .grammar(&request))
     }
 }
 

@@ -13,6 +13,7 @@
 //! - [`json`]: an incremental JSON reader, and the arguments rules (decode a JSON string once);
 //! - [`whole`]: outputs that are calls by their whole shape (bare JSON, fenced JSON);
 //! - [`prompt`]: ChatML and tool descriptions for prompts;
+//! - [`grammar`]: the family's call syntax as a grammar, for constrained decoding;
 //! - `template` (cargo feature `templates`): a model's own Hugging Face chat template, rendered
 //!   byte for byte as transformers renders it;
 //! - [`emit::fold`]: events back into a whole result, so parsing and streaming always agree;
@@ -85,6 +86,7 @@
 
 pub mod calls;
 pub mod emit;
+pub mod grammar;
 pub mod json;
 pub mod prompt;
 pub mod scanner;
@@ -95,11 +97,11 @@ pub mod template;
 pub mod testing;
 pub mod whole;
 
-/// The generated bindings of the `model-adapter` world (WIT: `wit/v0.1/adapter.wit`).
+/// The generated bindings of the `model-adapter` world (WIT: `wit/v0.2/adapter.wit`).
 #[doc(hidden)]
 pub mod bindings {
     wit_bindgen::generate!({
-        path: "../../wit/v0.1",
+        path: "../../wit/v0.2",
         world: "model-adapter",
         pub_export_macro: true,
         export_macro_name: "__export_model_adapter",
@@ -111,9 +113,10 @@ pub mod bindings {
 /// The contract's types: requests, prompts, calls, problems, stream events.
 pub mod types {
     pub use crate::bindings::exports::plugboard::adapter::adapter::{
-        AdapterError, AdapterInfo, Capabilities, Message, ModelConfig, ParseOptions,
-        ParsedResponse, Problem, ProblemKind, Prompt, PromptRequest, Role, StreamEvent, Tool,
-        ToolCall, ToolCallArguments, ToolCallBegin, ToolChoice,
+        AdapterError, AdapterInfo, Capabilities, ControlToken, GrammarRequest, GrammarStart,
+        Message, ModelConfig, ParseOptions, ParsedResponse, Problem, ProblemKind, Prompt,
+        PromptRequest, Role, StreamEvent, Tool, ToolCall, ToolCallArguments, ToolCallBegin,
+        ToolCallGrammar, ToolChoice, Trigger,
     };
 }
 
@@ -151,6 +154,12 @@ pub trait Adapter {
         options: ParseOptions,
     ) -> Result<Vec<ToolCall>, AdapterError> {
         Ok(Self::parse_response(text, options)?.tool_calls)
+    }
+
+    /// The family's call syntax as a grammar, for constrained decoding (see [`grammar`]).
+    /// Without one, calls are checked only after they were generated.
+    fn call_grammar(_request: GrammarRequest) -> Result<Option<ToolCallGrammar>, AdapterError> {
+        Ok(None)
     }
 }
 
@@ -210,6 +219,12 @@ macro_rules! export_adapter {
                 options: $crate::types::ParseOptions,
             ) -> Result<Vec<$crate::types::ToolCall>, $crate::types::AdapterError> {
                 <$adapter as $crate::Adapter>::extract_tool_calls(text, options)
+            }
+
+            fn call_grammar(
+                request: $crate::types::GrammarRequest,
+            ) -> Result<Option<$crate::types::ToolCallGrammar>, $crate::types::AdapterError> {
+                <$adapter as $crate::Adapter>::call_grammar(request)
             }
         }
 

@@ -1,0 +1,149 @@
+#!/usr/bin/env python3
+"""Constrained decoding through the server, seen by the real `openai` package: with
+`tool_choice: required` every reply is a call whose arguments are valid against the tool's
+schema (checked here with the `jsonschema` package, not by the server), also for chit-chat that
+would not call a tool; a named tool is called when the prompt asks for another; a schema
+stress set is always valid; streaming equals non-streaming; `auto` without a call is the same
+text as unconstrained; `response_format: json_schema` gives valid JSON. Prints one JSON report
+for tests/all/server.rs.
+
+Usage: constrained_client.py BASE_URL MODEL [SEEDS]
+"""
+
+import json
+import sys
+import urllib.request
+
+import jsonschema
+import openai
+
+BASE, MODEL = sys.argv[1], sys.argv[2]
+SEEDS = int(sys.argv[3]) if len(sys.argv) > 3 else 1
+client = openai.OpenAI(base_url=f"{BASE}/v1", api_key="unused", max_retries=0, timeout=600)
+
+
+def tool(name, description, parameters):
+    return {"type": "function", "function": {"name": name, "description": description, "parameters": parameters}}
+
+
+TOOLS = [
+    tool("get_weather", "Current weather in a city", {
+        "type": "object",
+        "properties": {"city": {"type": "string"}, "unit": {"type": "string", "enum": ["c", "f"]}},
+        "required": ["city"]}),
+    tool("get_time", "Current time in a time zone", {
+        "type": "object", "properties": {"tz": {"type": "string"}}, "required": ["tz"]}),
+]
+STRESS = [tool("book_table", "Book a restaurant table", {
+    "type": "object",
+    "properties": {
+        "restaurant": {"type": "string", "pattern": "^[A-Z][a-z]+$"},
+        "party": {"type": "integer", "minimum": 1, "maximum": 12},
+        "seating": {"type": "string", "enum": ["inside", "terrace", "bar"]},
+        "when": {
+            "type": "object",
+            "properties": {"day": {"type": "string", "enum": ["mon", "tue", "wed", "thu", "fri"]},
+                           "hour": {"type": "integer", "minimum": 11, "maximum": 22}},
+            "required": ["day", "hour"],
+            "additionalProperties": False,
+        },
+        "requests": {"type": "array", "items": {"type": "string", "maxLength": 20}, "maxItems": 2},
+        "phone": {"anyOf": [{"type": "string", "pattern": "^[0-9]{6,10}$"}, {"type": "null"}]},
+    },
+    "required": ["restaurant", "party", "seating", "when", "requests", "phone"],
+    "additionalProperties": False,
+})]
+
+PROMPTS = [
+    "What's the weather in Paris?",
+    "Is it raining in Tokyo right now? Use celsius.",
+    "What time is it in Europe/Berlin?",
+    "I'm flying to New York; what's the local time there?",
+    "How warm is it in Cairo today?",
+    "Hi! How are you today?",
+    "Tell me a joke about cats.",
+    "Write a haiku about autumn.",
+    "What is 17 times 23?",
+    "Thanks, that's all for now.",
+]
+
+
+def schema_of(tools, name):
+    return next(t["function"]["parameters"] for t in tools if t["function"]["name"] == name)
+
+
+def check_calls(message, tools):
+    """(number of calls, every call valid against its tool's schema, names)."""
+    calls = message.tool_calls or []
+    valid = True
+    for call in calls:
+        try:
+            jsonschema.validate(json.loads(call.function.arguments), schema_of(tools, call.function.name))
+        except Exception:  # noqa: BLE001 - any failure makes the call invalid
+            valid = False
+    return len(calls), valid, [c.function.name for c in calls]
+
+
+def ask(prompt, tools, tool_choice, temperature, seed, **extra):
+    return client.chat.completions.create(
+        model=MODEL, messages=[{"role": "user", "content": prompt}], tools=tools, tool_choice=tool_choice,
+        temperature=temperature, seed=seed, max_tokens=120, **extra)
+
+
+report = {"required": [], "stress": []}
+settings = [(0.0, None)] + [(0.7, seed) for seed in range(1, SEEDS + 1)]
+for prompt in PROMPTS:
+    for temperature, seed in settings:
+        r = ask(prompt, TOOLS, "required", temperature, seed)
+        n, valid, names = check_calls(r.choices[0].message, TOOLS)
+        report["required"].append({"prompt": prompt, "temperature": temperature, "seed": seed, "calls": n,
+                                   "valid": valid, "names": names, "finish": r.choices[0].finish_reason})
+
+# A named tool is called even when the prompt asks for another.
+r = ask("What's the weather in Paris?", TOOLS, {"type": "function", "function": {"name": "get_time"}}, 0.0, None)
+report["named"] = check_calls(r.choices[0].message, TOOLS)[2]
+
+for seed in range(1, 3 * SEEDS + 1):
+    r = ask("Book a table for four at Luigi on Friday at 8pm, on the terrace.", STRESS, "required", 0.7, seed,
+            parallel_tool_calls=False)
+    n, valid, _ = check_calls(r.choices[0].message, STRESS)
+    report["stress"].append({"seed": seed, "calls": n, "valid": valid,
+                             "arguments": [c.function.arguments for c in r.choices[0].message.tool_calls or []]})
+
+# Streaming gives what non-streaming gives.
+whole = ask(PROMPTS[0], TOOLS, "required", 0.0, None).choices[0].message
+stream = client.chat.completions.create(
+    model=MODEL, messages=[{"role": "user", "content": PROMPTS[0]}], tools=TOOLS, tool_choice="required",
+    temperature=0.0, max_tokens=120, stream=True)
+streamed = {}
+for chunk in stream:
+    for choice in chunk.choices:
+        for tc in choice.delta.tool_calls or []:
+            call = streamed.setdefault(tc.index, {"name": "", "arguments": ""})
+            call["name"] += (tc.function.name or "") if tc.function else ""
+            call["arguments"] += (tc.function.arguments or "") if tc.function else ""
+report["stream_equal"] = [[c["name"], json.loads(c["arguments"])] for c in streamed.values()] == \
+    [[c.function.name, json.loads(c.function.arguments)] for c in whole.tool_calls or []]
+
+# `auto` with no call: the same text as without a constraint.
+auto = ask("Write one sentence about the sea.", TOOLS, "auto", 0.0, None).choices[0].message
+free = ask("Write one sentence about the sea.", TOOLS, "auto", 0.0, None,
+           extra_body={"constrained": False}).choices[0].message
+report["auto_same"] = (auto.content, len(auto.tool_calls or [])) == (free.content, len(free.tool_calls or []))
+
+# Structured output.
+PERSON = {"type": "object", "properties": {"name": {"type": "string"}, "age": {"type": "integer", "minimum": 0}},
+          "required": ["name", "age"], "additionalProperties": False}
+r = client.chat.completions.create(
+    model=MODEL, messages=[{"role": "user", "content": "Tell me about a famous scientist."}], temperature=0.0,
+    max_tokens=80, response_format={"type": "json_schema", "json_schema": {"name": "person", "schema": PERSON}})
+try:
+    jsonschema.validate(json.loads(r.choices[0].message.content), PERSON)
+    report["json_schema_valid"] = True
+except Exception as e:  # noqa: BLE001
+    report["json_schema_valid"] = f"{e}: {r.choices[0].message.content!r}"
+
+with urllib.request.urlopen(f"{BASE}/metrics", timeout=60) as m:
+    report["fallbacks"] = [line for line in m.read().decode().splitlines()
+                           if line.startswith("plugboard_grammar_fallbacks_total")]
+print(json.dumps(report))
