@@ -426,10 +426,18 @@ fn random_walks_through_each_adapter_grammar_parse_as_exactly_their_calls() {
     let walks: usize = std::env::var("PLUGBOARD_GRAMMAR_WALKS")
         .ok()
         .and_then(|w| w.parse().ok())
-        .unwrap_or(40);
+        .unwrap_or(12);
     let host = PluginHost::new(plugboard_tests::runtime(), true, None);
     let mut rng = Rng(0x0123_4567_89AB_CDEF);
-    for adapter in ["hermes", "tool-use"] {
+    for adapter in [
+        "hermes",
+        "tool-use",
+        "llama3",
+        "mistral",
+        "granite",
+        "phi4-mini",
+        "deepseek",
+    ] {
         let plugin = host.get(adapter).expect("built in");
         for tools in tool_sets() {
             for (choice, parallel) in [
@@ -443,6 +451,7 @@ fn random_walks_through_each_adapter_grammar_parse_as_exactly_their_calls() {
                         tools: tools.clone(),
                         tool_choice: choice.clone(),
                         parallel_tool_calls: parallel,
+                        control_tokens: tokenizer.control_tokens(),
                         ..GrammarRequest::default()
                     })
                     .expect("no error")

@@ -15,6 +15,7 @@ mod markers;
 mod render;
 
 use plugboard_sdk::Adapter;
+use plugboard_sdk::grammar::{self, CallSyntax};
 use plugboard_sdk::prompt::ends_inside;
 use plugboard_sdk::stream::{CallMarkup, Format, OutputParser, Spec};
 use plugboard_sdk::template::render_chat_template;
@@ -59,6 +60,29 @@ impl Adapter for DeepSeek {
             tool_call_triggers: TRIGGERS.iter().map(|t| t.to_string()).collect(),
             end_of_turn: vec![END_OF_SENTENCE.into()],
         }
+    }
+
+    /// V3 and R1's block: the arguments of each call in a JSON fence after its name.
+    fn call_grammar(request: GrammarRequest) -> Result<Option<ToolCallGrammar>, AdapterError> {
+        let m = |text: &str| grammar::marker(&request, text);
+        let (call_begin, sep, call_end) = (m(CALL_BEGIN), m(SEP), m(CALL_END));
+        let call = |tool: &Tool, args: &str| {
+            // Only a name the parser reads as one can be written.
+            (!tool.name.is_empty() && tool.name.chars().all(body::is_name_char)).then(|| {
+                format!(
+                    "{call_begin} \"function\" {sep} {} {args} \"\\n```\" {call_end}",
+                    grammar::literal(&format!("{}\n```json\n", tool.name))
+                )
+            })
+        };
+        Ok(CallSyntax {
+            call: &call,
+            separator: "\"\\n\"",
+            list: Some((m(CALLS_BEGIN), m(CALLS_END))),
+            triggers: vec![grammar::trigger(CALLS_BEGIN)],
+            reasoning: Some(THINK),
+        }
+        .grammar(&request))
     }
 
     fn format_prompt(request: PromptRequest) -> Result<Prompt, AdapterError> {

@@ -13,6 +13,7 @@ mod render;
 
 use plugboard_sdk::Adapter;
 use plugboard_sdk::calls::CallList;
+use plugboard_sdk::grammar::{self, CallSyntax};
 use plugboard_sdk::prompt::ends_inside;
 use plugboard_sdk::stream::{CallMarkup, Format, OutputParser, Spec};
 use plugboard_sdk::template::render_chat_template;
@@ -75,6 +76,24 @@ impl Adapter for Granite {
             tool_call_triggers: TRIGGERS.iter().map(|t| t.to_string()).collect(),
             end_of_turn: vec![END_OF_TURN.into()],
         }
+    }
+
+    /// One JSON list after either opening marker.
+    fn call_grammar(request: GrammarRequest) -> Result<Option<ToolCallGrammar>, AdapterError> {
+        let call =
+            |tool: &Tool, args: &str| Some(grammar::json_envelope(tool, args, "name", "arguments"));
+        let openers: Vec<String> = TRIGGERS
+            .iter()
+            .map(|t| grammar::marker(&request, t))
+            .collect();
+        Ok(CallSyntax {
+            call: &call,
+            separator: "\", \"",
+            list: Some((format!("({}) \"[\"", openers.join(" | ")), "\"]\"".into())),
+            triggers: TRIGGERS.iter().map(|t| grammar::trigger(t)).collect(),
+            reasoning: Some(THINK),
+        }
+        .grammar(&request))
     }
 
     fn format_prompt(request: PromptRequest) -> Result<Prompt, AdapterError> {

@@ -101,6 +101,7 @@ impl Adapter for Hermes {
         Ok(CallSyntax {
             call: &call,
             separator: "\"\\n\"",
+            list: None,
             triggers: vec![grammar::trigger(OPEN)],
             reasoning: Some(THINK),
         }

@@ -25,6 +25,7 @@ mod render;
 mod sequence;
 
 use plugboard_sdk::Adapter;
+use plugboard_sdk::grammar::{self, CallSyntax};
 use plugboard_sdk::stream::{CallMarkup, Format, Spec};
 use plugboard_sdk::types::*;
 
@@ -74,6 +75,25 @@ impl Adapter for Llama3 {
             tool_call_triggers: vec![PYTHON_TAG.into(), function_tag::OPEN.into()],
             end_of_turn: END_OF_TURN.iter().map(|&s| s.into()).collect(),
         }
+    }
+
+    /// Bare JSON calls, as the Llama 3.1 template asks for them: `{"name": …, "parameters": …}`
+    /// at the start of the output, several separated by `; `.
+    fn call_grammar(request: GrammarRequest) -> Result<Option<ToolCallGrammar>, AdapterError> {
+        let call = |tool: &Tool, args: &str| {
+            Some(grammar::json_envelope(tool, args, "name", "parameters"))
+        };
+        Ok(CallSyntax {
+            call: &call,
+            separator: "\"; \"",
+            list: None,
+            triggers: vec![Trigger {
+                text: "{\"name\"".into(),
+                at_start: true,
+            }],
+            reasoning: None,
+        }
+        .grammar(&request))
     }
 
     fn format_prompt(request: PromptRequest) -> Result<Prompt, AdapterError> {

@@ -14,6 +14,7 @@ mod ids;
 mod render;
 
 use plugboard_sdk::Adapter;
+use plugboard_sdk::grammar::{self, CallSyntax};
 use plugboard_sdk::prompt::ends_inside;
 use plugboard_sdk::stream::{CallMarkup, Format, OutputParser, Spec};
 use plugboard_sdk::template::render_chat_template;
@@ -62,6 +63,49 @@ impl Adapter for Mistral {
             tool_call_triggers: vec![TOOL_CALLS.into()],
             end_of_turn: vec![END_OF_TURN.into()],
         }
+    }
+
+    /// The form the model's tokenizer says it was trained on: `NAME[ARGS]{…}` after each
+    /// `[TOOL_CALLS]` where `[ARGS]` is a control token (v11 and later), v0.3's JSON list
+    /// otherwise.
+    fn call_grammar(request: GrammarRequest) -> Result<Option<ToolCallGrammar>, AdapterError> {
+        let tool_calls = grammar::marker(&request, TOOL_CALLS);
+        let v11 = request.control_tokens.iter().any(|t| t.text == "[ARGS]");
+        let args_marker = grammar::marker(&request, "[ARGS]");
+        let named = |tool: &Tool, args: &str| {
+            // The name runs up to `[ARGS]`: one holding a bracket or space cannot be read back.
+            let bare = !tool.name.is_empty()
+                && tool
+                    .name
+                    .chars()
+                    .all(|c| c.is_alphanumeric() || "_-.".contains(c));
+            bare.then(|| {
+                format!(
+                    "{tool_calls} {} {args_marker} {args}",
+                    grammar::literal(&tool.name)
+                )
+            })
+        };
+        let listed =
+            |tool: &Tool, args: &str| Some(grammar::json_envelope(tool, args, "name", "arguments"));
+        let syntax = if v11 {
+            CallSyntax {
+                call: &named,
+                separator: "",
+                list: None,
+                triggers: vec![grammar::trigger(TOOL_CALLS)],
+                reasoning: Some(THINK),
+            }
+        } else {
+            CallSyntax {
+                call: &listed,
+                separator: "\", \"",
+                list: Some((format!("{tool_calls} \"[\""), "\"]\"".into())),
+                triggers: vec![grammar::trigger(TOOL_CALLS)],
+                reasoning: Some(THINK),
+            }
+        };
+        Ok(syntax.grammar(&request))
     }
 
     fn format_prompt(request: PromptRequest) -> Result<Prompt, AdapterError> {

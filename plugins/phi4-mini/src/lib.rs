@@ -14,6 +14,7 @@ mod render;
 
 use plugboard_sdk::Adapter;
 use plugboard_sdk::calls::CallList;
+use plugboard_sdk::grammar::{self, CallSyntax};
 use plugboard_sdk::prompt::ends_inside;
 use plugboard_sdk::stream::{CallMarkup, Format, OutputParser, Spec};
 use plugboard_sdk::template::render_chat_template;
@@ -76,6 +77,20 @@ impl Adapter for Phi4Mini {
             tool_call_triggers: TRIGGERS.iter().map(|t| t.to_string()).collect(),
             end_of_turn: END_OF_TURN.iter().map(|t| t.to_string()).collect(),
         }
+    }
+
+    /// `functools[` and a JSON list of calls, as the official template asks.
+    fn call_grammar(request: GrammarRequest) -> Result<Option<ToolCallGrammar>, AdapterError> {
+        let call =
+            |tool: &Tool, args: &str| Some(grammar::json_envelope(tool, args, "name", "arguments"));
+        Ok(CallSyntax {
+            call: &call,
+            separator: "\", \"",
+            list: Some((grammar::literal(FUNCTOOLS), "\"]\"".into())),
+            triggers: vec![grammar::trigger(FUNCTOOLS)],
+            reasoning: Some(THINK),
+        }
+        .grammar(&request))
     }
 
     fn format_prompt(request: PromptRequest) -> Result<Prompt, AdapterError> {

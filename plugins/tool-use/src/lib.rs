@@ -81,6 +81,7 @@ impl Adapter for ToolUse {
         Ok(CallSyntax {
             call: &call,
             separator: "\"\\n\"",
+            list: None,
             triggers: vec![grammar::trigger(OPEN)],
             reasoning: Some(("<think>", "</think>")),
         }

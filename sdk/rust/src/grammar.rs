@@ -10,7 +10,8 @@
 //!
 //! - `required` or a named function: the grammar applies from the first token, the output is
 //!   one call (or several, when parallel calls are allowed) and nothing else;
-//! - `auto`: the grammar applies from one of the family's triggers on, one call at a time;
+//! - `auto`: the grammar applies from one of the family's triggers on, one call (or one list
+//!   of calls) at a time;
 //! - `none`, or no tools: no grammar.
 //!
 //! The invariant each adapter keeps (its tests check it with [`crate::testing`]): every text
@@ -53,7 +54,10 @@ pub struct CallSyntax<'a> {
     pub call: &'a dyn Fn(&Tool, &str) -> Option<String>,
     /// Between two calls of a parallel turn (a Lark expression; `""` for none).
     pub separator: &'a str,
-    /// Texts that start a call in free output (the call expression begins with one of them).
+    /// Lark expressions around all the calls of a turn, for families that write their calls
+    /// as one list (`[TOOL_CALLS][` … `]`); `None` where each call has markers of its own.
+    pub list: Option<(String, String)>,
+    /// Texts that start a call (or the list) in free output.
     pub triggers: Vec<Trigger>,
     /// The family's reasoning markers, if it reasons.
     pub reasoning: Option<(&'a str, &'a str)>,
@@ -70,27 +74,30 @@ impl CallSyntax<'_> {
             return None;
         }
         let mut grammar = format!("call: {}\n", alternatives.join("\n    | "));
-        let start = match request.tool_choice {
-            ToolChoice::Auto => {
-                grammar.push_str("start: call\n");
-                GrammarStart::OnTrigger(self.triggers.clone())
+        let calls = if request.parallel_tool_calls {
+            format!("call ({} call)*", self.separator)
+        } else {
+            "call".to_string()
+        };
+        let body = match &self.list {
+            Some((open, close)) => format!("{open} {calls} {close}"),
+            // With a trigger per call, the host waits for the next trigger after each one.
+            None if request.tool_choice == ToolChoice::Auto => "call".to_string(),
+            None => calls,
+        };
+        let start = if request.tool_choice == ToolChoice::Auto {
+            grammar.push_str(&format!("start: {body}\n"));
+            GrammarStart::OnTrigger(self.triggers.clone())
+        } else {
+            match self.reasoning.filter(|_| request.reasoning_open) {
+                // The prompt opened reasoning: it ends (its close marker) before the calls.
+                Some((_, close)) => grammar.push_str(&format!(
+                    "start: reasoning /[ \\t\\r\\n]*/ {body}\nreasoning[suffix={}]: /(?s:.*)/\n",
+                    literal(close)
+                )),
+                None => grammar.push_str(&format!("start: {body}\n")),
             }
-            _ => {
-                let calls = if request.parallel_tool_calls {
-                    format!("call ({} call)*", self.separator)
-                } else {
-                    "call".to_string()
-                };
-                match self.reasoning.filter(|_| request.reasoning_open) {
-                    // The prompt opened reasoning: it ends (its close marker) before the calls.
-                    Some((_, close)) => grammar.push_str(&format!(
-                        "start: reasoning /[ \\t\\r\\n]*/ {calls}\nreasoning[suffix={}]: /(?s:.*)/\n",
-                        literal(close)
-                    )),
-                    None => grammar.push_str(&format!("start: {calls}\n")),
-                }
-                GrammarStart::FromStart
-            }
+            GrammarStart::FromStart
         };
         Some(ToolCallGrammar {
             grammar,
@@ -99,6 +106,15 @@ impl CallSyntax<'_> {
                 .reasoning
                 .map(|(open, close)| (open.to_string(), close.to_string())),
         })
+    }
+}
+
+/// A marker as the grammar must name it: by id when the model has it as a control token
+/// (text never produces one), as text otherwise.
+pub fn marker(request: &GrammarRequest, text: &str) -> String {
+    match request.control_tokens.iter().find(|t| t.text == text) {
+        Some(token) => format!("<[{}]>", token.id),
+        None => literal(text),
     }
 }
 

@@ -4,6 +4,7 @@
 //! fixtures in __NAME__.fixtures.jsonl with them.
 
 use plugboard_sdk::calls::JsonCalls;
+use plugboard_sdk::grammar::{self, CallSyntax};
 use plugboard_sdk::stream::{CallMarkup, Format, OutputParser, Spec};
 use plugboard_sdk::types::*;
 use plugboard_sdk::{Adapter, prompt};
@@ -68,6 +69,27 @@ impl Adapter for Family {
             tool_call_triggers: if with_tools { vec![OPEN.into()] } else { vec![] },
             reasoning_open: false,
         })
+    }
+
+    /// The call syntax as a grammar: plugboard holds generated calls to it (and to each
+    /// tool's schema). Keep it in step with the markers above.
+    fn call_grammar(request: GrammarRequest) -> Result<Option<ToolCallGrammar>, AdapterError> {
+        let call = |tool: &Tool, args: &str| {
+            Some(format!(
+                "{} {} {}",
+                grammar::literal(OPEN),
+                grammar::json_envelope(tool, args, "name", "arguments"),
+                grammar::literal(CLOSE)
+            ))
+        };
+        Ok(CallSyntax {
+            call: &call,
+            separator: "",
+            list: None,
+            triggers: vec![grammar::trigger(OPEN)],
+            reasoning: None,
+        }
+        .grammar(&request))
     }
 }
 
