@@ -211,6 +211,24 @@ fn the_grammar_corrects_a_wrong_call_and_one_call_allows_only_an_end() {
         }
     }
     assert_eq!(last, end, "after the one call allowed, the model must end");
+
+    // Forced to call with several calls allowed, a model that repeats a call is ended there.
+    let calls = ConstraintRequest {
+        grammar: WEATHER_CALL.replace(
+            "start: \"<tool_call>\"",
+            "start: one (\"\\n\" one)* \"\\n\"?\none: \"<tool_call>\"",
+        ),
+        activation: Activation::FromStart,
+        repeat: true,
+    };
+    let mut written = script(&factory, &["<tool_call>", CALL, "\n", "<tool_call>", CALL]);
+    written.push(written[0]);
+    let (text, constraint) = drive(&factory, &tokenizer, calls, &written);
+    assert!(constraint.report.repeat_ended, "{text:?}");
+    assert!(
+        text.ends_with(&format!("</tool_call>\n<tool_call>{CALL}<|im_end|>")),
+        "{text:?}"
+    );
 }
 
 #[test]

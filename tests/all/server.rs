@@ -339,10 +339,11 @@ fn required_tool_calls_are_made_and_valid_by_construction() {
     };
     let report = server.run_client("constrained_client.py", &[MODEL]);
     for run in report["required"].as_array().expect("runs") {
-        assert!(run["calls"].as_u64().unwrap_or(0) >= 1, "no call: {run}");
+        assert_eq!(run["calls"], 1, "one call: {run}");
         assert_eq!(run["valid"], true, "{run}");
         assert_eq!(run["finish"], "tool_calls", "{run}");
     }
+    assert_eq!(report["parallel"], json!([2, "tool_calls"]), "{report}");
     assert_eq!(report["named"], json!(["get_time"]), "{report}");
     for run in report["stress"].as_array().expect("runs") {
         assert_eq!(

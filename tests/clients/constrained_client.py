@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Constrained decoding through the server, seen by the real `openai` package: with
-`tool_choice: required` every reply is a call whose arguments are valid against the tool's
-schema (checked here with the `jsonschema` package, not by the server), also for chit-chat that
+`tool_choice: required` every reply is a call (exactly one with `parallel_tool_calls: false`,
+two where the prompt asks for two) whose arguments are valid against the tool's schema (checked here with the `jsonschema` package, not by the server), also for chit-chat that
 would not call a tool; a named tool is called when the prompt asks for another; a schema
 stress set is always valid; streaming equals non-streaming; `auto` without a call is the same
 text as unconstrained; `response_format: json_schema` gives valid JSON. Prints one JSON report
@@ -94,10 +94,16 @@ report = {"required": [], "stress": []}
 settings = [(0.0, None)] + [(0.7, seed) for seed in range(1, SEEDS + 1)]
 for prompt in PROMPTS:
     for temperature, seed in settings:
-        r = ask(prompt, TOOLS, "required", temperature, seed)
+        # One call each: forced to call on chit-chat with parallel calls allowed, the 0.5B model
+        # goes on listing calls (other cities, other zones) until the token limit.
+        r = ask(prompt, TOOLS, "required", temperature, seed, parallel_tool_calls=False)
         n, valid, names = check_calls(r.choices[0].message, TOOLS)
         report["required"].append({"prompt": prompt, "temperature": temperature, "seed": seed, "calls": n,
                                    "valid": valid, "names": names, "finish": r.choices[0].finish_reason})
+
+# Parallel calls where the prompt asks for two.
+r = ask("What's the weather in Paris and in London?", TOOLS, "required", 0.0, None)
+report["parallel"] = [check_calls(r.choices[0].message, TOOLS)[0], r.choices[0].finish_reason]
 
 # A named tool is called even when the prompt asks for another.
 r = ask("What's the weather in Paris?", TOOLS, {"type": "function", "function": {"name": "get_time"}}, 0.0, None)

@@ -161,6 +161,8 @@ pub struct ConstraintReport {
     pub activations: usize,
     /// Set when the constraint was dropped, with llguidance's message.
     pub dropped: Option<(DropReason, String)>,
+    /// The model repeated a call it had made, and the turn was ended there.
+    pub repeat_ended: bool,
 }
 
 enum State {
@@ -178,7 +180,38 @@ pub struct Constraint {
     state: State,
     end_ids: Vec<u32>,
     watch: TriggerWatch,
+    loops: RepeatGuard,
     pub report: ConstraintReport,
+}
+
+/// Notices a model that repeats itself under a grammar that allows several calls: the text
+/// between two points where the grammar could end (one call, with what separates it) is
+/// compared with the pieces before it.
+#[derive(Default)]
+struct RepeatGuard {
+    piece: Vec<u8>,
+    pieces: Vec<Vec<u8>>,
+}
+
+impl RepeatGuard {
+    /// Adds a token's bytes; `complete`: the grammar could end after it. Says whether the
+    /// piece just completed was seen before.
+    fn push(&mut self, bytes: &[u8], complete: bool) -> bool {
+        self.piece.extend_from_slice(bytes);
+        if !complete {
+            return false;
+        }
+        let piece = std::mem::take(&mut self.piece);
+        let piece = piece.trim_ascii();
+        if piece.is_empty() {
+            return false;
+        }
+        if self.pieces.iter().any(|p| p == piece) {
+            return true;
+        }
+        self.pieces.push(piece.to_vec());
+        false
+    }
 }
 
 impl Constraint {
@@ -212,6 +245,7 @@ impl Constraint {
             state,
             end_ids,
             watch,
+            loops: RepeatGuard::default(),
             report,
         }
     }
@@ -229,6 +263,7 @@ impl Constraint {
             request,
             state: State::Off,
             end_ids: Vec::new(),
+            loops: RepeatGuard::default(),
             report: ConstraintReport {
                 dropped: Some((DropReason::Compile, reason)),
                 ..ConstraintReport::default()
@@ -338,6 +373,16 @@ impl Constraint {
                     self.drop_constraint(DropReason::Parser, e.to_string());
                 } else if matcher.is_stopped() {
                     self.complete();
+                } else if self.request.repeat
+                    && self.request.activation == Activation::FromStart
+                    && self
+                        .loops
+                        .push(bytes, matcher.is_accepting().unwrap_or(false))
+                {
+                    // Forced to call, a small model may repeat its calls until the token
+                    // limit: a call it already made ends the turn instead.
+                    self.report.repeat_ended = true;
+                    self.state = State::EndOnly;
                 }
                 if matches!(self.state, State::Awaiting) {
                     // The next call's trigger starts after this token.

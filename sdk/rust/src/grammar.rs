@@ -83,6 +83,11 @@ impl CallSyntax<'_> {
             Some((open, close)) => format!("{open} {calls} {close}"),
             // With a trigger per call, the host waits for the next trigger after each one.
             None if request.tool_choice == ToolChoice::Auto => "call".to_string(),
+            // A separator may also end the turn: a model that writes one after its last call
+            // is not forced into another call.
+            None if request.parallel_tool_calls && !self.separator.is_empty() => {
+                format!("{calls} ({})?", self.separator)
+            }
             None => calls,
         };
         let start = if request.tool_choice == ToolChoice::Auto {
