@@ -348,6 +348,50 @@ impl Constraint {
                         self.drop_constraint(DropReason::EmptyMask, detail);
                         continue;
                     }
+                    // Few tokens are allowed at most steps: copy only theirs.
+                    let mut masked = vec![f32::NEG_INFINITY; logits.len()];
+                    mask.iter_set_entries(|i| {
+                        if let Some(l) = logits.get(i) {
+                            masked[i] = *l;
+                        }
+                    });
+                    return sampler.pick(&masked, top_logprobs);
+                }
+                State::Active(matcher) => {
+                    if top_logprobs.is_none() {
+                        let (id, logprobs) = sampler.pick(logits, None);
+                        if matcher.validate_tokens(&[id]).ok() == Some(1) {
+                            return (id, logprobs);
+                        }
+                        // A grammar that is complete but could go on (more calls, trailing
+                        // text) ends where the model chooses to leave it, when it waits for
+                        // triggers again.
+                        if self.request.repeat
+                            && !matches!(self.request.activation, Activation::FromStart)
+                            && matcher.is_accepting().unwrap_or(false)
+                        {
+                            self.complete();
+                            continue;
+                        }
+                    }
+                    let started = std::time::Instant::now();
+                    let mask = matcher.compute_mask();
+                    self.report.masks += 1;
+                    self.report.mask_ms += started.elapsed().as_secs_f64() * 1e3;
+                    let mask = match mask {
+                        Ok(mask) => mask,
+                        Err(e) => {
+                            self.drop_constraint(DropReason::Parser, e.to_string());
+                            continue;
+                        }
+                    };
+                    if mask.is_zero() {
+                        let detail = matcher
+                            .get_error()
+                            .unwrap_or_else(|| "no token may follow".into());
+                        self.drop_constraint(DropReason::EmptyMask, detail);
+                        continue;
+                    }
                     let masked: Vec<f32> = logits
                         .iter()
                         .enumerate()
