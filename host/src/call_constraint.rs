@@ -3,10 +3,10 @@
 //! The adapter knows the family's call syntax; the host knows the tools. An adapter's grammar
 //! references `args0`, `args1`, … and this module defines them: each offered tool's arguments
 //! as a JSON object valid against its JSON Schema (llguidance compiles the schema), written as
-//! Python's `json.dumps` writes JSON (`", "` between items, `": "` after keys, no other
-//! whitespace). That is the form chat templates render calls in, so a model that writes its
-//! calls as it was shown is never masked, and a small model cannot wander off into endless
-//! whitespace inside a call.
+//! Python's `json.dumps` writes JSON (`", "` between items, `": "` after keys) or compactly,
+//! with no other whitespace. Those are the forms chat templates render calls in, so a model
+//! that writes its calls as it was shown is never masked, and a small model cannot wander off
+//! into endless whitespace inside a call.
 
 use serde_json::{Value, json};
 
@@ -65,13 +65,15 @@ fn arguments_schema(parameters: &str) -> Value {
     Value::Object(schema)
 }
 
-/// llguidance's options for JSON as Python's `json.dumps` writes it.
+/// llguidance's options for JSON as Python's `json.dumps` writes it (`", "`, `": "`) or as
+/// compact JSON (`","`, `":"`), the two forms templates show, and no other whitespace. (The
+/// separators are regular expressions.)
 fn canonical() -> Value {
-    json!({"whitespace_flexible": false, "item_separator": ", ", "key_separator": ": "})
+    json!({"whitespace_flexible": false, "item_separator": ", ?", "key_separator": ": ?"})
 }
 
-/// The constraint for a JSON answer valid against `schema`, from the first token on, written
-/// the canonical way.
+/// The constraint for a JSON answer valid against `schema`, from the first token on, with the
+/// same separators.
 pub fn json_constraint(schema: &Value) -> ConstraintRequest {
     let schema = match schema {
         Value::Object(schema) => {

@@ -368,8 +368,9 @@ impl Router {
                 )
             }),
             Err(e) => {
-                tracing::warn!(adapter = %plugin.label(), "no call grammar, the turn runs unconstrained: {e}");
-                metrics::counter!("plugboard_grammar_fallbacks_total", "adapter" => plugin.label().to_string(), "reason" => "adapter_error")
+                let adapter = format!("{}/{}", plugin.info().name, plugin.info().version);
+                tracing::warn!(adapter, "no call grammar, the turn runs unconstrained: {e}");
+                metrics::counter!("plugboard_grammar_fallbacks_total", "adapter" => adapter, "reason" => "adapter_error")
                     .increment(1);
                 None
             }

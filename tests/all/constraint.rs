@@ -511,3 +511,72 @@ fn random_walks_through_each_adapter_grammar_parse_as_exactly_their_calls() {
         }
     }
 }
+
+#[test]
+fn an_adapters_own_rendered_calls_are_accepted_by_its_grammar() {
+    use plugboard::adapter::{GrammarRequest, Message, PromptRequest, Role, ToolCall, ToolChoice};
+    use plugboard::call_constraint::tool_constraint;
+    use plugboard::plugins::PluginHost;
+
+    let Some(path) = models::qwen() else { return };
+    let tokenizer = tokenizer(&path);
+    let end = tokenizer.token_id("<|im_end|>").expect("end token");
+    let factory = GrammarFactory::new(&tokenizer, tokenizer.vocab_size(), &[end]).expect("builds");
+    let host = PluginHost::new(plugboard_tests::runtime(), true, None);
+    let tools = tool_sets().remove(0);
+    let mut assistant = Message::text(Role::Assistant, "");
+    assistant.tool_calls = vec![ToolCall {
+        id: Some("call_1".into()),
+        name: "get_weather".into(),
+        arguments: r#"{"city": "Paris", "unit": "c"}"#.into(),
+    }];
+    let request = PromptRequest {
+        messages: vec![
+            Message::text(Role::User, "Weather in Paris?"),
+            assistant,
+            Message::text(Role::User, "Thanks."),
+        ],
+        tools: tools.clone(),
+        tool_choice: ToolChoice::Auto,
+        parallel_tool_calls: false,
+        add_generation_prompt: true,
+        model: Default::default(),
+        template_variables: vec![],
+    };
+    for (adapter, open, close) in [
+        ("hermes", "<tool_call>", "</tool_call>"),
+        ("tool-use", "<tool_use>", "</tool_use>"),
+    ] {
+        let plugin = host.get(adapter).expect("built in");
+        let prompt = plugin.format_prompt(&request).expect("renders").text;
+        // The last one: the system prompt may show the markers too.
+        let start = prompt.rfind(open).expect("the call is rendered");
+        let end_at = start + prompt[start..].find(close).expect("closed") + close.len();
+        let call = &prompt[start..end_at];
+        let grammar = plugin
+            .session()
+            .expect("a session")
+            .call_grammar(&GrammarRequest {
+                tools: tools.clone(),
+                tool_choice: ToolChoice::Required,
+                parallel_tool_calls: false,
+                ..GrammarRequest::default()
+            })
+            .expect("no error")
+            .expect("a grammar");
+        let mut constraint =
+            Constraint::new(&factory, tool_constraint(grammar, &tools, false, false));
+        for id in factory.trie().greedy_tokenize(call.as_bytes()) {
+            constraint.accept(id, &tokenizer.token_bytes(id));
+            assert!(
+                constraint.report.dropped.is_none(),
+                "{adapter}: {call:?}: {:?}",
+                constraint.report
+            );
+        }
+        // The call is complete: only the end may follow.
+        let mut sampler = Sampler::new(SamplingParams::default());
+        let (next, _) = constraint.sample(&mut sampler, &vec![0.0; tokenizer.vocab_size()], None);
+        assert_eq!(next, end, "{adapter}: {call:?}");
+    }
+}

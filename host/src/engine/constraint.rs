@@ -357,54 +357,6 @@ impl Constraint {
                     });
                     return sampler.pick(&masked, top_logprobs);
                 }
-                State::Active(matcher) => {
-                    if top_logprobs.is_none() {
-                        let (id, logprobs) = sampler.pick(logits, None);
-                        if matcher.validate_tokens(&[id]).ok() == Some(1) {
-                            return (id, logprobs);
-                        }
-                        // A grammar that is complete but could go on (more calls, trailing
-                        // text) ends where the model chooses to leave it, when it waits for
-                        // triggers again.
-                        if self.request.repeat
-                            && !matches!(self.request.activation, Activation::FromStart)
-                            && matcher.is_accepting().unwrap_or(false)
-                        {
-                            self.complete();
-                            continue;
-                        }
-                    }
-                    let started = std::time::Instant::now();
-                    let mask = matcher.compute_mask();
-                    self.report.masks += 1;
-                    self.report.mask_ms += started.elapsed().as_secs_f64() * 1e3;
-                    let mask = match mask {
-                        Ok(mask) => mask,
-                        Err(e) => {
-                            self.drop_constraint(DropReason::Parser, e.to_string());
-                            continue;
-                        }
-                    };
-                    if mask.is_zero() {
-                        let detail = matcher
-                            .get_error()
-                            .unwrap_or_else(|| "no token may follow".into());
-                        self.drop_constraint(DropReason::EmptyMask, detail);
-                        continue;
-                    }
-                    let masked: Vec<f32> = logits
-                        .iter()
-                        .enumerate()
-                        .map(|(i, l)| {
-                            if i < mask.len() && mask.is_allowed(i as u32) {
-                                *l
-                            } else {
-                                f32::NEG_INFINITY
-                            }
-                        })
-                        .collect();
-                    return sampler.pick(&masked, top_logprobs);
-                }
             }
         }
     }

@@ -3,8 +3,8 @@
 //!
 //! Grammars are written in llguidance's Lark dialect. The host defines one rule per offered
 //! tool, `args0`, `args1`, … ([`args_rule`]): that tool's arguments as a JSON object valid
-//! against its schema, written as Python's `json.dumps` writes it (`", "` and `": "`), the
-//! form chat templates show models. An adapter only says what surrounds them: the markers,
+//! against its schema, written as Python's `json.dumps` writes it (`", "` and `": "`) or
+//! compactly, the forms chat templates show models. An adapter only says what surrounds them: the markers,
 //! the name, the separators. [`CallSyntax::grammar`] turns that into a whole [`ToolCallGrammar`]
 //! for any `tool_choice`:
 //!

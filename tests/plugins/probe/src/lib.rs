@@ -1,5 +1,6 @@
 //! A test plugin for hot swap: its content is always `vX` so a caller can tell which version
 //! answered. Built twice (with and without the `v2` feature) as two versions of one adapter.
+//! Its call grammar is broken on purpose.
 
 use plugboard_sdk::types::*;
 use plugboard_sdk::{Adapter, StreamParse};
@@ -51,6 +52,15 @@ impl Adapter for Probe {
             tool_call_triggers: vec![],
             reasoning_open: false,
         })
+    }
+
+    /// A grammar that does not compile: a request must still be served, unconstrained.
+    fn call_grammar(_: GrammarRequest) -> Result<Option<ToolCallGrammar>, AdapterError> {
+        Ok(Some(ToolCallGrammar {
+            grammar: "start: %json {".into(),
+            start: GrammarStart::OnTrigger(vec![]),
+            reasoning: None,
+        }))
     }
 }
 
