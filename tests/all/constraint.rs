@@ -2,12 +2,10 @@
 //! state machine on scripted logits (real vocabulary, real llguidance), and real generations of
 //! the Qwen test model held to a grammar.
 
-use std::sync::Arc;
-
 use plugboard::engine::constraint::{Constraint, vocabulary_bytes};
 use plugboard::engine::{
-    Activation, ConstraintRequest, DropReason, Engine, EngineOptions, GenEvent, GenerateRequest,
-    GgufFile, GrammarFactory, Sampler, SamplingParams, Tokenizer, Trigger,
+    Activation, ConstraintRequest, DropReason, Engine, GenEvent, GenerateRequest, GgufFile,
+    GrammarFactory, Sampler, SamplingParams, Tokenizer, Trigger,
 };
 use plugboard_tests::models;
 use serde_json::Value;
@@ -256,11 +254,6 @@ fn a_broken_grammar_or_a_rejected_trigger_drops_the_constraint_and_generation_go
     );
 }
 
-fn qwen() -> Option<Arc<Engine>> {
-    let path = models::qwen()?;
-    Some(Engine::load(&path, &EngineOptions::default()).expect("loads"))
-}
-
 fn generate(
     engine: &Engine,
     prompt: &str,
@@ -295,7 +288,9 @@ fn chat(user: &str) -> String {
 
 #[test]
 fn qwen_held_to_a_call_grammar_from_the_start_always_calls_and_unconstrained_text_is_unchanged() {
-    let Some(engine) = qwen() else { return };
+    let Some(engine) = models::qwen_engine() else {
+        return;
+    };
     let required = ConstraintRequest {
         grammar: WEATHER_CALL.into(),
         activation: Activation::FromStart,

@@ -48,11 +48,6 @@ fn qwen_answers_a_chat_prompt() {
     assert_eq!(reason, FinishReason::Stop);
 }
 
-fn qwen() -> Option<Arc<Engine>> {
-    let path = models::qwen()?;
-    Some(Engine::load(&path, &EngineOptions::default()).expect("loads"))
-}
-
 fn request(
     engine: &Engine,
     prompt: &str,
@@ -90,7 +85,9 @@ const STORY: &str = "<|im_start|>user\nWrite two sentences about a lighthouse ke
 
 #[test]
 fn the_same_seed_gives_the_same_text_and_another_seed_differs() {
-    let Some(engine) = qwen() else { return };
+    let Some(engine) = models::qwen_engine() else {
+        return;
+    };
     let sampled = |seed| SamplingParams {
         temperature: 1.0,
         top_p: 0.95,
@@ -110,7 +107,9 @@ fn the_same_seed_gives_the_same_text_and_another_seed_differs() {
 
 #[test]
 fn a_stop_string_spanning_tokens_ends_the_text_before_it() {
-    let Some(engine) = qwen() else { return };
+    let Some(engine) = models::qwen_engine() else {
+        return;
+    };
     let (free, _) = pieces(
         &engine,
         request(&engine, STORY, 32, SamplingParams::default(), &[]),
@@ -138,7 +137,9 @@ fn a_stop_string_spanning_tokens_ends_the_text_before_it() {
 
 #[test]
 fn streamed_text_never_splits_a_character() {
-    let Some(engine) = qwen() else { return };
+    let Some(engine) = models::qwen_engine() else {
+        return;
+    };
     let prompt = "<|im_start|>user\nWrite the word 'peace' in Chinese, Japanese, Korean, Arabic and as three emoji.<|im_end|>\n<|im_start|>assistant\n";
     let (out, _) = pieces(
         &engine,
@@ -156,7 +157,9 @@ fn streamed_text_never_splits_a_character() {
 
 #[test]
 fn dropping_the_receiver_cancels_at_the_next_token() {
-    let Some(engine) = qwen() else { return };
+    let Some(engine) = models::qwen_engine() else {
+        return;
+    };
     let before = engine.generated_tokens();
     let mut events = engine
         .generate(request(&engine, STORY, 200, SamplingParams::default(), &[]))
@@ -182,7 +185,9 @@ fn dropping_the_receiver_cancels_at_the_next_token() {
 
 #[test]
 fn control_tokens_typed_by_a_user_stay_text() {
-    let Some(engine) = qwen() else { return };
+    let Some(engine) = models::qwen_engine() else {
+        return;
+    };
     let tokenizer = engine.tokenizer();
     let im_end = tokenizer
         .token_id("<|im_end|>")
@@ -384,7 +389,9 @@ fn correlation(a: &[f32], b: &[f32]) -> f64 {
 /// prompts of different lengths) give the texts each gives alone.
 #[test]
 fn batched_generations_equal_the_same_requests_one_at_a_time() {
-    let Some(engine) = qwen() else { return };
+    let Some(engine) = models::qwen_engine() else {
+        return;
+    };
     let prompts = [
         "<|im_start|>user\nName three rivers in Europe.<|im_end|>\n<|im_start|>assistant\n",
         "<|im_start|>user\nWrite a haiku about rain.<|im_end|>\n<|im_start|>assistant\n",
@@ -424,7 +431,9 @@ fn batched_generations_equal_the_same_requests_one_at_a_time() {
 /// A tool prompt sent twice: the second request takes all but its last token from the cache.
 #[test]
 fn a_repeated_prompt_comes_from_the_prefix_cache() {
-    let Some(engine) = qwen() else { return };
+    let Some(engine) = models::qwen_engine() else {
+        return;
+    };
     let tools = (0..8)
         .map(|i| format!("{{\"type\": \"function\", \"function\": {{\"name\": \"tool_{i}\", \"description\": \"Looks up record {i}.\", \"parameters\": {{\"type\": \"object\", \"properties\": {{\"id\": {{\"type\": \"string\"}}}}}}}}}}"))
         .collect::<Vec<_>>()

@@ -27,6 +27,32 @@ fn start() -> Option<(TestServer, tempfile::TempDir)> {
     Some((server, plugins))
 }
 
+/// A server whose models are the Qwen test model served by these adapters, `(model id,
+/// adapter)`, with a plugin folder; the first model loads at start.
+fn serve_with_adapters(
+    plugins: &std::path::Path,
+    model: &std::path::Path,
+    models: &[(&str, &str)],
+) -> TestServer {
+    let config = plugins.join("models.toml");
+    let source = format!("{:?}", model.display().to_string());
+    let declared: String = models
+        .iter()
+        .map(|(id, adapter)| {
+            format!("[[models]]\nid = \"{id}\"\nsource = {source}\nadapter = \"{adapter}\"\n\n")
+        })
+        .collect();
+    std::fs::write(&config, declared).expect("written");
+    TestServer::start(&[
+        "--config",
+        config.to_str().expect("utf-8"),
+        "--model",
+        models[0].0,
+        "--plugins",
+        plugins.to_str().expect("utf-8"),
+    ])
+}
+
 fn paris_call(calls: &Value) {
     let calls = calls.as_array().expect("tool_calls is a list");
     assert_eq!(calls.len(), 1, "one call: {calls:?}");
@@ -147,23 +173,7 @@ fn an_adapter_swapped_under_eight_streams_fails_none() {
     let plugins = tempfile::tempdir().expect("temp dir");
     let probe = plugins.path().join("probe.wasm");
     std::fs::write(&probe, plugin_bytes("probe-v1")).expect("written");
-    let config = plugins.path().join("models.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[[models]]\nid = \"probe-model\"\nsource = {:?}\nadapter = \"probe\"\n",
-            model.display().to_string()
-        ),
-    )
-    .expect("written");
-    let server = TestServer::start(&[
-        "--config",
-        config.to_str().expect("utf-8"),
-        "--model",
-        "probe-model",
-        "--plugins",
-        plugins.path().to_str().expect("utf-8"),
-    ]);
+    let server = serve_with_adapters(plugins.path(), &model, &[("probe-model", "probe")]);
     let new_wasm = test_plugins().join("probe-v2.wasm");
     let report = server.run_client(
         "hot_swap_client.py",
@@ -372,23 +382,11 @@ fn a_broken_grammar_and_an_adapter_without_one_still_serve() {
         plugin_bytes("contract-v0-1"),
     )
     .expect("written");
-    let config = plugins.path().join("models.toml");
-    let source = format!("{:?}", model.display().to_string());
-    std::fs::write(
-        &config,
-        format!(
-            "[[models]]\nid = \"probe-model\"\nsource = {source}\nadapter = \"probe\"\n\n[[models]]\nid = \"legacy-model\"\nsource = {source}\nadapter = \"legacy\"\n"
-        ),
-    )
-    .expect("written");
-    let server = TestServer::start(&[
-        "--config",
-        config.to_str().expect("utf-8"),
-        "--model",
-        "probe-model",
-        "--plugins",
-        plugins.path().to_str().expect("utf-8"),
-    ]);
+    let server = serve_with_adapters(
+        plugins.path(),
+        &model,
+        &[("probe-model", "probe"), ("legacy-model", "legacy")],
+    );
     let script = r#"
 import json, sys, urllib.request
 base = sys.argv[1]

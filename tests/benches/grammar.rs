@@ -101,6 +101,21 @@ fn main() {
     // The adapter call and the grammar compilation, as a request pays them.
     let host = PluginHost::new(runtime(), true, None);
     let hermes = host.get("hermes").expect("built in");
+    // The adapter's call and the engine's constraint request, for `tool_choice: required`.
+    let required = |tools: &[Tool], parallel: bool| {
+        let grammar = hermes
+            .session()
+            .expect("session")
+            .call_grammar(&GrammarRequest {
+                tools: tools.to_vec(),
+                tool_choice: ToolChoice::Required,
+                parallel_tool_calls: parallel,
+                ..GrammarRequest::default()
+            })
+            .expect("call")
+            .expect("a grammar");
+        tool_constraint(grammar, tools, parallel, false)
+    };
     for (label, tools) in [
         ("3 tools", three_tools()),
         ("20 nested tools", twenty_tools()),
@@ -108,19 +123,7 @@ fn main() {
         let mut times: Vec<Duration> = (0..21)
             .map(|_| {
                 let start = Instant::now();
-                let grammar = hermes
-                    .session()
-                    .expect("session")
-                    .call_grammar(&GrammarRequest {
-                        tools: tools.clone(),
-                        tool_choice: ToolChoice::Required,
-                        parallel_tool_calls: true,
-                        ..GrammarRequest::default()
-                    })
-                    .expect("call")
-                    .expect("a grammar");
-                let request = tool_constraint(grammar, &tools, true, false);
-                let constraint = Constraint::new(&factory, request);
+                let constraint = Constraint::new(&factory, required(&tools, true));
                 assert!(constraint.report.dropped.is_none());
                 start.elapsed()
             })
@@ -132,19 +135,7 @@ fn main() {
     }
 
     // A mask per token: walks that the grammar corrects at every step (random logits).
-    let tools = three_tools();
-    let grammar = hermes
-        .session()
-        .expect("session")
-        .call_grammar(&GrammarRequest {
-            tools: tools.clone(),
-            tool_choice: ToolChoice::Required,
-            parallel_tool_calls: false,
-            ..GrammarRequest::default()
-        })
-        .expect("call")
-        .expect("a grammar");
-    let request = tool_constraint(grammar, &tools, false, false);
+    let request = required(&three_tools(), false);
     let mut steps = Vec::new();
     let (mut masks, mut mask_ms) = (0, 0.0);
     let mut seed = 0x2545_F491_4F6C_DD1Du64;

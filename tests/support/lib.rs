@@ -202,6 +202,13 @@ pub mod models {
     pub fn gemma() -> Option<PathBuf> {
         find("gemma-3-270m-q4_k_m.gguf")
     }
+
+    /// The Qwen test model loaded on the engine with default options.
+    pub fn qwen_engine() -> Option<std::sync::Arc<plugboard::engine::Engine>> {
+        let path = qwen()?;
+        let options = plugboard::engine::EngineOptions::default();
+        Some(plugboard::engine::Engine::load(&path, &options).expect("the Qwen test model loads"))
+    }
 }
 
 /// A `plugboard serve` process on an ephemeral loopback port, stopped on drop.
