@@ -7,7 +7,9 @@ stress set is always valid; streaming equals non-streaming; `auto` without a cal
 text as unconstrained; `response_format: json_schema` gives valid JSON. Prints one JSON report
 for tests/all/server.rs.
 
-Usage: constrained_client.py BASE_URL MODEL [SEEDS]
+Usage: constrained_client.py BASE_URL MODEL [SEEDS] [PROMPTS]
+(SEEDS sampled runs per prompt beside the greedy one, 1 by default; PROMPTS of the 40, 10 by
+default: the first 6 ask for a tool, the last 4 are chit-chat; all 40 with PROMPTS=40.)
 """
 
 import json
@@ -19,6 +21,7 @@ import openai
 
 BASE, MODEL = sys.argv[1], sys.argv[2]
 SEEDS = int(sys.argv[3]) if len(sys.argv) > 3 else 1
+COUNT = int(sys.argv[4]) if len(sys.argv) > 4 else 10
 client = openai.OpenAI(base_url=f"{BASE}/v1", api_key="unused", max_retries=0, timeout=600)
 
 
@@ -54,18 +57,52 @@ STRESS = [tool("book_table", "Book a restaurant table", {
     "additionalProperties": False,
 })]
 
-PROMPTS = [
+ASKING = [
     "What's the weather in Paris?",
     "Is it raining in Tokyo right now? Use celsius.",
     "What time is it in Europe/Berlin?",
     "I'm flying to New York; what's the local time there?",
     "How warm is it in Cairo today?",
+    "Should I take an umbrella in London?",
+    "Temperature in Reykjavik in fahrenheit, please.",
+    "What's the current time in Asia/Tokyo?",
+    "Is it sunny in Madrid?",
+    "Tell me the time in UTC.",
+    "How cold is it in Oslo right now?",
+    "What's the weather like in Sydney?",
+    "Give me the local time in America/Los_Angeles.",
+    "Weather report for Nairobi.",
+    "Is it snowing in Montreal?",
+    "What time is it in India (Asia/Kolkata)?",
+    "Check the weather in Buenos Aires in celsius.",
+    "Current conditions in Seattle?",
+    "What hour is it in Europe/Lisbon?",
+    "How hot is Dubai today?",
+    "Do I need a coat in Berlin?",
+    "Time check for Australia/Sydney, please.",
+    "What's it like outside in Rome?",
+    "Humidity and temperature in Singapore?",
+    "Local time in Africa/Lagos?",
+    "Weather in Mexico City, fahrenheit.",
+    "What's the time in Europe/Moscow?",
+    "Forecast for Amsterdam right now?",
+    "Is it windy in Chicago?",
+    "What time is it in Pacific/Auckland?",
+]
+CHITCHAT = [
     "Hi! How are you today?",
     "Tell me a joke about cats.",
     "Write a haiku about autumn.",
     "What is 17 times 23?",
     "Thanks, that's all for now.",
+    "Who wrote Pride and Prejudice?",
+    "Explain recursion in one sentence.",
+    "Translate 'good morning' into Spanish.",
+    "What's your favourite colour?",
+    "Give me a synonym for 'happy'.",
 ]
+# The suite's default: 6 asking, 4 chit-chat; 40 prompts: all of them.
+PROMPTS = ASKING[:COUNT * 3 // 5 if COUNT < 40 else 30] + CHITCHAT[:COUNT - (COUNT * 3 // 5 if COUNT < 40 else 30)]
 
 
 def schema_of(tools, name):
@@ -98,7 +135,7 @@ for prompt in PROMPTS:
         # goes on listing calls (other cities, other zones) until the token limit.
         r = ask(prompt, TOOLS, "required", temperature, seed, parallel_tool_calls=False)
         n, valid, names = check_calls(r.choices[0].message, TOOLS)
-        report["required"].append({"prompt": prompt, "temperature": temperature, "seed": seed, "calls": n,
+        report["required"].append({"prompt": prompt, "asks": prompt in ASKING, "temperature": temperature, "seed": seed, "calls": n,
                                    "valid": valid, "names": names, "finish": r.choices[0].finish_reason})
 
 # Parallel calls where the prompt asks for two.
@@ -109,7 +146,7 @@ report["parallel"] = [check_calls(r.choices[0].message, TOOLS)[0], r.choices[0].
 r = ask("What's the weather in Paris?", TOOLS, {"type": "function", "function": {"name": "get_time"}}, 0.0, None)
 report["named"] = check_calls(r.choices[0].message, TOOLS)[2]
 
-for seed in range(1, 3 * SEEDS + 1):
+for seed in range(1, (3 if COUNT < 40 else 30) + 1):
     r = ask("Book a table for four at Luigi on Friday at 8pm, on the terrace.", STRESS, "required", 0.7, seed,
             parallel_tool_calls=False)
     n, valid, _ = check_calls(r.choices[0].message, STRESS)

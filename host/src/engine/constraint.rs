@@ -271,16 +271,6 @@ impl Constraint {
         }
     }
 
-    /// Whether the constraint was dropped.
-    pub fn is_off(&self) -> bool {
-        matches!(self.state, State::Off)
-    }
-
-    /// Whether the grammar is active (masking when needed).
-    pub fn is_active(&self) -> bool {
-        matches!(self.state, State::Active(_))
-    }
-
     fn drop_constraint(&mut self, reason: DropReason, detail: String) {
         tracing::warn!(
             reason = reason.as_str(),

@@ -5,7 +5,7 @@
 //! (`plugboard:adapter/adapter@0.2.0`). [`detect`] reads it; each supported version has its own
 //! module (`contract/v0_1.rs`, `contract/v0_2.rs`) with its `bindgen!` and its calls, and a
 //! variant of [`AdapterPre`], so an older release keeps loading beside the newest. The types
-//! the versions share convert through one macro, [`shared_types!`]. To add a version: copy its
+//! the versions share convert through one macro, `shared_types!`. To add a version: copy its
 //! WIT to `wit/vX.Y/`, add a module beside the others and a variant here.
 
 use wasmtime::component::{Component, InstancePre, ResourceAny};

@@ -9,14 +9,15 @@
 //! optional, and tolerated in V3.1 too. A block whose end marker is missing ends where its
 //! calls stop; a `<｜tool▁call▁begin｜>` without the block around it is read the same way.
 
-use plugboard_sdk::calls::{ArgsReader, ArgsStep, BodyStep, CallBody};
+use plugboard_sdk::calls::{
+    ArgsReader, ArgsStep, BodyStep, CallBody, FENCE, is_name_char, may_become,
+};
 use plugboard_sdk::emit::Emitter;
 use plugboard_sdk::scanner::{Markers, Scan};
 use plugboard_sdk::types::ProblemKind;
 
 use crate::markers::{CALL_BEGIN, CALL_END, CALLS_END, END_OF_SENTENCE, SEP};
 
-const FENCE: &str = "```";
 /// V3's call type before the separator.
 const FUNCTION: &str = "function";
 
@@ -66,15 +67,6 @@ impl DeepSeekCalls {
             ..Self::block()
         }
     }
-}
-
-pub(crate) fn is_name_char(c: char) -> bool {
-    c.is_alphanumeric() || matches!(c, '_' | '-' | '.')
-}
-
-/// Whether `text` is a proper start of `marker`.
-fn may_become(text: &str, marker: &str) -> bool {
-    marker.len() > text.len() && marker.starts_with(text)
 }
 
 /// Markers that end a call from outside its JSON.
@@ -221,7 +213,7 @@ impl DeepSeekCalls {
                         continue;
                     }
                     let text = self.buf.trim_start();
-                    if text.is_empty() || may_become(text, CALL_END) {
+                    if text.is_empty() || may_become(text, &[CALL_END]) {
                         if at_end {
                             return self.truncated(out, "the output ended before the call's name");
                         }
@@ -257,8 +249,8 @@ impl DeepSeekCalls {
                 Phase::Fence => {
                     let text = self.buf.trim_start();
                     let waiting = text.is_empty()
-                        || may_become(text, FENCE)
-                        || may_become(text, CALL_END)
+                        || may_become(text, &[FENCE])
+                        || may_become(text, &[CALL_END])
                         || (text.starts_with(FENCE) && !text.contains(['\n', '{']));
                     if waiting {
                         if at_end {
@@ -291,7 +283,9 @@ impl DeepSeekCalls {
                     if reader.is_empty() {
                         // Only a closing fence or the call's end: no arguments.
                         let text = self.buf.trim_start();
-                        if text.is_empty() || may_become(text, FENCE) || may_become(text, CALL_END)
+                        if text.is_empty()
+                            || may_become(text, &[FENCE])
+                            || may_become(text, &[CALL_END])
                         {
                             if at_end {
                                 let message = "the output ended before the call's arguments";
@@ -329,7 +323,7 @@ impl DeepSeekCalls {
                 }
                 Phase::AfterArgs => {
                     let text = self.buf.trim_start();
-                    if !at_end && (text.is_empty() || may_become(text, FENCE)) {
+                    if !at_end && (text.is_empty() || may_become(text, &[FENCE])) {
                         return BodyStep::More;
                     }
                     let after_fence = text.strip_prefix(FENCE).unwrap_or(text).trim_start();

@@ -68,12 +68,13 @@ impl Adapter for DeepSeek {
         let (call_begin, sep, call_end) = (m(CALL_BEGIN), m(SEP), m(CALL_END));
         let call = |tool: &Tool, args: &str| {
             // Only a name the parser reads as one can be written.
-            (!tool.name.is_empty() && tool.name.chars().all(body::is_name_char)).then(|| {
-                format!(
-                    "{call_begin} \"function\" {sep} {} {args} \"\\n```\" {call_end}",
-                    grammar::literal(&format!("{}\n```json\n", tool.name))
-                )
-            })
+            (!tool.name.is_empty() && tool.name.chars().all(plugboard_sdk::calls::is_name_char))
+                .then(|| {
+                    format!(
+                        "{call_begin} \"function\" {sep} {} {args} \"\\n```\" {call_end}",
+                        grammar::literal(&format!("{}\n```json\n", tool.name))
+                    )
+                })
         };
         Ok(CallSyntax {
             call: &call,

@@ -4,7 +4,7 @@
 //! is complete when its object closes. A call without arguments (`call:NAME<end_function_call>`)
 //! has `{}`. A broken call is skipped to its end marker, so the calls after it stand.
 
-use plugboard_sdk::calls::{BodyStep, CallBody};
+use plugboard_sdk::calls::{BodyStep, CallBody, is_name_char};
 use plugboard_sdk::emit::Emitter;
 use plugboard_sdk::scanner::{Markers, Scan};
 use plugboard_sdk::types::ProblemKind;
@@ -38,10 +38,6 @@ impl Default for GemmaCall {
             index: None,
         }
     }
-}
-
-fn is_name_char(c: char) -> bool {
-    c.is_alphanumeric() || matches!(c, '_' | '-' | '.')
 }
 
 /// Where the call's span ends from outside its arguments: its end marker, the next call, the

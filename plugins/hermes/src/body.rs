@@ -2,12 +2,10 @@
 //! the SDK's [`JsonCalls`], after an optional markdown fence line that code models put around
 //! the JSON (`<tool_call>\n```json\n{…}\n```\n</tool_call>`).
 
-use plugboard_sdk::calls::{BodyStep, CallBody, JsonCalls};
+use plugboard_sdk::calls::{BodyStep, CallBody, FENCE, JsonCalls};
 use plugboard_sdk::emit::Emitter;
 
 use crate::{CLOSE, OPEN};
-
-const FENCE: &str = "```";
 
 /// One `<tool_call>` block.
 pub struct HermesBody {

@@ -7,7 +7,9 @@
 //! The first character after the marker tells them apart: `[` or `{` starts JSON, anything
 //! else a name.
 
-use plugboard_sdk::calls::{ArgsReader, ArgsStep, BodyStep, CallBody, CallList};
+use plugboard_sdk::calls::{
+    ArgsReader, ArgsStep, BodyStep, CallBody, CallList, is_name_char, may_become,
+};
 use plugboard_sdk::emit::Emitter;
 use plugboard_sdk::scanner::{Markers, Scan};
 use plugboard_sdk::types::ProblemKind;
@@ -50,20 +52,9 @@ impl Default for MistralCalls {
     }
 }
 
-fn is_name_char(c: char) -> bool {
-    c.is_alphanumeric() || matches!(c, '_' | '-' | '.')
-}
-
 /// Mistral's ids are 9 alphanumerics; other models write longer ones with `_` or `-`.
 fn is_id_char(c: char) -> bool {
     c.is_alphanumeric() || matches!(c, '_' | '-')
-}
-
-/// Whether `text` is a proper start of one of `markers` (so more text may complete it).
-fn may_become(text: &str, markers: &[&str]) -> bool {
-    markers
-        .iter()
-        .any(|m| m.len() > text.len() && m.starts_with(text))
 }
 
 impl MistralCalls {

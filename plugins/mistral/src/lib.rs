@@ -14,6 +14,7 @@ mod ids;
 mod render;
 
 use plugboard_sdk::Adapter;
+use plugboard_sdk::calls;
 use plugboard_sdk::grammar::{self, CallSyntax};
 use plugboard_sdk::prompt::ends_inside;
 use plugboard_sdk::stream::{CallMarkup, Format, OutputParser, Spec};
@@ -74,11 +75,7 @@ impl Adapter for Mistral {
         let args_marker = grammar::marker(&request, "[ARGS]");
         let named = |tool: &Tool, args: &str| {
             // The name runs up to `[ARGS]`: one holding a bracket or space cannot be read back.
-            let bare = !tool.name.is_empty()
-                && tool
-                    .name
-                    .chars()
-                    .all(|c| c.is_alphanumeric() || "_-.".contains(c));
+            let bare = !tool.name.is_empty() && tool.name.chars().all(calls::is_name_char);
             bare.then(|| {
                 format!(
                     "{tool_calls} {} {args_marker} {args}",

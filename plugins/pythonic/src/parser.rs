@@ -10,7 +10,7 @@
 //! per-call problems as a tagged one.
 
 use plugboard_sdk::StreamParse;
-use plugboard_sdk::calls::{BodyStep, CallBody};
+use plugboard_sdk::calls::{BodyStep, CallBody, FENCE};
 use plugboard_sdk::emit::Emitter;
 use plugboard_sdk::scanner::{Markers, Scan};
 use plugboard_sdk::stream::OutputParser;
@@ -19,7 +19,6 @@ use plugboard_sdk::types::{AdapterError, ParseOptions, StreamEvent};
 use crate::list::PyList;
 use crate::{END_OF_TURN, PYTHON_START, Pythonic, THINK};
 
-const FENCE: &str = "```";
 /// Info strings of a fence around a call list (`tool_code` is Gemma's), with `lenient`.
 const FENCE_INFO: [&str; 4] = ["", "python", "py", "tool_code"];
 

@@ -14,6 +14,23 @@ pub mod list;
 
 pub use list::CallList;
 
+/// A markdown code fence.
+pub const FENCE: &str = "```";
+
+/// Whether `c` may stand in a tool name written bare, outside a JSON string (`NAME[ARGS]`,
+/// `function<sep>NAME`, `call:NAME{`): letters, digits, `_`, `-` and `.`.
+pub fn is_name_char(c: char) -> bool {
+    c.is_alphanumeric() || matches!(c, '_' | '-' | '.')
+}
+
+/// Whether `text` is a proper start of one of `markers`, so that more text may complete one
+/// (a reader then waits for more before it decides).
+pub fn may_become(text: &str, markers: &[&str]) -> bool {
+    markers
+        .iter()
+        .any(|m| m.len() > text.len() && m.starts_with(text))
+}
+
 use crate::emit::Emitter;
 use crate::json::{
     ArgumentsError, JsonEvent, JsonScanner, ValueKind, arguments_text, decode_string,

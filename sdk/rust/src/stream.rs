@@ -12,7 +12,8 @@
 use std::borrow::Cow;
 
 use crate::StreamParse;
-use crate::calls::list::{FENCE, FENCE_INFO_MAX};
+use crate::calls::FENCE;
+use crate::calls::list::FENCE_INFO_MAX;
 use crate::calls::{BodyStep, CallBody};
 use crate::emit::Emitter;
 use crate::scanner::{Markers, Scan};

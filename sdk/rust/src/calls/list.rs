@@ -38,14 +38,12 @@
 //! }
 //! ```
 
-use super::{BodyStep, CallBody, JsonCalls};
+use super::{BodyStep, CallBody, FENCE, JsonCalls};
 use crate::emit::Emitter;
 use crate::json::JsonScanner;
 use crate::scanner::{Markers, Scan};
 use crate::types::ProblemKind;
 
-/// A markdown code fence.
-pub(crate) const FENCE: &str = "```";
 /// The longest info string (`json`, `tool_code`) a fence around calls may have, line break
 /// included.
 pub(crate) const FENCE_INFO_MAX: usize = 16;
