@@ -357,7 +357,8 @@ impl Engine {
     }
 
     /// The model's grammar factory (its vocabulary as a token trie and llguidance's lexer
-    /// slices), built on first use: about a second for a 150k-token vocabulary.
+    /// slices), built on first use: 0.4–0.5 s and 55 MiB for a 150k-token vocabulary
+    /// (`cargo bench --bench grammar`).
     pub fn grammar_factory(&self) -> Result<Arc<GrammarFactory>, String> {
         grammar_factory(&self.grammar, &self.tokenizer, &self.end_ids)
     }

@@ -421,6 +421,11 @@ impl Router {
             // A JSON answer is enforced only where no tool call may come instead.
             params.json.as_ref().map(JsonOutput::constraint)
         };
+        if constraint.is_some() {
+            // Built here, on a blocking thread, the first time: not on the engine's worker,
+            // where it would hold up the other sequences for a model's first grammar.
+            let _ = engine.grammar_factory();
+        }
         let generation = engine.generate(GenerateRequest {
             max_tokens: max_tokens(&entry, &engine, params.max_tokens, ids.len()),
             prompt: ids,

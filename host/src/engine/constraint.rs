@@ -292,6 +292,12 @@ impl Constraint {
         loop {
             match &mut self.state {
                 State::Awaiting | State::Off => return sampler.pick(logits, top_logprobs),
+                State::EndOnly if self.end_ids.is_empty() => {
+                    self.drop_constraint(
+                        DropReason::EmptyMask,
+                        "the model has no end token".into(),
+                    );
+                }
                 State::EndOnly => {
                     self.report.masks += 1;
                     let ends = self.end_ids.clone();
