@@ -13,6 +13,7 @@ default: the first 6 ask for a tool, the last 4 are chit-chat; all 40 with PROMP
 """
 
 import json
+import os
 import sys
 import urllib.request
 
@@ -121,10 +122,33 @@ def check_calls(message, tools):
     return len(calls), valid, [c.function.name for c in calls]
 
 
+# PLUGBOARD_UNCONSTRAINED=1: the same requests with constrained decoding off, as a baseline.
+BASELINE = os.environ.get("PLUGBOARD_UNCONSTRAINED") == "1"
+
+
 def ask(prompt, tools, tool_choice, temperature, seed, **extra):
+    if BASELINE:
+        extra.setdefault("extra_body", {"constrained": False})
     return client.chat.completions.create(
         model=MODEL, messages=[{"role": "user", "content": prompt}], tools=tools, tool_choice=tool_choice,
         temperature=temperature, seed=seed, max_tokens=120, **extra)
+
+
+class Refused:
+    """A reply the server refused (422: no valid call), as a message without calls."""
+
+    def __init__(self, error):
+        self.tool_calls, self.content = [], None
+        self.finish_reason = f"error {error.status_code}"
+
+
+def ask_or_refused(*args, **kwargs):
+    try:
+        r = ask(*args, **kwargs)
+        return r.choices[0].message, r.choices[0].finish_reason
+    except openai.APIStatusError as e:
+        refused = Refused(e)
+        return refused, refused.finish_reason
 
 
 report = {"required": [], "stress": []}
@@ -133,10 +157,21 @@ for prompt in PROMPTS:
     for temperature, seed in settings:
         # One call each: forced to call on chit-chat with parallel calls allowed, the 0.5B model
         # goes on listing calls (other cities, other zones) until the token limit.
-        r = ask(prompt, TOOLS, "required", temperature, seed, parallel_tool_calls=False)
-        n, valid, names = check_calls(r.choices[0].message, TOOLS)
+        message, finish = ask_or_refused(prompt, TOOLS, "required", temperature, seed, parallel_tool_calls=False)
+        n, valid, names = check_calls(message, TOOLS)
         report["required"].append({"prompt": prompt, "asks": prompt in ASKING, "temperature": temperature, "seed": seed, "calls": n,
-                                   "valid": valid, "names": names, "finish": r.choices[0].finish_reason})
+                                   "valid": valid, "names": names, "finish": finish})
+
+for seed in range(1, (3 if COUNT < 40 else 30) + 1):
+    message, _ = ask_or_refused("Book a table for four at Luigi on Friday at 8pm, on the terrace.", STRESS,
+                                "required", 0.7, seed, parallel_tool_calls=False)
+    n, valid, _ = check_calls(message, STRESS)
+    report["stress"].append({"seed": seed, "calls": n, "valid": valid,
+                             "arguments": [c.function.arguments for c in message.tool_calls or []]})
+if BASELINE:
+    print(json.dumps(report))
+    sys.exit(0)
+
 
 # Parallel calls where the prompt asks for two.
 r = ask("What's the weather in Paris and in London?", TOOLS, "required", 0.0, None)
@@ -145,13 +180,6 @@ report["parallel"] = [check_calls(r.choices[0].message, TOOLS)[0], r.choices[0].
 # A named tool is called even when the prompt asks for another.
 r = ask("What's the weather in Paris?", TOOLS, {"type": "function", "function": {"name": "get_time"}}, 0.0, None)
 report["named"] = check_calls(r.choices[0].message, TOOLS)[2]
-
-for seed in range(1, (3 if COUNT < 40 else 30) + 1):
-    r = ask("Book a table for four at Luigi on Friday at 8pm, on the terrace.", STRESS, "required", 0.7, seed,
-            parallel_tool_calls=False)
-    n, valid, _ = check_calls(r.choices[0].message, STRESS)
-    report["stress"].append({"seed": seed, "calls": n, "valid": valid,
-                             "arguments": [c.function.arguments for c in r.choices[0].message.tool_calls or []]})
 
 # Streaming gives what non-streaming gives.
 whole = ask(PROMPTS[0], TOOLS, "required", 0.0, None).choices[0].message
