@@ -25,7 +25,7 @@ use crate::engine::{
     ConstraintReport, ConstraintRequest, Engine, EngineError, FinishReason, GenEvent,
     GenerateRequest, GeneratedToken, SamplingParams, Usage, quote_control_tokens,
 };
-use crate::plugins::{CallError, Plugin, PluginHost, PluginStream, Session};
+use crate::plugins::{CallError, Plugin, PluginHost, PluginStream};
 use crate::registry::{ModelEntry, Registry, RegistryError};
 use crate::toolcalls::{ToolCheck, ToolPolicy};
 
@@ -342,14 +342,14 @@ impl Router {
 
     /// The adapter's call grammar for this turn as the engine's constraint. An adapter that
     /// fails to give one fails nothing: the turn runs unconstrained and the fallback is
-    /// counted.
+    /// counted. The call runs in a sandbox of its own, so that a trap there cannot poison the
+    /// one that parses the turn.
     fn call_constraint(
         &self,
-        session: &mut Session,
         request: &PromptRequest,
         prompt: &Prompt,
         engine: &Engine,
-        plugin: &Plugin,
+        plugin: &Arc<Plugin>,
     ) -> Option<ConstraintRequest> {
         let grammar_request = GrammarRequest {
             tools: request.tools.clone(),
@@ -358,7 +358,10 @@ impl Router {
             reasoning_open: prompt.reasoning_open,
             control_tokens: engine.tokenizer().control_tokens(),
         };
-        match session.call_grammar(&grammar_request) {
+        match plugin
+            .session()
+            .and_then(|mut session| session.call_grammar(&grammar_request))
+        {
             Ok(grammar) => grammar.map(|grammar| {
                 tool_constraint(
                     grammar,
@@ -416,7 +419,7 @@ impl Router {
         let constraint = if !(entry.constrained() && params.constrained) {
             None
         } else if tools_offered {
-            self.call_constraint(&mut session, &request, &prompt, &engine, &plugin)
+            self.call_constraint(&request, &prompt, &engine, &plugin)
         } else {
             // A JSON answer is enforced only where no tool call may come instead.
             params.json.as_ref().map(JsonOutput::constraint)

@@ -371,7 +371,8 @@ fn required_tool_calls_are_made_and_valid_by_construction() {
 }
 
 /// A 0.2 adapter whose call grammar does not compile serves, unconstrained, and the fallback
-/// is counted; a 0.1 adapter (no call grammar) serves a request with tools as before.
+/// is counted; so does one that crashes while asked for its grammar; a 0.1 adapter (no call
+/// grammar) serves a request with tools as before.
 #[test]
 fn a_broken_grammar_and_an_adapter_without_one_still_serve() {
     let Some(model) = models::qwen() else { return };
@@ -382,22 +383,33 @@ fn a_broken_grammar_and_an_adapter_without_one_still_serve() {
         plugin_bytes("contract-v0-1"),
     )
     .expect("written");
+    std::fs::write(
+        plugins.path().join("misbehave.wasm"),
+        plugin_bytes("panics"),
+    )
+    .expect("written");
     let server = serve_with_adapters(
         plugins.path(),
         &model,
-        &[("probe-model", "probe"), ("legacy-model", "legacy")],
+        &[
+            ("probe-model", "probe"),
+            ("legacy-model", "legacy"),
+            ("crashing-model", "misbehave"),
+        ],
     );
     let script = r#"
 import json, sys, urllib.request
 base = sys.argv[1]
-tools = [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}]
-def chat(model):
-    body = json.dumps({"model": model, "max_tokens": 4, "temperature": 0, "tools": tools,
+def tools(name):
+    return [{"type": "function", "function": {"name": name, "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}]
+def chat(model, tool="get_weather"):
+    body = json.dumps({"model": model, "max_tokens": 4, "temperature": 0, "tools": tools(tool),
                        "messages": [{"role": "user", "content": "Weather in Paris?"}]}).encode()
     request = urllib.request.Request(base + "/v1/chat/completions", data=body, headers={"content-type": "application/json"})
     with urllib.request.urlopen(request, timeout=600) as r:
         return json.loads(r.read())["choices"][0]["message"]["content"]
-report = {"probe": chat("probe-model"), "legacy": chat("legacy-model")}
+report = {"probe": chat("probe-model"), "legacy": chat("legacy-model"),
+          "crashing": chat("crashing-model", "boom_weather")}
 text = urllib.request.urlopen(base + "/metrics", timeout=60).read().decode()
 report["fallbacks"] = [l for l in text.splitlines() if l.startswith("plugboard_grammar_fallbacks_total")]
 print(json.dumps(report))
@@ -408,9 +420,23 @@ print(json.dumps(report))
         report["legacy"].as_str().is_some_and(|c| !c.is_empty()),
         "{report}"
     );
+    assert!(
+        report["crashing"].as_str().is_some_and(|c| !c.is_empty()),
+        "{report}"
+    );
+    let mut fallbacks: Vec<&str> = report["fallbacks"]
+        .as_array()
+        .expect("lines")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    fallbacks.sort();
     assert_eq!(
-        report["fallbacks"],
-        json!(["plugboard_grammar_fallbacks_total{adapter=\"probe/1.0.0\",reason=\"compile\"} 1"]),
+        fallbacks,
+        [
+            "plugboard_grammar_fallbacks_total{adapter=\"misbehave/0.0.1\",reason=\"adapter_error\"} 1",
+            "plugboard_grammar_fallbacks_total{adapter=\"probe/1.0.0\",reason=\"compile\"} 1",
+        ],
         "{report}"
     );
 }

@@ -1,4 +1,5 @@
-//! A test plugin that works normally until an input contains `boom`; then, depending on the
+//! A test plugin that works normally until an input (or a tool name, for its call grammar)
+//! contains `boom`; then, depending on the
 //! cargo feature it was built with, it loops forever, panics, allocates 1 GiB, or returns
 //! garbage (arguments that are not JSON; stream events for a call that never began). It also
 //! writes to stderr, so the host's log capture can be seen.
@@ -59,6 +60,13 @@ impl Adapter for Misbehave {
             tool_call_triggers: vec![],
             end_of_turn: vec![],
         }
+    }
+
+    /// Misbehaves when a tool's name holds `boom`; has no grammar otherwise.
+    fn call_grammar(request: GrammarRequest) -> Result<Option<ToolCallGrammar>, AdapterError> {
+        let names: String = request.tools.iter().map(|t| t.name.as_str()).collect();
+        misbehave(&names);
+        Ok(None)
     }
 
     fn format_prompt(request: PromptRequest) -> Result<Prompt, AdapterError> {
