@@ -218,40 +218,32 @@ impl Constraint {
     /// Compiles the request's grammar. A grammar that does not compile gives a constraint that
     /// is already off, with the reason in its report.
     pub fn new(factory: &GrammarFactory, request: ConstraintRequest) -> Constraint {
-        let end_ids = factory.trie().eos_tokens().to_vec();
-        let watch = TriggerWatch::new(&request.activation);
-        let (grammar, state, dropped) = match factory.compile(&request.grammar) {
-            Ok(matcher) => {
-                let state = match request.activation {
-                    Activation::FromStart => State::Active(Box::new(matcher.deep_clone())),
-                    Activation::OnTrigger { .. } => State::Awaiting,
-                };
-                (Box::new(matcher), state, None)
-            }
-            Err(e) => (
-                Box::new(Matcher::new(Err(anyhow::anyhow!("no grammar")))),
-                State::Off,
-                Some((DropReason::Compile, e)),
-            ),
+        let matcher = match factory.compile(&request.grammar) {
+            Ok(matcher) => matcher,
+            Err(e) => return Constraint::failed(e),
         };
-        let mut report = ConstraintReport::default();
-        if matches!(state, State::Active(_)) {
-            report.activations = 1;
-        }
-        report.dropped = dropped;
+        let (state, activations) = match request.activation {
+            Activation::FromStart => (State::Active(Box::new(matcher.deep_clone())), 1),
+            Activation::OnTrigger { .. } => (State::Awaiting, 0),
+        };
         Constraint {
-            grammar,
+            grammar: Box::new(matcher),
+            watch: TriggerWatch::new(&request.activation),
             request,
             state,
-            end_ids,
-            watch,
+            end_ids: factory.trie().eos_tokens().to_vec(),
             loops: RepeatGuard::default(),
-            report,
+            report: ConstraintReport {
+                activations,
+                ..ConstraintReport::default()
+            },
         }
     }
 
-    /// A constraint that could not be set up at all (no grammar factory for the model).
+    /// A constraint that is off from the start: its grammar does not compile, or the model has
+    /// no grammar factory.
     pub fn failed(reason: String) -> Constraint {
+        tracing::warn!("constrained decoding off for this request: {reason}");
         let request = ConstraintRequest {
             grammar: String::new(),
             activation: Activation::FromStart,
@@ -300,13 +292,7 @@ impl Constraint {
                 }
                 State::EndOnly => {
                     self.report.masks += 1;
-                    let ends = self.end_ids.clone();
-                    let mut masked = vec![f32::NEG_INFINITY; logits.len()];
-                    for id in ends {
-                        if let Some(l) = logits.get(id as usize) {
-                            masked[id as usize] = *l;
-                        }
-                    }
+                    let masked = keep_only(logits, self.end_ids.iter().copied());
                     return sampler.pick(&masked, top_logprobs);
                 }
                 State::Active(matcher) => {
@@ -344,14 +330,7 @@ impl Constraint {
                         self.drop_constraint(DropReason::EmptyMask, detail);
                         continue;
                     }
-                    // Few tokens are allowed at most steps: copy only theirs.
-                    let mut masked = vec![f32::NEG_INFINITY; logits.len()];
-                    mask.iter_set_entries(|i| {
-                        if let Some(l) = logits.get(i) {
-                            masked[i] = *l;
-                        }
-                    });
-                    return sampler.pick(&masked, top_logprobs);
+                    return sampler.pick(&keep_only(logits, mask.iter()), top_logprobs);
                 }
             }
         }
@@ -376,10 +355,6 @@ impl Constraint {
                     self.report.repeat_ended = true;
                     self.state = State::EndOnly;
                 }
-                if matches!(self.state, State::Awaiting) {
-                    // The next call's trigger starts after this token.
-                    self.watch.restart();
-                }
             }
             State::Awaiting => {
                 let Some(start) = self.watch.push(id, bytes) else {
@@ -400,7 +375,6 @@ impl Constraint {
                         self.state = State::Active(matcher);
                         if stopped {
                             self.complete();
-                            self.watch.restart();
                         }
                     }
                     Err(e) => self.drop_constraint(
@@ -418,13 +392,13 @@ impl Constraint {
 
     /// The grammar reached its end: wait for another trigger, or allow only an end.
     fn complete(&mut self) {
-        self.state = if self.request.repeat
-            && matches!(self.request.activation, Activation::OnTrigger { .. })
-        {
-            State::Awaiting
+        if self.request.repeat && matches!(self.request.activation, Activation::OnTrigger { .. }) {
+            // The next call's trigger starts after what was generated so far.
+            self.watch.restart();
+            self.state = State::Awaiting;
         } else {
-            State::EndOnly
-        };
+            self.state = State::EndOnly;
+        }
     }
 }
 
@@ -587,6 +561,17 @@ enum Found {
     Open,
     Close,
     Trigger,
+}
+
+/// `logits` with every token but the `allowed` ones (few, at most steps) at minus infinity.
+fn keep_only(logits: &[f32], allowed: impl Iterator<Item = u32>) -> Vec<f32> {
+    let mut masked = vec![f32::NEG_INFINITY; logits.len()];
+    for id in allowed {
+        if let Some(l) = logits.get(id as usize) {
+            masked[id as usize] = *l;
+        }
+    }
+    masked
 }
 
 fn find_bytes(haystack: &[u8], needle: &[u8]) -> Option<usize> {

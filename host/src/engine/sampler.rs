@@ -83,19 +83,8 @@ impl Sampler {
         }
     }
 
-    /// Picks the next token. `top_logprobs`: how many alternatives to report (with the chosen
-    /// token's own log-probability first).
-    pub fn sample(
-        &mut self,
-        logits: &mut [f32],
-        history: &[u32],
-        top_logprobs: Option<usize>,
-    ) -> (u32, Vec<TokenLogprob>) {
-        self.penalise(logits, history);
-        self.pick(logits, top_logprobs)
-    }
-
-    /// Picks the next token from logits already penalised.
+    /// Picks the next token from logits already penalised. `top_logprobs`: how many
+    /// alternatives to report (with the chosen token's own log-probability first).
     pub fn pick(
         &mut self,
         logits: &[f32],
@@ -216,7 +205,7 @@ mod tests {
     #[test]
     fn greedy_takes_the_best() {
         let mut s = Sampler::new(SamplingParams::default());
-        let (id, _) = s.sample(&mut [0.1, 3.0, 2.0], &[], None);
+        let (id, _) = s.pick(&[0.1, 3.0, 2.0], None);
         assert_eq!(id, 1);
     }
 
@@ -230,7 +219,7 @@ mod tests {
         let draw = |params: &SamplingParams| {
             let mut s = Sampler::new(params.clone());
             (0..50)
-                .map(|_| s.sample(&mut [1.0, 1.1, 0.9, 1.05], &[], None).0)
+                .map(|_| s.pick(&[1.0, 1.1, 0.9, 1.05], None).0)
                 .collect::<Vec<_>>()
         };
         assert_eq!(draw(&params), draw(&params));
@@ -253,7 +242,9 @@ mod tests {
             ..Default::default()
         };
         let mut s = Sampler::new(params);
-        let (id, logprobs) = s.sample(&mut [0.0, 5.0, 4.0], &[1], Some(2));
+        let mut logits = [0.0, 5.0, 4.0];
+        s.penalise(&mut logits, &[1]);
+        let (id, logprobs) = s.pick(&logits, Some(2));
         assert_eq!(id, 2, "token 1 was penalised below token 2");
         assert_eq!(logprobs.len(), 3);
         assert_eq!(logprobs[0].id, 2);

@@ -314,17 +314,16 @@ impl SpmTokenizer {
         let Some(text) = self.vocab.get(id as usize) else {
             return Vec::new();
         };
-        if self.types.get(id as usize) == Some(&6)
-            && let Some(byte) = byte_token(text)
-        {
-            return vec![byte];
-        }
-        text.replace(SPACE, " ").into_bytes()
+        piece_bytes(text, self.types.get(id as usize) == Some(&6))
     }
 }
 
-/// The byte a byte-fallback token (`<0x0A>`) spells.
-pub fn byte_token(text: &str) -> Option<u8> {
-    let hex = text.strip_prefix("<0x")?.strip_suffix('>')?;
-    u8::from_str_radix(hex, 16).ok()
+/// The bytes a SentencePiece piece stands for: `▁` is a space, and a byte-fallback token
+/// (`byte`: the vocabulary types it so) spelled `<0x0A>` is that byte.
+pub fn piece_bytes(text: &str, byte: bool) -> Vec<u8> {
+    let hex = text.strip_prefix("<0x").and_then(|t| t.strip_suffix('>'));
+    match hex.filter(|_| byte).map(|h| u8::from_str_radix(h, 16)) {
+        Some(Ok(byte)) => vec![byte],
+        _ => text.replace(SPACE, " ").into_bytes(),
+    }
 }

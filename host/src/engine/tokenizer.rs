@@ -128,28 +128,18 @@ impl Tokenizer {
         let Some(text) = self.token(id) else {
             return Vec::new();
         };
-        if self.byte_level && !self.is_control(id) {
-            // Every character is one byte in GPT-2's printable alphabet; a token with a
-            // character outside it (an added token) is its own UTF-8.
-            if let Some(bytes) = text
-                .chars()
-                .map(gpt2::char_byte)
-                .collect::<Option<Vec<u8>>>()
-            {
-                return bytes;
-            }
-            return text.as_bytes().to_vec();
+        if !self.byte_level {
+            // A Hugging Face tokenizer that decodes SentencePiece's way (`▁`, `<0xNN>`).
+            return super::spm::piece_bytes(text, true);
         }
-        if !self.byte_level
-            && let Some(byte) = super::spm::byte_token(text)
+        // Every character is one byte in GPT-2's printable alphabet; a control token, or an
+        // added token with a character outside that alphabet, is its own UTF-8.
+        if !self.is_control(id)
+            && let Some(bytes) = text.chars().map(gpt2::char_byte).collect()
         {
-            return vec![byte];
+            return bytes;
         }
-        if self.byte_level {
-            text.as_bytes().to_vec()
-        } else {
-            text.replace('\u{2581}', " ").into_bytes()
-        }
+        text.as_bytes().to_vec()
     }
 
     /// The control tokens, as (text, id).
