@@ -8,7 +8,7 @@
 # NAME.wasm` finds NAME.fixtures.jsonl beside it.
 #
 # Steps: the C bindings are generated from the contract's WIT (the adapter folder's own wit/,
-# a scaffold's copy, else the repository's wit/v0.1); clang compiles the adapter, the SDK and
+# a scaffold's copy, else the repository's wit/v0.2); clang compiles the adapter, the SDK and
 # the bindings for wasm32-wasi against wasi-libc into a reactor module (a library without
 # `main`); the module is wrapped into a component with the WASI preview-1 reactor adapter.
 # Both wasm steps are done by plugboard-c-tool ($PLUGBOARD_C_TOOL, else on PATH, else built
@@ -20,7 +20,7 @@ name="$(basename "$src")"
 out="${2:-$src/$name.wasm}"
 
 wit=""
-for candidate in "$src/wit" "$here/wit" "$here/../../wit/v0.1"; do
+for candidate in "$src/wit" "$here/wit" "$here/../../wit/v0.2"; do
   if [ -f "$candidate/adapter.wit" ]; then wit="$candidate"; break; fi
 done
 [ -n "$wit" ] || { echo "build.sh: no adapter.wit found (looked in $src/wit and the repository)" >&2; exit 1; }

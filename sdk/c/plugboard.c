@@ -1108,6 +1108,23 @@ bool exports_plugboard_adapter_adapter_format_prompt(pb_prompt_request *request,
   return ok;
 }
 
+// An adapter without a call grammar: none, its calls are checked after generation only. An
+// adapter's own adapter_call_grammar (a strong definition) replaces this one at link time.
+__attribute__((weak)) bool adapter_call_grammar(const pb_grammar_request *request, pb_option_grammar *ret,
+                                                pb_error *err) {
+  (void)request;
+  (void)err;
+  ret->is_some = false;
+  return true;
+}
+
+bool exports_plugboard_adapter_adapter_call_grammar(pb_grammar_request *request, pb_option_grammar *ret,
+                                                    pb_error *err) {
+  bool ok = adapter_call_grammar(request, ret, err);
+  exports_plugboard_adapter_adapter_grammar_request_free(request);
+  return ok;
+}
+
 bool pb_invalid_request(pb_error *err, const char *message) {
   err->tag = EXPORTS_PLUGBOARD_ADAPTER_ADAPTER_ADAPTER_ERROR_INVALID_REQUEST;
   err->val.invalid_request = pb_string_dup(message);
@@ -1287,4 +1304,116 @@ void pb_tool_json(pb_buf *out, const pb_tool *tool) {
   else
     pb_json_string(out, (const char *)tool->parameters.ptr, tool->parameters.len);
   pb_buf_adds(out, "}}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Call grammars
+
+void pb_grammar_args_rule(pb_buf *out, size_t index) { pb_buf_addf(out, "args%zu", index); }
+
+void pb_grammar_literal(pb_buf *out, const char *text, size_t len) {
+  // pb_json_string escapes as serde_json does, so the grammars match the Rust SDK's byte for byte.
+  pb_json_string(out, text, len);
+}
+
+void pb_grammar_marker(pb_buf *out, const pb_grammar_request *request, const char *text) {
+  for (size_t i = 0; i < request->control_tokens.len; i++) {
+    if (pb_string_is(&request->control_tokens.ptr[i].text, text)) {
+      pb_buf_addf(out, "<[%u]>", (unsigned)request->control_tokens.ptr[i].id);
+      return;
+    }
+  }
+  pb_grammar_literal(out, text, strlen(text));
+}
+
+void pb_grammar_json_envelope(pb_buf *out, const pb_tool *tool, const char *args, const char *name_key,
+                              const char *args_key) {
+  pb_buf head = {0};
+  pb_buf_adds(&head, "{");
+  pb_grammar_literal(&head, name_key, strlen(name_key));
+  pb_buf_adds(&head, ": ");
+  pb_grammar_literal(&head, (const char *)tool->name.ptr, tool->name.len);
+  pb_buf_adds(&head, ", ");
+  pb_grammar_literal(&head, args_key, strlen(args_key));
+  pb_buf_adds(&head, ": ");
+  pb_grammar_literal(out, head.ptr, head.len);
+  pb_buf_addf(out, " %s \"}\"", args);
+  pb_buf_free(&head);
+}
+
+bool pb_grammar_callable(const pb_grammar_request *request, size_t index) {
+  const pb_string *name = &request->tools.ptr[index].name;
+  const pb_string *chosen = &request->tool_choice.val.function;
+  switch (request->tool_choice.tag) {
+    case PB_CHOICE_FUNCTION: return name->len == chosen->len && memcmp(name->ptr, chosen->ptr, name->len) == 0;
+    case PB_CHOICE_NONE: return false;
+    default: return true;
+  }
+}
+
+void pb_call_grammar(const pb_call_syntax *syntax, const pb_grammar_request *request, pb_option_grammar *ret) {
+  memset(ret, 0, sizeof *ret);
+  pb_buf grammar = {0};
+  size_t alternatives = 0;
+  for (size_t i = 0; i < request->tools.len; i++) {
+    if (!pb_grammar_callable(request, i)) continue;
+    pb_buf call = {0}, args = {0};
+    pb_grammar_args_rule(&args, i);
+    if (syntax->call(&call, &request->tools.ptr[i], args.ptr)) {
+      pb_buf_adds(&grammar, alternatives++ ? "\n    | " : "call: ");
+      pb_buf_add(&grammar, call.ptr ? call.ptr : "", call.len);
+    }
+    pb_buf_free(&call);
+    pb_buf_free(&args);
+  }
+  if (alternatives == 0) {
+    pb_buf_free(&grammar);
+    return;
+  }
+  pb_buf_adds(&grammar, "\n");
+  bool automatic = request->tool_choice.tag == PB_CHOICE_AUTO;
+  bool parallel = request->parallel_tool_calls;
+  const char *separator = syntax->separator ? syntax->separator : "";
+  pb_buf calls = {0}, body = {0};
+  if (parallel) pb_buf_addf(&calls, "call (%s call)*", separator);
+  else pb_buf_adds(&calls, "call");
+  if (syntax->list_open) pb_buf_addf(&body, "%s %s %s", syntax->list_open, calls.ptr, syntax->list_close);
+  // With a trigger per call, the host waits for the next trigger after each one.
+  else if (automatic) pb_buf_adds(&body, "call");
+  // A separator may also end the turn: a model that writes one after its last call is not
+  // forced into another call.
+  else if (parallel && *separator) pb_buf_addf(&body, "%s (%s)?", calls.ptr, separator);
+  else pb_buf_adds(&body, calls.ptr);
+  if (automatic) {
+    pb_buf_addf(&grammar, "start: %s\n", body.ptr);
+    size_t n = 0;
+    while (syntax->triggers && syntax->triggers[n].text) n++;
+    exports_plugboard_adapter_adapter_trigger_t *triggers = pb_alloc(n * sizeof *triggers);
+    for (size_t i = 0; i < n; i++) {
+      triggers[i].text = pb_string_dup(syntax->triggers[i].text);
+      triggers[i].at_start = syntax->triggers[i].at_start;
+    }
+    ret->val.start.tag = EXPORTS_PLUGBOARD_ADAPTER_ADAPTER_GRAMMAR_START_ON_TRIGGER;
+    ret->val.start.val.on_trigger.ptr = triggers;
+    ret->val.start.val.on_trigger.len = n;
+  } else {
+    if (syntax->reasoning_open && request->reasoning_open) {
+      // The prompt opened reasoning: it ends (its close marker) before the calls.
+      pb_buf_addf(&grammar, "start: reasoning /[ \\t\\r\\n]*/ %s\nreasoning[suffix=", body.ptr);
+      pb_grammar_literal(&grammar, syntax->reasoning_close, strlen(syntax->reasoning_close));
+      pb_buf_adds(&grammar, "]: /(?s:.*)/\n");
+    } else {
+      pb_buf_addf(&grammar, "start: %s\n", body.ptr);
+    }
+    ret->val.start.tag = EXPORTS_PLUGBOARD_ADAPTER_ADAPTER_GRAMMAR_START_FROM_START;
+  }
+  if (syntax->reasoning_open) {
+    ret->val.reasoning.is_some = true;
+    ret->val.reasoning.val.f0 = pb_string_dup(syntax->reasoning_open);
+    ret->val.reasoning.val.f1 = pb_string_dup(syntax->reasoning_close);
+  }
+  ret->val.grammar = pb_buf_into_string(&grammar);
+  ret->is_some = true;
+  pb_buf_free(&calls);
+  pb_buf_free(&body);
 }

@@ -1,11 +1,12 @@
 // plugboard's C SDK: the pieces every adapter needs, so that an adapter only describes its
 // family's markers, reads the inside of one call, and renders its prompt.
 //
-// The contract's types come from wit/v0.1/adapter.wit: `plugboard-c-tool bindings` generates
+// The contract's types come from wit/v0.2/adapter.wit: `plugboard-c-tool bindings` generates
 // model_adapter.h from it at build time. The short names below are aliases of those generated
 // types, not copies. plugboard.c implements the world's exports (info, format-prompt,
-// parse-response, extract-tool-calls, the stream-parser resource) on top of three functions an
-// adapter defines: adapter_info, adapter_format_prompt and adapter_spec.
+// parse-response, extract-tool-calls, call-grammar, the stream-parser resource) on top of three
+// functions an adapter defines, adapter_info, adapter_format_prompt and adapter_spec, and one it
+// may define, adapter_call_grammar.
 //
 // The parsing rules are those of the Rust SDK (sdk/rust), and whole-output parsing is the
 // stream parser fed the whole text, so the two can never disagree.
@@ -32,6 +33,8 @@ typedef exports_plugboard_adapter_adapter_parse_options_t pb_parse_options;
 typedef exports_plugboard_adapter_adapter_adapter_error_t pb_error;
 typedef exports_plugboard_adapter_adapter_stream_event_t pb_event;
 typedef exports_plugboard_adapter_adapter_problem_kind_t pb_problem_kind;
+typedef exports_plugboard_adapter_adapter_grammar_request_t pb_grammar_request;
+typedef exports_plugboard_adapter_adapter_option_tool_call_grammar_t pb_option_grammar;
 
 #define PB_ROLE_SYSTEM EXPORTS_PLUGBOARD_ADAPTER_ADAPTER_ROLE_SYSTEM
 #define PB_ROLE_USER EXPORTS_PLUGBOARD_ADAPTER_ADAPTER_ROLE_USER
@@ -203,6 +206,12 @@ bool adapter_format_prompt(const pb_prompt_request *request, pb_prompt *ret, pb_
 /// The output format, for the options of one generation.
 pb_spec adapter_spec(const pb_parse_options *options);
 
+/// The family's call syntax as a grammar (contract 0.2): set `ret->is_some` and fill
+/// `ret->val`, usually with pb_call_grammar; false with `err` set to refuse. Optional: an adapter
+/// that does not define it has none (plugboard.c's weak default sets `ret->is_some = false`), and
+/// its calls are checked after generation only.
+bool adapter_call_grammar(const pb_grammar_request *request, pb_option_grammar *ret, pb_error *err);
+
 /// Fills `err` with an invalid-request refusal and returns false.
 bool pb_invalid_request(pb_error *err, const char *message);
 
@@ -215,5 +224,63 @@ const char *pb_role_name(uint8_t role);
 /// A tool in OpenAI's shape, `{"type":"function","function":{"name","description","parameters"}}`,
 /// as compact JSON text (the schema arrives as compact JSON text and is kept as written).
 void pb_tool_json(pb_buf *out, const pb_tool *tool);
+
+// ---------------------------------------------------------------------------------------------
+// Call grammars (contract 0.2)
+//
+// A family's call syntax as a grammar in llguidance's Lark dialect, so that the host can hold
+// generated calls to it. The host defines one rule per offered tool, `args0`, `args1`, …
+// (pb_grammar_args_rule): that tool's arguments as a JSON object valid against its schema. An
+// adapter only says what surrounds them (pb_call_syntax); pb_call_grammar writes the whole
+// grammar for any tool_choice (the same rules as the Rust SDK's `grammar` module, so the same
+// syntax gives the same grammar). The invariant each adapter keeps: every text its grammar
+// accepts is read by its own parser as exactly the calls it encodes, with no problem.
+
+/// Appends the rule the host defines for the arguments of the `index`th offered tool: `argsN`.
+void pb_grammar_args_rule(pb_buf *out, size_t index);
+/// Appends `text` as a Lark string literal (a JSON string is one: the same quotes and escapes).
+void pb_grammar_literal(pb_buf *out, const char *text, size_t len);
+/// Appends a marker as the grammar must name it: by id when the model has it as a control token
+/// (text never produces one), as a literal otherwise.
+void pb_grammar_marker(pb_buf *out, const pb_grammar_request *request, const char *text);
+/// Appends one call as a JSON object naming the tool then giving its arguments, written as
+/// Python's `json.dumps` writes it: `{"name": "get_weather", "arguments": {…}}` (`name_key` and
+/// `args_key` name the two members; `args` is the tool's arguments rule).
+void pb_grammar_json_envelope(pb_buf *out, const pb_tool *tool, const char *args, const char *name_key,
+                              const char *args_key);
+/// Whether a call may name the `index`th offered tool under the request's tool_choice.
+bool pb_grammar_callable(const pb_grammar_request *request, size_t index);
+
+/// Text that switches a call grammar on; `at_start`: only at the start of the output, after
+/// whitespace (bare JSON calls), not anywhere in prose.
+typedef struct {
+  const char *text;
+  bool at_start;
+} pb_trigger_spec;
+
+/// A trigger anywhere in the output, as an initializer: `{PB_TRIGGER("<call>"), {NULL}}`.
+#define PB_TRIGGER(text) {(text), false}
+
+/// How a family writes one call, and how calls follow each other.
+typedef struct {
+  /// Appends the Lark expression of one call of `tool`, whose arguments rule is `args`, and
+  /// returns true; returns false for a tool whose name the format cannot carry (the grammar
+  /// leaves it out).
+  bool (*call)(pb_buf *out, const pb_tool *tool, const char *args);
+  /// Between two calls of a parallel turn (a Lark expression; "" or NULL for none).
+  const char *separator;
+  /// Lark expressions around all the calls of a turn, for families that write their calls as
+  /// one list; NULL where each call has markers of its own.
+  const char *list_open, *list_close;
+  /// Texts that start a call (or the list) in free output; ends at an entry whose text is NULL.
+  const pb_trigger_spec *triggers;
+  /// The family's reasoning markers; NULL when it does not reason.
+  const char *reasoning_open, *reasoning_close;
+} pb_call_syntax;
+
+/// The grammar for this request into `ret` (`ret->is_some` false when no call may be made).
+/// tool_choice `auto` applies it from a trigger on, one call (or one list) at a time; `required`
+/// or a named function from the first token, for the whole output.
+void pb_call_grammar(const pb_call_syntax *syntax, const pb_grammar_request *request, pb_option_grammar *ret);
 
 #endif

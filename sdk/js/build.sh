@@ -8,7 +8,7 @@
 # name, so that `plugboard plugins check NAME.wasm` finds NAME.fixtures.jsonl beside it.
 #
 # The bindings are generated from the contract's WIT at build time: the adapter folder's own
-# wit/ (a scaffold's copy), else the repository's wit/v0.1.
+# wit/ (a scaffold's copy), else the repository's wit/v0.2.
 #
 # componentize-js (385 MB with its engine) is looked for in $PLUGBOARD_NODE_MODULES, then in
 # node_modules beside this script, then installed there with npm (package.json pins it).
@@ -19,7 +19,7 @@ name="$(basename "$src")"
 out="${2:-$src/$name.wasm}"
 
 wit=""
-for candidate in "$src/wit" "$here/wit" "$here/../../wit/v0.1"; do
+for candidate in "$src/wit" "$here/wit" "$here/../../wit/v0.2"; do
   if [ -f "$candidate/adapter.wit" ]; then wit="$candidate"; break; fi
 done
 [ -n "$wit" ] || { echo "build.sh: no adapter.wit found (looked in $src/wit and the repository)" >&2; exit 1; }
@@ -42,7 +42,7 @@ stage="$(mktemp -d)"
 trap 'rm -rf "$stage"' EXIT
 cp "$here/plugboard.js" "$stage/"
 cp "$src"/*.js "$stage/"
-# No wasi:http: an adapter imports nothing but the WASI basics (see wit/v0.1/adapter.wit).
+# No wasi:http: an adapter imports nothing but the WASI basics (see wit/v0.2/adapter.wit).
 node "$cli" "$stage/adapter.js" --wit "$wit" --world-name model-adapter \
   --disable http --disable fetch-event -o "$out" >/dev/null
 echo "built $out ($(du -h "$out" | cut -f1))"

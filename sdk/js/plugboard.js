@@ -1,7 +1,7 @@
 // plugboard's JavaScript SDK: the pieces every adapter needs, so that an adapter only describes
 // its family's markers, reads the inside of one call, and renders its prompt.
 //
-// The contract's types come from wit/v0.1/adapter.wit; componentize-js maps them to JavaScript
+// The contract's types come from wit/v0.2/adapter.wit; componentize-js maps them to JavaScript
 // when the component is built (records are objects with camelCase fields, enums are strings,
 // variants are `{tag, val}`, `option` is a value or `undefined`, `result` errors are thrown).
 // Nothing here repeats those types: the helpers below build values of that shape.
@@ -705,15 +705,120 @@ export function textMessage(role, content) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Call grammars (contract 0.2)
+//
+// A family's call syntax as a grammar in llguidance's Lark dialect, so that the host can hold
+// generated calls to it. The host defines one rule per offered tool, `args0`, `args1`, …
+// (`argsRule`): that tool's arguments as a JSON object valid against its schema. An adapter only
+// says what surrounds them; `CallSyntax.grammar` writes the whole grammar for any tool_choice
+// (the same rules as the Rust SDK's `grammar` module, so the same syntax gives the same grammar).
+// The invariant each adapter keeps: every text its grammar accepts is read by its own parser as
+// exactly the calls it encodes, with no problem.
+
+/** The rule the host defines for the arguments of the `index`th offered tool. */
+export const argsRule = (index) => `args${index}`;
+
+/** `text` as a Lark string literal (a JSON string is one: the same quotes and escapes). */
+export const literal = (text) => JSON.stringify(text);
+
+/** A trigger anywhere in the output. */
+export const trigger = (text) => ({ text, atStart: false });
+
+/**
+ * A marker as the grammar must name it: by id when the model has it as a control token (text
+ * never produces one), as a literal otherwise.
+ */
+export function marker(request, text) {
+  const token = request.controlTokens.find((t) => t.text === text);
+  return token === undefined ? literal(text) : `<[${token.id}]>`;
+}
+
+/**
+ * One call as a JSON object naming the tool then giving its arguments, written as Python's
+ * `json.dumps` writes it: `{"name": "get_weather", "arguments": {…}}` (`nameKey` and `argsKey`
+ * name the two members; `args` is the tool's arguments rule).
+ */
+export function jsonEnvelope(tool, args, nameKey, argsKey) {
+  const head = `{${literal(nameKey)}: ${literal(tool.name)}, ${literal(argsKey)}: `;
+  return `${literal(head)} ${args} "}"`;
+}
+
+/**
+ * The tools a call may name under the request's tool_choice, as `[index, tool]` pairs (the
+ * index among all offered tools names the arguments rule).
+ */
+export function callable(request) {
+  const choice = request.toolChoice;
+  return request.tools
+    .map((tool, index) => [index, tool])
+    .filter(([, tool]) => (choice.tag === 'function' ? tool.name === choice.val : choice.tag !== 'none'));
+}
+
+/**
+ * How a family writes one call, and how calls follow each other:
+ * - `call(tool, args)`: the Lark expression of one call of `tool` whose arguments rule is
+ *   `args`, or undefined for a tool whose name the format cannot carry (the grammar leaves it out);
+ * - `separator`: between two calls of a parallel turn (a Lark expression; `''` for none);
+ * - `list`: `[open, close]` Lark expressions around all the calls of a turn, for families that
+ *   write their calls as one list; undefined where each call has markers of its own;
+ * - `triggers`: texts that start a call (or the list) in free output (see `trigger`);
+ * - `reasoning`: the family's `[open, close]` reasoning markers, if it reasons.
+ */
+export class CallSyntax {
+  constructor({ call, separator = '', list = undefined, triggers = [], reasoning = undefined }) {
+    Object.assign(this, { call, separator, list, triggers, reasoning });
+  }
+
+  /**
+   * The grammar for this request (the value `callGrammar` returns), or undefined when no call
+   * may be made. tool_choice `auto` applies it from a trigger on, one call (or one list) at a
+   * time; `required` or a named function from the first token, for the whole output.
+   */
+  grammar(request) {
+    const alternatives = callable(request)
+      .map(([index, tool]) => this.call(tool, argsRule(index)))
+      .filter((alternative) => alternative != null);
+    if (alternatives.length === 0) return undefined;
+    const auto = request.toolChoice.tag === 'auto';
+    let grammar = `call: ${alternatives.join('\n    | ')}\n`;
+    const calls = request.parallelToolCalls ? `call (${this.separator} call)*` : 'call';
+    let body;
+    if (this.list) body = `${this.list[0]} ${calls} ${this.list[1]}`;
+    // With a trigger per call, the host waits for the next trigger after each one.
+    else if (auto) body = 'call';
+    // A separator may also end the turn: a model that writes one after its last call is not
+    // forced into another call.
+    else if (request.parallelToolCalls && this.separator !== '') body = `${calls} (${this.separator})?`;
+    else body = calls;
+    let start;
+    if (auto) {
+      grammar += `start: ${body}\n`;
+      start = { tag: 'on-trigger', val: this.triggers };
+    } else {
+      if (this.reasoning && request.reasoningOpen) {
+        // The prompt opened reasoning: it ends (its close marker) before the calls.
+        grammar += `start: reasoning /[ \\t\\r\\n]*/ ${body}\nreasoning[suffix=${literal(this.reasoning[1])}]: /(?s:.*)/\n`;
+      } else {
+        grammar += `start: ${body}\n`;
+      }
+      start = { tag: 'from-start' };
+    }
+    return { grammar, start, reasoning: this.reasoning ? [this.reasoning[0], this.reasoning[1]] : undefined };
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
 // Exporting an adapter
 
 /**
- * The object to export as `adapter` (the WIT interface): from `info()`, `formatPrompt(request)`
- * and `parser(options)` (a new stream parser with `push(delta)` and `finish()`). Whole-output
- * parsing is the stream parser fed the whole text. Throw an `AdapterError` value (e.g.
- * `invalidRequest('…')`) to refuse a call.
+ * The object to export as `adapter` (the WIT interface): from `info()`, `formatPrompt(request)`,
+ * `parser(options)` (a new stream parser with `push(delta)` and `finish()`) and, optionally,
+ * `callGrammar(request)` (the family's call syntax as a grammar, usually
+ * `new CallSyntax({…}).grammar(request)`; without it the adapter has none and its calls are
+ * checked after generation only). Whole-output parsing is the stream parser fed the whole text.
+ * Throw an `AdapterError` value (e.g. `invalidRequest('…')`) to refuse a call.
  */
-export function defineAdapter({ info, formatPrompt, parser }) {
+export function defineAdapter({ info, formatPrompt, parser, callGrammar = () => undefined }) {
   class StreamParser {
     constructor(options) {
       this.inner = parser(options);
@@ -736,6 +841,7 @@ export function defineAdapter({ info, formatPrompt, parser }) {
     formatPrompt,
     parseResponse,
     extractToolCalls: (text, options) => parseResponse(text, options).toolCalls,
+    callGrammar,
     StreamParser,
   };
 }

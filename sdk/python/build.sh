@@ -8,7 +8,7 @@
 # `plugboard plugins check NAME.wasm` finds NAME.fixtures.jsonl beside it.
 #
 # The bindings (the `wit_world` module) are generated from the contract's WIT at build time:
-# the adapter folder's own wit/ (a scaffold's copy), else the repository's wit/v0.1.
+# the adapter folder's own wit/ (a scaffold's copy), else the repository's wit/v0.2.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 src="$(cd "${1:-$here}" && pwd)"
@@ -16,7 +16,7 @@ name="$(basename "$src")"
 out="${2:-$src/$name.wasm}"
 
 wit=""
-for candidate in "$src/wit" "$here/wit" "$here/../../wit/v0.1"; do
+for candidate in "$src/wit" "$here/wit" "$here/../../wit/v0.2"; do
   if [ -f "$candidate/adapter.wit" ]; then wit="$candidate"; break; fi
 done
 [ -n "$wit" ] || { echo "build.sh: no adapter.wit found (looked in $src/wit and the repository)" >&2; exit 1; }

@@ -1,7 +1,7 @@
 """plugboard's Python SDK: the pieces every adapter needs, so that an adapter only describes its
 family's markers, reads the inside of one call, and renders its prompt.
 
-The contract's types come from wit/v0.1/adapter.wit: componentize-py generates them as the
+The contract's types come from wit/v0.2/adapter.wit: componentize-py generates them as the
 `wit_world.exports.adapter` module when the component is built (records are dataclasses with
 snake_case fields, enums are Enum members, variants are one class per case, `option` is a value
 or None, `result` errors are raised as `componentize_py_types.Err`). Nothing here repeats those
@@ -686,6 +686,121 @@ def compact_json(text):
 def text_message(role, content):
     """A plain text message."""
     return t.Message(role, content, None, [], None, None)
+
+
+# ---------------------------------------------------------------------------------------------
+# Call grammars (contract 0.2)
+#
+# A family's call syntax as a grammar in llguidance's Lark dialect, so that the host can hold
+# generated calls to it. The host defines one rule per offered tool, `args0`, `args1`, …
+# (`args_rule`): that tool's arguments as a JSON object valid against its schema. An adapter only
+# says what surrounds them; `CallSyntax.grammar` writes the whole grammar for any tool_choice (the
+# same rules as the Rust SDK's `grammar` module, so the same syntax gives the same grammar). The
+# invariant each adapter keeps: every text its grammar accepts is read by its own parser as
+# exactly the calls it encodes, with no problem.
+
+
+def args_rule(index):
+    """The rule the host defines for the arguments of the `index`th offered tool."""
+    return f"args{index}"
+
+
+def literal(text):
+    """`text` as a Lark string literal (a JSON string is one: the same quotes and escapes)."""
+    return json.dumps(text, ensure_ascii=False)
+
+
+def trigger(text):
+    """A trigger anywhere in the output."""
+    return t.Trigger(text, False)
+
+
+def marker(request, text):
+    """A marker as the grammar must name it: by id when the model has it as a control token (text
+    never produces one), as a literal otherwise."""
+    for token in request.control_tokens:
+        if token.text == text:
+            return f"<[{token.id}]>"
+    return literal(text)
+
+
+def json_envelope(tool, args, name_key, args_key):
+    """One call as a JSON object naming the tool then giving its arguments, written as Python's
+    `json.dumps` writes it: `{"name": "get_weather", "arguments": {…}}` (`name_key` and
+    `args_key` name the two members; `args` is the tool's arguments rule)."""
+    head = f"{{{literal(name_key)}: {literal(tool.name)}, {literal(args_key)}: "
+    return f'{literal(head)} {args} "}}"'
+
+
+def callable_tools(request):
+    """The tools a call may name under the request's tool_choice, as `(index, tool)` pairs (the
+    index among all offered tools names the arguments rule). (The Rust SDK's `callable`, renamed
+    so as not to hide Python's builtin.)"""
+    choice = request.tool_choice
+    if isinstance(choice, t.ToolChoice_Function):
+        return [(i, tool) for i, tool in enumerate(request.tools) if tool.name == choice.value]
+    if isinstance(choice, t.ToolChoice_None_):
+        return []
+    return list(enumerate(request.tools))
+
+
+class CallSyntax:
+    """How a family writes one call, and how calls follow each other.
+
+    - `call(tool, args)`: the Lark expression of one call of `tool` whose arguments rule is
+      `args`, or None for a tool whose name the format cannot carry (the grammar leaves it out);
+    - `separator`: between two calls of a parallel turn (a Lark expression; `""` for none);
+    - `list_markers`: `(open, close)` Lark expressions around all the calls of a turn, for
+      families that write their calls as one list; None where each call has markers of its own;
+    - `triggers`: texts that start a call (or the list) in free output (see `trigger`);
+    - `reasoning`: the family's `(open, close)` reasoning markers, if it reasons.
+    """
+
+    def __init__(self, call, separator="", list_markers=None, triggers=(), reasoning=None):
+        self.call = call
+        self.separator = separator
+        self.list_markers = list_markers
+        self.triggers = list(triggers)
+        self.reasoning = reasoning
+
+    def grammar(self, request):
+        """The grammar for this request (what `call_grammar` returns), or None when no call may
+        be made. tool_choice `auto` applies it from a trigger on, one call (or one list) at a
+        time; `required` or a named function from the first token, for the whole output."""
+        calls = (self.call(tool, args_rule(i)) for i, tool in callable_tools(request))
+        alternatives = [call for call in calls if call is not None]
+        if not alternatives:
+            return None
+        auto = isinstance(request.tool_choice, t.ToolChoice_Auto)
+        parallel = request.parallel_tool_calls
+        grammar = "call: " + "\n    | ".join(alternatives) + "\n"
+        calls = f"call ({self.separator} call)*" if parallel else "call"
+        if self.list_markers is not None:
+            body = f"{self.list_markers[0]} {calls} {self.list_markers[1]}"
+        elif auto:
+            # With a trigger per call, the host waits for the next trigger after each one.
+            body = "call"
+        elif parallel and self.separator:
+            # A separator may also end the turn: a model that writes one after its last call is
+            # not forced into another call.
+            body = f"{calls} ({self.separator})?"
+        else:
+            body = calls
+        if auto:
+            grammar += f"start: {body}\n"
+            start = t.GrammarStart_OnTrigger(list(self.triggers))
+        else:
+            if self.reasoning is not None and request.reasoning_open:
+                # The prompt opened reasoning: it ends (its close marker) before the calls.
+                grammar += (
+                    f"start: reasoning /[ \\t\\r\\n]*/ {body}\n"
+                    f"reasoning[suffix={literal(self.reasoning[1])}]: /(?s:.*)/\n"
+                )
+            else:
+                grammar += f"start: {body}\n"
+            start = t.GrammarStart_FromStart()
+        reasoning = None if self.reasoning is None else (self.reasoning[0], self.reasoning[1])
+        return t.ToolCallGrammar(grammar, start, reasoning)
 
 
 # ---------------------------------------------------------------------------------------------

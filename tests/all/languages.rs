@@ -1,8 +1,9 @@
 //! Adapters written in JavaScript, Python and C (sdk/js, sdk/python, sdk/c), built for real with
 //! their toolchains (installed by scripts/setup_sdks.sh): the tool-use examples pass the Rust
-//! adapter's own fixtures through the real host, every `plugins new --lang X` scaffold builds and
-//! passes `plugins check` as generated, and the four tool-use adapters (Rust, JS, Python, C)
-//! hot-swap into a running server without a failed request.
+//! adapter's own fixtures through the real host and give its call grammar byte for byte, every
+//! `plugins new --lang X` scaffold builds, passes `plugins check` as generated and speaks
+//! contract 0.2, and the four tool-use adapters (Rust, JS, Python, C) hot-swap into a running
+//! server without a failed request.
 //!
 //! Each component is built once per test run (the JS and Python builds take 10-20 s each) and
 //! compiled once: the tests share a compile cache, as a restarted server would.
@@ -12,9 +13,13 @@ use std::process::Command;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
+use plugboard::adapter::{GrammarRequest, Tool, ToolChoice};
+use plugboard::call_constraint::tool_constraint;
+use plugboard::engine::{GgufFile, GrammarFactory, Tokenizer};
 use plugboard::plugins::cache::CompileCache;
-use plugboard::plugins::{Limits, Plugin, PluginSource, Runtime, fixtures};
+use plugboard::plugins::{Limits, Plugin, PluginSource, Runtime, builtin, fixtures};
 use plugboard_tests::{TestServer, models, plugboard_bin, root, test_plugins};
+use serde_json::json;
 
 /// The languages with an SDK folder of their own, as `plugins new --lang` names them.
 const LANGS: [&str; 3] = ["js", "python", "c"];
@@ -139,9 +144,182 @@ fn tool_use_examples_in_js_python_and_c_pass_the_rust_adapters_fixtures() {
     }
 }
 
+fn tool(name: &str, parameters: serde_json::Value) -> Tool {
+    Tool {
+        name: name.into(),
+        description: None,
+        parameters: parameters.to_string(),
+    }
+}
+
+/// Three tool sets: plain, one tool with a demanding schema, and names at the edges of what the
+/// tool-use format can carry on its `tool_name:` line: escapes in the grammar's literals,
+/// whitespace that Rust trims and JavaScript or Python do not (or the other way round), and
+/// names it cannot carry at all (quoted, with a line break, a `{`, its labels or markers).
+fn grammar_tool_sets() -> Vec<Vec<Tool>> {
+    vec![
+        vec![
+            tool(
+                "get_weather",
+                json!({"type": "object", "properties": {"city": {"type": "string"}, "unit": {"type": "string", "enum": ["c", "f"]}}, "required": ["city"]}),
+            ),
+            tool(
+                "get_time",
+                json!({"type": "object", "properties": {"tz": {"type": "string"}}}),
+            ),
+        ],
+        vec![tool(
+            "book_table",
+            json!({"type": "object", "properties": {
+                "party": {"type": "integer", "minimum": 1, "maximum": 12},
+                "when": {"type": "object", "properties": {"day": {"type": "string", "enum": ["mon", "fri"]}}, "required": ["day"]},
+                "requests": {"type": "array", "items": {"type": "string"}, "maxItems": 2}},
+                "required": ["party", "when"], "additionalProperties": false}),
+        )],
+        [
+            "ping",
+            "tab\tname",
+            "back\\slash",
+            "m\u{e9}t\u{e9}o \u{2600}",
+            "\u{1c}unit-separator",
+            // Trailing: componentize-js decodes strings with a TextDecoder that drops a
+            // leading byte-order mark, so a JavaScript adapter never sees one.
+            "bom\u{feff}",
+            "\u{85}next-line",
+            "line\nbreak",
+            "a{b",
+            "x arguments: y",
+            "end</tool_use>",
+            " padded",
+            "say \"hi\"",
+        ]
+        .into_iter()
+        .map(|name| tool(name, json!({})))
+        .collect(),
+    ]
+}
+
+/// Every combination of tool_choice (auto, required, none, the first tool, the last one, a tool
+/// not offered), parallel calls, an open reasoning block and control tokens, for each tool set.
+fn grammar_requests() -> Vec<GrammarRequest> {
+    // Markers of the format among a model's control tokens: an adapter that wrote one by id
+    // would differ from the Rust adapter, which writes them as text.
+    let control_tokens = vec![
+        ("<|im_end|>".to_string(), 151645),
+        ("<think>".to_string(), 151667),
+        ("<tool_use>".to_string(), 151668),
+    ];
+    let mut requests = Vec::new();
+    for tools in grammar_tool_sets() {
+        let first = tools.first().expect("a tool").name.clone();
+        let last = tools.last().expect("a tool").name.clone();
+        for tool_choice in [
+            ToolChoice::Auto,
+            ToolChoice::Required,
+            ToolChoice::None,
+            ToolChoice::Function(first),
+            ToolChoice::Function(last),
+            ToolChoice::Function("not_offered".into()),
+        ] {
+            for parallel_tool_calls in [true, false] {
+                for reasoning_open in [false, true] {
+                    for control_tokens in [Vec::new(), control_tokens.clone()] {
+                        requests.push(GrammarRequest {
+                            tools: tools.clone(),
+                            tool_choice: tool_choice.clone(),
+                            parallel_tool_calls,
+                            reasoning_open,
+                            control_tokens,
+                        });
+                    }
+                }
+            }
+        }
+    }
+    requests
+}
+
+#[test]
+fn tool_use_grammars_in_js_python_and_c_equal_the_rust_adapters_and_compile() {
+    let runtime = cached_runtime();
+    let rust = builtin::ALL
+        .iter()
+        .find(|b| b.name == "tool-use")
+        .expect("tool-use is built in");
+    let rust = runtime
+        .load(rust.wasm, PluginSource::Builtin(rust.name.into()))
+        .expect("the Rust adapter loads");
+    let others: Vec<(&str, Arc<Plugin>)> = LANGS
+        .iter()
+        .map(|lang| (*lang, load(&runtime, &example(lang))))
+        .collect();
+    // Compiled as the engine compiles them, with the Qwen test model's vocabulary.
+    let factory = models::qwen().map(|path| {
+        let tokenizer =
+            Tokenizer::load(&GgufFile::open(&path).expect("opens")).expect("tokenizer loads");
+        let ends: Vec<u32> = ["<|im_end|>", "<|endoftext|>"]
+            .iter()
+            .filter_map(|t| tokenizer.token_id(t))
+            .collect();
+        GrammarFactory::new(&tokenizer, tokenizer.vocab_size(), &ends).expect("builds")
+    });
+    let requests = grammar_requests();
+    let mut grammars = 0;
+    for request in &requests {
+        let want = rust
+            .session()
+            .expect("a session")
+            .call_grammar(request)
+            .unwrap_or_else(|e| panic!("the Rust adapter: {e} for {request:?}"));
+        for (lang, plugin) in &others {
+            let got = plugin
+                .session()
+                .expect("a session")
+                .call_grammar(request)
+                .unwrap_or_else(|e| panic!("{lang}: {e} for {request:?}"));
+            match (&got, &want) {
+                (Some(got), Some(want)) => {
+                    assert_eq!(
+                        got.grammar, want.grammar,
+                        "{lang}: the grammar for {request:?}"
+                    );
+                    assert_eq!(got, want, "{lang}: for {request:?}");
+                }
+                _ => assert_eq!(got, want, "{lang}: for {request:?}"),
+            }
+        }
+        let Some(grammar) = want else { continue };
+        grammars += 1;
+        if let Some(factory) = &factory {
+            let constraint = tool_constraint(
+                grammar,
+                &request.tools,
+                request.parallel_tool_calls,
+                request.reasoning_open,
+            );
+            if let Err(e) = factory.compile(&constraint.grammar) {
+                panic!("{e}: the grammar for {request:?}:\n{}", constraint.grammar);
+            }
+        }
+    }
+    // Not a vacuous matrix: most requests have a grammar, and the ones that cannot have none.
+    assert!(
+        grammars * 2 > requests.len(),
+        "{grammars} of {}",
+        requests.len()
+    );
+    assert!(
+        grammars < requests.len(),
+        "{grammars} of {}",
+        requests.len()
+    );
+}
+
 #[test]
 fn every_scaffold_builds_and_passes_check_as_generated() {
     let dir = tempfile::tempdir().expect("temp dir");
+    let runtime = cached_runtime();
+    let tools = grammar_tool_sets().remove(0);
     for lang in ["rust", "js", "python", "c"] {
         let name = format!("new-{lang}");
         let mut c = command(plugboard_bin());
@@ -162,6 +340,21 @@ fn every_scaffold_builds_and_passes_check_as_generated() {
         let out = run(c, &format!("plugins check of the {lang} scaffold"));
         assert!(out.contains("7 fixture cases passed"), "{lang}: {out}");
         assert!(out.starts_with(&format!("{name} 0.1.0")), "{lang}: {out}");
+        // Contract 0.2; only the Rust template defines a call grammar, the others have the
+        // SDK's default: none.
+        let plugin = load(&runtime, &folder.join(format!("{name}.wasm")));
+        assert_eq!(plugin.contract(), "0.2.0", "{lang}");
+        let grammar = plugin
+            .session()
+            .expect("a session")
+            .call_grammar(&GrammarRequest {
+                tools: tools.clone(),
+                tool_choice: ToolChoice::Required,
+                parallel_tool_calls: true,
+                ..GrammarRequest::default()
+            })
+            .unwrap_or_else(|e| panic!("{lang}: {e}"));
+        assert_eq!(grammar.is_some(), lang == "rust", "{lang}: {grammar:?}");
     }
 }
 

@@ -52,7 +52,7 @@ macro_rules! sdk {
 
 const WIT: &str = include_str!(concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/../wit/v0.1/adapter.wit"
+    "/../wit/v0.2/adapter.wit"
 ));
 
 /// The placeholder for the adapter's name in the templates.

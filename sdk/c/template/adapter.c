@@ -4,7 +4,9 @@
 // fixtures in __NAME__.fixtures.jsonl with them; `./build.sh` builds __NAME__.wasm.
 //
 // An adapter defines adapter_info, adapter_format_prompt and adapter_spec; plugboard.c does the
-// rest (the exports, the stream parser, whole-output parsing).
+// rest (the exports, the stream parser, whole-output parsing). To have generated calls held to
+// the family's syntax, also define adapter_call_grammar (see pb_call_syntax in plugboard.h);
+// without it the adapter has no call grammar.
 
 #include <stdlib.h>
 #include <string.h>

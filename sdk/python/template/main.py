@@ -4,7 +4,9 @@ taught in the system message. Change the markers and the prompt to your family's
 fixtures in __NAME__.fixtures.jsonl with them; `./build.sh` builds __NAME__.wasm.
 
 The module defines `info()`, `format_prompt(request)` and `parser(options)`; the SDK's glue
-(glue/app.py, glue/adapter.py) exports them as the component's interface.
+(glue/app.py, glue/adapter.py) exports them as the component's interface. To have generated
+calls held to the family's syntax, also define `call_grammar(request)` (see
+`plugboard.CallSyntax`); without it the adapter has no call grammar.
 """
 
 from plugboard import CallMarkup, OutputParser, Spec, arguments_text, chatml, dumps, loads, scan, text_message, tool_json

@@ -7,8 +7,9 @@
 //   </tool_use>
 //
 // and the parser reads those blocks back, streaming the arguments as they are generated. It is
-// the same adapter as the built-in Rust one (plugins/tool-use) and passes the same fixtures: a
-// file named tool-use.wasm in the plugin folder replaces the built-in.
+// the same adapter as the built-in Rust one (plugins/tool-use): it passes the same fixtures and
+// gives the same call grammar, byte for byte; a file named tool-use.wasm in the plugin folder
+// replaces the built-in.
 
 #include <stdlib.h>
 #include <string.h>
@@ -361,5 +362,71 @@ bool adapter_format_prompt(const pb_prompt_request *request, pb_prompt *ret, pb_
   ret->stop = pb_list_of(END_OF_TURN, 1);
   ret->tool_call_triggers = pb_list_of(triggers, with_tools ? 1 : 0);
   ret->reasoning_open = false;
+  return true;
+}
+
+/// Whether `c` is whitespace as Rust's `char::is_whitespace` sees it (the built-in adapter's
+/// name check).
+static bool is_rust_whitespace(uint32_t c) {
+  return (c >= 0x09 && c <= 0x0D) || c == 0x20 || c == 0x85 || c == 0xA0 || c == 0x1680 ||
+         (c >= 0x2000 && c <= 0x200A) || c == 0x2028 || c == 0x2029 || c == 0x202F || c == 0x205F || c == 0x3000;
+}
+
+/// The code point of the UTF-8 character at `s` (the host hands over valid UTF-8).
+static uint32_t decode(const unsigned char *s, size_t len) {
+  size_t n = s[0] < 0x80 ? 1 : s[0] < 0xE0 ? 2 : s[0] < 0xF0 ? 3 : 4;
+  if (n > len) return 0xFFFD;
+  uint32_t c = n == 1 ? s[0] : s[0] & (0x7F >> n);
+  for (size_t i = 1; i < n; i++) c = (c << 6) | (s[i] & 0x3F);
+  return c;
+}
+
+/// Whether the parser would trim `c` off a name: whitespace or a quote.
+static bool is_edge(uint32_t c) { return is_rust_whitespace(c) || c == '"' || c == '`' || c == '\''; }
+
+/// Whether the parser reads `name` back as written on its `tool_name:` line: no quotes or
+/// whitespace around it (they are trimmed), no line break, `{`, `arguments:` or closing marker in it.
+static bool is_bare(const pb_string *name) {
+  const unsigned char *s = name->ptr;
+  size_t len = name->len;
+  if (len == 0) return false;
+  size_t last = len - 1;
+  while (last > 0 && (s[last] & 0xC0) == 0x80) last--;
+  static const char *const inside[] = {"\n", "\r", "{", "arguments:", CLOSE};
+  return !is_edge(decode(s, len)) && !is_edge(decode(s + last, len - last)) &&
+         first_of((const char *)s, len, inside, 5) == len;
+}
+
+/// Each call in its own block, as the system prompt teaches it. A name is written bare on its
+/// line, so a tool whose name the parser would read otherwise cannot be called in this format.
+static bool tool_use_call(pb_buf *out, const pb_tool *tool, const char *args) {
+  if (!is_bare(&tool->name)) return false;
+  pb_buf head = {0};
+  pb_buf_addf(&head, "%s\ntool_name: ", OPEN);
+  add_string(&head, &tool->name);
+  pb_buf_adds(&head, "\narguments: ");
+  pb_grammar_literal(out, head.ptr, head.len);
+  pb_buf_addf(out, " %s ", args);
+  pb_buf_free(&head);
+  pb_buf tail = {0};
+  pb_buf_addf(&tail, "\n%s", CLOSE);
+  pb_grammar_literal(out, tail.ptr, tail.len);
+  pb_buf_free(&tail);
+  return true;
+}
+
+static const pb_trigger_spec TRIGGERS[] = {PB_TRIGGER(OPEN), {NULL, false}};
+
+static const pb_call_syntax SYNTAX = {
+    .call = tool_use_call,
+    .separator = "\"\\n\"",
+    .triggers = TRIGGERS,
+    .reasoning_open = "<think>",
+    .reasoning_close = "</think>",
+};
+
+bool adapter_call_grammar(const pb_grammar_request *request, pb_option_grammar *ret, pb_error *err) {
+  (void)err;
+  pb_call_grammar(&SYNTAX, request, ret);
   return true;
 }

@@ -7,19 +7,23 @@
 //   </tool_use>
 //
 // and the parser reads those blocks back, streaming the arguments as they are generated. It is
-// the same adapter as the built-in Rust one (plugins/tool-use) and passes the same fixtures: a
-// file named tool-use.wasm in the plugin folder replaces the built-in.
+// the same adapter as the built-in Rust one (plugins/tool-use): it passes the same fixtures and
+// gives the same call grammar, byte for byte; a file named tool-use.wasm in the plugin folder
+// replaces the built-in.
 
 import {
   ArgsReader,
+  CallSyntax,
   OutputParser,
   chatml,
   compactJson,
   defineAdapter,
   invalidRequest,
+  literal,
   scan,
   textMessage,
   toolJson,
+  trigger,
 } from './plugboard.js';
 
 const OPEN = '<tool_use>';
@@ -249,6 +253,38 @@ function formatPrompt(request) {
   };
 }
 
+/** Whitespace as Rust's `char::is_whitespace` sees it (the built-in adapter's name check). */
+const isWhitespace = (c) => /^[\t-\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]$/u.test(c);
+
+/**
+ * Whether the parser reads `name` back as written on its `tool_name:` line: no quotes or
+ * whitespace around it (they are trimmed), no line break, `{`, `arguments:` or closing marker in it.
+ */
+function isBare(name) {
+  const chars = Array.from(name);
+  const edge = (c) => isWhitespace(c) || '"`\''.includes(c);
+  return (
+    chars.length > 0 &&
+    !edge(chars[0]) &&
+    !edge(chars[chars.length - 1]) &&
+    !/[\n\r{]/.test(name) &&
+    !name.includes(ARGS_LABEL) &&
+    !name.includes(CLOSE)
+  );
+}
+
+const SYNTAX = new CallSyntax({
+  // Each call in its own block, as the system prompt teaches it. A name is written bare on its
+  // line, so a tool whose name the parser would read otherwise cannot be called in this format.
+  call: (tool, args) =>
+    isBare(tool.name)
+      ? `${literal(`${OPEN}\ntool_name: ${tool.name}\narguments: `)} ${args} ${literal(`\n${CLOSE}`)}`
+      : undefined,
+  separator: '"\\n"',
+  triggers: [trigger(OPEN)],
+  reasoning: ['<think>', '</think>'],
+});
+
 export const adapter = defineAdapter({
   info: () => ({
     name: 'tool-use',
@@ -261,4 +297,5 @@ export const adapter = defineAdapter({
   }),
   formatPrompt,
   parser: (options) => new OutputParser(SPEC, options),
+  callGrammar: (request) => SYNTAX.grammar(request),
 });

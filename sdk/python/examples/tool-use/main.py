@@ -7,8 +7,9 @@ prompt lists the tools and asks for calls written as
     </tool_use>
 
 and the parser reads those blocks back, streaming the arguments as they are generated. It is the
-same adapter as the built-in Rust one (plugins/tool-use) and passes the same fixtures: a file
-named tool-use.wasm in the plugin folder replaces the built-in.
+same adapter as the built-in Rust one (plugins/tool-use): it passes the same fixtures and gives
+the same call grammar, byte for byte; a file named tool-use.wasm in the plugin folder replaces
+the built-in.
 """
 
 import re
@@ -16,14 +17,17 @@ import re
 from plugboard import (
     ArgsReader,
     CallMarkup,
+    CallSyntax,
     OutputParser,
     Spec,
     chatml,
     compact_json,
     invalid_request,
+    literal,
     scan,
     text_message,
     tool_json,
+    trigger,
 )
 from wit_world.exports import adapter as t
 
@@ -254,3 +258,43 @@ def format_prompt(request):
         tool_call_triggers=[OPEN] if with_tools else [],
         reasoning_open=False,
     )
+
+
+# Whitespace as Rust's `char::is_whitespace` sees it (the built-in adapter's name check), which
+# is not what `str.isspace` or `str.strip` see.
+RUST_WHITESPACE = re.compile("[\t-\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]")
+
+
+def is_bare(name):
+    """Whether the parser reads `name` back as written on its `tool_name:` line: no quotes or
+    whitespace around it (they are trimmed), no line break, `{`, `arguments:` or closing marker
+    in it."""
+
+    def edge(c):
+        return RUST_WHITESPACE.fullmatch(c) is not None or c in "\"`'"
+
+    return (
+        name != ""
+        and not edge(name[0])
+        and not edge(name[-1])
+        and not any(c in name for c in "\n\r{")
+        and ARGS_LABEL not in name
+        and CLOSE not in name
+    )
+
+
+def tool_use_call(tool, args):
+    """Each call in its own block, as the system prompt teaches it. A name is written bare on its
+    line, so a tool whose name the parser would read otherwise cannot be called in this format."""
+    if not is_bare(tool.name):
+        return None
+    head = literal(f"{OPEN}\ntool_name: {tool.name}\narguments: ")
+    tail = literal("\n" + CLOSE)
+    return f"{head} {args} {tail}"
+
+
+SYNTAX = CallSyntax(tool_use_call, separator='"\\n"', triggers=[trigger(OPEN)], reasoning=("<think>", "</think>"))
+
+
+def call_grammar(request):
+    return SYNTAX.grammar(request)
