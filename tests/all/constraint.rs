@@ -342,14 +342,15 @@ fn tool(name: &str, parameters: Value) -> plugboard::adapter::Tool {
     }
 }
 
-/// Three tool sets: plain, a schema stress set, and tools without or with odd parameters.
+/// Three tool sets: plain, a schema stress set (with booleans and null nested, which families
+/// that do not write JSON spell their own way), and tools without or with odd parameters.
 fn tool_sets() -> Vec<Vec<plugboard::adapter::Tool>> {
     use serde_json::json;
     vec![
         vec![
             tool(
                 "get_weather",
-                json!({"type": "object", "properties": {"city": {"type": "string"}, "unit": {"type": "string", "enum": ["c", "f"]}}, "required": ["city"]}),
+                json!({"type": "object", "properties": {"city": {"type": "string"}, "unit": {"type": "string", "enum": ["c", "f"]}, "metric": {"type": "boolean"}}, "required": ["city"]}),
             ),
             tool(
                 "get_time",
@@ -363,7 +364,8 @@ fn tool_sets() -> Vec<Vec<plugboard::adapter::Tool>> {
                 "seating": {"type": "string", "enum": ["inside", "terrace"]},
                 "when": {"type": "object", "properties": {"day": {"type": "string", "enum": ["mon", "fri"]}, "hour": {"type": "integer", "minimum": 11, "maximum": 22}}, "required": ["day", "hour"], "additionalProperties": false},
                 "requests": {"type": "array", "items": {"type": "string", "maxLength": 8}, "maxItems": 2},
-                "phone": {"anyOf": [{"type": "string", "pattern": "^[0-9]{6}$"}, {"type": "null"}]}},
+                "phone": {"anyOf": [{"type": "string", "pattern": "^[0-9]{6}$"}, {"type": "null"}]},
+                "notes": {"type": "object", "properties": {"vip": {"type": "boolean"}, "tags": {"type": "array", "items": {"type": ["string", "null"]}, "maxItems": 3}}}},
                 "required": ["party", "seating", "when", "requests", "phone"], "additionalProperties": false}),
         )],
         vec![
@@ -378,7 +380,11 @@ fn tool_sets() -> Vec<Vec<plugboard::adapter::Tool>> {
 
 /// A random walk through a grammar: each step picks the best of random logits (a sample, by the
 /// Gumbel-max argument), with a bonus for tokens that close strings and objects so that walks
-/// end. `None` when a walk has not ended within `limit` tokens.
+/// end, and for the rest of a [`CLOSERS`] marker once the walk has begun one (strings between
+/// markers end only there). `None` when a walk has not ended within `limit` tokens.
+/// Markers that end strings in some families' grammars (FunctionGemma's `<escape>`).
+const CLOSERS: [&str; 1] = ["<escape>"];
+
 fn random_walk(
     factory: &GrammarFactory,
     tokenizer: &Tokenizer,
@@ -395,6 +401,15 @@ fn random_walk(
     for _ in 0..limit {
         for (l, b) in logits.iter_mut().zip(bonus) {
             *l = b + (rng.below(1 << 20) as f32 / (1 << 20) as f32) * 8.0;
+        }
+        for marker in CLOSERS.iter().map(|m| m.as_bytes()) {
+            if let Some(begun) = (1..marker.len())
+                .rev()
+                .find(|&k| text.ends_with(&marker[..k]))
+                && let Some(&next) = factory.trie().greedy_tokenize(&marker[begun..]).first()
+            {
+                logits[next as usize] += 20.0;
+            }
         }
         let (id, _) = constraint.sample(&mut sampler, &logits, None);
         assert!(
@@ -429,7 +444,10 @@ fn random_walks_through_each_adapter_grammar_parse_as_exactly_their_calls() {
     let bonus: Vec<f32> = (0..tokenizer.vocab_size() as u32)
         .map(|id| {
             let bytes = tokenizer.token_bytes(id);
-            if ends.contains(&id) || bytes.iter().any(|b| b"\"}],0123456789".contains(b)) {
+            if ends.contains(&id)
+                || bytes.iter().any(|b| b"\"}],0123456789".contains(b))
+                || bytes == b"<"
+            {
                 6.0
             } else {
                 0.0
@@ -450,6 +468,8 @@ fn random_walks_through_each_adapter_grammar_parse_as_exactly_their_calls() {
         "granite",
         "phi4-mini",
         "deepseek",
+        "pythonic",
+        "functiongemma",
     ] {
         let plugin = host.get(adapter).expect("built in");
         for tools in tool_sets() {
@@ -541,6 +561,11 @@ fn an_adapters_own_rendered_calls_are_accepted_by_its_grammar() {
     for (adapter, open, close) in [
         ("hermes", "<tool_call>", "</tool_call>"),
         ("tool-use", "<tool_use>", "</tool_use>"),
+        (
+            "functiongemma",
+            "<start_function_call>",
+            "<end_function_call>",
+        ),
     ] {
         let plugin = host.get(adapter).expect("built in");
         let prompt = plugin.format_prompt(&request).expect("renders").text;

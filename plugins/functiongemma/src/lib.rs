@@ -11,6 +11,7 @@
 
 mod args;
 mod call;
+mod grammar;
 mod handover;
 mod render;
 mod syntax;
@@ -85,6 +86,10 @@ impl Adapter for FunctionGemma {
             },
             reasoning_open: false,
         })
+    }
+
+    fn call_grammar(request: GrammarRequest) -> Result<Option<ToolCallGrammar>, AdapterError> {
+        Ok(grammar::call_grammar(&request))
     }
 }
 

@@ -77,20 +77,22 @@ impl Adapter for Llama3 {
         }
     }
 
-    /// Bare JSON calls, as the Llama 3.1 template asks for them: `{"name": …, "parameters": …}`
-    /// at the start of the output, several separated by `; `.
+    /// JSON calls as the Llama 3.1 template asks for them, `{"name": …, "parameters": …}`,
+    /// several separated by `; `: bare at the start of the output, or after `<|python_tag|>`
+    /// anywhere. (Built-in tools' `brave_search.call(…)` form is read, not generated.)
     fn call_grammar(request: GrammarRequest) -> Result<Option<ToolCallGrammar>, AdapterError> {
         let call = |tool: &Tool, args: &str| {
             Some(grammar::json_envelope(tool, args, "name", "parameters"))
         };
+        let tag = format!("({})?", grammar::marker(&request, PYTHON_TAG));
         Ok(CallSyntax {
             call: &call,
             separator: "\"; \"",
-            list: None,
-            triggers: vec![Trigger {
-                text: "{\"name\"".into(),
-                at_start: true,
-            }],
+            list: Some((tag, "\"\"".into())),
+            triggers: vec![
+                grammar::trigger_at_start("{\"name\""),
+                grammar::trigger(PYTHON_TAG),
+            ],
             reasoning: None,
         }
         .grammar(&request))

@@ -66,19 +66,28 @@ impl Adapter for Mistral {
         }
     }
 
-    /// The form the model's tokenizer says it was trained on: `NAME[ARGS]{…}` after each
-    /// `[TOOL_CALLS]` where `[ARGS]` is a control token (v11 and later), v0.3's JSON list
-    /// otherwise.
+    /// The form the model's tokenizer says it was trained on: `NAME[CALL_ID]ID[ARGS]{…}` after
+    /// each `[TOOL_CALLS]` where `[CALL_ID]` is a control token (Small 3.2), `NAME[ARGS]{…}`
+    /// where `[ARGS]` is one (v11 and later), v0.3's JSON list otherwise.
     fn call_grammar(request: GrammarRequest) -> Result<Option<ToolCallGrammar>, AdapterError> {
         let tool_calls = grammar::marker(&request, TOOL_CALLS);
-        let v11 = request.control_tokens.iter().any(|t| t.text == "[ARGS]");
+        let control = |text: &str| request.control_tokens.iter().any(|t| t.text == text);
+        let v11 = control("[ARGS]");
+        // The id as Mistral's templates write them (see `ids`): 9 letters and digits.
+        let id = match control("[CALL_ID]") {
+            true => format!(
+                "{} /[A-Za-z0-9]{{9}}/",
+                grammar::marker(&request, "[CALL_ID]")
+            ),
+            false => String::new(),
+        };
         let args_marker = grammar::marker(&request, "[ARGS]");
         let named = |tool: &Tool, args: &str| {
             // The name runs up to `[ARGS]`: one holding a bracket or space cannot be read back.
             let bare = !tool.name.is_empty() && tool.name.chars().all(calls::is_name_char);
             bare.then(|| {
                 format!(
-                    "{tool_calls} {} {args_marker} {args}",
+                    "{tool_calls} {} {id} {args_marker} {args}",
                     grammar::literal(&tool.name)
                 )
             })

@@ -27,10 +27,10 @@ mod pylit;
 mod render;
 mod span;
 
-use plugboard_sdk::Adapter;
 use plugboard_sdk::stream::{CallMarkup, Format, Spec};
 use plugboard_sdk::types::*;
 use plugboard_sdk::whole::{Shape, WholeRule, could_be_json};
+use plugboard_sdk::{Adapter, grammar};
 
 pub use parser::PythonicParser;
 
@@ -110,6 +110,24 @@ impl Adapter for Pythonic {
 
     fn format_prompt(request: PromptRequest) -> Result<Prompt, AdapterError> {
         render::format_prompt(request)
+    }
+
+    /// The calls as one Python list, `[get_weather(city="Paris"), …]`, arguments as keyword
+    /// arguments. Under `auto` a list starts the output (`[` and an offered tool's name, so
+    /// that prose in brackets stays free) or follows `<|python_start|>` (Llama 4).
+    fn call_grammar(request: GrammarRequest) -> Result<Option<ToolCallGrammar>, AdapterError> {
+        let mut triggers: Vec<Trigger> = grammar::callable(&request)
+            .iter()
+            .map(|(_, tool)| grammar::trigger_at_start(&format!("[{}(", tool.name)))
+            .collect();
+        triggers.push(grammar::trigger(PYTHON_START));
+        let open = format!("({})? \"[\"", grammar::marker(&request, PYTHON_START));
+        Ok(grammar::pythonic_list(
+            &request,
+            &open,
+            triggers,
+            Some(THINK),
+        ))
     }
 }
 

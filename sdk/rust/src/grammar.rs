@@ -18,7 +18,12 @@
 //! the grammar accepts is read by the adapter's `parse-response` as exactly the calls it
 //! encodes, with no problem.
 
+pub mod values;
+
+use serde_json::Value;
+
 use crate::types::{GrammarRequest, GrammarStart, Tool, ToolCallGrammar, ToolChoice, Trigger};
+use values::{ValueGrammar, ValueSyntax};
 
 /// The rule the host defines for the arguments of the `index`th offered tool.
 pub fn args_rule(index: usize) -> String {
@@ -142,4 +147,124 @@ pub fn trigger(text: &str) -> Trigger {
         text: text.to_string(),
         at_start: false,
     }
+}
+
+/// A trigger only at the start of the output (after white space).
+pub fn trigger_at_start(text: &str) -> Trigger {
+    Trigger {
+        text: text.to_string(),
+        at_start: true,
+    }
+}
+
+/// A tool's parameters schema, `{}` when it is not an object.
+fn parameters(tool: &Tool) -> Value {
+    match serde_json::from_str::<Value>(&tool.parameters) {
+        Ok(schema @ Value::Object(_)) => schema,
+        _ => Value::Object(Default::default()),
+    }
+}
+
+/// Whether `name` is a Python identifier (ASCII: what a keyword argument can be named).
+pub fn is_identifier(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c == '_' || c.is_ascii_alphabetic())
+        && chars.all(|c| c == '_' || c.is_ascii_alphanumeric())
+}
+
+/// A JSON value as a Python literal: `True`, `False`, `None`, JSON's strings, numbers, lists and
+/// dicts (which Python reads the same).
+pub fn python_literal(value: &Value) -> String {
+    match value {
+        Value::Bool(true) => "True".into(),
+        Value::Bool(false) => "False".into(),
+        Value::Null => "None".into(),
+        Value::Array(items) => {
+            let items: Vec<String> = items.iter().map(python_literal).collect();
+            format!("[{}]", items.join(", "))
+        }
+        Value::Object(map) => {
+            let members: Vec<String> = map
+                .iter()
+                .map(|(k, v)| format!("{}: {}", Value::String(k.clone()), python_literal(v)))
+                .collect();
+            format!("{{{}}}", members.join(", "))
+        }
+        other => other.to_string(),
+    }
+}
+
+/// One pythonic call, `name(key=value, …)`, its arguments as Python literals valid against the
+/// tool's schema ([`values`]): the Lark expression and the rules it needs, named from
+/// `prefix`. `None` when the tool's name (a Python name, also dotted or with `-`) or a
+/// required argument's name cannot be written that way.
+pub fn pythonic_call(tool: &Tool, prefix: &str) -> Option<(String, String)> {
+    let name = tool.name.as_str();
+    let name_ok = name.starts_with(|c: char| c == '_' || c.is_alphabetic())
+        && name
+            .chars()
+            .all(|c| c == '_' || c == '.' || c == '-' || c.is_alphanumeric());
+    if !name_ok {
+        return None;
+    }
+    let constant = |v: &Value| literal(&python_literal(v));
+    let dict_key = |k: &str| Some(literal(&format!("{}: ", Value::String(k.to_string()))));
+    let syntax = ValueSyntax {
+        string: None,
+        constant: &constant,
+        boolean: "\"True\" | \"False\"",
+        null: "\"None\"",
+        key: &dict_key,
+        any_key: "%json {\"type\": \"string\"} \": \"",
+        separator: ", ",
+        list: ("[", "]"),
+        object: ("{", "}"),
+        json_containers: true,
+        sorted_keys: false,
+    };
+    let schema = parameters(tool);
+    let mut values = ValueGrammar::new(&syntax, &schema, prefix);
+    let keyword = |k: &str| is_identifier(k).then(|| literal(&format!("{k}=")));
+    let arguments = values.properties(
+        schema.as_object().expect("an object"),
+        0,
+        &keyword,
+        "/[A-Za-z_][A-Za-z0-9_]*/ \"=\"",
+        ", ",
+    )?;
+    Some((
+        format!("{} {arguments} \")\"", literal(&format!("{name}("))),
+        values.rules(),
+    ))
+}
+
+/// A family whose calls are a Python list, `[get_weather(city="Paris"), get_time()]`: the
+/// grammar for this request. `open` is the Lark expression that opens the list (`"["`, or a
+/// marker then `"["`); the triggers and reasoning markers are the family's.
+pub fn pythonic_list(
+    request: &GrammarRequest,
+    open: &str,
+    triggers: Vec<Trigger>,
+    reasoning: Option<(&str, &str)>,
+) -> Option<ToolCallGrammar> {
+    let rules = std::cell::RefCell::new(String::new());
+    let count = std::cell::Cell::new(0);
+    let call = |tool: &Tool, _args: &str| {
+        count.set(count.get() + 1);
+        let (call, needs) = pythonic_call(tool, &format!("py{}", count.get()))?;
+        rules.borrow_mut().push_str(&needs);
+        Some(call)
+    };
+    let mut grammar = CallSyntax {
+        call: &call,
+        separator: "\", \"",
+        list: Some((open.to_string(), "\"]\"".to_string())),
+        triggers,
+        reasoning,
+    }
+    .grammar(request)?;
+    grammar.grammar.push_str(&rules.into_inner());
+    Some(grammar)
 }
