@@ -319,6 +319,16 @@ def main():
     p.add_argument("--plugboard-url", help="a running plugboard (else one is started)")
     p.add_argument("--plugboard-bin", default=str(ROOT / "target/release/plugboard"))
     p.add_argument("--plugboard-args", default="", help="extra `plugboard serve` arguments")
+    p.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="NAME=ARGS",
+        help="also run a plugboard served with these extra arguments (e.g. another --plugins)",
+    )
+    p.add_argument(
+        "--plugboard-model", help="model id or file plugboard serves (default: --model's file)"
+    )
     p.add_argument("--llamacpp-url", help="a running llama-server")
     p.add_argument("--llama-server", help="llama-server binary to start (with --jinja)")
     p.add_argument("--no-llamacpp", action="store_true")
@@ -332,10 +342,15 @@ def main():
     model_path = str(Path(args.model).resolve())
 
     servers = []
-    servers.append(("plugboard", args.plugboard_url, [
-        args.plugboard_bin, "serve", "--model", model_path, "--port", "18431",
-        "--threads", str(args.threads), *args.plugboard_args.split(),
-    ], "http://127.0.0.1:18431"))
+    for i, (name, extra) in enumerate(
+        [("plugboard", args.plugboard_args)] + [v.split("=", 1) for v in args.variant]
+    ):
+        port = 18431 + 10 * i
+        url = args.plugboard_url if i == 0 else None
+        servers.append((name, url, [
+            args.plugboard_bin, "serve", "--model", args.plugboard_model or model_path,
+            "--port", str(port), "--threads", str(args.threads), *extra.split(),
+        ], f"http://127.0.0.1:{port}"))
     if not args.no_llamacpp:
         if not (args.llamacpp_url or args.llama_server):
             sys.exit("give --llama-server BIN or --llamacpp-url URL (or --no-llamacpp)")
@@ -354,7 +369,8 @@ def main():
             models = wait_ready(url, None, name)
         ids = [m["id"] for m in models.get("data", [])]
         stem = Path(model_path).stem
-        model = next((i for i in ids if stem in i or i in stem), ids[0] if ids else stem)
+        wanted = args.plugboard_model if name != "llama.cpp" and args.plugboard_model else stem
+        model = next((i for i in ids if wanted in i or i in wanted), ids[0] if ids else wanted)
         try:
             results[name], verdicts[name] = run_server_cases(
                 name, url, model, cases, check, args.stream, args.max_tokens, log
