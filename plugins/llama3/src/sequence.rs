@@ -11,7 +11,7 @@
 //! resumes at the next object that starts after a `;` or a line break, so the calls after it
 //! stand.
 
-use plugboard_sdk::calls::{BodyStep, CallBody, JsonCalls};
+use plugboard_sdk::calls::{BodyStep, BufferedBody, CallBody, JsonCalls, Next, Span};
 use plugboard_sdk::emit::Emitter;
 use plugboard_sdk::json::JsonScanner;
 use plugboard_sdk::scanner::{Markers, Scan};
@@ -50,7 +50,8 @@ enum Resync {
 
 pub struct CallSequence {
     phase: Phase,
-    buf: String,
+    /// Nothing is skipped to a marker: a broken object is skipped to the next one ([`Resync`]).
+    span: Span,
     /// Objects begun so far.
     values: usize,
     end_of_turn: Markers,
@@ -61,18 +62,18 @@ impl CallSequence {
     pub fn new(end_of_turn: &[&'static str]) -> Self {
         CallSequence {
             phase: Phase::Between,
-            buf: String::new(),
+            span: Span::default(),
             values: 0,
             end_of_turn: Markers::new(end_of_turn.iter().copied()),
         }
     }
 
     fn resync(&self, at_end: bool) -> Resync {
-        let (limit, marker) = match self.end_of_turn.scan(&self.buf, at_end) {
+        let (limit, marker) = match self.end_of_turn.scan(&self.span.text, at_end) {
             Scan::Marker { start, .. } => (start, true),
             Scan::Text { safe } => (safe, false),
         };
-        let head = &self.buf[..limit];
+        let head = &self.span.text[..limit];
         for (i, _) in head.char_indices().filter(|(_, c)| matches!(c, ';' | '\n')) {
             let after = &head[i + 1..];
             let next = after.trim_start();
@@ -89,158 +90,151 @@ impl CallSequence {
             Resync::Wait(limit)
         }
     }
+}
 
-    fn run(&mut self, out: &mut Emitter, at_end: bool) -> BodyStep {
-        loop {
-            match &mut self.phase {
-                Phase::Between => {
-                    let rest = self.buf.trim_start_matches(is_separator);
-                    if rest.is_empty() {
-                        if !at_end {
-                            return BodyStep::More;
-                        }
-                        if self.values == 0 {
-                            let index = out.start_call();
-                            out.problem(
-                                ProblemKind::Truncated,
-                                format!(
-                                    "call {index}: the output ended right after the call marker"
-                                ),
-                                Some(index),
-                            );
-                        }
-                        self.buf.clear();
-                        return BodyStep::Done {
-                            rest: String::new(),
-                        };
+impl BufferedBody for CallSequence {
+    fn span(&mut self) -> &mut Span {
+        &mut self.span
+    }
+
+    fn step(&mut self, out: &mut Emitter, at_end: bool) -> Next {
+        match &mut self.phase {
+            Phase::Between => {
+                let rest = self.span.text.trim_start_matches(is_separator);
+                if rest.is_empty() {
+                    if !at_end {
+                        return Next::More;
                     }
-                    if rest.starts_with('{') {
-                        let skip = self.buf.len() - rest.len();
-                        self.buf.drain(..skip);
-                        self.values += 1;
-                        self.phase = Phase::Value {
-                            calls: Box::new(JsonCalls::new(None, false)),
-                            scanner: JsonScanner::new(),
-                        };
-                        continue;
-                    }
-                    if self.values == 0 {
-                        let skip = self.buf.len() - rest.len();
-                        match builtin::opening(rest) {
-                            builtin::Opening::Call { name, len } => {
-                                let index = out.start_call();
-                                out.begin_call(index, None, name.to_string());
-                                self.buf.drain(..skip + len);
-                                self.values += 1;
-                                self.phase = Phase::Builtin { index };
-                                continue;
-                            }
-                            builtin::Opening::Undecided if !at_end => return BodyStep::More,
-                            _ => {}
-                        }
-                    }
-                    // Not a call object: the calls are over (or never started).
                     if self.values == 0 {
                         let index = out.start_call();
                         out.problem(
-                            ProblemKind::MalformedJson,
-                            format!("call {index}: expected a JSON call object"),
+                            ProblemKind::Truncated,
+                            format!("call {index}: the output ended right after the call marker"),
                             Some(index),
                         );
                     }
-                    let rest = self.buf.trim_start().to_string();
-                    self.buf.clear();
-                    return BodyStep::Done { rest };
-                }
-                Phase::Value { calls, scanner } => {
-                    let text = std::mem::take(&mut self.buf);
-                    let mut end = None;
-                    let mut broken = false;
-                    for (i, b) in text.bytes().enumerate() {
-                        if scanner.feed(b).is_err() {
-                            broken = true;
-                            end = Some(i + 1);
-                            break;
-                        }
-                        if scanner.is_done() {
-                            end = Some(i + 1);
-                            break;
-                        }
-                    }
-                    let Some(mut end) = end else {
-                        calls.push(&text, out);
-                        return BodyStep::More;
+                    self.span.text.clear();
+                    return Next::Done {
+                        rest: String::new(),
                     };
-                    // The bad byte may start a multi-byte character: hand over all of it.
-                    while !text.is_char_boundary(end) {
-                        end += 1;
-                    }
-                    // The same bytes make `calls` end the call, or report the bad JSON.
-                    calls.push(&text[..end], out);
-                    self.buf = text[end..].to_string();
-                    self.phase = if broken { Phase::Skip } else { Phase::Between };
                 }
-                Phase::Builtin { index } => {
-                    let index = *index;
-                    let Some(end) = builtin::arguments_end(&self.buf) else {
-                        if at_end {
-                            out.problem(
-                                ProblemKind::Truncated,
-                                format!("call {index}: the output ended inside the call"),
-                                Some(index),
-                            );
-                            self.buf.clear();
-                            return BodyStep::Done {
-                                rest: String::new(),
-                            };
-                        }
-                        return BodyStep::More;
+                if rest.starts_with('{') {
+                    let skip = self.span.text.len() - rest.len();
+                    self.span.text.drain(..skip);
+                    self.values += 1;
+                    self.phase = Phase::Value {
+                        calls: Box::new(JsonCalls::new(None, false)),
+                        scanner: JsonScanner::new(),
                     };
-                    match builtin::arguments_json(&self.buf[..end - 1]) {
-                        Ok(arguments) => {
-                            out.arguments(index, &arguments);
-                            out.end_call(index);
-                        }
-                        Err(message) => out.problem(
-                            ProblemKind::InvalidArguments,
-                            format!("call {index}: {message}"),
-                            Some(index),
-                        ),
-                    }
-                    let rest = self.buf[end..].to_string();
-                    self.buf.clear();
-                    return BodyStep::Done { rest };
+                    return Next::Step;
                 }
-                Phase::Skip => match self.resync(at_end) {
-                    Resync::Object(at) => {
-                        self.buf.drain(..at);
-                        self.phase = Phase::Between;
+                if self.values == 0 {
+                    let skip = self.span.text.len() - rest.len();
+                    match builtin::opening(rest) {
+                        builtin::Opening::Call { name, len } => {
+                            let index = out.start_call();
+                            out.begin_call(index, None, name.to_string());
+                            self.span.text.drain(..skip + len);
+                            self.values += 1;
+                            self.phase = Phase::Builtin { index };
+                            return Next::Step;
+                        }
+                        builtin::Opening::Undecided if !at_end => return Next::More,
+                        _ => {}
                     }
-                    Resync::End(at) => {
-                        let rest = self.buf[at..].to_string();
-                        self.buf.clear();
-                        return BodyStep::Done { rest };
-                    }
-                    Resync::Wait(at) => {
-                        self.buf.drain(..at);
-                        return BodyStep::More;
-                    }
-                },
+                }
+                // Not a call object: the calls are over (or never started).
+                if self.values == 0 {
+                    let index = out.start_call();
+                    out.problem(
+                        ProblemKind::MalformedJson,
+                        format!("call {index}: expected a JSON call object"),
+                        Some(index),
+                    );
+                }
+                let rest = self.span.text.trim_start().to_string();
+                self.span.text.clear();
+                return Next::Done { rest };
             }
+            Phase::Value { calls, scanner } => {
+                let text = std::mem::take(&mut self.span.text);
+                let mut end = None;
+                let mut broken = false;
+                for (i, b) in text.bytes().enumerate() {
+                    if scanner.feed(b).is_err() {
+                        broken = true;
+                        end = Some(i + 1);
+                        break;
+                    }
+                    if scanner.is_done() {
+                        end = Some(i + 1);
+                        break;
+                    }
+                }
+                let Some(mut end) = end else {
+                    calls.push(&text, out);
+                    return Next::More;
+                };
+                // The bad byte may start a multi-byte character: hand over all of it.
+                while !text.is_char_boundary(end) {
+                    end += 1;
+                }
+                // The same bytes make `calls` end the call, or report the bad JSON.
+                calls.push(&text[..end], out);
+                self.span.text = text[end..].to_string();
+                self.phase = if broken { Phase::Skip } else { Phase::Between };
+            }
+            Phase::Builtin { index } => {
+                let index = *index;
+                let Some(end) = builtin::arguments_end(&self.span.text) else {
+                    if at_end {
+                        out.problem(
+                            ProblemKind::Truncated,
+                            format!("call {index}: the output ended inside the call"),
+                            Some(index),
+                        );
+                        self.span.text.clear();
+                        return Next::Done {
+                            rest: String::new(),
+                        };
+                    }
+                    return Next::More;
+                };
+                match builtin::arguments_json(&self.span.text[..end - 1]) {
+                    Ok(arguments) => {
+                        out.arguments(index, &arguments);
+                        out.end_call(index);
+                    }
+                    Err(message) => out.problem(
+                        ProblemKind::InvalidArguments,
+                        format!("call {index}: {message}"),
+                        Some(index),
+                    ),
+                }
+                let rest = self.span.text[end..].to_string();
+                self.span.text.clear();
+                return Next::Done { rest };
+            }
+            Phase::Skip => match self.resync(at_end) {
+                Resync::Object(at) => {
+                    self.span.text.drain(..at);
+                    self.phase = Phase::Between;
+                }
+                Resync::End(at) => {
+                    let rest = self.span.text[at..].to_string();
+                    self.span.text.clear();
+                    return Next::Done { rest };
+                }
+                Resync::Wait(at) => {
+                    self.span.text.drain(..at);
+                    return Next::More;
+                }
+            },
         }
-    }
-}
-
-impl CallBody for CallSequence {
-    fn push(&mut self, text: &str, out: &mut Emitter) -> BodyStep {
-        self.buf.push_str(text);
-        self.run(out, false)
+        Next::Step
     }
 
-    fn finish(&mut self, out: &mut Emitter) -> BodyStep {
-        if let BodyStep::Done { rest } = self.run(out, true) {
-            return BodyStep::Done { rest };
-        }
+    fn ended(&mut self, out: &mut Emitter) -> BodyStep {
         if let Phase::Value { calls, .. } = &mut self.phase {
             // The output ended inside an object: `calls` reports it truncated.
             calls.finish(out);

@@ -13,7 +13,7 @@
 //! be missing and `<|python_end|>` closes the span, and a whole output that may be a list of
 //! calls, where anything that is not a list of calls makes it [`PyList::broken`].
 
-use plugboard_sdk::calls::{BodyStep, CallBody};
+use plugboard_sdk::calls::{BufferedBody, Next, Span};
 use plugboard_sdk::emit::Emitter;
 use plugboard_sdk::types::ProblemKind;
 
@@ -37,7 +37,8 @@ enum State {
 
 #[derive(Clone, Debug)]
 pub struct PyList {
-    buf: String,
+    /// Nothing is skipped: a call that fails skips its own arguments ([`CallArgs`]).
+    span: Span,
     state: State,
     /// The brackets are required (a whole output), not only allowed (after `<|python_start|>`).
     require_brackets: bool,
@@ -72,7 +73,7 @@ impl PyList {
 
     fn new(require_brackets: bool) -> Self {
         PyList {
-            buf: String::new(),
+            span: Span::default(),
             state: State::Start,
             require_brackets,
             bracketed: false,
@@ -92,7 +93,7 @@ impl PyList {
     }
 
     /// Gives the text from `pos` back as output: the list ended (or never was one).
-    fn give_back(&mut self, pos: usize, broken: bool, out: &mut Emitter) -> BodyStep {
+    fn give_back(&mut self, pos: usize, broken: bool, out: &mut Emitter) -> Next {
         if broken {
             self.broken = true;
             if !self.attempted {
@@ -104,141 +105,16 @@ impl PyList {
                 );
             }
         }
-        let rest = self.buf[pos..].to_string();
-        self.buf.clear();
-        BodyStep::Done { rest }
-    }
-
-    fn run(&mut self, out: &mut Emitter, at_end: bool) -> BodyStep {
-        loop {
-            match &mut self.state {
-                State::Start => {
-                    let pos = skip_space(&self.buf, 0);
-                    if pos == self.buf.len() {
-                        if self.require_brackets {
-                            self.broken |= at_end;
-                            return self.wait(at_end, out, None);
-                        }
-                        return self.wait(at_end, out, Some("right after the call marker"));
-                    }
-                    if self.buf[pos..].starts_with('[') {
-                        self.bracketed = true;
-                        self.buf.drain(..=pos);
-                    } else if self.require_brackets || tool_name(&self.buf, pos).is_none() {
-                        return self.give_back(pos, true, out);
-                    } else {
-                        self.buf.drain(..pos);
-                    }
-                    self.state = State::BeforeCall;
-                }
-                State::BeforeCall => {
-                    let pos = skip_space(&self.buf, 0);
-                    if pos == self.buf.len() {
-                        // Between calls the calls so far are complete; before the first one
-                        // the list was cut off.
-                        let what = (!self.attempted).then_some("before the first call");
-                        return self.wait(at_end, out, what);
-                    }
-                    if self.bracketed && self.buf[pos..].starts_with(']') {
-                        self.buf.drain(..=pos);
-                        self.state = State::End;
-                        continue;
-                    }
-                    let Some((name, end)) = tool_name(&self.buf, pos) else {
-                        return self.give_back(pos, true, out);
-                    };
-                    let paren = skip_space(&self.buf, end);
-                    if paren == self.buf.len() {
-                        return self.wait(at_end, out, Some("inside a call's name"));
-                    }
-                    if !self.buf[paren..].starts_with('(') {
-                        return self.give_back(pos, true, out);
-                    }
-                    let name = name.to_string();
-                    let index = out.start_call();
-                    out.begin_call(index, None, name);
-                    self.attempted = true;
-                    self.buf.drain(..=paren);
-                    self.state = State::Call {
-                        index,
-                        args: CallArgs::default(),
-                    };
-                }
-                State::Call { index, args } => {
-                    let index = *index;
-                    match args.step(&self.buf) {
-                        ArgStep::Argument { name, json } => {
-                            let lead = if args.any_before_last() { ", " } else { "{" };
-                            out.arguments(index, &format!("{lead}{}: {json}", json_string(&name)));
-                        }
-                        ArgStep::Close { end } => {
-                            if !args.failed() {
-                                out.arguments(index, if args.any() { "}" } else { "{}" });
-                                out.end_call(index);
-                            }
-                            self.buf.drain(..end);
-                            self.state = State::AfterCall;
-                        }
-                        ArgStep::Failed(kind, message) => {
-                            out.problem(kind, format!("call {index}: {message}"), Some(index));
-                        }
-                        ArgStep::More if at_end => {
-                            if !args.failed() {
-                                out.problem(
-                                    ProblemKind::Truncated,
-                                    format!("call {index}: the output ended inside the call"),
-                                    Some(index),
-                                );
-                            }
-                            self.buf.clear();
-                            return BodyStep::Done {
-                                rest: String::new(),
-                            };
-                        }
-                        ArgStep::More => return BodyStep::More,
-                    }
-                }
-                State::AfterCall => {
-                    let pos = skip_space(&self.buf, 0);
-                    let Some(next) = self.buf[pos..].chars().next() else {
-                        return self.wait(at_end, out, None);
-                    };
-                    match next {
-                        ',' => {
-                            self.buf.drain(..=pos);
-                            self.state = State::BeforeCall;
-                        }
-                        ']' if self.bracketed => {
-                            self.buf.drain(..=pos);
-                            self.state = State::End;
-                        }
-                        // Calls without brackets end at anything else.
-                        _ if !self.bracketed => self.state = State::End,
-                        _ => return self.give_back(pos, true, out),
-                    }
-                }
-                State::End => {
-                    let text = self.buf.trim_start();
-                    if let Some(rest) = text.strip_prefix(PYTHON_END) {
-                        let rest = rest.to_string();
-                        self.buf.clear();
-                        return BodyStep::Done { rest };
-                    }
-                    if PYTHON_END.starts_with(text) && !at_end {
-                        return BodyStep::More;
-                    }
-                    let skip = self.buf.len() - text.len();
-                    return self.give_back(skip, false, out);
-                }
-            }
-        }
+        let rest = self.span.text[pos..].to_string();
+        self.span.text.clear();
+        Next::Done { rest }
     }
 
     /// The text ran out between tokens: wait, or at the end of the output report the call
     /// cut off `what` says where (`None`: nothing was cut off).
-    fn wait(&mut self, at_end: bool, out: &mut Emitter, what: Option<&str>) -> BodyStep {
+    fn wait(&mut self, at_end: bool, out: &mut Emitter, what: Option<&str>) -> Next {
         if !at_end {
-            return BodyStep::More;
+            return Next::More;
         }
         if let Some(what) = what {
             let index = out.start_call();
@@ -248,20 +124,139 @@ impl PyList {
                 Some(index),
             );
         }
-        self.buf.clear();
-        BodyStep::Done {
+        self.span.text.clear();
+        Next::Done {
             rest: String::new(),
         }
     }
 }
 
-impl CallBody for PyList {
-    fn push(&mut self, text: &str, out: &mut Emitter) -> BodyStep {
-        self.buf.push_str(text);
-        self.run(out, false)
+impl BufferedBody for PyList {
+    fn span(&mut self) -> &mut Span {
+        &mut self.span
     }
 
-    fn finish(&mut self, out: &mut Emitter) -> BodyStep {
-        self.run(out, true)
+    fn step(&mut self, out: &mut Emitter, at_end: bool) -> Next {
+        match &mut self.state {
+            State::Start => {
+                let pos = skip_space(&self.span.text, 0);
+                if pos == self.span.text.len() {
+                    if self.require_brackets {
+                        self.broken |= at_end;
+                        return self.wait(at_end, out, None);
+                    }
+                    return self.wait(at_end, out, Some("right after the call marker"));
+                }
+                if self.span.text[pos..].starts_with('[') {
+                    self.bracketed = true;
+                    self.span.text.drain(..=pos);
+                } else if self.require_brackets || tool_name(&self.span.text, pos).is_none() {
+                    return self.give_back(pos, true, out);
+                } else {
+                    self.span.text.drain(..pos);
+                }
+                self.state = State::BeforeCall;
+            }
+            State::BeforeCall => {
+                let pos = skip_space(&self.span.text, 0);
+                if pos == self.span.text.len() {
+                    // Between calls the calls so far are complete; before the first one
+                    // the list was cut off.
+                    let what = (!self.attempted).then_some("before the first call");
+                    return self.wait(at_end, out, what);
+                }
+                if self.bracketed && self.span.text[pos..].starts_with(']') {
+                    self.span.text.drain(..=pos);
+                    self.state = State::End;
+                    return Next::Step;
+                }
+                let Some((name, end)) = tool_name(&self.span.text, pos) else {
+                    return self.give_back(pos, true, out);
+                };
+                let paren = skip_space(&self.span.text, end);
+                if paren == self.span.text.len() {
+                    return self.wait(at_end, out, Some("inside a call's name"));
+                }
+                if !self.span.text[paren..].starts_with('(') {
+                    return self.give_back(pos, true, out);
+                }
+                let name = name.to_string();
+                let index = out.start_call();
+                out.begin_call(index, None, name);
+                self.attempted = true;
+                self.span.text.drain(..=paren);
+                self.state = State::Call {
+                    index,
+                    args: CallArgs::default(),
+                };
+            }
+            State::Call { index, args } => {
+                let index = *index;
+                match args.step(&self.span.text) {
+                    ArgStep::Argument { name, json } => {
+                        let lead = if args.any_before_last() { ", " } else { "{" };
+                        out.arguments(index, &format!("{lead}{}: {json}", json_string(&name)));
+                    }
+                    ArgStep::Close { end } => {
+                        if !args.failed() {
+                            out.arguments(index, if args.any() { "}" } else { "{}" });
+                            out.end_call(index);
+                        }
+                        self.span.text.drain(..end);
+                        self.state = State::AfterCall;
+                    }
+                    ArgStep::Failed(kind, message) => {
+                        out.problem(kind, format!("call {index}: {message}"), Some(index));
+                    }
+                    ArgStep::More if at_end => {
+                        if !args.failed() {
+                            out.problem(
+                                ProblemKind::Truncated,
+                                format!("call {index}: the output ended inside the call"),
+                                Some(index),
+                            );
+                        }
+                        self.span.text.clear();
+                        return Next::Done {
+                            rest: String::new(),
+                        };
+                    }
+                    ArgStep::More => return Next::More,
+                }
+            }
+            State::AfterCall => {
+                let pos = skip_space(&self.span.text, 0);
+                let Some(next) = self.span.text[pos..].chars().next() else {
+                    return self.wait(at_end, out, None);
+                };
+                match next {
+                    ',' => {
+                        self.span.text.drain(..=pos);
+                        self.state = State::BeforeCall;
+                    }
+                    ']' if self.bracketed => {
+                        self.span.text.drain(..=pos);
+                        self.state = State::End;
+                    }
+                    // Calls without brackets end at anything else.
+                    _ if !self.bracketed => self.state = State::End,
+                    _ => return self.give_back(pos, true, out),
+                }
+            }
+            State::End => {
+                let text = self.span.text.trim_start();
+                if let Some(rest) = text.strip_prefix(PYTHON_END) {
+                    let rest = rest.to_string();
+                    self.span.text.clear();
+                    return Next::Done { rest };
+                }
+                if PYTHON_END.starts_with(text) && !at_end {
+                    return Next::More;
+                }
+                let skip = self.span.text.len() - text.len();
+                return self.give_back(skip, false, out);
+            }
+        }
+        Next::Step
     }
 }

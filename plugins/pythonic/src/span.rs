@@ -2,7 +2,7 @@
 //! as the official Llama 4 template asks for (`{"name": …, "parameters": …}`, read by the SDK's
 //! [`JsonCalls`]). The first character after the marker decides: `{`, or `[` then `{`, is JSON.
 
-use plugboard_sdk::calls::{BodyStep, CallBody, JsonCalls};
+use plugboard_sdk::calls::{BufferedBody, CallBody, JsonCalls, Next, Span};
 use plugboard_sdk::emit::Emitter;
 
 use crate::PYTHON_END;
@@ -10,8 +10,8 @@ use crate::list::PyList;
 
 #[derive(Default)]
 pub struct PythonSpan {
-    /// The span's start, held until it shows which reader it needs.
-    lead: String,
+    /// Holds the span's start until it shows which reader it needs; nothing is skipped here.
+    span: Span,
     reader: Option<Box<dyn CallBody>>,
 }
 
@@ -33,34 +33,19 @@ impl PythonSpan {
     }
 }
 
-impl CallBody for PythonSpan {
-    fn push(&mut self, text: &str, out: &mut Emitter) -> BodyStep {
-        if let Some(reader) = &mut self.reader {
-            return reader.push(text, out);
-        }
-        self.lead.push_str(text);
-        match Self::choose(&self.lead, false) {
-            Some(mut reader) => {
-                let step = reader.push(&std::mem::take(&mut self.lead), out);
-                self.reader = Some(reader);
-                step
-            }
-            None => BodyStep::More,
-        }
+impl BufferedBody for PythonSpan {
+    fn span(&mut self) -> &mut Span {
+        &mut self.span
     }
 
-    fn finish(&mut self, out: &mut Emitter) -> BodyStep {
+    fn step(&mut self, out: &mut Emitter, at_end: bool) -> Next {
         let reader = match &mut self.reader {
             Some(reader) => reader,
-            None => {
-                let mut reader =
-                    Self::choose(&self.lead, true).unwrap_or_else(|| Box::new(PyList::markup()));
-                if let BodyStep::Done { rest } = reader.push(&std::mem::take(&mut self.lead), out) {
-                    return BodyStep::Done { rest };
-                }
-                self.reader.insert(reader)
-            }
+            None => match Self::choose(&self.span.text, at_end) {
+                Some(reader) => self.reader.insert(reader),
+                None => return Next::More,
+            },
         };
-        reader.finish(out)
+        self.span.forward(reader.as_mut(), out, at_end)
     }
 }

@@ -9,9 +9,14 @@
 //!   element;
 //! - [`ArgsReader`]: a bare JSON arguments value, for formats that write the name outside JSON
 //!   (`[TOOL_CALLS]name[ARGS]{…}`, `tool_name: NAME\narguments: {…}`).
+//!
+//! A family's own reader is a [`BufferedBody`]: its steps over its phases, with the buffering,
+//! call numbering and skipping of broken calls that every reader needs done by a [`Span`].
 
+pub mod buffered;
 pub mod list;
 
+pub use buffered::{ArgsRead, BufferedBody, Next, Span};
 pub use list::CallList;
 
 /// A markdown code fence.
@@ -35,7 +40,7 @@ use crate::emit::Emitter;
 use crate::json::{
     ArgumentsError, JsonEvent, JsonScanner, ValueKind, arguments_text, decode_string,
 };
-use crate::scanner::{Markers, Scan};
+use crate::scanner::Scan;
 use crate::types::ProblemKind;
 
 /// What a [`CallBody`] did with the text it was given.
@@ -349,8 +354,6 @@ enum Phase {
     Value,
     /// A value is complete: more values, the closing marker, or the end of the span.
     After,
-    /// The span is broken: skip to the closing marker.
-    Skip,
 }
 
 /// Reads JSON call objects: `{"name": "f", "arguments": {…}}` (also `"parameters"`, a
@@ -359,17 +362,17 @@ enum Phase {
 ///
 /// The name is sent as soon as it is complete; arguments stream as they arrive (held until the
 /// name when they come first). Bad JSON fails the call it is in and the reader skips to the
-/// closing marker; calls before it stand.
+/// closing marker (without one, to the end of the output); calls before it stand.
 #[derive(Clone, Debug)]
 pub struct JsonCalls {
-    close: Markers,
-    /// The closing marker (index 0, when there is one), then the markers of [`Self::ending_at`].
-    stops: Markers,
+    /// The format has a closing marker: the span's ends are it and those of
+    /// [`Self::ending_at`]. Without one, the JSON alone ends the span.
+    closed: bool,
     many: bool,
     phase: Phase,
     scanner: JsonScanner,
     call: Option<CallObject>,
-    buf: String,
+    span: Span,
 }
 
 impl JsonCalls {
@@ -378,13 +381,12 @@ impl JsonCalls {
     /// separated by whitespace, `,` or `;`.
     pub fn new(close: Option<&'static str>, many: bool) -> Self {
         JsonCalls {
-            close: Markers::new(close),
-            stops: Markers::new(close),
+            closed: close.is_some_and(|c| !c.is_empty()),
             many,
             phase: Phase::Before,
             scanner: JsonScanner::new(),
             call: None,
-            buf: String::new(),
+            span: Span::new(close, []),
         }
     }
 
@@ -396,8 +398,10 @@ impl JsonCalls {
         mut self,
         markers: impl IntoIterator<Item = S>,
     ) -> Self {
-        let close = self.close.list().iter().cloned();
-        self.stops = Markers::new(close.chain(markers.into_iter().map(Into::into)));
+        if self.closed {
+            let close = self.span.ends().list()[0].clone();
+            self.span = Span::new(Some(close), markers.into_iter().map(Into::into));
+        }
         self
     }
 
@@ -545,41 +549,70 @@ impl JsonCalls {
     }
 
     fn skip_separators(&self) -> usize {
-        let trimmed = self.buf.trim_start_matches(|c: char| {
+        let text = &self.span.text;
+        let trimmed = text.trim_start_matches(|c: char| {
             c.is_whitespace() || (self.many && (c == ',' || c == ';'))
         });
-        self.buf.len() - trimmed.len()
+        text.len() - trimmed.len()
+    }
+}
+
+impl BufferedBody for JsonCalls {
+    fn span(&mut self) -> &mut Span {
+        &mut self.span
     }
 
-    fn run(&mut self, out: &mut Emitter, at_end: bool) -> BodyStep {
-        loop {
-            match self.phase {
-                Phase::Before | Phase::After => {
-                    let skip = if self.phase == Phase::After {
-                        self.skip_separators()
-                    } else {
-                        self.buf.len() - self.buf.trim_start().len()
+    fn step(&mut self, out: &mut Emitter, at_end: bool) -> Next {
+        match self.phase {
+            Phase::Before | Phase::After => {
+                let skip = if self.phase == Phase::After {
+                    self.skip_separators()
+                } else {
+                    self.span.text.len() - self.span.text.trim_start().len()
+                };
+                let rest = self.span.text[skip..].to_string();
+                if rest.is_empty() {
+                    if !at_end || self.phase == Phase::Before {
+                        return Next::More;
+                    }
+                    self.span.text.clear();
+                    return Next::Done {
+                        rest: String::new(),
                     };
-                    let rest = self.buf[skip..].to_string();
-                    if rest.is_empty() {
-                        if !at_end || self.phase == Phase::Before {
-                            return BodyStep::More;
+                }
+                let first = rest.as_bytes()[0];
+                let starts_value = first == b'{' || first == b'[';
+                if starts_value && (self.phase == Phase::Before || self.many) {
+                    self.span.text.drain(..skip);
+                    self.scanner = JsonScanner::new();
+                    self.phase = Phase::Value;
+                    return Next::Step;
+                }
+                if !self.closed {
+                    if self.phase == Phase::Before {
+                        let index = self.charge_index(out);
+                        out.problem(
+                            ProblemKind::MalformedJson,
+                            format!("call {index}: expected a JSON call object"),
+                            Some(index),
+                        );
+                    }
+                    // The JSON is over: what follows is output again.
+                    self.span.text.clear();
+                    return Next::Done { rest };
+                }
+                if self.phase == Phase::Before {
+                    match self.span.ends().scan(&rest, at_end) {
+                        Scan::Marker { start: 0, .. } => {
+                            let index = self.charge_index(out);
+                            out.problem(
+                                ProblemKind::MissingName,
+                                format!("call {index}: the tool call is empty"),
+                                Some(index),
+                            );
                         }
-                        self.buf.clear();
-                        return BodyStep::Done {
-                            rest: String::new(),
-                        };
-                    }
-                    let first = rest.as_bytes()[0];
-                    let starts_value = first == b'{' || first == b'[';
-                    if starts_value && (self.phase == Phase::Before || self.many) {
-                        self.buf.drain(..skip);
-                        self.scanner = JsonScanner::new();
-                        self.phase = Phase::Value;
-                        continue;
-                    }
-                    if self.close.is_empty() {
-                        if self.phase == Phase::Before {
+                        Scan::Text { safe: 0 } if !at_end => return Next::More,
+                        _ => {
                             let index = self.charge_index(out);
                             out.problem(
                                 ProblemKind::MalformedJson,
@@ -587,93 +620,84 @@ impl JsonCalls {
                                 Some(index),
                             );
                         }
-                        // The JSON is over: what follows is output again.
-                        self.buf.clear();
-                        return BodyStep::Done { rest };
-                    }
-                    if self.phase == Phase::Before {
-                        match self.stops.scan(&rest, at_end) {
-                            Scan::Marker { start: 0, .. } => {
-                                let index = self.charge_index(out);
-                                out.problem(
-                                    ProblemKind::MissingName,
-                                    format!("call {index}: the tool call is empty"),
-                                    Some(index),
-                                );
-                            }
-                            Scan::Text { safe: 0 } if !at_end => return BodyStep::More,
-                            _ => {
-                                let index = self.charge_index(out);
-                                out.problem(
-                                    ProblemKind::MalformedJson,
-                                    format!("call {index}: expected a JSON call object"),
-                                    Some(index),
-                                );
-                            }
-                        }
-                    }
-                    self.buf.drain(..skip);
-                    self.phase = Phase::Skip;
-                }
-                Phase::Value => {
-                    let bytes = std::mem::take(&mut self.buf);
-                    let mut broke_at = None;
-                    let mut done_at = None;
-                    let raw = bytes.as_bytes();
-                    let mut i = 0;
-                    while i < raw.len() {
-                        let plain = self.scanner.feed_plain(&raw[i..]);
-                        if plain > 0 {
-                            if let Some(call) = &mut self.call
-                                && call.capture != Capture::None
-                            {
-                                call.captured.extend_from_slice(&raw[i..i + plain]);
-                            }
-                            i += plain;
-                            continue;
-                        }
-                        if !self.value_byte(raw[i], out) {
-                            broke_at = Some(i);
-                            break;
-                        }
-                        i += 1;
-                        if self.scanner.is_done() {
-                            done_at = Some(i);
-                            break;
-                        }
-                    }
-                    self.flush_args(out);
-                    if let Some(i) = broke_at {
-                        self.buf = bytes[i..].to_string();
-                        self.phase = Phase::Skip;
-                    } else if let Some(i) = done_at {
-                        self.buf = bytes[i..].to_string();
-                        self.phase = Phase::After;
-                    } else {
-                        return BodyStep::More;
                     }
                 }
-                Phase::Skip => {
-                    if self.close.is_empty() {
-                        self.buf.clear();
-                        return BodyStep::More;
+                self.span.text.drain(..skip);
+                self.span.skip();
+                Next::Step
+            }
+            Phase::Value => {
+                let bytes = std::mem::take(&mut self.span.text);
+                let mut broke_at = None;
+                let mut done_at = None;
+                let raw = bytes.as_bytes();
+                let mut i = 0;
+                while i < raw.len() {
+                    let plain = self.scanner.feed_plain(&raw[i..]);
+                    if plain > 0 {
+                        if let Some(call) = &mut self.call
+                            && call.capture != Capture::None
+                        {
+                            call.captured.extend_from_slice(&raw[i..i + plain]);
+                        }
+                        i += plain;
+                        continue;
                     }
-                    match self.stops.scan(&self.buf, at_end) {
-                        Scan::Marker { start, len, index } => {
-                            // The closing marker belongs to the span; the others do not.
-                            let end = if index == 0 { start + len } else { start };
-                            let rest = self.buf[end..].to_string();
-                            self.buf.clear();
-                            return BodyStep::Done { rest };
-                        }
-                        Scan::Text { safe } => {
-                            self.buf.drain(..safe);
-                            return BodyStep::More;
-                        }
+                    if !self.value_byte(raw[i], out) {
+                        broke_at = Some(i);
+                        break;
+                    }
+                    i += 1;
+                    if self.scanner.is_done() {
+                        done_at = Some(i);
+                        break;
                     }
                 }
+                self.flush_args(out);
+                if let Some(i) = broke_at {
+                    self.span.text = bytes[i..].to_string();
+                    self.span.skip();
+                } else if let Some(i) = done_at {
+                    self.span.text = bytes[i..].to_string();
+                    self.phase = Phase::After;
+                } else {
+                    return Next::More;
+                }
+                Next::Step
             }
         }
+    }
+
+    fn ended(&mut self, out: &mut Emitter) -> BodyStep {
+        match self.phase {
+            Phase::Value => match &mut self.call {
+                Some(call) => call.fail(
+                    out,
+                    ProblemKind::Truncated,
+                    "the output ended inside the call".to_string(),
+                ),
+                // Between the elements of a list: the calls read so far are complete.
+                None if self.scanner.depth() == 1 => {}
+                None => {
+                    let index = out.start_call();
+                    out.problem(
+                        ProblemKind::Truncated,
+                        format!("call {index}: the output ended inside the call"),
+                        Some(index),
+                    );
+                }
+            },
+            Phase::Before => {
+                let index = out.start_call();
+                out.problem(
+                    ProblemKind::Truncated,
+                    format!("call {index}: the output ended right after the call marker"),
+                    Some(index),
+                );
+            }
+            Phase::After => {}
+        }
+        BodyStep::More
     }
 }
 
@@ -715,47 +739,5 @@ fn finish_capture(call: &mut CallObject, out: &mut Emitter) {
             format!("the arguments are not a JSON object: {text}"),
         ),
         Capture::None => {}
-    }
-}
-
-impl CallBody for JsonCalls {
-    fn push(&mut self, text: &str, out: &mut Emitter) -> BodyStep {
-        self.buf.push_str(text);
-        self.run(out, false)
-    }
-
-    fn finish(&mut self, out: &mut Emitter) -> BodyStep {
-        if let BodyStep::Done { rest } = self.run(out, true) {
-            return BodyStep::Done { rest };
-        }
-        match self.phase {
-            Phase::Value => match &mut self.call {
-                Some(call) => call.fail(
-                    out,
-                    ProblemKind::Truncated,
-                    "the output ended inside the call".to_string(),
-                ),
-                // Between the elements of a list: the calls read so far are complete.
-                None if self.scanner.depth() == 1 => {}
-                None => {
-                    let index = out.start_call();
-                    out.problem(
-                        ProblemKind::Truncated,
-                        format!("call {index}: the output ended inside the call"),
-                        Some(index),
-                    );
-                }
-            },
-            Phase::Before => {
-                let index = out.start_call();
-                out.problem(
-                    ProblemKind::Truncated,
-                    format!("call {index}: the output ended right after the call marker"),
-                    Some(index),
-                );
-            }
-            Phase::After | Phase::Skip => {}
-        }
-        BodyStep::More
     }
 }

@@ -8,7 +8,8 @@
 //! - [`stream::OutputParser`]: a complete stream parser from a [`stream::Spec`] of your
 //!   family's markers — reasoning, call markup, end-of-turn tokens, fenced calls, bare calls;
 //! - [`calls`]: readers for the inside of a call (JSON call objects, JSON lists of them with
-//!   recovery after a broken element, streamed arguments);
+//!   recovery after a broken element, streamed arguments), and [`calls::BufferedBody`] for a
+//!   family's own: its steps, with buffering, call numbering and skipping broken calls done;
 //! - [`scanner`]: hold back a possible partial marker at the end of a chunk;
 //! - [`json`]: an incremental JSON reader, and the arguments rules (decode a JSON string once);
 //! - [`whole`]: outputs that are calls by their whole shape (bare JSON, fenced JSON);

@@ -38,10 +38,12 @@
 //! }
 //! ```
 
-use super::{BodyStep, CallBody, FENCE, JsonCalls};
+use std::borrow::Cow;
+
+use super::{BodyStep, BufferedBody, CallBody, FENCE, JsonCalls, Next, Span};
 use crate::emit::Emitter;
 use crate::json::JsonScanner;
-use crate::scanner::{Markers, Scan};
+use crate::scanner::Scan;
 use crate::types::ProblemKind;
 
 /// The longest info string (`json`, `tool_code`) a fence around calls may have, line break
@@ -66,17 +68,15 @@ enum State {
     /// Bad JSON inside a list: looking for the next element. `after_comma`: the bad byte came
     /// right after a `,`, so it may itself open the next element.
     Resync { after_comma: bool },
-    /// Broken beyond repair: skip to a marker that ends the span.
-    Skip,
 }
 
 /// Reads call objects, alone or in JSON lists, until the JSON is over. See the
 /// [module](self) for what it recovers from.
 pub struct CallList {
     state: State,
-    buf: String,
-    /// Markers that end the span from outside JSON. They are given back as output.
-    stops: Markers,
+    /// Its ends are the stop markers, which end the span from outside JSON and are given back
+    /// as output: where the JSON breaks beyond repair, the span is skipped to them.
+    span: Span,
     /// Text the opener already consumed, read first.
     prefix: String,
     /// A closing marker dropped after the JSON.
@@ -89,13 +89,10 @@ impl CallList {
     /// `stops`: markers that end the span from outside JSON, typically the format's call
     /// markers and end-of-turn markers. Where the JSON breaks beyond repair the reader skips to
     /// the first of them, and gives it back as output.
-    pub fn new<S: Into<std::borrow::Cow<'static, str>>>(
-        stops: impl IntoIterator<Item = S>,
-    ) -> Self {
+    pub fn new<S: Into<Cow<'static, str>>>(stops: impl IntoIterator<Item = S>) -> Self {
         CallList {
             state: State::Before,
-            buf: String::new(),
-            stops: Markers::new(stops),
+            span: Span::new(None, stops),
             prefix: String::new(),
             closer: None,
             fenced: false,
@@ -140,222 +137,229 @@ impl CallList {
             read: synthetic.is_empty(),
         };
     }
+}
 
-    fn run(&mut self, out: &mut Emitter, at_end: bool) -> BodyStep {
-        loop {
-            match &mut self.state {
-                State::Before => {
-                    if !self.prefix.is_empty() {
-                        let prefix = std::mem::take(&mut self.prefix);
-                        self.start_value(out, &prefix);
-                        continue;
-                    }
-                    let text = self.buf.trim_start();
-                    if text.is_empty() {
-                        if at_end {
-                            let index = out.start_call();
-                            out.problem(
-                                ProblemKind::Truncated,
-                                format!(
-                                    "call {index}: the output ended right after the call marker"
-                                ),
-                                Some(index),
-                            );
-                        }
-                        return BodyStep::More;
-                    }
-                    if text.starts_with(['[', '{']) {
-                        let skip = self.buf.len() - text.len();
-                        self.buf.drain(..skip);
-                        self.start_value(out, "");
-                        continue;
-                    }
-                    // Small models fence the JSON: ```json, a line break, the list, ```.
-                    if let Some(info) = text.strip_prefix(FENCE).filter(|_| !self.fenced) {
-                        // An info string is judged alike whether its line break came in the
-                        // same piece or later: short (as the wait for it is), alphanumeric.
-                        match info.find('\n') {
-                            Some(newline)
-                                if newline < FENCE_INFO_MAX
-                                    && info[..newline]
-                                        .trim()
-                                        .chars()
-                                        .all(char::is_alphanumeric) =>
-                            {
-                                let skip = self.buf.len() - info.len() + newline + 1;
-                                self.buf.drain(..skip);
-                                self.fenced = true;
-                                continue;
-                            }
-                            None if !at_end && info.len() < FENCE_INFO_MAX => {
-                                return BodyStep::More;
-                            }
-                            _ => {}
-                        }
-                    }
-                    if !at_end && FENCE.starts_with(text) {
-                        return BodyStep::More;
-                    }
-                    match self.stops.scan(text, at_end) {
-                        Scan::Text { safe: 0 } if !at_end => return BodyStep::More,
-                        Scan::Marker { start: 0, .. } => {
-                            let index = out.start_call();
-                            out.problem(
-                                ProblemKind::MissingName,
-                                format!("call {index}: the tool call is empty"),
-                                Some(index),
-                            );
-                        }
-                        _ => {
-                            let index = out.start_call();
-                            out.problem(
-                                ProblemKind::MalformedJson,
-                                format!(
-                                    "call {index}: expected a JSON list of calls after the call marker"
-                                ),
-                                Some(index),
-                            );
-                        }
-                    }
-                    // What follows is output again.
-                    return BodyStep::Done {
-                        rest: std::mem::take(&mut self.buf),
-                    };
+impl BufferedBody for CallList {
+    fn span(&mut self) -> &mut Span {
+        &mut self.span
+    }
+
+    fn step(&mut self, out: &mut Emitter, at_end: bool) -> Next {
+        match &mut self.state {
+            State::Before => {
+                if !self.prefix.is_empty() {
+                    let prefix = std::mem::take(&mut self.prefix);
+                    self.start_value(out, &prefix);
+                    return Next::Step;
                 }
-                State::Value {
-                    inner,
-                    mirror,
-                    in_list,
-                    last,
-                    read,
-                } => {
-                    *read |= self.buf.bytes().any(|b| !b.is_ascii_whitespace());
-                    let mut outcome = None;
-                    for (i, b) in self.buf.bytes().enumerate() {
-                        if mirror.is_empty() && i == 0 && b == b'[' {
-                            *in_list = true;
-                        }
-                        if mirror.feed(b).is_err() {
-                            outcome = Some((i, false));
-                            break;
-                        }
-                        if mirror.is_done() {
-                            outcome = Some((i, true));
-                            break;
-                        }
-                        if !b.is_ascii_whitespace() {
-                            *last = b;
-                        }
+                let text = self.span.text.trim_start();
+                if text.is_empty() {
+                    if at_end {
+                        let index = out.start_call();
+                        out.problem(
+                            ProblemKind::Truncated,
+                            format!("call {index}: the output ended right after the call marker"),
+                            Some(index),
+                        );
                     }
-                    match outcome {
-                        None => {
-                            inner.push(&self.buf, out);
-                            self.buf.clear();
-                            return BodyStep::More;
+                    return Next::More;
+                }
+                if text.starts_with(['[', '{']) {
+                    let skip = self.span.text.len() - text.len();
+                    self.span.text.drain(..skip);
+                    self.start_value(out, "");
+                    return Next::Step;
+                }
+                // Small models fence the JSON: ```json, a line break, the list, ```.
+                if let Some(info) = text.strip_prefix(FENCE).filter(|_| !self.fenced) {
+                    // An info string is judged alike whether its line break came in the
+                    // same piece or later: short (as the wait for it is), alphanumeric.
+                    match info.find('\n') {
+                        Some(newline)
+                            if newline < FENCE_INFO_MAX
+                                && info[..newline].trim().chars().all(char::is_alphanumeric) =>
+                        {
+                            let skip = self.span.text.len() - info.len() + newline + 1;
+                            self.span.text.drain(..skip);
+                            self.fenced = true;
+                            return Next::Step;
                         }
-                        Some((i, true)) => {
-                            // The value ends with a bracket: one byte.
-                            inner.push(&self.buf[..=i], out);
-                            self.buf.drain(..=i);
-                            self.state = State::After;
+                        None if !at_end && info.len() < FENCE_INFO_MAX => {
+                            return Next::More;
                         }
-                        Some((i, false)) => {
-                            // `inner` sees the bad character too, and reports the problem for
-                            // the call it breaks.
-                            let end = char_end(&self.buf, i);
-                            inner.push(&self.buf[..end], out);
-                            let after_comma = *last == b',';
-                            self.state = if *in_list {
-                                State::Resync { after_comma }
-                            } else {
-                                State::Skip
-                            };
-                            self.buf.drain(..i);
-                        }
+                        _ => {}
                     }
                 }
-                State::After => {
-                    let text = self.buf.trim_start();
-                    if self.fenced {
-                        if let Some(after) = text.strip_prefix(FENCE) {
-                            self.buf = after.to_string();
-                            self.fenced = false;
-                            continue;
-                        }
-                        if !at_end && !text.is_empty() && FENCE.starts_with(text) {
-                            return BodyStep::More;
-                        }
+                if !at_end && FENCE.starts_with(text) {
+                    return Next::More;
+                }
+                match self.span.ends().scan(text, at_end) {
+                    Scan::Text { safe: 0 } if !at_end => return Next::More,
+                    Scan::Marker { start: 0, .. } => {
+                        let index = out.start_call();
+                        out.problem(
+                            ProblemKind::MissingName,
+                            format!("call {index}: the tool call is empty"),
+                            Some(index),
+                        );
                     }
-                    if let Some(closer) = &self.closer {
-                        if let Some(after) = text.strip_prefix(closer.as_str()) {
-                            self.buf = after.to_string();
-                            self.closer = None;
-                            continue;
+                    _ => {
+                        let index = out.start_call();
+                        out.problem(
+                            ProblemKind::MalformedJson,
+                            format!(
+                                "call {index}: expected a JSON list of calls after the call marker"
+                            ),
+                            Some(index),
+                        );
+                    }
+                }
+                // What follows is output again.
+                return Next::Done {
+                    rest: std::mem::take(&mut self.span.text),
+                };
+            }
+            State::Value {
+                inner,
+                mirror,
+                in_list,
+                last,
+                read,
+            } => {
+                *read |= self.span.text.bytes().any(|b| !b.is_ascii_whitespace());
+                let mut outcome = None;
+                for (i, b) in self.span.text.bytes().enumerate() {
+                    if mirror.is_empty() && i == 0 && b == b'[' {
+                        *in_list = true;
+                    }
+                    if mirror.feed(b).is_err() {
+                        outcome = Some((i, false));
+                        break;
+                    }
+                    if mirror.is_done() {
+                        outcome = Some((i, true));
+                        break;
+                    }
+                    if !b.is_ascii_whitespace() {
+                        *last = b;
+                    }
+                }
+                match outcome {
+                    None => {
+                        inner.push(&self.span.text, out);
+                        self.span.text.clear();
+                        return Next::More;
+                    }
+                    Some((i, true)) => {
+                        // The value ends with a bracket: one byte.
+                        inner.push(&self.span.text[..=i], out);
+                        self.span.text.drain(..=i);
+                        self.state = State::After;
+                    }
+                    Some((i, false)) => {
+                        // `inner` sees the bad character too, and reports the problem for
+                        // the call it breaks.
+                        let end = char_end(&self.span.text, i);
+                        inner.push(&self.span.text[..end], out);
+                        let after_comma = *last == b',';
+                        if *in_list {
+                            self.state = State::Resync { after_comma };
+                        } else {
+                            self.span.skip();
                         }
-                        if !at_end && closer.starts_with(text) {
-                            return BodyStep::More;
+                        self.span.text.drain(..i);
+                    }
+                }
+            }
+            State::After => {
+                let text = self.span.text.trim_start();
+                if self.fenced {
+                    if let Some(after) = text.strip_prefix(FENCE) {
+                        self.span.text = after.to_string();
+                        self.fenced = false;
+                        return Next::Step;
+                    }
+                    if !at_end && !text.is_empty() && FENCE.starts_with(text) {
+                        return Next::More;
+                    }
+                }
+                if let Some(closer) = &self.closer {
+                    if let Some(after) = text.strip_prefix(closer.as_str()) {
+                        self.span.text = after.to_string();
+                        self.closer = None;
+                        return Next::Step;
+                    }
+                    if !at_end && closer.starts_with(text) {
+                        return Next::More;
+                    }
+                }
+                let next = match text.strip_prefix(',') {
+                    Some(after) => after.trim_start(),
+                    None => text,
+                };
+                if next.is_empty() && !at_end {
+                    return Next::More;
+                }
+                if next.starts_with('{') {
+                    let skip = self.span.text.len() - next.len();
+                    self.span.text.drain(..skip);
+                    self.start_value(out, "");
+                    return Next::Step;
+                }
+                return Next::Done {
+                    rest: std::mem::take(&mut self.span.text),
+                };
+            }
+            State::Resync { after_comma } => {
+                let (region, stop) = match self.span.ends().scan(&self.span.text, at_end) {
+                    Scan::Marker { start, .. } => (start, Some(start)),
+                    Scan::Text { safe } => (safe, None),
+                };
+                let at_stop = at_end || stop.is_some();
+                match next_element(&self.span.text[..region], *after_comma, at_stop) {
+                    Element::Found(at) => {
+                        self.span.text.drain(..at);
+                        self.start_value(out, "[");
+                        return Next::Step;
+                    }
+                    Element::Wait(at) => {
+                        if at > 0 {
+                            self.span.text.drain(..at);
+                            *after_comma = false;
                         }
+                        return Next::More;
                     }
-                    let next = match text.strip_prefix(',') {
-                        Some(after) => after.trim_start(),
-                        None => text,
-                    };
-                    if next.is_empty() && !at_end {
-                        return BodyStep::More;
-                    }
-                    if next.starts_with('{') {
-                        let skip = self.buf.len() - next.len();
-                        self.buf.drain(..skip);
-                        self.start_value(out, "");
-                        continue;
-                    }
-                    return BodyStep::Done {
-                        rest: std::mem::take(&mut self.buf),
+                    Element::None => {}
+                }
+                if let Some(start) = stop {
+                    return Next::Done {
+                        rest: self.span.text.split_off(start),
                     };
                 }
-                State::Resync { after_comma } => {
-                    let (region, stop) = match self.stops.scan(&self.buf, at_end) {
-                        Scan::Marker { start, .. } => (start, Some(start)),
-                        Scan::Text { safe } => (safe, None),
-                    };
-                    let at_stop = at_end || stop.is_some();
-                    match next_element(&self.buf[..region], *after_comma, at_stop) {
-                        Element::Found(at) => {
-                            self.buf.drain(..at);
-                            self.start_value(out, "[");
-                            continue;
-                        }
-                        Element::Wait(at) => {
-                            if at > 0 {
-                                self.buf.drain(..at);
-                                *after_comma = false;
-                            }
-                            return BodyStep::More;
-                        }
-                        Element::None => {}
-                    }
-                    if let Some(start) = stop {
-                        return BodyStep::Done {
-                            rest: self.buf.split_off(start),
-                        };
-                    }
-                    self.buf.drain(..region);
-                    *after_comma = false;
-                    return BodyStep::More;
-                }
-                State::Skip => match self.stops.scan(&self.buf, at_end) {
-                    Scan::Marker { start, .. } => {
-                        return BodyStep::Done {
-                            rest: self.buf.split_off(start),
-                        };
-                    }
-                    Scan::Text { safe } => {
-                        self.buf.drain(..safe);
-                        return BodyStep::More;
-                    }
-                },
+                self.span.text.drain(..region);
+                *after_comma = false;
+                return Next::More;
             }
         }
+        Next::Step
+    }
+
+    fn ended(&mut self, out: &mut Emitter) -> BodyStep {
+        match &mut self.state {
+            // Nothing after a marker that ends inside the JSON (`functools[`).
+            State::Value { read: false, .. } => {
+                let index = out.start_call();
+                out.problem(
+                    ProblemKind::Truncated,
+                    format!("call {index}: the output ended right after the call marker"),
+                    Some(index),
+                );
+            }
+            // The output ended inside the JSON: the open call is truncated.
+            State::Value { inner, .. } => return inner.finish(out),
+            _ => {}
+        }
+        BodyStep::More
     }
 }
 
@@ -431,34 +435,6 @@ fn next_element(text: &str, after_comma: bool, complete: bool) -> Element {
         }
     }
     Element::None
-}
-
-impl CallBody for CallList {
-    fn push(&mut self, text: &str, out: &mut Emitter) -> BodyStep {
-        self.buf.push_str(text);
-        self.run(out, false)
-    }
-
-    fn finish(&mut self, out: &mut Emitter) -> BodyStep {
-        if let BodyStep::Done { rest } = self.run(out, true) {
-            return BodyStep::Done { rest };
-        }
-        match &mut self.state {
-            // Nothing after a marker that ends inside the JSON (`functools[`).
-            State::Value { read: false, .. } => {
-                let index = out.start_call();
-                out.problem(
-                    ProblemKind::Truncated,
-                    format!("call {index}: the output ended right after the call marker"),
-                    Some(index),
-                );
-            }
-            // The output ended inside the JSON: the open call is truncated.
-            State::Value { inner, .. } => return inner.finish(out),
-            _ => {}
-        }
-        BodyStep::More
-    }
 }
 
 #[cfg(test)]
