@@ -428,8 +428,8 @@ def write_jsonl(path, lines):
 
 def fixture_case(stem, line):
     request = copy.deepcopy(line["request"])
-    if line.get("variables"):
-        request["chat_template_kwargs"] = line["variables"]
+    # The template's own prompt, without plugboard's additions (hermes' several-calls hint).
+    request["chat_template_kwargs"] = {**line.get("variables", {}), "plugboard_call_hints": False}
     case = {"name": f"reference {stem}: {line['name']}", "request": request}
     if "prompt" in line:
         case["expect"] = {"prompt": line["prompt"]}

@@ -7,7 +7,7 @@
 //! source = { hf = "Qwen/Qwen2.5-Coder-7B-Instruct-GGUF", file = "qwen2.5-coder-7b-instruct-q4_k_m.gguf" }
 //! adapter = "hermes"          # default: detected from the model's chat template
 //! context_length = 8192       # default: the file's, capped by --max-context
-//! lenient = true              # read a bare or fenced JSON call as a call
+//! lenient = false             # default true: a whole output that is a bare or fenced JSON call is one
 //! tool_policy = "drop"        # what to do with an invalid call: reject | drop | content
 //! [models.sampling]
 //! temperature = 0.7
@@ -156,8 +156,7 @@ pub fn predeclared() -> Vec<ModelDecl> {
             source: Source::Path(TEST_MODEL_FILE.into()),
             adapter: Some("hermes".into()),
             context_length: None,
-            // This small model writes its calls as fenced JSON without tags.
-            lenient: Some(true),
+            lenient: None,
             tool_policy: None,
             constrained: None,
             sampling: SamplingDefaults::default(),
@@ -205,8 +204,12 @@ impl ModelEntry {
             .clone()
     }
 
+    /// Whether a whole output that is a fenced or bare JSON call naming an offered tool is read
+    /// as that call. On unless the model's declaration turns it off, however the model was
+    /// named (predeclared, in a config, a bare `--model FILE`): small models of every family
+    /// write such calls, and the rule never reads prose as a call (BFCL figures in the README).
     pub fn lenient(&self) -> bool {
-        self.decl.lenient.unwrap_or(false)
+        self.decl.lenient.unwrap_or(true)
     }
 
     pub fn tool_policy(&self) -> ToolPolicy {
