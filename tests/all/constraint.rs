@@ -7,7 +7,7 @@ use plugboard::engine::{
     Activation, ConstraintRequest, DropReason, Engine, GenEvent, GenerateRequest, GgufFile,
     GrammarFactory, Sampler, SamplingParams, Tokenizer, Trigger,
 };
-use plugboard_tests::models;
+use plugboard_tests::{models, tool, weather_tools};
 use serde_json::Value;
 
 fn tokenizer(path: &std::path::Path) -> Tokenizer {
@@ -334,29 +334,12 @@ fn qwen_held_to_a_call_grammar_from_the_start_always_calls_and_unconstrained_tex
     assert_eq!((report.masks, report.activations), (0, 0));
 }
 
-fn tool(name: &str, parameters: Value) -> plugboard::adapter::Tool {
-    plugboard::adapter::Tool {
-        name: name.into(),
-        description: None,
-        parameters: parameters.to_string(),
-    }
-}
-
 /// Three tool sets: plain, a schema stress set (with booleans and null nested, which families
 /// that do not write JSON spell their own way), and tools without or with odd parameters.
 fn tool_sets() -> Vec<Vec<plugboard::adapter::Tool>> {
     use serde_json::json;
     vec![
-        vec![
-            tool(
-                "get_weather",
-                json!({"type": "object", "properties": {"city": {"type": "string"}, "unit": {"type": "string", "enum": ["c", "f"]}, "metric": {"type": "boolean"}}, "required": ["city"]}),
-            ),
-            tool(
-                "get_time",
-                json!({"type": "object", "properties": {"tz": {"type": "string"}}}),
-            ),
-        ],
+        weather_tools(),
         vec![tool(
             "book_table",
             json!({"type": "object", "properties": {

@@ -18,7 +18,7 @@ use plugboard::call_constraint::tool_constraint;
 use plugboard::engine::{GgufFile, GrammarFactory, Tokenizer};
 use plugboard::plugins::cache::CompileCache;
 use plugboard::plugins::{Limits, Plugin, PluginSource, Runtime, builtin, fixtures};
-use plugboard_tests::{TestServer, models, plugboard_bin, root, test_plugins};
+use plugboard_tests::{TestServer, models, plugboard_bin, root, test_plugins, tool, weather_tools};
 use serde_json::json;
 
 /// The languages with an SDK folder of their own, as `plugins new --lang` names them.
@@ -144,30 +144,13 @@ fn tool_use_examples_in_js_python_and_c_pass_the_rust_adapters_fixtures() {
     }
 }
 
-fn tool(name: &str, parameters: serde_json::Value) -> Tool {
-    Tool {
-        name: name.into(),
-        description: None,
-        parameters: parameters.to_string(),
-    }
-}
-
 /// Three tool sets: plain, one tool with a demanding schema, and names at the edges of what the
 /// tool-use format can carry on its `tool_name:` line: escapes in the grammar's literals,
 /// whitespace that Rust trims and JavaScript or Python do not (or the other way round), and
 /// names it cannot carry at all (quoted, with a line break, a `{`, its labels or markers).
 fn grammar_tool_sets() -> Vec<Vec<Tool>> {
     vec![
-        vec![
-            tool(
-                "get_weather",
-                json!({"type": "object", "properties": {"city": {"type": "string"}, "unit": {"type": "string", "enum": ["c", "f"]}}, "required": ["city"]}),
-            ),
-            tool(
-                "get_time",
-                json!({"type": "object", "properties": {"tz": {"type": "string"}}}),
-            ),
-        ],
+        weather_tools(),
         vec![tool(
             "book_table",
             json!({"type": "object", "properties": {

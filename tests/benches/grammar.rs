@@ -16,7 +16,7 @@ use plugboard::engine::{
     GrammarFactory, Sampler, SamplingParams, Tokenizer, Trigger,
 };
 use plugboard::plugins::PluginHost;
-use plugboard_tests::{models, runtime};
+use plugboard_tests::{models, runtime, tool};
 use serde_json::json;
 
 fn rss_mib() -> f64 {
@@ -33,14 +33,6 @@ fn percentile(times: &mut [Duration], p: f64) -> Duration {
 
 fn ms(d: Duration) -> String {
     format!("{:.3} ms", d.as_secs_f64() * 1e3)
-}
-
-fn tool(name: &str, parameters: serde_json::Value) -> Tool {
-    Tool {
-        name: name.into(),
-        description: None,
-        parameters: parameters.to_string(),
-    }
 }
 
 /// Twenty tools with nested objects, enums, bounds and arrays.

@@ -168,6 +168,31 @@ pub fn strict_runtime() -> Arc<Runtime> {
 
 pub mod tiny;
 
+/// A tool offered to a model: `parameters` is its JSON Schema.
+pub fn tool(name: &str, parameters: serde_json::Value) -> plugboard::adapter::Tool {
+    plugboard::adapter::Tool {
+        name: name.into(),
+        description: None,
+        parameters: parameters.to_string(),
+    }
+}
+
+/// The plain tool set grammar tests start from: `get_weather` (a required city, an enum, an
+/// optional boolean) and `get_time`.
+pub fn weather_tools() -> Vec<plugboard::adapter::Tool> {
+    use serde_json::json;
+    vec![
+        tool(
+            "get_weather",
+            json!({"type": "object", "properties": {"city": {"type": "string"}, "unit": {"type": "string", "enum": ["c", "f"]}, "metric": {"type": "boolean"}}, "required": ["city"]}),
+        ),
+        tool(
+            "get_time",
+            json!({"type": "object", "properties": {"tz": {"type": "string"}}}),
+        ),
+    ]
+}
+
 /// The test models (see scripts/fetch_test_models.py). Without them a test is skipped with a
 /// loud message, except in CI, where they must be present.
 pub mod models {

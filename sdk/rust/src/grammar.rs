@@ -196,6 +196,30 @@ pub fn python_literal(value: &Value) -> String {
     }
 }
 
+/// How Python writes values: JSON's strings and numbers, `True`, `False`, `None`, lists and
+/// dicts with `", "` and `": "`.
+pub fn python_values() -> ValueSyntax<'static> {
+    fn constant(value: &Value) -> String {
+        literal(&python_literal(value))
+    }
+    fn dict_key(key: &str) -> Option<String> {
+        Some(literal(&format!("{}: ", Value::String(key.to_string()))))
+    }
+    ValueSyntax {
+        string: None,
+        constant: &constant,
+        boolean: "\"True\" | \"False\"",
+        null: "\"None\"",
+        key: &dict_key,
+        any_key: "%json {\"type\": \"string\"} \": \"",
+        separator: ", ",
+        list: ("[", "]"),
+        object: ("{", "}"),
+        json_containers: true,
+        sorted_keys: false,
+    }
+}
+
 /// One pythonic call, `name(key=value, …)`, its arguments as Python literals valid against the
 /// tool's schema ([`values`]): the Lark expression and the rules it needs, named from
 /// `prefix`. `None` when the tool's name (a Python name, also dotted or with `-`) or a
@@ -209,21 +233,7 @@ pub fn pythonic_call(tool: &Tool, prefix: &str) -> Option<(String, String)> {
     if !name_ok {
         return None;
     }
-    let constant = |v: &Value| literal(&python_literal(v));
-    let dict_key = |k: &str| Some(literal(&format!("{}: ", Value::String(k.to_string()))));
-    let syntax = ValueSyntax {
-        string: None,
-        constant: &constant,
-        boolean: "\"True\" | \"False\"",
-        null: "\"None\"",
-        key: &dict_key,
-        any_key: "%json {\"type\": \"string\"} \": \"",
-        separator: ", ",
-        list: ("[", "]"),
-        object: ("{", "}"),
-        json_containers: true,
-        sorted_keys: false,
-    };
+    let syntax = python_values();
     let schema = parameters(tool);
     let mut values = ValueGrammar::new(&syntax, &schema, prefix);
     let keyword = |k: &str| is_identifier(k).then(|| literal(&format!("{k}=")));

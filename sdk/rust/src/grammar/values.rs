@@ -458,25 +458,9 @@ mod tests {
         assert_eq!(regex(json!({})), "(?s:.*)");
     }
 
-    fn python() -> ValueSyntax<'static> {
-        ValueSyntax {
-            string: None,
-            constant: &|v: &Value| literal(&super::super::python_literal(v)),
-            boolean: "\"True\" | \"False\"",
-            null: "\"None\"",
-            key: &|k: &str| Some(literal(&format!("{}: ", Value::String(k.into())))),
-            any_key: "%json {\"type\": \"string\"} \": \"",
-            separator: ", ",
-            list: ("[", "]"),
-            object: ("{", "}"),
-            json_containers: true,
-            sorted_keys: false,
-        }
-    }
-
     #[test]
     fn only_what_json_would_misspell_is_walked() {
-        let syntax = python();
+        let syntax = super::super::python_values();
         let root = json!({});
         let mut values = ValueGrammar::new(&syntax, &root, "v");
         // No boolean or null anywhere: JSON's own text, schema and all.
@@ -499,7 +483,7 @@ mod tests {
 
     #[test]
     fn optional_properties_may_each_be_left_out_and_required_ones_not() {
-        let syntax = python();
+        let syntax = super::super::python_values();
         let schema = json!({"type": "object", "properties": {
             "a": {"type": "boolean"}, "b": {"type": "boolean"}, "c": {"type": "boolean"}},
             "required": ["b"]});
