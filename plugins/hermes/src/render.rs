@@ -87,7 +87,11 @@ pub fn ends_in_open_reasoning(prompt: &str) -> bool {
 mod tests {
     use super::*;
 
-    fn request(messages: Vec<Message>, parallel: bool, variables: Vec<(String, String)>) -> PromptRequest {
+    fn request(
+        messages: Vec<Message>,
+        parallel: bool,
+        variables: Vec<(String, String)>,
+    ) -> PromptRequest {
         PromptRequest {
             messages,
             tools: vec![plugboard_sdk::types::Tool {
