@@ -2,7 +2,8 @@
 //!
 //! `ast.literal_eval` accepts strings (both quote styles, triple quotes, `r`/`u`/`b` prefixes,
 //! every escape, adjacent strings joined), numbers (`1_000`, `0x1F`, `.5`, `1e-3`), `True`,
-//! `False`, `None`, lists, tuples, sets and dicts, nested. Each becomes the JSON value a Python
+//! `False`, `None` (and JSON's `true`, `false`, `null`, which models write too), lists, tuples,
+//! sets and dicts, nested. Each becomes the JSON value a Python
 //! program would get from `json.dumps(value)`: tuples and sets are arrays, dict keys that are
 //! numbers, booleans or `None` become their JSON text. Numbers keep their digits (no float
 //! rounding, no size limit).
@@ -135,9 +136,11 @@ fn word(text: &str, pos: usize) -> Read<String> {
         return Err(LitError::Incomplete);
     }
     match name {
-        "True" => Ok(("true".into(), end)),
-        "False" => Ok(("false".into(), end)),
-        "None" => Ok(("null".into(), end)),
+        // JSON's spellings too: models trained on JSON calls write them inside pythonic ones,
+        // and no Python literal is spelt so (in Python they would be unbound names).
+        "True" | "true" => Ok(("true".into(), end)),
+        "False" | "false" => Ok(("false".into(), end)),
+        "None" | "null" => Ok(("null".into(), end)),
         other => not_literal(format!("'{other}' is a name, not a literal value")),
     }
 }
