@@ -1,6 +1,8 @@
 //! Reads what follows one `[TOOL_CALLS]`, in any of Mistral's three call formats:
 //!
-//! - v0.3 (v3 tokenizer) and Nemo: a JSON list, `[TOOL_CALLS] [{"name": …, "arguments": …}, …]`;
+//! - v0.3 (v3 tokenizer) and Nemo: a JSON list, `[TOOL_CALLS] [{"name": …, "arguments": …}, …]`,
+//!   where the chat template writes each call's `"id"` last: a call is sent when its object
+//!   closes, with that id;
 //! - v11+ (Nemo, Small 3.1): `[TOOL_CALLS]NAME[ARGS]{…}`, one call per `[TOOL_CALLS]`;
 //! - Small 3.2: `[TOOL_CALLS]NAME[CALL_ID]ID[ARGS]{…}`, whose id is kept.
 //!
@@ -88,7 +90,7 @@ impl BufferedBody for MistralCalls {
                 }
                 // JSON, perhaps in a markdown fence, or a name.
                 self.phase = if text.starts_with(['[', '{', '`']) {
-                    Phase::List(Box::new(CallList::new(STOPS)))
+                    Phase::List(Box::new(CallList::new(STOPS).ids_after()))
                 } else {
                     Phase::Name
                 };

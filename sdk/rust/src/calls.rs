@@ -286,6 +286,8 @@ struct CallObject {
     /// Arguments read before the name.
     pending_args: String,
     failed: bool,
+    /// Begun only when the object closes, so that an `"id"` after the name is sent with it.
+    held: bool,
 }
 
 impl CallObject {
@@ -373,6 +375,8 @@ pub struct JsonCalls {
     scanner: JsonScanner,
     call: Option<CallObject>,
     span: Span,
+    /// See [`JsonCalls::ids_after`].
+    ids_after: bool,
 }
 
 impl JsonCalls {
@@ -387,7 +391,16 @@ impl JsonCalls {
             scanner: JsonScanner::new(),
             call: None,
             span: Span::new(close, []),
+            ids_after: false,
         }
+    }
+
+    /// For formats that write a call's `"id"` after its name and arguments (Mistral v0.3's
+    /// `{"name": …, "arguments": …, "id": …}`): each call is sent when its object closes, with
+    /// its id, instead of its name as soon as it is complete and its arguments as they arrive.
+    pub fn ids_after(mut self) -> Self {
+        self.ids_after = true;
+        self
     }
 
     /// Markers that also end the span, outside JSON values, without being part of it: they are
@@ -455,6 +468,7 @@ impl JsonCalls {
                         has_args: false,
                         pending_args: String::new(),
                         failed: false,
+                        held: self.ids_after,
                     });
                 }
                 JsonEvent::ValueStart { depth: 1, kind } if self.call.is_none() => {
@@ -710,7 +724,9 @@ fn finish_capture(call: &mut CallObject, out: &mut Emitter) {
             Some(name) if !name.trim().is_empty() => match &call.name {
                 None => {
                     call.name = Some(name.trim().to_string());
-                    call.begin(out);
+                    if !call.held {
+                        call.begin(out);
+                    }
                 }
                 Some(first) if first != name.trim() => call.fail(
                     out,

@@ -83,6 +83,8 @@ pub struct CallList {
     closer: Option<String>,
     /// The JSON sits in a markdown fence, whose closing line is still to come.
     fenced: bool,
+    /// See [`CallList::ids_after`].
+    ids_after: bool,
 }
 
 impl CallList {
@@ -96,7 +98,15 @@ impl CallList {
             prefix: String::new(),
             closer: None,
             fenced: false,
+            ids_after: false,
         }
+    }
+
+    /// Each call is sent when its object closes, with an `"id"` written after its name and
+    /// arguments (see [`JsonCalls::ids_after`]).
+    pub fn ids_after(mut self) -> Self {
+        self.ids_after = true;
+        self
     }
 
     /// Text that the format's opener already consumed, read as if it came first: the `[` of
@@ -116,7 +126,11 @@ impl CallList {
     /// Starts reading a value; `synthetic` is text fed before the output's own bytes (the
     /// opener's prefix, or the `[` that makes a resynchronised element a list again).
     fn start_value(&mut self, out: &mut Emitter, synthetic: &str) {
-        let mut inner = Box::new(JsonCalls::new(None, false));
+        let mut inner = JsonCalls::new(None, false);
+        if self.ids_after {
+            inner = inner.ids_after();
+        }
+        let mut inner = Box::new(inner);
         let mut mirror = JsonScanner::new();
         let mut last = b' ';
         let mut in_list = false;
