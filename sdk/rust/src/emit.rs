@@ -50,6 +50,8 @@ pub struct Emitter {
     reasoning: TrimmedText,
     next_index: u32,
     offered: Vec<String>,
+    /// Content is sent as reasoning (see [`Emitter::content_as_reasoning`]).
+    diverted: bool,
 }
 
 impl Emitter {
@@ -61,8 +63,17 @@ impl Emitter {
         }
     }
 
+    /// From now on, text given as content is reasoning: for the text around calls inside a
+    /// reasoning block that never closed.
+    pub fn content_as_reasoning(&mut self) {
+        self.diverted = true;
+    }
+
     /// Plain output text (markers already removed).
     pub fn content(&mut self, text: &str) {
+        if self.diverted {
+            return self.reasoning(text);
+        }
         if let Some(text) = self.content.push(text) {
             match self.events.last_mut() {
                 Some(StreamEvent::Content(last)) => last.push_str(&text),

@@ -3,7 +3,8 @@
 //! Most families differ only in their markers: where reasoning starts and ends, which strings
 //! open a tool call and how the call's text reads, which tokens end a turn. A [`Spec`] names
 //! them; [`OutputParser`] does the rest, keeping the parsing rules of the contract:
-//! - reasoning is split off first, and a call inside closed reasoning is reasoning;
+//! - reasoning is split off first, and a call inside closed reasoning is reasoning; a call
+//!   inside reasoning that never closes is a call (the text around it stays reasoning);
 //! - explicit call markup is a call anywhere, also inside a markdown fence (the fence goes too);
 //! - end-of-turn markers are removed; content is trimmed, streaming included;
 //! - outputs that are calls by their whole shape ([`WholeRule`]) are held back until they end;
@@ -66,6 +67,9 @@ enum Mode {
     Fence(Cow<'static, str>),
     /// Holding back an output that may be calls by its whole shape.
     Whole,
+    /// A call marker inside reasoning: held back from it on, until the reasoning closes (then
+    /// all of it is reasoning) or the output ends without closing it (then its calls are calls).
+    ReasoningCall,
 }
 
 /// What a content marker does.
@@ -86,8 +90,15 @@ pub struct OutputParser<F: Format> {
     mode: Mode,
     content_markers: Markers,
     actions: Vec<Action>,
-    /// The reasoning's closing marker, then the end-of-turn markers (removed from reasoning).
+    /// The reasoning's closing marker, then the end-of-turn markers (removed from reasoning),
+    /// then the call openers (see [`Mode::ReasoningCall`]).
     reasoning_close: Markers,
+    /// How many of `reasoning_close` are the closing marker and the end-of-turn markers.
+    reasoning_ends: usize,
+    /// The reasoning's closing marker is known to follow: call openers before it are reasoning.
+    close_ahead: bool,
+    /// How much of the held text [`Mode::ReasoningCall`] has searched for the closing marker.
+    close_searched: usize,
     call_openers: Markers,
     whole: Vec<WholeRule>,
     /// Incremental checks of the rules that have one (parallel to `whole`), and how much of
@@ -134,8 +145,12 @@ impl<F: Format> OutputParser<F> {
                 spec.reasoning
                     .iter()
                     .map(|(_, close)| close.clone())
-                    .chain(spec.end_of_turn.iter().cloned()),
+                    .chain(spec.end_of_turn.iter().cloned())
+                    .chain(spec.calls.iter().map(|c| c.open.clone())),
             ),
+            reasoning_ends: 1 + spec.end_of_turn.len(),
+            close_ahead: false,
+            close_searched: 0,
             call_openers: Markers::new(spec.calls.iter().map(|c| c.open.clone())),
             content_markers: Markers::new(markers),
             actions,
@@ -231,6 +246,17 @@ impl<F: Format> OutputParser<F> {
                     }
                 }
                 Mode::Reasoning => match self.reasoning_close.scan(&self.pending, at_end) {
+                    Scan::Marker { start, len, index } if index >= self.reasoning_ends => {
+                        // A call marker in reasoning. Before a known close it is reasoning;
+                        // otherwise hold it and what follows until that is known.
+                        let upto = if self.close_ahead { start + len } else { start };
+                        self.out.reasoning(&self.pending[..upto]);
+                        self.pending.consume(upto);
+                        if !self.close_ahead {
+                            self.close_searched = 0;
+                            self.mode = Mode::ReasoningCall;
+                        }
+                    }
                     Scan::Marker { start, len, index } => {
                         // As in content: the text around a removed end-of-turn marker does
                         // not join into another.
@@ -243,6 +269,7 @@ impl<F: Format> OutputParser<F> {
                         // Index 0 closes the reasoning; the others are end-of-turn markers of an
                         // output that ended while reasoning, removed like everywhere else.
                         if index == 0 {
+                            self.close_ahead = false;
                             self.mode = Mode::Content;
                         }
                     }
@@ -322,6 +349,28 @@ impl<F: Format> OutputParser<F> {
                             self.mode = Mode::Content;
                         }
                     }
+                }
+                Mode::ReasoningCall => {
+                    let close = &self.spec.reasoning.as_ref().expect("reasoning markers").1;
+                    let mut from = self.close_searched.saturating_sub(close.len());
+                    while !self.pending.is_char_boundary(from) {
+                        from -= 1;
+                    }
+                    if self.pending[from..].contains(&**close) {
+                        // The reasoning closes after the call: it is all reasoning.
+                        self.close_ahead = true;
+                        self.mode = Mode::Reasoning;
+                        continue;
+                    }
+                    self.close_searched = self.pending.len();
+                    if !at_end {
+                        return;
+                    }
+                    // The reasoning never closed: the calls in it are calls, and the text
+                    // around them reasoning.
+                    self.out.content_as_reasoning();
+                    self.whole_decided = true;
+                    self.mode = Mode::Content;
                 }
                 Mode::Whole => {
                     let text = self.whole_text(&self.pending, at_end);
