@@ -13,11 +13,6 @@ use serde_json::{Map, Value};
 use crate::syntax::{ESCAPE, write};
 use crate::{END_CALL, START_CALL};
 
-/// A name the arguments reader takes bare, as a key.
-fn is_bare_key(key: &str) -> bool {
-    grammar::is_identifier(key)
-}
-
 pub fn call_grammar(request: &GrammarRequest) -> Option<ToolCallGrammar> {
     let escape = grammar::marker(request, ESCAPE);
     let escape_is_text = escape.starts_with('"');
@@ -44,7 +39,7 @@ pub fn call_grammar(request: &GrammarRequest) -> Option<ToolCallGrammar> {
         parts.join(&format!(" {escape} "))
     };
     let key = |name: &str| {
-        if is_bare_key(name) {
+        if grammar::is_identifier(name) {
             Some(grammar::literal(&format!("{name}:")))
         } else if !name.contains(ESCAPE) && !name.is_empty() {
             Some(format!(
@@ -68,22 +63,16 @@ pub fn call_grammar(request: &GrammarRequest) -> Option<ToolCallGrammar> {
         json_containers: false,
         sorted_keys: true,
     };
-    let rules = std::cell::RefCell::new(String::new());
-    let count = std::cell::Cell::new(0);
     let (start, end) = (
         grammar::marker(request, START_CALL),
         grammar::marker(request, END_CALL),
     );
-    let call = |tool: &Tool, _args: &str| {
+    let call = |tool: &Tool, prefix: &str| {
         if tool.name.is_empty() || !tool.name.chars().all(is_name_char) {
             return None;
         }
-        count.set(count.get() + 1);
-        let schema = match serde_json::from_str::<Value>(&tool.parameters) {
-            Ok(schema @ Value::Object(_)) => schema,
-            _ => Value::Object(Map::new()),
-        };
-        let mut values = ValueGrammar::new(&syntax, &schema, &format!("fg{}", count.get()));
+        let schema = grammar::parameters(tool);
+        let mut values = ValueGrammar::new(&syntax, &schema, prefix);
         let arguments = values.properties(
             schema.as_object().expect("an object"),
             0,
@@ -91,20 +80,20 @@ pub fn call_grammar(request: &GrammarRequest) -> Option<ToolCallGrammar> {
             syntax.any_key,
             syntax.separator,
         )?;
-        rules.borrow_mut().push_str(&values.rules());
-        Some(format!(
+        let expression = format!(
             "{start} {} {arguments} \"}}\" {end}",
             grammar::literal(&format!("call:{}{{", tool.name))
-        ))
+        );
+        Some((expression, values.rules()))
     };
-    let mut grammar = CallSyntax {
-        call: &call,
-        separator: "",
-        list: None,
-        triggers: vec![grammar::trigger(START_CALL)],
-        reasoning: None,
-    }
-    .grammar(request)?;
-    grammar.grammar.push_str(&rules.into_inner());
-    Some(grammar)
+    grammar::with_call_rules("fg", call, |call| {
+        CallSyntax {
+            call,
+            separator: "",
+            list: None,
+            triggers: vec![grammar::trigger(START_CALL)],
+            reasoning: None,
+        }
+        .grammar(request)
+    })
 }

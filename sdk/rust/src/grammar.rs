@@ -158,7 +158,7 @@ pub fn trigger_at_start(text: &str) -> Trigger {
 }
 
 /// A tool's parameters schema, `{}` when it is not an object.
-fn parameters(tool: &Tool) -> Value {
+pub fn parameters(tool: &Tool) -> Value {
     match serde_json::from_str::<Value>(&tool.parameters) {
         Ok(schema @ Value::Object(_)) => schema,
         _ => Value::Object(Default::default()),
@@ -259,22 +259,36 @@ pub fn pythonic_list(
     triggers: Vec<Trigger>,
     reasoning: Option<(&str, &str)>,
 ) -> Option<ToolCallGrammar> {
+    with_call_rules("py", pythonic_call, |call| {
+        CallSyntax {
+            call,
+            separator: "\", \"",
+            list: Some((open.to_string(), "\"]\"".to_string())),
+            triggers,
+            reasoning,
+        }
+        .grammar(request)
+    })
+}
+
+/// A grammar whose calls need rules of their own (arguments not written as JSON, see
+/// [`values`]): `call(tool, prefix)` gives a call's expression and the rules it defines, named
+/// from a prefix unique to that call (`{prefix}1`, `{prefix}2`, …); `grammar` builds the
+/// grammar from the calls' expressions, and the rules are added to it.
+pub fn with_call_rules(
+    prefix: &str,
+    call: impl Fn(&Tool, &str) -> Option<(String, String)>,
+    grammar: impl FnOnce(&dyn Fn(&Tool, &str) -> Option<String>) -> Option<ToolCallGrammar>,
+) -> Option<ToolCallGrammar> {
     let rules = std::cell::RefCell::new(String::new());
     let count = std::cell::Cell::new(0);
-    let call = |tool: &Tool, _args: &str| {
+    let expression = |tool: &Tool, _args: &str| {
         count.set(count.get() + 1);
-        let (call, needs) = pythonic_call(tool, &format!("py{}", count.get()))?;
+        let (expression, needs) = call(tool, &format!("{prefix}{}", count.get()))?;
         rules.borrow_mut().push_str(&needs);
-        Some(call)
+        Some(expression)
     };
-    let mut grammar = CallSyntax {
-        call: &call,
-        separator: "\", \"",
-        list: Some((open.to_string(), "\"]\"".to_string())),
-        triggers,
-        reasoning,
-    }
-    .grammar(request)?;
+    let mut grammar = grammar(&expression)?;
     grammar.grammar.push_str(&rules.into_inner());
     Some(grammar)
 }

@@ -136,10 +136,9 @@ impl<'a> ValueGrammar<'a> {
         if depth > MAX_DEPTH {
             return self.any();
         }
-        let map = match schema {
-            Value::Object(map) => map,
-            Value::Bool(false) => return self.any(),
-            _ => return self.any(),
+        // `true` (and anything else not an object) allows any value.
+        let Value::Object(map) = schema else {
+            return self.any();
         };
         if map.contains_key("$ref") {
             return match self.resolve(schema).cloned() {
