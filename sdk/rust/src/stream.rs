@@ -8,6 +8,8 @@
 //! - explicit call markup is a call anywhere, also inside a markdown fence (the fence goes too);
 //! - end-of-turn markers are removed; content is trimmed, streaming included;
 //! - outputs that are calls by their whole shape ([`WholeRule`]) are held back until they end;
+//! - with `lenient`, a ` ```json ` fence in prose whose whole body is calls naming offered tools
+//!   is those calls (the prose around stays content); held back until the fence closes;
 //! - markers split across chunks are held back, never sent as content.
 
 use std::borrow::Cow;
@@ -19,7 +21,7 @@ use crate::calls::{BodyStep, CallBody};
 use crate::emit::Emitter;
 use crate::scanner::{Markers, Scan};
 use crate::types::{AdapterError, ParseOptions, StreamEvent};
-use crate::whole::{JsonShape, Shape, WholeRule};
+use crate::whole::{JsonShape, Shape, WholeCall, WholeRule, read_lenient_json};
 
 /// A string that opens a tool call, and how to read the call after it.
 pub struct CallMarkup {
@@ -67,6 +69,13 @@ enum Mode {
     Fence(Cow<'static, str>),
     /// Holding back an output that may be calls by its whole shape.
     Whole,
+    /// Lenient: a JSON fence in prose (its info line and body still pending), held while its
+    /// body may be calls. `fed`: how much of the pending text `shape` has read.
+    FencedCalls {
+        opener: Cow<'static, str>,
+        shape: JsonShape,
+        fed: usize,
+    },
     /// A call marker inside reasoning: held back from it on, until the reasoning closes (then
     /// all of it is reasoning) or the output ends without closing it (then its calls are calls).
     ReasoningCall,
@@ -340,6 +349,16 @@ impl<F: Format> OutputParser<F> {
                             self.mode = Mode::Content;
                         }
                         Scan::Text { safe: 0 } if !at_end => return,
+                        _ if self.options.lenient && after.starts_with(['{', '[']) => {
+                            let opener = std::mem::take(held);
+                            let mut shape = JsonShape::new(Shape::JsonCalls, &[]);
+                            shape.feed(&opener);
+                            self.mode = Mode::FencedCalls {
+                                opener,
+                                shape,
+                                fed: 0,
+                            };
+                        }
                         _ => {
                             // Not a fence around a call: the opener is content, and the rest,
                             // its info line included, is read as output again (it may hold
@@ -372,16 +391,40 @@ impl<F: Format> OutputParser<F> {
                     self.whole_decided = true;
                     self.mode = Mode::Content;
                 }
+                Mode::FencedCalls { opener, shape, fed } => {
+                    let body = self
+                        .pending
+                        .find('\n')
+                        .map_or(self.pending.len(), |n| n + 1);
+                    let close = self.pending[body..].find(FENCE).map(|i| body + i);
+                    let upto = close.unwrap_or(self.pending.len());
+                    // The closing fence is fed too: the shape has read it in part already
+                    // when it came in pieces.
+                    let fence_end = close.map_or(upto, |c| c + FENCE.len());
+                    let alive = shape.feed(&self.pending[*fed..fence_end]);
+                    *fed = fence_end;
+                    if alive && (close.is_some() || at_end) {
+                        let text = self.pending[body..upto].trim();
+                        if let Some(calls) = read_lenient_json(text, &self.options) {
+                            self.emit_whole_calls(calls);
+                            self.pending
+                                .consume(close.map_or(upto, |c| c + FENCE.len()));
+                            self.mode = Mode::Content;
+                            continue;
+                        }
+                    } else if alive {
+                        return;
+                    }
+                    // Not calls: the opener is content, and the rest is read again.
+                    let opener = std::mem::take(opener);
+                    self.out.content(&opener);
+                    self.mode = Mode::Content;
+                }
                 Mode::Whole => {
                     let text = self.whole_text(&self.pending, at_end);
                     if at_end {
                         if let Some(calls) = self.read_whole(text) {
-                            for call in calls {
-                                let index = self.out.start_call();
-                                self.out.begin_call(index, None, call.name);
-                                self.out.arguments(index, &call.arguments);
-                                self.out.end_call(index);
-                            }
+                            self.emit_whole_calls(calls);
                             self.pending.clear();
                             return;
                         }
@@ -414,7 +457,16 @@ impl<F: Format> OutputParser<F> {
             .any(|rule| rule.shape == Shape::Custom && (rule.could_be)(text))
     }
 
-    fn read_whole(&self, text: &str) -> Option<Vec<crate::whole::WholeCall>> {
+    fn emit_whole_calls(&mut self, calls: Vec<WholeCall>) {
+        for call in calls {
+            let index = self.out.start_call();
+            self.out.begin_call(index, None, call.name);
+            self.out.arguments(index, &call.arguments);
+            self.out.end_call(index);
+        }
+    }
+
+    fn read_whole(&self, text: &str) -> Option<Vec<WholeCall>> {
         self.whole
             .iter()
             .find_map(|rule| (rule.read)(text, &self.options))

@@ -316,7 +316,8 @@ fn read_calls(text: &str, accept: impl Fn(&str, bool) -> bool) -> Option<Vec<Who
         .collect()
 }
 
-fn read_lenient_json(text: &str, options: &ParseOptions) -> Option<Vec<WholeCall>> {
+/// Lenient calls: every object names an offered tool.
+pub(crate) fn read_lenient_json(text: &str, options: &ParseOptions) -> Option<Vec<WholeCall>> {
     read_calls(text, |name, _| options.tools.iter().any(|t| t.name == name))
 }
 
