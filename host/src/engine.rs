@@ -161,6 +161,8 @@ pub struct ModelInfo {
     pub end_of_generation: Vec<String>,
     pub vocab_size: usize,
     pub file_bytes: u64,
+    /// Weights in the file, counted from its tensors' shapes.
+    pub parameters: u64,
 }
 
 /// Token texts that end generation in the families we know, beside the file's EOS id
@@ -322,6 +324,12 @@ impl Engine {
                 .collect(),
             vocab_size: tokenizer.vocab_size(),
             file_bytes: std::fs::metadata(path).map(|m| m.len()).unwrap_or(0),
+            parameters: gguf
+                .content
+                .tensor_infos
+                .values()
+                .map(|t| t.shape.elem_count() as u64)
+                .sum(),
             path: path.to_path_buf(),
         };
         let add_bos = gguf.bool("tokenizer.ggml.add_bos_token").unwrap_or(false);

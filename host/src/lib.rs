@@ -41,4 +41,5 @@ pub mod engine;
 pub mod plugins;
 pub mod registry;
 pub mod router;
+pub mod tool_results;
 pub mod toolcalls;

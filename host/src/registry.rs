@@ -7,7 +7,8 @@
 //! source = { hf = "Qwen/Qwen2.5-Coder-7B-Instruct-GGUF", file = "qwen2.5-coder-7b-instruct-q4_k_m.gguf" }
 //! adapter = "hermes"          # default: detected from the model's chat template
 //! context_length = 8192       # default: the file's, capped by --max-context
-//! lenient = false             # default true: a whole output that is a bare or fenced JSON call is one
+//! lenient = false             # default true: a bare or fenced JSON call naming an offered tool is one
+//! answer_after_results = true # default: under 2B parameters; see `tool_results`
 //! tool_policy = "drop"        # what to do with an invalid call: reject | drop | content
 //! [models.sampling]
 //! temperature = 0.7
@@ -59,6 +60,10 @@ pub struct ModelDecl {
     pub context_length: Option<usize>,
     #[serde(default)]
     pub lenient: Option<bool>,
+    /// Render a conversation that ends with tool results as the question and the results,
+    /// without tools, so that the model answers (default: for models under 2B parameters).
+    #[serde(default)]
+    pub answer_after_results: Option<bool>,
     #[serde(default)]
     pub tool_policy: Option<ToolPolicy>,
     /// Constrain decoding to the adapter's call grammar, and JSON output to its schema
@@ -94,6 +99,9 @@ pub enum RegistryError {
     Config { path: String, reason: String },
 }
 
+/// Below this many parameters a model answers after tool results only when shown them as facts.
+const SMALL_MODEL_PARAMETERS: u64 = 2_000_000_000;
+
 /// The test model: Qwen2.5-Coder-0.5B-Instruct (scripts/fetch_test_models.py).
 pub const TEST_MODEL_FILE: &str = "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf";
 
@@ -109,6 +117,7 @@ pub fn predeclared() -> Vec<ModelDecl> {
         adapter: Some(adapter.into()),
         context_length: None,
         lenient: None,
+        answer_after_results: None,
         tool_policy: None,
         constrained: None,
         sampling: SamplingDefaults::default(),
@@ -157,6 +166,7 @@ pub fn predeclared() -> Vec<ModelDecl> {
             adapter: Some("hermes".into()),
             context_length: None,
             lenient: None,
+            answer_after_results: None,
             tool_policy: None,
             constrained: None,
             sampling: SamplingDefaults::default(),
@@ -169,6 +179,7 @@ pub fn predeclared() -> Vec<ModelDecl> {
             adapter: None,
             context_length: None,
             lenient: None,
+            answer_after_results: None,
             tool_policy: None,
             constrained: None,
             sampling: SamplingDefaults::default(),
@@ -210,6 +221,15 @@ impl ModelEntry {
     /// write such calls, and the rule never reads prose as a call (BFCL figures in the README).
     pub fn lenient(&self) -> bool {
         self.decl.lenient.unwrap_or(true)
+    }
+
+    /// Whether a conversation that ends with tool results is shown to the model as facts under
+    /// the question (see `tool_results`). Declared, or on for models under 2B parameters: the
+    /// small ones call again instead of answering, larger ones may chain calls.
+    pub fn answer_after_results(&self, engine: &Engine) -> bool {
+        self.decl
+            .answer_after_results
+            .unwrap_or(engine.info().parameters < SMALL_MODEL_PARAMETERS)
     }
 
     pub fn tool_policy(&self) -> ToolPolicy {
@@ -309,6 +329,7 @@ impl Registry {
                             adapter: None,
                             context_length: None,
                             lenient: None,
+                            answer_after_results: None,
                             tool_policy: None,
                             constrained: None,
                             sampling: SamplingDefaults::default(),

@@ -27,6 +27,7 @@ use crate::engine::{
 };
 use crate::plugins::{CallError, Plugin, PluginHost, PluginStream};
 use crate::registry::{ModelEntry, Registry, RegistryError};
+use crate::tool_results;
 use crate::toolcalls::{ToolCheck, ToolPolicy};
 
 /// Sampling settings a request may set; unset ones come from the model's defaults.
@@ -410,7 +411,14 @@ impl Router {
         let check = ToolCheck::new(&request.tools, &request.tool_choice)?;
         // One sandbox for the whole turn: render, then parse the output.
         let mut session = plugin.session()?;
-        let prompt = session.format_prompt(&request)?;
+        let answer = entry.answer_after_results(&engine);
+        let prompt = match answer
+            .then(|| tool_results::answer_prompt(&request))
+            .flatten()
+        {
+            Some(answer_request) => session.format_prompt(&answer_request)?,
+            None => session.format_prompt(&request)?,
+        };
         let ids = with_bos(&engine, engine.tokenizer().encode_prompt(&prompt.text)?);
         let prompt_tokens = ids.len();
         let mut stop = params.stop.clone();

@@ -440,3 +440,36 @@ print(json.dumps(report))
         "{report}"
     );
 }
+
+/// After a tool's result the small test model answers from it instead of calling again: the
+/// conversation is shown to it as the question with the results under it (`tool_results`).
+/// The same file declared with `answer_after_results = false` gets the family's own rendering,
+/// reported beside it.
+#[test]
+fn a_small_model_answers_from_tool_results_instead_of_calling_again() {
+    let Some(model) = models::qwen() else { return };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dir.path().join("models.toml");
+    let source = format!("{:?}", model.display().to_string());
+    std::fs::write(
+        &config,
+        format!(
+            "[[models]]\nid = \"answering\"\nsource = {source}\n\n\
+             [[models]]\nid = \"as-rendered\"\nsource = {source}\nanswer_after_results = false\n"
+        ),
+    )
+    .expect("written");
+    let server = TestServer::start(&[
+        "--config",
+        config.to_str().expect("utf-8"),
+        "--model",
+        "answering",
+    ]);
+    let report = server.run_client(
+        "after_results_client.py",
+        &["--cases", "4", "--max-tokens", "40", "answering", "as-rendered"],
+    );
+    eprintln!("after tool results: {report}");
+    assert_eq!(report["answering"]["answered"], 4, "{report}");
+    assert_eq!(report["answering"]["quoting"], 4, "{report}");
+}
