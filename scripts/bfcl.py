@@ -13,7 +13,8 @@ tool's schema, and mean latency. `--out` writes the figures (and each case's ver
         --llama-server /path/to/llama-server --per-category 20 --out scripts/bfcl/qwen.json
 
 Servers are started here (plugboard from target/release, llama-server from --llama-server) or
-reached at --plugboard-url / --llamacpp-url. `--stream` sends streamed requests. `--full` runs
+reached at --plugboard-url / --llamacpp-url. `--stream` sends streamed requests; `--tool-choice required` asks for
+calls in every category that expects them. `--full` runs
 every case of each category. Installing: `pip install --no-deps bfcl-eval` (the checker needs
 none of the package's dependencies: it is imported without the leaderboard's model registry,
 which would pull every vendor's client; see `checker()`), plus `openai` and `jsonschema`.
@@ -140,7 +141,7 @@ def sample(category, per_category, seed, full):
     return cases, answers
 
 
-def ask(client, model, case, tools, stream, max_tokens):
+def ask(client, model, case, tools, stream, max_tokens, tool_choice):
     """One chat completion: (calls as [(name, arguments text)], content, seconds)."""
     # Single-turn categories: the first turn's messages.
     messages = case["question"][0]
@@ -149,6 +150,7 @@ def ask(client, model, case, tools, stream, max_tokens):
         model=model,
         messages=messages,
         tools=tools,
+        tool_choice=tool_choice,
         temperature=0,
         max_tokens=max_tokens,
     )
@@ -184,7 +186,9 @@ def leaked(content, tools):
     )
 
 
-def run_server_cases(name, url, model, cases_by_category, check, stream, max_tokens, log):
+def run_server_cases(
+    name, url, model, cases_by_category, check, stream, max_tokens, tool_choice, log
+):
     import jsonschema
     import openai
 
@@ -193,11 +197,15 @@ def run_server_cases(name, url, model, cases_by_category, check, stream, max_tok
     for category, (cases, answers) in cases_by_category.items():
         right = leaks = calls_seen = valid = 0
         latency = 0.0
+        # `required` asks for a call: in the irrelevance categories the right answer is none.
+        choice = "auto" if "irrelevance" in category else tool_choice
         for case in cases:
             tools = to_tools(case["function"])
             schemas = {t["function"]["name"]: t["function"]["parameters"] for t in tools}
             try:
-                calls, content, seconds = ask(client, model, case, tools, stream, max_tokens)
+                calls, content, seconds = ask(
+                    client, model, case, tools, stream, max_tokens, choice
+                )
                 error = None
             except Exception as e:  # a server error is a wrong answer, and is reported
                 calls, content, seconds, error = [], "", 0.0, f"{type(e).__name__}: {e}"
@@ -315,6 +323,12 @@ def main():
     p.add_argument("--categories", nargs="*", default=CATEGORIES)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--stream", action="store_true")
+    p.add_argument(
+        "--tool-choice",
+        choices=["auto", "required"],
+        default="auto",
+        help="tool_choice of the categories that expect calls (irrelevance is always auto)",
+    )
     p.add_argument("--max-tokens", type=int, default=384)
     p.add_argument("--plugboard-url", help="a running plugboard (else one is started)")
     p.add_argument("--plugboard-bin", default=str(ROOT / "target/release/plugboard"))
@@ -373,7 +387,8 @@ def main():
         model = next((i for i in ids if wanted in i or i in wanted), ids[0] if ids else wanted)
         try:
             results[name], verdicts[name] = run_server_cases(
-                name, url, model, cases, check, args.stream, args.max_tokens, log
+                name, url, model, cases, check, args.stream, args.max_tokens,
+                args.tool_choice, log,
             )
         finally:
             stop(process)
@@ -390,6 +405,7 @@ def main():
                     "seed": args.seed,
                     "threads": args.threads,
                     "stream": args.stream,
+                    "tool_choice": args.tool_choice,
                     "bfcl_eval": __import__("importlib.metadata").metadata.version("bfcl-eval"),
                     "date": time.strftime("%Y-%m-%d"),
                     "results": results,
