@@ -467,7 +467,14 @@ fn a_small_model_answers_from_tool_results_instead_of_calling_again() {
     ]);
     let report = server.run_client(
         "after_results_client.py",
-        &["--cases", "4", "--max-tokens", "40", "answering", "as-rendered"],
+        &[
+            "--cases",
+            "4",
+            "--max-tokens",
+            "40",
+            "answering",
+            "as-rendered",
+        ],
     );
     eprintln!("after tool results: {report}");
     assert_eq!(report["answering"]["answered"], 4, "{report}");
