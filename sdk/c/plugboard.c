@@ -806,7 +806,10 @@ static size_t read_lenient(const char *text, size_t len, const pb_emitter *out, 
 // ---------------------------------------------------------------------------------------------
 // The stream parser
 
-typedef enum { MODE_CONTENT, MODE_REASONING, MODE_CALL, MODE_FENCE, MODE_WHOLE } mode_t_;
+// MODE_FENCED_CALLS (lenient): a ```json fence in prose whose body may be calls naming offered
+// tools, held from its info line on until the fence closes, the output ends, or the body can no
+// longer be calls.
+typedef enum { MODE_CONTENT, MODE_REASONING, MODE_CALL, MODE_FENCE, MODE_WHOLE, MODE_FENCED_CALLS } mode_t_;
 
 typedef struct {
   pb_spec spec;
@@ -931,6 +934,26 @@ static bool decide_whole(parser_t *p, bool at_end) {
   return true;
 }
 
+/// Sends calls read whole (lenient JSON), each complete, and frees them.
+static void emit_calls(parser_t *p, lenient_item *items, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    uint32_t index = pb_start_call(&p->out);
+    pb_begin_call(&p->out, index, items[i].name.ptr, items[i].name.len);
+    pb_arguments(&p->out, index, items[i].args.ptr, items[i].args.len);
+    pb_end_call(&p->out, index);
+    pb_buf_free(&items[i].name);
+    pb_buf_free(&items[i].args);
+  }
+  free(items);
+}
+
+/// The offset of the first fence in `text[from..len]`, or `len` when there is none.
+static size_t find_fence(const char *text, size_t len, size_t from) {
+  for (size_t i = from; i + 3 <= len; i++)
+    if (memcmp(text + i, FENCE, 3) == 0) return i;
+  return len;
+}
+
 static bool close_fence(parser_t *p, bool at_end) {
   size_t s = pb_skip_ws(pend(p), p->pending.len);
   const char *text = pend(p) + s;
@@ -1019,8 +1042,9 @@ static void drive(parser_t *p, bool at_end) {
       case MODE_FENCE: {
         // The fence's info string, its line break and blank space, then a call?
         const char *newline = memchr(pend(p), '\n', p->pending.len);
+        size_t info = newline ? (size_t)(newline - pend(p)) : p->pending.len;
+        bool info_ok = info < 16 && !memchr(pend(p), ' ', info);
         if (!newline) {
-          bool info_ok = p->pending.len < 16 && !memchr(pend(p), ' ', p->pending.len);
           if (at_end || !info_ok) {
             pb_content(&p->out, FENCE, 3);
             p->mode = MODE_CONTENT;
@@ -1037,6 +1061,11 @@ static void drive(parser_t *p, bool at_end) {
           p->mode = MODE_CONTENT;
         } else if (r.start == 0 && r.index < 0 && !at_end) {
           return;
+        } else if (p->lenient && info_ok && s < p->pending.len && (pend(p)[s] == '{' || pend(p)[s] == '[')) {
+          // Perhaps calls written as JSON in the fence: held from the info line on. (The info
+          // line is judged as above, where its line break has not come yet, so that a whole
+          // output and its stream agree.)
+          p->mode = MODE_FENCED_CALLS;
         } else {
           pb_buf held = {0};
           pb_buf_adds(&held, FENCE);
@@ -1055,15 +1084,7 @@ static void drive(parser_t *p, bool at_end) {
           lenient_item *items = NULL;
           size_t n = read_lenient(pend(p) + ws, wn, &p->out, &items);
           if (n > 0) {
-            for (size_t i = 0; i < n; i++) {
-              uint32_t index = pb_start_call(&p->out);
-              pb_begin_call(&p->out, index, items[i].name.ptr, items[i].name.len);
-              pb_arguments(&p->out, index, items[i].args.ptr, items[i].args.len);
-              pb_end_call(&p->out, index);
-              pb_buf_free(&items[i].name);
-              pb_buf_free(&items[i].args);
-            }
-            free(items);
+            emit_calls(p, items, n);
             p->pending.len = 0;
             return;
           }
@@ -1073,6 +1094,38 @@ static void drive(parser_t *p, bool at_end) {
         // Not calls after all: read it as ordinary output.
         p->mode = MODE_CONTENT;
         p->whole_decided = true;
+        break;
+      }
+      case MODE_FENCED_CALLS: {
+        // The pending text starts with the fence's info line; the body follows it, up to the
+        // first closing fence.
+        const char *text = pend(p);
+        size_t len = p->pending.len;
+        const char *newline = memchr(text, '\n', len);
+        size_t body = newline ? (size_t)(newline - text) + 1 : len;
+        size_t upto = find_fence(text, len, body);
+        bool closed = upto < len;
+        size_t fence_end = closed ? upto + 3 : upto;
+        pb_buf fenced = {0};
+        pb_buf_adds(&fenced, FENCE);
+        pb_buf_add(&fenced, text, fence_end);
+        bool alive = could_be_json(fenced.ptr, fenced.len);
+        pb_buf_free(&fenced);
+        if (alive) {
+          if (!closed && !at_end) return;
+          lenient_item *items = NULL;
+          size_t n = read_lenient(text + body, upto - body, &p->out, &items);
+          if (n > 0) {
+            // The fence and its closing line are part of the calls; what follows is output.
+            emit_calls(p, items, n);
+            pb_buf_drain(&p->pending, fence_end);
+            p->mode = MODE_CONTENT;
+            break;
+          }
+        }
+        // Not calls: the opener is content, and the rest, info line included, is read again.
+        pb_content(&p->out, FENCE, 3);
+        p->mode = MODE_CONTENT;
         break;
       }
     }

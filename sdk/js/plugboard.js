@@ -447,7 +447,9 @@ export function readLenientJson(text, tools) {
  * It keeps the contract's rules: reasoning split off first (a call inside closed reasoning is
  * reasoning), explicit call markup is a call anywhere, also inside a markdown fence (the fence
  * goes too), end-of-turn markers removed, content trimmed, markers split across chunks held
- * back, and with `options.lenient` an output that is nothing but a JSON call is a call.
+ * back, and with `options.lenient` an output that is nothing but a JSON call is a call, as is a
+ * ```json fence in prose whose whole body is calls naming offered tools (the prose around stays
+ * content; the fence is held back until it closes).
  */
 export class OutputParser {
   constructor(spec, options) {
@@ -572,8 +574,9 @@ export class OutputParser {
         case 'fence': {
           // The fence's info string, its line break and blank space, then a call?
           const newline = this.pending.indexOf('\n');
+          const info = newline < 0 ? this.pending : this.pending.slice(0, newline);
+          const infoOk = info.length < 16 && !info.includes(' ');
           if (newline < 0) {
-            const infoOk = this.pending.length < 16 && !this.pending.includes(' ');
             if (atEnd || !infoOk) {
               this.out.content(this.fenceHeld);
               this.fenceHeld = '';
@@ -590,6 +593,11 @@ export class OutputParser {
             this.mode = 'content';
           } else if (s.safe === 0 && !atEnd) {
             return;
+          } else if (this.options.lenient && infoOk && (after[0] === '{' || after[0] === '[')) {
+            // Perhaps calls written as JSON in the fence: held from the info line on. (The info
+            // line is judged as above, where its line break has not come yet, so that a whole
+            // output and its stream agree.)
+            this.mode = 'fencedCalls';
           } else {
             this.out.content(this.fenceHeld + this.pending.slice(0, newline + 1));
             this.fenceHeld = '';
@@ -598,17 +606,38 @@ export class OutputParser {
           }
           break;
         }
+        case 'fencedCalls': {
+          // The pending text starts with the fence's info line; the body follows it, up to the
+          // first closing fence.
+          const newline = this.pending.indexOf('\n');
+          const body = newline < 0 ? this.pending.length : newline + 1;
+          const found = this.pending.indexOf(FENCE, body);
+          const upto = found < 0 ? this.pending.length : found;
+          const fenceEnd = found < 0 ? upto : found + FENCE.length;
+          if (couldBeJson(this.fenceHeld + this.pending.slice(0, fenceEnd))) {
+            if (found < 0 && !atEnd) return;
+            const calls = readLenientJson(this.pending.slice(body, upto).trim(), this.options.tools);
+            if (calls) {
+              // The fence and its closing line are part of the calls; what follows is output.
+              this.emitCalls(calls);
+              this.pending = this.pending.slice(fenceEnd);
+              this.fenceHeld = '';
+              this.mode = 'content';
+              break;
+            }
+          }
+          // Not calls: the opener is content, and the rest, info line included, is read again.
+          this.out.content(this.fenceHeld);
+          this.fenceHeld = '';
+          this.mode = 'content';
+          break;
+        }
         case 'whole': {
           const text = this.wholeText(this.pending, atEnd);
           if (atEnd) {
             const calls = readLenientJson(text, this.options.tools);
             if (calls) {
-              for (const call of calls) {
-                const index = this.out.startCall();
-                this.out.beginCall(index, undefined, call.name);
-                this.out.arguments(index, call.arguments);
-                this.out.endCall(index);
-              }
+              this.emitCalls(calls);
               this.pending = '';
               return;
             }
@@ -621,6 +650,16 @@ export class OutputParser {
           break;
         }
       }
+    }
+  }
+
+  /** Sends calls read whole (lenient JSON), each complete. */
+  emitCalls(calls) {
+    for (const call of calls) {
+      const index = this.out.startCall();
+      this.out.beginCall(index, undefined, call.name);
+      this.out.arguments(index, call.arguments);
+      this.out.endCall(index);
     }
   }
 

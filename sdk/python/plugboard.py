@@ -460,7 +460,9 @@ class OutputParser:
     first (a call inside closed reasoning is reasoning), explicit call markup is a call anywhere,
     also inside a markdown fence (the fence goes too), end-of-turn markers removed, content
     trimmed, markers split across chunks held back, and with `options.lenient` an output that is
-    nothing but a JSON call is a call."""
+    nothing but a JSON call is a call, as is a ```json fence in prose whose whole body is calls
+    naming offered tools (the prose around stays content; the fence is held back until it
+    closes)."""
 
     def __init__(self, spec, options):
         self.spec = spec
@@ -565,8 +567,9 @@ class OutputParser:
             elif self.mode == "fence":
                 # The fence's info string, its line break and blank space, then a call?
                 newline = self.pending.find("\n")
+                info = self.pending if newline < 0 else self.pending[:newline]
+                info_ok = len(info) < 16 and " " not in info
                 if newline < 0:
-                    info_ok = len(self.pending) < 16 and " " not in self.pending
                     if at_end or not info_ok:
                         self.out.content(self.fence_held)
                         self.fence_held = ""
@@ -581,21 +584,47 @@ class OutputParser:
                     self.mode = "content"
                 elif index is None and start == 0 and not at_end:
                     return
+                elif self.options.lenient and info_ok and after[:1] in ("{", "["):
+                    # Perhaps calls written as JSON in the fence: held from the info line on.
+                    # (The info line is judged as above, where its line break has not come yet,
+                    # so that a whole output and its stream agree.)
+                    self.mode = "fenced-calls"
                 else:
                     self.out.content(self.fence_held + self.pending[: newline + 1])
                     self.fence_held = ""
                     self.pending = self.pending[newline + 1:]
                     self.mode = "content"
+            elif self.mode == "fenced-calls":
+                # The pending text starts with the fence's info line; the body follows it, up to
+                # the first closing fence.
+                newline = self.pending.find("\n")
+                body = len(self.pending) if newline < 0 else newline + 1
+                found = self.pending.find(FENCE, body)
+                upto = len(self.pending) if found < 0 else found
+                fence_end = upto if found < 0 else found + len(FENCE)
+                if could_be_json(self.fence_held + self.pending[:fence_end]):
+                    if found < 0 and not at_end:
+                        return
+                    calls = read_lenient_json(self.pending[body:upto].strip(), self.options.tools)
+                    if calls is not None:
+                        # The fence and its closing line are part of the calls; what follows is
+                        # output.
+                        self._emit_calls(calls)
+                        self.pending = self.pending[fence_end:]
+                        self.fence_held = ""
+                        self.mode = "content"
+                        continue
+                # Not calls: the opener is content, and the rest, info line included, is read
+                # again.
+                self.out.content(self.fence_held)
+                self.fence_held = ""
+                self.mode = "content"
             elif self.mode == "whole":
                 text = self._whole_text(self.pending, at_end)
                 if at_end:
                     calls = read_lenient_json(text, self.options.tools)
                     if calls is not None:
-                        for name, arguments in calls:
-                            index = self.out.start_call()
-                            self.out.begin_call(index, None, name)
-                            self.out.arguments(index, arguments)
-                            self.out.end_call(index)
+                        self._emit_calls(calls)
                         self.pending = ""
                         return
                 elif could_be_json(text):
@@ -603,6 +632,14 @@ class OutputParser:
                 # Not calls after all: read it as ordinary output.
                 self.mode = "content"
                 self.whole_decided = True
+
+    def _emit_calls(self, calls):
+        """Sends calls read whole (lenient JSON), each complete."""
+        for name, arguments in calls:
+            index = self.out.start_call()
+            self.out.begin_call(index, None, name)
+            self.out.arguments(index, arguments)
+            self.out.end_call(index)
 
     def _decide_whole(self, at_end):
         """Looks at the start of the content for a whole-output shape; False while it cannot
