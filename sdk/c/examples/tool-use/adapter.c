@@ -65,13 +65,42 @@ static size_t first_of(const char *text, size_t len, const char *const *needles,
   return best;
 }
 
+/// How the text after an opening marker starts.
+typedef enum {
+  /// With what a block may start with (a label, a bare `{` or `"`, the closing marker).
+  START_BLOCK,
+  /// Empty, or a beginning of what a block may start with.
+  START_UNDECIDED,
+  /// With none of it: no call follows the marker.
+  START_PROSE,
+} start_t;
+
+static start_t block_start(const char *text, size_t len) {
+  static const char *const starts[] = {"tool_name:", "name:", "arguments:", CLOSE};
+  if (len == 0) return START_UNDECIDED;
+  if (text[0] == '{' || text[0] == '"') return START_BLOCK;
+  start_t start = START_PROSE;
+  for (size_t l = 0; l < 4; l++) {
+    size_t n = strlen(starts[l]);
+    if (n > len) n = len;
+    size_t i = 0;
+    while (i < n && lower(text[i]) == starts[l][i]) i++;
+    if (i < n) continue;
+    if (n == strlen(starts[l])) return START_BLOCK;
+    start = START_UNDECIDED;
+  }
+  return start;
+}
+
 typedef enum { NAME, LABEL, ARGS, AFTER, SKIP } phase_t;
 
 /// One `<tool_use>` block: `tool_name: NAME`, then `arguments: {JSON}`, then `</tool_use>`.
 typedef struct {
   pb_body base;
   pb_emitter *out;
+  /// Taken once a block is known to follow (`indexed`): a marker in prose takes none.
   uint32_t index;
+  bool indexed;
   phase_t phase;
   pb_buf buf;
   pb_args_reader reader;
@@ -98,6 +127,20 @@ static bool run(tool_use_body *b, bool at_end, pb_buf *rest) {
     size_t len = b->buf.len - ws;
     switch (b->phase) {
       case NAME: {
+        start_t start = block_start(text, len);
+        if (start == START_PROSE) {
+          // The marker stands in prose (`write a <tool_use> block`): it and all that follows
+          // are output again, and no call index is taken.
+          pb_content(out, OPEN, strlen(OPEN));
+          pb_buf_add(rest, buf, b->buf.len);
+          b->buf.len = 0;
+          return true;
+        }
+        if (start == START_UNDECIDED && !at_end) return false;
+        if (!b->indexed) {
+          b->index = pb_start_call(out);
+          b->indexed = true;
+        }
         pb_scan_t s = pb_scan(text, len, CLOSE_MARKER, 1, at_end);
         if (s.index >= 0 && s.start == 0) {
           fail(b, PB_MISSING_NAME, "the block has no tool_name");
@@ -222,7 +265,6 @@ static pb_body *body_new(pb_emitter *out) {
   b->base.push = body_push;
   b->base.free = body_free;
   b->out = out;
-  b->index = pb_start_call(out);
   b->phase = NAME;
   return &b->base;
 }

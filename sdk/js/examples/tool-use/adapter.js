@@ -45,6 +45,26 @@ function mayBecome(text, labels) {
   return labels.some((l) => l.length > text.length && l.startsWith(text.toLowerCase()));
 }
 
+/**
+ * How the text after an opening marker starts: 'block' with what a block may start with (a
+ * label, a bare `{` or `"`, the closing marker), 'undecided' when empty or a beginning of one of
+ * those, 'prose' with none of it (no call follows the marker).
+ */
+function blockStart(text) {
+  text = text.trimStart();
+  if (text === '') return 'undecided';
+  if (text[0] === '{' || text[0] === '"') return 'block';
+  let start = 'prose';
+  for (const label of [...NAME_LABELS, ARGS_LABEL, CLOSE]) {
+    const n = Math.min(label.length, text.length);
+    if (text.slice(0, n).toLowerCase() === label.slice(0, n)) {
+      if (n === label.length) return 'block';
+      start = 'undecided';
+    }
+  }
+  return start;
+}
+
 const firstOf = (text, needles) =>
   needles.map((n) => text.indexOf(n)).filter((i) => i >= 0).reduce((a, b) => Math.min(a, b), Infinity);
 
@@ -52,7 +72,8 @@ const firstOf = (text, needles) =>
 class ToolUseBody {
   constructor(out) {
     this.out = out;
-    this.index = out.startCall();
+    // Taken once a block is known to follow: a marker in prose takes none.
+    this.index = undefined;
     this.phase = 'name';
     this.buf = '';
     this.reader = undefined;
@@ -72,6 +93,19 @@ class ToolUseBody {
 
   run(atEnd) {
     const out = this.out;
+    if (this.phase === 'name') {
+      const start = blockStart(this.buf);
+      if (start === 'prose') {
+        // The marker stands in prose (`write a <tool_use> block`): it and all that follows are
+        // output again, and no call index is taken.
+        out.content(OPEN);
+        const rest = this.buf;
+        this.buf = '';
+        return { rest };
+      }
+      if (start === 'undecided' && !atEnd) return { more: true };
+    }
+    if (this.index === undefined) this.index = out.startCall();
     const index = this.index;
     for (;;) {
       switch (this.phase) {

@@ -52,6 +52,25 @@ def may_become(text, labels):
     return any(len(label) > len(text) and label.startswith(text.lower()) for label in labels)
 
 
+def block_start(text):
+    """How the text after an opening marker starts: "block" with what a block may start with (a
+    label, a bare `{` or `"`, the closing marker), "undecided" when empty or a beginning of one of
+    those, "prose" with none of it (no call follows the marker)."""
+    text = text.lstrip()
+    if not text:
+        return "undecided"
+    if text[0] in '{"':
+        return "block"
+    start = "prose"
+    for label in NAME_LABELS + [ARGS_LABEL, CLOSE]:
+        n = min(len(label), len(text))
+        if text[:n].lower() == label[:n]:
+            if n == len(label):
+                return "block"
+            start = "undecided"
+    return start
+
+
 def first_of(text, needles):
     found = [i for i in (text.find(n) for n in needles) if i >= 0]
     return min(found) if found else None
@@ -62,7 +81,8 @@ class ToolUseBody:
 
     def __init__(self, out):
         self.out = out
-        self.index = out.start_call()
+        # Taken once a block is known to follow: a marker in prose takes none.
+        self.index = None
         self.phase = "name"
         self.buf = ""
         self.reader = None
@@ -79,7 +99,20 @@ class ToolUseBody:
         self.phase = "skip"
 
     def run(self, at_end):
-        out, index = self.out, self.index
+        out = self.out
+        if self.phase == "name":
+            start = block_start(self.buf)
+            if start == "prose":
+                # The marker stands in prose (`write a <tool_use> block`): it and all that
+                # follows are output again, and no call index is taken.
+                out.content(OPEN)
+                rest, self.buf = self.buf, ""
+                return rest
+            if start == "undecided" and not at_end:
+                return None
+        if self.index is None:
+            self.index = out.start_call()
+        index = self.index
         while True:
             if self.phase == "name":
                 text = self.buf.lstrip()
