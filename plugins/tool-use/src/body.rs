@@ -55,6 +55,42 @@ fn may_become(text: &str, labels: &[&str]) -> bool {
     })
 }
 
+/// How the text after an opening marker starts.
+#[derive(Debug, PartialEq, Eq)]
+enum Start {
+    /// With what a block may start with (a label, a bare `{`, the closing marker).
+    Block,
+    /// Empty, or a beginning of what a block may start with.
+    Undecided,
+    /// With none of it: no call follows the marker.
+    Prose,
+}
+
+fn block_start(text: &str) -> Start {
+    let text = text.trim_start();
+    if text.is_empty() {
+        return Start::Undecided;
+    }
+    if text.starts_with(['{', '"']) {
+        return Start::Block;
+    }
+    let starts = [NAME_LABELS[0], NAME_LABELS[1], ARGS_LABEL, CLOSE];
+    let mut start = Start::Prose;
+    for label in starts {
+        let n = label.len().min(text.len());
+        if text
+            .get(..n)
+            .is_some_and(|head| head.eq_ignore_ascii_case(&label[..n]))
+        {
+            if n == label.len() {
+                return Start::Block;
+            }
+            start = Start::Undecided;
+        }
+    }
+    start
+}
+
 impl BufferedBody for ToolUseBody {
     fn span(&mut self) -> &mut Span {
         &mut self.span
@@ -62,6 +98,20 @@ impl BufferedBody for ToolUseBody {
 
     fn step(&mut self, out: &mut Emitter, at_end: bool) -> Next {
         let span = &mut self.span;
+        if matches!(self.phase, Phase::Name) {
+            match block_start(&span.text) {
+                // The marker stands in prose (`write a <tool_use> block`): it and all that
+                // follows are output again, and no call index is taken.
+                Start::Prose => {
+                    out.content(crate::OPEN);
+                    return Next::Done {
+                        rest: std::mem::take(&mut span.text),
+                    };
+                }
+                Start::Undecided if !at_end => return Next::More,
+                _ => {}
+            }
+        }
         let index = span.index(out);
         let close = Markers::new([CLOSE]);
         match &mut self.phase {

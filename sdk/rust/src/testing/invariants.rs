@@ -3,7 +3,8 @@
 //! What [`check_stream`] demands (the `stream-event` invariants of the WIT contract and the
 //! parsing rules' streaming rule):
 //! - nothing panics, and the stream fails exactly when the whole parse fails;
-//! - no content delta holds one of the adapter's call triggers or end-of-turn markers, and no
+//! - no content delta holds one of the adapter's call triggers (unless the whole parse reads it
+//!   as prose and gives it back as content) or end-of-turn markers, and no
 //!   reasoning delta an end-of-turn marker (unless the output can only have formed it by
 //!   joining the text around a removed marker, `<tool<|eot|>_call>`);
 //! - call indices first appear in order 0, 1, 2 …; each call is begun once, with a non-empty
@@ -125,9 +126,19 @@ pub fn check_stream<A: Adapter>(
         ));
     }
     let info = A::info();
+    // A call trigger that the whole parse gives back as content was read as prose (a marker
+    // that no call follows, `write a <tool_use> block`): it may stand in content deltas, once
+    // the parser decided so (the stream still folds to the whole parse).
+    let prose = |m: &&String| {
+        whole
+            .content
+            .as_deref()
+            .is_some_and(|c| c.contains(m.as_str()))
+    };
     let content_markers: Vec<&str> = info
         .tool_call_triggers
         .iter()
+        .filter(|m| !prose(m))
         .chain(&info.end_of_turn)
         .map(String::as_str)
         .chain(extra.content.iter().copied())
