@@ -346,6 +346,7 @@ def main():
     p.add_argument("--llamacpp-url", help="a running llama-server")
     p.add_argument("--llama-server", help="llama-server binary to start (with --jinja)")
     p.add_argument("--no-llamacpp", action="store_true")
+    p.add_argument("--port", type=int, default=18431, help="first port of the servers started here")
     p.add_argument("--out", help="write figures and verdicts as JSON here")
     p.add_argument("--quiet", action="store_true")
     args = p.parse_args()
@@ -359,7 +360,7 @@ def main():
     for i, (name, extra) in enumerate(
         [("plugboard", args.plugboard_args)] + [v.split("=", 1) for v in args.variant]
     ):
-        port = 18431 + 10 * i
+        port = args.port + 10 * (i + 1)
         url = args.plugboard_url if i == 0 else None
         servers.append((name, url, [
             args.plugboard_bin, "serve", "--model", args.plugboard_model or model_path,
@@ -369,9 +370,9 @@ def main():
         if not (args.llamacpp_url or args.llama_server):
             sys.exit("give --llama-server BIN or --llamacpp-url URL (or --no-llamacpp)")
         servers.append(("llama.cpp", args.llamacpp_url, [
-            args.llama_server, "-m", model_path, "--jinja", "--port", "18432",
+            args.llama_server, "-m", model_path, "--jinja", "--port", str(args.port),
             "-t", str(args.threads), "-tb", str(args.threads), "-c", "8192", "-np", "1",
-        ], "http://127.0.0.1:18432"))
+        ], f"http://127.0.0.1:{args.port}"))
 
     results, verdicts = {}, {}
     for name, url, cmd, own_url in servers:
