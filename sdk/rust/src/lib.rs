@@ -89,6 +89,7 @@ pub mod calls;
 pub mod emit;
 pub mod grammar;
 pub mod json;
+mod natural;
 pub mod prompt;
 pub mod scanner;
 pub mod stream;

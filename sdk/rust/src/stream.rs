@@ -144,6 +144,7 @@ impl<F: Format> OutputParser<F> {
         let mut whole = spec.whole.clone();
         if options.lenient {
             whole.push(WholeRule::LENIENT_JSON);
+            whole.push(WholeRule::NATURAL);
         }
         let mode = match (&spec.reasoning, options.reasoning_open) {
             (Some(_), true) => Mode::Reasoning,

@@ -52,6 +52,15 @@ impl WholeRule {
         shape: Shape::JsonCalls,
     };
 
+    /// `--lenient`: a call written as a sentence, "I'll use the run_analysis tool with
+    /// variables=['a']", when it names an offered tool and its arguments fit the schema (see
+    /// the `natural` module).
+    pub const NATURAL: WholeRule = WholeRule {
+        could_be: crate::natural::could_be,
+        read: crate::natural::read_call,
+        shape: Shape::Custom,
+    };
+
     /// A family whose native format is bare JSON calls (Llama 3.x): objects with `"name"` and
     /// `"parameters"` or `"arguments"`. Names need not be offered (unknown ones are reported).
     pub const BARE_JSON: WholeRule = WholeRule {
