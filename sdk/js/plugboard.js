@@ -436,7 +436,420 @@ export function readLenientJson(text, tools) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// A call written as a sentence (lenient mode)
+//
+// "I'll use the run_analysis tool with variables=['var1', 'var2']": small models write this when
+// a prompt describes tools in prose. Only a whole output of that one shape is a call, and only
+// when it names an offered tool and every argument fits the tool's schema (a property of it, of
+// its type and enum, every required one given); anything else stays content, so prose that
+// merely mentions a tool is never a call. The rules are the Rust SDK's (sdk/rust/src/natural.rs)
+// step for step, so that both read every output alike, whole and while it streams.
+//
+// The shape: an optional lead-in (`I'll`, `Let me` …), a verb (`use`, `call`, `run`, `invoke`),
+// optionally `the`, the tool's name (bare, or in backticks or quotes), optionally `tool` or
+// `function`, then `with`, `using` or `:` and `name=value` pairs (Python or JSON literals)
+// separated by commas or `and`, or the same pairs in parentheses right after the name; a full
+// stop may end it.
+//
+// Values keep what JSON.parse would lose, so that calls and schema checks come out as in Rust:
+// integers are BigInts (exact to 64 bits), floats numbers, objects Maps (in their key order).
+
+const LEADS = ['', "i'll ", 'i’ll ', 'i will ', 'let me ', "i'm going to ", 'i am going to ', "now i'll ", 'i need to '];
+const VERBS = ['use ', 'call ', 'run ', 'invoke ', 'using ', 'calling '];
+const NOUNS = [' tool', ' function'];
+const OPENERS = [' with ', ' using ', ': '];
+const SEPARATORS = [', and ', ', ', ' and '];
+
+// How far a text goes toward the shape: `{value}` when the whole text has it, PREFIX when the
+// text ends before the shape does (it may still grow into it), NO otherwise.
+const PREFIX = 'prefix';
+const NO = 'no';
+const isWhole = (read) => read !== PREFIX && read !== NO;
+
+/** ASCII letters lowered only, as Rust's `eq_ignore_ascii_case` compares. */
+const lower = (text) => text.replace(/[A-Z]/g, (c) => c.toLowerCase());
+
+/** Whether the output so far may still become a call written as a sentence (while streaming). */
+export function couldBeNatural(text) {
+  return readSentence(text.trimStart(), false) !== NO;
+}
+
+/** The output as a call of an offered tool whose arguments fit its schema, or undefined. */
+export function readNatural(text, tools) {
+  const read = readSentence(text.trim(), true);
+  if (!isWhole(read)) return undefined;
+  const { name, args } = read.value;
+  const tool = tools.find((t) => t.name === name);
+  if (!tool || !fits(args, schemaOf(tool))) return undefined;
+  return [{ name, arguments: toJson(args) }];
+}
+
+/**
+ * Reads the sentence: `{value: {name, args}}`. `complete`: the text is the whole output (a word
+ * at its end is not cut short).
+ */
+function readSentence(text, complete) {
+  let best = NO;
+  // Every lead-in and verb that the text starts with (or could still start with).
+  for (const lead of LEADS) {
+    for (const verb of VERBS) {
+      for (const article of ['the ', '']) {
+        const head = lead + verb + article;
+        if (text.length < head.length) {
+          if (lower(text) === head.slice(0, text.length)) best = PREFIX;
+          continue;
+        }
+        if (lower(text.slice(0, head.length)) !== head) continue;
+        const read = afterVerb(new Cursor(text.slice(head.length), complete));
+        if (isWhole(read)) return read;
+        if (read === PREFIX) best = PREFIX;
+      }
+    }
+  }
+  return best;
+}
+
+function afterVerb(s) {
+  const quote = ['`', '"', "'"].find((q) => q === s.text[s.at]);
+  if (quote) s.at++;
+  const start = s.at;
+  s.takeWhile(/[A-Za-z0-9_.-]/);
+  const name = s.text.slice(start, s.at).replace(/\.+$/, '');
+  s.at = start + name.length;
+  if (s.atEnd()) return PREFIX;
+  if (name === '') return NO;
+  if (quote) {
+    if (!s.eat(quote)) return NO;
+    if (s.atEnd()) return PREFIX;
+  }
+  const named = (read) => (isWhole(read) ? { value: { name, args: read.value } } : read);
+  if (s.eat('(')) return named(pairs(s, ')'));
+  if (s.oneOf(NOUNS, true) === PREFIX) return PREFIX;
+  const opener = s.oneOf(OPENERS, true);
+  if (!isWhole(opener)) return opener;
+  return named(pairs(s, undefined));
+}
+
+/** `name=value` pairs to the end of the text (or to `close`), then an optional full stop: a Map. */
+function pairs(s, close) {
+  const args = new Map();
+  for (;;) {
+    s.skipSpaces();
+    if (s.atEnd()) return PREFIX;
+    // (A closing parenthesis after a separator is eaten too, as in Rust; the key after it fails.)
+    if (close && s.eat(close) && args.size === 0) return end(s, args);
+    const start = s.at;
+    s.takeWhile(/[A-Za-z0-9_]/);
+    const key = s.text.slice(start, s.at);
+    s.skipSpaces();
+    if (s.atEnd()) return PREFIX;
+    if (key === '' || !s.eat('=') || args.has(key)) return NO;
+    s.skipSpaces();
+    const value = readLiteral(s);
+    if (!isWhole(value)) return value;
+    args.set(key, value.value);
+    // Complete as it is, or the start of what follows.
+    if (s.atEnd()) return close ? PREFIX : { value: args };
+    if (close && s.eat(close)) return end(s, args);
+    const separator = s.oneOf(SEPARATORS, false);
+    if (separator === PREFIX) return PREFIX;
+    if (separator === NO) return end(s, args);
+  }
+}
+
+/** After the arguments: a full stop and blank space, nothing else. */
+function end(s, value) {
+  const rest = s.rest().trimEnd();
+  return rest === '' || rest === '.' ? { value } : NO;
+}
+
+/**
+ * A Python or JSON literal: a string, a number, `True`/`true`, `False`/`false`, `None`/`null`, a
+ * list or a dict of them.
+ */
+function readLiteral(s) {
+  const first = s.text[s.at];
+  if (first === undefined) return PREFIX;
+  if (first === '"' || first === "'") return string(s, first);
+  if (first === '[') {
+    s.at++;
+    const items = [];
+    for (;;) {
+      s.skipSpaces();
+      if (s.atEnd()) return PREFIX;
+      if (s.eat(']')) return { value: items };
+      if (items.length > 0) {
+        if (!s.eat(',')) return NO;
+        s.skipSpaces();
+        if (s.eat(']')) return { value: items };
+      }
+      const item = readLiteral(s);
+      if (!isWhole(item)) return item;
+      items.push(item.value);
+    }
+  }
+  if (first === '{') {
+    s.at++;
+    const object = new Map();
+    for (;;) {
+      s.skipSpaces();
+      if (s.atEnd()) return PREFIX;
+      if (s.eat('}')) return { value: object };
+      if (object.size > 0) {
+        if (!s.eat(',')) return NO;
+        s.skipSpaces();
+      }
+      const q = s.text[s.at];
+      if (q === undefined) return PREFIX;
+      if (q !== '"' && q !== "'") return NO;
+      const key = string(s, q);
+      if (!isWhole(key)) return key;
+      s.skipSpaces();
+      if (s.atEnd()) return PREFIX;
+      if (!s.eat(':')) return NO;
+      s.skipSpaces();
+      const value = readLiteral(s);
+      if (!isWhole(value)) return value;
+      object.set(key.value, value.value);
+    }
+  }
+  const start = s.at;
+  s.takeWhile(/[A-Za-z0-9.+_-]/);
+  let word = s.text.slice(start, s.at);
+  // A word cut by the end of the text may still grow.
+  if (s.atEnd() && !s.complete) return PREFIX;
+  // A full stop that ends the output ends the sentence, not the number.
+  if (word.endsWith('.') && s.rest().trim() === '') {
+    word = word.slice(0, -1);
+    s.at--;
+  }
+  if (word === 'True' || word === 'true') return { value: true };
+  if (word === 'False' || word === 'false') return { value: false };
+  if (word === 'None' || word === 'null') return { value: null };
+  const n = number(word);
+  return n === undefined ? NO : { value: n };
+}
+
+/** A number as Rust parses it: an i64 (a BigInt), else a finite f64; undefined when it is none. */
+function number(word) {
+  if (/^[+-]?[0-9]+$/.test(word)) {
+    const i = BigInt(word);
+    if (i >= -(2n ** 63n) && i < 2n ** 63n) return i;
+  }
+  // Rust's float syntax (Number() also takes hex, `Infinity` and blank space).
+  if (!/^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?$/.test(word)) return undefined;
+  const f = Number(word);
+  return Number.isFinite(f) ? f : undefined;
+}
+
+/** A quoted string with backslash escapes (`\n`, `\t`, `\\`, the quote). */
+function string(s, quote) {
+  let out = '';
+  for (let i = s.at + 1; i < s.text.length; i++) {
+    const c = s.text[i];
+    if (c === quote) {
+      s.at = i + 1;
+      return { value: out };
+    }
+    if (c !== '\\') {
+      out += c;
+    } else if (++i < s.text.length) {
+      const e = s.text[i];
+      out += e === 'n' ? '\n' : e === 't' ? '\t' : e;
+    }
+  }
+  return PREFIX;
+}
+
+class Cursor {
+  constructor(text, complete) {
+    this.text = text;
+    this.at = 0;
+    // The text is the whole output.
+    this.complete = complete;
+  }
+
+  rest() {
+    return this.text.slice(this.at);
+  }
+
+  atEnd() {
+    return this.at >= this.text.length;
+  }
+
+  eat(word) {
+    const ok = this.text.startsWith(word, this.at);
+    if (ok) this.at += word.length;
+    return ok;
+  }
+
+  skipSpaces() {
+    while (this.text[this.at] === ' ') this.at++;
+  }
+
+  takeWhile(re) {
+    while (this.at < this.text.length && re.test(this.text[this.at])) this.at++;
+  }
+
+  /**
+   * Eats the first of `words` (lower case) the text starts with, in any case when `ci`; PREFIX
+   * when the text ends inside one.
+   */
+  oneOf(words, ci) {
+    const rest = this.rest();
+    let prefix = false;
+    for (const word of words) {
+      const head = rest.slice(0, word.length);
+      if (head.length === word.length && (ci ? lower(head) : head) === word) {
+        this.at += word.length;
+        return { value: word };
+      }
+      // Any case here, also where the match is exact: as in Rust.
+      prefix ||= rest.length < word.length && lower(rest) === word.slice(0, rest.length);
+    }
+    return prefix ? PREFIX : NO;
+  }
+}
+
+// The schema check, on the values above.
+
+const field = (schema, key) => (schema instanceof Map ? schema.get(key) : undefined);
+
+/**
+ * Whether `args` fit `schema`: every argument a property of it, of its type and in its enum;
+ * every required property given.
+ */
+function fits(args, schema) {
+  const properties = field(schema, 'properties');
+  const required = field(schema, 'required');
+  if (Array.isArray(required) && required.some((name) => typeof name === 'string' && !args.has(name))) return false;
+  return [...args].every(([name, value]) => {
+    const property = properties instanceof Map ? properties.get(name) : undefined;
+    return property !== undefined && valueFits(value, property);
+  });
+}
+
+function valueFits(value, schema) {
+  const options = field(schema, 'enum');
+  if (Array.isArray(options) && !options.some((option) => same(option, value))) return false;
+  const type = field(schema, 'type');
+  let types;
+  if (typeof type === 'string') types = [type];
+  else if (Array.isArray(type)) types = type.filter((t) => typeof t === 'string');
+  else return true;
+  return types.some((t) => {
+    switch (t) {
+      case 'string':
+        return typeof value === 'string';
+      case 'boolean':
+        return typeof value === 'boolean';
+      case 'null':
+        return value === null;
+      case 'number':
+        return typeof value === 'number' || typeof value === 'bigint';
+      case 'integer':
+        return typeof value === 'bigint';
+      case 'array': {
+        const items = field(schema, 'items');
+        return Array.isArray(value) && (items === undefined || value.every((v) => valueFits(v, items)));
+      }
+      case 'object':
+        return (
+          value instanceof Map &&
+          ((field(schema, 'properties') === undefined && field(schema, 'required') === undefined) || fits(value, schema))
+        );
+      default:
+        return false;
+    }
+  });
+}
+
+/** JSON equality as serde_json has it: an integer never equals a float; key order does not count. */
+function same(a, b) {
+  if (a instanceof Map) {
+    return b instanceof Map && a.size === b.size && [...a].every(([k, v]) => b.has(k) && same(v, b.get(k)));
+  }
+  if (Array.isArray(a)) return Array.isArray(b) && a.length === b.length && a.every((v, i) => same(v, b[i]));
+  return a === b;
+}
+
+/** A tool's parameters schema as the values above; `{}` when it is not a JSON object. */
+function schemaOf(tool) {
+  let schema;
+  try {
+    schema = jsonValue(tool.parameters);
+  } catch (_) {
+    return new Map();
+  }
+  return schema instanceof Map ? schema : new Map();
+}
+
+/** A JSON text as the values above (numbers typed as serde_json types them); throws when it is not JSON. */
+function jsonValue(text) {
+  JSON.parse(text);
+  // Valid JSON: its strings, words and brackets say all (commas and colons add nothing).
+  const tokens = text.match(/"(?:[^"\\]|\\.)*"|[^\s"[\]{},:]+|[[\]{}]/g);
+  let i = 0;
+  const next = () => {
+    const token = tokens[i++];
+    if (token === '[') {
+      const items = [];
+      while (tokens[i] !== ']') items.push(next());
+      i++;
+      return items;
+    }
+    if (token === '{') {
+      const object = new Map();
+      while (tokens[i] !== '}') {
+        const key = JSON.parse(tokens[i++]);
+        object.set(key, next());
+      }
+      i++;
+      return object;
+    }
+    if (/^-?[0-9]+$/.test(token) && token !== '-0') {
+      // An integer in u64 or i64 is one; a larger one (and -0) serde_json reads as a float.
+      const n = BigInt(token);
+      if (n >= -(2n ** 63n) && n < 2n ** 64n) return n;
+    }
+    return JSON.parse(token);
+  };
+  return next();
+}
+
+/** Compact JSON text of a value, as serde_json writes it. */
+function toJson(value) {
+  if (value instanceof Map) return `{${[...value].map(([k, v]) => `${JSON.stringify(k)}:${toJson(v)}`).join(',')}}`;
+  if (Array.isArray(value)) return `[${value.map(toJson).join(',')}]`;
+  if (typeof value === 'bigint') return value.toString();
+  if (typeof value === 'number') return floatText(value);
+  return JSON.stringify(value);
+}
+
+/**
+ * A float as serde_json writes it: the shortest digits that read back as x, in fixed notation for
+ * exponents -5 to 15 (`1.0`, `0.05`), else as `toExponential` writes them (`2.5e+20`, `1.5e-7`).
+ */
+function floatText(x) {
+  if (x === 0) return Object.is(x, -0) ? '-0.0' : '0.0';
+  const scientific = Math.abs(x).toExponential();
+  const [mantissa, exponent] = scientific.split('e');
+  const digits = mantissa.replace('.', '');
+  const e = Number(exponent);
+  let text;
+  if (e < -5 || e > 15) text = scientific;
+  else if (digits.length <= e + 1) text = `${digits}${'0'.repeat(e + 1 - digits.length)}.0`;
+  else if (e >= 0) text = `${digits.slice(0, e + 1)}.${digits.slice(e + 1)}`;
+  else text = `0.${'0'.repeat(-e - 1)}${digits}`;
+  return x < 0 ? `-${text}` : text;
+}
+
+// ---------------------------------------------------------------------------------------------
 // The stream parser
+
+// Lenient mode's rules for a whole output, in the Rust SDK's order: JSON calls, then a sentence.
+const couldBeWholeCalls = (text) => couldBeJson(text) || couldBeNatural(text);
+const readWholeCalls = (text, tools) => readLenientJson(text, tools) ?? readNatural(text, tools);
 
 /**
  * A complete stream parser from a description of a family's output format:
@@ -449,7 +862,8 @@ export function readLenientJson(text, tools) {
  * goes too), end-of-turn markers removed, content trimmed, markers split across chunks held
  * back, and with `options.lenient` an output that is nothing but a JSON call is a call, as is a
  * ```json fence in prose whose whole body is calls naming offered tools (the prose around stays
- * content; the fence is held back until it closes).
+ * content; the fence is held back until it closes), and an output that is nothing but a call
+ * written as a sentence (held back while it may still become one).
  */
 export class OutputParser {
   constructor(spec, options) {
@@ -635,13 +1049,13 @@ export class OutputParser {
         case 'whole': {
           const text = this.wholeText(this.pending, atEnd);
           if (atEnd) {
-            const calls = readLenientJson(text, this.options.tools);
+            const calls = readWholeCalls(text, this.options.tools);
             if (calls) {
               this.emitCalls(calls);
               this.pending = '';
               return;
             }
-          } else if (couldBeJson(text)) {
+          } else if (couldBeWholeCalls(text)) {
             return;
           }
           // Not calls after all: read it as ordinary output.
@@ -653,7 +1067,7 @@ export class OutputParser {
     }
   }
 
-  /** Sends calls read whole (lenient JSON), each complete. */
+  /** Sends calls read whole (lenient JSON or a sentence), each complete. */
   emitCalls(calls) {
     for (const call of calls) {
       const index = this.out.startCall();
@@ -676,7 +1090,7 @@ export class OutputParser {
       if (text.startsWith(open)) return true;
       if (open.startsWith(text) && !atEnd) return false;
     }
-    if (couldBeJson(this.wholeText(text, atEnd))) this.mode = 'whole';
+    if (couldBeWholeCalls(this.wholeText(text, atEnd))) this.mode = 'whole';
     else this.wholeDecided = true;
     return true;
   }
