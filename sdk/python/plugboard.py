@@ -12,6 +12,8 @@ parser fed the whole text, so the two can never disagree.
 """
 
 import json
+import math
+import re
 
 from componentize_py_types import Err
 from wit_world.exports import adapter as t
@@ -432,7 +434,438 @@ def read_lenient_json(text, tools):
 
 
 # ---------------------------------------------------------------------------------------------
+# A call written as a sentence (lenient mode)
+#
+# "I'll use the run_analysis tool with variables=['var1', 'var2']": small models write this when
+# a prompt describes tools in prose. Only a whole output of that one shape is a call, and only
+# when it names an offered tool and every argument fits the tool's schema (a property of it, of
+# its type and enum, every required one given); anything else stays content, so prose that
+# merely mentions a tool is never a call. The rules are the Rust SDK's (sdk/rust/src/natural.rs)
+# step for step, so that both read every output alike, whole and while it streams.
+#
+# The shape: an optional lead-in (`I'll`, `Let me` …), a verb (`use`, `call`, `run`, `invoke`),
+# optionally `the`, the tool's name (bare, or in backticks or quotes), optionally `tool` or
+# `function`, then `with`, `using` or `:` and `name=value` pairs (Python or JSON literals)
+# separated by commas or `and`, or the same pairs in parentheses right after the name; a full
+# stop may end it.
+
+_LEADS = (
+    "",
+    "i'll ",
+    "i’ll ",
+    "i will ",
+    "let me ",
+    "i'm going to ",
+    "i am going to ",
+    "now i'll ",
+    "i need to ",
+)
+_VERBS = ("use ", "call ", "run ", "invoke ", "using ", "calling ")
+_NOUNS = (" tool", " function")
+_OPENERS = (" with ", " using ", ": ")
+_SEPARATORS = (", and ", ", ", " and ")
+
+# How far a text goes toward the shape: `(value,)` when the whole text has it, _PREFIX when the
+# text ends before the shape does (it may still grow into it), _NO otherwise.
+_PREFIX = "prefix"
+_NO = "no"
+
+# ASCII letters lowered only, as Rust's `eq_ignore_ascii_case` compares.
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+_INT = re.compile(r"[+-]?[0-9]+")
+# Rust's float syntax (Python's float() also takes `_`, `inf` and blank space).
+_FLOAT = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")
+
+
+def could_be_natural(text):
+    """Whether the output so far may still become a call written as a sentence (while
+    streaming)."""
+    return _read_sentence(text.lstrip(), False) != _NO
+
+
+def read_natural(text, tools):
+    """The output as a call of an offered tool whose arguments fit its schema: a list of one
+    (name, arguments), or None."""
+    read = _read_sentence(text.strip(), True)
+    if not isinstance(read, tuple):
+        return None
+    name, args = read[0]
+    tool = next((tool for tool in tools if tool.name == name), None)
+    if tool is None or not _fits(args, _schema_of(tool)):
+        return None
+    return [(name, _to_json(args))]
+
+
+def _read_sentence(text, complete):
+    """Reads the sentence: `((name, args),)`. `complete`: the text is the whole output (a word at
+    its end is not cut short)."""
+    best = _NO
+    # Every lead-in and verb that the text starts with (or could still start with).
+    for lead in _LEADS:
+        for verb in _VERBS:
+            for article in ("the ", ""):
+                head = lead + verb + article
+                if len(text) < len(head):
+                    if text.translate(_ASCII_LOWER) == head[: len(text)]:
+                        best = _PREFIX
+                    continue
+                if text[: len(head)].translate(_ASCII_LOWER) != head:
+                    continue
+                read = _after_verb(_Cursor(text[len(head):], complete))
+                if isinstance(read, tuple):
+                    return read
+                if read == _PREFIX:
+                    best = _PREFIX
+    return best
+
+
+def _after_verb(s):
+    quote = s.text[s.at : s.at + 1]
+    if quote in ("`", '"', "'"):
+        s.at += 1
+    else:
+        quote = ""
+    start = s.at
+    s.take_while(lambda c: c.isascii() and (c.isalnum() or c in "_-."))
+    name = s.text[start : s.at].rstrip(".")
+    s.at = start + len(name)
+    if s.at_end():
+        return _PREFIX
+    if not name:
+        return _NO
+    if quote:
+        if not s.eat(quote):
+            return _NO
+        if s.at_end():
+            return _PREFIX
+    if s.eat("("):
+        args = _pairs(s, ")")
+    else:
+        if s.one_of(_NOUNS, True) == _PREFIX:
+            return _PREFIX
+        opener = s.one_of(_OPENERS, True)
+        if not isinstance(opener, tuple):
+            return opener
+        args = _pairs(s, None)
+    return ((name, args[0]),) if isinstance(args, tuple) else args
+
+
+def _pairs(s, close):
+    """`name=value` pairs to the end of the text (or to `close`), then an optional full stop: a
+    dict."""
+    args = {}
+    while True:
+        s.skip_spaces()
+        if s.at_end():
+            return _PREFIX
+        # (A closing parenthesis after a separator is eaten too, as in Rust; the key after it
+        # fails.)
+        if close and s.eat(close) and not args:
+            return _end(s, args)
+        start = s.at
+        s.take_while(lambda c: c.isascii() and (c.isalnum() or c == "_"))
+        key = s.text[start : s.at]
+        s.skip_spaces()
+        if s.at_end():
+            return _PREFIX
+        if not key or not s.eat("=") or key in args:
+            return _NO
+        s.skip_spaces()
+        value = _literal(s)
+        if not isinstance(value, tuple):
+            return value
+        args[key] = value[0]
+        # Complete as it is, or the start of what follows.
+        if s.at_end():
+            return _PREFIX if close else (args,)
+        if close and s.eat(close):
+            return _end(s, args)
+        separator = s.one_of(_SEPARATORS, False)
+        if separator == _PREFIX:
+            return _PREFIX
+        if separator == _NO:
+            return _end(s, args)
+
+
+def _end(s, value):
+    """After the arguments: a full stop and blank space, nothing else."""
+    return (value,) if s.rest().rstrip() in ("", ".") else _NO
+
+
+def _literal(s):
+    """A Python or JSON literal: a string, a number, `True`/`true`, `False`/`false`,
+    `None`/`null`, a list or a dict of them."""
+    first = s.text[s.at : s.at + 1]
+    if not first:
+        return _PREFIX
+    if first in ('"', "'"):
+        return _string(s, first)
+    if first == "[":
+        s.at += 1
+        items = []
+        while True:
+            s.skip_spaces()
+            if s.at_end():
+                return _PREFIX
+            if s.eat("]"):
+                return (items,)
+            if items:
+                if not s.eat(","):
+                    return _NO
+                s.skip_spaces()
+                if s.eat("]"):
+                    return (items,)
+            item = _literal(s)
+            if not isinstance(item, tuple):
+                return item
+            items.append(item[0])
+    if first == "{":
+        s.at += 1
+        obj = {}
+        while True:
+            s.skip_spaces()
+            if s.at_end():
+                return _PREFIX
+            if s.eat("}"):
+                return (obj,)
+            if obj:
+                if not s.eat(","):
+                    return _NO
+                s.skip_spaces()
+            q = s.text[s.at : s.at + 1]
+            if not q:
+                return _PREFIX
+            if q not in ('"', "'"):
+                return _NO
+            key = _string(s, q)
+            if not isinstance(key, tuple):
+                return key
+            s.skip_spaces()
+            if s.at_end():
+                return _PREFIX
+            if not s.eat(":"):
+                return _NO
+            s.skip_spaces()
+            value = _literal(s)
+            if not isinstance(value, tuple):
+                return value
+            obj[key[0]] = value[0]
+    start = s.at
+    s.take_while(lambda c: c.isascii() and (c.isalnum() or c in ".-+_"))
+    word = s.text[start : s.at]
+    # A word cut by the end of the text may still grow.
+    if s.at_end() and not s.complete:
+        return _PREFIX
+    # A full stop that ends the output ends the sentence, not the number.
+    if word.endswith(".") and not s.rest().strip():
+        word = word[:-1]
+        s.at -= 1
+    if word in ("True", "true"):
+        return (True,)
+    if word in ("False", "false"):
+        return (False,)
+    if word in ("None", "null"):
+        return (None,)
+    n = _number(word)
+    return _NO if n is None else (n,)
+
+
+def _number(word):
+    """A number as Rust parses it: an i64, else a finite f64; None when it is none."""
+    if _INT.fullmatch(word):
+        # (Leading zeros kept out of int(), which refuses very long texts.)
+        digits = word.lstrip("+-").lstrip("0")
+        if len(digits) <= 19:
+            n = int(digits or "0") * (-1 if word[0] == "-" else 1)
+            if -(2**63) <= n < 2**63:
+                return n
+    if not _FLOAT.fullmatch(word):
+        return None
+    f = float(word)
+    return f if math.isfinite(f) else None
+
+
+def _string(s, quote):
+    """A quoted string with backslash escapes (`\\n`, `\\t`, `\\\\`, the quote)."""
+    out = []
+    i = s.at + 1
+    while i < len(s.text):
+        c = s.text[i]
+        if c == quote:
+            s.at = i + 1
+            return ("".join(out),)
+        if c == "\\":
+            i += 1
+            if i >= len(s.text):
+                break
+            c = {"n": "\n", "t": "\t"}.get(s.text[i], s.text[i])
+        out.append(c)
+        i += 1
+    return _PREFIX
+
+
+class _Cursor:
+    def __init__(self, text, complete):
+        self.text = text
+        self.at = 0
+        # The text is the whole output.
+        self.complete = complete
+
+    def rest(self):
+        return self.text[self.at :]
+
+    def at_end(self):
+        return self.at >= len(self.text)
+
+    def eat(self, word):
+        ok = self.text.startswith(word, self.at)
+        if ok:
+            self.at += len(word)
+        return ok
+
+    def skip_spaces(self):
+        self.take_while(lambda c: c == " ")
+
+    def take_while(self, keep):
+        while self.at < len(self.text) and keep(self.text[self.at]):
+            self.at += 1
+
+    def one_of(self, words, ci):
+        """Eats the first of `words` (lower case) the text starts with, in any case when `ci`;
+        _PREFIX when the text ends inside one."""
+        rest = self.rest()
+        prefix = False
+        for word in words:
+            head = rest[: len(word)]
+            if len(head) == len(word) and (head.translate(_ASCII_LOWER) if ci else head) == word:
+                self.at += len(word)
+                return (word,)
+            # Any case here, also where the match is exact: as in Rust.
+            if len(rest) < len(word) and rest.translate(_ASCII_LOWER) == word[: len(rest)]:
+                prefix = True
+        return _PREFIX if prefix else _NO
+
+
+# The schema check, on the values above and on the schema as serde_json reads it (integers are
+# not floats, and a boolean is neither).
+
+
+def _fits(args, schema):
+    """Whether `args` fit `schema`: every argument a property of it, of its type and in its
+    enum; every required property given."""
+    properties = schema.get("properties")
+    required = schema.get("required")
+    if isinstance(required, list) and any(isinstance(n, str) and n not in args for n in required):
+        return False
+    return all(
+        isinstance(properties, dict) and name in properties and _value_fits(value, properties[name])
+        for name, value in args.items()
+    )
+
+
+def _value_fits(value, schema):
+    if not isinstance(schema, dict):
+        return True
+    options = schema.get("enum")
+    if isinstance(options, list) and not any(_same(option, value) for option in options):
+        return False
+    types = schema.get("type")
+    if isinstance(types, str):
+        types = [types]
+    elif isinstance(types, list):
+        types = [t for t in types if isinstance(t, str)]
+    else:
+        return True
+    return any(_is_of_type(value, t, schema) for t in types)
+
+
+def _is_of_type(value, t, schema):
+    kind = type(value)
+    if t == "array":
+        return kind is list and ("items" not in schema or all(_value_fits(v, schema["items"]) for v in value))
+    if t == "object":
+        return kind is dict and (not ("properties" in schema or "required" in schema) or _fits(value, schema))
+    # By type(), not isinstance(): a boolean is no integer, and an integer no float.
+    kinds = {"string": (str,), "boolean": (bool,), "null": (type(None),), "number": (int, float), "integer": (int,)}
+    return kind in kinds.get(t, ())
+
+
+def _same(a, b):
+    """JSON equality as serde_json has it: an integer never equals a float; key order does not
+    count."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(_same(v, b[k]) for k, v in a.items())
+    if isinstance(a, list):
+        return len(a) == len(b) and all(map(_same, a, b))
+    return a == b
+
+
+def _schema_int(text):
+    # serde_json reads -0 and integers beyond u64 and i64 as floats.
+    if text != "-0" and len(text) <= 20:
+        n = int(text)
+        if -(2**63) <= n < 2**64:
+            return n
+    return float(text)
+
+
+def _schema_of(tool):
+    """A tool's parameters schema; `{}` when it is not a JSON object."""
+    try:
+        schema = json.loads(tool.parameters, parse_int=_schema_int, parse_constant=_reject_constant)
+    except (TypeError, ValueError):
+        return {}
+    return schema if isinstance(schema, dict) else {}
+
+
+def _to_json(value):
+    """Compact JSON text of a value, as serde_json writes it."""
+    if isinstance(value, dict):
+        return "{" + ",".join(dumps(k) + ":" + _to_json(v) for k, v in value.items()) + "}"
+    if isinstance(value, list):
+        return "[" + ",".join(map(_to_json, value)) + "]"
+    if type(value) is float:
+        return _float_text(value)
+    return dumps(value)
+
+
+def _float_text(x):
+    """A float as serde_json writes it: the shortest digits that read back as x, in fixed
+    notation for exponents -5 to 15 (`1.0`, `0.05`), else `2.5e+20`, `1.5e-7`."""
+    if x == 0:
+        return "-0.0" if math.copysign(1, x) < 0 else "0.0"
+    # repr() has the shortest digits: "100.0", "0.05", "1e-05", "2.5e+20".
+    mantissa, _, exponent = repr(abs(x)).partition("e")
+    whole, _, fraction = mantissa.partition(".")
+    digits = (whole + fraction).lstrip("0")
+    e = len(digits) - 1 + int(exponent or 0) - len(fraction)
+    digits = digits.rstrip("0")
+    if e < -5 or e > 15:
+        text = digits[0] + ("." + digits[1:] if len(digits) > 1 else "") + f"e{e:+d}"
+    elif len(digits) <= e + 1:
+        text = digits + "0" * (e + 1 - len(digits)) + ".0"
+    elif e >= 0:
+        text = digits[: e + 1] + "." + digits[e + 1 :]
+    else:
+        text = "0." + "0" * (-e - 1) + digits
+    return ("-" if x < 0 else "") + text
+
+
+# ---------------------------------------------------------------------------------------------
 # The stream parser
+
+
+def _could_be_whole_calls(text):
+    # Lenient mode's rules for a whole output, in the Rust SDK's order: JSON calls, then a
+    # sentence.
+    return could_be_json(text) or could_be_natural(text)
+
+
+def _read_whole_calls(text, tools):
+    calls = read_lenient_json(text, tools)
+    return calls if calls is not None else read_natural(text, tools)
 
 
 class CallMarkup:
@@ -462,7 +895,8 @@ class OutputParser:
     trimmed, markers split across chunks held back, and with `options.lenient` an output that is
     nothing but a JSON call is a call, as is a ```json fence in prose whose whole body is calls
     naming offered tools (the prose around stays content; the fence is held back until it
-    closes)."""
+    closes), and an output that is nothing but a call written as a sentence (held back while it
+    may still become one)."""
 
     def __init__(self, spec, options):
         self.spec = spec
@@ -622,19 +1056,19 @@ class OutputParser:
             elif self.mode == "whole":
                 text = self._whole_text(self.pending, at_end)
                 if at_end:
-                    calls = read_lenient_json(text, self.options.tools)
+                    calls = _read_whole_calls(text, self.options.tools)
                     if calls is not None:
                         self._emit_calls(calls)
                         self.pending = ""
                         return
-                elif could_be_json(text):
+                elif _could_be_whole_calls(text):
                     return
                 # Not calls after all: read it as ordinary output.
                 self.mode = "content"
                 self.whole_decided = True
 
     def _emit_calls(self, calls):
-        """Sends calls read whole (lenient JSON), each complete."""
+        """Sends calls read whole (lenient JSON or a sentence), each complete."""
         for name, arguments in calls:
             index = self.out.start_call()
             self.out.begin_call(index, None, name)
@@ -656,7 +1090,7 @@ class OutputParser:
                 return True
             if open_.startswith(text) and not at_end:
                 return False
-        if could_be_json(self._whole_text(text, at_end)):
+        if _could_be_whole_calls(self._whole_text(text, at_end)):
             self.mode = "whole"
         else:
             self.whole_decided = True
