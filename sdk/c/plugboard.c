@@ -2,6 +2,7 @@
 
 #include "plugboard.h"
 
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -804,6 +805,697 @@ static size_t read_lenient(const char *text, size_t len, const pb_emitter *out, 
 }
 
 // ---------------------------------------------------------------------------------------------
+// A call written as a sentence (lenient mode)
+//
+// "I'll use the run_analysis tool with variables=['var1', 'var2']": small models write this when
+// a prompt describes tools in prose. Only a whole output of that one shape is a call, and only
+// when it names an offered tool and every argument fits the tool's schema (a property of it, of
+// its type and enum, every required one given); anything else stays content, so prose that
+// merely mentions a tool is never a call. The rules are the Rust SDK's (sdk/rust/src/natural.rs)
+// step for step, so that both read every output alike, whole and while it streams.
+//
+// The shape: an optional lead-in (`I'll`, `Let me` …), a verb (`use`, `call`, `run`, `invoke`),
+// optionally `the`, the tool's name (bare, or in backticks or quotes), optionally `tool` or
+// `function`, then `with`, `using` or `:` and `name=value` pairs (Python or JSON literals)
+// separated by commas or `and`, or the same pairs in parentheses right after the name; a full
+// stop may end it.
+//
+// Each literal is written as JSON text as it is read (as serde_json writes it), and the schema
+// check reads that text and the schema's, so no value tree is built.
+
+static const char *const NAT_LEADS[] = {
+    "", "i'll ", "i\xe2\x80\x99ll ", "i will ", "let me ", "i'm going to ", "i am going to ", "now i'll ",
+    "i need to ",
+};
+static const char *const NAT_VERBS[] = {"use ", "call ", "run ", "invoke ", "using ", "calling "};
+static const char *const NAT_NOUNS[] = {" tool", " function"};
+static const char *const NAT_OPENERS[] = {" with ", " using ", ": "};
+static const char *const NAT_SEPARATORS[] = {", and ", ", ", " and "};
+#define NAT_COUNT(a) (sizeof(a) / sizeof((a)[0]))
+
+/// How far a text goes toward the shape: all of it has the shape, it ends before the shape does
+/// (it may still grow into it), or neither.
+typedef enum { NAT_NO, NAT_PREFIX, NAT_WHOLE } nat_read;
+
+typedef struct {
+  const char *text;
+  size_t len, at;
+  bool complete;  // the text is the whole output (a word at its end is not cut short)
+} nat_cursor;
+
+static char ascii_lower(char c) { return c >= 'A' && c <= 'Z' ? (char)(c + 32) : c; }
+
+/// Whether a[0..n] and b[0..n] are equal ignoring ASCII case, as Rust's eq_ignore_ascii_case.
+static bool eq_ci(const char *a, const char *b, size_t n) {
+  for (size_t i = 0; i < n; i++)
+    if (ascii_lower(a[i]) != ascii_lower(b[i])) return false;
+  return true;
+}
+
+static bool is_alnum(char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); }
+static bool is_name_char(char c) { return is_alnum(c) || c == '_' || c == '-' || c == '.'; }
+static bool is_key_char(char c) { return is_alnum(c) || c == '_'; }
+static bool is_word_char(char c) { return is_alnum(c) || c == '.' || c == '-' || c == '+' || c == '_'; }
+
+static bool nat_at_end(const nat_cursor *s) { return s->at >= s->len; }
+
+static bool nat_eat(nat_cursor *s, const char *word) {
+  bool ok = pb_starts_with(s->text + s->at, s->len - s->at, word);
+  if (ok) s->at += strlen(word);
+  return ok;
+}
+
+static void nat_take_while(nat_cursor *s, bool (*keep)(char)) {
+  while (s->at < s->len && keep(s->text[s->at])) s->at++;
+}
+
+static void nat_skip_spaces(nat_cursor *s) {
+  while (s->at < s->len && s->text[s->at] == ' ') s->at++;
+}
+
+/// Eats the first of `words` the text starts with (in any case when `ci`); NAT_PREFIX when the
+/// text ends inside one (in any case: as in Rust).
+static nat_read nat_one_of(nat_cursor *s, const char *const *words, size_t n, bool ci) {
+  const char *rest = s->text + s->at;
+  size_t left = s->len - s->at;
+  bool prefix = false;
+  for (size_t i = 0; i < n; i++) {
+    size_t m = strlen(words[i]);
+    if (left >= m && (ci ? eq_ci(rest, words[i], m) : memcmp(rest, words[i], m) == 0)) {
+      s->at += m;
+      return NAT_WHOLE;
+    }
+    prefix |= left < m && eq_ci(rest, words[i], left);
+  }
+  return prefix ? NAT_PREFIX : NAT_NO;
+}
+
+/// After the arguments: a full stop and blank space, nothing else.
+static nat_read nat_end(const nat_cursor *s) {
+  size_t n = pb_trim_end(s->text + s->at, s->len - s->at);
+  return n == 0 || (n == 1 && s->text[s->at] == '.') ? NAT_WHOLE : NAT_NO;
+}
+
+/// A quoted string with backslash escapes (`\n`, `\t`, `\\`, the quote), its text into `out`.
+static nat_read nat_string(nat_cursor *s, char quote, pb_buf *out) {
+  for (size_t i = s->at + 1; i < s->len; i++) {
+    char c = s->text[i];
+    if (c == quote) {
+      s->at = i + 1;
+      return NAT_WHOLE;
+    }
+    if (c == '\\') {
+      if (++i >= s->len) break;
+      c = s->text[i] == 'n' ? '\n' : s->text[i] == 't' ? '\t' : s->text[i];
+    }
+    pb_buf_add(out, &c, 1);
+  }
+  return NAT_PREFIX;
+}
+
+/// Whether the decimal digits[0..n] × 10^(e-n+1) reads back as x.
+static bool reads_back(const char *digits, int n, int e, double x) {
+  char text[48];
+  snprintf(text, sizeof text, "%.*se%d", n, digits, e - n + 1);
+  return strtod(text, NULL) == x;
+}
+
+/// Appends a float as serde_json writes it: the shortest digits that read back as x, in fixed
+/// notation for exponents -5 to 15 (`1.0`, `0.05`), else `2.5e+20`, `1.5e-7`.
+static void add_float(pb_buf *out, double x) {
+  if (x == 0) {
+    pb_buf_adds(out, signbit(x) ? "-0.0" : "0.0");
+    return;
+  }
+  if (x < 0) pb_buf_adds(out, "-");
+  x = fabs(x);
+  char digits[24];
+  int n = 0, e = 0;
+  for (int p = 1; p <= 17; p++) {
+    char sci[40];  // "d.ddde±XX"
+    snprintf(sci, sizeof sci, "%.*e", p - 1, x);
+    n = 0;
+    for (const char *c = sci; *c != 'e'; c++)
+      if (*c != '.') digits[n++] = *c;
+    e = atoi(strchr(sci, 'e') + 1);
+    if (reads_back(digits, n, e, x)) break;
+    // printf rounds to the nearest p digits; a power of two, whose lower neighbour is nearer
+    // than its upper one, may read back only from the p digits just above.
+    int k = n - 1;
+    while (k >= 0 && digits[k] == '9') digits[k--] = '0';
+    if (k < 0) {
+      digits[0] = '1';
+      e++;
+    } else {
+      digits[k]++;
+    }
+    if (reads_back(digits, n, e, x)) break;
+  }
+  while (n > 1 && digits[n - 1] == '0') n--;
+  if (e < -5 || e > 15) {
+    pb_buf_add(out, digits, 1);
+    if (n > 1) {
+      pb_buf_adds(out, ".");
+      pb_buf_add(out, digits + 1, (size_t)n - 1);
+    }
+    pb_buf_addf(out, "e%+d", e);
+  } else if (n <= e + 1) {
+    pb_buf_add(out, digits, (size_t)n);
+    for (int k = n; k <= e; k++) pb_buf_adds(out, "0");
+    pb_buf_adds(out, ".0");
+  } else if (e >= 0) {
+    pb_buf_add(out, digits, (size_t)e + 1);
+    pb_buf_adds(out, ".");
+    pb_buf_add(out, digits + e + 1, (size_t)(n - e - 1));
+  } else {
+    pb_buf_adds(out, "0.");
+    for (int k = 1; k < -e; k++) pb_buf_adds(out, "0");
+    pb_buf_add(out, digits, (size_t)n);
+  }
+}
+
+/// Appends a number as Rust parses it: an i64, else a finite f64; false when it is none.
+static bool nat_number(const char *w, size_t n, pb_buf *out) {
+  size_t i = n > 0 && (w[0] == '+' || w[0] == '-');
+  size_t digits = 0;
+  while (i + digits < n && w[i + digits] >= '0' && w[i + digits] <= '9') digits++;
+  if (digits > 0 && i + digits == n) {
+    uint64_t v = 0;
+    bool big = false;
+    for (size_t k = i; k < n && !big; k++) {
+      uint64_t d = (uint64_t)(w[k] - '0');
+      big = v > (UINT64_MAX - d) / 10;
+      v = v * 10 + d;
+    }
+    bool negative = w[0] == '-';
+    if (!big && v <= (uint64_t)INT64_MAX + negative) {
+      pb_buf_addf(out, negative && v > 0 ? "-%llu" : "%llu", (unsigned long long)v);  // -0 is 0
+      return true;
+    }
+  }
+  // Rust's float syntax (strtod also takes hex, `inf` and blank space).
+  size_t k = n > 0 && (w[0] == '+' || w[0] == '-');
+  size_t whole = 0, fraction = 0;
+  while (k < n && w[k] >= '0' && w[k] <= '9') k++, whole++;
+  if (k < n && w[k] == '.') {
+    k++;
+    while (k < n && w[k] >= '0' && w[k] <= '9') k++, fraction++;
+  }
+  if (whole + fraction == 0) return false;
+  if (k < n && (w[k] == 'e' || w[k] == 'E')) {
+    k++;
+    if (k < n && (w[k] == '+' || w[k] == '-')) k++;
+    size_t exponent = 0;
+    while (k < n && w[k] >= '0' && w[k] <= '9') k++, exponent++;
+    if (exponent == 0) return false;
+  }
+  if (k != n) return false;
+  pb_buf copy = {0};
+  pb_buf_add(&copy, w, n);
+  double f = strtod(copy.ptr, NULL);
+  pb_buf_free(&copy);
+  if (!isfinite(f)) return false;
+  add_float(out, f);
+  return true;
+}
+
+/// An object's members while it is read: keys as JSON strings, values as JSON texts.
+typedef struct {
+  pb_buf *keys, *values;
+  size_t n, cap;
+} nat_members;
+
+static size_t members_find(const nat_members *m, const pb_buf *key) {
+  size_t i = 0;
+  while (i < m->n && !(m->keys[i].len == key->len && memcmp(m->keys[i].ptr, key->ptr, key->len) == 0)) i++;
+  return i;
+}
+
+/// Sets a member (taking both buffers): a key already there keeps its place and takes the new
+/// value, as a serde_json map does.
+static void members_set(nat_members *m, pb_buf *key, pb_buf *value) {
+  size_t i = members_find(m, key);
+  if (i < m->n) {
+    pb_buf_free(key);
+    pb_buf_free(&m->values[i]);
+    m->values[i] = *value;
+    return;
+  }
+  if (m->n == m->cap) {
+    m->cap = m->cap ? m->cap * 2 : 4;
+    m->keys = realloc(m->keys, m->cap * sizeof(pb_buf));
+    m->values = realloc(m->values, m->cap * sizeof(pb_buf));
+    if (!m->keys || !m->values) __builtin_trap();
+  }
+  m->keys[m->n] = *key;
+  m->values[m->n] = *value;
+  m->n++;
+}
+
+/// Appends the object's JSON text to `out`.
+static void members_finish(nat_members *m, pb_buf *out) {
+  pb_buf_adds(out, "{");
+  for (size_t i = 0; i < m->n; i++) {
+    if (i) pb_buf_adds(out, ",");
+    pb_buf_add(out, m->keys[i].ptr, m->keys[i].len);
+    pb_buf_adds(out, ":");
+    pb_buf_add(out, m->values[i].ptr, m->values[i].len);
+  }
+  pb_buf_adds(out, "}");
+}
+
+static void members_free(nat_members *m) {
+  for (size_t i = 0; i < m->n; i++) {
+    pb_buf_free(&m->keys[i]);
+    pb_buf_free(&m->values[i]);
+  }
+  free(m->keys);
+  free(m->values);
+}
+
+static nat_read nat_literal(nat_cursor *s, pb_buf *out);
+
+/// A dict's members, after its opening brace.
+static nat_read nat_dict(nat_cursor *s, nat_members *m) {
+  for (;;) {
+    nat_skip_spaces(s);
+    if (nat_at_end(s)) return NAT_PREFIX;
+    if (nat_eat(s, "}")) return NAT_WHOLE;
+    if (m->n > 0) {
+      if (!nat_eat(s, ",")) return NAT_NO;
+      nat_skip_spaces(s);
+    }
+    if (nat_at_end(s)) return NAT_PREFIX;
+    char q = s->text[s->at];
+    if (q != '"' && q != '\'') return NAT_NO;
+    pb_buf raw = {0}, key = {0}, value = {0};
+    nat_read r = nat_string(s, q, &raw);
+    pb_json_string(&key, raw.ptr ? raw.ptr : "", raw.len);
+    pb_buf_free(&raw);
+    if (r == NAT_WHOLE) {
+      nat_skip_spaces(s);
+      r = nat_at_end(s) ? NAT_PREFIX : !nat_eat(s, ":") ? NAT_NO : NAT_WHOLE;
+    }
+    if (r == NAT_WHOLE) {
+      nat_skip_spaces(s);
+      r = nat_literal(s, &value);
+    }
+    if (r != NAT_WHOLE) {
+      pb_buf_free(&key);
+      pb_buf_free(&value);
+      return r;
+    }
+    members_set(m, &key, &value);
+  }
+}
+
+/// A Python or JSON literal (a string, a number, `True`/`true`, `False`/`false`, `None`/`null`,
+/// a list or a dict of them), appended to `out` as JSON text.
+static nat_read nat_literal(nat_cursor *s, pb_buf *out) {
+  if (nat_at_end(s)) return NAT_PREFIX;
+  char first = s->text[s->at];
+  if (first == '"' || first == '\'') {
+    pb_buf raw = {0};
+    nat_read r = nat_string(s, first, &raw);
+    if (r == NAT_WHOLE) pb_json_string(out, raw.ptr ? raw.ptr : "", raw.len);
+    pb_buf_free(&raw);
+    return r;
+  }
+  if (first == '[') {
+    s->at++;
+    pb_buf_adds(out, "[");
+    for (size_t items = 0;; items++) {
+      nat_skip_spaces(s);
+      if (nat_at_end(s)) return NAT_PREFIX;
+      if (nat_eat(s, "]")) break;
+      if (items > 0) {
+        if (!nat_eat(s, ",")) return NAT_NO;
+        nat_skip_spaces(s);
+        if (nat_eat(s, "]")) break;
+        pb_buf_adds(out, ",");
+      }
+      nat_read r = nat_literal(s, out);
+      if (r != NAT_WHOLE) return r;
+    }
+    pb_buf_adds(out, "]");
+    return NAT_WHOLE;
+  }
+  if (first == '{') {
+    s->at++;
+    nat_members m = {0};
+    nat_read r = nat_dict(s, &m);
+    if (r == NAT_WHOLE) members_finish(&m, out);
+    members_free(&m);
+    return r;
+  }
+  size_t start = s->at;
+  nat_take_while(s, is_word_char);
+  size_t n = s->at - start;
+  // A word cut by the end of the text may still grow.
+  if (nat_at_end(s) && !s->complete) return NAT_PREFIX;
+  // A full stop that ends the output ends the sentence, not the number.
+  if (n > 0 && s->text[s->at - 1] == '.' && pb_skip_ws(s->text + s->at, s->len - s->at) == s->len - s->at) {
+    n--;
+    s->at--;
+  }
+  const char *w = s->text + start;
+  static const char *const words[][2] = {{"True", "true"}, {"true", "true"},   {"False", "false"},
+                                         {"false", "false"}, {"None", "null"}, {"null", "null"}};
+  for (size_t i = 0; i < NAT_COUNT(words); i++) {
+    if (n == strlen(words[i][0]) && memcmp(w, words[i][0], n) == 0) {
+      pb_buf_adds(out, words[i][1]);
+      return NAT_WHOLE;
+    }
+  }
+  return nat_number(w, n, out) ? NAT_WHOLE : NAT_NO;
+}
+
+/// `name=value` pairs to the end of the text (or to `close`), then an optional full stop.
+static nat_read nat_pairs(nat_cursor *s, char close, nat_members *m) {
+  char closing[2] = {close, 0};
+  for (;;) {
+    nat_skip_spaces(s);
+    if (nat_at_end(s)) return NAT_PREFIX;
+    // (A closing parenthesis after a separator is eaten too, as in Rust; the key after it fails.)
+    if (close && nat_eat(s, closing) && m->n == 0) return nat_end(s);
+    size_t start = s->at;
+    nat_take_while(s, is_key_char);
+    size_t n = s->at - start;
+    nat_skip_spaces(s);
+    if (nat_at_end(s)) return NAT_PREFIX;
+    pb_buf key = {0}, value = {0};
+    pb_json_string(&key, s->text + start, n);
+    if (n == 0 || !nat_eat(s, "=") || members_find(m, &key) < m->n) {
+      pb_buf_free(&key);
+      return NAT_NO;
+    }
+    nat_skip_spaces(s);
+    nat_read r = nat_literal(s, &value);
+    if (r != NAT_WHOLE) {
+      pb_buf_free(&key);
+      pb_buf_free(&value);
+      return r;
+    }
+    members_set(m, &key, &value);
+    // Complete as it is, or the start of what follows.
+    if (nat_at_end(s)) return close ? NAT_PREFIX : NAT_WHOLE;
+    if (close && nat_eat(s, closing)) return nat_end(s);
+    r = nat_one_of(s, NAT_SEPARATORS, NAT_COUNT(NAT_SEPARATORS), false);
+    if (r == NAT_PREFIX) return NAT_PREFIX;
+    if (r == NAT_NO) return nat_end(s);
+  }
+}
+
+/// After the verb: the tool's name into `name`, its arguments into `args`.
+static nat_read nat_after_verb(nat_cursor *s, pb_buf *name, nat_members *args) {
+  char quote = nat_at_end(s) ? 0 : s->text[s->at];
+  if (quote == '`' || quote == '"' || quote == '\'') s->at++;
+  else quote = 0;
+  size_t start = s->at;
+  nat_take_while(s, is_name_char);
+  while (s->at > start && s->text[s->at - 1] == '.') s->at--;
+  if (nat_at_end(s)) return NAT_PREFIX;
+  if (s->at == start) return NAT_NO;
+  pb_buf_add(name, s->text + start, s->at - start);
+  if (quote) {
+    char q[2] = {quote, 0};
+    if (!nat_eat(s, q)) return NAT_NO;
+    if (nat_at_end(s)) return NAT_PREFIX;
+  }
+  if (nat_eat(s, "(")) return nat_pairs(s, ')', args);
+  if (nat_one_of(s, NAT_NOUNS, NAT_COUNT(NAT_NOUNS), true) == NAT_PREFIX) return NAT_PREFIX;
+  nat_read opener = nat_one_of(s, NAT_OPENERS, NAT_COUNT(NAT_OPENERS), true);
+  if (opener != NAT_WHOLE) return opener;
+  return nat_pairs(s, 0, args);
+}
+
+/// Reads the sentence: the tool's name and its arguments (a JSON object's text) when it is whole.
+static nat_read nat_sentence(const char *text, size_t len, bool complete, pb_buf *name, pb_buf *args) {
+  nat_read best = NAT_NO;
+  // Every lead-in and verb that the text starts with (or could still start with).
+  for (size_t l = 0; l < NAT_COUNT(NAT_LEADS); l++) {
+    for (size_t v = 0; v < NAT_COUNT(NAT_VERBS); v++) {
+      for (int article = 1; article >= 0; article--) {
+        char head[64];
+        snprintf(head, sizeof head, "%s%s%s", NAT_LEADS[l], NAT_VERBS[v], article ? "the " : "");
+        size_t n = strlen(head);
+        if (len < n) {
+          if (eq_ci(text, head, len)) best = NAT_PREFIX;
+          continue;
+        }
+        if (!eq_ci(text, head, n)) continue;
+        nat_cursor s = {text + n, len - n, 0, complete};
+        nat_members m = {0};
+        name->len = 0;
+        nat_read r = nat_after_verb(&s, name, &m);
+        if (r == NAT_WHOLE) members_finish(&m, args);
+        members_free(&m);
+        if (r == NAT_WHOLE) return r;
+        if (r == NAT_PREFIX) best = NAT_PREFIX;
+      }
+    }
+  }
+  return best;
+}
+
+// The schema check, on JSON texts: the arguments as written above and the tool's schema. Where
+// a key comes twice the last one counts, and integers are not floats, as in serde_json.
+
+/// Steps through the members of a JSON object or the items of a list (`s` one valid JSON value,
+/// `*at` 0 at first): the next key's span (objects) and value's span; false after the last.
+static bool json_next(const char *s, size_t len, size_t *at, size_t *key, size_t *key_end, size_t *value,
+                      size_t *value_end) {
+  if (s[*at] == '}' || s[*at] == ']') return false;
+  size_t i = (size_t)json_ws(s, len, *at + 1);
+  if (s[i] == '}' || s[i] == ']') {
+    *at = i;
+    return false;
+  }
+  if (s[0] == '{') {
+    *key = i;
+    *key_end = (size_t)json_string(s, len, i);
+    i = (size_t)json_ws(s, len, (size_t)json_ws(s, len, *key_end) + 1);  // past ':'
+  }
+  *value = i;
+  *value_end = (size_t)json_value(s, len, i, 0);
+  *at = (size_t)json_ws(s, len, *value_end);
+  return true;
+}
+
+/// Whether a JSON string token holds the text `name[0..n]`.
+static bool json_string_is(const char *token, size_t len, const char *name, size_t n) {
+  pb_buf text = {0};
+  json_decode_string(token, len, &text);
+  bool same = text.len == n && (n == 0 || memcmp(text.ptr, name, n) == 0);
+  pb_buf_free(&text);
+  return same;
+}
+
+/// The span of the last member `name` of a JSON object (any other value has none).
+static bool json_get(const char *s, size_t len, const char *name, size_t n, size_t *start, size_t *end) {
+  bool found = false;
+  size_t at = 0, k, ke, v, ve;
+  while (s[0] == '{' && json_next(s, len, &at, &k, &ke, &v, &ve)) {
+    if (json_string_is(s + k, ke - k, name, n)) {
+      *start = v;
+      *end = ve;
+      found = true;
+    }
+  }
+  return found;
+}
+
+/// A JSON number as serde_json holds it: 'u' (u64, in `u`), 'i' (a negative i64, its magnitude
+/// in `u`) or 'f' (f64, in `f`).
+static char number_kind(const char *s, size_t len, uint64_t *u, double *f) {
+  bool negative = s[0] == '-', integer = true, big = false;
+  uint64_t v = 0;
+  for (size_t i = negative; i < len && integer; i++) {
+    integer = s[i] >= '0' && s[i] <= '9';
+    uint64_t d = (uint64_t)(s[i] - '0');
+    big |= v > (UINT64_MAX - d) / 10;
+    v = v * 10 + d;
+  }
+  *u = v;
+  if (integer && !big && !negative) return 'u';
+  if (integer && !big && v > 0 && v <= (uint64_t)1 << 63) return 'i';
+  *f = strtod(s, NULL);  // (the text goes on with a JSON delimiter or its terminating 0)
+  return 'f';
+}
+
+/// JSON equality as serde_json has it: an integer never equals a float; key order does not count.
+static bool json_same(const char *a, size_t alen, const char *b, size_t blen) {
+  char ka = a[0] == '-' || (a[0] >= '0' && a[0] <= '9') ? '0' : a[0];
+  char kb = b[0] == '-' || (b[0] >= '0' && b[0] <= '9') ? '0' : b[0];
+  if (ka != kb) return false;
+  size_t i = 0, j = 0, k, ke, v, ve, k2, ke2, v2, ve2;
+  switch (ka) {
+    case '"': {
+      pb_buf text = {0};
+      json_decode_string(a, alen, &text);
+      bool same = json_string_is(b, blen, text.ptr ? text.ptr : "", text.len);
+      pb_buf_free(&text);
+      return same;
+    }
+    case '0': {
+      uint64_t ua, ub;
+      double fa = 0, fb = 0;
+      char na = number_kind(a, alen, &ua, &fa), nb = number_kind(b, blen, &ub, &fb);
+      return na == nb && (na == 'f' ? fa == fb : ua == ub);
+    }
+    case '[':
+      for (;;) {
+        bool more = json_next(a, alen, &i, &k, &ke, &v, &ve);
+        if (more != json_next(b, blen, &j, &k2, &ke2, &v2, &ve2)) return false;
+        if (!more) return true;
+        if (!json_same(a + v, ve - v, b + v2, ve2 - v2)) return false;
+      }
+    case '{':
+      // The same keys, and under each the same (last) value.
+      while (json_next(a, alen, &i, &k, &ke, &v, &ve)) {
+        pb_buf key = {0};
+        json_decode_string(a + k, ke - k, &key);
+        const char *name = key.ptr ? key.ptr : "";
+        bool same = json_get(a, alen, name, key.len, &v, &ve) && json_get(b, blen, name, key.len, &v2, &ve2) &&
+                    json_same(a + v, ve - v, b + v2, ve2 - v2);
+        pb_buf_free(&key);
+        if (!same) return false;
+      }
+      while (json_next(b, blen, &j, &k, &ke, &v, &ve)) {
+        pb_buf key = {0};
+        json_decode_string(b + k, ke - k, &key);
+        bool in_a = json_get(a, alen, key.ptr ? key.ptr : "", key.len, &v2, &ve2);
+        pb_buf_free(&key);
+        if (!in_a) return false;
+      }
+      return true;
+    default:
+      return true;  // true, false, null: the first letter says which
+  }
+}
+
+static bool value_fits(const char *value, size_t len, const char *schema, size_t slen);
+
+/// Whether `args` (a JSON object) fit `schema`: every argument a property of it, of its type
+/// and in its enum; every required property given.
+static bool fits(const char *args, size_t len, const char *schema, size_t slen) {
+  size_t ps = 0, pe = 0, at = 0, k, ke, v, ve;
+  bool has_properties = json_get(schema, slen, "properties", 10, &ps, &pe) && schema[ps] == '{';
+  if (json_get(schema, slen, "required", 8, &v, &ve) && schema[v] == '[') {
+    const char *required = schema + v;
+    size_t rlen = ve - v;
+    while (json_next(required, rlen, &at, &k, &ke, &v, &ve)) {
+      if (required[v] != '"') continue;
+      pb_buf name = {0};
+      json_decode_string(required + v, ve - v, &name);
+      bool given = json_get(args, len, name.ptr ? name.ptr : "", name.len, &k, &ke);
+      pb_buf_free(&name);
+      if (!given) return false;
+    }
+  }
+  at = 0;
+  while (json_next(args, len, &at, &k, &ke, &v, &ve)) {
+    pb_buf name = {0};
+    json_decode_string(args + k, ke - k, &name);
+    size_t s, e;
+    bool ok = has_properties && json_get(schema + ps, pe - ps, name.ptr ? name.ptr : "", name.len, &s, &e) &&
+              value_fits(args + v, ve - v, schema + ps + s, e - s);
+    pb_buf_free(&name);
+    if (!ok) return false;
+  }
+  return true;
+}
+
+/// Whether a value (JSON text) is of the type that a JSON string token names.
+static bool of_type(const char *value, size_t len, const char *schema, size_t slen, const char *type, size_t tlen) {
+#define TYPE_IS(name) json_string_is(type, tlen, name, strlen(name))
+  size_t s, e, at = 0, k, ke, v, ve;
+  uint64_t u;
+  double f;
+  char c = value[0];
+  bool number = c == '-' || (c >= '0' && c <= '9');
+  if (TYPE_IS("string")) return c == '"';
+  if (TYPE_IS("boolean")) return c == 't' || c == 'f';
+  if (TYPE_IS("null")) return c == 'n';
+  if (TYPE_IS("number")) return number;
+  if (TYPE_IS("integer")) return number && number_kind(value, len, &u, &f) != 'f';
+  if (TYPE_IS("array")) {
+    if (c != '[') return false;
+    if (!json_get(schema, slen, "items", 5, &s, &e)) return true;
+    while (json_next(value, len, &at, &k, &ke, &v, &ve))
+      if (!value_fits(value + v, ve - v, schema + s, e - s)) return false;
+    return true;
+  }
+  if (TYPE_IS("object")) {
+    bool open = !json_get(schema, slen, "properties", 10, &s, &e) && !json_get(schema, slen, "required", 8, &s, &e);
+    return c == '{' && (open || fits(value, len, schema, slen));
+  }
+  return false;
+#undef TYPE_IS
+}
+
+static bool value_fits(const char *value, size_t len, const char *schema, size_t slen) {
+  size_t s, e, at = 0, k, ke, v, ve;
+  if (schema[0] != '{') return true;
+  if (json_get(schema, slen, "enum", 4, &s, &e) && schema[s] == '[') {
+    bool listed = false;
+    while (!listed && json_next(schema + s, e - s, &at, &k, &ke, &v, &ve))
+      listed = json_same(value, len, schema + s + v, ve - v);
+    if (!listed) return false;
+  }
+  if (!json_get(schema, slen, "type", 4, &s, &e)) return true;
+  if (schema[s] == '"') return of_type(value, len, schema, slen, schema + s, e - s);
+  if (schema[s] != '[') return true;
+  at = 0;
+  while (json_next(schema + s, e - s, &at, &k, &ke, &v, &ve))
+    if (schema[s + v] == '"' && of_type(value, len, schema, slen, schema + s + v, ve - v)) return true;
+  return false;
+}
+
+/// Whether the output so far may still become a call written as a sentence (while streaming).
+static bool could_be_natural(const char *text, size_t len) {
+  size_t s = pb_skip_ws(text, len);
+  pb_buf name = {0}, args = {0};
+  nat_read r = nat_sentence(text + s, len - s, false, &name, &args);
+  pb_buf_free(&name);
+  pb_buf_free(&args);
+  return r != NAT_NO;
+}
+
+/// The output as a call of an offered tool whose arguments fit its schema (`schemas` are the
+/// offered tools' parameters, NUL-terminated): one call (in `items`), or 0.
+static size_t read_natural(const char *text, size_t len, const pb_emitter *out, char *const *schemas,
+                           lenient_item **items) {
+  size_t s = pb_skip_ws(text, len);
+  pb_buf name = {0}, args = {0};
+  size_t tool = out->offered_len;
+  if (nat_sentence(text + s, pb_trim_end(text + s, len - s), true, &name, &args) == NAT_WHOLE) {
+    tool = 0;
+    while (tool < out->offered_len &&
+           !(strlen(out->offered[tool]) == name.len && memcmp(out->offered[tool], name.ptr, name.len) == 0))
+      tool++;
+  }
+  if (tool < out->offered_len) {
+    // A schema that is not a JSON object is `{}`.
+    const char *schema = schemas[tool];
+    size_t slen = strlen(schema), ss = pb_skip_ws(schema, slen);
+    if (!pb_json_valid(schema, slen) || schema[ss] != '{') schema = "{}", slen = 2, ss = 0;
+    long end = json_value(schema, slen, ss, 0);
+    if (!fits(args.ptr, args.len, schema + ss, (size_t)end - ss)) tool = out->offered_len;
+  }
+  if (tool == out->offered_len) {
+    pb_buf_free(&name);
+    pb_buf_free(&args);
+    return 0;
+  }
+  *items = calloc(1, sizeof(lenient_item));
+  if (!*items) __builtin_trap();
+  (*items)[0].name = name;
+  (*items)[0].args = args;
+  return 1;
+}
+
+// ---------------------------------------------------------------------------------------------
 // The stream parser
 
 // MODE_FENCED_CALLS (lenient): a ```json fence in prose whose body may be calls naming offered
@@ -815,6 +1507,7 @@ typedef struct {
   pb_spec spec;
   bool lenient;
   pb_emitter out;
+  char **schemas;  // the offered tools' parameters (NUL-terminated), beside out.offered
   pb_buf pending;
   mode_t_ mode;
   pb_body *body;
@@ -846,11 +1539,16 @@ static parser_t *parser_new(const pb_parse_options *options) {
   p->whole_decided = !options->lenient;
   p->out.offered_len = options->tools.len;
   p->out.offered = pb_alloc(options->tools.len * sizeof(char *));
+  p->schemas = pb_alloc(options->tools.len * sizeof(char *));
   for (size_t i = 0; i < options->tools.len; i++) {
     const pb_string *name = &options->tools.ptr[i].name;
     p->out.offered[i] = pb_alloc(name->len + 1);
     memcpy(p->out.offered[i], name->ptr, name->len);
     p->out.offered[i][name->len] = 0;
+    const pb_string *schema = &options->tools.ptr[i].parameters;
+    p->schemas[i] = pb_alloc(schema->len + 1);
+    memcpy(p->schemas[i], schema->ptr, schema->len);
+    p->schemas[i][schema->len] = 0;
   }
   if (p->spec.reasoning_open) add_marker(p, p->spec.reasoning_open, 'r', -1);
   for (int i = 0; p->spec.calls && p->spec.calls[i].open; i++) {
@@ -871,8 +1569,12 @@ static parser_t *parser_new(const pb_parse_options *options) {
 static void parser_free(parser_t *p) {
   if (p->body) p->body->free(p->body);
   pb_buf_free(&p->pending);
-  for (size_t i = 0; i < p->out.offered_len; i++) free(p->out.offered[i]);
+  for (size_t i = 0; i < p->out.offered_len; i++) {
+    free(p->out.offered[i]);
+    free(p->schemas[i]);
+  }
   free(p->out.offered);
+  free(p->schemas);
   pb_buf_free(&p->out.content.trailing);
   pb_buf_free(&p->out.reasoning.trailing);
   free(p->out.events);
@@ -914,6 +1616,11 @@ static void whole_text(const parser_t *p, const char *text, size_t len, bool at_
   *n = l;
 }
 
+/// Whether the output so far may still be calls by its whole shape (lenient mode).
+static bool could_be_whole_calls(const char *text, size_t len) {
+  return could_be_json(text, len) || could_be_natural(text, len);
+}
+
 static bool decide_whole(parser_t *p, bool at_end) {
   size_t s = pb_skip_ws(pend(p), p->pending.len);
   const char *text = pend(p) + s;
@@ -929,12 +1636,12 @@ static bool decide_whole(parser_t *p, bool at_end) {
   }
   size_t ws, wn;
   whole_text(p, text, len, at_end, &ws, &wn);
-  if (could_be_json(text + ws, wn)) p->mode = MODE_WHOLE;
+  if (could_be_whole_calls(text + ws, wn)) p->mode = MODE_WHOLE;
   else p->whole_decided = true;
   return true;
 }
 
-/// Sends calls read whole (lenient JSON), each complete, and frees them.
+/// Sends calls read whole (lenient JSON or a sentence), each complete, and frees them.
 static void emit_calls(parser_t *p, lenient_item *items, size_t n) {
   for (size_t i = 0; i < n; i++) {
     uint32_t index = pb_start_call(&p->out);
@@ -1081,14 +1788,17 @@ static void drive(parser_t *p, bool at_end) {
         size_t ws, wn;
         whole_text(p, pend(p), p->pending.len, at_end, &ws, &wn);
         if (at_end) {
+          // Lenient mode's rules for a whole output, in the Rust SDK's order: JSON calls, then
+          // a sentence.
           lenient_item *items = NULL;
           size_t n = read_lenient(pend(p) + ws, wn, &p->out, &items);
+          if (n == 0) n = read_natural(pend(p) + ws, wn, &p->out, p->schemas, &items);
           if (n > 0) {
             emit_calls(p, items, n);
             p->pending.len = 0;
             return;
           }
-        } else if (could_be_json(pend(p) + ws, wn)) {
+        } else if (could_be_whole_calls(pend(p) + ws, wn)) {
           return;
         }
         // Not calls after all: read it as ordinary output.
