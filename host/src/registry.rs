@@ -7,7 +7,7 @@
 //! source = { hf = "Qwen/Qwen2.5-Coder-7B-Instruct-GGUF", file = "qwen2.5-coder-7b-instruct-q4_k_m.gguf" }
 //! adapter = "hermes"          # default: detected from the model's chat template
 //! context_length = 8192       # default: the file's, capped by --max-context
-//! lenient = false             # default true: a bare or fenced JSON call naming an offered tool is one
+//! lenient = false             # default true: JSON or sentence calls without markup are calls
 //! answer_after_results = true # default: under 2B parameters; see `tool_results`
 //! tool_policy = "drop"        # what to do with an invalid call: reject | drop | content
 //! [models.sampling]
@@ -215,10 +215,13 @@ impl ModelEntry {
             .clone()
     }
 
-    /// Whether a whole output that is a fenced or bare JSON call naming an offered tool is read
-    /// as that call. On unless the model's declaration turns it off, however the model was
-    /// named (predeclared, in a config, a bare `--model FILE`): small models of every family
-    /// write such calls, and the rule never reads prose as a call (BFCL figures in the README).
+    /// Whether calls without the family's markup are read as calls: a whole output that is a
+    /// bare or fenced JSON call (or list of them), a fenced one after prose, a call written as
+    /// a sentence whose arguments fit the schema — each naming an offered tool. On unless the
+    /// model's declaration turns it off, however the model was named (predeclared, in a
+    /// config, a bare `--model FILE`): small models of every family write such calls, and the
+    /// rules never read prose that merely mentions a tool as a call (BFCL figures in the
+    /// README).
     pub fn lenient(&self) -> bool {
         self.decl.lenient.unwrap_or(true)
     }
