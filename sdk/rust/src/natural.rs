@@ -132,11 +132,7 @@ fn after_verb(s: &mut Cursor) -> Read<(String, Map<String, Value>)> {
         }
     }
     if s.eat("(") {
-        return match pairs(s, Some(')')) {
-            Read::Whole(arguments) => Read::Whole((name, arguments)),
-            Read::Prefix => Read::Prefix,
-            Read::No => Read::No,
-        };
+        return pairs(s, Some(')')).map(|arguments| (name, arguments));
     }
     match s.one_of_ci(&NOUNS) {
         Read::Prefix => return Read::Prefix,
@@ -144,19 +140,10 @@ fn after_verb(s: &mut Cursor) -> Read<(String, Map<String, Value>)> {
     }
     match s.one_of_ci(&OPENERS) {
         Read::Whole(_) => {}
-        other => {
-            return if other == Read::Prefix {
-                Read::Prefix
-            } else {
-                Read::No
-            };
-        }
+        Read::Prefix => return Read::Prefix,
+        Read::No => return Read::No,
     }
-    match pairs(s, None) {
-        Read::Whole(arguments) => Read::Whole((name, arguments)),
-        Read::Prefix => Read::Prefix,
-        Read::No => Read::No,
-    }
+    pairs(s, None).map(|arguments| (name, arguments))
 }
 
 /// `name=value` pairs to the end of the text (or to `close`), then an optional full stop.

@@ -397,7 +397,13 @@ impl<F: Format> OutputParser<F> {
                         .pending
                         .find('\n')
                         .map_or(self.pending.len(), |n| n + 1);
-                    let close = self.pending[body..].find(FENCE).map(|i| body + i);
+                    // Searched from where the last look ended (less a fence's worth, which
+                    // may have been cut there): a long body is read once, not at every push.
+                    let mut from = body.max(fed.saturating_sub(FENCE.len() - 1));
+                    while !self.pending.is_char_boundary(from) {
+                        from -= 1;
+                    }
+                    let close = self.pending[from..].find(FENCE).map(|i| from + i);
                     let upto = close.unwrap_or(self.pending.len());
                     // The closing fence is fed too: the shape has read it in part already
                     // when it came in pieces.
@@ -408,8 +414,7 @@ impl<F: Format> OutputParser<F> {
                         let text = self.pending[body..upto].trim();
                         if let Some(calls) = read_lenient_json(text, &self.options) {
                             self.emit_whole_calls(calls);
-                            self.pending
-                                .consume(close.map_or(upto, |c| c + FENCE.len()));
+                            self.pending.consume(fence_end);
                             self.mode = Mode::Content;
                             continue;
                         }
