@@ -245,8 +245,19 @@ pub enum GenEvent {
     Done {
         reason: FinishReason,
         usage: Usage,
+        /// What stopped it, when it stopped (vLLM's `stop_reason`).
+        stop: Option<StopCause>,
     },
     Error(String),
+}
+
+/// What ended a generation that stopped.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StopCause {
+    /// One of the request's stop strings (not in the output).
+    Text(String),
+    /// An end-of-generation token, by id.
+    Token(u32),
 }
 
 struct Job {
@@ -608,6 +619,7 @@ impl Worker {
     fn advance(&self, seq: &mut Sequence, logits: &mut [f32]) -> Next {
         let request = &seq.job.request;
         let mut reason = FinishReason::Length;
+        let mut stop = None;
         let mut end = true;
         if seq.generated.len() < request.max_tokens {
             seq.sampler.penalise(logits, &seq.generated);
@@ -619,6 +631,7 @@ impl Worker {
                 && (self.end_ids.contains(&id) || request.extra_end_ids.contains(&id))
             {
                 reason = FinishReason::Stop;
+                stop = Some(StopCause::Token(id));
             } else {
                 if let Some(constraint) = &mut seq.constraint {
                     constraint.accept(id, &self.tokenizer.token_bytes(id));
@@ -637,12 +650,13 @@ impl Worker {
                     // Cancelled: nothing more to say.
                     return Next::Done;
                 }
-                if matched.stop.is_some() {
+                if let Some(text) = matched.stop {
                     seq.usage.decode_ms = seq.decode_start.elapsed().as_secs_f64() * 1e3;
                     seq.usage.constraint = seq.constraint.as_ref().map(|c| c.report.clone());
                     let _ = seq.job.events.send(GenEvent::Done {
                         reason: FinishReason::Stop,
                         usage: seq.usage.clone(),
+                        stop: Some(StopCause::Text(text)),
                     });
                     return Next::Done;
                 }
@@ -658,8 +672,9 @@ impl Worker {
         // incomplete last character.
         let matched = seq.stops.push(&seq.detok.finish(&self.tokenizer));
         let mut rest = matched.text;
-        if matched.stop.is_some() {
+        if let Some(text) = matched.stop {
             reason = FinishReason::Stop;
+            stop = Some(StopCause::Text(text));
         } else {
             rest.push_str(&seq.stops.finish());
         }
@@ -674,6 +689,7 @@ impl Worker {
         let _ = seq.job.events.send(GenEvent::Done {
             reason,
             usage: seq.usage.clone(),
+            stop,
         });
         Next::Done
     }

@@ -35,6 +35,7 @@
 
 pub mod adapter;
 pub mod api;
+pub mod backends;
 pub mod call_constraint;
 pub mod chat;
 pub mod engine;

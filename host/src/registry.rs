@@ -10,8 +10,19 @@
 //! lenient = false             # default true: JSON or sentence calls without markup are calls
 //! answer_after_results = true # default: under 2B parameters; see `tool_results`
 //! tool_policy = "drop"        # what to do with an invalid call: reject | drop | content
+//! fallback = ["qwen2.5-32b"]  # models that serve when this one fails (see `fallback_on`)
 //! [models.sampling]
 //! temperature = 0.7
+//!
+//! [[models]]                  # served by a remote backend (see `backends`)
+//! id = "qwen2.5-32b"
+//! source = { backend = "gpu", model = "Qwen/Qwen2.5-32B-Instruct" }
+//! mode = "raw"                # raw: plugboard renders and parses; chat: the backend does
+//! chat_template = "qwen2.5-32b/tokenizer_config.json"   # or a GGUF, or a .jinja file
+//! adapter = "hermes"
+//!
+//! fallback = ["gpt-4o-mini"]  # for every model that names none of its own
+//! fallback_on = ["error", "timeout", "overloaded", "context_overflow"]
 //! ```
 
 pub mod detect;
@@ -22,6 +33,8 @@ use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 
+use crate::backends::template::RemoteTemplate;
+use crate::backends::{Backend, BackendDecl, Mode};
 use crate::engine::{Engine, EngineError, EngineOptions};
 use crate::toolcalls::ToolPolicy;
 
@@ -34,7 +47,60 @@ pub enum Source {
     /// A file of a Hugging Face repository, looked for in the models folder as
     /// `<repo with / as -->/<file>` (downloading is not done by the server).
     HuggingFace { hf: String, file: String },
+    /// A model of a remote backend, by the name the backend knows it by.
+    Backend { backend: String, model: String },
 }
+
+/// What makes a model's turn go to its next fallback (`fallback_on`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Trigger {
+    /// The model failed to serve (cannot load, backend error, bad answer).
+    Error,
+    /// A backend timed out.
+    Timeout,
+    /// A full local queue, a backend's 429 or 503, every replica cooling down.
+    Overloaded,
+    /// The prompt is longer than the model's context.
+    ContextOverflow,
+    /// A tool call was invalid (unknown tool, arguments against the schema).
+    InvalidToolCall,
+    /// `tool_choice` asked for a call and none came.
+    ToolCallMissing,
+    /// A call was cut off by the token limit.
+    TruncatedCall,
+}
+
+impl Trigger {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Trigger::Error => "error",
+            Trigger::Timeout => "timeout",
+            Trigger::Overloaded => "overloaded",
+            Trigger::ContextOverflow => "context_overflow",
+            Trigger::InvalidToolCall => "invalid_tool_call",
+            Trigger::ToolCallMissing => "tool_call_missing",
+            Trigger::TruncatedCall => "truncated_call",
+        }
+    }
+
+    /// Whether the trigger is seen only in the model's output (then a streamed answer is held
+    /// until it is judged).
+    pub fn judges_output(self) -> bool {
+        matches!(
+            self,
+            Trigger::InvalidToolCall | Trigger::ToolCallMissing | Trigger::TruncatedCall
+        )
+    }
+}
+
+/// Triggers when none are declared: the model could not serve at all.
+pub const DEFAULT_TRIGGERS: [Trigger; 4] = [
+    Trigger::Error,
+    Trigger::Timeout,
+    Trigger::Overloaded,
+    Trigger::ContextOverflow,
+];
 
 /// Sampling defaults of a model; a request's own values win.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -77,6 +143,42 @@ pub struct ModelDecl {
     /// A one-line description for listings.
     #[serde(default)]
     pub description: Option<String>,
+    /// For a remote model: who reads the output for calls (default `chat`, or `raw` when a
+    /// chat template is given).
+    #[serde(default)]
+    pub mode: Option<Mode>,
+    /// For a remote model in raw mode: a GGUF, `tokenizer_config.json` or Jinja file with its
+    /// chat template and special tokens.
+    #[serde(default)]
+    pub chat_template: Option<PathBuf>,
+    /// Models that serve a turn this one fails (tried in order).
+    #[serde(default)]
+    pub fallback: Option<Vec<String>>,
+    #[serde(default)]
+    pub fallback_on: Option<Vec<Trigger>>,
+}
+
+impl ModelDecl {
+    /// A declaration with every setting at its default.
+    pub fn new(id: &str, source: Source) -> ModelDecl {
+        ModelDecl {
+            id: id.into(),
+            source,
+            adapter: None,
+            context_length: None,
+            lenient: None,
+            answer_after_results: None,
+            tool_policy: None,
+            constrained: None,
+            sampling: SamplingDefaults::default(),
+            aliases: vec![],
+            description: None,
+            mode: None,
+            chat_template: None,
+            fallback: None,
+            fallback_on: None,
+        }
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -84,6 +186,13 @@ pub struct ModelDecl {
 struct ConfigFile {
     #[serde(default)]
     models: Vec<ModelDecl>,
+    #[serde(default)]
+    backends: Vec<BackendDecl>,
+    /// Fallbacks of every model that declares none.
+    #[serde(default)]
+    fallback: Vec<String>,
+    #[serde(default)]
+    fallback_on: Option<Vec<Trigger>>,
 }
 
 /// Why a model cannot be used.
@@ -97,6 +206,8 @@ pub enum RegistryError {
     Load { id: String, error: EngineError },
     #[error("config {path}: {reason}")]
     Config { path: String, reason: String },
+    #[error("model '{id}' is served by backend '{backend}', not by the local engine")]
+    Remote { id: String, backend: String },
 }
 
 /// Below this many parameters a model answers after tool results only when shown them as facts.
@@ -109,20 +220,15 @@ pub const TEST_MODEL_FILE: &str = "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf";
 /// Hugging Face sources, and the two small test models.
 pub fn predeclared() -> Vec<ModelDecl> {
     let hf = |id: &str, repo: &str, file: &str, adapter: &str, description: &str| ModelDecl {
-        id: id.into(),
-        source: Source::HuggingFace {
-            hf: repo.into(),
-            file: file.into(),
-        },
         adapter: Some(adapter.into()),
-        context_length: None,
-        lenient: None,
-        answer_after_results: None,
-        tool_policy: None,
-        constrained: None,
-        sampling: SamplingDefaults::default(),
-        aliases: vec![],
         description: Some(description.into()),
+        ..ModelDecl::new(
+            id,
+            Source::HuggingFace {
+                hf: repo.into(),
+                file: file.into(),
+            },
+        )
     };
     vec![
         hf(
@@ -161,39 +267,38 @@ pub fn predeclared() -> Vec<ModelDecl> {
             "DeepSeek Coder 6.7B Instruct (tools through the tool-use adapter)",
         ),
         ModelDecl {
-            id: "qwen2.5-coder-0.5b".into(),
-            source: Source::Path(TEST_MODEL_FILE.into()),
             adapter: Some("hermes".into()),
-            context_length: None,
-            lenient: None,
-            answer_after_results: None,
-            tool_policy: None,
-            constrained: None,
-            sampling: SamplingDefaults::default(),
             aliases: vec!["qwen2.5-coder:0.5b".into()],
             description: Some("Qwen2.5-Coder 0.5B Instruct (test model)".into()),
+            ..ModelDecl::new("qwen2.5-coder-0.5b", Source::Path(TEST_MODEL_FILE.into()))
         },
         ModelDecl {
-            id: "gemma3-270m".into(),
-            source: Source::Path("gemma-3-270m-q4_k_m.gguf".into()),
-            adapter: None,
-            context_length: None,
-            lenient: None,
-            answer_after_results: None,
-            tool_policy: None,
-            constrained: None,
-            sampling: SamplingDefaults::default(),
             aliases: vec!["gemma3:270m".into()],
             description: Some("Gemma 3 270M (base; test model)".into()),
+            ..ModelDecl::new(
+                "gemma3-270m",
+                Source::Path("gemma-3-270m-q4_k_m.gguf".into()),
+            )
         },
     ]
+}
+
+/// A model served by a remote backend.
+pub struct RemoteModel {
+    pub backend: Arc<Backend>,
+    /// The backend's name for the model.
+    pub model: String,
+    pub mode: Mode,
+    pub template: RemoteTemplate,
 }
 
 /// A model as the server uses it.
 pub struct ModelEntry {
     pub decl: ModelDecl,
-    /// The weights file, resolved.
+    /// The weights file, resolved (empty for a remote model).
     pub path: PathBuf,
+    /// Where a remote model is served.
+    pub remote: Option<RemoteModel>,
     engine: Mutex<Option<Arc<Engine>>>,
 }
 
@@ -202,9 +307,9 @@ impl ModelEntry {
         &self.decl.id
     }
 
-    /// Whether the weights file is present.
+    /// Whether the model can serve: its weights file is present, or it is remote.
     pub fn available(&self) -> bool {
-        self.path.is_file()
+        self.remote.is_some() || self.path.is_file()
     }
 
     /// The loaded engine, if any.
@@ -249,6 +354,9 @@ impl ModelEntry {
         if let Some(adapter) = &self.decl.adapter {
             return Ok(adapter.clone());
         }
+        if let Some(remote) = &self.remote {
+            return Ok(detect::adapter_for(remote.template.chat_template.as_deref()).to_string());
+        }
         let engine = self.engine(options)?;
         Ok(detect::adapter_for(engine.info().chat_template.as_deref()).to_string())
     }
@@ -258,6 +366,12 @@ impl ModelEntry {
         let mut slot = self.engine.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(engine) = slot.as_ref() {
             return Ok(Arc::clone(engine));
+        }
+        if let Some(remote) = &self.remote {
+            return Err(RegistryError::Remote {
+                id: self.decl.id.clone(),
+                backend: remote.backend.name().to_string(),
+            });
         }
         if !self.available() {
             return Err(RegistryError::NotDownloaded {
@@ -284,6 +398,10 @@ pub struct Registry {
     /// The model used when none is named (Ollama's `/api/generate` without one, the UI).
     default: Option<String>,
     pub options: EngineOptions,
+    pub backends: BTreeMap<String, Arc<Backend>>,
+    /// Fallbacks of models that declare none, and what triggers them.
+    fallback: Vec<String>,
+    fallback_on: Vec<Trigger>,
 }
 
 impl Registry {
@@ -297,18 +415,35 @@ impl Registry {
         options: EngineOptions,
     ) -> Result<Registry, RegistryError> {
         let mut decls: Vec<ModelDecl> = predeclared();
+        let mut file = ConfigFile::default();
+        let config_error = |reason: String| RegistryError::Config {
+            path: config.map(|p| p.display().to_string()).unwrap_or_default(),
+            reason,
+        };
         if let Some(path) = config {
-            let text = std::fs::read_to_string(path).map_err(|e| RegistryError::Config {
-                path: path.display().to_string(),
-                reason: e.to_string(),
-            })?;
-            let file: ConfigFile = toml::from_str(&text).map_err(|e| RegistryError::Config {
-                path: path.display().to_string(),
-                reason: e.to_string(),
-            })?;
-            for decl in file.models {
+            let text = std::fs::read_to_string(path).map_err(|e| config_error(e.to_string()))?;
+            file = toml::from_str(&text).map_err(|e| config_error(e.to_string()))?;
+            for decl in std::mem::take(&mut file.models) {
                 decls.retain(|d| d.id != decl.id);
                 decls.push(decl);
+            }
+        }
+        // Relative paths in the config file are relative to it.
+        let config_dir = config
+            .and_then(Path::parent)
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
+        let mut backends = BTreeMap::new();
+        for decl in file.backends {
+            let name = decl.name.clone();
+            if let Some(variable) = &decl.api_key_env
+                && std::env::var_os(variable).is_none()
+            {
+                tracing::warn!(backend = %name, "the API key variable {variable} is not set: requests to this backend will fail");
+            }
+            let backend = Backend::new(decl).map_err(config_error)?;
+            if backends.insert(name.clone(), Arc::new(backend)).is_some() {
+                return Err(config_error(format!("backend '{name}' is declared twice")));
             }
         }
         let mut default = None;
@@ -321,63 +456,110 @@ impl Registry {
                     .unwrap_or_else(|| model.to_string());
                 let known = decls.iter().position(|d| match &d.source {
                     Source::Path(p) => resolve(models_dir, p) == as_path,
-                    Source::HuggingFace { .. } => false,
+                    _ => false,
                 });
                 match known {
                     Some(i) => default = Some(decls[i].id.clone()),
                     None => {
-                        decls.push(ModelDecl {
-                            id: id.clone(),
-                            source: Source::Path(as_path.to_path_buf()),
-                            adapter: None,
-                            context_length: None,
-                            lenient: None,
-                            answer_after_results: None,
-                            tool_policy: None,
-                            constrained: None,
-                            sampling: SamplingDefaults::default(),
-                            aliases: vec![],
-                            description: None,
-                        });
+                        decls.push(ModelDecl::new(&id, Source::Path(as_path.to_path_buf())));
                         default = Some(id);
                     }
                 }
-            } else if decls
+            } else if let Some(decl) = decls
                 .iter()
-                .any(|d| d.id == model || d.aliases.iter().any(|a| a == model))
+                .find(|d| d.id == model || d.aliases.iter().any(|a| a == model))
             {
-                default = decls
-                    .iter()
-                    .find(|d| d.id == model || d.aliases.iter().any(|a| a == model))
-                    .map(|d| d.id.clone());
+                default = Some(decl.id.clone());
             } else {
                 return Err(RegistryError::UnknownModel(model.to_string()));
             }
         }
-        let models = decls
-            .into_iter()
-            .map(|decl| {
-                let path = match &decl.source {
-                    Source::Path(p) => resolve(models_dir, p),
-                    Source::HuggingFace { hf, file } => {
-                        models_dir.join(hf.replace('/', "--")).join(file)
-                    }
-                };
-                (
-                    decl.id.clone(),
-                    Arc::new(ModelEntry {
-                        decl,
-                        path,
-                        engine: Mutex::new(None),
-                    }),
-                )
-            })
-            .collect();
-        Ok(Registry {
+        let mut models = BTreeMap::new();
+        for decl in decls {
+            let mut remote = None;
+            let path = match &decl.source {
+                Source::Path(p) => resolve(models_dir, p),
+                Source::HuggingFace { hf, file } => models_dir.join(hf.replace('/', "--")).join(file),
+                Source::Backend { backend, model } => {
+                    let backend = backends.get(backend).cloned().ok_or_else(|| {
+                        config_error(format!(
+                            "model '{}' names backend '{backend}', which is not declared",
+                            decl.id
+                        ))
+                    })?;
+                    let template = match &decl.chat_template {
+                        Some(path) => {
+                            let path = if path.is_absolute() {
+                                path.clone()
+                            } else {
+                                config_dir.join(path)
+                            };
+                            RemoteTemplate::load(&path).map_err(|reason| {
+                                config_error(format!("model '{}': chat_template {reason}", decl.id))
+                            })?
+                        }
+                        None => RemoteTemplate::default(),
+                    };
+                    let mode = decl.mode.unwrap_or(if decl.chat_template.is_some() {
+                        Mode::Raw
+                    } else {
+                        Mode::Chat
+                    });
+                    remote = Some(RemoteModel {
+                        backend,
+                        model: model.clone(),
+                        mode,
+                        template,
+                    });
+                    PathBuf::new()
+                }
+            };
+            let entry = ModelEntry {
+                decl,
+                path,
+                remote,
+                engine: Mutex::new(None),
+            };
+            models.insert(entry.decl.id.clone(), Arc::new(entry));
+        }
+        let registry = Registry {
             models,
             default,
             options,
-        })
+            backends,
+            fallback: file.fallback,
+            fallback_on: file.fallback_on.unwrap_or_else(|| DEFAULT_TRIGGERS.to_vec()),
+        };
+        for entry in registry.models.values() {
+            for fallback in registry.fallbacks(entry) {
+                registry.get(&fallback).map_err(|_| {
+                    config_error(format!(
+                        "model '{}' falls back to '{fallback}', which is not a model here",
+                        entry.id()
+                    ))
+                })?;
+            }
+        }
+        Ok(registry)
+    }
+
+    /// The models that serve a turn `entry` fails, in order (its own, else the default list;
+    /// never itself).
+    pub fn fallbacks(&self, entry: &ModelEntry) -> Vec<String> {
+        entry
+            .decl
+            .fallback
+            .as_ref()
+            .unwrap_or(&self.fallback)
+            .iter()
+            .filter(|id| **id != entry.decl.id)
+            .cloned()
+            .collect()
+    }
+
+    /// What makes a turn of `entry` go to its next fallback.
+    pub fn triggers<'a>(&'a self, entry: &'a ModelEntry) -> &'a [Trigger] {
+        entry.decl.fallback_on.as_deref().unwrap_or(&self.fallback_on)
     }
 
     /// A model by id or alias (Ollama's `:latest` suffix is ignored).

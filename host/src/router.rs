@@ -19,14 +19,19 @@ use crate::adapter::{
     GrammarRequest, Message, ModelConfig, ParseOptions, Problem, ProblemKind, Prompt,
     PromptRequest, Role, StreamEvent, ToolChoice,
 };
+use crate::backends::template::defuse_control_tokens;
+use crate::backends::{
+    Backend, BackendError, Format, Mode, RemoteCall, RemoteEvent, RemoteInput, RemoteSampling,
+    RemoteStream, wire,
+};
 use crate::call_constraint::{json_constraint, tool_constraint};
 use crate::chat::{ChatRequest, RequestError};
 use crate::engine::{
     ConstraintReport, ConstraintRequest, Engine, EngineError, FinishReason, GenEvent,
-    GenerateRequest, GeneratedToken, SamplingParams, Usage, quote_control_tokens,
+    GenerateRequest, GeneratedToken, SamplingParams, StopCause, Usage, quote_control_tokens,
 };
 use crate::plugins::{CallError, Plugin, PluginHost, PluginStream};
-use crate::registry::{ModelEntry, Registry, RegistryError};
+use crate::registry::{ModelEntry, RemoteModel, Registry, RegistryError, Trigger};
 use crate::tool_results;
 use crate::toolcalls::{ToolCheck, ToolPolicy};
 
@@ -58,6 +63,13 @@ pub struct ChatParams {
     /// Hold tool calls and JSON answers to their grammar as they are generated (where the
     /// model allows it). On unless a request turns it off.
     pub constrained: bool,
+    /// Models to try, in order, when this one fails: replaces the configured fallbacks.
+    pub fallbacks: Option<Vec<String>>,
+    /// Serve with the named model only.
+    pub disable_fallbacks: bool,
+    /// Skip the named model and start with its first fallback (the caller asks for more
+    /// accuracy than the primary gives).
+    pub escalate: bool,
 }
 
 /// What JSON a response format asks for. Without tools on offer it is enforced by constrained
@@ -88,6 +100,13 @@ pub struct CompleteParams {
     pub max_tokens: Option<usize>,
     pub stop: Vec<String>,
     pub logprobs: Option<usize>,
+    /// Start a text prompt with the model's BOS token where it wants one (vLLM's
+    /// `add_special_tokens`; on by default).
+    pub add_special_tokens: bool,
+    /// Leave control tokens' texts out of the output (vLLM's `skip_special_tokens`; off by
+    /// default: a raw completion shows what the model wrote).
+    pub skip_special_tokens: bool,
+    pub include_stop_str_in_output: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -137,6 +156,8 @@ pub struct Summary {
     pub usage: Usage,
     /// Everything that went wrong with calls: reported, never swallowed.
     pub problems: Vec<Problem>,
+    /// What stopped the output, when it stopped.
+    pub stop: Option<StopCause>,
 }
 
 /// What a turn streams.
@@ -156,9 +177,33 @@ pub enum ChatEvent {
 pub struct ChatStream {
     pub events: mpsc::Receiver<ChatEvent>,
     pub model: String,
-    /// `name/version` of the adapter that rendered and parses this turn.
+    /// `name/version` of the adapter that rendered and parses this turn (empty when a
+    /// backend parses it, in `chat` mode).
     pub adapter: String,
+    /// `local`, or the name of the backend that serves it.
+    pub backend: String,
     pub prompt_tokens: usize,
+    /// The models that failed before this one served, then this one.
+    pub attempts: Vec<Attempt>,
+    pub started: Instant,
+}
+
+impl ChatStream {
+    /// The attempts, the serving one's time brought up to now.
+    pub fn attempts_now(&self) -> Vec<Attempt> {
+        attempts_until_now(&self.attempts, self.started)
+    }
+}
+
+/// Attempts of a turn that started at `started`, the last (serving) one's time brought up to
+/// now.
+pub fn attempts_until_now(attempts: &[Attempt], started: Instant) -> Vec<Attempt> {
+    let mut attempts = attempts.to_vec();
+    let before: f64 = attempts.iter().rev().skip(1).map(|a| a.ms).sum();
+    if let Some(last) = attempts.last_mut() {
+        last.ms = (started.elapsed().as_secs_f64() * 1e3 - before).max(0.0);
+    }
+    attempts
 }
 
 /// Why a turn failed.
@@ -178,8 +223,46 @@ pub enum RouterError {
     ToolCallRejected(Problem),
     #[error("{0}")]
     ToolCallMissing(String),
+    #[error(transparent)]
+    Backend(#[from] BackendError),
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+impl RouterError {
+    /// The fallback trigger this failure is, if any may follow it (a bad request fails on
+    /// every model alike).
+    pub fn trigger(&self) -> Option<Trigger> {
+        match self {
+            RouterError::InvalidRequest(_) | RouterError::Registry(RegistryError::UnknownModel(_)) => None,
+            RouterError::Engine(EngineError::Busy(_)) => Some(Trigger::Overloaded),
+            RouterError::Engine(EngineError::ContextOverflow { .. }) => Some(Trigger::ContextOverflow),
+            RouterError::ToolCallRejected(_) => Some(Trigger::InvalidToolCall),
+            RouterError::ToolCallMissing(_) => Some(Trigger::ToolCallMissing),
+            RouterError::Backend(e) => Some(match e.trigger() {
+                "timeout" => Trigger::Timeout,
+                "overloaded" => Trigger::Overloaded,
+                "context_overflow" => Trigger::ContextOverflow,
+                _ => Trigger::Error,
+            }),
+            _ => Some(Trigger::Error),
+        }
+    }
+}
+
+/// One model's try at a turn, as responses report it (`plugboard.attempts`).
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct Attempt {
+    pub model: String,
+    /// `local`, or the backend's name.
+    pub backend: String,
+    /// `served` or `failed`.
+    pub outcome: &'static str,
+    /// What failed (a `fallback_on` trigger), for a failed attempt.
+    pub reason: Option<&'static str>,
+    /// The error, for a failed attempt.
+    pub error: Option<String>,
+    pub ms: f64,
 }
 
 impl From<EngineError> for RouterError {
@@ -196,14 +279,76 @@ pub struct Router {
     pub plugins: PluginHost,
 }
 
-/// Everything a turn needs once its prompt is queued.
+/// What a turn reads: the local engine's events, or a remote backend's.
+enum Feed {
+    Local(mpsc::UnboundedReceiver<GenEvent>),
+    Remote(mpsc::UnboundedReceiver<Input>),
+}
+
+/// One piece of a turn's output.
+enum Input {
+    /// Text from the model: for the parser, or content when nothing parses.
+    Text(String, Option<GeneratedToken>),
+    /// Already parsed (by a backend in chat mode).
+    Parsed(StreamEvent),
+    Done(FinishReason, Usage, Option<StopCause>),
+    Error(RouterError),
+}
+
+impl Feed {
+    fn recv(&mut self) -> Option<Input> {
+        match self {
+            Feed::Local(events) => Some(match events.blocking_recv()? {
+                GenEvent::Text { text, token } => Input::Text(text, token),
+                GenEvent::Done {
+                    reason,
+                    usage,
+                    stop,
+                } => Input::Done(reason, usage, stop),
+                GenEvent::Error(e) => Input::Error(RouterError::Engine(EngineError::Compute(e))),
+            }),
+            Feed::Remote(events) => events.blocking_recv(),
+        }
+    }
+}
+
+/// Where a prepared turn's output will come from.
+enum Source {
+    Local(mpsc::UnboundedReceiver<GenEvent>),
+    /// A request to send (from the async side: it waits on the network).
+    Remote {
+        backend: Arc<Backend>,
+        call: RemoteCall,
+    },
+}
+
+/// Everything a turn needs once its prompt is ready to go.
 struct Prepared {
-    generation: mpsc::UnboundedReceiver<GenEvent>,
+    source: Source,
+    parser: Option<PluginStream>,
+    check: Option<ToolCheck>,
+    policy: ToolPolicy,
+    adapter: String,
+    /// `local` or the backend's name.
+    backend: String,
+    started: Instant,
+    /// Completions: end the text with the stop string that ended it (vLLM's
+    /// `include_stop_str_in_output`).
+    include_stop: bool,
+    /// Completions: control-token texts left out of the text (vLLM's `skip_special_tokens`).
+    hidden: Vec<String>,
+}
+
+/// What a running turn reads and how it judges it.
+struct TurnInputs {
+    feed: Feed,
     parser: Option<PluginStream>,
     check: Option<ToolCheck>,
     policy: ToolPolicy,
     adapter: String,
     started: Instant,
+    include_stop: bool,
+    hidden: Vec<String>,
 }
 
 fn sampling(entry: &ModelEntry, o: &SamplingOverrides) -> SamplingParams {
@@ -231,20 +376,6 @@ fn max_tokens(
         .or(entry.decl.sampling.max_tokens)
         .unwrap_or(4096)
         .min(room)
-}
-
-/// Keeps user-supplied text from smuggling control tokens into the prompt.
-fn quote_messages(request: &mut PromptRequest, engine: &Engine) {
-    let control = engine.tokenizer().control_texts();
-    let quote = |text: &mut Option<String>| {
-        if let Some(t) = text.as_mut() {
-            *t = quote_control_tokens(t, &control);
-        }
-    };
-    for message in &mut request.messages {
-        quote(&mut message.content);
-        quote(&mut message.reasoning);
-    }
 }
 
 /// Tokens the adapter says end a turn, when they are single tokens of this model.
@@ -299,25 +430,36 @@ impl Router {
         model: &str,
         chat: &ChatRequest,
     ) -> Result<(crate::adapter::Prompt, String), RouterError> {
+        let entry = self.registry.get(model)?;
+        if let Some(remote) = &entry.remote {
+            let plugin = self.plugin(&entry.adapter(&self.registry.options)?)?;
+            let request = self.remote_prompt_request(remote, &plugin, chat, false)?;
+            let prompt = plugin.format_prompt(&request)?;
+            return Ok((prompt, plugin.label().to_string()));
+        }
         let (_, engine, plugin) = self.resolve(model)?;
-        let request = self.prompt_request(&engine, chat, false)?;
+        let request = self.local_prompt_request(&engine, chat, false)?;
         let prompt = plugin.format_prompt(&request)?;
         Ok((prompt, plugin.label().to_string()))
     }
 
+    /// The adapter's request for a chat: the model's template and tokens, user text kept
+    /// from writing control tokens (`quote`), and the JSON instruction where JSON is asked for.
     fn prompt_request(
         &self,
-        engine: &Engine,
+        model: ModelConfig,
         chat: &ChatRequest,
         json_mode: bool,
+        quote: &dyn Fn(&str) -> String,
     ) -> Result<PromptRequest, RouterError> {
-        let info = engine.info();
-        let mut request = chat.to_prompt_request(ModelConfig {
-            chat_template: info.chat_template.clone(),
-            bos_token: info.bos_token.clone(),
-            eos_token: info.eos_token.clone(),
-        })?;
-        quote_messages(&mut request, engine);
+        let mut request = chat.to_prompt_request(model)?;
+        for message in &mut request.messages {
+            for text in [&mut message.content, &mut message.reasoning] {
+                if let Some(t) = text.as_mut() {
+                    *t = quote(t);
+                }
+            }
+        }
         // OpenAI clients send `content: null` beside tool calls; several official templates
         // (Granite, Phi-4-mini, DeepSeek) fail on a null there, and none prints an empty string
         // differently from a missing one.
@@ -339,6 +481,53 @@ impl Router {
             }
         }
         Ok(request)
+    }
+
+    /// The request a local model's adapter renders.
+    fn local_prompt_request(
+        &self,
+        engine: &Engine,
+        chat: &ChatRequest,
+        json_mode: bool,
+    ) -> Result<PromptRequest, RouterError> {
+        let info = engine.info();
+        let control = engine.tokenizer().control_texts();
+        self.prompt_request(
+            ModelConfig {
+                chat_template: info.chat_template.clone(),
+                bos_token: info.bos_token.clone(),
+                eos_token: info.eos_token.clone(),
+            },
+            chat,
+            json_mode,
+            &|text| quote_control_tokens(text, &control),
+        )
+    }
+
+    /// The request a remote model's adapter renders (raw mode): the template and tokens from
+    /// the configured file, and user text that a backend's tokenizer cannot read as control
+    /// tokens.
+    fn remote_prompt_request(
+        &self,
+        remote: &RemoteModel,
+        plugin: &Plugin,
+        chat: &ChatRequest,
+        json_mode: bool,
+    ) -> Result<PromptRequest, RouterError> {
+        let t = &remote.template;
+        let mut control = t.control.clone();
+        control.extend(t.bos_token.iter().chain(&t.eos_token).cloned());
+        control.extend(plugin.info().end_of_turn.iter().cloned());
+        self.prompt_request(
+            ModelConfig {
+                chat_template: t.chat_template.clone(),
+                bos_token: t.bos_token.clone(),
+                eos_token: t.eos_token.clone(),
+            },
+            chat,
+            json_mode,
+            &|text| defuse_control_tokens(text, &control),
+        )
     }
 
     /// The adapter's call grammar for this turn as the engine's constraint. An adapter that
@@ -381,24 +570,118 @@ impl Router {
         }
     }
 
-    /// Starts a chat turn. Errors before the first token (unknown model, bad request, full
-    /// queue) are returned here; later ones arrive as [`ChatEvent::Error`].
+    /// Whether a turn of these parameters is held until judged: tools are on offer, a
+    /// fallback could follow, and one of its triggers is seen only in the output.
+    pub fn holds(&self, params: &ChatParams) -> bool {
+        let Ok(chain) = self.chain(params) else {
+            return false;
+        };
+        chain.len() > 1
+            && tools_offered(&params.chat)
+            && self
+                .registry
+                .get(&chain[0])
+                .is_ok_and(|entry| self.registry.triggers(&entry).iter().any(|t| t.judges_output()))
+    }
+
+    /// The models to try for a turn, in order.
+    fn chain(&self, params: &ChatParams) -> Result<Vec<String>, RouterError> {
+        let entry = self.registry.get(&params.model)?;
+        let mut chain = vec![entry.id().to_string()];
+        if !params.disable_fallbacks {
+            match &params.fallbacks {
+                Some(models) => chain.extend(models.iter().cloned()),
+                None => chain.extend(self.registry.fallbacks(&entry)),
+            }
+        }
+        if params.escalate && chain.len() > 1 {
+            chain.remove(0);
+        }
+        Ok(chain)
+    }
+
+    /// Starts a chat turn on its model, or on the next of its fallbacks when one fails in a
+    /// way its `fallback_on` names. Errors before the first token (unknown model, bad request,
+    /// full queue, a backend that fails) are returned here; later ones arrive as
+    /// [`ChatEvent::Error`]. A turn that may fall back on its output is held whole until it
+    /// is judged; others stream live.
     pub async fn chat(self: &Arc<Self>, params: ChatParams) -> Result<ChatStream, RouterError> {
+        let started = Instant::now();
+        let chain = self.chain(&params)?;
+        let primary = self.registry.get(&chain[0])?;
+        let triggers = self.registry.triggers(&primary).to_vec();
+        let judge = tools_offered(&params.chat) && triggers.iter().any(|t| t.judges_output());
+        let mut attempts: Vec<Attempt> = Vec::new();
+        for (i, model) in chain.iter().enumerate() {
+            let last = i + 1 == chain.len();
+            let attempt_started = Instant::now();
+            let backend = self
+                .registry
+                .get(model)
+                .map(|e| backend_name(&e))
+                .unwrap_or_else(|_| "local".into());
+            let outcome = self
+                .attempt(ChatParams {
+                    model: model.clone(),
+                    ..params.clone()
+                })
+                .await;
+            let failed = |error: &RouterError, reason: Trigger| Attempt {
+                model: model.clone(),
+                backend: backend.clone(),
+                outcome: "failed",
+                reason: Some(reason.as_str()),
+                error: Some(error.to_string()),
+                ms: attempt_started.elapsed().as_secs_f64() * 1e3,
+            };
+            let mut stream = match outcome {
+                Err(error) => match error.trigger().filter(|t| triggers.contains(t)) {
+                    Some(reason) if !last => {
+                        attempts.push(failed(&error, reason));
+                        record_fallback(model, &chain[i + 1], reason);
+                        continue;
+                    }
+                    _ => return Err(error),
+                },
+                Ok(stream) => stream,
+            };
+            if judge && !last {
+                let (events, verdict) = hold(&mut stream.events).await;
+                if let Some((reason, error)) = verdict.filter(|(t, _)| triggers.contains(t)) {
+                    attempts.push(failed(&RouterError::Internal(error), reason));
+                    record_fallback(model, &chain[i + 1], reason);
+                    continue;
+                }
+                let (tx, rx) = mpsc::channel(events.len().max(1));
+                for event in events {
+                    let _ = tx.try_send(event);
+                }
+                stream.events = rx;
+            }
+            attempts.push(Attempt {
+                model: stream.model.clone(),
+                backend: stream.backend.clone(),
+                outcome: "served",
+                reason: None,
+                error: None,
+                ms: 0.0,
+            });
+            stream.attempts = attempts;
+            stream.started = started;
+            return Ok(stream);
+        }
+        unreachable!("the chain has at least one model and the last one returns")
+    }
+
+    /// One model's try at a turn.
+    async fn attempt(self: &Arc<Self>, params: ChatParams) -> Result<ChatStream, RouterError> {
         let router = Arc::clone(self);
         let started = Instant::now();
         let (prepared, model, prompt_tokens) =
             tokio::task::spawn_blocking(move || router.prepare_chat(params, started))
                 .await
                 .map_err(|e| RouterError::Internal(e.to_string()))??;
-        let adapter = prepared.adapter.clone();
-        let (tx, rx) = mpsc::channel(64);
-        tokio::task::spawn_blocking(move || run_turn(prepared, tx));
-        Ok(ChatStream {
-            events: rx,
-            model,
-            adapter,
-            prompt_tokens,
-        })
+        start_turn(prepared, model, prompt_tokens).await
     }
 
     fn prepare_chat(
@@ -406,8 +689,12 @@ impl Router {
         params: ChatParams,
         started: Instant,
     ) -> Result<(Prepared, String, usize), RouterError> {
+        let entry = self.registry.get(&params.model)?;
+        if let Some(remote) = &entry.remote {
+            return self.prepare_remote(&entry, remote, params, started);
+        }
         let (entry, engine, plugin) = self.resolve(&params.model)?;
-        let request = self.prompt_request(&engine, &params.chat, params.json.is_some())?;
+        let request = self.local_prompt_request(&engine, &params.chat, params.json.is_some())?;
         let check = ToolCheck::new(&request.tools, &request.tool_choice)?;
         // One sandbox for the whole turn: render, then parse the output.
         let mut session = plugin.session()?;
@@ -454,15 +741,144 @@ impl Router {
         })?;
         Ok((
             Prepared {
-                generation,
+                source: Source::Local(generation),
                 parser: Some(parser),
                 check: Some(check),
                 policy: entry.tool_policy(),
                 adapter: format!("{}/{}", plugin.info().name, plugin.info().version),
+                backend: "local".into(),
                 started,
+                include_stop: false,
+                hidden: Vec::new(),
             },
             entry.id().to_string(),
             prompt_tokens,
+        ))
+    }
+
+    /// A turn for a remote model. In raw mode the adapter renders the prompt and will parse
+    /// the streamed text, as for a local model; in chat mode the conversation goes as it is
+    /// and the backend's calls are only checked. Either way the request's tools are checked
+    /// and the model's tool policy applies.
+    fn prepare_remote(
+        &self,
+        entry: &ModelEntry,
+        remote: &RemoteModel,
+        params: ChatParams,
+        started: Instant,
+    ) -> Result<(Prepared, String, usize), RouterError> {
+        let kind = remote.backend.decl.kind;
+        let sampling = remote_sampling(entry, &params.sampling, params.max_tokens, &params.stop);
+        let num_ctx = entry
+            .decl
+            .context_length
+            .unwrap_or(self.registry.options.max_context);
+        let (call, parser, check, adapter) = match remote.mode {
+            Mode::Raw => {
+                let plugin = self.plugin(&entry.adapter(&self.registry.options)?)?;
+                let request =
+                    self.remote_prompt_request(remote, &plugin, &params.chat, params.json.is_some())?;
+                let check = ToolCheck::new(&request.tools, &request.tool_choice)?;
+                let mut session = plugin.session()?;
+                let answer = entry.decl.answer_after_results.unwrap_or(false);
+                let prompt = match answer
+                    .then(|| tool_results::answer_prompt(&request))
+                    .flatten()
+                {
+                    Some(answer_request) => session.format_prompt(&answer_request)?,
+                    None => session.format_prompt(&request)?,
+                };
+                let mut text = prompt.text.clone();
+                if remote.template.add_bos
+                    && let Some(bos) = &remote.template.bos_token
+                    && !text.starts_with(bos.as_str())
+                {
+                    text.insert_str(0, bos);
+                }
+                let mut sampling = sampling;
+                sampling.stop.extend(prompt.stop.iter().cloned());
+                let tools_offered =
+                    !request.tools.is_empty() && request.tool_choice != ToolChoice::None;
+                let parser = session.into_stream(&ParseOptions {
+                    tools: request.tools.clone(),
+                    reasoning_open: prompt.reasoning_open,
+                    lenient: entry.lenient() && tools_offered,
+                })?;
+                let body = wire::request_body(
+                    kind,
+                    &remote.model,
+                    &RemoteInput::Prompt(text),
+                    &sampling,
+                    num_ctx,
+                );
+                let call = RemoteCall {
+                    format: Format::of(kind, Mode::Raw),
+                    body,
+                };
+                let adapter = format!("{}/{}", plugin.info().name, plugin.info().version);
+                (call, Some(parser), check, adapter)
+            }
+            Mode::Chat => {
+                // Checked as the adapter would see them, so that a bad request fails here.
+                let request = params.chat.to_prompt_request(ModelConfig::default())?;
+                let check = ToolCheck::new(&request.tools, &request.tool_choice)?;
+                let mut chat = serde_json::Map::new();
+                chat.insert("messages".into(), params.chat.messages.clone().into());
+                if let Some(tools) = params.chat.tools.as_ref().filter(|t| !t.is_empty()) {
+                    chat.insert("tools".into(), tools.clone().into());
+                    if let Some(choice) = &params.chat.tool_choice {
+                        chat.insert("tool_choice".into(), choice.clone());
+                    }
+                    if let Some(parallel) = params.chat.parallel_tool_calls {
+                        chat.insert("parallel_tool_calls".into(), parallel.into());
+                    }
+                }
+                match &params.json {
+                    Some(JsonOutput::Object) => {
+                        chat.insert(
+                            "response_format".into(),
+                            serde_json::json!({"type": "json_object"}),
+                        );
+                    }
+                    Some(JsonOutput::Schema(schema)) => {
+                        chat.insert(
+                            "response_format".into(),
+                            serde_json::json!({"type": "json_schema", "json_schema": {"name": "answer", "schema": schema}}),
+                        );
+                    }
+                    None => {}
+                }
+                let body = wire::request_body(
+                    kind,
+                    &remote.model,
+                    &RemoteInput::Chat(chat),
+                    &sampling,
+                    num_ctx,
+                );
+                let call = RemoteCall {
+                    format: Format::of(kind, Mode::Chat),
+                    body,
+                };
+                (call, None, check, String::new())
+            }
+        };
+        Ok((
+            Prepared {
+                source: Source::Remote {
+                    backend: Arc::clone(&remote.backend),
+                    call,
+                },
+                parser,
+                check: Some(check),
+                policy: entry.tool_policy(),
+                adapter,
+                backend: remote.backend.name().to_string(),
+                started,
+                include_stop: false,
+                hidden: Vec::new(),
+            },
+            entry.id().to_string(),
+            0,
         ))
     }
 
@@ -474,63 +890,351 @@ impl Router {
     ) -> Result<ChatStream, RouterError> {
         let router = Arc::clone(self);
         let started = Instant::now();
-        let (prepared, model, prompt_tokens) = tokio::task::spawn_blocking(move || {
-            let entry = router.registry.get(&params.model)?;
-            let engine = entry.engine(&router.registry.options)?;
-            let ids = match &params.prompt {
-                PromptInput::Text(text) => with_bos(&engine, engine.tokenizer().encode(text)?),
-                PromptInput::Tokens(ids) => {
-                    if let Some(bad) = ids
-                        .iter()
-                        .find(|id| **id as usize >= engine.info().vocab_size)
-                    {
-                        return Err(RouterError::InvalidRequest(RequestError {
-                            message: format!(
-                                "token id {bad} is outside the vocabulary of {}",
-                                engine.info().vocab_size
-                            ),
-                            param: Some("prompt".into()),
-                        }));
-                    }
-                    ids.clone()
-                }
-            };
-            let prompt_tokens = ids.len();
-            let generation = engine.generate(GenerateRequest {
-                max_tokens: max_tokens(&entry, &engine, params.max_tokens, ids.len()),
-                prompt: ids,
-                sampling: sampling(&entry, &params.sampling),
-                stop: params.stop.clone(),
-                logprobs: params.logprobs,
-                extra_end_ids: vec![],
-                ignore_end: false,
-                constraint: None,
-            })?;
-            Ok::<_, RouterError>((
-                Prepared {
-                    generation,
-                    parser: None,
-                    check: None,
-                    policy: ToolPolicy::default(),
-                    adapter: String::new(),
-                    started,
-                },
-                entry.id().to_string(),
-                prompt_tokens,
-            ))
-        })
-        .await
-        .map_err(|e| RouterError::Internal(e.to_string()))??;
-        let (tx, rx) = mpsc::channel(64);
-        tokio::task::spawn_blocking(move || run_turn(prepared, tx));
-        Ok(ChatStream {
-            events: rx,
-            model,
+        let (prepared, model, prompt_tokens) =
+            tokio::task::spawn_blocking(move || router.prepare_complete(params, started))
+                .await
+                .map_err(|e| RouterError::Internal(e.to_string()))??;
+        start_turn(prepared, model, prompt_tokens).await
+    }
+
+    fn prepare_complete(
+        &self,
+        params: CompleteParams,
+        started: Instant,
+    ) -> Result<(Prepared, String, usize), RouterError> {
+        let entry = self.registry.get(&params.model)?;
+        let prepared = |source, backend: &str| Prepared {
+            source,
+            parser: None,
+            check: None,
+            policy: ToolPolicy::default(),
             adapter: String::new(),
-            prompt_tokens,
-        })
+            backend: backend.to_string(),
+            started,
+            include_stop: params.include_stop_str_in_output,
+            hidden: Vec::new(),
+        };
+        if let Some(remote) = &entry.remote {
+            let PromptInput::Text(text) = &params.prompt else {
+                return Err(RouterError::InvalidRequest(RequestError {
+                    message: format!(
+                        "model '{}' is remote: its prompt must be text, not token ids",
+                        entry.id()
+                    ),
+                    param: Some("prompt".into()),
+                }));
+            };
+            let kind = remote.backend.decl.kind;
+            let sampling =
+                remote_sampling(&entry, &params.sampling, params.max_tokens, &params.stop);
+            let num_ctx = entry
+                .decl
+                .context_length
+                .unwrap_or(self.registry.options.max_context);
+            let call = RemoteCall {
+                format: Format::of(kind, Mode::Raw),
+                body: wire::request_body(
+                    kind,
+                    &remote.model,
+                    &RemoteInput::Prompt(text.clone()),
+                    &sampling,
+                    num_ctx,
+                ),
+            };
+            let source = Source::Remote {
+                backend: Arc::clone(&remote.backend),
+                call,
+            };
+            return Ok((prepared(source, remote.backend.name()), entry.id().to_string(), 0));
+        }
+        let engine = entry.engine(&self.registry.options)?;
+        let ids = match &params.prompt {
+            PromptInput::Text(text) if params.add_special_tokens => {
+                with_bos(&engine, engine.tokenizer().encode(text)?)
+            }
+            PromptInput::Text(text) => engine.tokenizer().encode(text)?,
+            PromptInput::Tokens(ids) => {
+                if let Some(bad) = ids
+                    .iter()
+                    .find(|id| **id as usize >= engine.info().vocab_size)
+                {
+                    return Err(RouterError::InvalidRequest(RequestError {
+                        message: format!(
+                            "token id {bad} is outside the vocabulary of {}",
+                            engine.info().vocab_size
+                        ),
+                        param: Some("prompt".into()),
+                    }));
+                }
+                ids.clone()
+            }
+        };
+        let prompt_tokens = ids.len();
+        let generation = engine.generate(GenerateRequest {
+            max_tokens: max_tokens(&entry, &engine, params.max_tokens, ids.len()),
+            prompt: ids,
+            sampling: sampling(&entry, &params.sampling),
+            stop: params.stop.clone(),
+            logprobs: params.logprobs,
+            extra_end_ids: vec![],
+            ignore_end: false,
+            constraint: None,
+        })?;
+        let mut prepared = prepared(Source::Local(generation), "local");
+        if params.skip_special_tokens {
+            prepared.hidden = engine
+                .tokenizer()
+                .control_texts()
+                .into_iter()
+                .map(str::to_string)
+                .collect();
+        }
+        Ok((prepared, entry.id().to_string(), prompt_tokens))
     }
 }
+
+/// Starts reading a prepared turn: sends a remote request and waits for its answer to start
+/// (so that a backend that fails is an error here, where a fallback can follow), then runs
+/// the turn on a blocking thread.
+async fn start_turn(
+    prepared: Prepared,
+    model: String,
+    prompt_tokens: usize,
+) -> Result<ChatStream, RouterError> {
+    let Prepared {
+        source,
+        parser,
+        check,
+        policy,
+        adapter,
+        backend,
+        started,
+        include_stop,
+        hidden,
+    } = prepared;
+    let feed = match source {
+        Source::Local(generation) => Feed::Local(generation),
+        Source::Remote {
+            backend: remote,
+            call,
+        } => {
+            let stream = remote.start(&call).await?;
+            let (tx, rx) = mpsc::unbounded_channel();
+            tokio::spawn(forward(stream, call.format, tx));
+            Feed::Remote(rx)
+        }
+    };
+    let turn = TurnInputs {
+        feed,
+        parser,
+        check,
+        policy,
+        adapter: adapter.clone(),
+        started,
+        include_stop,
+        hidden,
+    };
+    let (tx, rx) = mpsc::channel(64);
+    tokio::task::spawn_blocking(move || run_turn(turn, tx));
+    Ok(ChatStream {
+        events: rx,
+        model: model.clone(),
+        adapter,
+        backend: backend.clone(),
+        prompt_tokens,
+        attempts: vec![Attempt {
+            model,
+            backend,
+            outcome: "served",
+            reason: None,
+            error: None,
+            ms: 0.0,
+        }],
+        started,
+    })
+}
+
+/// Reads a backend's answer into a turn's inputs: text (raw mode), or content, reasoning and
+/// calls already parsed (chat mode). OpenAI-style servers stream a call in pieces and move to
+/// the next index when one is whole; Ollama sends each call whole. Stops, closing the
+/// connection, when the turn is dropped.
+async fn forward(mut stream: RemoteStream, format: Format, tx: mpsc::UnboundedSender<Input>) {
+    let whole_calls = format == Format::OllamaChat;
+    let mut open: std::collections::BTreeSet<u32> = Default::default();
+    let end_calls = |open: &mut std::collections::BTreeSet<u32>, below: u32| {
+        let done: Vec<u32> = open.range(..below).copied().collect();
+        done.into_iter()
+            .map(|index| {
+                open.remove(&index);
+                Input::Parsed(StreamEvent::ToolCallEnd { index })
+            })
+            .collect::<Vec<_>>()
+    };
+    loop {
+        let next = tokio::select! {
+            _ = tx.closed() => return,
+            next = stream.next() => next,
+        };
+        let inputs = match next {
+            None => vec![Input::Error(RouterError::Backend(BackendError::Protocol {
+                backend: stream.backend().to_string(),
+                reason: "the answer ended without its end".into(),
+            }))],
+            Some(Err(e)) => vec![Input::Error(RouterError::Backend(e))],
+            Some(Ok(RemoteEvent::Text(text))) => vec![Input::Text(text, None)],
+            Some(Ok(RemoteEvent::Reasoning(text))) => {
+                vec![Input::Parsed(StreamEvent::Reasoning { text })]
+            }
+            Some(Ok(RemoteEvent::Call {
+                index,
+                id,
+                name,
+                arguments,
+            })) => {
+                let mut inputs = Vec::new();
+                if !open.contains(&index) {
+                    inputs.extend(end_calls(&mut open, index));
+                    open.insert(index);
+                    inputs.push(Input::Parsed(StreamEvent::ToolCallBegin {
+                        index,
+                        id,
+                        name: name.unwrap_or_default(),
+                    }));
+                }
+                if !arguments.is_empty() {
+                    inputs.push(Input::Parsed(StreamEvent::ToolCallArguments {
+                        index,
+                        delta: arguments,
+                    }));
+                }
+                if whole_calls {
+                    open.remove(&index);
+                    inputs.push(Input::Parsed(StreamEvent::ToolCallEnd { index }));
+                }
+                inputs
+            }
+            Some(Ok(RemoteEvent::Done(done))) => {
+                let mut inputs = end_calls(&mut open, u32::MAX);
+                let reason = if done.finish.as_deref() == Some("length") {
+                    FinishReason::Length
+                } else {
+                    FinishReason::Stop
+                };
+                let stop = match done.stop_reason {
+                    Some(serde_json::Value::String(text)) => Some(StopCause::Text(text)),
+                    Some(serde_json::Value::Number(id)) => {
+                        id.as_u64().map(|id| StopCause::Token(id as u32))
+                    }
+                    _ => None,
+                };
+                let u = done.usage;
+                let usage = Usage {
+                    prompt_tokens: u.prompt_tokens,
+                    cached_tokens: u.cached_tokens,
+                    completion_tokens: u.completion_tokens,
+                    queue_ms: 0.0,
+                    prefill_ms: u.prefill_ms,
+                    decode_ms: u.decode_ms,
+                    constraint: None,
+                };
+                inputs.push(Input::Done(reason, usage, stop));
+                inputs
+            }
+        };
+        let last = inputs
+            .iter()
+            .any(|i| matches!(i, Input::Done(..) | Input::Error(_)));
+        for input in inputs {
+            if tx.send(input).is_err() {
+                return;
+            }
+        }
+        if last {
+            return;
+        }
+    }
+}
+
+/// Reads a held turn to its end: its events, and the trigger its outcome is, if any.
+async fn hold(
+    events: &mut mpsc::Receiver<ChatEvent>,
+) -> (Vec<ChatEvent>, Option<(Trigger, String)>) {
+    let mut held = Vec::new();
+    while let Some(event) = events.recv().await {
+        let verdict = match &event {
+            ChatEvent::Error(e) => Some(
+                e.trigger()
+                    .map(|t| (t, e.to_string()))
+                    .unwrap_or((Trigger::Error, e.to_string())),
+            ),
+            ChatEvent::Done(summary) => summary.problems.first().map(|first| {
+                let truncated = summary
+                    .problems
+                    .iter()
+                    .any(|p| p.kind == ProblemKind::Truncated);
+                if truncated {
+                    (Trigger::TruncatedCall, first.message.clone())
+                } else {
+                    (Trigger::InvalidToolCall, first.message.clone())
+                }
+            }),
+            _ => None,
+        };
+        let end = matches!(event, ChatEvent::Error(_) | ChatEvent::Done(_));
+        held.push(event);
+        if end {
+            return (held, verdict);
+        }
+    }
+    (held, Some((Trigger::Error, "the turn ended without a result".into())))
+}
+
+fn tools_offered(chat: &ChatRequest) -> bool {
+    chat.tools.as_ref().is_some_and(|t| !t.is_empty())
+        && chat.tool_choice.as_ref().and_then(|c| c.as_str()) != Some("none")
+}
+
+fn backend_name(entry: &ModelEntry) -> String {
+    entry
+        .remote
+        .as_ref()
+        .map(|r| r.backend.name().to_string())
+        .unwrap_or_else(|| "local".into())
+}
+
+/// `plugboard_fallbacks_total{from,to,reason}`.
+fn record_fallback(from: &str, to: &str, reason: Trigger) {
+    tracing::info!(from, to, reason = reason.as_str(), "falling back");
+    metrics::counter!("plugboard_fallbacks_total", "from" => from.to_string(), "to" => to.to_string(), "reason" => reason.as_str())
+        .increment(1);
+}
+
+/// A request's sampling for a backend: the request's values, else the model's declared
+/// defaults, else the backend's own. `max_tokens` is always sent (vLLM's completions default
+/// to 16).
+fn remote_sampling(
+    entry: &ModelEntry,
+    o: &SamplingOverrides,
+    max_tokens: Option<usize>,
+    stop: &[String],
+) -> RemoteSampling {
+    let d = &entry.decl.sampling;
+    RemoteSampling {
+        temperature: o.temperature.or(d.temperature),
+        top_p: o.top_p.or(d.top_p),
+        top_k: o.top_k.or(d.top_k),
+        min_p: o.min_p.or(d.min_p),
+        seed: o.seed,
+        presence_penalty: o.presence_penalty,
+        frequency_penalty: o.frequency_penalty,
+        repetition_penalty: o.repetition_penalty.or(d.repetition_penalty),
+        max_tokens: Some(max_tokens.or(d.max_tokens).unwrap_or(DEFAULT_REMOTE_MAX_TOKENS)),
+        stop: stop.to_vec(),
+    }
+}
+
+/// Output tokens asked of a backend when neither the request nor the model says.
+const DEFAULT_REMOTE_MAX_TOKENS: usize = 4096;
 
 /// A tool call being assembled from stream events.
 struct OpenCall {
@@ -673,15 +1377,17 @@ fn json_or_string(text: &str) -> serde_json::Value {
     serde_json::from_str(text).unwrap_or_else(|_| serde_json::Value::String(text.to_string()))
 }
 
-fn run_turn(prepared: Prepared, tx: mpsc::Sender<ChatEvent>) {
-    let Prepared {
-        mut generation,
+fn run_turn(inputs: TurnInputs, tx: mpsc::Sender<ChatEvent>) {
+    let TurnInputs {
+        mut feed,
         mut parser,
         check,
         policy,
         adapter,
         started,
-    } = prepared;
+        include_stop,
+        hidden,
+    } = inputs;
     let mut turn = Turn {
         tx,
         check,
@@ -698,12 +1404,12 @@ fn run_turn(prepared: Prepared, tx: mpsc::Sender<ChatEvent>) {
         let _ = turn.tx.blocking_send(ChatEvent::Error(Arc::new(error)));
     };
     let mut first_token = true;
-    while let Some(event) = generation.blocking_recv() {
-        match event {
-            GenEvent::Text { text, token } => {
+    while let Some(input) = feed.recv() {
+        let events = match input {
+            Input::Text(text, token) => {
                 if turn.tx.is_closed() {
                     // The client went away (even while the parser holds text back): dropping
-                    // `generation` cancels the inference at its next token.
+                    // the feed cancels the inference at its next token, or the remote request.
                     return;
                 }
                 if first_token {
@@ -712,22 +1418,26 @@ fn run_turn(prepared: Prepared, tx: mpsc::Sender<ChatEvent>) {
                         .record(started.elapsed().as_secs_f64());
                 }
                 turn.pending_tokens.extend(token);
-                let events = match parser.as_mut() {
+                match parser.as_mut() {
                     Some(p) if !text.is_empty() => match p.push(&text) {
                         Ok(events) => events,
                         Err(e) => return fail(&turn, e.into()),
                     },
                     Some(_) => Vec::new(),
-                    None => vec![StreamEvent::Content { text }],
-                };
-                for event in events {
-                    if !turn.handle(event) {
-                        return; // The client went away; dropping `generation` cancels.
+                    None => {
+                        let mut text = text;
+                        for h in &hidden {
+                            if text.contains(h.as_str()) {
+                                text = text.replace(h.as_str(), "");
+                            }
+                        }
+                        vec![StreamEvent::Content { text }]
                     }
                 }
             }
-            GenEvent::Error(e) => return fail(&turn, RouterError::Engine(EngineError::Compute(e))),
-            GenEvent::Done { reason, usage } => {
+            Input::Parsed(event) => vec![event],
+            Input::Error(e) => return fail(&turn, e),
+            Input::Done(reason, usage, stop) => {
                 if let Some(p) = parser.take() {
                     match p.finish() {
                         Ok(events) => {
@@ -739,6 +1449,12 @@ fn run_turn(prepared: Prepared, tx: mpsc::Sender<ChatEvent>) {
                         }
                         Err(e) => return fail(&turn, e.into()),
                     }
+                }
+                if include_stop && let Some(StopCause::Text(text)) = &stop {
+                    turn.send(ChatEvent::Content {
+                        text: text.clone(),
+                        tokens: vec![],
+                    });
                 }
                 if !turn.pending_tokens.is_empty() {
                     let tokens = std::mem::take(&mut turn.pending_tokens);
@@ -778,8 +1494,14 @@ fn run_turn(prepared: Prepared, tx: mpsc::Sender<ChatEvent>) {
                     finish,
                     usage,
                     problems,
+                    stop,
                 }));
                 return;
+            }
+        };
+        for event in events {
+            if !turn.handle(event) {
+                return; // The client went away; dropping the feed cancels.
             }
         }
     }

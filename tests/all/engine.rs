@@ -30,7 +30,7 @@ fn generate(
     while let Some(event) = events.blocking_recv() {
         match event {
             GenEvent::Text { text: t, .. } => text.push_str(&t),
-            GenEvent::Done { reason, usage } => return (text, reason, usage),
+            GenEvent::Done { reason, usage, .. } => return (text, reason, usage),
             GenEvent::Error(e) => panic!("generation failed: {e}"),
         }
     }

@@ -5,6 +5,7 @@ use axum::Json;
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
+use crate::backends::BackendError;
 use crate::engine::EngineError;
 use crate::plugins::CallError;
 use crate::registry::RegistryError;
@@ -116,6 +117,9 @@ impl From<&RouterError> for ApiError {
                 message.clone(),
             )
             .code("model_not_available"),
+            RouterError::Registry(RegistryError::Remote { .. }) => {
+                ApiError::bad_request(message.clone(), Some("model")).code("model_is_remote")
+            }
             RouterError::Registry(_) => server("model_load_failed"),
             RouterError::Engine(EngineError::Busy(_)) => ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -148,6 +152,34 @@ impl From<&RouterError> for ApiError {
                 message.clone(),
             )
             .code("tool_call_missing"),
+            RouterError::Backend(b) => {
+                let status = |status: StatusCode, code: &str| {
+                    ApiError::new(status, "server_error", message.clone()).code(code)
+                };
+                match b {
+                    BackendError::Unreachable { .. } => {
+                        status(StatusCode::BAD_GATEWAY, "backend_unreachable")
+                    }
+                    BackendError::Timeout { .. } => {
+                        status(StatusCode::GATEWAY_TIMEOUT, "backend_timeout")
+                    }
+                    BackendError::Overloaded { .. } | BackendError::CoolingDown { .. } => {
+                        status(StatusCode::SERVICE_UNAVAILABLE, "backend_overloaded")
+                    }
+                    BackendError::ContextOverflow { .. } => ApiError {
+                        param: Some("messages".into()),
+                        ..ApiError::bad_request(message.clone(), None)
+                            .code("context_length_exceeded")
+                    },
+                    BackendError::Status { .. } | BackendError::InBand { .. } => {
+                        status(StatusCode::BAD_GATEWAY, "backend_error")
+                    }
+                    BackendError::Protocol { .. } => {
+                        status(StatusCode::BAD_GATEWAY, "backend_protocol_error")
+                    }
+                    BackendError::MissingKey { .. } => server("backend_key_missing"),
+                }
+            }
             RouterError::Internal(_) => server("internal_error"),
         }
     }

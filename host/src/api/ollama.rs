@@ -12,6 +12,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::error::ApiError;
+use super::openai::{Served, escalates};
 use super::{ApiJson, AppState};
 use crate::chat::ChatRequest;
 use crate::router::{
@@ -83,6 +84,11 @@ struct ChatBody {
     /// plugboard's own: `false` turns constrained decoding off for this request.
     #[serde(default)]
     constrained: Option<bool>,
+    /// Models to fall back to, replacing the configured ones.
+    #[serde(default)]
+    fallbacks: Option<Vec<String>>,
+    #[serde(default)]
+    disable_fallbacks: bool,
 }
 
 /// Ollama messages in OpenAI's shape: calls get a type, arguments objects stay objects, a tool
@@ -182,6 +188,7 @@ fn chat_lines(stream: ChatStream) -> impl futures::Stream<Item = Value> + Send +
 
 async fn chat(
     State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
     ApiJson(body): ApiJson<ChatBody>,
 ) -> Result<Response, ApiError> {
     let options = body.options.unwrap_or_default();
@@ -199,10 +206,14 @@ async fn chat(
         logprobs: None,
         json: json_output(body.format.as_ref()),
         constrained: body.constrained.unwrap_or(true),
+        fallbacks: body.fallbacks,
+        disable_fallbacks: body.disable_fallbacks,
+        escalate: escalates(&headers),
     };
     let stream = state.router.chat(params).await.map_err(problem)?;
+    let served = Served::of(&stream);
     if body.stream.unwrap_or(true) {
-        return Ok(ndjson(chat_lines(stream)));
+        return Ok(served.headers(ndjson(chat_lines(stream))));
     }
     // Not streamed: one object with the whole message.
     let model = stream.model.clone();
@@ -236,7 +247,7 @@ async fn chat(
             let mut out = line.clone();
             out["message"] = message;
             out["model"] = json!(model);
-            return Ok(Json(out).into_response());
+            return Ok(served.headers(Json(out).into_response()));
         }
     }
     Err(ApiError::new(
@@ -282,6 +293,9 @@ async fn generate(
                 max_tokens: options.max_tokens(),
                 stop: options.stop.clone().unwrap_or_default(),
                 logprobs: None,
+                add_special_tokens: true,
+                skip_special_tokens: false,
+                include_stop_str_in_output: false,
             })
             .await
     } else {
@@ -304,6 +318,9 @@ async fn generate(
                 logprobs: None,
                 json: json_output(body.format.as_ref()),
                 constrained: body.constrained.unwrap_or(true),
+                fallbacks: None,
+                disable_fallbacks: false,
+                escalate: false,
             })
             .await
     }

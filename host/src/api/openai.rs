@@ -4,7 +4,7 @@
 use std::convert::Infallible;
 
 use axum::extract::{Path, State};
-use axum::http::{HeaderValue, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -17,9 +17,10 @@ use super::error::ApiError;
 use super::{ApiJson, AppState, unix_now};
 use crate::chat::ChatRequest;
 use crate::engine::GeneratedToken;
+use crate::engine::StopCause;
 use crate::router::{
-    ChatEvent, ChatParams, ChatStream, CompleteParams, JsonOutput, PromptInput, SamplingOverrides,
-    Summary,
+    Attempt, ChatEvent, ChatParams, ChatStream, CompleteParams, JsonOutput, PromptInput,
+    SamplingOverrides, Summary,
 };
 
 pub fn routes() -> HttpRouter<AppState> {
@@ -145,6 +146,21 @@ struct ChatCompletionRequest {
     response_format: Option<Value>,
     /// plugboard's own: `false` turns constrained decoding off for this request.
     constrained: Option<bool>,
+    /// Models to fall back to, replacing the configured ones (as LiteLLM's proxy accepts).
+    fallbacks: Option<Vec<String>>,
+    #[serde(default)]
+    disable_fallbacks: bool,
+}
+
+/// The header that skips a request's model and starts with its first fallback.
+pub const ESCALATE_HEADER: &str = "x-plugboard-escalate";
+
+/// Whether a request asks to escalate (`x-plugboard-escalate: 1`, `true` or `yes`).
+pub fn escalates(headers: &HeaderMap) -> bool {
+    headers
+        .get(ESCALATE_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "1" | "true" | "yes"))
 }
 
 fn json_output(format: Option<&Value>) -> Result<Option<JsonOutput>, ApiError> {
@@ -215,11 +231,13 @@ fn logprob_json(tokens: &[GeneratedToken]) -> Value {
     )
 }
 
-/// plugboard's own additions to a response: problems with tool calls, and timings.
-fn plugboard_json(summary: &Summary, adapter: &str) -> Value {
+/// plugboard's own additions to a response: who served it, problems with tool calls, and
+/// timings.
+fn plugboard_json(summary: &Summary, adapter: &str, attempts: &[Attempt]) -> Value {
     json!({
         "adapter": adapter,
         "problems": summary.problems,
+        "attempts": attempts,
         "timings": {
             "queue_ms": summary.usage.queue_ms,
             "prefill_ms": summary.usage.prefill_ms,
@@ -228,15 +246,55 @@ fn plugboard_json(summary: &Summary, adapter: &str) -> Value {
     })
 }
 
-fn with_adapter_header(mut response: Response, adapter: &str) -> Response {
-    if let Ok(value) = HeaderValue::from_str(adapter) {
-        response.headers_mut().insert("x-plugboard-adapter", value);
+/// Who serves a response.
+pub struct Served {
+    model: String,
+    adapter: String,
+    backend: String,
+    attempts: usize,
+}
+
+impl Served {
+    pub fn of(stream: &ChatStream) -> Served {
+        Served {
+            model: stream.model.clone(),
+            adapter: stream.adapter.clone(),
+            backend: stream.backend.clone(),
+            attempts: stream.attempts.len(),
+        }
     }
-    response
+
+    /// The response with `x-plugboard-model`, `-backend`, `-attempts` (how many models were
+    /// tried) and `-adapter` (when plugboard's adapter parses).
+    pub fn headers(&self, mut response: Response) -> Response {
+        let headers = response.headers_mut();
+        let mut put = |name: &'static str, value: &str| {
+            if !value.is_empty()
+                && let Ok(value) = HeaderValue::from_str(value)
+            {
+                headers.insert(name, value);
+            }
+        };
+        put("x-plugboard-adapter", &self.adapter);
+        put("x-plugboard-model", &self.model);
+        put("x-plugboard-backend", &self.backend);
+        put("x-plugboard-attempts", &self.attempts.to_string());
+        response
+    }
+}
+
+/// vLLM's `stop_reason`: the stop string or token id that ended the output.
+fn stop_reason(summary: &Summary) -> Value {
+    match &summary.stop {
+        Some(StopCause::Text(text)) => json!(text),
+        Some(StopCause::Token(id)) => json!(id),
+        None => Value::Null,
+    }
 }
 
 async fn chat_completions(
     State(state): State<AppState>,
+    headers: HeaderMap,
     ApiJson(request): ApiJson<ChatCompletionRequest>,
 ) -> Result<Response, ApiError> {
     request.sampling.check()?;
@@ -256,9 +314,12 @@ async fn chat_completions(
             .map(OneOrMany::into_vec)
             .unwrap_or_default(),
         chat: request.chat,
+        fallbacks: request.fallbacks,
+        disable_fallbacks: request.disable_fallbacks,
+        escalate: escalates(&headers),
     };
     let stream = state.router.chat(params).await?;
-    let adapter = stream.adapter.clone();
+    let served = Served::of(&stream);
     let response = if request.stream {
         let include_usage = request.stream_options.is_some_and(|o| o.include_usage);
         Sse::new(chat_chunks(stream, include_usage))
@@ -267,7 +328,7 @@ async fn chat_completions(
     } else {
         chat_response(stream).await?.into_response()
     };
-    Ok(with_adapter_header(response, &adapter))
+    Ok(served.headers(response))
 }
 
 async fn chat_response(mut stream: ChatStream) -> Result<Json<Value>, ApiError> {
@@ -317,7 +378,7 @@ async fn chat_response(mut stream: ChatStream) -> Result<Json<Value>, ApiError> 
                         "finish_reason": summary.finish.as_str(),
                     }],
                     "usage": usage_json(&summary),
-                    "plugboard": plugboard_json(&summary, &stream.adapter),
+                    "plugboard": plugboard_json(&summary, &stream.adapter, &stream.attempts_now()),
                 })));
             }
         }
@@ -337,6 +398,8 @@ fn chat_chunks(
 ) -> impl Stream<Item = Result<Event, Infallible>> {
     let id = completion_id("chatcmpl");
     let created = unix_now();
+    let attempts = stream.attempts.clone();
+    let served_at = stream.started;
     let ChatStream {
         events,
         model,
@@ -365,6 +428,7 @@ fn chat_chunks(
     let rest = stream::unfold((events, false), move |(mut events, done)| {
         let chunk = chunk.clone();
         let adapter = adapter.clone();
+        let attempts = attempts.clone();
         let (id, model) = (id.clone(), model.clone());
         async move {
             if done {
@@ -409,7 +473,8 @@ fn chat_chunks(
                 }
                 ChatEvent::Done(summary) => {
                     let mut last = chunk(json!({}), Some(summary.finish.as_str()), Value::Null);
-                    last["plugboard"] = plugboard_json(&summary, &adapter);
+                    let attempts = crate::router::attempts_until_now(&attempts, served_at);
+                    last["plugboard"] = plugboard_json(&summary, &adapter, &attempts);
                     let mut out = vec![data(last)];
                     if include_usage {
                         out.push(data(json!({
@@ -451,6 +516,14 @@ struct CompletionRequest {
     logprobs: Option<usize>,
     #[serde(default)]
     echo: bool,
+    /// vLLM's: start the prompt with the BOS token where the model wants one (default true).
+    add_special_tokens: Option<bool>,
+    /// vLLM's: leave control tokens out of the text (default false here: a raw completion
+    /// shows what the model wrote).
+    skip_special_tokens: Option<bool>,
+    /// vLLM's: end the text with the stop string that ended it.
+    #[serde(default)]
+    include_stop_str_in_output: bool,
 }
 
 async fn completions(
@@ -488,8 +561,12 @@ async fn completions(
             .stop
             .map(OneOrMany::into_vec)
             .unwrap_or_default(),
+        add_special_tokens: request.add_special_tokens.unwrap_or(true),
+        skip_special_tokens: request.skip_special_tokens.unwrap_or(false),
+        include_stop_str_in_output: request.include_stop_str_in_output,
     };
     let mut stream = state.router.complete(params).await?;
+    let served = Served::of(&stream);
     let id = completion_id("cmpl");
     let created = unix_now();
     if request.stream {
@@ -501,14 +578,14 @@ async fn completions(
                 if done {
                     return None;
                 }
-                let chunk = |text: &str, finish: Option<&str>| {
+                let chunk = |text: &str, finish: Option<&str>, stop_reason: Value| {
                     json!({"id": id, "object": "text_completion", "created": created, "model": model,
-                           "choices": [{"index": 0, "text": text, "logprobs": null, "finish_reason": finish}]})
+                           "choices": [{"index": 0, "text": text, "logprobs": null, "finish_reason": finish, "stop_reason": stop_reason}]})
                 };
                 let out = match events.recv().await {
-                    Some(ChatEvent::Content { text, .. }) => vec![Event::default().data(chunk(&text, None).to_string())],
+                    Some(ChatEvent::Content { text, .. }) => vec![Event::default().data(chunk(&text, None, Value::Null).to_string())],
                     Some(ChatEvent::Done(summary)) => {
-                        let mut out = vec![Event::default().data(chunk("", Some(summary.finish.as_str())).to_string())];
+                        let mut out = vec![Event::default().data(chunk("", Some(summary.finish.as_str()), stop_reason(&summary)).to_string())];
                         if include_usage {
                             out.push(Event::default().data(
                                 json!({"id": id, "object": "text_completion", "created": created, "model": model,
@@ -530,9 +607,11 @@ async fn completions(
             }
         })
         .flat_map(|events| stream::iter(events.into_iter().map(Ok::<_, Infallible>)));
-        return Ok(Sse::new(events)
-            .keep_alive(KeepAlive::default())
-            .into_response());
+        return Ok(served.headers(
+            Sse::new(events)
+                .keep_alive(KeepAlive::default())
+                .into_response(),
+        ));
     }
     let mut text = String::new();
     let mut tokens = Vec::new();
@@ -556,12 +635,14 @@ async fn completions(
                         "top_logprobs": tokens.iter().map(|t| t.top.iter().map(|(k, v)| (k.clone(), json!(v))).collect::<serde_json::Map<_, _>>()).collect::<Vec<_>>(),
                     })
                 };
-                return Ok(Json(json!({
-                    "id": id, "object": "text_completion", "created": created, "model": stream.model,
-                    "choices": [{"index": 0, "text": text, "logprobs": logprobs, "finish_reason": summary.finish.as_str()}],
-                    "usage": usage_json(&summary),
-                }))
-                .into_response());
+                return Ok(served.headers(
+                    Json(json!({
+                        "id": id, "object": "text_completion", "created": created, "model": stream.model,
+                        "choices": [{"index": 0, "text": text, "logprobs": logprobs, "finish_reason": summary.finish.as_str(), "stop_reason": stop_reason(&summary)}],
+                        "usage": usage_json(&summary),
+                    }))
+                    .into_response(),
+                ));
             }
             _ => {}
         }
