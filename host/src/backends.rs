@@ -72,6 +72,15 @@ pub enum Mode {
     Chat,
 }
 
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Raw => "raw",
+            Mode::Chat => "chat",
+        }
+    }
+}
+
 /// Timeouts, in seconds.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -645,5 +654,108 @@ impl RemoteStream {
             }
         }
         self.pending.pop_front().map(Ok)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn backend(urls: &[&str], cooldown: Cooldown) -> Backend {
+        Backend::new(BackendDecl {
+            name: "b".into(),
+            kind: BackendKind::Vllm,
+            urls: urls.iter().map(|u| u.to_string()).collect(),
+            api_key_env: None,
+            timeouts: Timeouts::default(),
+            cooldown,
+        })
+        .expect("valid")
+    }
+
+    #[test]
+    fn urls_get_v1_except_for_ollama_and_bad_ones_are_refused() {
+        let b = backend(&["http://a:8000", "http://b:8000/v1/"], Cooldown::default());
+        assert_eq!(b.replicas[0].url, "http://a:8000/v1");
+        assert_eq!(b.replicas[1].url, "http://b:8000/v1");
+        let error = Backend::new(BackendDecl {
+            urls: vec!["ftp://x".into()],
+            ..b.decl.clone()
+        })
+        .err()
+        .expect("refused");
+        assert!(error.contains("not http"), "{error}");
+    }
+
+    /// Replicas are used in turn; one that fails `failures` times in its window is left out
+    /// for `duration`, then comes back (tokio's paused clock).
+    #[tokio::test(start_paused = true)]
+    async fn a_failing_replica_cools_down_and_recovers() {
+        let cooldown = Cooldown {
+            failures: 2,
+            window: 10.0,
+            duration: 30.0,
+        };
+        let b = backend(&["http://a", "http://b"], cooldown.clone());
+        assert_eq!(b.order(), vec![0, 1]);
+        assert_eq!(b.order(), vec![1, 0]);
+        b.replicas[0].failed(&cooldown, None);
+        assert_eq!(b.order().len(), 2, "one failure is not enough");
+        // A second failure outside the window does not count with the first.
+        tokio::time::advance(Duration::from_secs(11)).await;
+        b.replicas[0].failed(&cooldown, None);
+        assert_eq!(b.order().len(), 2);
+        b.replicas[0].failed(&cooldown, None);
+        assert!(!b.order().contains(&0), "two failures in the window: out");
+        tokio::time::advance(Duration::from_secs(29)).await;
+        assert!(!b.order().contains(&0));
+        tokio::time::advance(Duration::from_secs(2)).await;
+        assert!(b.order().contains(&0), "back after its cooldown");
+        // Retry-After puts a replica out for that long, at once.
+        b.replicas[1].failed(&cooldown, Some(Duration::from_secs(5)));
+        assert_eq!(b.order(), vec![0]);
+        tokio::time::advance(Duration::from_secs(6)).await;
+        assert_eq!(b.order().len(), 2);
+        // A success forgets past failures.
+        b.replicas[0].failed(&cooldown, None);
+        b.replicas[0].succeeded();
+        b.replicas[0].failed(&cooldown, None);
+        assert_eq!(b.order().len(), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn every_replica_cooling_down_is_an_overload_without_a_request() {
+        let cooldown = Cooldown {
+            failures: 1,
+            window: 10.0,
+            duration: 30.0,
+        };
+        let b = backend(&["http://a"], cooldown.clone());
+        b.replicas[0].failed(&cooldown, None);
+        let call = RemoteCall {
+            format: Format::Completion,
+            body: serde_json::json!({}),
+        };
+        let error = b.start(&call).await.err().expect("no replica");
+        assert!(matches!(error, BackendError::CoolingDown { .. }), "{error}");
+        assert_eq!(error.trigger(), "overloaded");
+    }
+
+    #[tokio::test]
+    async fn a_missing_key_is_named_and_nothing_is_sent() {
+        let b = Backend::new(BackendDecl {
+            api_key_env: Some("PLUGBOARD_TEST_KEY_THAT_IS_NOT_SET".into()),
+            ..backend(&["http://127.0.0.1:9"], Cooldown::default()).decl
+        })
+        .expect("valid");
+        let call = RemoteCall {
+            format: Format::Chat,
+            body: serde_json::json!({}),
+        };
+        let error = b.start(&call).await.err().expect("no key");
+        assert!(
+            error.to_string().contains("PLUGBOARD_TEST_KEY_THAT_IS_NOT_SET"),
+            "{error}"
+        );
     }
 }

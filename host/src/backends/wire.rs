@@ -517,3 +517,196 @@ impl Lines {
         (!rest.is_empty()).then_some(rest)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(format: Format, frames: &[&str]) -> Result<Vec<RemoteEvent>, WireError> {
+        let mut reader = Reader::new(format);
+        let mut out = Vec::new();
+        for frame in frames {
+            out.extend(reader.frame(frame)?);
+        }
+        out.extend(reader.end()?);
+        Ok(out)
+    }
+
+    fn done(events: &[RemoteEvent]) -> RemoteDone {
+        match events.last() {
+            Some(RemoteEvent::Done(done)) => done.clone(),
+            other => panic!("ends with Done: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn completions_give_text_finish_stop_reason_and_usage_from_a_choiceless_chunk() {
+        let events = read(
+            Format::Completion,
+            &[
+                r#"{"choices":[{"index":0,"text":"<tool_call>","finish_reason":null,"stop_reason":null}]}"#,
+                r#"{"choices":[{"index":0,"text":"\n{}","finish_reason":"stop","stop_reason":151645}]}"#,
+                r#"{"choices":[],"usage":{"prompt_tokens":12,"completion_tokens":3,"prompt_tokens_details":null}}"#,
+                "[DONE]",
+            ],
+        )
+        .unwrap();
+        assert_eq!(events[0], RemoteEvent::Text("<tool_call>".into()));
+        assert_eq!(events[1], RemoteEvent::Text("\n{}".into()));
+        let d = done(&events);
+        assert_eq!(d.finish.as_deref(), Some("stop"));
+        assert_eq!(d.stop_reason, Some(serde_json::json!(151645)));
+        assert_eq!((d.usage.prompt_tokens, d.usage.completion_tokens), (12, 3));
+    }
+
+    #[test]
+    fn chat_chunks_give_reasoning_content_and_calls_in_pieces() {
+        let events = read(
+            Format::Chat,
+            &[
+                r#"{"choices":[{"index":0,"delta":{"role":"assistant","content":""},"finish_reason":null}]}"#,
+                r#"{"choices":[{"index":0,"delta":{"reasoning_content":"think"}}]}"#,
+                r#"{"choices":[{"index":0,"delta":{"reasoning":" more"}}]}"#,
+                r#"{"choices":[{"index":0,"delta":{"content":"Sure."}}]}"#,
+                r#"{"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"id":"c1","type":"function","function":{"name":"get_weather","arguments":""}}]}}]}"#,
+                r#"{"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":"{\"city\": "}}]}}]}"#,
+                r#"{"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":"\"Paris\"}"}}]}}]}"#,
+                r#"{"choices":[{"index":0,"delta":{},"finish_reason":"tool_calls"}]}"#,
+                r#"{"choices":null,"usage":null}"#,
+            ],
+        )
+        .unwrap();
+        assert_eq!(events[0], RemoteEvent::Reasoning("think".into()));
+        assert_eq!(events[1], RemoteEvent::Reasoning(" more".into()));
+        assert_eq!(events[2], RemoteEvent::Text("Sure.".into()));
+        assert_eq!(
+            events[3],
+            RemoteEvent::Call {
+                index: 0,
+                id: Some("c1".into()),
+                name: Some("get_weather".into()),
+                arguments: String::new()
+            }
+        );
+        let arguments: String = events
+            .iter()
+            .filter_map(|e| match e {
+                RemoteEvent::Call { arguments, .. } => Some(arguments.as_str()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(arguments, r#"{"city": "Paris"}"#);
+        // No [DONE]: the finish reason makes the answer whole.
+        assert_eq!(done(&events).finish.as_deref(), Some("tool_calls"));
+    }
+
+    #[test]
+    fn ollama_lines_give_whole_calls_and_statistics() {
+        let events = read(
+            Format::OllamaChat,
+            &[
+                r#"{"model":"m","message":{"role":"assistant","content":"","thinking":"hm"},"done":false}"#,
+                r#"{"model":"m","message":{"role":"assistant","content":"","tool_calls":[{"function":{"name":"a","arguments":{"x":1}}},{"function":{"index":0,"name":"b","arguments":{}}}]},"done":false}"#,
+                r#"{"model":"m","message":{"role":"assistant","content":""},"done_reason":"stop","done":true,"prompt_eval_count":9,"prompt_eval_duration":2000000,"eval_count":4,"eval_duration":8000000}"#,
+            ],
+        )
+        .unwrap();
+        assert_eq!(events[0], RemoteEvent::Reasoning("hm".into()));
+        assert!(
+            matches!(&events[1], RemoteEvent::Call { index: 0, name: Some(n), arguments, .. } if n == "a" && arguments == r#"{"x":1}"#)
+        );
+        assert!(
+            matches!(&events[2], RemoteEvent::Call { index: 1, name: Some(n), .. } if n == "b"),
+            "each whole call is numbered on its own: {:?}",
+            events[2]
+        );
+        let d = done(&events);
+        assert_eq!((d.usage.prompt_tokens, d.usage.completion_tokens), (9, 4));
+        assert_eq!((d.usage.prefill_ms, d.usage.decode_ms), (2.0, 8.0));
+        let generate = read(
+            Format::OllamaGenerate,
+            &[
+                r#"{"response":"Hi","done":false}"#,
+                r#"{"response":"","done":true,"done_reason":"length"}"#,
+            ],
+        )
+        .unwrap();
+        assert_eq!(generate[0], RemoteEvent::Text("Hi".into()));
+        assert_eq!(done(&generate).finish.as_deref(), Some("length"));
+    }
+
+    #[test]
+    fn errors_in_band_in_every_shape_and_broken_streams_are_errors() {
+        for frame in [
+            r#"{"error":{"message":"boom","type":"server_error"}}"#,
+            r#"{"object":"error","message":"boom","code":500}"#,
+            r#"{"error":"boom"}"#,
+        ] {
+            let error = read(Format::Chat, &[frame]).unwrap_err();
+            assert_eq!(error, WireError::InBand("boom".into()), "{frame}");
+        }
+        let error = read(Format::OllamaChat, &["{not json"]).unwrap_err();
+        assert!(matches!(error, WireError::Malformed(_)), "{error}");
+        let error = read(
+            Format::Completion,
+            &[r#"{"choices":[{"index":0,"text":"half"}]}"#],
+        )
+        .unwrap_err();
+        assert!(error.to_string().contains("ended before"), "{error}");
+    }
+
+    #[test]
+    fn lines_split_anywhere_and_crlf_are_read_whole() {
+        let text = "{\"a\":1}\r\n{\"b\":\n";
+        for size in 1..=text.len() {
+            let mut lines = Lines::default();
+            let mut out = Vec::new();
+            for chunk in text.as_bytes().chunks(size) {
+                out.extend(lines.push(chunk));
+            }
+            out.extend(lines.finish());
+            assert_eq!(out, vec!["{\"a\":1}".to_string(), "{\"b\":".to_string()]);
+        }
+    }
+
+    #[test]
+    fn request_bodies_say_what_each_kind_needs() {
+        let sampling = RemoteSampling {
+            temperature: Some(0.0),
+            top_k: Some(5),
+            max_tokens: Some(64),
+            stop: vec!["<|im_end|>".into()],
+            ..RemoteSampling::default()
+        };
+        let prompt = RemoteInput::Prompt("<|im_start|>user".into());
+        let vllm = request_body(BackendKind::Vllm, "m", &prompt, &sampling, 4096);
+        assert_eq!(vllm["prompt"], "<|im_start|>user");
+        assert_eq!(vllm["skip_special_tokens"], false);
+        assert_eq!(vllm["add_special_tokens"], false);
+        assert_eq!(vllm["top_k"], 5);
+        assert_eq!(vllm["stream_options"]["include_usage"], true);
+        let openai = request_body(BackendKind::Openai, "m", &prompt, &sampling, 4096);
+        assert!(openai.get("top_k").is_none() && openai.get("skip_special_tokens").is_none());
+        let ollama = request_body(BackendKind::Ollama, "m", &prompt, &sampling, 4096);
+        assert_eq!(ollama["raw"], true);
+        assert_eq!(ollama["options"]["num_ctx"], 4096);
+        assert_eq!(ollama["options"]["num_predict"], 64);
+        let chat = RemoteInput::Chat(
+            serde_json::json!({"messages": [
+                {"role": "assistant", "content": null, "tool_calls": [{"id": "1", "type": "function", "function": {"name": "f", "arguments": "{\"a\":1}"}}]},
+                {"role": "tool", "name": "f", "tool_call_id": "1", "content": "ok"}
+            ], "response_format": {"type": "json_object"}})
+            .as_object()
+            .unwrap()
+            .clone(),
+        );
+        let ollama = request_body(BackendKind::Ollama, "m", &chat, &sampling, 4096);
+        assert_eq!(
+            ollama["messages"][0]["tool_calls"][0]["function"]["arguments"],
+            serde_json::json!({"a": 1})
+        );
+        assert_eq!(ollama["messages"][0]["content"], "");
+        assert_eq!(ollama["messages"][1]["tool_name"], "f");
+        assert_eq!(ollama["format"], "json");
+    }
+}

@@ -93,7 +93,17 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         None => None,
     };
     let router = Router::new(Arc::clone(&registry), plugins.clone());
-    if let Some(default) = registry.default_model() {
+    if let Some(remote) = registry.default_model().and_then(|d| {
+        d.remote
+            .as_ref()
+            .map(|r| (d.id().to_string(), r.backend.name().to_string(), r.mode))
+    }) {
+        let (id, backend, mode) = remote;
+        eprintln!(
+            "plugboard: model {id} served by backend {backend} ({} mode)",
+            mode.as_str()
+        );
+    } else if let Some(default) = registry.default_model() {
         let started = Instant::now();
         let (_, engine, plugin) = router
             .resolve(default.id())
