@@ -464,7 +464,7 @@ impl Backend {
         let mut stream = RemoteStream {
             backend: name.clone(),
             url: replica.url.clone(),
-            frames: frames(name, call.format, response),
+            frames: frames(name, call.format, response.bytes_stream()),
             reader: Reader::new(call.format),
             pending: VecDeque::new(),
             idle: Duration::from_secs_f64(t.idle.max(0.001)),
@@ -549,10 +549,14 @@ async fn status_error(backend: &str, response: reqwest::Response) -> BackendErro
     }
 }
 
-/// The frames of a streamed answer.
-fn frames(backend: &str, format: Format, response: reqwest::Response) -> Frames {
+/// The frames of a streamed answer: SSE events' data, or NDJSON lines.
+fn frames<S, B, E>(backend: &str, format: Format, bytes: S) -> Frames
+where
+    S: Stream<Item = Result<B, E>> + Send + Unpin + 'static,
+    B: AsRef<[u8]> + Send + 'static,
+    E: std::error::Error + Send + Sync + 'static,
+{
     let backend = backend.to_string();
-    let bytes = response.bytes_stream();
     if format.is_sse() {
         return Box::pin(bytes.eventsource().map(move |event| match event {
             Ok(event) if event.event == "error" => Err(BackendError::InBand {
@@ -580,7 +584,7 @@ fn frames(backend: &str, format: Format, response: reqwest::Response) -> Frames 
                         return None;
                     }
                     match bytes.next().await {
-                        Some(Ok(chunk)) => ready.extend(lines.push(&chunk)),
+                        Some(Ok(chunk)) => ready.extend(lines.push(chunk.as_ref())),
                         Some(Err(e)) => {
                             ended = true;
                             let error = BackendError::Protocol {
@@ -739,6 +743,66 @@ mod tests {
         let error = b.start(&call).await.err().expect("no replica");
         assert!(matches!(error, BackendError::CoolingDown { .. }), "{error}");
         assert_eq!(error.trigger(), "overloaded");
+    }
+
+    /// Every recorded stream (tests/backends/) reads to the same events however its bytes
+    /// are split on the way.
+    #[tokio::test]
+    async fn recorded_streams_read_the_same_at_every_split() {
+        let recorded = [
+            (Format::Completion, include_str!("../../tests/backends/vllm-completions.sse")),
+            (Format::Chat, include_str!("../../tests/backends/vllm-chat.sse")),
+            (Format::Chat, include_str!("../../tests/backends/openai-chat.sse")),
+            (Format::OllamaGenerate, include_str!("../../tests/backends/ollama-generate.ndjson")),
+            (Format::OllamaChat, include_str!("../../tests/backends/ollama-chat.ndjson")),
+        ];
+        for (format, text) in recorded {
+            let mut whole = None;
+            for split in [usize::MAX, 1, 2, 3, 5, 8] {
+                let chunks: Vec<Result<Vec<u8>, std::io::Error>> = text
+                    .as_bytes()
+                    .chunks(split.min(text.len()))
+                    .map(|c| Ok(c.to_vec()))
+                    .collect();
+                let mut stream = RemoteStream {
+                    backend: "b".into(),
+                    url: String::new(),
+                    frames: frames("b", format, futures::stream::iter(chunks)),
+                    reader: Reader::new(format),
+                    pending: VecDeque::new(),
+                    idle: Duration::from_secs(5),
+                    deadline: Instant::now() + Duration::from_secs(5),
+                    total: 5.0,
+                };
+                let mut events = Vec::new();
+                while let Some(event) = stream.next().await {
+                    events.push(event.unwrap_or_else(|e| panic!("{format:?} at {split}: {e}")));
+                }
+                assert!(
+                    matches!(events.last(), Some(RemoteEvent::Done(_))),
+                    "{format:?} ends: {events:?}"
+                );
+                // Text may arrive in other pieces; joined, it is the same.
+                let joined = join_text(&events);
+                match &whole {
+                    None => whole = Some(joined),
+                    Some(first) => assert_eq!(&joined, first, "{format:?} split at {split}"),
+                }
+            }
+        }
+    }
+
+    /// Events with consecutive text and reasoning pieces joined.
+    fn join_text(events: &[RemoteEvent]) -> Vec<RemoteEvent> {
+        let mut out: Vec<RemoteEvent> = Vec::new();
+        for event in events {
+            match (out.last_mut(), event) {
+                (Some(RemoteEvent::Text(a)), RemoteEvent::Text(b))
+                | (Some(RemoteEvent::Reasoning(a)), RemoteEvent::Reasoning(b)) => a.push_str(b),
+                _ => out.push(event.clone()),
+            }
+        }
+        out
     }
 
     #[tokio::test]
