@@ -181,7 +181,9 @@ pub enum BackendError {
     InBand { backend: String, message: String },
     #[error("backend '{backend}' sent something unreadable: {reason}")]
     Protocol { backend: String, reason: String },
-    #[error("backend '{backend}' needs an API key in the environment variable {variable}, which is not set")]
+    #[error(
+        "backend '{backend}' needs an API key in the environment variable {variable}, which is not set"
+    )]
     MissingKey { backend: String, variable: String },
 }
 
@@ -411,8 +413,8 @@ impl Backend {
         let name = &self.decl.name;
         let t = &self.decl.timeouts;
         let deadline = Instant::now() + Duration::from_secs_f64(t.total.max(0.001));
-        let first = (Instant::now() + Duration::from_secs_f64(t.first_token.max(0.001)))
-            .min(deadline);
+        let first =
+            (Instant::now() + Duration::from_secs_f64(t.first_token.max(0.001))).min(deadline);
         let url = format!("{}{}", replica.url, call.format.path());
         let mut request = self.client.post(&url).json(&call.body);
         if let Some(key) = key {
@@ -428,7 +430,13 @@ impl Backend {
             },
         };
         let response = match tokio::time::timeout_at(first, request.send()).await {
-            Err(_) => return Err(timeout(if first < deadline { "first token" } else { "total" })),
+            Err(_) => {
+                return Err(timeout(if first < deadline {
+                    "first token"
+                } else {
+                    "total"
+                }));
+            }
             Ok(Err(e)) if e.is_connect() || e.is_timeout() => {
                 return Err(BackendError::Unreachable {
                     backend: name.clone(),
@@ -473,7 +481,11 @@ impl Backend {
         };
         // The answer has started once it says something.
         match tokio::time::timeout_at(first, stream.fill()).await {
-            Err(_) => Err(timeout(if first < deadline { "first token" } else { "total" })),
+            Err(_) => Err(timeout(if first < deadline {
+                "first token"
+            } else {
+                "total"
+            })),
             Ok(Err(e)) => Err(e),
             Ok(Ok(())) => Ok(stream),
         }
@@ -750,11 +762,26 @@ mod tests {
     #[tokio::test]
     async fn recorded_streams_read_the_same_at_every_split() {
         let recorded = [
-            (Format::Completion, include_str!("../../tests/backends/vllm-completions.sse")),
-            (Format::Chat, include_str!("../../tests/backends/vllm-chat.sse")),
-            (Format::Chat, include_str!("../../tests/backends/openai-chat.sse")),
-            (Format::OllamaGenerate, include_str!("../../tests/backends/ollama-generate.ndjson")),
-            (Format::OllamaChat, include_str!("../../tests/backends/ollama-chat.ndjson")),
+            (
+                Format::Completion,
+                include_str!("../../tests/backends/vllm-completions.sse"),
+            ),
+            (
+                Format::Chat,
+                include_str!("../../tests/backends/vllm-chat.sse"),
+            ),
+            (
+                Format::Chat,
+                include_str!("../../tests/backends/openai-chat.sse"),
+            ),
+            (
+                Format::OllamaGenerate,
+                include_str!("../../tests/backends/ollama-generate.ndjson"),
+            ),
+            (
+                Format::OllamaChat,
+                include_str!("../../tests/backends/ollama-chat.ndjson"),
+            ),
         ];
         for (format, text) in recorded {
             let mut whole = None;
@@ -818,7 +845,9 @@ mod tests {
         };
         let error = b.start(&call).await.err().expect("no key");
         assert!(
-            error.to_string().contains("PLUGBOARD_TEST_KEY_THAT_IS_NOT_SET"),
+            error
+                .to_string()
+                .contains("PLUGBOARD_TEST_KEY_THAT_IS_NOT_SET"),
             "{error}"
         );
     }

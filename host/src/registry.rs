@@ -479,7 +479,9 @@ impl Registry {
             let mut remote = None;
             let path = match &decl.source {
                 Source::Path(p) => resolve(models_dir, p),
-                Source::HuggingFace { hf, file } => models_dir.join(hf.replace('/', "--")).join(file),
+                Source::HuggingFace { hf, file } => {
+                    models_dir.join(hf.replace('/', "--")).join(file)
+                }
                 Source::Backend { backend, model } => {
                     let backend = backends.get(backend).cloned().ok_or_else(|| {
                         config_error(format!(
@@ -528,7 +530,9 @@ impl Registry {
             options,
             backends,
             fallback: file.fallback,
-            fallback_on: file.fallback_on.unwrap_or_else(|| DEFAULT_TRIGGERS.to_vec()),
+            fallback_on: file
+                .fallback_on
+                .unwrap_or_else(|| DEFAULT_TRIGGERS.to_vec()),
         };
         for entry in registry.models.values() {
             for fallback in registry.fallbacks(entry) {
@@ -559,7 +563,11 @@ impl Registry {
 
     /// What makes a turn of `entry` go to its next fallback.
     pub fn triggers<'a>(&'a self, entry: &'a ModelEntry) -> &'a [Trigger] {
-        entry.decl.fallback_on.as_deref().unwrap_or(&self.fallback_on)
+        entry
+            .decl
+            .fallback_on
+            .as_deref()
+            .unwrap_or(&self.fallback_on)
     }
 
     /// A model by id or alias (Ollama's `:latest` suffix is ignored).

@@ -31,7 +31,7 @@ use crate::engine::{
     GenerateRequest, GeneratedToken, SamplingParams, StopCause, Usage, quote_control_tokens,
 };
 use crate::plugins::{CallError, Plugin, PluginHost, PluginStream};
-use crate::registry::{ModelEntry, RemoteModel, Registry, RegistryError, Trigger};
+use crate::registry::{ModelEntry, Registry, RegistryError, RemoteModel, Trigger};
 use crate::tool_results;
 use crate::toolcalls::{ToolCheck, ToolPolicy};
 
@@ -234,9 +234,12 @@ impl RouterError {
     /// every model alike).
     pub fn trigger(&self) -> Option<Trigger> {
         match self {
-            RouterError::InvalidRequest(_) | RouterError::Registry(RegistryError::UnknownModel(_)) => None,
+            RouterError::InvalidRequest(_)
+            | RouterError::Registry(RegistryError::UnknownModel(_)) => None,
             RouterError::Engine(EngineError::Busy(_)) => Some(Trigger::Overloaded),
-            RouterError::Engine(EngineError::ContextOverflow { .. }) => Some(Trigger::ContextOverflow),
+            RouterError::Engine(EngineError::ContextOverflow { .. }) => {
+                Some(Trigger::ContextOverflow)
+            }
             RouterError::ToolCallRejected(_) => Some(Trigger::InvalidToolCall),
             RouterError::ToolCallMissing(_) => Some(Trigger::ToolCallMissing),
             RouterError::Backend(e) => Some(match e.trigger() {
@@ -578,10 +581,12 @@ impl Router {
         };
         chain.len() > 1
             && tools_offered(&params.chat)
-            && self
-                .registry
-                .get(&chain[0])
-                .is_ok_and(|entry| self.registry.triggers(&entry).iter().any(|t| t.judges_output()))
+            && self.registry.get(&chain[0]).is_ok_and(|entry| {
+                self.registry
+                    .triggers(&entry)
+                    .iter()
+                    .any(|t| t.judges_output())
+            })
     }
 
     /// The models to try for a turn, in order.
@@ -593,6 +598,9 @@ impl Router {
                 Some(models) => chain.extend(models.iter().cloned()),
                 None => chain.extend(self.registry.fallbacks(&entry)),
             }
+        }
+        for model in &chain[1..] {
+            self.registry.get(model)?;
         }
         if params.escalate && chain.len() > 1 {
             chain.remove(0);
@@ -626,18 +634,18 @@ impl Router {
                     ..params.clone()
                 })
                 .await;
-            let failed = |error: &RouterError, reason: Trigger| Attempt {
+            let failed = |error: String, reason: Trigger| Attempt {
                 model: model.clone(),
                 backend: backend.clone(),
                 outcome: "failed",
                 reason: Some(reason.as_str()),
-                error: Some(error.to_string()),
+                error: Some(error),
                 ms: attempt_started.elapsed().as_secs_f64() * 1e3,
             };
             let mut stream = match outcome {
                 Err(error) => match error.trigger().filter(|t| triggers.contains(t)) {
                     Some(reason) if !last => {
-                        attempts.push(failed(&error, reason));
+                        attempts.push(failed(error.to_string(), reason));
                         record_fallback(model, &chain[i + 1], reason);
                         continue;
                     }
@@ -648,7 +656,7 @@ impl Router {
             if judge && !last {
                 let (events, verdict) = hold(&mut stream.events).await;
                 if let Some((reason, error)) = verdict.filter(|(t, _)| triggers.contains(t)) {
-                    attempts.push(failed(&RouterError::Internal(error), reason));
+                    attempts.push(failed(error, reason));
                     record_fallback(model, &chain[i + 1], reason);
                     continue;
                 }
@@ -776,8 +784,12 @@ impl Router {
         let (call, parser, check, adapter) = match remote.mode {
             Mode::Raw => {
                 let plugin = self.plugin(&entry.adapter(&self.registry.options)?)?;
-                let request =
-                    self.remote_prompt_request(remote, &plugin, &params.chat, params.json.is_some())?;
+                let request = self.remote_prompt_request(
+                    remote,
+                    &plugin,
+                    &params.chat,
+                    params.json.is_some(),
+                )?;
                 let check = ToolCheck::new(&request.tools, &request.tool_choice)?;
                 let mut session = plugin.session()?;
                 let answer = entry.decl.answer_after_results.unwrap_or(false);
@@ -945,7 +957,11 @@ impl Router {
                 backend: Arc::clone(&remote.backend),
                 call,
             };
-            return Ok((prepared(source, remote.backend.name()), entry.id().to_string(), 0));
+            return Ok((
+                prepared(source, remote.backend.name()),
+                entry.id().to_string(),
+                0,
+            ));
         }
         let engine = entry.engine(&self.registry.options)?;
         let ids = match &params.prompt {
@@ -1186,7 +1202,10 @@ async fn hold(
             return (held, verdict);
         }
     }
-    (held, Some((Trigger::Error, "the turn ended without a result".into())))
+    (
+        held,
+        Some((Trigger::Error, "the turn ended without a result".into())),
+    )
 }
 
 fn tools_offered(chat: &ChatRequest) -> bool {
@@ -1228,7 +1247,11 @@ fn remote_sampling(
         presence_penalty: o.presence_penalty,
         frequency_penalty: o.frequency_penalty,
         repetition_penalty: o.repetition_penalty.or(d.repetition_penalty),
-        max_tokens: Some(max_tokens.or(d.max_tokens).unwrap_or(DEFAULT_REMOTE_MAX_TOKENS)),
+        max_tokens: Some(
+            max_tokens
+                .or(d.max_tokens)
+                .unwrap_or(DEFAULT_REMOTE_MAX_TOKENS),
+        ),
         stop: stop.to_vec(),
     }
 }

@@ -5,6 +5,7 @@ mod constraint;
 mod contract;
 mod engine;
 mod fixtures;
+mod gateway;
 mod hot_swap;
 mod isolation;
 mod languages;

@@ -166,6 +166,7 @@ pub fn strict_runtime() -> Arc<Runtime> {
     .expect("the wasm runtime starts")
 }
 
+pub mod backend_fixture;
 pub mod tiny;
 
 /// A tool offered to a model: `parameters` is its JSON Schema.
@@ -248,10 +249,16 @@ pub struct TestServer {
 impl TestServer {
     /// Starts `plugboard serve` with these extra arguments and waits until it listens.
     pub fn start(args: &[&str]) -> TestServer {
+        TestServer::start_with_env(args, &[])
+    }
+
+    /// Starts `plugboard serve` with these extra arguments and environment variables.
+    pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> TestServer {
         use std::io::BufRead;
         let mut child = Command::new(plugboard_bin())
             .args(["serve", "--host", "127.0.0.1", "--port", "0"])
             .args(args)
+            .envs(env.iter().copied())
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::piped())

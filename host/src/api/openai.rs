@@ -318,6 +318,28 @@ async fn chat_completions(
         disable_fallbacks: request.disable_fallbacks,
         escalate: escalates(&headers),
     };
+    if request.stream && state.router.holds(&params) {
+        // The turn is held until judged (a fallback may serve it instead): the response
+        // starts now and SSE comments keep the connection alive meanwhile. Who serves it is
+        // known only then — each chunk's `model`, the last one's `plugboard.attempts` — so
+        // this response has no `x-plugboard-*` headers.
+        let include_usage = request.stream_options.is_some_and(|o| o.include_usage);
+        let router = state.router.clone();
+        let events =
+            stream::once(async move { router.chat(params).await }).flat_map(move |result| {
+                match result {
+                    Ok(turn) => chat_chunks(turn, include_usage).boxed(),
+                    Err(e) => stream::iter([
+                        Ok(Event::default().data(ApiError::from(&e).openai_body().to_string())),
+                        Ok(Event::default().data("[DONE]")),
+                    ])
+                    .boxed(),
+                }
+            });
+        return Ok(Sse::new(events)
+            .keep_alive(KeepAlive::default())
+            .into_response());
+    }
     let stream = state.router.chat(params).await?;
     let served = Served::of(&stream);
     let response = if request.stream {
