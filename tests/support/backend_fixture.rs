@@ -29,9 +29,11 @@ pub enum Fault {
 pub struct Reply {
     pub status: u16,
     pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
-    /// Body pieces of this many bytes, each sent on its own.
-    pub split: usize,
+    /// The body, in the pieces it is sent in (each on its own).
+    pub pieces: Vec<Vec<u8>>,
+    /// Time between two pieces: a backend generating at a steady rate (the gateway
+    /// benchmark). Without it, pieces follow each other at once.
+    pub pace: Option<Duration>,
     pub fault: Option<Fault>,
 }
 
@@ -49,20 +51,22 @@ impl Reply {
         Reply {
             status: 200,
             headers: vec![("content-type".into(), kind.into())],
-            body,
-            split,
+            pieces: body.chunks(split.max(1)).map(<[u8]>::to_vec).collect(),
+            pace: None,
             fault: None,
         }
     }
 
-    /// An SSE stream of these `data:` payloads.
+    /// An SSE stream of these `data:` payloads, one event a piece.
     pub fn sse(frames: &[String]) -> Reply {
-        let body: String = frames.iter().map(|f| format!("data: {f}\n\n")).collect();
         Reply {
             status: 200,
             headers: vec![("content-type".into(), "text/event-stream".into())],
-            body: body.into_bytes(),
-            split: usize::MAX,
+            pieces: frames
+                .iter()
+                .map(|f| format!("data: {f}\n\n").into_bytes())
+                .collect(),
+            pace: None,
             fault: None,
         }
     }
@@ -72,10 +76,16 @@ impl Reply {
         Reply {
             status,
             headers: vec![("content-type".into(), content_type.into())],
-            body: body.as_bytes().to_vec(),
-            split: usize::MAX,
+            pieces: vec![body.as_bytes().to_vec()],
+            pace: None,
             fault: None,
         }
+    }
+
+    /// Sends one piece every `pace`.
+    pub fn paced(mut self, pace: Duration) -> Reply {
+        self.pace = Some(pace);
+        self
     }
 
     pub fn header(mut self, name: &str, value: &str) -> Reply {
@@ -184,12 +194,7 @@ async fn answer(state: &Mutex<State>, uri: Uri, headers: HeaderMap, body: Bytes)
     if let Some(Fault::Delay(delay)) = reply.fault {
         tokio::time::sleep(delay).await;
     }
-    let split = reply.split.clamp(1, reply.body.len().max(1));
-    let mut pieces: Vec<Bytes> = reply
-        .body
-        .chunks(split)
-        .map(Bytes::copy_from_slice)
-        .collect();
+    let mut pieces: Vec<Bytes> = reply.pieces.iter().cloned().map(Bytes::from).collect();
     let mut end: Option<Fault> = None;
     if let Some(fault @ (Fault::ResetAfter(n) | Fault::StallAfter(n))) = reply.fault {
         let mut kept = Vec::new();
@@ -205,7 +210,7 @@ async fn answer(state: &Mutex<State>, uri: Uri, headers: HeaderMap, body: Bytes)
         pieces = kept;
         end = Some(fault);
     }
-    let stream = async_pieces(pieces, end);
+    let stream = async_pieces(pieces, end, reply.pace);
     let mut response = Response::builder().status(reply.status);
     for (name, value) in &reply.headers {
         response = response.header(name, value);
@@ -215,28 +220,36 @@ async fn answer(state: &Mutex<State>, uri: Uri, headers: HeaderMap, body: Bytes)
         .expect("a response")
 }
 
-/// The pieces one by one (a yield between, so that each goes out on its own), then the fault.
+/// The pieces one by one (a yield or the pace between, so that each goes out on its own),
+/// then the fault.
 fn async_pieces(
     pieces: Vec<Bytes>,
     end: Option<Fault>,
+    pace: Option<Duration>,
 ) -> impl futures::Stream<Item = Result<Bytes, std::io::Error>> + Send {
-    futures::stream::unfold((pieces.into_iter(), end), |(mut pieces, end)| async move {
-        match pieces.next() {
-            Some(piece) => {
-                tokio::task::yield_now().await;
-                Some((Ok(piece), (pieces, end)))
-            }
-            None => match end {
-                Some(Fault::ResetAfter(_)) => Some((
-                    Err(std::io::Error::other("the fixture cuts the connection")),
-                    (pieces, None),
-                )),
-                Some(Fault::StallAfter(_)) => {
-                    std::future::pending::<()>().await;
-                    None
+    futures::stream::unfold(
+        (pieces.into_iter(), end, true),
+        move |(mut pieces, end, first)| async move {
+            match pieces.next() {
+                Some(piece) => {
+                    match pace {
+                        Some(pace) if !first => tokio::time::sleep(pace).await,
+                        _ => tokio::task::yield_now().await,
+                    }
+                    Some((Ok(piece), (pieces, end, false)))
                 }
-                _ => None,
-            },
-        }
-    })
+                None => match end {
+                    Some(Fault::ResetAfter(_)) => Some((
+                        Err(std::io::Error::other("the fixture cuts the connection")),
+                        (pieces, None, false),
+                    )),
+                    Some(Fault::StallAfter(_)) => {
+                        std::future::pending::<()>().await;
+                        None
+                    }
+                    _ => None,
+                },
+            }
+        },
+    )
 }
