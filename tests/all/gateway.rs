@@ -952,6 +952,34 @@ fallback = ["remote-chat"]
             "{model} streamed"
         );
     }
+    // plugboard's /v1/completions speaks vLLM's dialect: the stop string kept on request,
+    // `stop_reason` naming what stopped it; through the gateway, a remote model completes too.
+    let completion = |base: &str, model: &str, extra: Value| {
+        let mut body = json!({
+            "model": model,
+            "prompt": "<|im_start|>user\nName three colours, separated by commas.<|im_end|>\n<|im_start|>assistant\n",
+            "max_tokens": 24,
+            "temperature": 0,
+        });
+        for (k, v) in extra.as_object().expect("an object") {
+            body[k] = v.clone();
+        }
+        let answer = post(base, "/v1/completions", &body, &[]);
+        assert_eq!(answer.status, 200, "{}", answer.text);
+        answer.json()["choices"][0].clone()
+    };
+    let whole = completion(&remote.base, "qwen2.5-coder-0.5b", json!({}));
+    assert_eq!(whole["finish_reason"], "stop", "{whole}");
+    assert!(whole["stop_reason"].is_u64(), "ended by the end-of-turn token: {whole}");
+    let kept = completion(&remote.base, "qwen2.5-coder-0.5b", json!({"stop": [","], "include_stop_str_in_output": true}));
+    assert_eq!(kept["stop_reason"], ",", "{kept}");
+    assert!(kept["text"].as_str().unwrap_or("").ends_with(','), "{kept}");
+    let cut = completion(&remote.base, "qwen2.5-coder-0.5b", json!({"stop": [","]}));
+    assert!(!cut["text"].as_str().unwrap_or(",").contains(','), "{cut}");
+    let through = completion(&gateway.base, "remote-raw", json!({}));
+    assert_eq!(through["text"], whole["text"], "the same text through the gateway");
+    assert_eq!(through["stop_reason"], whole["stop_reason"]);
+
     // Raw mode's text came back with its markers: the gateway's adapter parsed it.
     let plain = json!({"model": "remote-raw", "messages": [{"role": "user", "content": "Say hello."}], "max_tokens": 8, "temperature": 0});
     let answer = post(&gateway.base, "/v1/chat/completions", &plain, &[]);
