@@ -193,6 +193,49 @@ impl ChatStream {
     pub fn attempts_now(&self) -> Vec<Attempt> {
         attempts_until_now(&self.attempts, self.started)
     }
+
+    /// The whole turn, for the APIs that answer in one piece. Borrows, so that who served it
+    /// (`model`, `adapter`, `attempts_now`) is still at hand for the response.
+    pub async fn collect(&mut self) -> Result<Collected, Arc<RouterError>> {
+        let mut content = String::new();
+        let mut reasoning = String::new();
+        let mut calls = Vec::new();
+        let mut tokens = Vec::new();
+        while let Some(event) = self.events.recv().await {
+            match event {
+                ChatEvent::Content { text, tokens: t } => {
+                    content.push_str(&text);
+                    tokens.extend(t);
+                }
+                ChatEvent::Reasoning(text) => reasoning.push_str(&text),
+                ChatEvent::ToolCall(call) => calls.push(call),
+                ChatEvent::Error(e) => return Err(e),
+                ChatEvent::Done(summary) => {
+                    return Ok(Collected {
+                        content,
+                        reasoning,
+                        calls,
+                        tokens,
+                        summary,
+                    });
+                }
+            }
+        }
+        Err(Arc::new(RouterError::Internal(
+            "the generation ended without a result".into(),
+        )))
+    }
+}
+
+/// A whole turn: its text, reasoning and calls in order, the log-probabilities of its content
+/// tokens (when asked for) and how it ended.
+#[derive(Clone, Debug)]
+pub struct Collected {
+    pub content: String,
+    pub reasoning: String,
+    pub calls: Vec<ToolCallOut>,
+    pub tokens: Vec<GeneratedToken>,
+    pub summary: Summary,
 }
 
 /// Attempts of a turn that started at `started`, the last (serving) one's time brought up to

@@ -1,23 +1,27 @@
 //! Ollama's API: `/api/chat` and `/api/generate` (NDJSON streams), `/api/tags`, `/api/show`,
 //! `/api/ps`, `/api/version`. Errors are Ollama's `{"error": "…"}`.
 
+use std::borrow::Borrow;
+use std::sync::Arc;
+
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router as HttpRouter};
-use futures::stream::{self, StreamExt};
-use serde::Deserialize;
+use futures::stream::{self, Stream, StreamExt};
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use super::error::ApiError;
 use super::openai::{Served, escalates};
 use super::{ApiJson, AppState};
 use crate::chat::ChatRequest;
+use crate::registry::ModelEntry;
 use crate::router::{
     ChatEvent, ChatParams, ChatStream, CompleteParams, JsonOutput, PromptInput, RouterError,
-    SamplingOverrides, Summary,
+    SamplingOverrides, Summary, ToolCallOut,
 };
 
 pub fn routes() -> HttpRouter<AppState> {
@@ -112,42 +116,155 @@ fn openai_message(message: &Value) -> Value {
     m
 }
 
-fn problem(e: RouterError) -> ApiError {
-    ApiError::from(&e).ollama()
+/// A router error in Ollama's shape, owned or shared (as a turn's events carry it).
+fn problem(e: impl Borrow<RouterError>) -> ApiError {
+    ApiError::from(e.borrow()).ollama()
 }
 
-fn stats(summary: &Summary) -> Map<String, Value> {
-    let ns = |ms: f64| (ms * 1e6) as u64;
-    let u = &summary.usage;
-    let mut m = Map::new();
-    m.insert(
-        "done_reason".into(),
-        json!(if summary.finish == crate::router::Finish::Length {
-            "length"
-        } else {
-            "stop"
-        }),
-    );
-    m.insert(
-        "total_duration".into(),
-        json!(ns(u.queue_ms + u.prefill_ms + u.decode_ms)),
-    );
-    m.insert("load_duration".into(), json!(0));
-    m.insert("prompt_eval_count".into(), json!(u.prompt_tokens));
-    m.insert("prompt_eval_duration".into(), json!(ns(u.prefill_ms)));
-    m.insert("eval_count".into(), json!(u.completion_tokens));
-    m.insert("eval_duration".into(), json!(ns(u.decode_ms)));
-    m
+/// One `/api/chat` line; not streamed, the whole answer.
+#[derive(Serialize)]
+struct ChatLine {
+    model: String,
+    created_at: String,
+    message: Message,
+    done: bool,
+    #[serde(flatten)]
+    stats: Option<Stats>,
 }
 
-fn ndjson(lines: impl futures::Stream<Item = Value> + Send + 'static) -> Response {
-    let body =
-        Body::from_stream(lines.map(|v| Ok::<_, std::convert::Infallible>(format!("{v}\n"))));
+impl ChatLine {
+    /// The last line, and only it, is done and has the statistics.
+    fn new(model: String, message: Message, stats: Option<Stats>) -> ChatLine {
+        ChatLine {
+            model,
+            created_at: now(),
+            message,
+            done: stats.is_some(),
+            stats,
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct Message {
+    role: &'static str,
+    content: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    thinking: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tool_calls: Option<Vec<ToolCall>>,
+}
+
+impl Message {
+    fn assistant(content: String) -> Message {
+        Message {
+            role: "assistant",
+            content,
+            thinking: None,
+            tool_calls: None,
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct ToolCall {
+    function: Function,
+}
+
+/// Ollama's arguments are an object, not OpenAI's string of JSON.
+#[derive(Serialize)]
+struct Function {
+    name: String,
+    arguments: Value,
+}
+
+impl From<ToolCallOut> for ToolCall {
+    fn from(call: ToolCallOut) -> ToolCall {
+        ToolCall {
+            function: Function {
+                name: call.name,
+                arguments: serde_json::from_str(&call.arguments).unwrap_or_else(|_| json!({})),
+            },
+        }
+    }
+}
+
+/// One `/api/generate` line, or the whole answer: a `response` where chat has a `message`.
+#[derive(Serialize)]
+struct GenerateLine {
+    model: String,
+    created_at: String,
+    response: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    thinking: Option<String>,
+    done: bool,
+    #[serde(flatten)]
+    stats: Option<Stats>,
+}
+
+impl From<ChatLine> for GenerateLine {
+    fn from(line: ChatLine) -> GenerateLine {
+        GenerateLine {
+            model: line.model,
+            created_at: line.created_at,
+            response: line.message.content,
+            thinking: line.message.thinking,
+            done: line.done,
+            stats: line.stats,
+        }
+    }
+}
+
+/// How a turn ended and what it took, on the last line; durations in nanoseconds.
+#[derive(Serialize)]
+struct Stats {
+    done_reason: &'static str,
+    total_duration: u64,
+    load_duration: u64,
+    prompt_eval_count: usize,
+    prompt_eval_duration: u64,
+    eval_count: usize,
+    eval_duration: u64,
+}
+
+impl Stats {
+    fn of(summary: &Summary) -> Stats {
+        let ns = |ms: f64| (ms * 1e6) as u64;
+        let u = &summary.usage;
+        Stats {
+            done_reason: if summary.finish == crate::router::Finish::Length {
+                "length"
+            } else {
+                "stop"
+            },
+            total_duration: ns(u.queue_ms + u.prefill_ms + u.decode_ms),
+            load_duration: 0,
+            prompt_eval_count: u.prompt_tokens,
+            prompt_eval_duration: ns(u.prefill_ms),
+            eval_count: u.completion_tokens,
+            eval_duration: ns(u.decode_ms),
+        }
+    }
+}
+
+/// An NDJSON response; an error ends it with Ollama's `{"error": "…"}` line.
+fn ndjson<L: Serialize>(
+    lines: impl Stream<Item = Result<L, Arc<RouterError>>> + Send + 'static,
+) -> Response {
+    let body = Body::from_stream(lines.map(|line| {
+        match line {
+            Ok(line) => serde_json::to_string(&line),
+            Err(e) => serde_json::to_string(&json!({"error": e.to_string()})),
+        }
+        .map(|line| line + "\n")
+    }));
     ([(header::CONTENT_TYPE, "application/x-ndjson")], body).into_response()
 }
 
-/// One NDJSON line per chat event; the last has `done: true` and the statistics.
-fn chat_lines(stream: ChatStream) -> impl futures::Stream<Item = Value> + Send + 'static {
+/// One line per chat event; the last has `done: true` and the statistics.
+fn chat_lines(
+    stream: ChatStream,
+) -> impl Stream<Item = Result<ChatLine, Arc<RouterError>>> + Send + 'static {
     let model = stream.model.clone();
     stream::unfold((stream.events, false), move |(mut events, done)| {
         let model = model.clone();
@@ -155,33 +272,27 @@ fn chat_lines(stream: ChatStream) -> impl futures::Stream<Item = Value> + Send +
             if done {
                 return None;
             }
-            let line = |message: Value, is_done: bool| json!({"model": model, "created_at": now(), "message": message, "done": is_done});
-            let out = match events.recv().await? {
-                ChatEvent::Content { text, .. } => {
-                    line(json!({"role": "assistant", "content": text}), false)
-                }
-                ChatEvent::Reasoning(text) => line(
-                    json!({"role": "assistant", "content": "", "thinking": text}),
-                    false,
-                ),
-                ChatEvent::ToolCall(call) => line(
-                    json!({"role": "assistant", "content": "", "tool_calls": [
-                        {"function": {"name": call.name, "arguments": serde_json::from_str::<Value>(&call.arguments).unwrap_or(json!({}))}}
-                    ]}),
-                    false,
-                ),
-                ChatEvent::Error(e) => {
-                    return Some((json!({"error": e.to_string()}), (events, true)));
-                }
+            let message = match events.recv().await? {
+                ChatEvent::Content { text, .. } => Message::assistant(text),
+                ChatEvent::Reasoning(text) => Message {
+                    thinking: Some(text),
+                    ..Message::assistant(String::new())
+                },
+                ChatEvent::ToolCall(call) => Message {
+                    tool_calls: Some(vec![call.into()]),
+                    ..Message::assistant(String::new())
+                },
+                ChatEvent::Error(e) => return Some((Err(e), (events, true))),
                 ChatEvent::Done(summary) => {
-                    let mut last = line(json!({"role": "assistant", "content": ""}), true);
-                    if let Some(o) = last.as_object_mut() {
-                        o.extend(stats(&summary));
-                    }
-                    return Some((last, (events, true)));
+                    let last = ChatLine::new(
+                        model,
+                        Message::assistant(String::new()),
+                        Some(Stats::of(&summary)),
+                    );
+                    return Some((Ok(last), (events, true)));
                 }
             };
-            Some((out, (events, false)))
+            Some((Ok(ChatLine::new(model, message, None)), (events, false)))
         }
     })
 }
@@ -210,52 +321,20 @@ async fn chat(
         disable_fallbacks: body.disable_fallbacks,
         escalate: escalates(&headers),
     };
-    let stream = state.router.chat(params).await.map_err(problem)?;
+    let mut stream = state.router.chat(params).await.map_err(problem)?;
     let served = Served::of(&stream);
     if body.stream.unwrap_or(true) {
         return Ok(served.headers(ndjson(chat_lines(stream))));
     }
-    // Not streamed: one object with the whole message.
-    let model = stream.model.clone();
-    let mut lines = Box::pin(chat_lines(stream));
-    let mut content = String::new();
-    let mut thinking = String::new();
-    let mut calls = Vec::new();
-    while let Some(line) = lines.next().await {
-        if let Some(error) = line.get("error").and_then(Value::as_str) {
-            return Err(ApiError::new(
-                axum::http::StatusCode::INTERNAL_SERVER_ERROR,
-                "server_error",
-                error,
-            )
-            .ollama());
-        }
-        let message = &line["message"];
-        content.push_str(message["content"].as_str().unwrap_or(""));
-        thinking.push_str(message["thinking"].as_str().unwrap_or(""));
-        if let Some(c) = message["tool_calls"].as_array() {
-            calls.extend(c.iter().cloned());
-        }
-        if line["done"] == json!(true) {
-            let mut message = json!({"role": "assistant", "content": content});
-            if !thinking.is_empty() {
-                message["thinking"] = json!(thinking);
-            }
-            if !calls.is_empty() {
-                message["tool_calls"] = Value::Array(calls);
-            }
-            let mut out = line.clone();
-            out["message"] = message;
-            out["model"] = json!(model);
-            return Ok(served.headers(Json(out).into_response()));
-        }
-    }
-    Err(ApiError::new(
-        axum::http::StatusCode::INTERNAL_SERVER_ERROR,
-        "server_error",
-        "the generation ended without a result",
-    )
-    .ollama())
+    let turn = stream.collect().await.map_err(problem)?;
+    let message = Message {
+        thinking: Some(turn.reasoning).filter(|t| !t.is_empty()),
+        tool_calls: (!turn.calls.is_empty())
+            .then(|| turn.calls.into_iter().map(ToolCall::from).collect()),
+        ..Message::assistant(turn.content)
+    };
+    let answer = ChatLine::new(stream.model, message, Some(Stats::of(&turn.summary)));
+    Ok(served.headers(Json(answer).into_response()))
 }
 
 #[derive(Deserialize)]
@@ -283,7 +362,7 @@ async fn generate(
     ApiJson(body): ApiJson<GenerateBody>,
 ) -> Result<Response, ApiError> {
     let options = body.options.unwrap_or_default();
-    let stream = if body.raw {
+    let mut stream = if body.raw {
         state
             .router
             .complete(CompleteParams {
@@ -325,82 +404,88 @@ async fn generate(
             .await
     }
     .map_err(problem)?;
-    let lines = chat_lines(stream).map(|mut line| {
-        // /api/generate speaks of a `response`, not a `message`.
-        if let Some(o) = line.as_object_mut()
-            && let Some(message) = o.remove("message")
-        {
-            let text = message["content"].as_str().unwrap_or("").to_string();
-            o.insert("response".into(), json!(text));
-            if let Some(thinking) = message.get("thinking") {
-                o.insert("thinking".into(), thinking.clone());
-            }
-        }
-        line
-    });
     if body.stream.unwrap_or(true) {
-        return Ok(ndjson(lines));
+        return Ok(ndjson(
+            chat_lines(stream).map(|line| line.map(GenerateLine::from)),
+        ));
     }
-    let mut lines = Box::pin(lines);
-    let mut response = String::new();
-    while let Some(line) = lines.next().await {
-        if let Some(error) = line.get("error").and_then(Value::as_str) {
-            return Err(ApiError::new(
-                axum::http::StatusCode::INTERNAL_SERVER_ERROR,
-                "server_error",
-                error,
-            )
-            .ollama());
-        }
-        response.push_str(line["response"].as_str().unwrap_or(""));
-        if line["done"] == json!(true) {
-            let mut out = line.clone();
-            out["response"] = json!(response);
-            return Ok(Json(out).into_response());
-        }
-    }
-    Err(ApiError::new(
-        axum::http::StatusCode::INTERNAL_SERVER_ERROR,
-        "server_error",
-        "the generation ended without a result",
-    )
-    .ollama())
+    let turn = stream.collect().await.map_err(problem)?;
+    Ok(Json(GenerateLine {
+        model: stream.model,
+        created_at: now(),
+        response: turn.content,
+        thinking: Some(turn.reasoning).filter(|t| !t.is_empty()),
+        done: true,
+        stats: Some(Stats::of(&turn.summary)),
+    })
+    .into_response())
 }
 
-fn details(entry: &crate::registry::ModelEntry) -> Value {
-    let arch = entry
+/// A model's `details` in tags, show and ps.
+#[derive(Serialize)]
+struct Details {
+    parent_model: &'static str,
+    format: &'static str,
+    family: String,
+    families: Option<Vec<String>>,
+    parameter_size: &'static str,
+    quantization_level: &'static str,
+}
+
+fn details(entry: &ModelEntry) -> Details {
+    let family = entry
         .loaded()
         .map(|e| e.info().architecture.clone())
         .unwrap_or_default();
-    json!({
-        "parent_model": "",
-        "format": "gguf",
-        "family": arch,
-        "families": if arch.is_empty() { Value::Null } else { json!([arch]) },
-        "parameter_size": "",
-        "quantization_level": "",
-    })
+    Details {
+        parent_model: "",
+        format: "gguf",
+        families: (!family.is_empty()).then(|| vec![family.clone()]),
+        family,
+        parameter_size: "",
+        quantization_level: "",
+    }
 }
 
-fn modified(entry: &crate::registry::ModelEntry) -> String {
+fn modified(entry: &ModelEntry) -> String {
     std::fs::metadata(&entry.path)
         .and_then(|m| m.modified())
         .map(|t| chrono::DateTime::<chrono::Utc>::from(t).to_rfc3339())
         .unwrap_or_else(|_| now())
 }
 
-async fn tags(State(state): State<AppState>) -> Json<Value> {
-    let models: Vec<Value> = state
+#[derive(Serialize)]
+struct Models<T> {
+    models: Vec<T>,
+}
+
+/// An `/api/tags` entry: a model that can serve.
+#[derive(Serialize)]
+struct Tag {
+    name: String,
+    model: String,
+    modified_at: String,
+    size: u64,
+    digest: &'static str,
+    details: Details,
+}
+
+async fn tags(State(state): State<AppState>) -> Json<Models<Tag>> {
+    let models = state
         .router
         .registry
         .all()
         .filter(|m| m.available())
-        .map(|m| {
-            let size = std::fs::metadata(&m.path).map(|md| md.len()).unwrap_or(0);
-            json!({"name": m.id(), "model": m.id(), "modified_at": modified(m), "size": size, "digest": "", "details": details(m)})
+        .map(|m| Tag {
+            name: m.id().into(),
+            model: m.id().into(),
+            modified_at: modified(m),
+            size: std::fs::metadata(&m.path).map(|md| md.len()).unwrap_or(0),
+            digest: "",
+            details: details(m),
         })
         .collect();
-    Json(json!({"models": models}))
+    Json(Models { models })
 }
 
 #[derive(Deserialize)]
@@ -409,10 +494,22 @@ struct ShowBody {
     model: String,
 }
 
+#[derive(Serialize)]
+struct Show {
+    modelfile: &'static str,
+    parameters: &'static str,
+    template: String,
+    details: Details,
+    /// GGUF metadata keys, one of them named after the architecture.
+    model_info: Map<String, Value>,
+    capabilities: Vec<&'static str>,
+    modified_at: String,
+}
+
 async fn show(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<ShowBody>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Show>, ApiError> {
     let router = state.router.clone();
     let model = body.model.clone();
     let (entry, engine, plugin) = tokio::task::spawn_blocking(move || router.resolve(&model))
@@ -434,39 +531,69 @@ async fn show(
     if plugin.info().capabilities.reasoning {
         capabilities.push("thinking");
     }
-    Ok(Json(json!({
-        "modelfile": "",
-        "parameters": "",
-        "template": info.chat_template.clone().unwrap_or_default(),
-        "details": details(&entry),
-        "model_info": {
-            "general.architecture": info.architecture,
-            "general.name": info.name,
-            format!("{}.context_length", info.architecture): info.context_length,
-        },
-        "capabilities": capabilities,
-        "modified_at": modified(&entry),
-    })))
+    Ok(Json(Show {
+        modelfile: "",
+        parameters: "",
+        template: info.chat_template.clone().unwrap_or_default(),
+        details: details(&entry),
+        model_info: Map::from_iter([
+            (
+                "general.architecture".into(),
+                info.architecture.clone().into(),
+            ),
+            ("general.name".into(), info.name.clone().into()),
+            (
+                format!("{}.context_length", info.architecture),
+                info.context_length.into(),
+            ),
+        ]),
+        capabilities,
+        modified_at: modified(&entry),
+    }))
 }
 
-async fn ps(State(state): State<AppState>) -> Json<Value> {
-    let models: Vec<Value> = state
+/// An `/api/ps` entry: a loaded model.
+#[derive(Serialize)]
+struct Running {
+    name: String,
+    model: String,
+    size: u64,
+    digest: &'static str,
+    details: Details,
+    expires_at: &'static str,
+    size_vram: u64,
+}
+
+async fn ps(State(state): State<AppState>) -> Json<Models<Running>> {
+    let models = state
         .router
         .registry
         .all()
         .filter_map(|m| {
             let engine = m.loaded()?;
-            Some(json!({
-                "name": m.id(), "model": m.id(), "size": engine.info().file_bytes, "digest": "",
-                "details": details(m), "expires_at": "0001-01-01T00:00:00Z", "size_vram": 0,
-            }))
+            Some(Running {
+                name: m.id().into(),
+                model: m.id().into(),
+                size: engine.info().file_bytes,
+                digest: "",
+                details: details(m),
+                expires_at: "0001-01-01T00:00:00Z",
+                size_vram: 0,
+            })
         })
         .collect();
-    Json(json!({"models": models}))
+    Json(Models { models })
 }
 
-async fn version() -> Json<Value> {
-    Json(json!({"version": env!("CARGO_PKG_VERSION")}))
+#[derive(Serialize)]
+struct Version {
+    version: &'static str,
+}
+
+async fn version() -> Json<Version> {
+    Json(Version {
+        version: env!("CARGO_PKG_VERSION"),
+    })
 }
 
 /// Ollama's `format`: `"json"` for any JSON object, or a JSON Schema.

@@ -2,26 +2,29 @@
 //! `/v1/completions` and `/v1/models`.
 
 use std::convert::Infallible;
+use std::sync::Arc;
 
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, HeaderValue};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router as HttpRouter};
 use futures::stream::{self, Stream, StreamExt};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 
 use super::error::ApiError;
 use super::{ApiJson, AppState, unix_now};
+use crate::adapter::Problem;
 use crate::chat::ChatRequest;
-use crate::engine::GeneratedToken;
-use crate::engine::StopCause;
+use crate::engine::{GeneratedToken, StopCause};
+use crate::registry::{ModelEntry, Source};
 use crate::router::{
     Attempt, ChatEvent, ChatParams, ChatStream, CompleteParams, JsonOutput, PromptInput,
     SamplingOverrides, Summary,
 };
+use crate::toolcalls::ToolPolicy;
 
 pub fn routes() -> HttpRouter<AppState> {
     HttpRouter::new()
@@ -206,44 +209,347 @@ fn completion_id(prefix: &str) -> String {
     format!("{prefix}-{suffix}")
 }
 
-fn usage_json(summary: &Summary) -> Value {
-    let u = &summary.usage;
-    json!({
-        "prompt_tokens": u.prompt_tokens,
-        "completion_tokens": u.completion_tokens,
-        "total_tokens": u.prompt_tokens + u.completion_tokens,
-        "prompt_tokens_details": {"cached_tokens": u.cached_tokens},
-    })
+/// `usage`, in chat and text completions.
+#[derive(Serialize)]
+struct Usage {
+    prompt_tokens: usize,
+    completion_tokens: usize,
+    total_tokens: usize,
+    prompt_tokens_details: PromptTokensDetails,
 }
 
-fn logprob_json(tokens: &[GeneratedToken]) -> Value {
-    let entry = |text: &str, logprob: f32| json!({"token": text, "logprob": logprob, "bytes": text.as_bytes()});
-    Value::Array(
-        tokens
+#[derive(Serialize)]
+struct PromptTokensDetails {
+    cached_tokens: usize,
+}
+
+impl Usage {
+    fn of(summary: &Summary) -> Usage {
+        let u = &summary.usage;
+        Usage {
+            prompt_tokens: u.prompt_tokens,
+            completion_tokens: u.completion_tokens,
+            total_tokens: u.prompt_tokens + u.completion_tokens,
+            prompt_tokens_details: PromptTokensDetails {
+                cached_tokens: u.cached_tokens,
+            },
+        }
+    }
+}
+
+/// A chat `logprobs` entry: a token and its most likely alternatives.
+#[derive(Serialize)]
+struct TokenLogprob<'a> {
+    #[serde(flatten)]
+    chosen: Logprob<'a>,
+    top_logprobs: Vec<Logprob<'a>>,
+}
+
+/// Log-probabilities are written widened to f64: a client that reads doubles gets the f32
+/// exactly, not its shortest decimal.
+#[derive(Serialize)]
+struct Logprob<'a> {
+    token: &'a str,
+    logprob: f64,
+    bytes: &'a [u8],
+}
+
+impl<'a> Logprob<'a> {
+    fn of(token: &'a str, logprob: f32) -> Logprob<'a> {
+        Logprob {
+            token,
+            logprob: logprob.into(),
+            bytes: token.as_bytes(),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct ChatLogprobs<'a> {
+    content: Vec<TokenLogprob<'a>>,
+}
+
+/// A chat choice's `logprobs`: null unless they were asked for.
+fn chat_logprobs(tokens: &[GeneratedToken]) -> Option<ChatLogprobs<'_>> {
+    (!tokens.is_empty()).then(|| ChatLogprobs {
+        content: tokens
             .iter()
-            .map(|t| {
-                let mut e = entry(&t.text, t.logprob);
-                e["top_logprobs"] =
-                    Value::Array(t.top.iter().map(|(text, lp)| entry(text, *lp)).collect());
-                e
+            .map(|t| TokenLogprob {
+                chosen: Logprob::of(&t.text, t.logprob),
+                top_logprobs: t
+                    .top
+                    .iter()
+                    .map(|(text, lp)| Logprob::of(text, *lp))
+                    .collect(),
             })
             .collect(),
-    )
+    })
 }
 
 /// plugboard's own additions to a response: who served it, problems with tool calls, and
 /// timings.
-fn plugboard_json(summary: &Summary, adapter: &str, attempts: &[Attempt]) -> Value {
-    json!({
-        "adapter": adapter,
-        "problems": summary.problems,
-        "attempts": attempts,
-        "timings": {
-            "queue_ms": summary.usage.queue_ms,
-            "prefill_ms": summary.usage.prefill_ms,
-            "decode_ms": summary.usage.decode_ms,
-        },
+#[derive(Serialize)]
+struct Plugboard<'a> {
+    adapter: &'a str,
+    problems: &'a [Problem],
+    attempts: Vec<Attempt>,
+    timings: Timings,
+}
+
+#[derive(Serialize)]
+struct Timings {
+    queue_ms: f64,
+    prefill_ms: f64,
+    decode_ms: f64,
+}
+
+impl<'a> Plugboard<'a> {
+    fn of(summary: &'a Summary, adapter: &'a str, attempts: Vec<Attempt>) -> Plugboard<'a> {
+        Plugboard {
+            adapter,
+            problems: &summary.problems,
+            attempts,
+            timings: Timings {
+                queue_ms: summary.usage.queue_ms,
+                prefill_ms: summary.usage.prefill_ms,
+                decode_ms: summary.usage.decode_ms,
+            },
+        }
+    }
+}
+
+/// A chat completion, answered whole.
+#[derive(Serialize)]
+struct ChatCompletion<'a> {
+    id: String,
+    object: &'static str,
+    created: u64,
+    model: &'a str,
+    system_fingerprint: Option<&'static str>,
+    choices: Vec<ChatChoice<'a>>,
+    usage: Usage,
+    plugboard: Plugboard<'a>,
+}
+
+#[derive(Serialize)]
+struct ChatChoice<'a> {
+    index: u32,
+    message: ChatMessage,
+    logprobs: Option<ChatLogprobs<'a>>,
+    finish_reason: &'static str,
+}
+
+#[derive(Serialize)]
+struct ChatMessage {
+    role: &'static str,
+    /// Null when there is no text (a turn that only calls tools), as OpenAI answers.
+    content: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reasoning_content: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tool_calls: Option<Vec<ToolCall>>,
+}
+
+#[derive(Serialize)]
+struct ToolCall {
+    id: String,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    function: Function,
+}
+
+#[derive(Serialize)]
+struct Function {
+    name: String,
+    arguments: String,
+}
+
+/// One SSE chunk of a streamed chat completion; the usage chunk has no choices.
+#[derive(Serialize)]
+struct ChatChunk<'a> {
+    id: &'a str,
+    object: &'static str,
+    created: u64,
+    model: &'a str,
+    system_fingerprint: Option<&'static str>,
+    choices: Vec<ChunkChoice<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    usage: Option<Usage>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    plugboard: Option<Plugboard<'a>>,
+}
+
+#[derive(Serialize)]
+struct ChunkChoice<'a> {
+    index: u32,
+    delta: Delta,
+    logprobs: Option<ChatLogprobs<'a>>,
+    finish_reason: Option<&'static str>,
+}
+
+/// What a chunk adds to the message; what it does not add is left out.
+#[derive(Serialize, Default)]
+struct Delta {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    role: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    content: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reasoning_content: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tool_calls: Option<Vec<DeltaCall>>,
+}
+
+/// A streamed call: its first chunk names it (`id`, `type`, `name`), the next carries its
+/// arguments.
+#[derive(Serialize)]
+struct DeltaCall {
+    index: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<String>,
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    kind: Option<&'static str>,
+    function: DeltaFunction,
+}
+
+#[derive(Serialize)]
+struct DeltaFunction {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<String>,
+    arguments: String,
+}
+
+/// A text completion, whole or one streamed chunk (the usage chunk has no choices).
+#[derive(Serialize)]
+struct TextCompletion<'a> {
+    id: &'a str,
+    object: &'static str,
+    created: u64,
+    model: &'a str,
+    choices: Vec<TextChoice<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    usage: Option<Usage>,
+}
+
+#[derive(Serialize)]
+struct TextChoice<'a> {
+    index: u32,
+    text: String,
+    logprobs: Option<TextLogprobs<'a>>,
+    finish_reason: Option<&'static str>,
+    stop_reason: Option<StopReason<'a>>,
+}
+
+/// A text completion's `logprobs`: parallel lists, each token's alternatives as
+/// `{text: logprob}`.
+#[derive(Serialize)]
+struct TextLogprobs<'a> {
+    tokens: Vec<&'a str>,
+    token_logprobs: Vec<f64>,
+    top_logprobs: Vec<Map<String, Value>>,
+}
+
+/// A text completion's `logprobs`: null unless they were asked for.
+fn text_logprobs(tokens: &[GeneratedToken]) -> Option<TextLogprobs<'_>> {
+    (!tokens.is_empty()).then(|| TextLogprobs {
+        tokens: tokens.iter().map(|t| t.text.as_str()).collect(),
+        token_logprobs: tokens.iter().map(|t| t.logprob.into()).collect(),
+        top_logprobs: tokens
+            .iter()
+            .map(|t| {
+                t.top
+                    .iter()
+                    .map(|(text, lp)| (text.clone(), f64::from(*lp).into()))
+                    .collect()
+            })
+            .collect(),
     })
+}
+
+/// vLLM's `stop_reason`: the stop string or token id that ended the output.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum StopReason<'a> {
+    Text(&'a str),
+    Token(u32),
+}
+
+fn stop_reason(summary: &Summary) -> Option<StopReason<'_>> {
+    match summary.stop.as_ref()? {
+        StopCause::Text(text) => Some(StopReason::Text(text)),
+        StopCause::Token(id) => Some(StopReason::Token(*id)),
+    }
+}
+
+/// An SSE event with this JSON.
+fn data(body: &impl Serialize) -> Event {
+    Event::default()
+        .json_data(body)
+        .expect("response bodies serialize")
+}
+
+/// What every chunk of one completion repeats.
+struct Head {
+    id: String,
+    created: u64,
+    model: String,
+}
+
+impl Head {
+    fn new(prefix: &str, model: String) -> Arc<Head> {
+        Arc::new(Head {
+            id: completion_id(prefix),
+            created: unix_now(),
+            model,
+        })
+    }
+
+    fn chat_chunk<'a>(
+        &'a self,
+        delta: Delta,
+        logprobs: Option<ChatLogprobs<'a>>,
+        finish_reason: Option<&'static str>,
+    ) -> ChatChunk<'a> {
+        ChatChunk {
+            choices: vec![ChunkChoice {
+                index: 0,
+                delta,
+                logprobs,
+                finish_reason,
+            }],
+            ..self.chat_usage_chunk(None)
+        }
+    }
+
+    /// A chat chunk without choices: the one with `usage`, and what the others start from.
+    fn chat_usage_chunk(&self, usage: Option<Usage>) -> ChatChunk<'_> {
+        ChatChunk {
+            id: &self.id,
+            object: "chat.completion.chunk",
+            created: self.created,
+            model: &self.model,
+            system_fingerprint: None,
+            choices: vec![],
+            usage,
+            plugboard: None,
+        }
+    }
+
+    /// A text completion, or one of its chunks.
+    fn text<'a>(
+        &'a self,
+        choices: Vec<TextChoice<'a>>,
+        usage: Option<Usage>,
+    ) -> TextCompletion<'a> {
+        TextCompletion {
+            id: &self.id,
+            object: "text_completion",
+            created: self.created,
+            model: &self.model,
+            choices,
+            usage,
+        }
+    }
 }
 
 /// Who serves a response.
@@ -280,15 +586,6 @@ impl Served {
         put("x-plugboard-backend", &self.backend);
         put("x-plugboard-attempts", &self.attempts.to_string());
         response
-    }
-}
-
-/// vLLM's `stop_reason`: the stop string or token id that ended the output.
-fn stop_reason(summary: &Summary) -> Value {
-    match &summary.stop {
-        Some(StopCause::Text(text)) => json!(text),
-        Some(StopCause::Token(id)) => json!(id),
-        None => Value::Null,
     }
 }
 
@@ -348,68 +645,50 @@ async fn chat_completions(
             .keep_alive(KeepAlive::default())
             .into_response()
     } else {
-        chat_response(stream).await?.into_response()
+        chat_response(stream).await?
     };
     Ok(served.headers(response))
 }
 
-async fn chat_response(mut stream: ChatStream) -> Result<Json<Value>, ApiError> {
-    let mut content = String::new();
-    let mut reasoning = String::new();
-    let mut calls = Vec::new();
-    let mut tokens = Vec::new();
-    while let Some(event) = stream.events.recv().await {
-        match event {
-            ChatEvent::Content { text, tokens: t } => {
-                content.push_str(&text);
-                tokens.extend(t);
-            }
-            ChatEvent::Reasoning(text) => reasoning.push_str(&text),
-            ChatEvent::ToolCall(call) => calls.push(json!({
-                "id": call.id,
-                "type": "function",
-                "function": {"name": call.name, "arguments": call.arguments},
-            })),
-            ChatEvent::Error(e) => return Err(ApiError::from(e.as_ref())),
-            ChatEvent::Done(summary) => {
-                let mut message = json!({
-                    "role": "assistant",
-                    "content": if content.is_empty() { Value::Null } else { Value::String(content) },
-                });
-                if !reasoning.is_empty() {
-                    message["reasoning_content"] = Value::String(reasoning);
-                }
-                if !calls.is_empty() {
-                    message["tool_calls"] = Value::Array(calls);
-                }
-                let logprobs = if tokens.is_empty() {
-                    Value::Null
-                } else {
-                    json!({"content": logprob_json(&tokens)})
-                };
-                return Ok(Json(json!({
-                    "id": completion_id("chatcmpl"),
-                    "object": "chat.completion",
-                    "created": unix_now(),
-                    "model": stream.model,
-                    "system_fingerprint": null,
-                    "choices": [{
-                        "index": 0,
-                        "message": message,
-                        "logprobs": logprobs,
-                        "finish_reason": summary.finish.as_str(),
-                    }],
-                    "usage": usage_json(&summary),
-                    "plugboard": plugboard_json(&summary, &stream.adapter, &stream.attempts_now()),
-                })));
-            }
-        }
-    }
-    Err(ApiError::new(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "server_error",
-        "the generation ended without a result",
-    ))
+async fn chat_response(mut stream: ChatStream) -> Result<Response, ApiError> {
+    let turn = stream
+        .collect()
+        .await
+        .map_err(|e| ApiError::from(e.as_ref()))?;
+    let message = ChatMessage {
+        role: "assistant",
+        content: Some(turn.content).filter(|c| !c.is_empty()),
+        reasoning_content: Some(turn.reasoning).filter(|r| !r.is_empty()),
+        tool_calls: (!turn.calls.is_empty()).then(|| {
+            turn.calls
+                .into_iter()
+                .map(|call| ToolCall {
+                    id: call.id,
+                    kind: "function",
+                    function: Function {
+                        name: call.name,
+                        arguments: call.arguments,
+                    },
+                })
+                .collect()
+        }),
+    };
+    Ok(Json(ChatCompletion {
+        id: completion_id("chatcmpl"),
+        object: "chat.completion",
+        created: unix_now(),
+        model: &stream.model,
+        system_fingerprint: None,
+        choices: vec![ChatChoice {
+            index: 0,
+            message,
+            logprobs: chat_logprobs(&turn.tokens),
+            finish_reason: turn.summary.finish.as_str(),
+        }],
+        usage: Usage::of(&turn.summary),
+        plugboard: Plugboard::of(&turn.summary, &stream.adapter, stream.attempts_now()),
+    })
+    .into_response())
 }
 
 /// The SSE events of a chat turn: a role chunk, content / reasoning / tool-call chunks, a
@@ -418,8 +697,6 @@ fn chat_chunks(
     stream: ChatStream,
     include_usage: bool,
 ) -> impl Stream<Item = Result<Event, Infallible>> {
-    let id = completion_id("chatcmpl");
-    let created = unix_now();
     let attempts = stream.attempts.clone();
     let served_at = stream.started;
     let ChatStream {
@@ -428,30 +705,20 @@ fn chat_chunks(
         adapter,
         ..
     } = stream;
-    let chunk = {
-        let (id, model) = (id.clone(), model.clone());
-        move |delta: Value, finish: Option<&str>, logprobs: Value| {
-            json!({
-                "id": id,
-                "object": "chat.completion.chunk",
-                "created": created,
-                "model": model,
-                "system_fingerprint": null,
-                "choices": [{"index": 0, "delta": delta, "logprobs": logprobs, "finish_reason": finish}],
-            })
-        }
-    };
-    let data = |v: Value| Event::default().data(v.to_string());
-    let first = data(chunk(
-        json!({"role": "assistant", "content": ""}),
+    let head = Head::new("chatcmpl", model);
+    let first = data(&head.chat_chunk(
+        Delta {
+            role: Some("assistant"),
+            content: Some(String::new()),
+            ..Delta::default()
+        },
         None,
-        Value::Null,
+        None,
     ));
     let rest = stream::unfold((events, false), move |(mut events, done)| {
-        let chunk = chunk.clone();
+        let head = head.clone();
         let adapter = adapter.clone();
         let attempts = attempts.clone();
-        let (id, model) = (id.clone(), model.clone());
         async move {
             if done {
                 return None;
@@ -459,50 +726,61 @@ fn chat_chunks(
             let Some(event) = events.recv().await else {
                 return Some((vec![Event::default().data("[DONE]")], (events, true)));
             };
+            let chunk = |delta: Delta| data(&head.chat_chunk(delta, None, None));
             let out: Vec<Event> = match event {
-                ChatEvent::Content { text, tokens } => {
-                    let logprobs = if tokens.is_empty() {
-                        Value::Null
-                    } else {
-                        json!({"content": logprob_json(&tokens)})
-                    };
-                    vec![data(chunk(json!({"content": text}), None, logprobs))]
-                }
-                ChatEvent::Reasoning(text) => vec![data(chunk(
-                    json!({"reasoning_content": text}),
+                ChatEvent::Content { text, tokens } => vec![data(&head.chat_chunk(
+                    Delta {
+                        content: Some(text),
+                        ..Delta::default()
+                    },
+                    chat_logprobs(&tokens),
                     None,
-                    Value::Null,
                 ))],
+                ChatEvent::Reasoning(text) => vec![chunk(Delta {
+                    reasoning_content: Some(text),
+                    ..Delta::default()
+                })],
                 ChatEvent::ToolCall(call) => vec![
-                    data(chunk(
-                        json!({"tool_calls": [{"index": call.index, "id": call.id, "type": "function",
-                               "function": {"name": call.name, "arguments": ""}}]}),
-                        None,
-                        Value::Null,
-                    )),
-                    data(chunk(
-                        json!({"tool_calls": [{"index": call.index, "function": {"arguments": call.arguments}}]}),
-                        None,
-                        Value::Null,
-                    )),
+                    chunk(Delta {
+                        tool_calls: Some(vec![DeltaCall {
+                            index: call.index,
+                            id: Some(call.id),
+                            kind: Some("function"),
+                            function: DeltaFunction {
+                                name: Some(call.name),
+                                arguments: String::new(),
+                            },
+                        }]),
+                        ..Delta::default()
+                    }),
+                    chunk(Delta {
+                        tool_calls: Some(vec![DeltaCall {
+                            index: call.index,
+                            id: None,
+                            kind: None,
+                            function: DeltaFunction {
+                                name: None,
+                                arguments: call.arguments,
+                            },
+                        }]),
+                        ..Delta::default()
+                    }),
                 ],
                 ChatEvent::Error(e) => {
                     let error = ApiError::from(e.as_ref());
                     return Some((
-                        vec![data(error.openai_body()), Event::default().data("[DONE]")],
+                        vec![data(&error.openai_body()), Event::default().data("[DONE]")],
                         (events, true),
                     ));
                 }
                 ChatEvent::Done(summary) => {
-                    let mut last = chunk(json!({}), Some(summary.finish.as_str()), Value::Null);
                     let attempts = crate::router::attempts_until_now(&attempts, served_at);
-                    last["plugboard"] = plugboard_json(&summary, &adapter, &attempts);
-                    let mut out = vec![data(last)];
+                    let mut out = vec![data(&ChatChunk {
+                        plugboard: Some(Plugboard::of(&summary, &adapter, attempts)),
+                        ..head.chat_chunk(Delta::default(), None, Some(summary.finish.as_str()))
+                    })];
                     if include_usage {
-                        out.push(data(json!({
-                            "id": id, "object": "chat.completion.chunk", "created": created, "model": model,
-                            "system_fingerprint": null, "choices": [], "usage": usage_json(&summary),
-                        })));
+                        out.push(data(&head.chat_usage_chunk(Some(Usage::of(&summary)))));
                     }
                     out.push(Event::default().data("[DONE]"));
                     return Some((out, (events, true)));
@@ -589,38 +867,49 @@ async fn completions(
     };
     let mut stream = state.router.complete(params).await?;
     let served = Served::of(&stream);
-    let id = completion_id("cmpl");
-    let created = unix_now();
+    let head = Head::new("cmpl", stream.model.clone());
     if request.stream {
         let include_usage = request.stream_options.is_some_and(|o| o.include_usage);
-        let model = stream.model.clone();
         let events = stream::unfold((stream.events, false), move |(mut events, done)| {
-            let (id, model) = (id.clone(), model.clone());
+            let head = head.clone();
             async move {
                 if done {
                     return None;
                 }
-                let chunk = |text: &str, finish: Option<&str>, stop_reason: Value| {
-                    json!({"id": id, "object": "text_completion", "created": created, "model": model,
-                           "choices": [{"index": 0, "text": text, "logprobs": null, "finish_reason": finish, "stop_reason": stop_reason}]})
-                };
                 let out = match events.recv().await {
-                    Some(ChatEvent::Content { text, .. }) => vec![Event::default().data(chunk(&text, None, Value::Null).to_string())],
+                    Some(ChatEvent::Content { text, .. }) => vec![data(&head.text(
+                        vec![TextChoice {
+                            index: 0,
+                            text,
+                            logprobs: None,
+                            finish_reason: None,
+                            stop_reason: None,
+                        }],
+                        None,
+                    ))],
                     Some(ChatEvent::Done(summary)) => {
-                        let mut out = vec![Event::default().data(chunk("", Some(summary.finish.as_str()), stop_reason(&summary)).to_string())];
+                        let mut out = vec![data(&head.text(
+                            vec![TextChoice {
+                                index: 0,
+                                text: String::new(),
+                                logprobs: None,
+                                finish_reason: Some(summary.finish.as_str()),
+                                stop_reason: stop_reason(&summary),
+                            }],
+                            None,
+                        ))];
                         if include_usage {
-                            out.push(Event::default().data(
-                                json!({"id": id, "object": "text_completion", "created": created, "model": model,
-                                       "choices": [], "usage": usage_json(&summary)})
-                                .to_string(),
-                            ));
+                            out.push(data(&head.text(vec![], Some(Usage::of(&summary)))));
                         }
                         out.push(Event::default().data("[DONE]"));
                         return Some((out, (events, true)));
                     }
                     Some(ChatEvent::Error(e)) => {
-                        let body = ApiError::from(e.as_ref()).openai_body().to_string();
-                        return Some((vec![Event::default().data(body), Event::default().data("[DONE]")], (events, true)));
+                        let body = ApiError::from(e.as_ref()).openai_body();
+                        return Some((
+                            vec![data(&body), Event::default().data("[DONE]")],
+                            (events, true),
+                        ));
                     }
                     Some(_) => vec![],
                     None => return Some((vec![Event::default().data("[DONE]")], (events, true))),
@@ -635,48 +924,70 @@ async fn completions(
                 .into_response(),
         ));
     }
-    let mut text = String::new();
-    let mut tokens = Vec::new();
-    while let Some(event) = stream.events.recv().await {
-        match event {
-            ChatEvent::Content {
-                text: t,
-                tokens: tk,
-            } => {
-                text.push_str(&t);
-                tokens.extend(tk);
-            }
-            ChatEvent::Error(e) => return Err(ApiError::from(e.as_ref())),
-            ChatEvent::Done(summary) => {
-                let logprobs = if tokens.is_empty() {
-                    Value::Null
-                } else {
-                    json!({
-                        "tokens": tokens.iter().map(|t| t.text.clone()).collect::<Vec<_>>(),
-                        "token_logprobs": tokens.iter().map(|t| t.logprob).collect::<Vec<_>>(),
-                        "top_logprobs": tokens.iter().map(|t| t.top.iter().map(|(k, v)| (k.clone(), json!(v))).collect::<serde_json::Map<_, _>>()).collect::<Vec<_>>(),
-                    })
-                };
-                return Ok(served.headers(
-                    Json(json!({
-                        "id": id, "object": "text_completion", "created": created, "model": stream.model,
-                        "choices": [{"index": 0, "text": text, "logprobs": logprobs, "finish_reason": summary.finish.as_str(), "stop_reason": stop_reason(&summary)}],
-                        "usage": usage_json(&summary),
-                    }))
-                    .into_response(),
-                ));
-            }
-            _ => {}
-        }
-    }
-    Err(ApiError::new(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "server_error",
-        "the generation ended without a result",
-    ))
+    let turn = stream
+        .collect()
+        .await
+        .map_err(|e| ApiError::from(e.as_ref()))?;
+    let completion = head.text(
+        vec![TextChoice {
+            index: 0,
+            text: turn.content,
+            logprobs: text_logprobs(&turn.tokens),
+            finish_reason: Some(turn.summary.finish.as_str()),
+            stop_reason: stop_reason(&turn.summary),
+        }],
+        Some(Usage::of(&turn.summary)),
+    );
+    Ok(served.headers(Json(completion).into_response()))
 }
 
-fn model_json(state: &AppState, entry: &crate::registry::ModelEntry) -> Value {
+/// A `/v1/models` entry.
+#[derive(Serialize)]
+struct ModelObject<'a> {
+    id: &'a str,
+    object: &'static str,
+    created: u64,
+    owned_by: &'static str,
+    plugboard: ModelDetails<'a>,
+}
+
+/// plugboard's own account of a model: where it comes from, who serves it, whether it can
+/// serve now and how its calls are read.
+#[derive(Serialize)]
+struct ModelDetails<'a> {
+    description: Option<&'a str>,
+    source: &'a Source,
+    /// `local`, or the backend that serves the model.
+    backend: &'a str,
+    /// A remote model's name at its backend.
+    backend_model: Option<&'a str>,
+    /// A remote model's mode: `raw` (plugboard's adapter renders and parses) or `chat`.
+    mode: Option<&'static str>,
+    available: bool,
+    loaded: bool,
+    context_length: Option<usize>,
+    architecture: Option<String>,
+    adapter: Option<String>,
+    adapter_version: Option<String>,
+    capabilities: ModelCapabilities,
+    lenient: bool,
+    tool_policy: ToolPolicy,
+}
+
+#[derive(Serialize)]
+struct ModelCapabilities {
+    tools: bool,
+    parallel_tool_calls: bool,
+    reasoning: bool,
+}
+
+#[derive(Serialize)]
+struct ModelList<'a> {
+    object: &'static str,
+    data: Vec<ModelObject<'a>>,
+}
+
+fn model_object<'a>(state: &AppState, entry: &'a ModelEntry) -> ModelObject<'a> {
     let engine = entry.loaded();
     let adapter_name = entry.decl.adapter.clone().or_else(|| {
         engine.as_ref().map(|e| {
@@ -690,49 +1001,59 @@ fn model_json(state: &AppState, entry: &crate::registry::ModelEntry) -> Value {
         .as_ref()
         .map(|p| p.info().capabilities)
         .unwrap_or_default();
-    json!({
-        "id": entry.id(),
-        "object": "model",
-        "created": 0,
-        "owned_by": "plugboard",
-        "plugboard": {
-            "description": entry.decl.description,
-            "source": entry.decl.source,
-            "available": entry.available(),
-            "loaded": engine.is_some(),
-            "context_length": engine.as_ref().map(|e| e.info().max_context).or(entry.decl.context_length),
-            "architecture": engine.as_ref().map(|e| e.info().architecture.clone()),
-            "adapter": adapter_name,
-            "adapter_version": adapter.as_ref().map(|p| p.info().version.clone()),
-            "capabilities": {
-                "tools": capabilities.tools,
-                "parallel_tool_calls": capabilities.parallel_calls,
-                "reasoning": capabilities.reasoning,
+    ModelObject {
+        id: entry.id(),
+        object: "model",
+        created: 0,
+        owned_by: "plugboard",
+        plugboard: ModelDetails {
+            description: entry.decl.description.as_deref(),
+            source: &entry.decl.source,
+            backend: entry.remote.as_ref().map_or("local", |r| r.backend.name()),
+            backend_model: entry.remote.as_ref().map(|r| r.model.as_str()),
+            mode: entry.remote.as_ref().map(|r| r.mode.as_str()),
+            available: entry.available(),
+            loaded: engine.is_some(),
+            context_length: engine
+                .as_ref()
+                .map(|e| e.info().max_context)
+                .or(entry.decl.context_length),
+            architecture: engine.as_ref().map(|e| e.info().architecture.clone()),
+            adapter: adapter_name,
+            adapter_version: adapter.as_ref().map(|p| p.info().version.clone()),
+            capabilities: ModelCapabilities {
+                tools: capabilities.tools,
+                parallel_tool_calls: capabilities.parallel_calls,
+                reasoning: capabilities.reasoning,
             },
-            "lenient": entry.lenient(),
-            "tool_policy": entry.tool_policy(),
+            lenient: entry.lenient(),
+            tool_policy: entry.tool_policy(),
         },
-    })
+    }
 }
 
-async fn list_models(State(state): State<AppState>) -> Json<Value> {
-    let data: Vec<Value> = state
+async fn list_models(State(state): State<AppState>) -> Response {
+    let data = state
         .router
         .registry
         .all()
-        .map(|m| model_json(&state, m))
+        .map(|m| model_object(&state, m))
         .collect();
-    Json(json!({"object": "list", "data": data}))
+    Json(ModelList {
+        object: "list",
+        data,
+    })
+    .into_response()
 }
 
 async fn get_model(
     State(state): State<AppState>,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let entry = state
         .router
         .registry
         .get(&id)
         .map_err(|e| ApiError::from(crate::router::RouterError::Registry(e)))?;
-    Ok(Json(model_json(&state, &entry)))
+    Ok(Json(model_object(&state, &entry)).into_response())
 }
