@@ -16,6 +16,7 @@ use axum::extract::{FromRequest, Request};
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::Response;
+use axum::serve::ListenerExt;
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde::de::DeserializeOwned;
 
@@ -170,6 +171,11 @@ pub async fn serve(
         "listening on http://{}",
         addr.map(|a| a.to_string()).unwrap_or_default()
     );
+    // Without TCP_NODELAY a stream's second small write waits for the client's delayed ACK
+    // (tens of milliseconds): every SSE chunk after the first would be late.
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     axum::serve(listener, app(state))
         .with_graceful_shutdown(shutdown)
         .await

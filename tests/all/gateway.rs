@@ -970,14 +970,24 @@ fallback = ["remote-chat"]
     };
     let whole = completion(&remote.base, "qwen2.5-coder-0.5b", json!({}));
     assert_eq!(whole["finish_reason"], "stop", "{whole}");
-    assert!(whole["stop_reason"].is_u64(), "ended by the end-of-turn token: {whole}");
-    let kept = completion(&remote.base, "qwen2.5-coder-0.5b", json!({"stop": [","], "include_stop_str_in_output": true}));
+    assert!(
+        whole["stop_reason"].is_u64(),
+        "ended by the end-of-turn token: {whole}"
+    );
+    let kept = completion(
+        &remote.base,
+        "qwen2.5-coder-0.5b",
+        json!({"stop": [","], "include_stop_str_in_output": true}),
+    );
     assert_eq!(kept["stop_reason"], ",", "{kept}");
     assert!(kept["text"].as_str().unwrap_or("").ends_with(','), "{kept}");
     let cut = completion(&remote.base, "qwen2.5-coder-0.5b", json!({"stop": [","]}));
     assert!(!cut["text"].as_str().unwrap_or(",").contains(','), "{cut}");
     let through = completion(&gateway.base, "remote-raw", json!({}));
-    assert_eq!(through["text"], whole["text"], "the same text through the gateway");
+    assert_eq!(
+        through["text"], whole["text"],
+        "the same text through the gateway"
+    );
     assert_eq!(through["stop_reason"], whole["stop_reason"]);
 
     // Raw mode's text came back with its markers: the gateway's adapter parsed it.

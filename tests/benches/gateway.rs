@@ -16,8 +16,8 @@ use plugboard_tests::backend_fixture::{FixtureBackend, Reply};
 
 const TOKENS: usize = 256;
 const PACE: Duration = Duration::from_millis(2);
-/// Each token's text; counted in what the client receives.
-const TOKEN: &str = "qq ";
+/// Each token's text; counted in what the client receives (not alphanumeric: ids are).
+const TOKEN: &str = "~~ ";
 const ROUNDS: usize = 12;
 
 /// A streamed answer of `TOKENS` tokens in the chat or the completions shape.
@@ -58,13 +58,13 @@ async fn one(client: &reqwest::Client, url: &str, body: &serde_json::Value) -> (
     let mut tail = String::new();
     while let Some(chunk) = bytes.next().await {
         tail.push_str(&String::from_utf8_lossy(&chunk.expect("a chunk")));
-        let count = tail.matches("qq").count();
+        let count = tail.matches("~~").count();
         if count > 0 {
             seen += count;
             first.get_or_insert_with(Instant::now);
             last = Instant::now();
-            // Keep a possible half "qq" at the end.
-            tail = tail[tail.rfind("qq").map(|i| i + 2).unwrap_or(0)..].to_string();
+            // Keep a possible half "~~" at the end.
+            tail = tail[tail.rfind("~~").map(|i| i + 2).unwrap_or(0)..].to_string();
         }
     }
     assert_eq!(seen, TOKENS, "{url}: every token arrives");

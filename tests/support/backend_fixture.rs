@@ -141,6 +141,10 @@ impl FixtureBackend {
             async move { answer(&state, uri, headers, body).await }
         });
         runtime.spawn(async move {
+            use axum::serve::ListenerExt;
+            let listener = listener.tap_io(|tcp| {
+                let _ = tcp.set_nodelay(true);
+            });
             let _ = axum::serve(listener, app).await;
         });
         FixtureBackend {
