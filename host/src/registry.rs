@@ -18,10 +18,15 @@
 //! id = "qwen2.5-32b"
 //! source = { backend = "gpu", model = "Qwen/Qwen2.5-32B-Instruct" }
 //! mode = "raw"                # raw: plugboard renders and parses; chat: the backend does
-//! chat_template = "qwen2.5-32b/tokenizer_config.json"   # or a GGUF, or a .jinja file
+//! chat_template = "qwen2.5-32b/tokenizer_config.json"   # a GGUF, a .jinja, or { hf, file }
 //! adapter = "hermes"
+//! ```
 //!
-//! fallback = ["gpt-4o-mini"]  # for every model that names none of its own
+//! Fallbacks for every model that names none of its own are top-level keys, so they come
+//! before the first `[[...]]` table (TOML puts a key after a table header into that table):
+//!
+//! ```toml
+//! fallback = ["gpt-4o-mini"]
 //! fallback_on = ["error", "timeout", "overloaded", "context_overflow"]
 //! ```
 
@@ -49,6 +54,14 @@ pub enum Source {
     HuggingFace { hf: String, file: String },
     /// A model of a remote backend, by the name the backend knows it by.
     Backend { backend: String, model: String },
+}
+
+/// Where a remote model's chat template is.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum TemplateSource {
+    Path(PathBuf),
+    HuggingFace { hf: String, file: String },
 }
 
 /// What makes a model's turn go to its next fallback (`fallback_on`).
@@ -148,9 +161,10 @@ pub struct ModelDecl {
     #[serde(default)]
     pub mode: Option<Mode>,
     /// For a remote model in raw mode: a GGUF, `tokenizer_config.json` or Jinja file with its
-    /// chat template and special tokens.
+    /// chat template and special tokens — a path (relative to the config file), or a file of a
+    /// Hugging Face repository in the models folder (`{ hf = "org/repo", file = "…" }`).
     #[serde(default)]
-    pub chat_template: Option<PathBuf>,
+    pub chat_template: Option<TemplateSource>,
     /// Models that serve a turn this one fails (tried in order).
     #[serde(default)]
     pub fallback: Option<Vec<String>>,
@@ -490,11 +504,12 @@ impl Registry {
                         ))
                     })?;
                     let template = match &decl.chat_template {
-                        Some(path) => {
-                            let path = if path.is_absolute() {
-                                path.clone()
-                            } else {
-                                config_dir.join(path)
+                        Some(source) => {
+                            let path = match source {
+                                TemplateSource::Path(path) => config_dir.join(path),
+                                TemplateSource::HuggingFace { hf, file } => {
+                                    models_dir.join(hf.replace('/', "--")).join(file)
+                                }
                             };
                             RemoteTemplate::load(&path).map_err(|reason| {
                                 config_error(format!("model '{}': chat_template {reason}", decl.id))
@@ -607,4 +622,94 @@ pub fn default_models_dir() -> PathBuf {
     std::env::var_os("PLUGBOARD_MODELS")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("models"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn registry(config: &str) -> Result<Registry, RegistryError> {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("models.toml");
+        std::fs::write(&path, config).expect("written");
+        std::fs::write(dir.path().join("t.jinja"), "{{ messages }}").expect("written");
+        Registry::new(Some(&path), None, dir.path(), EngineOptions::default())
+    }
+
+    const BACKEND: &str =
+        "[[backends]]\nname = \"gpu\"\nkind = \"vllm\"\nurls = [\"http://10.0.0.5:8000\"]\n";
+
+    #[test]
+    fn remote_models_name_declared_backends_and_modes_follow_the_template() {
+        // Top-level keys come before the first table, as TOML reads them.
+        let r = registry(&format!(
+            "fallback = [\"chat\"]\nfallback_on = [\"timeout\"]\n\n{BACKEND}\n\
+             [[models]]\nid = \"big\"\nsource = {{ backend = \"gpu\", model = \"Q/Q\" }}\nchat_template = \"t.jinja\"\n\n\
+             [[models]]\nid = \"chat\"\nsource = {{ backend = \"gpu\", model = \"Q/Q\" }}\nfallback = [\"big\"]\n"
+        ))
+        .expect("valid");
+        let big = r.get("big").unwrap();
+        let remote = big.remote.as_ref().expect("remote");
+        assert_eq!((remote.mode, remote.model.as_str()), (Mode::Raw, "Q/Q"));
+        assert_eq!(
+            remote.template.chat_template.as_deref(),
+            Some("{{ messages }}")
+        );
+        assert!(big.available());
+        assert!(matches!(
+            big.engine(&r.options),
+            Err(RegistryError::Remote { .. })
+        ));
+        assert_eq!(
+            big.adapter(&r.options).unwrap(),
+            "jinja",
+            "detected from the template"
+        );
+        let chat = r.get("chat").unwrap();
+        assert_eq!(chat.remote.as_ref().unwrap().mode, Mode::Chat);
+        // Its own list; the default list for the others (never a model itself).
+        assert_eq!(r.fallbacks(&chat), vec!["big".to_string()]);
+        assert_eq!(r.fallbacks(&big), vec!["chat".to_string()]);
+        assert!(
+            r.fallbacks(&r.get("chat").unwrap())
+                .iter()
+                .all(|f| f != "chat")
+        );
+        assert_eq!(r.triggers(&big), &[Trigger::Timeout]);
+        assert_eq!(
+            r.triggers(&r.get("qwen2.5-coder-0.5b").unwrap()),
+            &[Trigger::Timeout]
+        );
+    }
+
+    #[test]
+    fn bad_backend_declarations_are_refused_at_start() {
+        let cases = [
+            (
+                "[[models]]\nid = \"x\"\nsource = { backend = \"nope\", model = \"m\" }\n",
+                "not declared",
+            ),
+            (&format!("{BACKEND}{BACKEND}"), "declared twice"),
+            (
+                "[[backends]]\nname = \"b\"\nkind = \"vllm\"\nurls = []\n",
+                "no urls",
+            ),
+            (
+                "[[backends]]\nname = \"b\"\nkind = \"tgi\"\nurls = [\"http://x\"]\n",
+                "unknown variant",
+            ),
+            ("fallback = [\"nope\"]\n", "not a model"),
+            (
+                &format!(
+                    "{BACKEND}[[models]]\nid = \"x\"\nsource = {{ backend = \"gpu\", model = \"m\" }}\nchat_template = \"missing.jinja\"\n"
+                ),
+                "chat_template",
+            ),
+            ("fallback_on = [\"sometimes\"]\n", "unknown variant"),
+        ];
+        for (config, expected) in cases {
+            let error = registry(config).err().expect("refused").to_string();
+            assert!(error.contains(expected), "{config}\n→ {error}");
+        }
+    }
 }

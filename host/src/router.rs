@@ -21,8 +21,8 @@ use crate::adapter::{
 };
 use crate::backends::template::defuse_control_tokens;
 use crate::backends::{
-    Backend, BackendError, Format, Mode, RemoteCall, RemoteEvent, RemoteInput, RemoteSampling,
-    RemoteStream, wire,
+    Backend, BackendError, BackendKind, Format, Mode, RemoteCall, RemoteEvent, RemoteInput,
+    RemoteSampling, RemoteStream, wire,
 };
 use crate::call_constraint::{json_constraint, tool_constraint};
 use crate::chat::{ChatRequest, RequestError};
@@ -887,6 +887,11 @@ impl Router {
                     if let Some(parallel) = params.chat.parallel_tool_calls {
                         chat.insert("parallel_tool_calls".into(), parallel.into());
                     }
+                }
+                if kind == BackendKind::Vllm
+                    && let Some(variables) = &params.chat.chat_template_kwargs
+                {
+                    chat.insert("chat_template_kwargs".into(), variables.clone().into());
                 }
                 match &params.json {
                     Some(JsonOutput::Object) => {
