@@ -404,21 +404,24 @@ async fn generate(
             .await
     }
     .map_err(problem)?;
+    let served = Served::of(&stream);
     if body.stream.unwrap_or(true) {
-        return Ok(ndjson(
+        return Ok(served.headers(ndjson(
             chat_lines(stream).map(|line| line.map(GenerateLine::from)),
-        ));
+        )));
     }
     let turn = stream.collect().await.map_err(problem)?;
-    Ok(Json(GenerateLine {
-        model: stream.model,
-        created_at: now(),
-        response: turn.content,
-        thinking: Some(turn.reasoning).filter(|t| !t.is_empty()),
-        done: true,
-        stats: Some(Stats::of(&turn.summary)),
-    })
-    .into_response())
+    Ok(served.headers(
+        Json(GenerateLine {
+            model: stream.model,
+            created_at: now(),
+            response: turn.content,
+            thinking: Some(turn.reasoning).filter(|t| !t.is_empty()),
+            done: true,
+            stats: Some(Stats::of(&turn.summary)),
+        })
+        .into_response(),
+    ))
 }
 
 /// A model's `details` in tags, show and ps.
