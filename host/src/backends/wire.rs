@@ -364,19 +364,7 @@ impl Reader {
                     .get("index")
                     .and_then(Value::as_u64)
                     .unwrap_or(position as u64) as u32;
-                out.push(RemoteEvent::Call {
-                    index,
-                    id: call.get("id").and_then(Value::as_str).map(str::to_string),
-                    name: call
-                        .pointer("/function/name")
-                        .and_then(Value::as_str)
-                        .map(str::to_string),
-                    arguments: match call.pointer("/function/arguments") {
-                        Some(Value::String(s)) => s.clone(),
-                        Some(v) if !v.is_null() => v.to_string(),
-                        _ => String::new(),
-                    },
-                });
+                out.push(call_event(call, index, ""));
             }
         }
         if let Some(finish) = choice.get("finish_reason").and_then(Value::as_str) {
@@ -404,21 +392,8 @@ impl Reader {
             {
                 // Each Ollama call comes whole: each gets a number of its own, whatever index
                 // (recent versions) the line gives it.
-                let index = self.ollama_calls;
+                out.push(call_event(call, self.ollama_calls, "{}"));
                 self.ollama_calls += 1;
-                out.push(RemoteEvent::Call {
-                    index,
-                    id: call.get("id").and_then(Value::as_str).map(str::to_string),
-                    name: call
-                        .pointer("/function/name")
-                        .and_then(Value::as_str)
-                        .map(str::to_string),
-                    arguments: match call.pointer("/function/arguments") {
-                        Some(Value::String(s)) => s.clone(),
-                        Some(v) if !v.is_null() => v.to_string(),
-                        _ => "{}".into(),
-                    },
-                });
             }
         }
         if frame.get("done").and_then(Value::as_bool) == Some(true) {
@@ -441,6 +416,25 @@ impl Reader {
             out.extend(self.finish());
         }
         out
+    }
+}
+
+/// A call (or a piece of one) as either format writes it: `{id?, function: {name?,
+/// arguments?}}`, arguments as a JSON string (OpenAI) or an object (Ollama). `missing` stands in
+/// for arguments a piece leaves out.
+fn call_event(call: &Value, index: u32, missing: &str) -> RemoteEvent {
+    RemoteEvent::Call {
+        index,
+        id: call.get("id").and_then(Value::as_str).map(str::to_string),
+        name: call
+            .pointer("/function/name")
+            .and_then(Value::as_str)
+            .map(str::to_string),
+        arguments: match call.pointer("/function/arguments") {
+            Some(Value::String(s)) => s.clone(),
+            Some(v) if !v.is_null() => v.to_string(),
+            _ => missing.to_string(),
+        },
     }
 }
 
