@@ -29,8 +29,29 @@ fn cargo() -> Command {
         "CARGO_ENCODED_RUSTFLAGS",
         "RUSTC_WORKSPACE_WRAPPER",
         "CARGO_TARGET_DIR",
+        "OUT_DIR",
     ] {
         command.env_remove(var);
+    }
+    // What `cargo test` sets for the test binary (its package's name, version, folder): a
+    // build script that watches one of these (ring's does) would run again, and everything
+    // above it would be rebuilt, each time a test builds something.
+    for (var, _) in std::env::vars_os() {
+        let var = var.to_string_lossy();
+        if [
+            "CARGO_PKG_",
+            "CARGO_MANIFEST_",
+            "CARGO_CRATE_",
+            "CARGO_BIN_",
+            "CARGO_PRIMARY_",
+            "CARGO_TARGET_TMPDIR",
+            "CARGO_RUSTC_CURRENT_DIR",
+        ]
+        .iter()
+        .any(|prefix| var.starts_with(prefix))
+        {
+            command.env_remove(var.as_ref());
+        }
     }
     command
 }
