@@ -31,6 +31,7 @@
 //! ```
 
 pub mod detect;
+pub mod residency;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -42,6 +43,7 @@ use crate::backends::template::RemoteTemplate;
 use crate::backends::{Backend, BackendDecl, Mode};
 use crate::engine::{Engine, EngineError, EngineOptions};
 use crate::toolcalls::ToolPolicy;
+use residency::{KeepAlive, Residency, Usage};
 
 /// Where a model's weights are.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -170,6 +172,10 @@ pub struct ModelDecl {
     pub fallback: Option<Vec<String>>,
     #[serde(default)]
     pub fallback_on: Option<Vec<Trigger>>,
+    /// How long the model stays loaded after a request (`"5m"`, `"1h"`, `"-1"` for good, `"0"`
+    /// to unload right after); default: the server's `--keep-alive`.
+    #[serde(default)]
+    pub keep_alive: Option<String>,
 }
 
 impl ModelDecl {
@@ -191,6 +197,7 @@ impl ModelDecl {
             chat_template: None,
             fallback: None,
             fallback_on: None,
+            keep_alive: None,
         }
     }
 }
@@ -314,6 +321,9 @@ pub struct ModelEntry {
     /// Where a remote model is served.
     pub remote: Option<RemoteModel>,
     engine: Mutex<Option<Arc<Engine>>>,
+    /// Requests in flight, last use, expiry (see `residency`).
+    pub usage: Usage,
+    keep_alive: Option<KeepAlive>,
 }
 
 impl ModelEntry {
@@ -324,6 +334,22 @@ impl ModelEntry {
     /// Whether the model can serve: its weights file is present, or it is remote.
     pub fn available(&self) -> bool {
         self.remote.is_some() || self.path.is_file()
+    }
+
+    /// How long the model stays loaded after a request: the request's, else the model's, else
+    /// the server's.
+    pub fn keep_alive(&self, request: Option<KeepAlive>, server: KeepAlive) -> KeepAlive {
+        request.or(self.keep_alive).unwrap_or(server)
+    }
+
+    /// Lets the engine go: requests running on it finish, then its weights are freed.
+    /// Whether it was loaded.
+    pub fn unload(&self) -> bool {
+        let engine = self.engine.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if engine.is_some() {
+            tracing::info!(model = %self.decl.id, "unloaded");
+        }
+        engine.is_some()
     }
 
     /// The loaded engine, if any.
@@ -375,7 +401,8 @@ impl ModelEntry {
         Ok(detect::adapter_for(engine.info().chat_template.as_deref()).to_string())
     }
 
-    /// Loads the model on first use (blocking: call from a blocking thread).
+    /// Loads the model on first use (blocking: call from a blocking thread). Makes no room
+    /// for it: the server loads through [`Registry::engine`].
     pub fn engine(&self, options: &EngineOptions) -> Result<Arc<Engine>, RegistryError> {
         let mut slot = self.engine.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(engine) = slot.as_ref() {
@@ -416,6 +443,24 @@ pub struct Registry {
     /// Fallbacks of models that declare none, and what triggers them.
     fallback: Vec<String>,
     fallback_on: Vec<Trigger>,
+    pub residency: Residency,
+}
+
+/// A request's hold on a loaded model: while it lives the model is busy (never unloaded for
+/// another); when it ends the model's expiry starts, and a zero `keep_alive` unloads it.
+pub struct Lease {
+    entry: Arc<ModelEntry>,
+    keep_alive: KeepAlive,
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        self.entry.usage.end(self.keep_alive);
+        if self.keep_alive == KeepAlive::For(std::time::Duration::ZERO) && !self.entry.usage.busy()
+        {
+            self.entry.unload();
+        }
+    }
 }
 
 impl Registry {
@@ -531,11 +576,19 @@ impl Registry {
                     PathBuf::new()
                 }
             };
+            let keep_alive = decl
+                .keep_alive
+                .as_deref()
+                .map(KeepAlive::parse_str)
+                .transpose()
+                .map_err(|e| config_error(format!("model '{}': {e}", decl.id)))?;
             let entry = ModelEntry {
                 decl,
                 path,
                 remote,
                 engine: Mutex::new(None),
+                usage: Usage::default(),
+                keep_alive,
             };
             models.insert(entry.decl.id.clone(), Arc::new(entry));
         }
@@ -548,6 +601,7 @@ impl Registry {
             fallback_on: file
                 .fallback_on
                 .unwrap_or_else(|| DEFAULT_TRIGGERS.to_vec()),
+            residency: Residency::default(),
         };
         for entry in registry.models.values() {
             for fallback in registry.fallbacks(entry) {
@@ -560,6 +614,91 @@ impl Registry {
             }
         }
         Ok(registry)
+    }
+
+    /// With these keep-alive and load limits.
+    pub fn with_residency(mut self, residency: Residency) -> Registry {
+        self.residency = residency;
+        self
+    }
+
+    /// A local model's engine, loaded if needed (blocking), after making room for it: idle
+    /// models are unloaded, earliest expiry first, then least recently used, until fewer than
+    /// `max_loaded` remain. Busy models stay; if only busy ones are left the model loads
+    /// anyway, and the limit is restored as they go idle (see [`Registry::reap`]).
+    pub fn engine(&self, entry: &ModelEntry) -> Result<Arc<Engine>, RegistryError> {
+        if let Some(engine) = entry.loaded() {
+            return Ok(engine);
+        }
+        if entry.remote.is_none() && entry.available() {
+            self.make_room(Some(entry.id()));
+        }
+        entry.engine(&self.options)
+    }
+
+    /// Holds a loaded model for a request.
+    pub fn lease(&self, entry: &Arc<ModelEntry>, keep_alive: Option<KeepAlive>) -> Lease {
+        entry.usage.begin();
+        Lease {
+            entry: Arc::clone(entry),
+            keep_alive: entry.keep_alive(keep_alive, self.residency.keep_alive),
+        }
+    }
+
+    /// Unloads idle models until fewer than `max_loaded` remain besides `keep` (all but
+    /// `keep` count when loading it).
+    fn make_room(&self, keep: Option<&str>) {
+        let max = self.residency.max_loaded;
+        if max == 0 {
+            return;
+        }
+        loop {
+            let loaded: Vec<&Arc<ModelEntry>> = self
+                .models
+                .values()
+                .filter(|m| m.loaded().is_some() && Some(m.id()) != keep)
+                .collect();
+            let limit = if keep.is_some() { max - 1 } else { max };
+            if loaded.len() <= limit {
+                return;
+            }
+            let victim = loaded
+                .into_iter()
+                .filter(|m| !m.usage.busy())
+                .min_by_key(|m| {
+                    (
+                        m.usage.expires().is_none(),
+                        m.usage.expires(),
+                        m.usage.last_used(),
+                    )
+                });
+            match victim {
+                Some(victim) => {
+                    victim.unload();
+                }
+                None => {
+                    tracing::warn!(
+                        "more than {max} models are loaded and all are busy: one goes when idle"
+                    );
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Unloads idle models whose keep-alive has run out, and idle ones beyond `max_loaded`
+    /// (the server calls it every second).
+    pub fn reap(&self) {
+        let now = std::time::Instant::now();
+        for entry in self.models.values() {
+            if entry.loaded().is_some()
+                && !entry.usage.busy()
+                && entry.usage.expires().is_some_and(|t| t <= now)
+            {
+                entry.unload();
+            }
+        }
+        self.make_room(None);
     }
 
     /// The models that serve a turn `entry` fails, in order (its own, else the default list;

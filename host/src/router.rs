@@ -31,7 +31,8 @@ use crate::engine::{
     GenerateRequest, GeneratedToken, SamplingParams, StopCause, Usage, quote_control_tokens,
 };
 use crate::plugins::{CallError, Plugin, PluginHost, PluginStream};
-use crate::registry::{ModelEntry, Registry, RegistryError, RemoteModel, Trigger};
+use crate::registry::residency::KeepAlive;
+use crate::registry::{Lease, ModelEntry, Registry, RegistryError, RemoteModel, Trigger};
 use crate::tool_results;
 use crate::toolcalls::{ToolCheck, ToolPolicy};
 
@@ -70,6 +71,8 @@ pub struct ChatParams {
     /// Skip the named model and start with its first fallback (the caller asks for more
     /// accuracy than the primary gives).
     pub escalate: bool,
+    /// How long a local model stays loaded after this request.
+    pub keep_alive: Option<KeepAlive>,
 }
 
 /// What JSON a response format asks for. Without tools on offer it is enforced by constrained
@@ -107,6 +110,7 @@ pub struct CompleteParams {
     /// default: a raw completion shows what the model wrote).
     pub skip_special_tokens: bool,
     pub include_stop_str_in_output: bool,
+    pub keep_alive: Option<KeepAlive>,
 }
 
 #[derive(Clone, Debug)]
@@ -383,6 +387,8 @@ struct Prepared {
     include_stop: bool,
     /// Completions: control-token texts left out of the text (vLLM's `skip_special_tokens`).
     hidden: Vec<String>,
+    /// A local model's hold for this turn.
+    lease: Option<Lease>,
 }
 
 /// What a running turn reads and how it judges it.
@@ -395,6 +401,7 @@ struct TurnInputs {
     started: Instant,
     include_stop: bool,
     hidden: Vec<String>,
+    lease: Option<Lease>,
 }
 
 fn sampling(entry: &ModelEntry, o: &SamplingOverrides) -> SamplingParams {
@@ -464,10 +471,38 @@ impl Router {
     /// The model and its adapter, loading the model if needed (blocking).
     pub fn resolve(&self, model: &str) -> Result<Resolved, RouterError> {
         let entry = self.registry.get(model)?;
-        let engine = entry.engine(&self.registry.options)?;
+        let engine = self.registry.engine(&entry)?;
         let adapter = entry.adapter(&self.registry.options)?;
         let plugin = self.plugin(&adapter)?;
         Ok((entry, engine, plugin))
+    }
+
+    /// Loads a model and keeps it for `keep_alive` (Ollama's empty request), or unloads it
+    /// when that is zero. Returns the model's id and whether it is loaded now. A remote model
+    /// has nothing to load.
+    pub async fn preload(
+        self: &Arc<Self>,
+        model: &str,
+        keep_alive: Option<KeepAlive>,
+    ) -> Result<(String, bool), RouterError> {
+        let entry = self.registry.get(model)?;
+        if entry.remote.is_some() {
+            return Ok((entry.id().to_string(), true));
+        }
+        let keep = entry.keep_alive(keep_alive, self.registry.residency.keep_alive);
+        if keep == KeepAlive::For(std::time::Duration::ZERO) {
+            if !entry.usage.busy() {
+                entry.unload();
+            }
+            return Ok((entry.id().to_string(), false));
+        }
+        let router = Arc::clone(self);
+        let loading = Arc::clone(&entry);
+        tokio::task::spawn_blocking(move || router.registry.engine(&loading))
+            .await
+            .map_err(|e| RouterError::Internal(e.to_string()))??;
+        entry.usage.keep(keep);
+        Ok((entry.id().to_string(), true))
     }
 
     /// Renders a chat request into the model's prompt (`/apply-template`).
@@ -745,6 +780,7 @@ impl Router {
             return self.prepare_remote(&entry, remote, params, started);
         }
         let (entry, engine, plugin) = self.resolve(&params.model)?;
+        let lease = self.registry.lease(&entry, params.keep_alive);
         let request = self.local_prompt_request(&engine, &params.chat, params.json.is_some())?;
         let check = ToolCheck::new(&request.tools, &request.tool_choice)?;
         // One sandbox for the whole turn: render, then parse the output.
@@ -801,6 +837,7 @@ impl Router {
                 started,
                 include_stop: false,
                 hidden: Vec::new(),
+                lease: Some(lease),
             },
             entry.id().to_string(),
             prompt_tokens,
@@ -936,6 +973,7 @@ impl Router {
                 started,
                 include_stop: false,
                 hidden: Vec::new(),
+                lease: None,
             },
             entry.id().to_string(),
             0,
@@ -973,6 +1011,7 @@ impl Router {
             started,
             include_stop: params.include_stop_str_in_output,
             hidden: Vec::new(),
+            lease: None,
         };
         if let Some(remote) = &entry.remote {
             let PromptInput::Text(text) = &params.prompt else {
@@ -1011,7 +1050,8 @@ impl Router {
                 0,
             ));
         }
-        let engine = entry.engine(&self.registry.options)?;
+        let engine = self.registry.engine(&entry)?;
+        let lease = self.registry.lease(&entry, params.keep_alive);
         let ids = match &params.prompt {
             PromptInput::Text(text) if params.add_special_tokens => {
                 with_bos(&engine, engine.tokenizer().encode(text)?)
@@ -1045,6 +1085,7 @@ impl Router {
             constraint: None,
         })?;
         let mut prepared = prepared(Source::Local(generation), "local");
+        prepared.lease = Some(lease);
         if params.skip_special_tokens {
             prepared.hidden = engine
                 .tokenizer()
@@ -1075,6 +1116,7 @@ async fn start_turn(
         started,
         include_stop,
         hidden,
+        lease,
     } = prepared;
     let feed = match source {
         Source::Local(generation) => Feed::Local(generation),
@@ -1097,6 +1139,7 @@ async fn start_turn(
         started,
         include_stop,
         hidden,
+        lease,
     };
     let (tx, rx) = mpsc::channel(64);
     tokio::task::spawn_blocking(move || run_turn(turn, tx));
@@ -1458,7 +1501,10 @@ fn run_turn(inputs: TurnInputs, tx: mpsc::Sender<ChatEvent>) {
         started,
         include_stop,
         hidden,
+        lease,
     } = inputs;
+    // Held to the end of the turn: the model is busy until then.
+    let _lease = lease;
     let mut turn = Turn {
         tx,
         check,

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use plugboard_tests::backend_fixture::{Fault, FixtureBackend, Reply};
+use plugboard_tests::http::{Answer, post};
 use plugboard_tests::{TestServer, models};
 
 /// A ChatML template with a tool section, for the raw-mode models of the fixture tests.
@@ -65,66 +66,6 @@ fn gateway(
         env,
     );
     (server, dir)
-}
-
-/// An HTTP answer, read whole.
-struct Answer {
-    status: u16,
-    headers: reqwest::header::HeaderMap,
-    text: String,
-}
-
-impl Answer {
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.text).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text))
-    }
-
-    fn header(&self, name: &str) -> &str {
-        self.headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-    }
-
-    /// The `data:` payloads of an SSE answer, `[DONE]` left out.
-    fn events(&self) -> Vec<Value> {
-        self.text
-            .lines()
-            .filter_map(|l| l.strip_prefix("data: "))
-            .filter(|d| *d != "[DONE]")
-            .map(|d| serde_json::from_str(d).unwrap_or_else(|e| panic!("{e}: {d}")))
-            .collect()
-    }
-
-    /// The OpenAI error's code.
-    fn code(&self) -> String {
-        self.json()["error"]["code"]
-            .as_str()
-            .unwrap_or("")
-            .to_string()
-    }
-}
-
-fn post(base: &str, path: &str, body: &Value, headers: &[(&str, &str)]) -> Answer {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("a runtime");
-    runtime.block_on(async {
-        let mut request = reqwest::Client::new()
-            .post(format!("{base}{path}"))
-            .timeout(Duration::from_secs(120))
-            .json(body);
-        for (name, value) in headers {
-            request = request.header(*name, *value);
-        }
-        let response = request.send().await.expect("the gateway answers");
-        Answer {
-            status: response.status().as_u16(),
-            headers: response.headers().clone(),
-            text: response.text().await.unwrap_or_default(),
-        }
-    })
 }
 
 /// The one call of a non-streamed chat answer, as (name, arguments).

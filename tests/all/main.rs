@@ -10,5 +10,6 @@ mod hot_swap;
 mod isolation;
 mod languages;
 mod llamacpp;
+mod residency;
 mod server;
 mod templates;

@@ -188,6 +188,7 @@ pub fn strict_runtime() -> Arc<Runtime> {
 }
 
 pub mod backend_fixture;
+pub mod http;
 pub mod tiny;
 
 /// A tool offered to a model: `parameters` is its JSON Schema.
@@ -268,6 +269,11 @@ pub struct TestServer {
 }
 
 impl TestServer {
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Starts `plugboard serve` with these extra arguments and waits until it listens.
     pub fn start(args: &[&str]) -> TestServer {
         TestServer::start_with_env(args, &[])

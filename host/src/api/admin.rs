@@ -44,9 +44,7 @@ async fn loaded_engine(
     let router = state.router.clone();
     let engine = tokio::task::spawn_blocking(move || {
         let entry = router.registry.get(&model).map_err(RouterError::from)?;
-        entry
-            .engine(&router.registry.options)
-            .map_err(RouterError::from)
+        router.registry.engine(&entry).map_err(RouterError::from)
     })
     .await
     .map_err(internal)??;

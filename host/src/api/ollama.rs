@@ -19,6 +19,7 @@ use super::openai::{Served, escalates};
 use super::{ApiJson, AppState};
 use crate::chat::ChatRequest;
 use crate::registry::ModelEntry;
+use crate::registry::residency::KeepAlive;
 use crate::router::{
     ChatEvent, ChatParams, ChatStream, CompleteParams, JsonOutput, PromptInput, RouterError,
     SamplingOverrides, Summary, ToolCallOut,
@@ -93,6 +94,9 @@ struct ChatBody {
     fallbacks: Option<Vec<String>>,
     #[serde(default)]
     disable_fallbacks: bool,
+    /// How long the model stays loaded after this request (`"5m"`, `0`, `-1`).
+    #[serde(default)]
+    keep_alive: Option<Value>,
 }
 
 /// Ollama messages in OpenAI's shape: calls get a type, arguments objects stay objects, a tool
@@ -303,6 +307,15 @@ async fn chat(
     ApiJson(body): ApiJson<ChatBody>,
 ) -> Result<Response, ApiError> {
     let options = body.options.unwrap_or_default();
+    let keep = keep_alive(body.keep_alive.as_ref())?;
+    if body.messages.is_empty() {
+        let (model, reason) = load_or_unload(&state, &body.model, keep).await?;
+        return Ok(Json(serde_json::json!({
+            "model": model, "created_at": now(),
+            "message": {"role": "assistant", "content": ""}, "done_reason": reason, "done": true,
+        }))
+        .into_response());
+    }
     let chat = ChatRequest {
         messages: body.messages.iter().map(openai_message).collect(),
         tools: body.tools,
@@ -320,6 +333,7 @@ async fn chat(
         fallbacks: body.fallbacks,
         disable_fallbacks: body.disable_fallbacks,
         escalate: escalates(&headers),
+        keep_alive: keep,
     };
     let mut stream = state.router.chat(params).await.map_err(problem)?;
     let served = Served::of(&stream);
@@ -355,6 +369,29 @@ struct GenerateBody {
     /// plugboard's own: `false` turns constrained decoding off for this request.
     #[serde(default)]
     constrained: Option<bool>,
+    /// How long the model stays loaded after this request (`"5m"`, `0`, `-1`).
+    #[serde(default)]
+    keep_alive: Option<Value>,
+}
+
+/// A request's `keep_alive`, as Ollama reads it; a bad one is a 400.
+fn keep_alive(value: Option<&Value>) -> Result<Option<KeepAlive>, ApiError> {
+    value
+        .filter(|v| !v.is_null())
+        .map(KeepAlive::parse)
+        .transpose()
+        .map_err(|e| ApiError::bad_request(e, Some("keep_alive")).ollama())
+}
+
+/// An empty request (no messages, no prompt) loads the model, or with `keep_alive: 0`
+/// unloads it, and says which: `done_reason` `load` or `unload`.
+async fn load_or_unload(
+    state: &AppState,
+    model: &str,
+    keep: Option<KeepAlive>,
+) -> Result<(String, &'static str), ApiError> {
+    let (model, loaded) = state.router.preload(model, keep).await.map_err(problem)?;
+    Ok((model, if loaded { "load" } else { "unload" }))
 }
 
 async fn generate(
@@ -362,6 +399,14 @@ async fn generate(
     ApiJson(body): ApiJson<GenerateBody>,
 ) -> Result<Response, ApiError> {
     let options = body.options.unwrap_or_default();
+    let keep = keep_alive(body.keep_alive.as_ref())?;
+    if body.prompt.is_empty() && body.system.is_none() {
+        let (model, reason) = load_or_unload(&state, &body.model, keep).await?;
+        return Ok(Json(serde_json::json!({
+            "model": model, "created_at": now(), "response": "", "done": true, "done_reason": reason,
+        }))
+        .into_response());
+    }
     let mut stream = if body.raw {
         state
             .router
@@ -375,6 +420,7 @@ async fn generate(
                 add_special_tokens: true,
                 skip_special_tokens: false,
                 include_stop_str_in_output: false,
+                keep_alive: keep,
             })
             .await
     } else {
@@ -400,6 +446,7 @@ async fn generate(
                 fallbacks: None,
                 disable_fallbacks: false,
                 escalate: false,
+                keep_alive: keep,
             })
             .await
     }
@@ -563,8 +610,25 @@ struct Running {
     size: u64,
     digest: &'static str,
     details: Details,
-    expires_at: &'static str,
+    expires_at: String,
     size_vram: u64,
+}
+
+/// When a loaded model will be unloaded, as a wall-clock time: busy models from now, models
+/// kept for good far ahead (as Ollama shows them).
+fn expires_at(entry: &ModelEntry, server: KeepAlive) -> String {
+    let now = std::time::Instant::now();
+    let expires = if entry.usage.busy() {
+        entry.keep_alive(None, server).expiry(now)
+    } else {
+        entry.usage.expires()
+    };
+    let left = match expires {
+        Some(at) => at.saturating_duration_since(now),
+        None => std::time::Duration::from_secs(100 * 365 * 24 * 3600),
+    };
+    let at = chrono::Utc::now() + chrono::Duration::from_std(left).unwrap_or_default();
+    at.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
 }
 
 async fn ps(State(state): State<AppState>) -> Json<Models<Running>> {
@@ -580,7 +644,7 @@ async fn ps(State(state): State<AppState>) -> Json<Models<Running>> {
                 size: engine.info().file_bytes,
                 digest: "",
                 details: details(m),
-                expires_at: "0001-01-01T00:00:00Z",
+                expires_at: expires_at(m, state.router.registry.residency.keep_alive),
                 size_vram: 0,
             })
         })

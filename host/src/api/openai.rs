@@ -614,6 +614,7 @@ async fn chat_completions(
         fallbacks: request.fallbacks,
         disable_fallbacks: request.disable_fallbacks,
         escalate: escalates(&headers),
+        keep_alive: None,
     };
     if request.stream && state.router.holds(&params) {
         // The turn is held until judged (a fallback may serve it instead): the response
@@ -864,6 +865,7 @@ async fn completions(
         add_special_tokens: request.add_special_tokens.unwrap_or(true),
         skip_special_tokens: request.skip_special_tokens.unwrap_or(false),
         include_stop_str_in_output: request.include_stop_str_in_output,
+        keep_alive: None,
     };
     let mut stream = state.router.complete(params).await?;
     let served = Served::of(&stream);

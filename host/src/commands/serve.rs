@@ -11,6 +11,7 @@ use clap::Args;
 use plugboard::api::{self, AppState};
 use plugboard::engine::{self, EngineOptions};
 use plugboard::plugins::Watcher;
+use plugboard::registry::residency::{KeepAlive, Residency};
 use plugboard::registry::{self, Registry};
 use plugboard::router::Router;
 
@@ -44,6 +45,13 @@ pub struct ServeArgs {
     /// Requests allowed to wait per model before new ones get 503.
     #[arg(long, default_value_t = 64)]
     queue_limit: usize,
+    /// How long a model stays loaded after its last request (`5m`, `1h`, `-1` for good, `0` to
+    /// unload right after); a model's `keep_alive` or a request's wins.
+    #[arg(long, default_value = "5m", env = "PLUGBOARD_KEEP_ALIVE", value_parser = parse_keep_alive)]
+    keep_alive: KeepAlive,
+    /// Local models loaded at once (0: no limit); to load another, idle ones are unloaded.
+    #[arg(long, default_value_t = 3, env = "PLUGBOARD_MAX_LOADED_MODELS")]
+    max_loaded_models: usize,
     #[command(flatten)]
     plugins: PluginArgs,
 }
@@ -68,12 +76,18 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             .is_file()
             .then(|| "qwen2.5-coder-0.5b".to_string())
     });
-    let registry = Arc::new(Registry::new(
-        args.config.as_deref(),
-        model.as_deref(),
-        &models_dir,
-        options,
-    )?);
+    let registry = Arc::new(
+        Registry::new(
+            args.config.as_deref(),
+            model.as_deref(),
+            &models_dir,
+            options,
+        )?
+        .with_residency(Residency {
+            keep_alive: args.keep_alive,
+            max_loaded: args.max_loaded_models,
+        }),
+    );
     let plugin_dir = args.plugins.dir.clone().or_else(|| {
         let dir = directories::ProjectDirs::from("", "", "plugboard")?
             .data_dir()
@@ -108,6 +122,9 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         let (_, engine, plugin) = router
             .resolve(default.id())
             .with_context(|| format!("cannot load the default model '{}'", default.id()))?;
+        default
+            .usage
+            .keep(default.keep_alive(None, registry.residency.keep_alive));
         eprintln!(
             "plugboard: model {} ({}, {} tokens of context) with adapter {} loaded in {:.1} s",
             default.id(),
@@ -130,6 +147,14 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             .await
             .with_context(|| format!("cannot listen on {}:{}", args.host, args.port))?;
         eprintln!("plugboard: serving on http://{}", listener.local_addr()?);
+        let reaper = Arc::clone(&registry);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+            loop {
+                tick.tick().await;
+                reaper.reap();
+            }
+        });
         api::serve(state, listener, shutdown_signal()).await?;
         Ok::<_, anyhow::Error>(())
     })?;
@@ -155,4 +180,8 @@ async fn shutdown_signal() {
         _ = term => {},
     }
     eprintln!("plugboard: shutting down, letting open streams finish");
+}
+
+fn parse_keep_alive(text: &str) -> Result<KeepAlive, String> {
+    KeepAlive::parse_str(text)
 }

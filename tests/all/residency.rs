@@ -1,0 +1,168 @@
+//! Which models stay loaded: keep-alive, Ollama's empty requests that load and unload, and
+//! `--max-loaded-models` with both real test models behind a real `plugboard serve`.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use plugboard_tests::http::post;
+use plugboard_tests::{TestServer, models};
+
+const QWEN: &str = "qwen2.5-coder-0.5b";
+const GEMMA: &str = "gemma3-270m";
+
+fn loaded(server: &TestServer) -> Vec<String> {
+    let ps = reqwest_ps(server);
+    let mut names: Vec<String> = ps["models"]
+        .as_array()
+        .expect("models")
+        .iter()
+        .map(|m| m["name"].as_str().unwrap_or("").to_string())
+        .collect();
+    names.sort();
+    names
+}
+
+/// Waits (up to 10 s) for the loaded models to be these.
+fn until_loaded(server: &TestServer, expected: &[&str]) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let now = loaded(server);
+        if now == expected {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "loaded {now:?}, expected {expected:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn generate(server: &TestServer, model: &str, extra: Value) -> Value {
+    let mut body = json!({"model": model, "prompt": "Say hi.", "stream": false, "options": {"num_predict": 4, "temperature": 0}});
+    for (k, v) in extra.as_object().expect("an object") {
+        body[k] = v.clone();
+    }
+    let answer = post(&server.base, "/api/generate", &body, &[]);
+    assert_eq!(answer.status, 200, "{}", answer.text);
+    answer.json()
+}
+
+/// Resident memory of a process, in bytes.
+fn rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map(|kb| kb * 1024)
+        .unwrap_or(0)
+}
+
+#[test]
+fn one_model_at_a_time_swaps_on_demand_and_keep_alive_unloads() {
+    let (Some(qwen), Some(_)) = (models::qwen(), models::gemma()) else {
+        return;
+    };
+    let models_dir = qwen.parent().expect("a folder").to_str().expect("utf-8");
+    let server = TestServer::start(&[
+        "--model",
+        QWEN,
+        "--models-dir",
+        models_dir,
+        "--max-loaded-models",
+        "1",
+    ]);
+    until_loaded(&server, &[QWEN]);
+
+    // A request to the other model swaps them.
+    generate(&server, GEMMA, json!({}));
+    until_loaded(&server, &[GEMMA]);
+
+    // A request in flight survives the other model's load: both are loaded while it runs,
+    // and the limit is restored once it ends.
+    let base = server.base.clone();
+    let long = std::thread::spawn(move || {
+        let body = json!({"model": GEMMA, "prompt": "Count to one hundred.", "stream": false,
+                          "options": {"num_predict": 160, "temperature": 0}});
+        post(&base, "/api/generate", &body, &[])
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    generate(&server, QWEN, json!({}));
+    let answer = long.join().expect("the long request ends");
+    assert_eq!(answer.status, 200, "{}", answer.text);
+    assert_eq!(answer.json()["done"], true);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while loaded(&server).len() > 1 {
+        assert!(
+            Instant::now() < deadline,
+            "back to one model: {:?}",
+            loaded(&server)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // An empty request loads a model, and with keep_alive 0 unloads it; RSS falls.
+    let load = post(&server.base, "/api/generate", &json!({"model": QWEN}), &[]).json();
+    assert_eq!(load["done_reason"], "load", "{load}");
+    until_loaded(&server, &[QWEN]);
+    let ps = reqwest_ps(&server);
+    let expires = ps["models"][0]["expires_at"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    assert!(expires.as_str() > "2026", "a real expiry: {expires}");
+    let before = rss(server.pid());
+    let unload = post(
+        &server.base,
+        "/api/generate",
+        &json!({"model": QWEN, "keep_alive": 0}),
+        &[],
+    )
+    .json();
+    assert_eq!(unload["done_reason"], "unload", "{unload}");
+    until_loaded(&server, &[]);
+    std::thread::sleep(Duration::from_millis(500));
+    let after = rss(server.pid());
+    eprintln!(
+        "RSS with the Qwen test model loaded: {} MB; unloaded: {} MB",
+        before >> 20,
+        after >> 20
+    );
+    assert!(
+        after + (100 << 20) < before,
+        "unloading the 0.5B model returns its memory: {} MB before, {} MB after",
+        before >> 20,
+        after >> 20
+    );
+
+    // keep_alive 0 on a request unloads the model right after it.
+    generate(&server, GEMMA, json!({"keep_alive": 0}));
+    until_loaded(&server, &[]);
+    // A bad keep_alive is a clear 400.
+    let bad = post(
+        &server.base,
+        "/api/generate",
+        &json!({"model": GEMMA, "prompt": "x", "keep_alive": "soon"}),
+        &[],
+    );
+    assert_eq!(bad.status, 400, "{}", bad.text);
+    assert!(bad.text.contains("keep_alive"), "{}", bad.text);
+}
+
+/// `/api/ps`.
+fn reqwest_ps(server: &TestServer) -> Value {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    runtime.block_on(async {
+        reqwest::get(format!("{}/api/ps", server.base))
+            .await
+            .expect("answers")
+            .json()
+            .await
+            .expect("JSON")
+    })
+}
