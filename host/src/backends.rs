@@ -220,6 +220,8 @@ struct Health {
 
 struct Replica {
     url: String,
+    /// The URL without credentials, for messages and logs.
+    shown: String,
     health: Mutex<Health>,
 }
 
@@ -235,7 +237,7 @@ impl Replica {
     fn failed(&self, cooldown: &Cooldown, retry_after: Option<Duration>) {
         let now = Instant::now();
         let mut health = self.health.lock().unwrap_or_else(|e| e.into_inner());
-        let window = Duration::from_secs_f64(cooldown.window.max(0.0));
+        let window = seconds(cooldown.window);
         health.failures.push_back(now);
         while health
             .failures
@@ -247,7 +249,7 @@ impl Replica {
         let mut until = retry_after.map(|d| now + d);
         if cooldown.failures > 0 && health.failures.len() >= cooldown.failures as usize {
             health.failures.clear();
-            let cooled = now + Duration::from_secs_f64(cooldown.duration.max(0.0));
+            let cooled = now + seconds(cooldown.duration);
             until = Some(until.map_or(cooled, |u| u.max(cooled)));
         }
         if let Some(until) = until {
@@ -298,6 +300,23 @@ impl Backend {
         if decl.urls.is_empty() {
             return Err(format!("backend '{}' has no urls", decl.name));
         }
+        let t = &decl.timeouts;
+        let c = &decl.cooldown;
+        for (what, value) in [
+            ("timeouts.connect", t.connect),
+            ("timeouts.first_token", t.first_token),
+            ("timeouts.idle", t.idle),
+            ("timeouts.total", t.total),
+            ("cooldown.window", c.window),
+            ("cooldown.duration", c.duration),
+        ] {
+            if !(value.is_finite() && (0.0..=MAX_SECONDS).contains(&value)) {
+                return Err(format!(
+                    "backend '{}': {what} must be between 0 and {MAX_SECONDS} seconds, not {value}",
+                    decl.name
+                ));
+            }
+        }
         let mut replicas = Vec::new();
         for url in &decl.urls {
             let parsed = reqwest::Url::parse(url)
@@ -312,13 +331,18 @@ impl Backend {
             if decl.kind != BackendKind::Ollama && !base.ends_with("/v1") {
                 base.push_str("/v1");
             }
+            // Credentials written into a URL are used, never shown.
+            let mut shown = reqwest::Url::parse(&base).expect("parsed above");
+            let _ = shown.set_username("");
+            let _ = shown.set_password(None);
             replicas.push(Replica {
                 url: base,
+                shown: shown.to_string().trim_end_matches('/').to_string(),
                 health: Mutex::new(Health::default()),
             });
         }
         let client = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs_f64(decl.timeouts.connect.max(0.001)))
+            .connect_timeout(seconds(decl.timeouts.connect))
             .build()
             .map_err(|e| format!("backend '{}': {e}", decl.name))?;
         Ok(Backend {
@@ -366,11 +390,15 @@ impl Backend {
                 backend: self.decl.name.clone(),
             });
         }
+        // One deadline for the whole request, however many replicas it tries.
+        let deadline = Instant::now() + seconds(self.decl.timeouts.total);
         let mut last = None;
         for i in order {
             let replica = &self.replicas[i];
             let started = Instant::now();
-            let outcome = self.try_replica(replica, call, key.as_deref()).await;
+            let outcome = self
+                .try_replica(replica, call, key.as_deref(), deadline)
+                .await;
             let status = match &outcome {
                 Ok(_) => "ok".to_string(),
                 Err(BackendError::Status { status, .. })
@@ -387,7 +415,7 @@ impl Backend {
                     return Ok(stream);
                 }
                 Err(e) => {
-                    tracing::warn!(backend = %self.decl.name, url = %replica.url, "{e}");
+                    tracing::warn!(backend = %self.decl.name, url = %replica.shown, "{e}");
                     if e.retryable() {
                         let retry_after = match &e {
                             BackendError::Overloaded { retry_after, .. } => *retry_after,
@@ -409,12 +437,11 @@ impl Backend {
         replica: &Replica,
         call: &RemoteCall,
         key: Option<&str>,
+        deadline: Instant,
     ) -> Result<RemoteStream, BackendError> {
         let name = &self.decl.name;
         let t = &self.decl.timeouts;
-        let deadline = Instant::now() + Duration::from_secs_f64(t.total.max(0.001));
-        let first =
-            (Instant::now() + Duration::from_secs_f64(t.first_token.max(0.001))).min(deadline);
+        let first = (Instant::now() + seconds(t.first_token)).min(deadline);
         let url = format!("{}{}", replica.url, call.format.path());
         let mut request = self.client.post(&url).json(&call.body);
         if let Some(key) = key {
@@ -437,25 +464,23 @@ impl Backend {
                     "total"
                 }));
             }
-            Ok(Err(e)) if e.is_connect() || e.is_timeout() => {
-                return Err(BackendError::Unreachable {
-                    backend: name.clone(),
-                    url: replica.url.clone(),
-                    reason: error_chain(&e),
-                });
-            }
             Ok(Err(e)) => {
                 return Err(BackendError::Unreachable {
                     backend: name.clone(),
-                    url: replica.url.clone(),
-                    reason: error_chain(&e),
+                    url: replica.shown.clone(),
+                    reason: error_chain(&e).replace(&replica.url, &replica.shown),
                 });
             }
             Ok(Ok(response)) => response,
         };
         let status = response.status();
         if !status.is_success() {
-            return Err(status_error(name, response).await);
+            return Err(
+                match tokio::time::timeout_at(deadline, status_error(name, response)).await {
+                    Ok(error) => error,
+                    Err(_) => timeout("total"),
+                },
+            );
         }
         let content_type = response
             .headers()
@@ -471,11 +496,11 @@ impl Backend {
         }
         let mut stream = RemoteStream {
             backend: name.clone(),
-            url: replica.url.clone(),
+            url: replica.shown.clone(),
             frames: frames(name, call.format, response.bytes_stream()),
             reader: Reader::new(call.format),
             pending: VecDeque::new(),
-            idle: Duration::from_secs_f64(t.idle.max(0.001)),
+            idle: seconds(t.idle),
             deadline,
             total: t.total,
         };
@@ -490,6 +515,14 @@ impl Backend {
             Ok(Ok(())) => Ok(stream),
         }
     }
+}
+
+/// Longest time a setting may give, in seconds (about 11 days).
+const MAX_SECONDS: f64 = 1e6;
+
+/// A validated setting as a duration (a zero one is a millisecond: no wait is instant).
+fn seconds(value: f64) -> Duration {
+    Duration::from_secs_f64(value.clamp(0.001, MAX_SECONDS))
 }
 
 /// The whole chain of an HTTP client error (reqwest's top level says only "error sending
@@ -543,6 +576,14 @@ async fn status_error(backend: &str, response: reqwest::Response) -> BackendErro
             }
         });
     let backend = backend.to_string();
+    if status == 401 || status == 403 {
+        // The body may quote the key back (OpenAI shows a masked part of it).
+        return BackendError::Status {
+            backend,
+            status,
+            message: "the backend refused the API key".into(),
+        };
+    }
     if status == 429 || status == 503 {
         return BackendError::Overloaded {
             backend,

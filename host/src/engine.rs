@@ -256,7 +256,8 @@ pub enum GenEvent {
 pub enum StopCause {
     /// One of the request's stop strings (not in the output).
     Text(String),
-    /// An end-of-generation token, by id.
+    /// An end token the request added, by id (the model's own end of generation is no
+    /// stop cause, as in vLLM's `stop_reason`).
     Token(u32),
 }
 
@@ -631,7 +632,11 @@ impl Worker {
                 && (self.end_ids.contains(&id) || request.extra_end_ids.contains(&id))
             {
                 reason = FinishReason::Stop;
-                stop = Some(StopCause::Token(id));
+                // As vLLM says it: the model's own end of generation is no `stop_reason`;
+                // an end token the request added (an adapter's end of turn) is.
+                if !self.end_ids.contains(&id) {
+                    stop = Some(StopCause::Token(id));
+                }
             } else {
                 if let Some(constraint) = &mut seq.constraint {
                     constraint.accept(id, &self.tokenizer.token_bytes(id));

@@ -567,6 +567,12 @@ impl Registry {
                     } else {
                         Mode::Chat
                     });
+                    if mode == Mode::Raw && template.control.is_empty() {
+                        tracing::warn!(
+                            model = %decl.id,
+                            "raw mode without the model's control tokens (a GGUF or tokenizer_config.json gives them): only BOS, EOS and the adapter's end-of-turn markers are kept out of messages"
+                        );
+                    }
                     remote = Some(RemoteModel {
                         backend,
                         model: model.clone(),

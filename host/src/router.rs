@@ -667,6 +667,14 @@ impl Router {
             })
     }
 
+    /// Checks what every model would refuse alike (messages, tools' schemas), before a held
+    /// stream starts its response.
+    pub fn validate(&self, params: &ChatParams) -> Result<(), RouterError> {
+        let request = params.chat.to_prompt_request(ModelConfig::default())?;
+        ToolCheck::new(&request.tools, &request.tool_choice)?;
+        Ok(())
+    }
+
     /// The models to try for a turn, in order.
     fn chain(&self, params: &ChatParams) -> Result<Vec<String>, RouterError> {
         let entry = self.registry.get(&params.model)?;
@@ -1030,25 +1038,35 @@ impl Router {
                 .decl
                 .context_length
                 .unwrap_or(self.registry.options.max_context);
-            let call = RemoteCall {
-                format: Format::of(kind, Mode::Raw),
-                body: wire::request_body(
-                    kind,
-                    &remote.model,
-                    &RemoteInput::Prompt(text.clone()),
-                    &sampling,
-                    num_ctx,
-                ),
-            };
-            let source = Source::Remote {
-                backend: Arc::clone(&remote.backend),
-                call,
-            };
-            return Ok((
-                prepared(source, remote.backend.name()),
-                entry.id().to_string(),
-                0,
-            ));
+            let mut body = wire::request_body(
+                kind,
+                &remote.model,
+                &RemoteInput::Prompt(text.clone()),
+                &sampling,
+                num_ctx,
+            );
+            let mut prepared = prepared(
+                Source::Remote {
+                    backend: Arc::clone(&remote.backend),
+                    call: RemoteCall {
+                        format: Format::of(kind, Mode::Raw),
+                        body: serde_json::Value::Null,
+                    },
+                },
+                remote.backend.name(),
+            );
+            if kind == BackendKind::Vllm {
+                // The client's own switches, as vLLM takes them (a chat turn's raw mode sets
+                // its own in `request_body`).
+                body["add_special_tokens"] = params.add_special_tokens.into();
+                body["skip_special_tokens"] = params.skip_special_tokens.into();
+                body["include_stop_str_in_output"] = params.include_stop_str_in_output.into();
+                prepared.include_stop = false;
+            }
+            if let Source::Remote { call, .. } = &mut prepared.source {
+                call.body = body;
+            }
+            return Ok((prepared, entry.id().to_string(), 0));
         }
         let engine = self.registry.engine(&entry)?;
         let lease = self.registry.lease(&entry, params.keep_alive);
@@ -1118,6 +1136,7 @@ async fn start_turn(
         hidden,
         lease,
     } = prepared;
+    let (events, receiver) = mpsc::channel(64);
     let feed = match source {
         Source::Local(generation) => Feed::Local(generation),
         Source::Remote {
@@ -1126,7 +1145,7 @@ async fn start_turn(
         } => {
             let stream = remote.start(&call).await?;
             let (tx, rx) = mpsc::unbounded_channel();
-            tokio::spawn(forward(stream, call.format, tx));
+            tokio::spawn(forward(stream, call.format, tx, events.clone()));
             Feed::Remote(rx)
         }
     };
@@ -1141,10 +1160,9 @@ async fn start_turn(
         hidden,
         lease,
     };
-    let (tx, rx) = mpsc::channel(64);
-    tokio::task::spawn_blocking(move || run_turn(turn, tx));
+    tokio::task::spawn_blocking(move || run_turn(turn, events));
     Ok(ChatStream {
-        events: rx,
+        events: receiver,
         model: model.clone(),
         adapter,
         backend: backend.clone(),
@@ -1164,8 +1182,13 @@ async fn start_turn(
 /// Reads a backend's answer into a turn's inputs: text (raw mode), or content, reasoning and
 /// calls already parsed (chat mode). OpenAI-style servers stream a call in pieces and move to
 /// the next index when one is whole; Ollama sends each call whole. Stops, closing the
-/// connection, when the turn is dropped.
-async fn forward(mut stream: RemoteStream, format: Format, tx: mpsc::UnboundedSender<Input>) {
+/// connection, when the turn or the client is gone.
+async fn forward(
+    mut stream: RemoteStream,
+    format: Format,
+    tx: mpsc::UnboundedSender<Input>,
+    client: mpsc::Sender<ChatEvent>,
+) {
     let whole_calls = format == Format::OllamaChat;
     let mut open: std::collections::BTreeSet<u32> = Default::default();
     let end_calls = |open: &mut std::collections::BTreeSet<u32>, below: u32| {
@@ -1178,8 +1201,11 @@ async fn forward(mut stream: RemoteStream, format: Format, tx: mpsc::UnboundedSe
             .collect::<Vec<_>>()
     };
     loop {
+        // The client may go while the backend says nothing (the turn is then waiting here,
+        // not watching the client): closing the connection cancels the backend's generation.
         let next = tokio::select! {
             _ = tx.closed() => return,
+            _ = client.closed() => return,
             next = stream.next() => next,
         };
         let inputs = match next {
@@ -1269,11 +1295,8 @@ async fn hold(
     let mut held = Vec::new();
     while let Some(event) = events.recv().await {
         let verdict = match &event {
-            ChatEvent::Error(e) => Some(
-                e.trigger()
-                    .map(|t| (t, e.to_string()))
-                    .unwrap_or((Trigger::Error, e.to_string())),
-            ),
+            // A failure no other model would avoid (a bad request) is no reason to fall back.
+            ChatEvent::Error(e) => e.trigger().map(|t| (t, e.to_string())),
             ChatEvent::Done(summary) => summary.problems.first().map(|first| {
                 let truncated = summary
                     .problems
@@ -1320,8 +1343,7 @@ fn record_fallback(from: &str, to: &str, reason: Trigger) {
 }
 
 /// A request's sampling for a backend: the request's values, else the model's declared
-/// defaults, else the backend's own. `max_tokens` is always sent (vLLM's completions default
-/// to 16).
+/// defaults, else the backend's own (but see `wire::request_body` for completions' length).
 fn remote_sampling(
     entry: &ModelEntry,
     o: &SamplingOverrides,
@@ -1338,17 +1360,10 @@ fn remote_sampling(
         presence_penalty: o.presence_penalty,
         frequency_penalty: o.frequency_penalty,
         repetition_penalty: o.repetition_penalty.or(d.repetition_penalty),
-        max_tokens: Some(
-            max_tokens
-                .or(d.max_tokens)
-                .unwrap_or(DEFAULT_REMOTE_MAX_TOKENS),
-        ),
+        max_tokens: max_tokens.or(d.max_tokens),
         stop: stop.to_vec(),
     }
 }
-
-/// Output tokens asked of a backend when neither the request nor the model says.
-const DEFAULT_REMOTE_MAX_TOKENS: usize = 4096;
 
 /// A tool call being assembled from stream events.
 struct OpenCall {

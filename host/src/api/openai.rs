@@ -617,6 +617,8 @@ async fn chat_completions(
         keep_alive: None,
     };
     if request.stream && state.router.holds(&params) {
+        // A bad request is a 400 before the held response starts, as it is otherwise.
+        state.router.validate(&params)?;
         // The turn is held until judged (a fallback may serve it instead): the response
         // starts now and SSE comments keep the connection alive meanwhile. Who serves it is
         // known only then — each chunk's `model`, the last one's `plugboard.attempts` — so

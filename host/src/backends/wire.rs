@@ -129,6 +129,9 @@ pub enum RemoteInput {
     Chat(Map<String, Value>),
 }
 
+/// Output tokens asked of a completion when neither the request nor the model says.
+pub const DEFAULT_COMPLETION_TOKENS: usize = 4096;
+
 /// The JSON body of a streamed request. `num_ctx` is sent to Ollama always: its default
 /// context is small and it truncates a longer prompt silently.
 pub fn request_body(
@@ -191,7 +194,19 @@ pub fn request_body(
             o.insert(key.into(), v);
         }
     };
-    put("max_tokens", s.max_tokens.map(|n| json!(n)));
+    match input {
+        // A completion always says how long: vLLM's default is 16 tokens.
+        RemoteInput::Prompt(_) => put(
+            "max_tokens",
+            Some(json!(s.max_tokens.unwrap_or(DEFAULT_COMPLETION_TOKENS))),
+        ),
+        // OpenAI's reasoning models refuse `max_tokens`; every current OpenAI model takes
+        // `max_completion_tokens`.
+        RemoteInput::Chat(_) if kind == BackendKind::Openai => {
+            put("max_completion_tokens", s.max_tokens.map(|n| json!(n)))
+        }
+        RemoteInput::Chat(_) => put("max_tokens", s.max_tokens.map(|n| json!(n))),
+    }
     put("temperature", s.temperature.map(|v| json!(v)));
     put("top_p", s.top_p.map(|v| json!(v)));
     put("seed", s.seed.map(|v| json!(v)));
@@ -693,6 +708,23 @@ mod tests {
             .as_object()
             .unwrap()
             .clone(),
+        );
+        let openai = request_body(BackendKind::Openai, "m", &chat, &sampling, 4096);
+        assert_eq!(openai["max_completion_tokens"], 64);
+        assert!(
+            openai.get("max_tokens").is_none(),
+            "reasoning models refuse it"
+        );
+        let unbounded = RemoteSampling::default();
+        let vllm = request_body(BackendKind::Vllm, "m", &chat, &unbounded, 4096);
+        assert!(
+            vllm.get("max_tokens").is_none(),
+            "a chat turn's limit is the backend's"
+        );
+        let vllm = request_body(BackendKind::Vllm, "m", &prompt, &unbounded, 4096);
+        assert_eq!(
+            vllm["max_tokens"], DEFAULT_COMPLETION_TOKENS,
+            "not vLLM's 16"
         );
         let ollama = request_body(BackendKind::Ollama, "m", &chat, &sampling, 4096);
         assert_eq!(
