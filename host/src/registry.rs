@@ -342,6 +342,33 @@ impl ModelEntry {
         request.or(self.keep_alive).unwrap_or(server)
     }
 
+    /// Where the model stands: `remote`, `running` (requests in flight), `idle` (loaded),
+    /// `available` (its file is here) or `not_downloaded`.
+    pub fn state(&self) -> &'static str {
+        if self.remote.is_some() {
+            "remote"
+        } else if self.loaded().is_some() {
+            if self.usage.busy() { "running" } else { "idle" }
+        } else if self.available() {
+            "available"
+        } else {
+            "not_downloaded"
+        }
+    }
+
+    /// How long until a loaded model is unloaded (`None`: not loaded, or kept for good); a
+    /// busy one counts from now.
+    pub fn expires_in(&self, server: KeepAlive) -> Option<std::time::Duration> {
+        self.loaded()?;
+        let now = std::time::Instant::now();
+        let at = if self.usage.busy() {
+            self.keep_alive(None, server).expiry(now)
+        } else {
+            self.usage.expires()
+        };
+        at.map(|at| at.saturating_duration_since(now))
+    }
+
     /// Lets the engine go: requests running on it finish, then its weights are freed.
     /// Whether it was loaded.
     pub fn unload(&self) -> bool {

@@ -113,6 +113,29 @@ fn one_model_at_a_time_swaps_on_demand_and_keep_alive_unloads() {
         .unwrap_or("")
         .to_string();
     assert!(expires.as_str() > "2026", "a real expiry: {expires}");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let models: Value = runtime.block_on(async {
+        reqwest::get(format!("{}/v1/models", server.base))
+            .await
+            .expect("answers")
+            .json()
+            .await
+            .expect("JSON")
+    });
+    let state = |id: &str| {
+        models["data"]
+            .as_array()
+            .and_then(|d| d.iter().find(|m| m["id"] == id))
+            .map(|m| m["plugboard"].clone())
+            .unwrap_or_else(|| panic!("{id} listed: {models}"))
+    };
+    assert_eq!(state(QWEN)["state"], "idle");
+    assert!(state(QWEN)["expires_at"].is_string());
+    assert_eq!(state(GEMMA)["state"], "available");
+    assert!(state(GEMMA).get("expires_at").is_none());
     let before = rss(server.pid());
     let unload = post(
         &server.base,

@@ -614,19 +614,12 @@ struct Running {
     size_vram: u64,
 }
 
-/// When a loaded model will be unloaded, as a wall-clock time: busy models from now, models
-/// kept for good far ahead (as Ollama shows them).
-fn expires_at(entry: &ModelEntry, server: KeepAlive) -> String {
-    let now = std::time::Instant::now();
-    let expires = if entry.usage.busy() {
-        entry.keep_alive(None, server).expiry(now)
-    } else {
-        entry.usage.expires()
-    };
-    let left = match expires {
-        Some(at) => at.saturating_duration_since(now),
-        None => std::time::Duration::from_secs(100 * 365 * 24 * 3600),
-    };
+/// When a loaded model will be unloaded, as a wall-clock time (one kept for good, far ahead,
+/// as Ollama shows it).
+pub fn expires_at(entry: &ModelEntry, server: KeepAlive) -> String {
+    let left = entry
+        .expires_in(server)
+        .unwrap_or(std::time::Duration::from_secs(100 * 365 * 24 * 3600));
     let at = chrono::Utc::now() + chrono::Duration::from_std(left).unwrap_or_default();
     at.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
 }

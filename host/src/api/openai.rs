@@ -969,6 +969,11 @@ struct ModelDetails<'a> {
     mode: Option<&'static str>,
     available: bool,
     loaded: bool,
+    /// `remote`, `running`, `idle`, `available` or `not_downloaded`.
+    state: &'static str,
+    /// When a loaded model will be unloaded (RFC 3339).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    expires_at: Option<String>,
     context_length: Option<usize>,
     architecture: Option<String>,
     adapter: Option<String>,
@@ -1018,6 +1023,10 @@ fn model_object<'a>(state: &AppState, entry: &'a ModelEntry) -> ModelObject<'a> 
             mode: entry.remote.as_ref().map(|r| r.mode.as_str()),
             available: entry.available(),
             loaded: engine.is_some(),
+            state: entry.state(),
+            expires_at: engine.as_ref().map(|_| {
+                super::ollama::expires_at(entry, state.router.registry.residency.keep_alive)
+            }),
             context_length: engine
                 .as_ref()
                 .map(|e| e.info().max_context)
