@@ -12,7 +12,7 @@ const QWEN: &str = "qwen2.5-coder-0.5b";
 const GEMMA: &str = "gemma3-270m";
 
 fn loaded(server: &TestServer) -> Vec<String> {
-    let ps = reqwest_ps(server);
+    let ps = get(server, "/api/ps");
     let mut names: Vec<String> = ps["models"]
         .as_array()
         .expect("models")
@@ -107,24 +107,13 @@ fn one_model_at_a_time_swaps_on_demand_and_keep_alive_unloads() {
     let load = post(&server.base, "/api/generate", &json!({"model": QWEN}), &[]).json();
     assert_eq!(load["done_reason"], "load", "{load}");
     until_loaded(&server, &[QWEN]);
-    let ps = reqwest_ps(&server);
+    let ps = get(&server, "/api/ps");
     let expires = ps["models"][0]["expires_at"]
         .as_str()
         .unwrap_or("")
         .to_string();
     assert!(expires.as_str() > "2026", "a real expiry: {expires}");
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("a runtime");
-    let models: Value = runtime.block_on(async {
-        reqwest::get(format!("{}/v1/models", server.base))
-            .await
-            .expect("answers")
-            .json()
-            .await
-            .expect("JSON")
-    });
+    let models = get(&server, "/v1/models");
     let state = |id: &str| {
         models["data"]
             .as_array()
@@ -174,14 +163,14 @@ fn one_model_at_a_time_swaps_on_demand_and_keep_alive_unloads() {
     assert!(bad.text.contains("keep_alive"), "{}", bad.text);
 }
 
-/// `/api/ps`.
-fn reqwest_ps(server: &TestServer) -> Value {
+/// A GET answered with JSON.
+fn get(server: &TestServer, path: &str) -> Value {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("a runtime");
     runtime.block_on(async {
-        reqwest::get(format!("{}/api/ps", server.base))
+        reqwest::get(format!("{}{path}", server.base))
             .await
             .expect("answers")
             .json()
