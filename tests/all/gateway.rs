@@ -636,6 +636,37 @@ source = {{ backend = "locked", model = "m" }}
         answer.text
     );
 
+    // A client that hangs up while the backend is silent: the backend's request is closed at
+    // once, not when the idle timeout runs out.
+    a.push(Reply::recorded("vllm-chat.sse", 16).fault(Fault::StallAfter(900)));
+    let abandoned = a.abandoned();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    runtime.block_on(async {
+        use futures::StreamExt;
+        let response = reqwest::Client::new()
+            .post(format!("{}/v1/chat/completions", server.base))
+            .json(&json!({"model": "single", "stream": true, "messages": [{"role": "user", "content": "hi"}]}))
+            .send()
+            .await
+            .expect("answers");
+        let mut body = response.bytes_stream();
+        let first = body.next().await.expect("a first chunk").expect("bytes");
+        assert!(!first.is_empty());
+        // Dropping the body closes the connection.
+    });
+    drop(runtime);
+    let deadline = Instant::now() + Duration::from_millis(800);
+    while a.abandoned() == abandoned {
+        assert!(
+            Instant::now() < deadline,
+            "the backend's request was closed when the client went (idle timeout is 1 s)"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
     // The server goes on serving.
     b.push(Reply::recorded("vllm-chat.sse", 8));
     a.push(Reply::recorded("vllm-chat.sse", 8));

@@ -113,6 +113,8 @@ struct State {
     /// Served when the queue is empty.
     fallback: Option<Reply>,
     received: Vec<Received>,
+    /// Replies whose connection the client (plugboard) closed before their end.
+    abandoned: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 /// The fixture server, stopped on drop.
@@ -164,6 +166,13 @@ impl FixtureBackend {
         self.lock().fallback = Some(reply);
     }
 
+    /// How many replies were left unread: the connection closed before their end.
+    pub fn abandoned(&self) -> usize {
+        self.lock()
+            .abandoned
+            .load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     /// What was received so far.
     pub fn received(&self) -> Vec<Received> {
         self.lock().received.clone()
@@ -175,7 +184,7 @@ impl FixtureBackend {
 }
 
 async fn answer(state: &Mutex<State>, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
-    let reply = {
+    let (reply, abandoned) = {
         let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
         state.received.push(Received {
             path: uri.path().to_string(),
@@ -185,7 +194,8 @@ async fn answer(state: &Mutex<State>, uri: Uri, headers: HeaderMap, body: Bytes)
                 .map(str::to_string),
             body: serde_json::from_slice(&body).unwrap_or(Value::Null),
         });
-        state.replies.pop_front().or_else(|| state.fallback.clone())
+        let reply = state.replies.pop_front().or_else(|| state.fallback.clone());
+        (reply, Arc::clone(&state.abandoned))
     };
     let Some(reply) = reply else {
         return Response::builder()
@@ -214,7 +224,7 @@ async fn answer(state: &Mutex<State>, uri: Uri, headers: HeaderMap, body: Bytes)
         pieces = kept;
         end = Some(fault);
     }
-    let stream = async_pieces(pieces, end, reply.pace);
+    let stream = async_pieces(pieces, end, reply.pace, Unread(Some(abandoned)));
     let mut response = Response::builder().status(reply.status);
     for (name, value) in &reply.headers {
         response = response.header(name, value);
@@ -224,34 +234,50 @@ async fn answer(state: &Mutex<State>, uri: Uri, headers: HeaderMap, body: Bytes)
         .expect("a response")
 }
 
+/// Counts a reply as abandoned when its body is dropped before its end.
+struct Unread(Option<Arc<std::sync::atomic::AtomicUsize>>);
+
+impl Drop for Unread {
+    fn drop(&mut self) {
+        if let Some(count) = self.0.take() {
+            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+}
+
 /// The pieces one by one (a yield or the pace between, so that each goes out on its own),
 /// then the fault.
 fn async_pieces(
     pieces: Vec<Bytes>,
     end: Option<Fault>,
     pace: Option<Duration>,
+    unread: Unread,
 ) -> impl futures::Stream<Item = Result<Bytes, std::io::Error>> + Send {
     futures::stream::unfold(
-        (pieces.into_iter(), end, true),
-        move |(mut pieces, end, first)| async move {
+        (pieces.into_iter(), end, true, unread),
+        move |(mut pieces, end, first, mut unread)| async move {
             match pieces.next() {
                 Some(piece) => {
                     match pace {
                         Some(pace) if !first => tokio::time::sleep(pace).await,
                         _ => tokio::task::yield_now().await,
                     }
-                    Some((Ok(piece), (pieces, end, false)))
+                    Some((Ok(piece), (pieces, end, false, unread)))
                 }
                 None => match end {
                     Some(Fault::ResetAfter(_)) => Some((
                         Err(std::io::Error::other("the fixture cuts the connection")),
-                        (pieces, None, false),
+                        (pieces, None, false, unread),
                     )),
                     Some(Fault::StallAfter(_)) => {
                         std::future::pending::<()>().await;
                         None
                     }
-                    _ => None,
+                    _ => {
+                        // Read to the end: not abandoned.
+                        unread.0 = None;
+                        None
+                    }
                 },
             }
         },
