@@ -275,7 +275,7 @@ fn async_pieces(
                     }
                     _ => {
                         // Read to the end: not abandoned.
-                        unread.0 = None;
+                        let _ = unread.0.take();
                         None
                     }
                 },
