@@ -36,6 +36,7 @@ use futures::{Stream, StreamExt};
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
+use crate::registry::Trigger;
 pub use wire::{Format, RemoteDone, RemoteEvent, RemoteInput, RemoteSampling, RemoteUsage};
 use wire::{Lines, Reader, WireError, clip, error_message};
 
@@ -201,12 +202,14 @@ impl BackendError {
     }
 
     /// The fallback trigger this error is (`fallback_on`).
-    pub fn trigger(&self) -> &'static str {
+    pub fn trigger(&self) -> Trigger {
         match self {
-            BackendError::Timeout { .. } => "timeout",
-            BackendError::Overloaded { .. } | BackendError::CoolingDown { .. } => "overloaded",
-            BackendError::ContextOverflow { .. } => "context_overflow",
-            _ => "error",
+            BackendError::Timeout { .. } => Trigger::Timeout,
+            BackendError::Overloaded { .. } | BackendError::CoolingDown { .. } => {
+                Trigger::Overloaded
+            }
+            BackendError::ContextOverflow { .. } => Trigger::ContextOverflow,
+            _ => Trigger::Error,
         }
     }
 }
@@ -403,7 +406,7 @@ impl Backend {
                 Ok(_) => "ok".to_string(),
                 Err(BackendError::Status { status, .. })
                 | Err(BackendError::Overloaded { status, .. }) => status.to_string(),
-                Err(e) => e.trigger().to_string(),
+                Err(e) => e.trigger().as_str().to_string(),
             };
             metrics::counter!("plugboard_backend_requests_total", "backend" => self.decl.name.clone(), "status" => status)
                 .increment(1);
@@ -795,7 +798,7 @@ mod tests {
         };
         let error = b.start(&call).await.err().expect("no replica");
         assert!(matches!(error, BackendError::CoolingDown { .. }), "{error}");
-        assert_eq!(error.trigger(), "overloaded");
+        assert_eq!(error.trigger(), Trigger::Overloaded);
     }
 
     /// Every recorded stream (tests/backends/) reads to the same events however its bytes

@@ -30,7 +30,7 @@ use crate::engine::{
     ConstraintReport, ConstraintRequest, Engine, EngineError, FinishReason, GenEvent,
     GenerateRequest, GeneratedToken, SamplingParams, StopCause, Usage, quote_control_tokens,
 };
-use crate::plugins::{CallError, Plugin, PluginHost, PluginStream};
+use crate::plugins::{CallError, Plugin, PluginHost, PluginStream, Session};
 use crate::registry::residency::KeepAlive;
 use crate::registry::{Lease, ModelEntry, Registry, RegistryError, RemoteModel, Trigger};
 use crate::tool_results;
@@ -289,12 +289,7 @@ impl RouterError {
             }
             RouterError::ToolCallRejected(_) => Some(Trigger::InvalidToolCall),
             RouterError::ToolCallMissing(_) => Some(Trigger::ToolCallMissing),
-            RouterError::Backend(e) => Some(match e.trigger() {
-                "timeout" => Trigger::Timeout,
-                "overloaded" => Trigger::Overloaded,
-                "context_overflow" => Trigger::ContextOverflow,
-                _ => Trigger::Error,
-            }),
+            RouterError::Backend(e) => Some(e.trigger()),
             _ => Some(Trigger::Error),
         }
     }
@@ -670,9 +665,7 @@ impl Router {
     /// Checks what every model would refuse alike (messages, tools' schemas), before a held
     /// stream starts its response.
     pub fn validate(&self, params: &ChatParams) -> Result<(), RouterError> {
-        let request = params.chat.to_prompt_request(ModelConfig::default())?;
-        ToolCheck::new(&request.tools, &request.tool_choice)?;
-        Ok(())
+        tool_check(&params.chat).map(|_| ())
     }
 
     /// The models to try for a turn, in order.
@@ -769,10 +762,22 @@ impl Router {
 
     /// One model's try at a turn.
     async fn attempt(self: &Arc<Self>, params: ChatParams) -> Result<ChatStream, RouterError> {
+        self.start(move |router, started| router.prepare_chat(params, started))
+            .await
+    }
+
+    /// Prepares a turn on a blocking thread (adapters and the tokenizer run there), then
+    /// starts it.
+    async fn start(
+        self: &Arc<Self>,
+        prepare: impl FnOnce(&Router, Instant) -> Result<(Prepared, String, usize), RouterError>
+        + Send
+        + 'static,
+    ) -> Result<ChatStream, RouterError> {
         let router = Arc::clone(self);
         let started = Instant::now();
         let (prepared, model, prompt_tokens) =
-            tokio::task::spawn_blocking(move || router.prepare_chat(params, started))
+            tokio::task::spawn_blocking(move || prepare(&router, started))
                 .await
                 .map_err(|e| RouterError::Internal(e.to_string()))??;
         start_turn(prepared, model, prompt_tokens).await
@@ -793,14 +798,7 @@ impl Router {
         let check = ToolCheck::new(&request.tools, &request.tool_choice)?;
         // One sandbox for the whole turn: render, then parse the output.
         let mut session = plugin.session()?;
-        let answer = entry.answer_after_results(&engine);
-        let prompt = match answer
-            .then(|| tool_results::answer_prompt(&request))
-            .flatten()
-        {
-            Some(answer_request) => session.format_prompt(&answer_request)?,
-            None => session.format_prompt(&request)?,
-        };
+        let prompt = format_prompt(&mut session, &request, entry.answer_after_results(&engine))?;
         let ids = with_bos(&engine, engine.tokenizer().encode_prompt(&prompt.text)?);
         let prompt_tokens = ids.len();
         let mut stop = params.stop.clone();
@@ -852,6 +850,29 @@ impl Router {
         ))
     }
 
+    /// A request for a remote model's backend: the body its kind wants for this input.
+    fn remote_call(
+        &self,
+        entry: &ModelEntry,
+        remote: &RemoteModel,
+        input: RemoteInput,
+        sampling: &RemoteSampling,
+    ) -> RemoteCall {
+        let kind = remote.backend.decl.kind;
+        let mode = match input {
+            RemoteInput::Prompt(_) => Mode::Raw,
+            RemoteInput::Chat(_) => Mode::Chat,
+        };
+        let num_ctx = entry
+            .decl
+            .context_length
+            .unwrap_or(self.registry.options.max_context);
+        RemoteCall {
+            format: Format::of(kind, mode),
+            body: wire::request_body(kind, &remote.model, &input, sampling, num_ctx),
+        }
+    }
+
     /// A turn for a remote model. In raw mode the adapter renders the prompt and will parse
     /// the streamed text, as for a local model; in chat mode the conversation goes as it is
     /// and the backend's calls are only checked. Either way the request's tools are checked
@@ -865,10 +886,6 @@ impl Router {
     ) -> Result<(Prepared, String, usize), RouterError> {
         let kind = remote.backend.decl.kind;
         let sampling = remote_sampling(entry, &params.sampling, params.max_tokens, &params.stop);
-        let num_ctx = entry
-            .decl
-            .context_length
-            .unwrap_or(self.registry.options.max_context);
         let (call, parser, check, adapter) = match remote.mode {
             Mode::Raw => {
                 let plugin = self.plugin(&entry.adapter(&self.registry.options)?)?;
@@ -881,13 +898,7 @@ impl Router {
                 let check = ToolCheck::new(&request.tools, &request.tool_choice)?;
                 let mut session = plugin.session()?;
                 let answer = entry.decl.answer_after_results.unwrap_or(false);
-                let prompt = match answer
-                    .then(|| tool_results::answer_prompt(&request))
-                    .flatten()
-                {
-                    Some(answer_request) => session.format_prompt(&answer_request)?,
-                    None => session.format_prompt(&request)?,
-                };
+                let prompt = format_prompt(&mut session, &request, answer)?;
                 let mut text = prompt.text.clone();
                 if remote.template.add_bos
                     && let Some(bos) = &remote.template.bos_token
@@ -904,24 +915,12 @@ impl Router {
                     reasoning_open: prompt.reasoning_open,
                     lenient: entry.lenient() && tools_offered,
                 })?;
-                let body = wire::request_body(
-                    kind,
-                    &remote.model,
-                    &RemoteInput::Prompt(text),
-                    &sampling,
-                    num_ctx,
-                );
-                let call = RemoteCall {
-                    format: Format::of(kind, Mode::Raw),
-                    body,
-                };
+                let call = self.remote_call(entry, remote, RemoteInput::Prompt(text), &sampling);
                 let adapter = format!("{}/{}", plugin.info().name, plugin.info().version);
                 (call, Some(parser), check, adapter)
             }
             Mode::Chat => {
-                // Checked as the adapter would see them, so that a bad request fails here.
-                let request = params.chat.to_prompt_request(ModelConfig::default())?;
-                let check = ToolCheck::new(&request.tools, &request.tool_choice)?;
+                let check = tool_check(&params.chat)?;
                 let mut chat = serde_json::Map::new();
                 chat.insert("messages".into(), params.chat.messages.clone().into());
                 if let Some(tools) = params.chat.tools.as_ref().filter(|t| !t.is_empty()) {
@@ -953,17 +952,7 @@ impl Router {
                     }
                     None => {}
                 }
-                let body = wire::request_body(
-                    kind,
-                    &remote.model,
-                    &RemoteInput::Chat(chat),
-                    &sampling,
-                    num_ctx,
-                );
-                let call = RemoteCall {
-                    format: Format::of(kind, Mode::Chat),
-                    body,
-                };
+                let call = self.remote_call(entry, remote, RemoteInput::Chat(chat), &sampling);
                 (call, None, check, String::new())
             }
         };
@@ -994,13 +983,8 @@ impl Router {
         self: &Arc<Self>,
         params: CompleteParams,
     ) -> Result<ChatStream, RouterError> {
-        let router = Arc::clone(self);
-        let started = Instant::now();
-        let (prepared, model, prompt_tokens) =
-            tokio::task::spawn_blocking(move || router.prepare_complete(params, started))
-                .await
-                .map_err(|e| RouterError::Internal(e.to_string()))??;
-        start_turn(prepared, model, prompt_tokens).await
+        self.start(move |router, started| router.prepare_complete(params, started))
+            .await
     }
 
     fn prepare_complete(
@@ -1031,41 +1015,24 @@ impl Router {
                     param: Some("prompt".into()),
                 }));
             };
-            let kind = remote.backend.decl.kind;
             let sampling =
                 remote_sampling(&entry, &params.sampling, params.max_tokens, &params.stop);
-            let num_ctx = entry
-                .decl
-                .context_length
-                .unwrap_or(self.registry.options.max_context);
-            let mut body = wire::request_body(
-                kind,
-                &remote.model,
-                &RemoteInput::Prompt(text.clone()),
-                &sampling,
-                num_ctx,
-            );
-            let mut prepared = prepared(
-                Source::Remote {
-                    backend: Arc::clone(&remote.backend),
-                    call: RemoteCall {
-                        format: Format::of(kind, Mode::Raw),
-                        body: serde_json::Value::Null,
-                    },
-                },
-                remote.backend.name(),
-            );
-            if kind == BackendKind::Vllm {
+            let mut call =
+                self.remote_call(&entry, remote, RemoteInput::Prompt(text.clone()), &sampling);
+            let vllm = remote.backend.decl.kind == BackendKind::Vllm;
+            if vllm {
                 // The client's own switches, as vLLM takes them (a chat turn's raw mode sets
-                // its own in `request_body`).
-                body["add_special_tokens"] = params.add_special_tokens.into();
-                body["skip_special_tokens"] = params.skip_special_tokens.into();
-                body["include_stop_str_in_output"] = params.include_stop_str_in_output.into();
-                prepared.include_stop = false;
+                // its own in `request_body`); vLLM then keeps the stop string itself.
+                call.body["add_special_tokens"] = params.add_special_tokens.into();
+                call.body["skip_special_tokens"] = params.skip_special_tokens.into();
+                call.body["include_stop_str_in_output"] = params.include_stop_str_in_output.into();
             }
-            if let Source::Remote { call, .. } = &mut prepared.source {
-                call.body = body;
-            }
+            let source = Source::Remote {
+                backend: Arc::clone(&remote.backend),
+                call,
+            };
+            let mut prepared = prepared(source, remote.backend.name());
+            prepared.include_stop &= !vllm;
             return Ok((prepared, entry.id().to_string(), 0));
         }
         let engine = self.registry.engine(&entry)?;
@@ -1320,6 +1287,29 @@ async fn hold(
         held,
         Some((Trigger::Error, "the turn ended without a result".into())),
     )
+}
+
+/// The turn's prompt, in its adapter's session; with `answer`, a conversation that ends with
+/// tool results is shown as facts under the question (see `tool_results`).
+fn format_prompt(
+    session: &mut Session,
+    request: &PromptRequest,
+    answer: bool,
+) -> Result<Prompt, RouterError> {
+    match answer
+        .then(|| tool_results::answer_prompt(request))
+        .flatten()
+    {
+        Some(answer_request) => Ok(session.format_prompt(&answer_request)?),
+        None => Ok(session.format_prompt(request)?),
+    }
+}
+
+/// The request's messages and tools read as an adapter would see them (so that a bad
+/// request fails before any model is asked), and its tools' checks.
+fn tool_check(chat: &ChatRequest) -> Result<ToolCheck, RouterError> {
+    let request = chat.to_prompt_request(ModelConfig::default())?;
+    Ok(ToolCheck::new(&request.tools, &request.tool_choice)?)
 }
 
 fn tools_offered(chat: &ChatRequest) -> bool {
