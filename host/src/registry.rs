@@ -483,8 +483,7 @@ pub struct Lease {
 impl Drop for Lease {
     fn drop(&mut self) {
         self.entry.usage.end(self.keep_alive);
-        if self.keep_alive == KeepAlive::For(std::time::Duration::ZERO) && !self.entry.usage.busy()
-        {
+        if self.keep_alive.is_zero() && !self.entry.usage.busy() {
             self.entry.unload();
         }
     }

@@ -485,7 +485,7 @@ impl Router {
             return Ok((entry.id().to_string(), true));
         }
         let keep = entry.keep_alive(keep_alive, self.registry.residency.keep_alive);
-        if keep == KeepAlive::For(std::time::Duration::ZERO) {
+        if keep.is_zero() {
             if !entry.usage.busy() {
                 entry.unload();
             }

@@ -90,6 +90,11 @@ impl KeepAlive {
         }
     }
 
+    /// Whether the model goes as soon as its requests end (`0`).
+    pub fn is_zero(self) -> bool {
+        self == KeepAlive::For(Duration::ZERO)
+    }
+
     /// When a model used until `now` expires (`None`: never).
     pub fn expiry(self, now: Instant) -> Option<Instant> {
         match self {
