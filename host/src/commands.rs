@@ -3,6 +3,7 @@
 
 mod adapter;
 mod bench;
+mod models;
 mod plugins;
 mod serve;
 
@@ -14,8 +15,11 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
+use plugboard::engine::EngineOptions;
 use plugboard::plugins::cache::CompileCache;
 use plugboard::plugins::{Limits, PluginHost, Runtime};
+use plugboard::registry::{self, Registry};
+use plugboard::store::{Store, StoreOptions};
 
 #[derive(Parser)]
 #[command(
@@ -43,6 +47,95 @@ enum Command {
     /// Use one adapter directly: render prompts, parse and stream outputs.
     #[command(subcommand)]
     Adapter(adapter::AdapterCommand),
+    /// Download a model from the Hugging Face hub into the store, with a progress bar.
+    Pull(models::PullArgs),
+    /// The models that can serve: size, quantisation, family, adapter, where.
+    List(models::ListArgs),
+    /// Delete a pulled model's file from the store.
+    Rm(models::RmArgs),
+    /// A model's architecture, context length, chat template, adapter and capabilities.
+    Show(models::ShowArgs),
+    /// The models a running server has loaded, their size and expiry.
+    Ps(models::PsArgs),
+}
+
+/// Where models are declared and stored.
+#[derive(Args, Clone, Debug)]
+pub struct ModelArgs {
+    /// A TOML file declaring models (see the registry docs); it adds to and overrides the
+    /// predeclared ones, and is read again when it changes.
+    #[arg(long, env = "PLUGBOARD_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Where model files given by a relative path are looked for (default: $PLUGBOARD_MODELS
+    /// or ./models).
+    #[arg(long)]
+    pub models_dir: Option<PathBuf>,
+    /// The Hugging Face cache that pulled models go to, shared with Python's
+    /// `huggingface_hub` (default: $HF_HOME/hub, else ~/.cache/huggingface/hub). The hub is
+    /// $HF_ENDPOINT (default https://huggingface.co), with the token $HF_TOKEN when set.
+    #[arg(long, env = "HF_HUB_CACHE")]
+    pub hub_cache: Option<PathBuf>,
+    /// Disk space a download must leave free (`500M`, `2G`).
+    #[arg(long, default_value = "1G", value_parser = parse_size)]
+    pub disk_reserve: u64,
+}
+
+impl ModelArgs {
+    pub fn models_dir(&self) -> PathBuf {
+        self.models_dir
+            .clone()
+            .unwrap_or_else(registry::default_models_dir)
+    }
+
+    pub fn store(&self) -> anyhow::Result<Arc<Store>> {
+        let mut options = StoreOptions::from_env();
+        if let Some(root) = &self.hub_cache {
+            options.root = root.clone();
+        }
+        options.reserve = self.disk_reserve;
+        Store::new(options).map_err(anyhow::Error::msg)
+    }
+
+    pub fn registry(
+        &self,
+        model: Option<&str>,
+        options: EngineOptions,
+    ) -> anyhow::Result<Registry> {
+        Ok(Registry::new(
+            self.config.as_deref(),
+            model,
+            &self.models_dir(),
+            self.store()?,
+            options,
+        )?)
+    }
+}
+
+/// A size such as `512M`, `8G`, `1.5GiB` or a number of bytes (K, M, G, T are powers of 1024).
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: f64 = number
+        .parse()
+        .map_err(|_| format!("'{text}' is not a size such as 512M or 8G"))?;
+    let scale: u64 = match unit
+        .trim()
+        .trim_end_matches(['b', 'B'])
+        .trim_end_matches('i')
+        .to_ascii_uppercase()
+        .as_str()
+    {
+        "" => 1,
+        "K" => 1 << 10,
+        "M" => 1 << 20,
+        "G" => 1 << 30,
+        "T" => 1 << 40,
+        _ => return Err(format!("'{text}' has an unknown unit (use K, M, G or T)")),
+    };
+    Ok((number * scale as f64) as u64)
 }
 
 /// Where adapters come from and how they are sandboxed.
@@ -133,6 +226,11 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Bench(args) => bench::run_bench(args),
         Command::Plugins(command) => plugins::run(command),
         Command::Adapter(command) => adapter::run(command),
+        Command::Pull(args) => models::pull(args),
+        Command::List(args) => models::list(args),
+        Command::Rm(args) => models::rm(args),
+        Command::Show(args) => models::show(args),
+        Command::Ps(args) => models::ps(args),
     }
 }
 

@@ -93,6 +93,8 @@ pub struct EngineOptions {
     pub cached_sequences: usize,
     /// Sequences generated at the same time (continuous batching); more wait in the queue.
     pub max_batch: usize,
+    /// Threads this model's inference uses (0: the process's pool, `--threads`).
+    pub threads: usize,
 }
 
 impl Default for EngineOptions {
@@ -103,8 +105,119 @@ impl Default for EngineOptions {
             queue_limit: 64,
             cached_sequences: 4,
             max_batch: 8,
+            threads: 0,
         }
     }
+}
+
+/// What a model file is, read from its header without loading it.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct FileInfo {
+    /// `general.name`, or the file name.
+    pub name: String,
+    pub architecture: String,
+    pub context_length: usize,
+    /// Weights, counted from the tensors' shapes.
+    pub parameters: u64,
+    pub file_bytes: u64,
+    /// The file's quantisation (`general.file_type`, as llama.cpp names it).
+    pub quantization: Option<String>,
+    pub chat_template: Option<String>,
+}
+
+/// Reads a GGUF file's header: architecture, sizes, quantisation, chat template.
+pub fn describe(path: &Path) -> Result<FileInfo, EngineError> {
+    let gguf = GgufFile::open(path)?;
+    let architecture = gguf.architecture()?;
+    Ok(FileInfo {
+        name: gguf.string("general.name").unwrap_or_else(|| {
+            path.file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        }),
+        context_length: gguf
+            .u32(&format!("{architecture}.context_length"))
+            .unwrap_or(0) as usize,
+        architecture,
+        parameters: gguf
+            .content
+            .tensor_infos
+            .values()
+            .map(|t| t.shape.elem_count() as u64)
+            .sum(),
+        file_bytes: std::fs::metadata(path).map(|m| m.len()).unwrap_or(0),
+        quantization: gguf
+            .u32("general.file_type")
+            .and_then(file_type_name)
+            .map(str::to_string),
+        chat_template: gguf.string("tokenizer.chat_template"),
+    })
+}
+
+/// llama.cpp's names of `general.file_type` values.
+fn file_type_name(file_type: u32) -> Option<&'static str> {
+    const NAMES: [&str; 33] = [
+        "F32", "F16", "Q4_0", "Q4_1", "", "", "", "Q8_0", "Q5_0", "Q5_1", "Q2_K", "Q3_K_S",
+        "Q3_K_M", "Q3_K_L", "Q4_K_S", "Q4_K_M", "Q5_K_S", "Q5_K_M", "Q6_K", "IQ2_XXS", "IQ2_XS",
+        "Q2_K_S", "IQ3_XS", "IQ3_XXS", "IQ1_S", "IQ4_NL", "IQ3_S", "IQ3_M", "IQ2_S", "IQ2_M",
+        "IQ4_XS", "IQ1_M", "BF16",
+    ];
+    NAMES
+        .get(file_type as usize)
+        .copied()
+        .filter(|n| !n.is_empty())
+}
+
+/// A parameter count as Ollama shows it: `494.03M`, `7.6B`.
+pub fn parameter_size(parameters: u64) -> String {
+    let p = parameters as f64;
+    if p >= 1e9 {
+        format!("{:.1}B", p / 1e9)
+    } else if p >= 1e6 {
+        format!("{:.2}M", p / 1e6)
+    } else {
+        format!("{:.0}K", p / 1e3)
+    }
+}
+
+/// What a model takes in memory once loaded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MemoryEstimate {
+    /// The weights: the file's size (quantised weights stay as they are in the file).
+    pub weights: u64,
+    /// Keys and values of `max_batch` sequences of the whole context.
+    pub kv_cache: u64,
+}
+
+impl MemoryEstimate {
+    pub fn total(&self) -> u64 {
+        self.weights + self.kv_cache
+    }
+}
+
+/// What a GGUF file will take when loaded with these options, read from its header alone.
+pub fn estimate_memory(
+    path: &Path,
+    options: &EngineOptions,
+) -> Result<MemoryEstimate, EngineError> {
+    let weights = std::fs::metadata(path)
+        .map_err(|e| EngineError::Io {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?
+        .len();
+    if convert::is_checkpoint(path) {
+        return Ok(MemoryEstimate {
+            weights,
+            kv_cache: 0,
+        });
+    }
+    let config = model::Config::of(&GgufFile::open(path)?)?;
+    let context = options.max_context.min(config.context_length) as u64;
+    Ok(MemoryEstimate {
+        weights,
+        kv_cache: config.kv_bytes_per_token() * context * options.max_batch.max(1) as u64,
+    })
 }
 
 /// Sets the number of threads inference uses. Call once, before any model loads.
@@ -359,9 +472,24 @@ impl Engine {
             cached_sequences: options.cached_sequences.max(1),
             max_batch: options.max_batch.max(1),
         };
+        // A model given its own threads runs in a pool of that size (the kernels and candle's
+        // matmuls parallelise over the pool they are called from).
+        let pool = match options.threads {
+            0 => None,
+            n => Some(
+                rayon::ThreadPoolBuilder::new()
+                    .num_threads(n)
+                    .thread_name(|i| format!("plugboard-compute-{i}"))
+                    .build()
+                    .map_err(|e| EngineError::Compute(format!("cannot start {n} threads: {e}")))?,
+            ),
+        };
         std::thread::Builder::new()
             .name(format!("plugboard-engine-{}", info.name))
-            .spawn(move || worker.run(queue))
+            .spawn(move || match pool {
+                Some(pool) => pool.install(|| worker.run(queue)),
+                None => worker.run(queue),
+            })
             .map_err(|e| EngineError::Compute(format!("cannot start the engine thread: {e}")))?;
         tracing::info!(model = %info.name, arch = %info.architecture, context = info.max_context, "model loaded");
         Ok(Arc::new(Engine {

@@ -27,6 +27,7 @@
 //! - [`toolcalls`]: tool calls checked against the request's tools and JSON Schemas;
 //! - [`call_constraint`]: an adapter's call grammar and the tools' schemas as the engine's
 //!   constraint (constrained decoding);
+//! - [`store`]: model files pulled from the Hugging Face hub, in the hub's cache layout;
 //! - [`engine`]: local inference on candle (GGUF, tokenizers, sampling, prefix cache);
 //! - [`adapter`]: what an adapter does, in the host's own types (contract-version free);
 //! - [`chat`]: OpenAI-shaped chat requests and their conversion for adapters;
@@ -42,5 +43,6 @@ pub mod engine;
 pub mod plugins;
 pub mod registry;
 pub mod router;
+pub mod store;
 pub mod tool_results;
 pub mod toolcalls;

@@ -30,6 +30,7 @@
 //! fallback_on = ["error", "timeout", "overloaded", "context_overflow"]
 //! ```
 
+pub mod config_watch;
 pub mod detect;
 pub mod residency;
 
@@ -41,7 +42,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::backends::template::RemoteTemplate;
 use crate::backends::{Backend, BackendDecl, Mode};
-use crate::engine::{Engine, EngineError, EngineOptions};
+use arc_swap::ArcSwap;
+
+use crate::engine::{self, Engine, EngineError, EngineOptions, FileInfo, MemoryEstimate};
+use crate::store::{self, DEFAULT_REVISION, HubFile, Store};
 use crate::toolcalls::ToolPolicy;
 use residency::{KeepAlive, Residency, Usage};
 
@@ -51,9 +55,19 @@ use residency::{KeepAlive, Residency, Usage};
 pub enum Source {
     /// A local GGUF file.
     Path(PathBuf),
-    /// A file of a Hugging Face repository, looked for in the models folder as
-    /// `<repo with / as -->/<file>` (downloading is not done by the server).
-    HuggingFace { hf: String, file: String },
+    /// A GGUF file of a Hugging Face repository, in the store (pulled on first use or by
+    /// `plugboard pull`): `{ hf = "org/repo", file = "x.gguf" }`, or `quant = "Q4_K_M"` for
+    /// the repository's file of that quantisation (the default when neither is given);
+    /// `revision` is a branch, tag or commit (default `main`).
+    HuggingFace {
+        hf: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        file: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        quant: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        revision: Option<String>,
+    },
     /// A model of a remote backend, by the name the backend knows it by.
     Backend { backend: String, model: String },
 }
@@ -176,6 +190,16 @@ pub struct ModelDecl {
     /// to unload right after); default: the server's `--keep-alive`.
     #[serde(default)]
     pub keep_alive: Option<String>,
+    /// Inference threads of this model (default: the server's `--threads`).
+    #[serde(default)]
+    pub threads: Option<usize>,
+    /// `cpu`, `cuda:N` or `metal` (default: the server's `--device`).
+    #[serde(default)]
+    pub device: Option<String>,
+    /// Sequences generated at once (default: the server's `--parallel`); more wait in the
+    /// queue.
+    #[serde(default)]
+    pub parallel: Option<usize>,
 }
 
 impl ModelDecl {
@@ -198,6 +222,9 @@ impl ModelDecl {
             fallback: None,
             fallback_on: None,
             keep_alive: None,
+            threads: None,
+            device: None,
+            parallel: None,
         }
     }
 }
@@ -229,6 +256,22 @@ pub enum RegistryError {
     Config { path: String, reason: String },
     #[error("model '{id}' is served by backend '{backend}', not by the local engine")]
     Remote { id: String, backend: String },
+    #[error("model '{id}' cannot be downloaded: {error}")]
+    Pull {
+        id: String,
+        error: Arc<crate::store::PullError>,
+    },
+    #[error(
+        "model '{id}' needs about {needed} MiB (weights {weights} MiB, KV cache {kv} MiB), more than the memory budget of {budget} MiB; lower its context_length or parallel, or raise --memory-budget",
+        needed = .needed >> 20, weights = .weights >> 20, kv = .kv_cache >> 20, budget = .budget >> 20
+    )]
+    TooLarge {
+        id: String,
+        needed: u64,
+        weights: u64,
+        kv_cache: u64,
+        budget: u64,
+    },
 }
 
 /// Below this many parameters a model answers after tool results only when shown them as facts.
@@ -247,7 +290,9 @@ pub fn predeclared() -> Vec<ModelDecl> {
             id,
             Source::HuggingFace {
                 hf: repo.into(),
-                file: file.into(),
+                file: Some(file.into()),
+                quant: None,
+                revision: None,
             },
         )
     };
@@ -316,11 +361,16 @@ pub struct RemoteModel {
 /// A model as the server uses it.
 pub struct ModelEntry {
     pub decl: ModelDecl,
-    /// The weights file, resolved (empty for a remote model).
-    pub path: PathBuf,
+    /// A local model's file, resolved (hub models are looked up in the store each time).
+    file: Option<PathBuf>,
+    store: Arc<Store>,
     /// Where a remote model is served.
     pub remote: Option<RemoteModel>,
     engine: Mutex<Option<Arc<Engine>>>,
+    /// What the loaded engine was estimated to take (see `--memory-budget`).
+    memory: Mutex<u64>,
+    /// The weights file's header, read once per file.
+    header: Mutex<Option<(PathBuf, Arc<FileInfo>)>>,
     /// Requests in flight, last use, expiry (see `residency`).
     pub usage: Usage,
     keep_alive: Option<KeepAlive>,
@@ -331,9 +381,47 @@ impl ModelEntry {
         &self.decl.id
     }
 
+    /// The weights file, when it is here.
+    pub fn path(&self) -> Option<PathBuf> {
+        match &self.decl.source {
+            Source::Path(_) => self.file.clone().filter(|p| p.exists()),
+            Source::HuggingFace { .. } => self.hub_file().and_then(|f| self.store.find(&f)),
+            Source::Backend { .. } => None,
+        }
+    }
+
+    /// The hub file a hub model is, as far as the store knows without asking the hub: the
+    /// declared file, or the one of its quantisation in the repository's snapshot here.
+    pub fn hub_file(&self) -> Option<HubFile> {
+        let Source::HuggingFace {
+            hf,
+            file,
+            quant,
+            revision,
+        } = &self.decl.source
+        else {
+            return None;
+        };
+        let revision = revision.clone().unwrap_or_else(|| DEFAULT_REVISION.into());
+        let file = match file {
+            Some(file) => file.clone(),
+            None => store::pick_quant(
+                hf,
+                &self.store.snapshot_ggufs(hf, &revision),
+                quant.as_deref().unwrap_or(DEFAULT_QUANT),
+            )
+            .ok()?,
+        };
+        Some(HubFile {
+            repo: hf.clone(),
+            revision,
+            file,
+        })
+    }
+
     /// Whether the model can serve: its weights file is present, or it is remote.
     pub fn available(&self) -> bool {
-        self.remote.is_some() || self.path.is_file()
+        self.remote.is_some() || self.path().is_some()
     }
 
     /// How long the model stays loaded after a request: the request's, else the model's, else
@@ -374,6 +462,7 @@ impl ModelEntry {
     pub fn unload(&self) -> bool {
         let engine = self.engine.lock().unwrap_or_else(|e| e.into_inner()).take();
         if engine.is_some() {
+            *self.memory.lock().unwrap_or_else(|e| e.into_inner()) = 0;
             tracing::info!(model = %self.decl.id, "unloaded");
         }
         engine.is_some()
@@ -385,6 +474,11 @@ impl ModelEntry {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
+    }
+
+    /// What the loaded engine was estimated to take (0 when not loaded).
+    pub fn memory(&self) -> u64 {
+        *self.memory.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Whether calls without the family's markup are read as calls: a whole output that is a
@@ -428,6 +522,24 @@ impl ModelEntry {
         Ok(detect::adapter_for(engine.info().chat_template.as_deref()).to_string())
     }
 
+    /// The server's engine options with this model's own settings.
+    pub fn options(&self, server: &EngineOptions) -> EngineOptions {
+        let mut options = server.clone();
+        if let Some(context) = self.decl.context_length {
+            options.max_context = context;
+        }
+        if let Some(threads) = self.decl.threads {
+            options.threads = threads;
+        }
+        if let Some(device) = &self.decl.device {
+            options.device = device.clone();
+        }
+        if let Some(parallel) = self.decl.parallel {
+            options.max_batch = parallel;
+        }
+        options
+    }
+
     /// Loads the model on first use (blocking: call from a blocking thread). Makes no room
     /// for it: the server loads through [`Registry::engine`].
     pub fn engine(&self, options: &EngineOptions) -> Result<Arc<Engine>, RegistryError> {
@@ -435,41 +547,104 @@ impl ModelEntry {
         if let Some(engine) = slot.as_ref() {
             return Ok(Arc::clone(engine));
         }
-        if let Some(remote) = &self.remote {
-            return Err(RegistryError::Remote {
-                id: self.decl.id.clone(),
-                backend: remote.backend.name().to_string(),
-            });
-        }
-        if !self.available() {
-            return Err(RegistryError::NotDownloaded {
-                id: self.decl.id.clone(),
-                path: self.path.display().to_string(),
-            });
-        }
-        let mut options = options.clone();
-        if let Some(context) = self.decl.context_length {
-            options.max_context = context;
-        }
-        let engine = Engine::load(&self.path, &options).map_err(|error| RegistryError::Load {
+        let path = self.weights()?;
+        let options = self.options(options);
+        let engine = Engine::load(&path, &options).map_err(|error| RegistryError::Load {
             id: self.decl.id.clone(),
             error,
         })?;
         *slot = Some(Arc::clone(&engine));
         Ok(engine)
     }
+
+    /// The weights file, or why there is none.
+    fn weights(&self) -> Result<PathBuf, RegistryError> {
+        if let Some(remote) = &self.remote {
+            return Err(RegistryError::Remote {
+                id: self.decl.id.clone(),
+                backend: remote.backend.name().to_string(),
+            });
+        }
+        self.path().ok_or_else(|| RegistryError::NotDownloaded {
+            id: self.decl.id.clone(),
+            path: match (&self.file, self.hub_file()) {
+                (Some(file), _) => file.display().to_string(),
+                (None, Some(hub)) => format!("{hub} in {}", self.store.root().display()),
+                (None, None) => format!("{:?}", self.decl.source),
+            },
+        })
+    }
+
+    /// The weights file's header (architecture, sizes, quantisation, chat template), without
+    /// loading the model; `None` when the file is not here or not readable.
+    pub fn describe(&self) -> Option<Arc<FileInfo>> {
+        let path = self.path()?;
+        let mut header = self.header.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((read, info)) = header.as_ref()
+            && *read == path
+        {
+            return Some(Arc::clone(info));
+        }
+        let info = Arc::new(engine::describe(&path).ok()?);
+        *header = Some((path, Arc::clone(&info)));
+        Some(info)
+    }
+
+    /// What the model will take in memory once loaded (reads the file's header).
+    pub fn estimate(&self, options: &EngineOptions) -> Result<MemoryEstimate, RegistryError> {
+        let path = self.weights()?;
+        engine::estimate_memory(&path, &self.options(options)).map_err(|error| {
+            RegistryError::Load {
+                id: self.decl.id.clone(),
+                error,
+            }
+        })
+    }
 }
 
-/// All known models.
-pub struct Registry {
+/// The quantisation a hub model gets when it names neither a file nor a quantisation
+/// (Ollama's choice too).
+pub const DEFAULT_QUANT: &str = "Q4_K_M";
+
+/// Where the registry's models are declared.
+struct Sources {
+    config: Option<PathBuf>,
+    model: Option<String>,
+    models_dir: PathBuf,
+}
+
+/// The models and backends of one reading of the config file and the store.
+struct Declared {
     models: BTreeMap<String, Arc<ModelEntry>>,
     /// The model used when none is named (Ollama's `/api/generate` without one, the UI).
     default: Option<String>,
-    pub options: EngineOptions,
-    pub backends: BTreeMap<String, Arc<Backend>>,
+    backends: BTreeMap<String, Arc<Backend>>,
     /// Fallbacks of models that declare none, and what triggers them.
     fallback: Vec<String>,
     fallback_on: Vec<Trigger>,
+}
+
+impl Declared {
+    fn get(&self, name: &str) -> Option<&Arc<ModelEntry>> {
+        let name = name.strip_suffix(":latest").unwrap_or(name);
+        self.models.get(name).or_else(|| {
+            self.models
+                .values()
+                .find(|m| m.decl.aliases.iter().any(|a| a == name))
+        })
+    }
+}
+
+/// All known models. The set changes while the server runs: the config file is read again
+/// when it changes, and a pulled file becomes a model ([`Registry::refresh`]); a model whose
+/// declaration did not change keeps its loaded engine.
+pub struct Registry {
+    sources: Sources,
+    pub store: Arc<Store>,
+    declared: ArcSwap<Declared>,
+    /// One refresh at a time.
+    refreshing: Mutex<()>,
+    pub options: EngineOptions,
     pub residency: Residency,
 }
 
@@ -491,181 +666,89 @@ impl Drop for Lease {
 
 impl Registry {
     /// Builds the registry: predeclared models, then the config file's (which replace
-    /// predeclared ones of the same id), then `--model` (a path or an id), which becomes the
-    /// default. `models_dir` is where relative paths and Hugging Face files are looked for.
+    /// predeclared ones of the same id), then the GGUF files pulled into the store that no
+    /// declaration names, then `--model` (a path, an id, or a hub name such as
+    /// `hf.co/org/repo:Q4_K_M`), which becomes the default. `models_dir` is where relative
+    /// paths are looked for.
     pub fn new(
         config: Option<&Path>,
         model: Option<&str>,
         models_dir: &Path,
+        store: Arc<Store>,
         options: EngineOptions,
     ) -> Result<Registry, RegistryError> {
-        let mut decls: Vec<ModelDecl> = predeclared();
-        let mut file = ConfigFile::default();
-        let config_error = |reason: String| RegistryError::Config {
-            path: config.map(|p| p.display().to_string()).unwrap_or_default(),
-            reason,
+        let sources = Sources {
+            config: config.map(Path::to_path_buf),
+            model: model.map(str::to_string),
+            models_dir: models_dir.to_path_buf(),
         };
-        if let Some(path) = config {
-            let text = std::fs::read_to_string(path).map_err(|e| config_error(e.to_string()))?;
-            file = toml::from_str(&text).map_err(|e| config_error(e.to_string()))?;
-            for decl in std::mem::take(&mut file.models) {
-                decls.retain(|d| d.id != decl.id);
-                decls.push(decl);
-            }
-        }
-        // Relative paths in the config file are relative to it.
-        let config_dir = config
-            .and_then(Path::parent)
-            .map(Path::to_path_buf)
-            .unwrap_or_default();
-        let mut backends = BTreeMap::new();
-        for decl in file.backends {
-            let name = decl.name.clone();
-            if let Some(variable) = &decl.api_key_env
-                && std::env::var_os(variable).is_none()
-            {
-                tracing::warn!(backend = %name, "the API key variable {variable} is not set: requests to this backend will fail");
-            }
-            let backend = Backend::new(decl).map_err(config_error)?;
-            if backends.insert(name.clone(), Arc::new(backend)).is_some() {
-                return Err(config_error(format!("backend '{name}' is declared twice")));
-            }
-        }
-        let mut default = None;
-        if let Some(model) = model {
-            let as_path = Path::new(model);
-            if as_path.is_file() {
-                let id = as_path
-                    .file_stem()
-                    .map(|s| s.to_string_lossy().into_owned())
-                    .unwrap_or_else(|| model.to_string());
-                let known = decls.iter().position(|d| match &d.source {
-                    Source::Path(p) => resolve(models_dir, p) == as_path,
-                    _ => false,
-                });
-                match known {
-                    Some(i) => default = Some(decls[i].id.clone()),
-                    None => {
-                        decls.push(ModelDecl::new(&id, Source::Path(as_path.to_path_buf())));
-                        default = Some(id);
-                    }
-                }
-            } else if let Some(decl) = decls
-                .iter()
-                .find(|d| d.id == model || d.aliases.iter().any(|a| a == model))
-            {
-                default = Some(decl.id.clone());
-            } else {
-                return Err(RegistryError::UnknownModel(model.to_string()));
-            }
-        }
-        let mut models = BTreeMap::new();
-        for decl in decls {
-            let mut remote = None;
-            let path = match &decl.source {
-                Source::Path(p) => resolve(models_dir, p),
-                Source::HuggingFace { hf, file } => {
-                    models_dir.join(hf.replace('/', "--")).join(file)
-                }
-                Source::Backend { backend, model } => {
-                    let backend = backends.get(backend).cloned().ok_or_else(|| {
-                        config_error(format!(
-                            "model '{}' names backend '{backend}', which is not declared",
-                            decl.id
-                        ))
-                    })?;
-                    let template = match &decl.chat_template {
-                        Some(source) => {
-                            let path = match source {
-                                TemplateSource::Path(path) => config_dir.join(path),
-                                TemplateSource::HuggingFace { hf, file } => {
-                                    models_dir.join(hf.replace('/', "--")).join(file)
-                                }
-                            };
-                            RemoteTemplate::load(&path).map_err(|reason| {
-                                config_error(format!("model '{}': chat_template {reason}", decl.id))
-                            })?
-                        }
-                        None => RemoteTemplate::default(),
-                    };
-                    let mode = decl.mode.unwrap_or(if decl.chat_template.is_some() {
-                        Mode::Raw
-                    } else {
-                        Mode::Chat
-                    });
-                    if mode == Mode::Raw && template.control.is_empty() {
-                        tracing::warn!(
-                            model = %decl.id,
-                            "raw mode without the model's control tokens (a GGUF or tokenizer_config.json gives them): only BOS, EOS and the adapter's end-of-turn markers are kept out of messages"
-                        );
-                    }
-                    remote = Some(RemoteModel {
-                        backend,
-                        model: model.clone(),
-                        mode,
-                        template,
-                    });
-                    PathBuf::new()
-                }
-            };
-            let keep_alive = decl
-                .keep_alive
-                .as_deref()
-                .map(KeepAlive::parse_str)
-                .transpose()
-                .map_err(|e| config_error(format!("model '{}': {e}", decl.id)))?;
-            let entry = ModelEntry {
-                decl,
-                path,
-                remote,
-                engine: Mutex::new(None),
-                usage: Usage::default(),
-                keep_alive,
-            };
-            models.insert(entry.decl.id.clone(), Arc::new(entry));
-        }
-        let registry = Registry {
-            models,
-            default,
+        let declared = declare(&sources, &store, None)?;
+        Ok(Registry {
+            sources,
+            store,
+            declared: ArcSwap::from_pointee(declared),
+            refreshing: Mutex::new(()),
             options,
-            backends,
-            fallback: file.fallback,
-            fallback_on: file
-                .fallback_on
-                .unwrap_or_else(|| DEFAULT_TRIGGERS.to_vec()),
             residency: Residency::default(),
-        };
-        for entry in registry.models.values() {
-            for fallback in registry.fallbacks(entry) {
-                registry.get(&fallback).map_err(|_| {
-                    config_error(format!(
-                        "model '{}' falls back to '{fallback}', which is not a model here",
-                        entry.id()
-                    ))
-                })?;
-            }
-        }
-        Ok(registry)
+        })
     }
 
-    /// With these keep-alive and load limits.
+    /// With these keep-alive, load and memory limits.
     pub fn with_residency(mut self, residency: Residency) -> Registry {
         self.residency = residency;
         self
     }
 
+    /// The config file, if one was given.
+    pub fn config_path(&self) -> Option<&Path> {
+        self.sources.config.as_deref()
+    }
+
+    /// Reads the config file and the store again. Models whose declaration is unchanged keep
+    /// their entries (and loaded engines); a bad config file changes nothing.
+    pub fn refresh(&self) -> Result<(), RegistryError> {
+        let _one = self.refreshing.lock().unwrap_or_else(|e| e.into_inner());
+        let previous = self.declared.load_full();
+        let declared = declare(&self.sources, &self.store, Some(&previous))?;
+        let before: Vec<&String> = previous.models.keys().collect();
+        let after: Vec<&String> = declared.models.keys().collect();
+        if before != after {
+            tracing::info!(models = after.len(), "the model set changed");
+        }
+        self.declared.store(Arc::new(declared));
+        Ok(())
+    }
+
     /// A local model's engine, loaded if needed (blocking), after making room for it: idle
     /// models are unloaded, earliest expiry first, then least recently used, until fewer than
-    /// `max_loaded` remain. Busy models stay; if only busy ones are left the model loads
-    /// anyway, and the limit is restored as they go idle (see [`Registry::reap`]).
+    /// `max_loaded` remain and what stays loaded and the new model fit the memory budget.
+    /// Busy models stay; if only busy ones are left the model loads anyway, and the limits
+    /// are restored as they go idle (see [`Registry::reap`]). A model that cannot fit the
+    /// budget even alone is refused before loading.
     pub fn engine(&self, entry: &ModelEntry) -> Result<Arc<Engine>, RegistryError> {
         if let Some(engine) = entry.loaded() {
             return Ok(engine);
         }
+        let mut needed = 0;
         if entry.remote.is_none() && entry.available() {
-            self.make_room(Some(entry.id()));
+            if let Some(budget) = self.residency.memory_budget {
+                let estimate = entry.estimate(&self.options)?;
+                needed = estimate.total();
+                if needed > budget {
+                    return Err(RegistryError::TooLarge {
+                        id: entry.id().to_string(),
+                        needed,
+                        weights: estimate.weights,
+                        kv_cache: estimate.kv_cache,
+                        budget,
+                    });
+                }
+            }
+            self.make_room(Some(entry.id()), needed);
         }
-        entry.engine(&self.options)
+        let engine = entry.engine(&self.options)?;
+        *entry.memory.lock().unwrap_or_else(|e| e.into_inner()) = needed;
+        Ok(engine)
     }
 
     /// Holds a loaded model for a request.
@@ -677,40 +760,40 @@ impl Registry {
         }
     }
 
-    /// Unloads idle models until fewer than `max_loaded` remain besides `keep` (all but
-    /// `keep` count when loading it).
-    fn make_room(&self, keep: Option<&str>) {
+    /// Unloads idle models until, besides `keep` (which is about to load and take
+    /// `needed` bytes), fewer than `max_loaded` remain and all fit the memory budget.
+    fn make_room(&self, keep: Option<&str>, needed: u64) {
         let max = self.residency.max_loaded;
-        if max == 0 {
-            return;
-        }
+        let budget = self.residency.memory_budget.unwrap_or(u64::MAX);
         loop {
-            let loaded: Vec<&Arc<ModelEntry>> = self
-                .models
-                .values()
+            let loaded: Vec<Arc<ModelEntry>> = self
+                .all()
+                .into_iter()
                 .filter(|m| m.loaded().is_some() && Some(m.id()) != keep)
                 .collect();
-            let limit = if keep.is_some() { max - 1 } else { max };
-            if loaded.len() <= limit {
+            let limit = match (max, keep) {
+                (0, _) => usize::MAX,
+                (max, Some(_)) => max - 1,
+                (max, None) => max,
+            };
+            let memory: u64 = loaded.iter().map(|m| m.memory()).sum::<u64>() + needed;
+            if loaded.len() <= limit && memory <= budget {
                 return;
             }
-            let victim = loaded
-                .into_iter()
-                .filter(|m| !m.usage.busy())
-                .min_by_key(|m| {
-                    (
-                        m.usage.expires().is_none(),
-                        m.usage.expires(),
-                        m.usage.last_used(),
-                    )
-                });
+            let victim = loaded.iter().filter(|m| !m.usage.busy()).min_by_key(|m| {
+                (
+                    m.usage.expires().is_none(),
+                    m.usage.expires(),
+                    m.usage.last_used(),
+                )
+            });
             match victim {
                 Some(victim) => {
                     victim.unload();
                 }
                 None => {
                     tracing::warn!(
-                        "more than {max} models are loaded and all are busy: one goes when idle"
+                        "the loaded models exceed --max-loaded-models or --memory-budget and all are busy: one goes when idle"
                     );
                     return;
                 }
@@ -718,11 +801,11 @@ impl Registry {
         }
     }
 
-    /// Unloads idle models whose keep-alive has run out, and idle ones beyond `max_loaded`
+    /// Unloads idle models whose keep-alive has run out, and idle ones beyond the limits
     /// (the server calls it every second).
     pub fn reap(&self) {
         let now = std::time::Instant::now();
-        for entry in self.models.values() {
+        for entry in self.all() {
             if entry.loaded().is_some()
                 && !entry.usage.busy()
                 && entry.usage.expires().is_some_and(|t| t <= now)
@@ -730,53 +813,403 @@ impl Registry {
                 entry.unload();
             }
         }
-        self.make_room(None);
+        self.make_room(None, 0);
     }
 
     /// The models that serve a turn `entry` fails, in order (its own, else the default list;
     /// never itself).
     pub fn fallbacks(&self, entry: &ModelEntry) -> Vec<String> {
-        entry
-            .decl
-            .fallback
-            .as_ref()
-            .unwrap_or(&self.fallback)
-            .iter()
-            .filter(|id| **id != entry.decl.id)
-            .cloned()
-            .collect()
+        fallbacks(&self.declared.load(), entry)
     }
 
     /// What makes a turn of `entry` go to its next fallback.
-    pub fn triggers<'a>(&'a self, entry: &'a ModelEntry) -> &'a [Trigger] {
+    pub fn triggers(&self, entry: &ModelEntry) -> Vec<Trigger> {
         entry
             .decl
             .fallback_on
-            .as_deref()
-            .unwrap_or(&self.fallback_on)
+            .clone()
+            .unwrap_or_else(|| self.declared.load().fallback_on.clone())
     }
 
     /// A model by id or alias (Ollama's `:latest` suffix is ignored).
     pub fn get(&self, name: &str) -> Result<Arc<ModelEntry>, RegistryError> {
-        let name = name.strip_suffix(":latest").unwrap_or(name);
-        self.models
-            .get(name)
-            .or_else(|| {
-                self.models
-                    .values()
-                    .find(|m| m.decl.aliases.iter().any(|a| a == name))
-            })
-            .cloned()
-            .ok_or_else(|| RegistryError::UnknownModel(name.to_string()))
+        self.declared.load().get(name).cloned().ok_or_else(|| {
+            RegistryError::UnknownModel(name.strip_suffix(":latest").unwrap_or(name).into())
+        })
     }
 
     /// The default model, if one was given.
     pub fn default_model(&self) -> Option<Arc<ModelEntry>> {
-        self.default.as_deref().and_then(|id| self.get(id).ok())
+        let declared = self.declared.load();
+        declared
+            .default
+            .as_deref()
+            .and_then(|id| declared.get(id).cloned())
     }
 
-    pub fn all(&self) -> impl Iterator<Item = &Arc<ModelEntry>> {
-        self.models.values()
+    pub fn all(&self) -> Vec<Arc<ModelEntry>> {
+        self.declared.load().models.values().cloned().collect()
+    }
+
+    /// What a pull of `name` downloads: a model's hub file (its quantisation's file named by
+    /// the hub when the store does not have it yet), or a hub name (`hf.co/org/repo:QUANT`,
+    /// `org/repo:QUANT`, `org/repo/file.gguf`).
+    pub async fn pull_target(&self, name: &str) -> Result<HubFile, RegistryError> {
+        let source = match self.get(name) {
+            Ok(entry) => match &entry.decl.source {
+                Source::HuggingFace { .. } => entry.decl.source.clone(),
+                _ => {
+                    return Err(RegistryError::Config {
+                        path: name.into(),
+                        reason: format!(
+                            "model '{}' is not a Hugging Face file: there is nothing to pull",
+                            entry.id()
+                        ),
+                    });
+                }
+            },
+            Err(unknown) => hub_source(name).ok_or(unknown)?,
+        };
+        let Source::HuggingFace {
+            hf,
+            file,
+            quant,
+            revision,
+        } = source
+        else {
+            unreachable!("a hub source")
+        };
+        let revision = revision.unwrap_or_else(|| DEFAULT_REVISION.into());
+        let file = match file {
+            Some(file) => file,
+            None => {
+                let quant = quant.unwrap_or_else(|| DEFAULT_QUANT.into());
+                let pull_error = |error| RegistryError::Pull {
+                    id: name.into(),
+                    error: Arc::new(error),
+                };
+                let files = self
+                    .store
+                    .hub_ggufs(&hf, &revision)
+                    .await
+                    .map_err(pull_error)?;
+                store::pick_quant(&hf, &files, &quant).map_err(pull_error)?
+            }
+        };
+        Ok(HubFile {
+            repo: hf,
+            revision,
+            file,
+        })
+    }
+
+    /// The model that serves a hub file (after a pull and a refresh).
+    pub fn model_of(&self, file: &HubFile) -> Option<Arc<ModelEntry>> {
+        self.all()
+            .into_iter()
+            .find(|m| m.hub_file().as_ref() == Some(file))
+    }
+}
+
+/// Reads the config file and the store into models and backends; entries of `previous`
+/// whose declaration is unchanged are kept as they are.
+fn declare(
+    sources: &Sources,
+    store: &Arc<Store>,
+    previous: Option<&Declared>,
+) -> Result<Declared, RegistryError> {
+    let config = sources.config.as_deref();
+    let models_dir = &sources.models_dir;
+    let mut decls: Vec<ModelDecl> = predeclared();
+    let mut file = ConfigFile::default();
+    let config_error = |reason: String| RegistryError::Config {
+        path: config.map(|p| p.display().to_string()).unwrap_or_default(),
+        reason,
+    };
+    if let Some(path) = config {
+        let text = std::fs::read_to_string(path).map_err(|e| config_error(e.to_string()))?;
+        file = toml::from_str(&text).map_err(|e| config_error(e.to_string()))?;
+        for decl in std::mem::take(&mut file.models) {
+            decls.retain(|d| d.id != decl.id);
+            decls.push(decl);
+        }
+    }
+    // Pulled files no declaration names serve under Ollama's names for them.
+    for cached in store.list() {
+        let named = decls.iter().any(|d| match &d.source {
+            Source::HuggingFace {
+                hf, file, quant, ..
+            } => {
+                *hf == cached.repo
+                    && match file {
+                        Some(file) => *file == cached.file,
+                        None => {
+                            store::quant_of(&cached.file).as_deref()
+                                == Some(
+                                    quant
+                                        .as_deref()
+                                        .unwrap_or(DEFAULT_QUANT)
+                                        .to_ascii_uppercase()
+                                        .as_str(),
+                                )
+                        }
+                    }
+            }
+            _ => false,
+        });
+        let id = pulled_id(&cached.repo, &cached.file);
+        if !named && !decls.iter().any(|d| d.id == id) {
+            decls.push(ModelDecl {
+                description: Some(format!("{} (pulled)", cached.file)),
+                ..ModelDecl::new(
+                    &id,
+                    Source::HuggingFace {
+                        hf: cached.repo.clone(),
+                        file: Some(cached.file.clone()),
+                        quant: None,
+                        revision: None,
+                    },
+                )
+            });
+        }
+    }
+    // Relative paths in the config file are relative to it.
+    let config_dir = config
+        .and_then(Path::parent)
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    let mut backends = BTreeMap::new();
+    for decl in file.backends {
+        let name = decl.name.clone();
+        let kept = previous
+            .and_then(|p| p.backends.get(&name))
+            .filter(|b| b.decl == decl)
+            .cloned();
+        let backend = match kept {
+            Some(backend) => backend,
+            None => {
+                if let Some(variable) = &decl.api_key_env
+                    && std::env::var_os(variable).is_none()
+                {
+                    tracing::warn!(backend = %name, "the API key variable {variable} is not set: requests to this backend will fail");
+                }
+                Arc::new(Backend::new(decl).map_err(config_error)?)
+            }
+        };
+        if backends.insert(name.clone(), backend).is_some() {
+            return Err(config_error(format!("backend '{name}' is declared twice")));
+        }
+    }
+    let mut default = None;
+    if let Some(model) = sources.model.as_deref() {
+        let as_path = Path::new(model);
+        if as_path.exists() {
+            let id = as_path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_else(|| model.to_string());
+            let known = decls.iter().position(|d| match &d.source {
+                Source::Path(p) => resolve(models_dir, p) == as_path,
+                _ => false,
+            });
+            match known {
+                Some(i) => default = Some(decls[i].id.clone()),
+                None => {
+                    decls.push(ModelDecl::new(&id, Source::Path(as_path.to_path_buf())));
+                    default = Some(id);
+                }
+            }
+        } else if let Some(decl) = decls
+            .iter()
+            .find(|d| d.id == model || d.aliases.iter().any(|a| a == model))
+        {
+            default = Some(decl.id.clone());
+        } else if let Some(source) = hub_source(model) {
+            decls.push(ModelDecl::new(model, source));
+            default = Some(model.to_string());
+        } else {
+            return Err(RegistryError::UnknownModel(model.to_string()));
+        }
+    }
+    let mut models = BTreeMap::new();
+    for decl in decls {
+        let unchanged = previous.and_then(|p| p.models.get(&decl.id)).filter(|e| {
+            e.decl == decl
+                && e.remote.as_ref().is_none_or(|r| {
+                    backends
+                        .get(r.backend.name())
+                        .is_some_and(|b| Arc::ptr_eq(b, &r.backend))
+                })
+        });
+        if let Some(entry) = unchanged {
+            models.insert(decl.id.clone(), Arc::clone(entry));
+            continue;
+        }
+        let mut remote = None;
+        let mut file = None;
+        match &decl.source {
+            Source::Path(p) => file = Some(resolve(models_dir, p)),
+            Source::HuggingFace { .. } => {}
+            Source::Backend { backend, model } => {
+                let backend = backends.get(backend).cloned().ok_or_else(|| {
+                    config_error(format!(
+                        "model '{}' names backend '{backend}', which is not declared",
+                        decl.id
+                    ))
+                })?;
+                let template = match &decl.chat_template {
+                    Some(source) => {
+                        let path = match source {
+                            TemplateSource::Path(path) => config_dir.join(path),
+                            TemplateSource::HuggingFace { hf, file } => store
+                                .find(&HubFile {
+                                    repo: hf.clone(),
+                                    revision: DEFAULT_REVISION.into(),
+                                    file: file.clone(),
+                                })
+                                .ok_or_else(|| {
+                                    config_error(format!(
+                                        "model '{}': chat_template {hf}/{file} is not in the store {} (plugboard pull {hf}/{file})",
+                                        decl.id,
+                                        store.root().display()
+                                    ))
+                                })?,
+                        };
+                        RemoteTemplate::load(&path).map_err(|reason| {
+                            config_error(format!("model '{}': chat_template {reason}", decl.id))
+                        })?
+                    }
+                    None => RemoteTemplate::default(),
+                };
+                let mode = decl.mode.unwrap_or(if decl.chat_template.is_some() {
+                    Mode::Raw
+                } else {
+                    Mode::Chat
+                });
+                if mode == Mode::Raw && template.control.is_empty() {
+                    tracing::warn!(
+                        model = %decl.id,
+                        "raw mode without the model's control tokens (a GGUF or tokenizer_config.json gives them): only BOS, EOS and the adapter's end-of-turn markers are kept out of messages"
+                    );
+                }
+                remote = Some(RemoteModel {
+                    backend,
+                    model: model.clone(),
+                    mode,
+                    template,
+                });
+            }
+        }
+        let keep_alive = decl
+            .keep_alive
+            .as_deref()
+            .map(KeepAlive::parse_str)
+            .transpose()
+            .map_err(|e| config_error(format!("model '{}': {e}", decl.id)))?;
+        if let Source::HuggingFace { file, quant, .. } = &decl.source
+            && file.is_some()
+            && quant.is_some()
+        {
+            return Err(config_error(format!(
+                "model '{}': give the hub file or its quant, not both",
+                decl.id
+            )));
+        }
+        let entry = ModelEntry {
+            decl,
+            file,
+            store: Arc::clone(store),
+            remote,
+            engine: Mutex::new(None),
+            memory: Mutex::new(0),
+            header: Mutex::new(None),
+            usage: Usage::default(),
+            keep_alive,
+        };
+        models.insert(entry.decl.id.clone(), Arc::new(entry));
+    }
+    let declared = Declared {
+        models,
+        default,
+        backends,
+        fallback: file.fallback,
+        fallback_on: file
+            .fallback_on
+            .unwrap_or_else(|| DEFAULT_TRIGGERS.to_vec()),
+    };
+    for entry in declared.models.values() {
+        for fallback in fallbacks(&declared, entry) {
+            if declared.get(&fallback).is_none() {
+                return Err(config_error(format!(
+                    "model '{}' falls back to '{fallback}', which is not a model here",
+                    entry.id()
+                )));
+            }
+        }
+    }
+    Ok(declared)
+}
+
+fn fallbacks(declared: &Declared, entry: &ModelEntry) -> Vec<String> {
+    entry
+        .decl
+        .fallback
+        .as_ref()
+        .unwrap_or(&declared.fallback)
+        .iter()
+        .filter(|id| **id != entry.decl.id)
+        .cloned()
+        .collect()
+}
+
+/// A model name that points into the hub: `hf.co/org/repo[:QUANT]` (Ollama's form, also with
+/// `huggingface.co/`), `org/repo:QUANT`, `org/repo:file.gguf` or `org/repo/path/file.gguf`.
+pub fn hub_source(name: &str) -> Option<Source> {
+    let prefixed = ["hf.co/", "huggingface.co/", "https://huggingface.co/"]
+        .iter()
+        .find_map(|p| name.strip_prefix(p));
+    let rest = prefixed.unwrap_or(name);
+    let (path, tag) = match rest.split_once(':') {
+        Some((path, tag)) => (path, Some(tag)),
+        None => (rest, None),
+    };
+    let parts: Vec<&str> = path.split('/').collect();
+    if parts.len() < 2
+        || parts
+            .iter()
+            .any(|p| p.is_empty() || p.contains(char::is_whitespace))
+    {
+        return None;
+    }
+    let repo = format!("{}/{}", parts[0], parts[1]);
+    let (file, quant) = if parts.len() > 2 {
+        if !path.ends_with(".gguf") || tag.is_some() {
+            return None;
+        }
+        (Some(parts[2..].join("/")), None)
+    } else {
+        match tag {
+            Some(tag) if tag.ends_with(".gguf") => (Some(tag.to_string()), None),
+            Some("latest") | None if prefixed.is_some() => (None, None),
+            Some(tag) if tag != "latest" => (None, Some(tag.to_string())),
+            // `org/repo` alone reads as a path, not a hub name.
+            _ => return None,
+        }
+    };
+    Some(Source::HuggingFace {
+        hf: repo,
+        file,
+        quant,
+        revision: None,
+    })
+}
+
+/// The name a pulled file no declaration names serves under: Ollama's `hf.co/org/repo:QUANT`,
+/// or `hf.co/org/repo:file.gguf` when the file name shows no quantisation.
+pub fn pulled_id(repo: &str, file: &str) -> String {
+    match store::quant_of(file) {
+        Some(quant) => format!("hf.co/{repo}:{quant}"),
+        None => format!("hf.co/{repo}:{file}"),
     }
 }
 
@@ -804,7 +1237,18 @@ mod tests {
         let path = dir.path().join("models.toml");
         std::fs::write(&path, config).expect("written");
         std::fs::write(dir.path().join("t.jinja"), "{{ messages }}").expect("written");
-        Registry::new(Some(&path), None, dir.path(), EngineOptions::default())
+        let store = Store::new(crate::store::StoreOptions {
+            root: dir.path().join("hub"),
+            ..crate::store::StoreOptions::from_env()
+        })
+        .expect("a store");
+        Registry::new(
+            Some(&path),
+            None,
+            dir.path(),
+            store,
+            EngineOptions::default(),
+        )
     }
 
     const BACKEND: &str =

@@ -206,6 +206,7 @@ async fn health(State(state): State<AppState>) -> Json<Value> {
         .router
         .registry
         .all()
+        .into_iter()
         .filter_map(|m| {
             let engine = m.loaded()?;
             Some(json!({"id": m.id(), "generated_tokens": engine.generated_tokens()}))

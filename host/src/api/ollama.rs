@@ -498,7 +498,7 @@ fn details(entry: &ModelEntry) -> Details {
 }
 
 fn modified(entry: &ModelEntry) -> String {
-    std::fs::metadata(&entry.path)
+    std::fs::metadata(entry.path().unwrap_or_default())
         .and_then(|m| m.modified())
         .map(|t| chrono::DateTime::<chrono::Utc>::from(t).to_rfc3339())
         .unwrap_or_else(|_| now())
@@ -525,14 +525,19 @@ async fn tags(State(state): State<AppState>) -> Json<Models<Tag>> {
         .router
         .registry
         .all()
+        .into_iter()
         .filter(|m| m.available())
         .map(|m| Tag {
             name: m.id().into(),
             model: m.id().into(),
-            modified_at: modified(m),
-            size: std::fs::metadata(&m.path).map(|md| md.len()).unwrap_or(0),
+            modified_at: modified(&m),
+            size: m
+                .path()
+                .and_then(|p| std::fs::metadata(p).ok())
+                .map(|md| md.len())
+                .unwrap_or(0),
             digest: "",
-            details: details(m),
+            details: details(&m),
         })
         .collect();
     Json(Models { models })
@@ -629,6 +634,7 @@ async fn ps(State(state): State<AppState>) -> Json<Models<Running>> {
         .router
         .registry
         .all()
+        .into_iter()
         .filter_map(|m| {
             let engine = m.loaded()?;
             Some(Running {
@@ -636,8 +642,8 @@ async fn ps(State(state): State<AppState>) -> Json<Models<Running>> {
                 model: m.id().into(),
                 size: engine.info().file_bytes,
                 digest: "",
-                details: details(m),
-                expires_at: expires_at(m, state.router.registry.residency.keep_alive),
+                details: details(&m),
+                expires_at: expires_at(&m, state.router.registry.residency.keep_alive),
                 size_vram: 0,
             })
         })

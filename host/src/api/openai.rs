@@ -1046,12 +1046,8 @@ fn model_object<'a>(state: &AppState, entry: &'a ModelEntry) -> ModelObject<'a> 
 }
 
 async fn list_models(State(state): State<AppState>) -> Response {
-    let data = state
-        .router
-        .registry
-        .all()
-        .map(|m| model_object(&state, m))
-        .collect();
+    let models = state.router.registry.all();
+    let data = models.iter().map(|m| model_object(&state, m)).collect();
     Json(ModelList {
         object: "list",
         data,

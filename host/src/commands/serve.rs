@@ -1,6 +1,5 @@
 //! `plugboard serve`: the HTTP server.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Instant;
@@ -11,11 +10,12 @@ use clap::Args;
 use plugboard::api::{self, AppState};
 use plugboard::engine::{self, EngineOptions};
 use plugboard::plugins::Watcher;
+use plugboard::registry;
+use plugboard::registry::config_watch::ConfigWatcher;
 use plugboard::registry::residency::{KeepAlive, Residency};
-use plugboard::registry::{self, Registry};
 use plugboard::router::Router;
 
-use super::PluginArgs;
+use super::{ModelArgs, PluginArgs};
 
 #[derive(Args)]
 pub struct ServeArgs {
@@ -23,16 +23,12 @@ pub struct ServeArgs {
     host: String,
     #[arg(long, default_value_t = 8080, env = "PLUGBOARD_PORT")]
     port: u16,
-    /// A TOML file declaring models (see the registry docs); it adds to and overrides the
-    /// predeclared ones.
-    #[arg(long)]
-    config: Option<PathBuf>,
-    /// The default model: a GGUF path or a model id. It is loaded at start-up.
+    /// The default model: a GGUF path, a model id or a hub name (`hf.co/org/repo:Q4_K_M`,
+    /// pulled if it is not here). It is loaded at start-up.
     #[arg(long)]
     model: Option<String>,
-    /// Where model files are looked for (default: $PLUGBOARD_MODELS or ./models).
-    #[arg(long)]
-    models_dir: Option<PathBuf>,
+    #[command(flatten)]
+    models: ModelArgs,
     /// Inference threads (default: all cores).
     #[arg(long, default_value_t = 0)]
     threads: usize,
@@ -52,6 +48,15 @@ pub struct ServeArgs {
     /// Local models loaded at once (0: no limit); to load another, idle ones are unloaded.
     #[arg(long, default_value_t = 3, env = "PLUGBOARD_MAX_LOADED_MODELS")]
     max_loaded_models: usize,
+    /// Memory the loaded models may take together (`12G`): weights and the KV cache of
+    /// `--parallel` sequences of the whole context, estimated from each file's header. Idle
+    /// models are unloaded to make room; a model that cannot fit alone is refused.
+    #[arg(long, env = "PLUGBOARD_MEMORY_BUDGET", value_parser = super::parse_size)]
+    memory_budget: Option<u64>,
+    /// Sequences a model generates at once (a model's `parallel` wins); more wait in the
+    /// queue.
+    #[arg(long, default_value_t = 8)]
+    parallel: usize,
     #[command(flatten)]
     plugins: PluginArgs,
 }
@@ -59,14 +64,12 @@ pub struct ServeArgs {
 pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     engine::set_threads(args.threads);
     let metrics = api::install_metrics();
-    let models_dir = args
-        .models_dir
-        .clone()
-        .unwrap_or_else(registry::default_models_dir);
+    let models_dir = args.models.models_dir();
     let options = EngineOptions {
         device: args.device.clone(),
         max_context: args.max_context,
         queue_limit: args.queue_limit,
+        max_batch: args.parallel,
         ..EngineOptions::default()
     };
     let model = args.model.clone().or_else(|| {
@@ -76,18 +79,31 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             .is_file()
             .then(|| "qwen2.5-coder-0.5b".to_string())
     });
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     let registry = Arc::new(
-        Registry::new(
-            args.config.as_deref(),
-            model.as_deref(),
-            &models_dir,
-            options,
-        )?
-        .with_residency(Residency {
-            keep_alive: args.keep_alive,
-            max_loaded: args.max_loaded_models,
-        }),
+        args.models
+            .registry(model.as_deref(), options)?
+            .with_residency(Residency {
+                keep_alive: args.keep_alive,
+                max_loaded: args.max_loaded_models,
+                memory_budget: args.memory_budget,
+            }),
     );
+    // A default model from the hub that is not here yet is pulled first.
+    if let Some(default) = registry.default_model()
+        && default.remote.is_none()
+        && !default.available()
+        && matches!(default.decl.source, registry::Source::HuggingFace { .. })
+    {
+        let name = default.id().to_string();
+        runtime
+            .block_on(super::models::pull_with_progress(&registry, &name))
+            .with_context(|| format!("cannot pull the default model '{name}'"))?;
+    }
+    let _config_watcher =
+        ConfigWatcher::start(Arc::clone(&registry)).context("cannot watch the config file")?;
     let plugin_dir = args.plugins.dir.clone().or_else(|| {
         let dir = directories::ProjectDirs::from("", "", "plugboard")?
             .data_dir()
@@ -139,9 +155,6 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         metrics,
         started: Instant::now(),
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind((args.host.as_str(), args.port))
             .await

@@ -130,6 +130,24 @@ impl Config {
     }
 }
 
+impl Config {
+    /// A file's sizes, from its header alone.
+    pub fn of(gguf: &GgufFile) -> Result<Config, EngineError> {
+        let arch_name = gguf.architecture()?;
+        let arch = Arch::from_name(&arch_name).ok_or_else(|| EngineError::Unsupported {
+            path: gguf.path.clone(),
+            reason: format!("architecture '{arch_name}' (supported: llama, qwen2, phi3, gemma3)"),
+        })?;
+        Config::read(gguf, arch, &arch_name)
+    }
+
+    /// Bytes of keys and values one token of one sequence takes (f32, every layer; a
+    /// sliding-window layer counted whole, as an upper bound).
+    pub fn kv_bytes_per_token(&self) -> u64 {
+        (self.n_layer * 2 * self.n_kv_head * self.head_dim * 4) as u64
+    }
+}
+
 /// Keys and values of every layer for one sequence.
 ///
 /// Each layer's keys and values live in buffers with room to grow, (1, kv heads, capacity,
@@ -425,12 +443,8 @@ pub struct Model {
 impl Model {
     /// Loads the weights of `gguf`. `max_len` bounds the positions the rope tables cover.
     pub fn load(gguf: &GgufFile, device: &Device, max_len: usize) -> Result<Model, EngineError> {
-        let arch_name = gguf.architecture()?;
-        let arch = Arch::from_name(&arch_name).ok_or_else(|| EngineError::Unsupported {
-            path: gguf.path.clone(),
-            reason: format!("architecture '{arch_name}' (supported: llama, qwen2, phi3, gemma3)"),
-        })?;
-        let config = Config::read(gguf, arch, &arch_name)?;
+        let config = Config::of(gguf)?;
+        let arch = config.arch;
         let mut reader = std::fs::File::open(&gguf.path).map_err(|e| EngineError::Io {
             path: gguf.path.clone(),
             reason: e.to_string(),

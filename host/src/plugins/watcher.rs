@@ -50,7 +50,7 @@ fn plugin_file_for(path: &Path) -> Option<PathBuf> {
 
 /// Whether an event can mean that a file's contents changed. Access events (open, read, close
 /// after reading) and metadata changes (`touch`, `chmod`) cannot.
-fn changes_content(kind: &EventKind) -> bool {
+pub(crate) fn changes_content(kind: &EventKind) -> bool {
     match kind {
         EventKind::Create(_) | EventKind::Remove(_) => true,
         EventKind::Modify(ModifyKind::Metadata(_)) => false,

@@ -111,6 +111,8 @@ pub struct Residency {
     pub keep_alive: KeepAlive,
     /// Models loaded at once; 0 for no limit.
     pub max_loaded: usize,
+    /// Bytes the loaded models may take together (weights and KV cache, estimated).
+    pub memory_budget: Option<u64>,
 }
 
 /// A loaded model's use: requests in flight, last use, expiry.
