@@ -4,6 +4,7 @@
 
 mod admin;
 pub mod error;
+mod manage;
 mod ollama;
 mod openai;
 
@@ -137,6 +138,7 @@ pub fn app(state: AppState) -> HttpRouter {
         .merge(openai::routes())
         .merge(ollama::routes())
         .merge(admin::routes())
+        .merge(manage::routes())
         .route_layer(middleware::from_fn(observe))
         .fallback(|| async {
             ApiError::new(

@@ -644,6 +644,8 @@ pub struct Registry {
     declared: ArcSwap<Declared>,
     /// One refresh at a time.
     refreshing: Mutex<()>,
+    /// Names given by `/api/copy`: another name for a model, for as long as the server runs.
+    copies: Mutex<BTreeMap<String, String>>,
     pub options: EngineOptions,
     pub residency: Residency,
 }
@@ -688,6 +690,7 @@ impl Registry {
             store,
             declared: ArcSwap::from_pointee(declared),
             refreshing: Mutex::new(()),
+            copies: Mutex::new(BTreeMap::new()),
             options,
             residency: Residency::default(),
         })
@@ -833,9 +836,46 @@ impl Registry {
 
     /// A model by id or alias (Ollama's `:latest` suffix is ignored).
     pub fn get(&self, name: &str) -> Result<Arc<ModelEntry>, RegistryError> {
-        self.declared.load().get(name).cloned().ok_or_else(|| {
-            RegistryError::UnknownModel(name.strip_suffix(":latest").unwrap_or(name).into())
-        })
+        let name = name.strip_suffix(":latest").unwrap_or(name);
+        let declared = self.declared.load();
+        declared
+            .get(name)
+            .or_else(|| declared.get(self.copies().get(name)?))
+            .cloned()
+            .ok_or_else(|| RegistryError::UnknownModel(name.into()))
+    }
+
+    /// Gives a model another name (Ollama's `/api/copy`), until the server stops.
+    pub fn copy(&self, source: &str, destination: &str) -> Result<(), RegistryError> {
+        let entry = self.get(source)?;
+        let destination = destination.strip_suffix(":latest").unwrap_or(destination);
+        if destination.is_empty() || self.get(destination).is_ok() {
+            return Err(RegistryError::Config {
+                path: "/api/copy".into(),
+                reason: format!("the name '{destination}' is taken"),
+            });
+        }
+        self.copies
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(destination.to_string(), entry.id().to_string());
+        Ok(())
+    }
+
+    /// Names given by copies, and the models they name.
+    pub fn copies(&self) -> BTreeMap<String, String> {
+        self.copies
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Forgets the copies naming a model, or a copy by its own name.
+    pub fn forget_copies(&self, name: &str) {
+        self.copies
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|copy, model| copy != name && model != name);
     }
 
     /// The default model, if one was given.

@@ -491,6 +491,7 @@ impl Router {
             }
             return Ok((entry.id().to_string(), false));
         }
+        self.fetch(entry.id()).await?;
         let router = Arc::clone(self);
         let loading = Arc::clone(&entry);
         tokio::task::spawn_blocking(move || router.registry.engine(&loading))
@@ -760,8 +761,36 @@ impl Router {
         unreachable!("the chain has at least one model and the last one returns")
     }
 
+    /// A hub model whose file is not here yet is pulled first (the request waits for it;
+    /// others go on; a second request for it joins the same download).
+    async fn fetch(&self, model: &str) -> Result<(), RouterError> {
+        let Ok(entry) = self.registry.get(model) else {
+            return Ok(()); // The turn reports the unknown model.
+        };
+        if entry.available()
+            || !matches!(
+                entry.decl.source,
+                crate::registry::Source::HuggingFace { .. }
+            )
+        {
+            return Ok(());
+        }
+        let target = self.registry.pull_target(entry.id()).await?;
+        tracing::info!(model = %entry.id(), file = %target, "pulling on first use");
+        self.registry
+            .store
+            .pull_and_wait(target)
+            .await
+            .map_err(|error| RegistryError::Pull {
+                id: entry.id().to_string(),
+                error,
+            })?;
+        Ok(())
+    }
+
     /// One model's try at a turn.
     async fn attempt(self: &Arc<Self>, params: ChatParams) -> Result<ChatStream, RouterError> {
+        self.fetch(&params.model).await?;
         self.start(move |router, started| router.prepare_chat(params, started))
             .await
     }
@@ -983,6 +1012,7 @@ impl Router {
         self: &Arc<Self>,
         params: CompleteParams,
     ) -> Result<ChatStream, RouterError> {
+        self.fetch(&params.model).await?;
         self.start(move |router, started| router.prepare_complete(params, started))
             .await
     }

@@ -12,4 +12,5 @@ mod languages;
 mod llamacpp;
 mod residency;
 mod server;
+mod store;
 mod templates;

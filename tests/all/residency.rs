@@ -165,16 +165,5 @@ fn one_model_at_a_time_swaps_on_demand_and_keep_alive_unloads() {
 
 /// A GET answered with JSON.
 fn get(server: &TestServer, path: &str) -> Value {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("a runtime");
-    runtime.block_on(async {
-        reqwest::get(format!("{}{path}", server.base))
-            .await
-            .expect("answers")
-            .json()
-            .await
-            .expect("JSON")
-    })
+    plugboard_tests::http::get(&server.base, path).json()
 }

@@ -63,3 +63,24 @@ pub fn post(base: &str, path: &str, body: &Value, headers: &[(&str, &str)]) -> A
         }
     })
 }
+
+/// A GET, answered whole.
+pub fn get(base: &str, path: &str) -> Answer {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    runtime.block_on(async {
+        let response = reqwest::Client::new()
+            .get(format!("{base}{path}"))
+            .timeout(Duration::from_secs(120))
+            .send()
+            .await
+            .expect("the server answers");
+        Answer {
+            status: response.status().as_u16(),
+            headers: response.headers().clone(),
+            text: response.text().await.unwrap_or_default(),
+        }
+    })
+}

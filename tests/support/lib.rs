@@ -188,6 +188,7 @@ pub fn strict_runtime() -> Arc<Runtime> {
 }
 
 pub mod backend_fixture;
+pub mod fake_hub;
 pub mod http;
 pub mod tiny;
 

@@ -120,6 +120,22 @@ impl From<&RouterError> for ApiError {
             RouterError::Registry(RegistryError::Remote { .. }) => {
                 ApiError::bad_request(message.clone(), Some("model")).code("model_is_remote")
             }
+            RouterError::Registry(RegistryError::Pull { error, .. }) => ApiError::new(
+                StatusCode::from_u16(error.status()).unwrap_or(StatusCode::BAD_GATEWAY),
+                if error.status() < 500 {
+                    "invalid_request_error"
+                } else {
+                    "server_error"
+                },
+                message.clone(),
+            )
+            .code("model_download_failed"),
+            RouterError::Registry(RegistryError::TooLarge { .. }) => ApiError::new(
+                StatusCode::INSUFFICIENT_STORAGE,
+                "server_error",
+                message.clone(),
+            )
+            .code("model_too_large"),
             RouterError::Registry(_) => server("model_load_failed"),
             RouterError::Engine(EngineError::Busy(_)) => ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,

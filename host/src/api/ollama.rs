@@ -478,30 +478,50 @@ struct Details {
     format: &'static str,
     family: String,
     families: Option<Vec<String>>,
-    parameter_size: &'static str,
-    quantization_level: &'static str,
+    parameter_size: String,
+    quantization_level: String,
 }
 
 fn details(entry: &ModelEntry) -> Details {
-    let family = entry
-        .loaded()
-        .map(|e| e.info().architecture.clone())
+    let info = entry.describe();
+    let family = info
+        .as_ref()
+        .map(|i| i.architecture.clone())
+        .or_else(|| entry.loaded().map(|e| e.info().architecture.clone()))
         .unwrap_or_default();
     Details {
         parent_model: "",
         format: "gguf",
         families: (!family.is_empty()).then(|| vec![family.clone()]),
         family,
-        parameter_size: "",
-        quantization_level: "",
+        parameter_size: info
+            .as_ref()
+            .map(|i| crate::engine::parameter_size(i.parameters))
+            .unwrap_or_default(),
+        quantization_level: info
+            .as_ref()
+            .and_then(|i| i.quantization.clone())
+            .unwrap_or_default(),
     }
 }
 
 fn modified(entry: &ModelEntry) -> String {
-    std::fs::metadata(entry.path().unwrap_or_default())
-        .and_then(|m| m.modified())
+    entry
+        .path()
+        .and_then(|p| std::fs::metadata(p).ok())
+        .and_then(|m| m.modified().ok())
         .map(|t| chrono::DateTime::<chrono::Utc>::from(t).to_rfc3339())
-        .unwrap_or_else(|_| now())
+        .unwrap_or_else(now)
+}
+
+/// A pulled file's SHA-256: its blob's name in the store (empty for other files).
+fn digest(entry: &ModelEntry) -> String {
+    entry
+        .path()
+        .and_then(|p| std::fs::canonicalize(p).ok())
+        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .filter(|n| n.len() == 64 && n.bytes().all(|b| b.is_ascii_hexdigit()))
+        .unwrap_or_default()
 }
 
 #[derive(Serialize)]
@@ -516,30 +536,38 @@ struct Tag {
     model: String,
     modified_at: String,
     size: u64,
-    digest: &'static str,
+    digest: String,
     details: Details,
 }
 
+/// The models that can serve here (local files, pulled ones, remote ones), and the names
+/// copies gave them.
 async fn tags(State(state): State<AppState>) -> Json<Models<Tag>> {
-    let models = state
-        .router
-        .registry
-        .all()
-        .into_iter()
-        .filter(|m| m.available())
-        .map(|m| Tag {
-            name: m.id().into(),
-            model: m.id().into(),
-            modified_at: modified(&m),
-            size: m
-                .path()
-                .and_then(|p| std::fs::metadata(p).ok())
-                .map(|md| md.len())
-                .unwrap_or(0),
-            digest: "",
-            details: details(&m),
-        })
-        .collect();
+    let registry = Arc::clone(&state.router.registry);
+    let models = tokio::task::spawn_blocking(move || {
+        let tag = |name: &str, m: &ModelEntry| Tag {
+            name: name.into(),
+            model: name.into(),
+            modified_at: modified(m),
+            size: m.describe().map(|i| i.file_bytes).unwrap_or(0),
+            digest: digest(m),
+            details: details(m),
+        };
+        let mut tags: Vec<Tag> = registry
+            .all()
+            .iter()
+            .filter(|m| m.available())
+            .map(|m| tag(m.id(), m))
+            .collect();
+        for (copy, model) in registry.copies() {
+            if let Ok(m) = registry.get(&model) {
+                tags.push(tag(&copy, &m));
+            }
+        }
+        tags
+    })
+    .await
+    .unwrap_or_default();
     Json(Models { models })
 }
 
@@ -561,47 +589,69 @@ struct Show {
     modified_at: String,
 }
 
+/// A model's details from its file's header, without loading it; a remote model's from its
+/// chat template.
 async fn show(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<ShowBody>,
 ) -> Result<Json<Show>, ApiError> {
-    let router = state.router.clone();
-    let model = body.model.clone();
-    let (entry, engine, plugin) = tokio::task::spawn_blocking(move || router.resolve(&model))
+    let entry = state
+        .router
+        .registry
+        .get(&body.model)
+        .map_err(|e| problem(RouterError::Registry(e)))?;
+    let described = Arc::clone(&entry);
+    let info = tokio::task::spawn_blocking(move || described.describe())
         .await
-        .map_err(|e| {
-            ApiError::new(
-                axum::http::StatusCode::INTERNAL_SERVER_ERROR,
-                "server_error",
-                e.to_string(),
-            )
-            .ollama()
-        })?
-        .map_err(problem)?;
-    let info = engine.info();
+        .ok()
+        .flatten();
+    let template = match (&entry.remote, &info) {
+        (Some(remote), _) => remote.template.chat_template.clone(),
+        (None, Some(info)) => info.chat_template.clone(),
+        (None, None) => {
+            return Err(problem(RouterError::Registry(
+                crate::registry::RegistryError::NotDownloaded {
+                    id: entry.id().to_string(),
+                    path: entry
+                        .hub_file()
+                        .map(|h| h.to_string())
+                        .unwrap_or_else(|| "its file".into()),
+                },
+            )));
+        }
+    };
+    let adapter =
+        entry.decl.adapter.clone().unwrap_or_else(|| {
+            crate::registry::detect::adapter_for(template.as_deref()).to_string()
+        });
     let mut capabilities = vec!["completion"];
-    if plugin.info().capabilities.tools {
-        capabilities.push("tools");
+    if let Some(plugin) = state.router.plugins.get(&adapter) {
+        if plugin.info().capabilities.tools {
+            capabilities.push("tools");
+        }
+        if plugin.info().capabilities.reasoning {
+            capabilities.push("thinking");
+        }
     }
-    if plugin.info().capabilities.reasoning {
-        capabilities.push("thinking");
+    let mut model_info = Map::new();
+    if let Some(info) = &info {
+        model_info.insert(
+            "general.architecture".into(),
+            info.architecture.clone().into(),
+        );
+        model_info.insert("general.name".into(), info.name.clone().into());
+        model_info.insert("general.parameter_count".into(), info.parameters.into());
+        model_info.insert(
+            format!("{}.context_length", info.architecture),
+            info.context_length.into(),
+        );
     }
     Ok(Json(Show {
         modelfile: "",
         parameters: "",
-        template: info.chat_template.clone().unwrap_or_default(),
+        template: template.unwrap_or_default(),
         details: details(&entry),
-        model_info: Map::from_iter([
-            (
-                "general.architecture".into(),
-                info.architecture.clone().into(),
-            ),
-            ("general.name".into(), info.name.clone().into()),
-            (
-                format!("{}.context_length", info.architecture),
-                info.context_length.into(),
-            ),
-        ]),
+        model_info,
         capabilities,
         modified_at: modified(&entry),
     }))
@@ -613,7 +663,7 @@ struct Running {
     name: String,
     model: String,
     size: u64,
-    digest: &'static str,
+    digest: String,
     details: Details,
     expires_at: String,
     size_vram: u64,
@@ -640,8 +690,8 @@ async fn ps(State(state): State<AppState>) -> Json<Models<Running>> {
             Some(Running {
                 name: m.id().into(),
                 model: m.id().into(),
-                size: engine.info().file_bytes,
-                digest: "",
+                size: m.memory().max(engine.info().file_bytes),
+                digest: digest(&m),
                 details: details(&m),
                 expires_at: expires_at(&m, state.router.registry.residency.keep_alive),
                 size_vram: 0,

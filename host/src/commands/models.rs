@@ -122,7 +122,9 @@ pub async fn pull_with_progress(
     };
     bar.finish_and_clear();
     let pulled = outcome.map_err(|e| anyhow::anyhow!("{e}"))?;
-    registry.refresh()?;
+    if let Err(e) = registry.refresh() {
+        tracing::warn!("the model set is not read again: {e}");
+    }
     let model = registry.model_of(&target).map(|m| m.id().to_string());
     Ok((pulled, model))
 }
