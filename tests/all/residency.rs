@@ -167,3 +167,92 @@ fn one_model_at_a_time_swaps_on_demand_and_keep_alive_unloads() {
 fn get(server: &TestServer, path: &str) -> Value {
     plugboard_tests::http::get(&server.base, path).json()
 }
+
+/// Threads of a process whose name starts so (`/proc/PID/task/*/comm`, 15 characters).
+fn threads_named(pid: u32, prefix: &str) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .map(|tasks| {
+            tasks
+                .flatten()
+                .filter(|t| {
+                    std::fs::read_to_string(t.path().join("comm"))
+                        .is_ok_and(|name| name.starts_with(prefix))
+                })
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_memory_budget_swaps_models_refuses_one_too_large_and_models_get_their_own_threads() {
+    let (Some(qwen), Some(_)) = (models::qwen(), models::gemma()) else {
+        return;
+    };
+    let models_dir = qwen.parent().expect("a folder").to_str().expect("utf-8");
+    let config = tempfile::NamedTempFile::new().expect("a file");
+    // Gemma with two threads of its own and one sequence at a time.
+    std::fs::write(
+        config.path(),
+        format!(
+            "[[models]]\nid = \"{GEMMA}\"\nsource = \"gemma-3-270m-q4_k_m.gguf\"\nthreads = 2\nparallel = 1\n"
+        ),
+    )
+    .expect("written");
+    // Each fits 700 MiB alone (weights and the KV cache of one 2048-token sequence), not both.
+    let server = TestServer::start(&[
+        "--models-dir",
+        models_dir,
+        "--config",
+        config.path().to_str().expect("utf-8"),
+        "--max-loaded-models",
+        "0",
+        "--memory-budget",
+        "700M",
+        "--parallel",
+        "1",
+        "--max-context",
+        "2048",
+    ]);
+    generate(&server, QWEN, json!({}));
+    until_loaded(&server, &[QWEN]);
+    let ps = get(&server, "/api/ps");
+    let size = ps["models"][0]["size"].as_u64().unwrap_or(0);
+    assert!(size > 491_000_000 && size < 700 << 20, "weights and KV cache: {ps}");
+    assert_eq!(threads_named(server.pid(), "plugboard-compu"), 0);
+    generate(&server, GEMMA, json!({}));
+    until_loaded(&server, &[GEMMA]);
+    assert_eq!(
+        threads_named(server.pid(), "plugboard-compu"),
+        2,
+        "gemma's own pool"
+    );
+    drop(server);
+
+    // A budget smaller than a model alone: a clear error before loading, in each API's shape.
+    let server = TestServer::start(&[
+        "--models-dir",
+        models_dir,
+        "--model",
+        GEMMA,
+        "--parallel",
+        "1",
+        "--max-context",
+        "1024",
+        "--memory-budget",
+        "350M",
+    ]);
+    let refused = post(
+        &server.base,
+        "/v1/chat/completions",
+        &json!({"model": QWEN, "messages": [{"role": "user", "content": "hi"}]}),
+        &[],
+    );
+    assert_eq!(refused.status, 507, "{}", refused.text);
+    assert_eq!(refused.code(), "model_too_large");
+    assert!(
+        refused.text.contains("memory budget of 350 MiB"),
+        "{}",
+        refused.text
+    );
+    assert_eq!(loaded(&server), vec![GEMMA.to_string()]);
+}
