@@ -1367,4 +1367,80 @@ mod tests {
             assert!(error.contains(expected), "{config}\n→ {error}");
         }
     }
+
+    #[test]
+    fn hub_names_read_as_ollama_writes_them() {
+        let hub = |name: &str| match hub_source(name) {
+            Some(Source::HuggingFace {
+                hf, file, quant, ..
+            }) => Some((hf, file, quant)),
+            _ => None,
+        };
+        let s = |t: &str| Some(t.to_string());
+        assert_eq!(
+            hub("hf.co/Qwen/Qwen2.5-7B-GGUF:Q4_K_M"),
+            Some(("Qwen/Qwen2.5-7B-GGUF".into(), None, s("Q4_K_M")))
+        );
+        assert_eq!(
+            hub("hf.co/Qwen/Qwen2.5-7B-GGUF"),
+            Some(("Qwen/Qwen2.5-7B-GGUF".into(), None, None))
+        );
+        assert_eq!(
+            hub("org/repo:q8_0"),
+            Some(("org/repo".into(), None, s("q8_0")))
+        );
+        assert_eq!(
+            hub("org/repo/sub/m.gguf"),
+            Some(("org/repo".into(), s("sub/m.gguf"), None))
+        );
+        assert_eq!(
+            hub("org/repo:m.gguf"),
+            Some(("org/repo".into(), s("m.gguf"), None))
+        );
+        // Not hub names: a bare repo (a path, as far as anyone can tell), an Ollama tag, a
+        // relative path to a file.
+        assert_eq!(hub("org/repo"), None);
+        assert_eq!(hub("qwen2.5-coder:0.5b"), None);
+        assert_eq!(hub("models/x.bin"), None);
+        assert_eq!(
+            pulled_id("o/r", "m-Q4_K_M.gguf"),
+            "hf.co/o/r:Q4_K_M".to_string()
+        );
+        assert_eq!(pulled_id("o/r", "m.gguf"), "hf.co/o/r:m.gguf".to_string());
+    }
+
+    #[test]
+    fn a_refresh_keeps_unchanged_models_and_a_bad_file_changes_nothing() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("models.toml");
+        let model = |id: &str| format!("[[models]]\nid = \"{id}\"\nsource = \"x.gguf\"\n");
+        std::fs::write(&path, model("a")).expect("written");
+        let store = Store::new(crate::store::StoreOptions {
+            root: dir.path().join("hub"),
+            ..crate::store::StoreOptions::from_env()
+        })
+        .expect("a store");
+        let r = Registry::new(
+            Some(&path),
+            None,
+            dir.path(),
+            store,
+            EngineOptions::default(),
+        )
+        .expect("valid");
+        let a = r.get("a").expect("declared");
+        std::fs::write(&path, model("a") + &model("b")).expect("written");
+        r.refresh().expect("read again");
+        assert!(
+            Arc::ptr_eq(&a, &r.get("a").expect("kept")),
+            "the same entry"
+        );
+        assert!(r.get("b").is_ok());
+        std::fs::write(&path, "[[models]]\nid = 3\n").expect("written");
+        assert!(r.refresh().is_err());
+        assert!(r.get("b").is_ok(), "a bad file changes nothing");
+        r.copy("b", "bee").expect("copied");
+        assert_eq!(r.get("bee").expect("a copy").id(), "b");
+        assert!(r.copy("a", "bee").is_err(), "taken");
+    }
 }

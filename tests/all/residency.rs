@@ -217,7 +217,10 @@ fn a_memory_budget_swaps_models_refuses_one_too_large_and_models_get_their_own_t
     until_loaded(&server, &[QWEN]);
     let ps = get(&server, "/api/ps");
     let size = ps["models"][0]["size"].as_u64().unwrap_or(0);
-    assert!(size > 491_000_000 && size < 700 << 20, "weights and KV cache: {ps}");
+    assert!(
+        size > 491_000_000 && size < 700 << 20,
+        "weights and KV cache: {ps}"
+    );
     assert_eq!(threads_named(server.pid(), "plugboard-compu"), 0);
     generate(&server, GEMMA, json!({}));
     until_loaded(&server, &[GEMMA]);
