@@ -1,7 +1,8 @@
 //! Download speed: the store pulling a model file from a fake hub on loopback (a test double;
 //! the hub is not reachable here) against `curl` fetching the same file from the same server,
 //! in the same run. The store also hashes what it writes (SHA-256, checked before the file is
-//! published); `curl` then `sha256sum` is shown too, as the two-pass way to the same result.
+//! published): `curl` then `sha256sum` (two passes) and `curl | tee | openssl dgst` (one
+//! pass, the same work as the store's) are shown too.
 //! A benchmark, not a test: it prints a table.
 //!
 //! `cargo bench -p plugboard-tests --bench store`
@@ -36,7 +37,7 @@ fn main() {
         .enable_all()
         .build()
         .expect("a runtime");
-    let (mut store_s, mut curl_s, mut curl_sha_s) = (vec![], vec![], vec![]);
+    let (mut store_s, mut curl_s, mut curl_sha_s, mut piped_s) = (vec![], vec![], vec![], vec![]);
     for _ in 0..ROUNDS {
         // Alternating, so that a slow patch of the shared machine hits all three.
         let dir = tempfile::tempdir().expect("a folder");
@@ -75,8 +76,27 @@ fn main() {
             .expect("sha256sum runs");
         assert!(hashed.status.success());
         curl_sha_s.push(started.elapsed().as_secs_f64());
+
+        // The same work as the store's in one pass: download, write, hash with OpenSSL.
+        let piped = out.path().join("piped.gguf");
+        let started = Instant::now();
+        let status = Command::new("bash")
+            .arg("-c")
+            .arg(format!(
+                "set -o pipefail; curl -s -f -L '{url}' | tee '{}' | openssl dgst -sha256 >/dev/null",
+                piped.display()
+            ))
+            .status()
+            .expect("bash runs");
+        assert!(status.success());
+        piped_s.push(started.elapsed().as_secs_f64());
     }
-    let (store, curl, curl_sha) = (median(store_s), median(curl_s), median(curl_sha_s));
+    let (store, curl, curl_sha, piped) = (
+        median(store_s),
+        median(curl_s),
+        median(curl_sha_s),
+        median(piped_s),
+    );
     let rate = |s: f64| size / s / 1e6;
     println!(
         "{} MB from a fake hub on loopback, medians of {ROUNDS}:",
@@ -91,8 +111,14 @@ fn main() {
         curl_sha / curl
     );
     println!(
-        "| plugboard store (hashed while written, verified, published) | {store:.2} s | {:.0} | {:.2}× |",
+        "| curl, tee and openssl dgst -sha256 in one pipe | {piped:.2} s | {:.0} | {:.2}× |",
+        rate(piped),
+        piped / curl
+    );
+    println!(
+        "| plugboard store (hashed while written, verified, published) | {store:.2} s | {:.0} | {:.2}× ({:.2}× the pipe) |",
         rate(store),
-        store / curl
+        store / curl,
+        store / piped
     );
 }

@@ -5,7 +5,7 @@
 //! - `HEAD|GET /{org}/{repo}/resolve/{revision}/{file}`: a redirect to the CDN (an absolute
 //!   URL, as the hub's own), with `X-Repo-Commit`, `X-Linked-Etag` (the SHA-256) and
 //!   `X-Linked-Size`; 404 with `X-Error-Code: RepoNotFound` or `EntryNotFound`;
-//! - `GET /cdn/{sha256}`: the bytes, with `Range` requests answered 206;
+//! - `GET /cdn/{org}/{repo}/{sha256}` (on 127.0.0.2): the bytes, `Range` answered 206;
 //! - `GET /api/models/{org}/{repo}/revision/{revision}`: the repository's files.
 //!
 //! It serves real files (the test GGUFs) and, per file, a fault: a connection cut part way
@@ -83,7 +83,7 @@ impl FakeHub {
             ..Hub::default()
         }));
         let app = axum::Router::new()
-            .route("/cdn/{sha}", get(cdn))
+            .route("/cdn/{org}/{repo}/{sha}", get(cdn))
             .route(
                 "/api/models/{org}/{repo}/revision/{revision}",
                 get(repo_info),
@@ -170,7 +170,10 @@ async fn resolve(
     };
     Response::builder()
         .status(StatusCode::FOUND)
-        .header("location", format!("{}/cdn/{}", hub.cdn, found.sha256))
+        .header(
+            "location",
+            format!("{}/cdn/{org}/{repo}/{}", hub.cdn, found.sha256),
+        )
         .header("x-repo-commit", COMMIT)
         .header("x-linked-etag", format!("\"{}\"", found.sha256))
         .header("x-linked-size", found.size.to_string())
@@ -202,16 +205,15 @@ async fn repo_info(
 
 async fn cdn(
     State(state): State<Arc<Mutex<Hub>>>,
-    UrlPath(sha): UrlPath<String>,
+    UrlPath((org, repo, sha)): UrlPath<(String, String, String)>,
     method: Method,
     headers: HeaderMap,
 ) -> Response {
     let mut hub = state.lock().expect("the hub");
     let Some(file) = hub
         .repos
-        .values()
-        .flat_map(|files| files.values())
-        .find(|f| f.sha256 == sha)
+        .get(&format!("{org}/{repo}"))
+        .and_then(|files| files.values().find(|f| f.sha256 == sha))
         .cloned()
     else {
         return status(StatusCode::NOT_FOUND, "EntryNotFound");
