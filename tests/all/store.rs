@@ -408,6 +408,16 @@ fn pulled_over_http_a_model_serves_and_the_config_file_is_read_again() {
         &[],
     );
     assert_eq!(answer.status, 200, "{}", answer.text);
+    // `plugboard ps` asks the server what it has loaded.
+    let ps = Command::new(plugboard_bin())
+        .args(["ps", "--url", &server.base])
+        .output()
+        .expect("plugboard runs");
+    let ps = String::from_utf8_lossy(&ps.stdout);
+    assert!(
+        ps.starts_with("NAME") && ps.contains("watched") && ps.contains("minutes from now"),
+        "{ps}"
+    );
     // A broken config changes nothing.
     std::fs::write(&config, "[[models]]\nid = 3\n").expect("written");
     std::thread::sleep(Duration::from_millis(800));

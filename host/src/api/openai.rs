@@ -974,6 +974,12 @@ struct ModelDetails<'a> {
     /// When a loaded model will be unloaded (RFC 3339).
     #[serde(skip_serializing_if = "Option::is_none")]
     expires_at: Option<String>,
+    /// The weights file's size, when it is here.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    size: Option<u64>,
+    /// A loaded model's estimated memory (weights and KV cache), under `--memory-budget`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    memory: Option<u64>,
     context_length: Option<usize>,
     architecture: Option<String>,
     adapter: Option<String>,
@@ -1027,6 +1033,11 @@ fn model_object<'a>(state: &AppState, entry: &'a ModelEntry) -> ModelObject<'a> 
             expires_at: engine.as_ref().map(|_| {
                 super::ollama::expires_at(entry, state.router.registry.residency.keep_alive)
             }),
+            size: entry
+                .path()
+                .and_then(|p| std::fs::metadata(p).ok())
+                .map(|m| m.len()),
+            memory: Some(entry.memory()).filter(|m| *m > 0),
             context_length: engine
                 .as_ref()
                 .map(|e| e.info().max_context)

@@ -163,6 +163,10 @@ pub fn run_bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
         ignore_end: true,
         constraint: None,
     };
+    // Ready: loaded and one token through the model (what a user waits for after a load;
+    // llama.cpp maps the file and pages the weights in on its first pass).
+    run(&engine, request(ids[..1].to_vec(), 1))?;
+    let ready_s = load_start.elapsed().as_secs_f64();
     // Cold: nothing cached. Warm: the same prompt again, its prefix from the cache.
     let cpu = cpu_seconds();
     let (cold_ttft, cold) = run(&engine, request(ids.clone(), 1))?;
@@ -195,7 +199,7 @@ pub fn run_bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
             "{}",
             serde_json::json!({
                 "model": args.model, "threads": args.threads, "load_s": load_s,
-                "prompt_tokens": args.prompt_tokens, "prefill_tokens_per_s": prefill_tps,
+                "ready_s": ready_s, "prompt_tokens": args.prompt_tokens, "prefill_tokens_per_s": prefill_tps,
                 "decode_tokens": decode.completion_tokens, "decode_tokens_per_s": decode_tps,
                 "cold_ttft_ms": cold_ttft, "warm_ttft_ms": warm_ttft, "peak_rss_mib": rss,
                 "prefill_cpu_tokens_per_s": prefill_cpu_tps,
