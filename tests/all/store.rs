@@ -19,8 +19,10 @@ use plugboard_tests::{TestServer, models, plugboard_bin, root};
 
 const GEMMA_REPO: &str = "test/gemma-3-270m-GGUF";
 const GEMMA_FILE: &str = "gemma-3-270m-Q4_K_M.gguf";
-const QWEN_REPO: &str = "test/qwen2.5-coder-0.5b-GGUF";
-const QWEN_FILE: &str = "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf";
+/// A second repository, serving the Gemma file under another name (the smaller test model keeps
+/// the downloads short).
+const OTHER_REPO: &str = "test/other-270m-GGUF";
+const OTHER_FILE: &str = "other-270m-q4_k_m.gguf";
 
 fn store(root: &Path, hub: &FakeHub, reserve: u64) -> Arc<Store> {
     Store::new(StoreOptions {
@@ -186,11 +188,9 @@ fn wrong_bytes_missing_files_a_non_gguf_and_a_full_disk_leave_nothing_behind() {
 
 #[test]
 fn two_pulls_share_one_download_and_one_no_one_waits_for_stops() {
-    let (Some(qwen), Some(gemma)) = (models::qwen(), models::gemma()) else {
-        return;
-    };
+    let Some(gemma) = models::gemma() else { return };
     let hub = FakeHub::start();
-    hub.add(QWEN_REPO, QWEN_FILE, &qwen, None);
+    hub.add(GEMMA_REPO, GEMMA_FILE, &gemma, None);
     hub.add(
         "test/slow",
         GEMMA_FILE,
@@ -202,8 +202,8 @@ fn two_pulls_share_one_download_and_one_no_one_waits_for_stops() {
     let rt = runtime();
 
     let (a, b) = rt.block_on(async {
-        let first = store.pull_and_wait(file(QWEN_REPO, QWEN_FILE));
-        let second = store.pull_and_wait(file(QWEN_REPO, QWEN_FILE));
+        let first = store.pull_and_wait(file(GEMMA_REPO, GEMMA_FILE));
+        let second = store.pull_and_wait(file(GEMMA_REPO, GEMMA_FILE));
         tokio::join!(first, second)
     });
     assert!(a.expect("first").downloaded && b.expect("second").downloaded);
@@ -313,12 +313,10 @@ fn pull_list_show_and_rm_from_the_command_line() {
 
 #[test]
 fn pulled_over_http_a_model_serves_and_the_config_file_is_read_again() {
-    let (Some(qwen), Some(gemma)) = (models::qwen(), models::gemma()) else {
-        return;
-    };
+    let Some(gemma) = models::gemma() else { return };
     let hub = FakeHub::start();
     hub.add(GEMMA_REPO, GEMMA_FILE, &gemma, None);
-    hub.add(QWEN_REPO, QWEN_FILE, &qwen, None);
+    hub.add(OTHER_REPO, OTHER_FILE, &gemma, None);
     let cache = tempfile::tempdir().expect("a folder");
     let config_dir = tempfile::tempdir().expect("a folder");
     let config = config_dir.path().join("models.toml");
@@ -378,7 +376,7 @@ fn pulled_over_http_a_model_serves_and_the_config_file_is_read_again() {
     // A model added to the config file serves without a restart, pulled on first use.
     std::fs::write(
         &config,
-        format!("[[models]]\nid = \"watched\"\nsource = {{ hf = \"{QWEN_REPO}\", quant = \"q4_k_m\" }}\n"),
+        format!("[[models]]\nid = \"watched\"\nsource = {{ hf = \"{OTHER_REPO}\", quant = \"q4_k_m\" }}\n"),
     )
     .expect("written");
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -428,7 +426,7 @@ fn pulled_over_http_a_model_serves_and_the_config_file_is_read_again() {
     let events = post(
         &server.base,
         "/v1/models/pull",
-        &json!({"model": format!("{QWEN_REPO}:Q4_K_M")}),
+        &json!({"model": format!("{OTHER_REPO}:Q4_K_M")}),
         &[],
     )
     .events();
@@ -448,12 +446,10 @@ fn pulled_over_http_a_model_serves_and_the_config_file_is_read_again() {
 
 #[test]
 fn huggingface_hub_and_plugboard_use_each_others_files() {
-    let (Some(qwen), Some(gemma)) = (models::qwen(), models::gemma()) else {
-        return;
-    };
+    let Some(gemma) = models::gemma() else { return };
     let hub = FakeHub::start();
     hub.add(GEMMA_REPO, GEMMA_FILE, &gemma, None);
-    hub.add(QWEN_REPO, QWEN_FILE, &qwen, None);
+    hub.add(OTHER_REPO, OTHER_FILE, &gemma, None);
     let cache = tempfile::tempdir().expect("a folder");
     let cache_str = cache.path().to_str().expect("utf-8");
     let python = |args: &[&str]| -> Value {
@@ -493,13 +489,13 @@ fn huggingface_hub_and_plugboard_use_each_others_files() {
     let (ok, out, err) = plugboard(
         &hub,
         cache.path(),
-        &["pull", &format!("{QWEN_REPO}/{QWEN_FILE}")],
+        &["pull", &format!("{OTHER_REPO}/{OTHER_FILE}")],
     );
     assert!(ok && out.starts_with("pulled"), "{out}\n{err}");
     let found = python(&[
         "hf-download",
-        QWEN_REPO,
-        QWEN_FILE,
+        OTHER_REPO,
+        OTHER_FILE,
         cache_str,
         "--local-only",
     ]);
