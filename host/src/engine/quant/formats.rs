@@ -451,13 +451,18 @@ impl Kind {
 }
 
 impl KindMut<'_> {
-    /// Stores block `b` as row `j` of octet-block `ob`.
+    /// Stores block `b` as row `j` of octet-block `ob`. Value `q` goes to group `q / 4` of
+    /// the octet-block's bytes, at the row's four places `4j..4j + 4` of that group: each
+    /// group is sliced once, so the stores carry no index checks of their own (this runs once
+    /// per 32 weights at load, and was most of a model's load time).
     fn put(&mut self, ob: usize, j: usize, b: &Unpacked) {
         let nibbles = |qs: &mut [u8]| {
+            let row = &mut qs[ob * 128 + 4 * j..][..100];
             for k in 0..4 {
+                let (low, high) = (&b.u[4 * k..4 * k + 4], &b.u[4 * k + 16..4 * k + 20]);
+                let out = &mut row[32 * k..32 * k + 4];
                 for i in 0..4 {
-                    let q = 4 * k + i;
-                    qs[ob * 128 + 32 * k + 4 * j + i] = (b.u[q] & 0xF) | (b.u[q + 16] & 0xF) << 4;
+                    out[i] = (low[i] & 0xF) | (high[i] << 4);
                 }
             }
         };
@@ -469,24 +474,39 @@ impl KindMut<'_> {
             }
             KindMut::Q5 { d, qh, qs } => {
                 d[ob * OCTET + j] = b.d[0];
-                for (q, u) in b.u.iter().enumerate() {
-                    qh[ob * 8 + q / 4] |= (((*u >> 4) & 1) as u32) << (4 * j + q % 4);
+                let qh = &mut qh[ob * 8..ob * 8 + 8];
+                for (g, four) in b.u.chunks_exact(4).enumerate() {
+                    let bits = four
+                        .iter()
+                        .enumerate()
+                        .fold(0u32, |acc, (i, u)| acc | (((*u >> 4) & 1) as u32) << i);
+                    qh[g] |= bits << (4 * j);
                 }
                 nibbles(qs);
             }
             KindMut::Q6 { d, qh, qs } => {
                 d[ob * 2 * OCTET + j] = b.d[0];
                 d[(ob * 2 + 1) * OCTET + j] = b.d[1];
-                for (q, u) in b.u.iter().enumerate() {
-                    let p = 4 * j + q % 4;
-                    qh[ob * 64 + 8 * (q / 4) + p % 8] |= ((*u >> 4) & 3) << (2 * (p / 8));
+                // Row j's pairs of high bits: byte 4(j % 2) + i of each 8-byte group, at bit
+                // 2(j / 2).
+                let (at, shift) = (4 * (j % 2), 2 * (j / 2));
+                let qh = &mut qh[ob * 64..ob * 64 + 64];
+                for (g, four) in b.u.chunks_exact(4).enumerate() {
+                    let out = &mut qh[8 * g + at..8 * g + at + 4];
+                    for i in 0..4 {
+                        out[i] |= ((four[i] >> 4) & 3) << shift;
+                    }
                 }
                 nibbles(qs);
             }
             KindMut::Q8 { d, qs } => {
                 d[ob * OCTET + j] = b.d[0];
-                for (q, u) in b.u.iter().enumerate() {
-                    qs[ob * 256 + 32 * (q / 4) + 4 * j + q % 4] = *u as i8;
+                let row = &mut qs[ob * 256 + 4 * j..][..228];
+                for (g, four) in b.u.chunks_exact(4).enumerate() {
+                    let out = &mut row[32 * g..32 * g + 4];
+                    for i in 0..4 {
+                        out[i] = four[i] as i8;
+                    }
                 }
             }
         }
