@@ -504,3 +504,60 @@ fn huggingface_hub_and_plugboard_use_each_others_files() {
         "{out}\n{found}"
     );
 }
+
+#[test]
+fn a_client_that_leaves_an_api_pull_stops_the_download() {
+    let Some(gemma) = models::gemma() else { return };
+    let hub = FakeHub::start();
+    hub.add(
+        "test/slow",
+        GEMMA_FILE,
+        &gemma,
+        Some(HubFault::Slow(4 << 20)),
+    );
+    let cache = tempfile::tempdir().expect("a folder");
+    let server = TestServer::start_with_env(
+        &["--hub-cache", cache.path().to_str().expect("utf-8")],
+        &[("HF_ENDPOINT", &hub.base)],
+    );
+    let part_size = || -> u64 {
+        files_under(&cache.path().join("models--test--slow"))
+            .iter()
+            .filter(|f| f.ends_with(".incomplete"))
+            .map(|f| {
+                std::fs::metadata(cache.path().join("models--test--slow").join(f))
+                    .map(|m| m.len())
+                    .unwrap_or(0)
+            })
+            .sum()
+    };
+    let rt = runtime();
+    let lines = rt.block_on(async {
+        use futures::StreamExt;
+        let response = reqwest::Client::new()
+            .post(format!("{}/api/pull", server.base))
+            .json(&json!({"model": format!("test/slow/{GEMMA_FILE}")}))
+            .send()
+            .await
+            .expect("answers");
+        let mut body = response.bytes_stream();
+        let mut text = String::new();
+        while text.matches("\"completed\"").count() < 3 {
+            let chunk = body.next().await.expect("more").expect("bytes");
+            text.push_str(&String::from_utf8_lossy(&chunk));
+        }
+        text
+        // The response is dropped here: the client leaves.
+    });
+    assert!(
+        lines.starts_with("{\"status\":\"pulling manifest\"}"),
+        "{lines}"
+    );
+    std::thread::sleep(Duration::from_millis(800));
+    let stopped = part_size();
+    std::thread::sleep(Duration::from_millis(800));
+    assert!(stopped > 0, "a part was written");
+    assert_eq!(part_size(), stopped, "the download stopped with its client");
+    let tags = get(&server.base, "/api/tags").json().to_string();
+    assert!(!tags.contains("test/slow"), "{tags}");
+}
