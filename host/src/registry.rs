@@ -38,13 +38,14 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+use arc_swap::ArcSwap;
 use serde::{Deserialize, Serialize};
 
 use crate::backends::template::RemoteTemplate;
 use crate::backends::{Backend, BackendDecl, Mode};
-use arc_swap::ArcSwap;
 
 use crate::engine::{self, Engine, EngineError, EngineOptions, FileInfo, MemoryEstimate};
+use crate::events::{self, Event};
 use crate::store::{self, DEFAULT_REVISION, HubFile, Store};
 use crate::toolcalls::ToolPolicy;
 use residency::{KeepAlive, Residency, Usage};
@@ -464,6 +465,9 @@ impl ModelEntry {
         if engine.is_some() {
             *self.memory.lock().unwrap_or_else(|e| e.into_inner()) = 0;
             tracing::info!(model = %self.decl.id, "unloaded");
+            events::publish(Event::ModelUnloaded {
+                model: self.decl.id.clone(),
+            });
         }
         engine.is_some()
     }
@@ -549,11 +553,16 @@ impl ModelEntry {
         }
         let path = self.weights()?;
         let options = self.options(options);
+        let started = std::time::Instant::now();
         let engine = Engine::load(&path, &options).map_err(|error| RegistryError::Load {
             id: self.decl.id.clone(),
             error,
         })?;
         *slot = Some(Arc::clone(&engine));
+        events::publish(Event::ModelLoaded {
+            model: self.decl.id.clone(),
+            seconds: started.elapsed().as_secs_f64(),
+        });
         Ok(engine)
     }
 

@@ -1358,6 +1358,11 @@ fn backend_name(entry: &ModelEntry) -> String {
 /// `plugboard_fallbacks_total{from,to,reason}`.
 fn record_fallback(from: &str, to: &str, reason: Trigger) {
     tracing::info!(from, to, reason = reason.as_str(), "falling back");
+    crate::events::publish(crate::events::Event::FallbackTaken {
+        from: from.to_string(),
+        to: to.to_string(),
+        reason: reason.as_str().to_string(),
+    });
     metrics::counter!("plugboard_fallbacks_total", "from" => from.to_string(), "to" => to.to_string(), "reason" => reason.as_str())
         .increment(1);
 }

@@ -35,6 +35,8 @@ use reqwest::header::{ACCEPT_ENCODING, AUTHORIZATION, CONTENT_LENGTH, ETAG, LOCA
 use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, watch};
 
+use crate::events::{self, Event};
+
 /// One file of one repository at one revision.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct HubFile {
@@ -439,6 +441,10 @@ impl Store {
             if let Err(error) = &outcome {
                 tracing::warn!(%file, "pull failed: {error}");
             }
+            events::publish(Event::PullDone {
+                file: file.to_string(),
+                error: outcome.as_ref().err().map(|e| e.to_string()),
+            });
             store
                 .pulls
                 .lock()
@@ -675,6 +681,15 @@ impl Store {
                             break; // The writer stopped: its error says why.
                         }
                         if completed - reported >= 1 << 20 || completed == meta.size {
+                            if completed * 100 / meta.size.max(1)
+                                != reported * 100 / meta.size.max(1)
+                            {
+                                events::publish(Event::PullProgress {
+                                    file: file.to_string(),
+                                    completed,
+                                    total: meta.size,
+                                });
+                            }
                             reported = completed;
                             progress.send_replace(PullState::Downloading {
                                 digest: digest.clone(),

@@ -4,6 +4,7 @@ mod cli;
 mod constraint;
 mod contract;
 mod engine;
+mod events;
 mod fixtures;
 mod gateway;
 mod hot_swap;

@@ -54,7 +54,12 @@ def adapter_version():
 threads = [threading.Thread(target=stream, args=(i,)) for i in range(8)]
 for t in threads:
     t.start()
-started.wait(timeout=300)  # all 8 streams are running on the old version
+try:
+    started.wait(timeout=300)  # all 8 streams are running on the old version
+except threading.BrokenBarrierError:
+    for t in threads:
+        t.join(timeout=60)
+    sys.exit(f"a stream failed before the swap: {[r for r in results if r and r['error']]}")
 swap_at = time.time()
 shutil.copyfile(NEW_WASM, PLUGIN_FILE + ".tmp")
 shutil.move(PLUGIN_FILE + ".tmp", PLUGIN_FILE)

@@ -22,6 +22,7 @@ pub fn routes() -> HttpRouter<AppState> {
         .route("/detokenize", post(detokenize))
         .route("/v1/adapters", get(adapters))
         .route("/v1/adapters/{name}/parse", post(parse))
+        .route("/v1/events", get(events))
         .route("/health", get(health))
         .route("/metrics", get(metrics))
 }
@@ -240,4 +241,20 @@ async fn metrics(State(state): State<AppState>) -> Response {
         handle.render(),
     )
         .into_response()
+}
+
+/// `GET /v1/events`: what happens in the server as SSE, one event per thing (`event:` its
+/// type, `id:` its place, `data:` the JSON with `type`, `id` and `at`); `resync` when this
+/// listener fell behind and missed some.
+async fn events() -> impl IntoResponse {
+    use futures::StreamExt;
+    let stream = crate::events::subscribe().map(|stamped| {
+        let event = axum::response::sse::Event::default()
+            .event(stamped.event.kind())
+            .id(stamped.id.to_string())
+            .json_data(&stamped)
+            .unwrap_or_default();
+        Ok::<_, std::convert::Infallible>(event)
+    });
+    axum::response::sse::Sse::new(stream).keep_alive(axum::response::sse::KeepAlive::default())
 }

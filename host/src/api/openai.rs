@@ -237,6 +237,37 @@ impl Usage {
     }
 }
 
+/// Speeds as llama.cpp's server reports them (`timings`), so that the UIs that read them
+/// (Open WebUI and others) show plugboard's: prompt tokens evaluated (the cached ones not
+/// counted) and generated, their milliseconds and rates.
+#[derive(Serialize)]
+struct LlamaTimings {
+    prompt_n: usize,
+    prompt_ms: f64,
+    prompt_per_second: f64,
+    predicted_n: usize,
+    predicted_ms: f64,
+    predicted_per_second: f64,
+    cache_n: usize,
+}
+
+impl LlamaTimings {
+    fn of(summary: &Summary) -> LlamaTimings {
+        let u = &summary.usage;
+        let rate = |n: usize, ms: f64| if ms > 0.0 { n as f64 * 1e3 / ms } else { 0.0 };
+        let prompt_n = u.prompt_tokens.saturating_sub(u.cached_tokens);
+        LlamaTimings {
+            prompt_n,
+            prompt_ms: u.prefill_ms,
+            prompt_per_second: rate(prompt_n, u.prefill_ms),
+            predicted_n: u.completion_tokens,
+            predicted_ms: u.decode_ms,
+            predicted_per_second: rate(u.completion_tokens, u.decode_ms),
+            cache_n: u.cached_tokens,
+        }
+    }
+}
+
 /// A chat `logprobs` entry: a token and its most likely alternatives.
 #[derive(Serialize)]
 struct TokenLogprob<'a> {
@@ -328,6 +359,7 @@ struct ChatCompletion<'a> {
     system_fingerprint: Option<&'static str>,
     choices: Vec<ChatChoice<'a>>,
     usage: Usage,
+    timings: LlamaTimings,
     plugboard: Plugboard<'a>,
 }
 
@@ -375,6 +407,9 @@ struct ChatChunk<'a> {
     choices: Vec<ChunkChoice<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     usage: Option<Usage>,
+    /// On the last chunk, as llama.cpp's server sends it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    timings: Option<LlamaTimings>,
     #[serde(skip_serializing_if = "Option::is_none")]
     plugboard: Option<Plugboard<'a>>,
 }
@@ -429,6 +464,8 @@ struct TextCompletion<'a> {
     choices: Vec<TextChoice<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     usage: Option<Usage>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    timings: Option<LlamaTimings>,
 }
 
 #[derive(Serialize)]
@@ -531,6 +568,7 @@ impl Head {
             system_fingerprint: None,
             choices: vec![],
             usage,
+            timings: None,
             plugboard: None,
         }
     }
@@ -548,6 +586,7 @@ impl Head {
             model: &self.model,
             choices,
             usage,
+            timings: None,
         }
     }
 }
@@ -689,6 +728,7 @@ async fn chat_response(mut stream: ChatStream) -> Result<Response, ApiError> {
             finish_reason: turn.summary.finish.as_str(),
         }],
         usage: Usage::of(&turn.summary),
+        timings: LlamaTimings::of(&turn.summary),
         plugboard: Plugboard::of(&turn.summary, &stream.adapter, stream.attempts_now()),
     })
     .into_response())
@@ -779,6 +819,7 @@ fn chat_chunks(
                 ChatEvent::Done(summary) => {
                     let attempts = crate::router::attempts_until_now(&attempts, served_at);
                     let mut out = vec![data(&ChatChunk {
+                        timings: Some(LlamaTimings::of(&summary)),
                         plugboard: Some(Plugboard::of(&summary, &adapter, attempts)),
                         ..head.chat_chunk(Delta::default(), None, Some(summary.finish.as_str()))
                     })];
@@ -892,16 +933,19 @@ async fn completions(
                         None,
                     ))],
                     Some(ChatEvent::Done(summary)) => {
-                        let mut out = vec![data(&head.text(
-                            vec![TextChoice {
-                                index: 0,
-                                text: String::new(),
-                                logprobs: None,
-                                finish_reason: Some(summary.finish.as_str()),
-                                stop_reason: stop_reason(&summary),
-                            }],
-                            None,
-                        ))];
+                        let mut out = vec![data(&TextCompletion {
+                            timings: Some(LlamaTimings::of(&summary)),
+                            ..head.text(
+                                vec![TextChoice {
+                                    index: 0,
+                                    text: String::new(),
+                                    logprobs: None,
+                                    finish_reason: Some(summary.finish.as_str()),
+                                    stop_reason: stop_reason(&summary),
+                                }],
+                                None,
+                            )
+                        })];
                         if include_usage {
                             out.push(data(&head.text(vec![], Some(Usage::of(&summary)))));
                         }
@@ -932,16 +976,19 @@ async fn completions(
         .collect()
         .await
         .map_err(|e| ApiError::from(e.as_ref()))?;
-    let completion = head.text(
-        vec![TextChoice {
-            index: 0,
-            text: turn.content,
-            logprobs: text_logprobs(&turn.tokens),
-            finish_reason: Some(turn.summary.finish.as_str()),
-            stop_reason: stop_reason(&turn.summary),
-        }],
-        Some(Usage::of(&turn.summary)),
-    );
+    let completion = TextCompletion {
+        timings: Some(LlamaTimings::of(&turn.summary)),
+        ..head.text(
+            vec![TextChoice {
+                index: 0,
+                text: turn.content,
+                logprobs: text_logprobs(&turn.tokens),
+                finish_reason: Some(turn.summary.finish.as_str()),
+                stop_reason: stop_reason(&turn.summary),
+            }],
+            Some(Usage::of(&turn.summary)),
+        )
+    };
     Ok(served.headers(Json(completion).into_response()))
 }
 

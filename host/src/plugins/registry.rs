@@ -286,6 +286,11 @@ impl PluginHost {
         if history.len() > HISTORY {
             history.remove(0);
         }
+        crate::events::publish(crate::events::Event::AdapterSwapped {
+            adapter: name.to_string(),
+            version: plugin.info().version.clone(),
+            source: plugin.source().to_string(),
+        });
         let name = name.to_string();
         self.inner.serving.rcu(|serving| {
             let mut next = BTreeMap::clone(serving);
@@ -295,6 +300,9 @@ impl PluginHost {
     }
 
     fn unpublish(&self, name: &str) {
+        crate::events::publish(crate::events::Event::AdapterRemoved {
+            adapter: name.to_string(),
+        });
         self.inner.serving.rcu(|serving| {
             let mut next = BTreeMap::clone(serving);
             next.remove(name);
@@ -407,6 +415,11 @@ impl PluginHost {
                     .and_then(|f| f.serves.clone())
                     .unwrap_or(stem);
                 count_swap(&name, SyncOutcome::Rejected);
+                crate::events::publish(crate::events::Event::AdapterRejected {
+                    adapter: name,
+                    file: path.display().to_string(),
+                    reason: message.clone(),
+                });
                 (SyncOutcome::Rejected, Err(message))
             }
         }
