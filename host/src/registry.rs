@@ -179,7 +179,8 @@ pub struct ModelDecl {
     pub mode: Option<Mode>,
     /// For a remote model in raw mode: a GGUF, `tokenizer_config.json` or Jinja file with its
     /// chat template and special tokens — a path (relative to the config file), or a file of a
-    /// Hugging Face repository in the models folder (`{ hf = "org/repo", file = "…" }`).
+    /// Hugging Face repository in the store (`{ hf = "org/repo", file = "…" }`, pulled with
+    /// `plugboard pull org/repo/FILE`).
     #[serde(default)]
     pub chat_template: Option<TemplateSource>,
     /// Models that serve a turn this one fails (tried in order).
@@ -655,6 +656,9 @@ pub struct Registry {
     refreshing: Mutex<()>,
     /// Names given by `/api/copy`: another name for a model, for as long as the server runs.
     copies: Mutex<BTreeMap<String, String>>,
+    /// One local load at a time: a model loading counts against the limits only once loaded,
+    /// so two loads at once could both find room that is there for one.
+    loading: Mutex<()>,
     pub options: EngineOptions,
     pub residency: Residency,
 }
@@ -700,6 +704,7 @@ impl Registry {
             declared: ArcSwap::from_pointee(declared),
             refreshing: Mutex::new(()),
             copies: Mutex::new(BTreeMap::new()),
+            loading: Mutex::new(()),
             options,
             residency: Residency::default(),
         })
@@ -740,6 +745,10 @@ impl Registry {
     pub fn engine(&self, entry: &ModelEntry) -> Result<Arc<Engine>, RegistryError> {
         if let Some(engine) = entry.loaded() {
             return Ok(engine);
+        }
+        let _one = self.loading.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(engine) = entry.loaded() {
+            return Ok(engine); // Loaded while this one waited.
         }
         let mut needed = 0;
         if entry.remote.is_none() && entry.available() {
@@ -850,6 +859,15 @@ impl Registry {
         declared
             .get(name)
             .or_else(|| declared.get(self.copies().get(name)?))
+            .or_else(|| {
+                // A hub name in another spelling than the model's id (`hf.co/o/r` for its
+                // Q4_K_M, a lower-case quant, no `hf.co/`): the model serving that file.
+                let wanted = hub_file_named(name)?;
+                declared
+                    .models
+                    .values()
+                    .find(|m| m.hub_file().is_some_and(|f| wanted.matches(&f)))
+            })
             .cloned()
             .ok_or_else(|| RegistryError::UnknownModel(name.into()))
     }
@@ -1074,8 +1092,31 @@ fn declare(
         {
             default = Some(decl.id.clone());
         } else if let Some(source) = hub_source(model) {
-            decls.push(ModelDecl::new(model, source));
-            default = Some(model.to_string());
+            let id = model.strip_suffix(":latest").unwrap_or(model);
+            let wanted = hub_file_named(id);
+            // A pulled file already serves under its own name: that model is the default.
+            let pulled = decls.iter().find(|d| match (&d.source, &wanted) {
+                (
+                    Source::HuggingFace {
+                        hf,
+                        file: Some(file),
+                        ..
+                    },
+                    Some(wanted),
+                ) => wanted.matches(&HubFile {
+                    repo: hf.clone(),
+                    revision: DEFAULT_REVISION.into(),
+                    file: file.clone(),
+                }),
+                _ => false,
+            });
+            match pulled {
+                Some(decl) => default = Some(decl.id.clone()),
+                None => {
+                    decls.push(ModelDecl::new(id, source));
+                    default = Some(id.to_string());
+                }
+            }
         } else {
             return Err(RegistryError::UnknownModel(model.to_string()));
         }
@@ -1232,13 +1273,14 @@ pub fn hub_source(name: &str) -> Option<Source> {
     }
     let repo = format!("{}/{}", parts[0], parts[1]);
     let (file, quant) = if parts.len() > 2 {
-        if !path.ends_with(".gguf") || tag.is_some() {
+        // An explicit file: a GGUF, or any other (a chat template's tokenizer_config.json).
+        if tag.is_some() || !parts[parts.len() - 1].contains('.') {
             return None;
         }
         (Some(parts[2..].join("/")), None)
     } else {
         match tag {
-            Some(tag) if tag.ends_with(".gguf") => (Some(tag.to_string()), None),
+            Some(tag) if tag.contains('.') => (Some(tag.to_string()), None),
             Some("latest") | None if prefixed.is_some() => (None, None),
             Some(tag) if tag != "latest" => (None, Some(tag.to_string())),
             // `org/repo` alone reads as a path, not a hub name.
@@ -1250,6 +1292,40 @@ pub fn hub_source(name: &str) -> Option<Source> {
         file,
         quant,
         revision: None,
+    })
+}
+
+/// What a hub name asks for, to match against the files models serve.
+struct HubWanted {
+    repo: String,
+    file: Option<String>,
+    quant: String,
+}
+
+impl HubWanted {
+    fn matches(&self, file: &HubFile) -> bool {
+        file.repo.eq_ignore_ascii_case(&self.repo)
+            && match &self.file {
+                Some(name) => *name == file.file,
+                None => store::quant_of(&file.file).as_deref() == Some(self.quant.as_str()),
+            }
+    }
+}
+
+fn hub_file_named(name: &str) -> Option<HubWanted> {
+    let Source::HuggingFace {
+        hf, file, quant, ..
+    } = hub_source(name)?
+    else {
+        return None;
+    };
+    Some(HubWanted {
+        repo: hf,
+        file,
+        quant: quant
+            .as_deref()
+            .unwrap_or(DEFAULT_QUANT)
+            .to_ascii_uppercase(),
     })
 }
 

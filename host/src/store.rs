@@ -60,6 +60,32 @@ impl std::fmt::Display for HubFile {
 
 pub const DEFAULT_REVISION: &str = "main";
 
+impl HubFile {
+    /// Refuses names that would reach outside the store once joined onto its folders: a
+    /// repository is two plain segments, a revision and a file are plain segments joined by
+    /// `/` (no `..`, no `\`, no `:`, not absolute).
+    pub fn check(&self) -> Result<(), PullError> {
+        let plain = |segment: &str| {
+            !segment.is_empty()
+                && segment != "."
+                && segment != ".."
+                && segment
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"._-+=@ ()[],".contains(&b))
+        };
+        let repo = self.repo.split('/').collect::<Vec<_>>();
+        let ok = repo.len() == 2
+            && repo.iter().all(|s| plain(s))
+            && self.revision.split('/').all(plain)
+            && self.file.split('/').all(plain);
+        if ok {
+            Ok(())
+        } else {
+            Err(PullError::BadName(self.to_string()))
+        }
+    }
+}
+
 /// Where a pull stands; the last state is `Done`.
 #[derive(Clone, Debug)]
 pub enum PullState {
@@ -140,6 +166,8 @@ pub enum PullError {
     },
     #[error("the download of {0} was cancelled")]
     Cancelled(String),
+    #[error("'{0}' is not a repository file name (plain path segments only)")]
+    BadName(String),
     #[error("{0}: {1}")]
     Io(String, std::io::Error),
 }
@@ -156,7 +184,7 @@ impl PullError {
         match self {
             PullError::NotFound(_) | PullError::NoQuant { .. } => 404,
             PullError::Unauthorized { .. } => 403,
-            PullError::NotGguf(_) => 400,
+            PullError::NotGguf(_) | PullError::BadName(_) => 400,
             PullError::Disk { .. } => 507,
             PullError::Cancelled(_) => 499,
             PullError::Io(..) => 500,
@@ -271,6 +299,7 @@ impl Store {
 
     /// The file's path if it is here, at the commit its revision points at.
     pub fn find(&self, file: &HubFile) -> Option<PathBuf> {
+        file.check().ok()?;
         if is_commit(&file.revision) {
             let path = self
                 .repo_dir(&file.repo)
@@ -425,7 +454,11 @@ impl Store {
     /// state is [`PullState::Done`]. The download stops when every receiver is dropped.
     pub fn pull(self: &Arc<Self>, file: HubFile) -> watch::Receiver<PullState> {
         let mut pulls = self.pulls.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(sender) = pulls.get(&file) {
+        // A download no one watches any more is ending: a new pull starts its own (which
+        // waits for the old one's writer, through the blob's lock).
+        if let Some(sender) = pulls.get(&file)
+            && sender.receiver_count() > 0
+        {
             return sender.subscribe();
         }
         let (sender, receiver) = watch::channel(PullState::Resolving);
@@ -445,11 +478,11 @@ impl Store {
                 file: file.to_string(),
                 error: outcome.as_ref().err().map(|e| e.to_string()),
             });
-            store
-                .pulls
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .remove(&file);
+            let mut pulls = store.pulls.lock().unwrap_or_else(|e| e.into_inner());
+            if pulls.get(&file).is_some_and(|s| Arc::ptr_eq(s, &sender)) {
+                pulls.remove(&file);
+            }
+            drop(pulls);
             sender.send_replace(PullState::Done(outcome.map_err(Arc::new)));
         });
         receiver
@@ -465,16 +498,17 @@ impl Store {
         file: &HubFile,
         progress: &watch::Sender<PullState>,
     ) -> Result<Pulled, PullError> {
+        file.check()?;
         let meta = self.metadata(file).await?;
         let repo_dir = self.repo_dir(&file.repo);
         let blob = repo_dir.join("blobs").join(&meta.etag);
         let mut downloaded = false;
         if !blob.is_file() {
-            let _lock = self.lock(file, &meta, progress).await?;
+            let lock = self.lock(file, &meta, progress).await?;
             if !blob.is_file() {
                 let mut attempt = 0;
                 loop {
-                    match self.fetch_blob(file, &meta, &blob, progress).await {
+                    match self.fetch_blob(file, &meta, &blob, &lock, progress).await {
                         Ok(()) => break,
                         Err(error) if error.transient() && attempt < RETRIES => {
                             attempt += 1;
@@ -553,7 +587,16 @@ impl Store {
                 .and_then(|s| s.parse().ok())
                 .ok_or_else(|| PullError::Protocol(file.to_string(), "the file's size"))?;
             let commit = header("x-repo-commit")
-                .ok_or_else(|| PullError::Protocol(file.to_string(), "X-Repo-Commit"))?;
+                .filter(|c| is_commit(c))
+                .ok_or_else(|| {
+                    PullError::Protocol(file.to_string(), "an X-Repo-Commit of 40 hex digits")
+                })?;
+            if etag.is_empty() || !etag.bytes().all(|b| b.is_ascii_alphanumeric()) {
+                return Err(PullError::Protocol(
+                    file.to_string(),
+                    "an ETag of letters and digits",
+                ));
+            }
             return Ok(Meta {
                 etag,
                 size,
@@ -610,6 +653,7 @@ impl Store {
         file: &HubFile,
         meta: &Meta,
         blob: &Path,
+        lock: &std::fs::File,
         progress: &watch::Sender<PullState>,
     ) -> Result<(), PullError> {
         let part = blob.with_extension("incomplete");
@@ -638,7 +682,7 @@ impl Store {
             completed: have,
         });
         let mut request = self.get.get(&meta.url);
-        if meta.url.starts_with(&self.options.endpoint) {
+        if origin(&meta.url) == origin(&self.options.endpoint) {
             request = self.authorized(request);
         }
         if have > 0 {
@@ -663,8 +707,17 @@ impl Store {
         let (to_hash, hashes) = mpsc::channel::<Bytes>(64);
         let check_gguf = file.file.ends_with(".gguf").then(|| file.to_string());
         let (writing, hashing) = (part.clone(), part.clone());
-        let writer =
-            tokio::task::spawn_blocking(move || write_part(&writing, have, writes, check_gguf));
+        // The writer holds the blob's lock too (a duplicate of its descriptor: the lock is
+        // the open file's), so that a download cancelled under it keeps it until its last
+        // queued bytes are written, and the next one starts from a part no one writes.
+        let held = lock
+            .try_clone()
+            .map_err(|e| io("cannot share the lock of", e))?;
+        let writer = tokio::task::spawn_blocking(move || {
+            let written = write_part(&writing, have, writes, check_gguf);
+            drop(held);
+            written
+        });
         let hasher = tokio::task::spawn_blocking(move || hash_part(&hashing, have, hashes));
         let mut completed = have;
         let mut reported = have;
@@ -734,6 +787,16 @@ impl Store {
                 expected: meta.sha256().unwrap_or_default().to_string(),
                 actual: hash,
             });
+        }
+        let on_disk = std::fs::metadata(&part).map(|m| m.len()).unwrap_or(0);
+        if on_disk != written {
+            return Err(PullError::Io(
+                format!(
+                    "{} holds {on_disk} bytes, {written} were written",
+                    part.display()
+                ),
+                std::io::Error::other("the part file changed under the download"),
+            ));
         }
         std::fs::rename(&part, blob).map_err(|e| io("cannot publish", e))?;
         Ok(())
@@ -1059,6 +1122,29 @@ mod tests {
             error.contains("Q4_K_M, Q4_K_S, Q8_0"),
             "split files are not offered: {error}"
         );
+    }
+
+    #[test]
+    fn names_that_would_leave_the_store_are_refused() {
+        let named = |repo: &str, file: &str| HubFile {
+            repo: repo.into(),
+            revision: DEFAULT_REVISION.into(),
+            file: file.into(),
+        };
+        assert!(named("org/repo", "sub/model-Q4_K_M.gguf").check().is_ok());
+        for (repo, file) in [
+            ("org/repo", "../../x.gguf"),
+            ("org/repo", "a/../../x.gguf"),
+            ("org/repo", "a\\..\\x.gguf"),
+            ("org/repo", "/etc/x.gguf"),
+            ("org/repo", "c:x.gguf"),
+            ("org/..", "x.gguf"),
+            ("org", "x.gguf"),
+            ("org/repo/more", "x.gguf"),
+        ] {
+            let error = named(repo, file).check().expect_err(file);
+            assert!(matches!(error, PullError::BadName(_)), "{repo} {file}");
+        }
     }
 
     #[test]

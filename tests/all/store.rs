@@ -280,7 +280,12 @@ fn pull_list_show_and_rm_from_the_command_line() {
     let (ok, table, err) = plugboard(&hub, cache.path(), &["list"]);
     assert!(ok && table.starts_with("NAME"), "{table}\n{err}");
 
-    let (ok, out, err) = plugboard(&hub, cache.path(), &["show", &name, "--json"]);
+    // Shown by its repository alone (Q4_K_M is the default quant), as Ollama names it.
+    let (ok, out, err) = plugboard(
+        &hub,
+        cache.path(),
+        &["show", &format!("hf.co/{GEMMA_REPO}"), "--json"],
+    );
     assert!(ok, "{err}");
     let shown: Value = serde_json::from_str(&out).expect("JSON");
     assert_eq!(shown["architecture"], "gemma3");
@@ -293,6 +298,9 @@ fn pull_list_show_and_rm_from_the_command_line() {
         "{shown}"
     );
 
+    // A name that would leave the store is refused before anything is asked of the hub.
+    let (ok, _, err) = plugboard(&hub, cache.path(), &["pull", "org/repo/../../../x.gguf"]);
+    assert!(!ok && err.contains("not a repository file name"), "{err}");
     // A quantisation the repository lacks: the error lists what it has.
     let (ok, _, err) = plugboard(&hub, cache.path(), &["pull", &format!("{GEMMA_REPO}:Q6_K")]);
     assert!(!ok && err.contains("Q4_K_M, Q8_0"), "{err}");

@@ -63,10 +63,13 @@ enum Step {
     Failed(ApiError),
 }
 
-/// Reads the store (and config file) again after a pull or a delete. A config file broken
-/// meanwhile does not fail what was done: it is logged, and the models serving stay.
-pub fn refresh(registry: &Registry) {
-    if let Err(e) = registry.refresh() {
+/// Reads the store (and config file) again after a pull or a delete, on a blocking thread. A
+/// config file broken meanwhile does not fail what was done: it is logged, and the models
+/// serving stay.
+async fn refresh(registry: &Arc<Registry>) {
+    let registry = Arc::clone(registry);
+    let outcome = tokio::task::spawn_blocking(move || registry.refresh()).await;
+    if let Ok(Err(e)) = outcome {
         tracing::warn!("the model set is not read again: {e}");
     }
 }
@@ -131,7 +134,7 @@ fn steps(registry: Arc<Registry>, name: String) -> mpsc::Receiver<Step> {
                                     let _ = tx.send(Step::Verifying).await;
                                 }
                                 let _ = tx.send(Step::Writing).await;
-                                refresh(&registry);
+                                refresh(&registry).await;
                                 Step::Success {
                                     model: registry.model_of(&target).map(|m| m.id().to_string()),
                                     pulled,
@@ -362,7 +365,7 @@ async fn ollama_delete(
             .ollama()
         })?;
     registry.forget_copies(entry.id());
-    refresh(&registry);
+    refresh(&registry).await;
     Ok(StatusCode::OK)
 }
 

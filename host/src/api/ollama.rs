@@ -608,6 +608,23 @@ async fn show(
     let template = match (&entry.remote, &info) {
         (Some(remote), _) => remote.template.chat_template.clone(),
         (None, Some(info)) => info.chat_template.clone(),
+        // Not a GGUF (a checkpoint folder): its template is the loaded engine's.
+        (None, None) if entry.path().is_some() => {
+            let router = state.router.clone();
+            let model = entry.id().to_string();
+            let (_, engine, _) = tokio::task::spawn_blocking(move || router.resolve(&model))
+                .await
+                .map_err(|e| {
+                    ApiError::new(
+                        axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                        "server_error",
+                        e.to_string(),
+                    )
+                    .ollama()
+                })?
+                .map_err(problem)?;
+            engine.info().chat_template.clone()
+        }
         (None, None) => {
             return Err(problem(RouterError::Registry(
                 crate::registry::RegistryError::NotDownloaded {
