@@ -127,31 +127,36 @@ pub struct FileInfo {
 
 /// Reads a GGUF file's header: architecture, sizes, quantisation, chat template.
 pub fn describe(path: &Path) -> Result<FileInfo, EngineError> {
-    let gguf = GgufFile::open(path)?;
-    let architecture = gguf.architecture()?;
-    Ok(FileInfo {
-        name: gguf.string("general.name").unwrap_or_else(|| {
-            path.file_stem()
-                .map(|s| s.to_string_lossy().into_owned())
-                .unwrap_or_default()
-        }),
-        context_length: gguf
-            .u32(&format!("{architecture}.context_length"))
-            .unwrap_or(0) as usize,
-        architecture,
-        parameters: gguf
-            .content
-            .tensor_infos
-            .values()
-            .map(|t| t.shape.elem_count() as u64)
-            .sum(),
-        file_bytes: std::fs::metadata(path).map(|m| m.len()).unwrap_or(0),
-        quantization: gguf
-            .u32("general.file_type")
-            .and_then(file_type_name)
-            .map(str::to_string),
-        chat_template: gguf.string("tokenizer.chat_template"),
-    })
+    FileInfo::of(&GgufFile::open(path)?, path)
+}
+
+impl FileInfo {
+    fn of(gguf: &GgufFile, path: &Path) -> Result<FileInfo, EngineError> {
+        let architecture = gguf.architecture()?;
+        Ok(FileInfo {
+            name: gguf.string("general.name").unwrap_or_else(|| {
+                path.file_stem()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_default()
+            }),
+            context_length: gguf
+                .u32(&format!("{architecture}.context_length"))
+                .unwrap_or(0) as usize,
+            architecture,
+            parameters: gguf
+                .content
+                .tensor_infos
+                .values()
+                .map(|t| t.shape.elem_count() as u64)
+                .sum(),
+            file_bytes: std::fs::metadata(path).map(|m| m.len()).unwrap_or(0),
+            quantization: gguf
+                .u32("general.file_type")
+                .and_then(file_type_name)
+                .map(str::to_string),
+            chat_template: gguf.string("tokenizer.chat_template"),
+        })
+    }
 }
 
 /// llama.cpp's names of `general.file_type` values.
@@ -430,16 +435,13 @@ impl Engine {
         end_ids.extend(END_TEXTS.iter().filter_map(|t| tokenizer.token_id(t)));
         end_ids.sort_unstable();
         end_ids.dedup();
+        let file = FileInfo::of(&gguf, path)?;
         let info = ModelInfo {
-            name: gguf.string("general.name").unwrap_or_else(|| {
-                path.file_stem()
-                    .map(|s| s.to_string_lossy().into_owned())
-                    .unwrap_or_default()
-            }),
-            architecture: gguf.architecture()?,
+            name: file.name,
+            architecture: file.architecture,
             context_length: model.config.context_length,
             max_context: model.max_len(),
-            chat_template: gguf.string("tokenizer.chat_template"),
+            chat_template: file.chat_template,
             bos_token: token_text("tokenizer.ggml.bos_token_id"),
             eos_token: token_text("tokenizer.ggml.eos_token_id"),
             end_of_generation: end_ids
@@ -448,13 +450,8 @@ impl Engine {
                 .map(str::to_string)
                 .collect(),
             vocab_size: tokenizer.vocab_size(),
-            file_bytes: std::fs::metadata(path).map(|m| m.len()).unwrap_or(0),
-            parameters: gguf
-                .content
-                .tensor_infos
-                .values()
-                .map(|t| t.shape.elem_count() as u64)
-                .sum(),
+            file_bytes: file.file_bytes,
+            parameters: file.parameters,
             path: path.to_path_buf(),
         };
         let add_bos = gguf.bool("tokenizer.ggml.add_bos_token").unwrap_or(false);
