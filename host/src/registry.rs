@@ -365,6 +365,9 @@ pub struct ModelEntry {
     pub decl: ModelDecl,
     /// A local model's file, resolved (hub models are looked up in the store each time).
     file: Option<PathBuf>,
+    /// Where a hub file was looked for before the store: `<models dir>/<org--repo>/<file>`.
+    /// A file put there by hand still serves.
+    legacy: Option<PathBuf>,
     store: Arc<Store>,
     /// Where a remote model is served.
     pub remote: Option<RemoteModel>,
@@ -387,7 +390,10 @@ impl ModelEntry {
     pub fn path(&self) -> Option<PathBuf> {
         match &self.decl.source {
             Source::Path(_) => self.file.clone().filter(|p| p.exists()),
-            Source::HuggingFace { .. } => self.hub_file().and_then(|f| self.store.find(&f)),
+            Source::HuggingFace { .. } => self
+                .hub_file()
+                .and_then(|f| self.store.find(&f))
+                .or_else(|| self.legacy.clone().filter(|p| p.is_file())),
             Source::Backend { .. } => None,
         }
     }
@@ -1137,8 +1143,14 @@ fn declare(
         }
         let mut remote = None;
         let mut file = None;
+        let mut legacy = None;
         match &decl.source {
             Source::Path(p) => file = Some(resolve(models_dir, p)),
+            Source::HuggingFace {
+                hf,
+                file: Some(name),
+                ..
+            } => legacy = Some(models_dir.join(hf.replace('/', "--")).join(name)),
             Source::HuggingFace { .. } => {}
             Source::Backend { backend, model } => {
                 let backend = backends.get(backend).cloned().ok_or_else(|| {
@@ -1208,6 +1220,7 @@ fn declare(
         let entry = ModelEntry {
             decl,
             file,
+            legacy,
             store: Arc::clone(store),
             remote,
             engine: Mutex::new(None),
@@ -1527,5 +1540,35 @@ mod tests {
         r.copy("b", "bee").expect("copied");
         assert_eq!(r.get("bee").expect("a copy").id(), "b");
         assert!(r.copy("a", "bee").is_err(), "taken");
+    }
+
+    #[test]
+    fn a_hub_file_put_by_hand_in_the_old_place_still_serves() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let old = dir.path().join("org--repo");
+        std::fs::create_dir_all(&old).expect("a folder");
+        std::fs::write(old.join("m-Q4_K_M.gguf"), "GGUF").expect("written");
+        let path = dir.path().join("models.toml");
+        std::fs::write(
+            &path,
+            "[[models]]\nid = \"m\"\nsource = { hf = \"org/repo\", file = \"m-Q4_K_M.gguf\" }\n",
+        )
+        .expect("written");
+        let store = Store::new(crate::store::StoreOptions {
+            root: dir.path().join("hub"),
+            ..crate::store::StoreOptions::from_env()
+        })
+        .expect("a store");
+        let r = Registry::new(
+            Some(&path),
+            None,
+            dir.path(),
+            store,
+            EngineOptions::default(),
+        )
+        .expect("valid");
+        let m = r.get("m").expect("declared");
+        assert_eq!(m.path(), Some(old.join("m-Q4_K_M.gguf")));
+        assert_eq!(m.state(), "available");
     }
 }
