@@ -1372,21 +1372,21 @@ mod tests {
 
     fn registry(config: &str) -> Result<Registry, RegistryError> {
         let dir = tempfile::tempdir().expect("temp dir");
-        let path = dir.path().join("models.toml");
-        std::fs::write(&path, config).expect("written");
         std::fs::write(dir.path().join("t.jinja"), "{{ messages }}").expect("written");
+        registry_in(dir.path(), config)
+    }
+
+    /// A registry of `config` (written to `dir/models.toml`), its models folder `dir`, its
+    /// store `dir/hub`.
+    fn registry_in(dir: &Path, config: &str) -> Result<Registry, RegistryError> {
+        let path = dir.join("models.toml");
+        std::fs::write(&path, config).expect("written");
         let store = Store::new(crate::store::StoreOptions {
-            root: dir.path().join("hub"),
+            root: dir.join("hub"),
             ..crate::store::StoreOptions::from_env()
         })
         .expect("a store");
-        Registry::new(
-            Some(&path),
-            None,
-            dir.path(),
-            store,
-            EngineOptions::default(),
-        )
+        Registry::new(Some(&path), None, dir, store, EngineOptions::default())
     }
 
     const BACKEND: &str =
@@ -1512,20 +1512,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("models.toml");
         let model = |id: &str| format!("[[models]]\nid = \"{id}\"\nsource = \"x.gguf\"\n");
-        std::fs::write(&path, model("a")).expect("written");
-        let store = Store::new(crate::store::StoreOptions {
-            root: dir.path().join("hub"),
-            ..crate::store::StoreOptions::from_env()
-        })
-        .expect("a store");
-        let r = Registry::new(
-            Some(&path),
-            None,
-            dir.path(),
-            store,
-            EngineOptions::default(),
-        )
-        .expect("valid");
+        let r = registry_in(dir.path(), &model("a")).expect("valid");
         let a = r.get("a").expect("declared");
         std::fs::write(&path, model("a") + &model("b")).expect("written");
         r.refresh().expect("read again");
@@ -1548,23 +1535,9 @@ mod tests {
         let old = dir.path().join("org--repo");
         std::fs::create_dir_all(&old).expect("a folder");
         std::fs::write(old.join("m-Q4_K_M.gguf"), "GGUF").expect("written");
-        let path = dir.path().join("models.toml");
-        std::fs::write(
-            &path,
-            "[[models]]\nid = \"m\"\nsource = { hf = \"org/repo\", file = \"m-Q4_K_M.gguf\" }\n",
-        )
-        .expect("written");
-        let store = Store::new(crate::store::StoreOptions {
-            root: dir.path().join("hub"),
-            ..crate::store::StoreOptions::from_env()
-        })
-        .expect("a store");
-        let r = Registry::new(
-            Some(&path),
-            None,
+        let r = registry_in(
             dir.path(),
-            store,
-            EngineOptions::default(),
+            "[[models]]\nid = \"m\"\nsource = { hf = \"org/repo\", file = \"m-Q4_K_M.gguf\" }\n",
         )
         .expect("valid");
         let m = r.get("m").expect("declared");

@@ -10,8 +10,8 @@
 //! <root>/.locks/models--org--repo/<etag>.lock           held by the process downloading it
 //! ```
 //!
-//! `hf-hub` (0.4.3, with no HTTP feature: `dirs` and `log` only) reads the layout and the
-//! token file. The download is ours, on the `reqwest` the gateway already builds: hf-hub
+//! `hf-hub` (0.4.3, with no HTTP feature: `dirs` and `log` only) gives the default cache
+//! folder and the token file, as Python's `huggingface_hub` finds them. The download is ours, on the `reqwest` the gateway already builds: hf-hub
 //! 0.4.3's own moves the blob into place before any checksum, holds each 10 MB range in memory
 //! and gives up after 5 s when another process holds the lock; 1.0 adds `hf-xet` and a second
 //! `reqwest` (0.13) to the build, minutes on two cores for a path the tests cannot reach.
@@ -283,9 +283,7 @@ impl Store {
     }
 
     fn repo_dir(&self, repo: &str) -> PathBuf {
-        self.options
-            .root
-            .join(format!("models--{}", repo.replace('/', "--")))
+        self.options.root.join(folder(repo))
     }
 
     /// The commit a revision points at here: itself when it is a commit, else its ref.
@@ -300,22 +298,12 @@ impl Store {
     /// The file's path if it is here, at the commit its revision points at.
     pub fn find(&self, file: &HubFile) -> Option<PathBuf> {
         file.check().ok()?;
-        if is_commit(&file.revision) {
-            let path = self
-                .repo_dir(&file.repo)
-                .join("snapshots")
-                .join(&file.revision)
-                .join(&file.file);
-            return path.is_file().then_some(path);
-        }
-        hf_hub::Cache::new(self.options.root.clone())
-            .repo(hf_hub::Repo::with_revision(
-                file.repo.clone(),
-                hf_hub::RepoType::Model,
-                file.revision.clone(),
-            ))
-            .get(&file.file)
-            .filter(|p| p.is_file())
+        let path = self
+            .repo_dir(&file.repo)
+            .join("snapshots")
+            .join(self.commit(&file.repo, &file.revision)?)
+            .join(&file.file);
+        path.is_file().then_some(path)
     }
 
     /// The GGUF files of a repository here at a revision (its snapshot).
@@ -622,7 +610,7 @@ impl Store {
             .options
             .root
             .join(".locks")
-            .join(format!("models--{}", file.repo.replace('/', "--")))
+            .join(folder(&file.repo))
             .join(format!("{}.lock", meta.etag));
         let io = |e| PullError::Io(format!("cannot lock {}", path.display()), e);
         std::fs::create_dir_all(path.parent().expect("a folder")).map_err(io)?;
@@ -985,6 +973,11 @@ fn origin(url: &str) -> &str {
         Some(i) => &url[..after_scheme + i],
         None => url,
     }
+}
+
+/// A repository's folder in the store (and in `.locks/`): `models--org--repo`.
+fn folder(repo: &str) -> String {
+    format!("models--{}", repo.replace('/', "--"))
 }
 
 fn is_commit(revision: &str) -> bool {

@@ -43,36 +43,28 @@ impl Answer {
 }
 
 pub fn post(base: &str, path: &str, body: &Value, headers: &[(&str, &str)]) -> Answer {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("a runtime");
-    runtime.block_on(async {
-        let mut request = reqwest::Client::new()
-            .post(format!("{base}{path}"))
-            .timeout(Duration::from_secs(120))
-            .json(body);
+    send(|client| {
+        let mut request = client.post(format!("{base}{path}")).json(body);
         for (name, value) in headers {
             request = request.header(*name, *value);
         }
-        let response = request.send().await.expect("the gateway answers");
-        Answer {
-            status: response.status().as_u16(),
-            headers: response.headers().clone(),
-            text: response.text().await.unwrap_or_default(),
-        }
+        request
     })
 }
 
 /// A GET, answered whole.
 pub fn get(base: &str, path: &str) -> Answer {
+    send(|client| client.get(format!("{base}{path}")))
+}
+
+/// Sends a request (at most 120 s) and reads its answer whole.
+fn send(request: impl FnOnce(&reqwest::Client) -> reqwest::RequestBuilder) -> Answer {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("a runtime");
     runtime.block_on(async {
-        let response = reqwest::Client::new()
-            .get(format!("{base}{path}"))
+        let response = request(&reqwest::Client::new())
             .timeout(Duration::from_secs(120))
             .send()
             .await
