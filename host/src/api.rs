@@ -7,6 +7,7 @@ pub mod error;
 mod manage;
 mod ollama;
 mod openai;
+mod ui;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -33,6 +34,8 @@ pub struct AppState {
     pub router: Arc<Router>,
     pub metrics: Option<PrometheusHandle>,
     pub started: Instant,
+    /// Whether `GET /` serves the web UI.
+    pub ui: bool,
 }
 
 /// A JSON body, with errors in the OpenAI shape: 413 when too large, 400 when not JSON or of
@@ -134,7 +137,13 @@ async fn observe(req: Request, next: Next) -> Response {
 
 /// The whole HTTP application.
 pub fn app(state: AppState) -> HttpRouter {
+    let ui = if state.ui {
+        ui::routes()
+    } else {
+        HttpRouter::new()
+    };
     HttpRouter::new()
+        .merge(ui)
         .merge(openai::routes())
         .merge(ollama::routes())
         .merge(admin::routes())

@@ -15,3 +15,4 @@ mod residency;
 mod server;
 mod store;
 mod templates;
+mod ui;

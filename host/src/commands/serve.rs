@@ -57,6 +57,9 @@ pub struct ServeArgs {
     /// queue.
     #[arg(long, default_value_t = 8)]
     parallel: usize,
+    /// The web UI at `/`: `on` or `off`.
+    #[arg(long, default_value = "on", env = "PLUGBOARD_UI", value_parser = ["on", "off"])]
+    ui: String,
     #[command(flatten)]
     plugins: PluginArgs,
 }
@@ -154,12 +157,17 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         router,
         metrics,
         started: Instant::now(),
+        ui: args.ui == "on",
     };
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind((args.host.as_str(), args.port))
             .await
             .with_context(|| format!("cannot listen on {}:{}", args.host, args.port))?;
-        eprintln!("plugboard: serving on http://{}", listener.local_addr()?);
+        let address = listener.local_addr()?;
+        eprintln!("plugboard: serving on http://{address}");
+        if state.ui {
+            eprintln!("plugboard: web UI at http://{address}/");
+        }
         let reaper = Arc::clone(&registry);
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));

@@ -1,0 +1,113 @@
+//! The web UI: a page and its ES modules, built into the binary (no build step, nothing
+//! fetched from elsewhere). It speaks only the public APIs, so it is also their example.
+
+use std::sync::OnceLock;
+
+use axum::Router as HttpRouter;
+use axum::extract::Path;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use sha2::{Digest, Sha256};
+
+use super::AppState;
+
+/// The UI's files: name, content type, bytes.
+const FILES: &[(&str, &str, &str)] = &[
+    (
+        "index.html",
+        "text/html; charset=utf-8",
+        include_str!("../../ui/index.html"),
+    ),
+    (
+        "style.css",
+        "text/css; charset=utf-8",
+        include_str!("../../ui/style.css"),
+    ),
+    (
+        "app.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../ui/app.js"),
+    ),
+    (
+        "api.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../ui/api.js"),
+    ),
+    (
+        "models.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../ui/models.js"),
+    ),
+    (
+        "chat.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../ui/chat.js"),
+    ),
+    (
+        "adapters.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../ui/adapters.js"),
+    ),
+];
+
+/// Everything the page loads comes from this server; nothing inline runs.
+const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; img-src 'self' data:; \
+     object-src 'none'; base-uri 'none'; frame-ancestors 'none'";
+
+pub fn routes() -> HttpRouter<AppState> {
+    HttpRouter::new()
+        .route("/", get(|headers: HeaderMap| async move { file("index.html", &headers) }))
+        .route(
+            "/ui/{name}",
+            get(|Path(name): Path<String>, headers: HeaderMap| async move {
+                file(&name, &headers)
+            }),
+        )
+}
+
+/// One file, or 304 when the browser has it already (the ETag is its content's hash, so a
+/// new binary's UI is never served from a stale cache).
+fn file(name: &str, headers: &HeaderMap) -> Response {
+    let Some((index, (_, content_type, body))) =
+        FILES.iter().enumerate().find(|(_, (n, _, _))| *n == name)
+    else {
+        return (StatusCode::NOT_FOUND, "no such file").into_response();
+    };
+    let etag = &etags()[index];
+    let fresh = headers
+        .get(header::IF_NONE_MATCH)
+        .is_some_and(|sent| sent.as_bytes() == etag.as_bytes());
+    let mut response = if fresh {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else {
+        ([(header::CONTENT_TYPE, *content_type)], *body).into_response()
+    };
+    let headers = response.headers_mut();
+    if let Ok(value) = HeaderValue::from_str(etag) {
+        headers.insert(header::ETAG, value);
+    }
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CONTENT_SECURITY_POLICY),
+    );
+    response
+}
+
+fn etags() -> &'static [String] {
+    static ETAGS: OnceLock<Vec<String>> = OnceLock::new();
+    ETAGS.get_or_init(|| {
+        FILES
+            .iter()
+            .map(|(_, _, body)| {
+                let hash = Sha256::digest(body.as_bytes());
+                format!("\"{}\"", hex::encode(&hash[..8]))
+            })
+            .collect()
+    })
+}
