@@ -58,7 +58,7 @@ export class Adapters {
       }
     }
     this.log.prepend(el("li", { dataset: { type: event.type, failed: event.error ? "true" : "false" } },
-      el("time", { dateTime: at.toISOString() }, at.toLocaleTimeString()), el("span", {}, describe(event))));
+      el("time", { dateTime: at.toISOString() }, at.toLocaleTimeString()), " ", el("span", {}, describe(event))));
     if (event.file) this.log.firstElementChild.dataset.file = event.file;
     while (this.log.children.length > KEEP_EVENTS) this.log.lastElementChild.remove();
   }

@@ -17,6 +17,7 @@ const chat = new Chat({
   toolChoice: $("tool-choice"),
   useTools: $("use-tools"),
   maxTokens: $("max-tokens"),
+  temperature: $("temperature"),
   toolsJson: $("tools-json"),
   toolsError: $("tools-error"),
   toolsCount: $("tools-count"),

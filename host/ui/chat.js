@@ -153,6 +153,8 @@ export class Chat {
     };
     const maxTokens = Number.parseInt(this.maxTokens.value, 10);
     if (maxTokens > 0) body.max_tokens = maxTokens;
+    const temperature = Number.parseFloat(this.temperature.value);
+    if (temperature >= 0) body.temperature = temperature;
     const tools = this.useTools.checked ? this.readTools() : null;
     if (tools && tools.length) {
       body.tools = tools;

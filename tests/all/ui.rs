@@ -171,3 +171,22 @@ fn the_web_ui_shows_models_tool_calls_speeds_and_live_adapter_swaps() {
         assert!(out.join(format!("{name}.png")).is_file(), "{name}.png");
     }
 }
+
+#[test]
+fn the_ui_is_served_at_the_root_unless_turned_off() {
+    use plugboard_tests::http::get;
+    let on = TestServer::start(&["--no-builtins"]);
+    let page = get(&on.base, "/");
+    assert_eq!(page.status, 200);
+    assert!(page.header("content-type").starts_with("text/html"));
+    assert!(page.text.contains("/ui/app.js"), "{}", page.text);
+    assert!(page.header("content-security-policy").contains("default-src 'self'"));
+    assert_eq!(get(&on.base, "/ui/chat.js").status, 200);
+    assert_eq!(get(&on.base, "/ui/nothing.js").status, 404);
+
+    let off = TestServer::start(&["--no-builtins", "--ui", "off"]);
+    let page = get(&off.base, "/");
+    assert_eq!(page.status, 404);
+    assert_eq!(page.json()["error"]["type"], "invalid_request_error");
+    assert_eq!(get(&off.base, "/v1/models").status, 200);
+}

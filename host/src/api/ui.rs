@@ -111,3 +111,47 @@ fn etags() -> &'static [String] {
             .collect()
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn files_are_served_with_their_type_and_a_304_when_the_browser_has_them() {
+        let first = file("app.js", &HeaderMap::new());
+        assert_eq!(first.status(), StatusCode::OK);
+        assert!(first.headers()[header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .starts_with("text/javascript"));
+        let etag = first.headers()[header::ETAG].clone();
+        let mut headers = HeaderMap::new();
+        headers.insert(header::IF_NONE_MATCH, etag);
+        assert_eq!(file("app.js", &headers).status(), StatusCode::NOT_MODIFIED);
+        // Another file's tag is not this one's.
+        assert_eq!(file("chat.js", &headers).status(), StatusCode::OK);
+        assert_eq!(file("../Cargo.toml", &HeaderMap::new()).status(), StatusCode::NOT_FOUND);
+    }
+
+    /// Every module the page imports is one the server has.
+    #[test]
+    fn every_import_is_served() {
+        for (name, _, body) in FILES {
+            for line in body.lines() {
+                let Some(target) = line
+                    .split(" from \"./")
+                    .nth(1)
+                    .or_else(|| line.split("src=\"/ui/").nth(1))
+                    .or_else(|| line.split("href=\"/ui/").nth(1))
+                else {
+                    continue;
+                };
+                let target = target.split('"').next().unwrap_or_default();
+                assert!(
+                    FILES.iter().any(|(n, _, _)| *n == target),
+                    "{name} loads {target}, which is not served"
+                );
+            }
+        }
+    }
+}
