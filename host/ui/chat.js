@@ -2,7 +2,7 @@
 // soon as the server releases them, the problems plugboard found, the adapter that served the
 // reply and its speeds; the user answers tool calls with results and the turn goes on.
 
-import { el, postStream } from "./api.js";
+import { el, getJson, postStream } from "./api.js";
 
 /** Two ready sets of tools for the tools editor. */
 const EXAMPLES = {
@@ -166,6 +166,18 @@ export class Chat {
     return body;
   }
 
+  /** A model's context length, asked of the server when the model was not loaded before. */
+  async contextLength(id) {
+    const known = this.model?.id === id && this.model.plugboard?.context_length;
+    if (known) return known;
+    try {
+      const { data } = await getJson("/v1/models");
+      return data.find((m) => m.id === id)?.plugboard?.context_length || null;
+    } catch {
+      return null;
+    }
+  }
+
   /** One request and its streamed answer. */
   async run() {
     const turn = new AssistantTurn(this.model);
@@ -180,7 +192,7 @@ export class Chat {
         turn.take(chunk, performance.now() - started);
         this.conversation.scrollTop = this.conversation.scrollHeight;
       }
-      turn.finish();
+      turn.finish(await this.contextLength(turn.model.id));
     } catch (error) {
       turn.fail(error.name === "AbortError" ? "stopped" : error.message);
     } finally {
@@ -274,7 +286,9 @@ class AssistantTurn {
     }
   }
 
-  finish() {
+  /** The stream ended: `contextLength` is the model's, read now (a model loaded by this
+   * request had none before). */
+  finish(contextLength) {
     for (const call of this.calls) {
       try {
         call.argsNode.textContent = JSON.stringify(JSON.parse(call.arguments || "{}"), null, 2);
@@ -288,11 +302,11 @@ class AssistantTurn {
     if (problems.length) {
       this.problemsNode.replaceChildren(...problems.map((p) =>
         el("li", { class: "problem", dataset: { kind: p.kind } },
-          `warning: ${p.kind}${p.index !== undefined ? ` (call ${p.index})` : ""}: ${p.message}`)));
+          `warning: ${p.kind}: ${p.message}`)));
       this.problemsNode.hidden = false;
     }
     this.showServed();
-    this.showPerformance();
+    this.showPerformance(contextLength);
   }
 
   fail(message) {
@@ -318,12 +332,16 @@ class AssistantTurn {
     this.node.dataset.adapter = p.adapter || "";
   }
 
-  showPerformance() {
+  showPerformance(context) {
     const t = this.timings || {};
-    const queueMs = this.plugboard?.timings?.queue_ms;
+    const server = this.plugboard?.timings || {};
+    const queueMs = server.queue_ms;
+    // Nothing visible streamed (a call held and then dropped): the server's own first token.
+    const firstTokenMs = this.firstTokenMs ?? (Number.isFinite(server.prefill_ms)
+      ? (queueMs || 0) + server.prefill_ms : null);
     const cached = t.cache_n ?? this.usage?.prompt_tokens_details?.cached_tokens;
     const metrics = [
-      ["ttft_ms", "first token", this.firstTokenMs, "ms", 0],
+      ["ttft_ms", "first token", firstTokenMs, "ms", 0],
       ["queue_ms", "queue", queueMs, "ms", 0],
       ["prefill_tps", "prefill", t.prompt_per_second, "tok/s", 1],
       ["decode_tps", "decode", t.predicted_per_second, "tok/s", 1],
@@ -337,7 +355,6 @@ class AssistantTurn {
         el("dd", { dataset: { metric: key, value: Number.isFinite(value) ? String(value) : "" } },
           Number.isFinite(value) ? `${number(value, digits)} ${unit}` : "—"))));
     this.perfNode.hidden = false;
-    const context = this.model.plugboard?.context_length;
     const prompt = this.usage?.prompt_tokens;
     const completion = this.usage?.completion_tokens;
     if (context && Number.isFinite(prompt) && Number.isFinite(completion)) {

@@ -1,7 +1,8 @@
 //! The web UI in a real browser (Debian's Chromium, headless, through Selenium) against a real
 //! `plugboard serve` with the Qwen test model: the selector's badges equal `/v1/models`, a
 //! model is pulled from the (fake) hub with its progress shown, a weather question gives a
-//! tool-call card with valid JSON and its speeds, a tool result continues the turn, adapters
+//! tool-call card with valid JSON and its speeds, a tool result continues the turn, a call that
+//! breaks its schema shows as a warning, adapters
 //! swapped in the plugin folder show in the panel within 2 s and serve the next reply, a
 //! broken one shows as rejected while the old version keeps serving, a phone-width screen has
 //! no sideways scroll, and the console has no errors. Screenshots go to
@@ -54,16 +55,21 @@ fn the_web_ui_shows_models_tool_calls_speeds_and_live_adapter_swaps() {
     let cache = tempfile::tempdir().expect("a folder");
     let plugins = tempfile::tempdir().expect("a folder");
     let built = test_plugins();
-    std::fs::copy(built.join("probe-v1.wasm"), plugins.path().join("probe.wasm")).expect("copied");
+    std::fs::copy(
+        built.join("probe-v1.wasm"),
+        plugins.path().join("probe.wasm"),
+    )
+    .expect("copied");
     let config = tempfile::NamedTempFile::new().expect("a file");
     std::fs::write(
         config.path(),
         format!(
-            "[[models]]\nid = \"probe-demo\"\nsource = \"{}\"\nadapter = \"probe\"\n\
+            "[[models]]\nid = \"probe-demo\"\nsource = \"{0}\"\nadapter = \"probe\"\n\
              description = \"Qwen, answered by the probe adapter (it names its version)\"\n\n\
              [[models]]\nid = \"gemma-hub\"\n\
              source = {{ hf = \"test/gemma-ui-GGUF\", file = \"gemma-ui-Q4_K_M.gguf\" }}\n\
-             description = \"Gemma 3 270M from the (fake) hub\"\n",
+             description = \"Gemma 3 270M from the (fake) hub\"\n\n\
+             [[models]]\nid = \"qwen-free\"\nsource = \"{0}\"\nconstrained = false\n",
             qwen.display()
         ),
     )
@@ -108,8 +114,14 @@ fn the_web_ui_shows_models_tool_calls_speeds_and_live_adapter_swaps() {
 
     // The pull: progress shown, then the model is here.
     assert_eq!(seen["pull_button"], true, "{seen}");
-    assert!(seen["pull_progress_seen"].as_f64().unwrap_or(0.0) > 0.0, "{seen}");
-    assert!(!seen["pull_logged"].as_array().expect("a list").is_empty(), "{seen}");
+    assert!(
+        seen["pull_progress_seen"].as_f64().unwrap_or(0.0) > 0.0,
+        "{seen}"
+    );
+    assert!(
+        !seen["pull_logged"].as_array().expect("a list").is_empty(),
+        "{seen}"
+    );
 
     // The weather question: a call card with valid JSON arguments, and the speeds.
     let reply = &seen["tool_reply"];
@@ -140,6 +152,17 @@ fn the_web_ui_shows_models_tool_calls_speeds_and_live_adapter_swaps() {
         "{after}"
     );
 
+    // A call that breaks its schema: dropped, and the problem shown as a warning.
+    let invalid = &seen["invalid_call"];
+    assert_eq!(invalid["calls"], Value::Array(vec![]), "{invalid}");
+    assert_eq!(invalid["context_bar"], true, "{invalid}");
+    assert!(metric(invalid, "ttft_ms") > 0.0, "{invalid}");
+    let problems = invalid["problems"].to_string();
+    assert!(
+        problems.contains("warning: invalid_arguments") && problems.contains("station"),
+        "{invalid}"
+    );
+
     // Swaps show in the panel within 2 s, and the next reply names the new version.
     let swap = &seen["tool_use_swap"];
     assert!(swap["seconds"].as_f64().expect("seconds") < 2.0, "{swap}");
@@ -149,25 +172,49 @@ fn the_web_ui_shows_models_tool_calls_speeds_and_live_adapter_swaps() {
     );
     assert_eq!(seen["probe_v1"]["adapter"], "probe/1.0.0", "{seen}");
     assert_eq!(seen["probe_v1"]["content"], "v1", "{seen}");
-    assert!(seen["probe_swap_seconds"].as_f64().expect("seconds") < 2.0, "{seen}");
+    assert!(
+        seen["probe_swap_seconds"].as_f64().expect("seconds") < 2.0,
+        "{seen}"
+    );
     assert_eq!(seen["probe_v2"]["adapter"], "probe/2.0.0", "{seen}");
     assert_eq!(seen["probe_v2"]["content"], "v2", "{seen}");
 
     // A broken file: shown as rejected, with the reason, while 2.0.0 keeps serving.
     let rejected = &seen["rejected"];
-    assert!(rejected["seconds"].as_f64().expect("seconds") < 2.0, "{rejected}");
+    assert!(
+        rejected["seconds"].as_f64().expect("seconds") < 2.0,
+        "{rejected}"
+    );
     assert!(
         rejected["text"].as_str().unwrap_or("").contains("rejected"),
         "{rejected}"
     );
     assert_eq!(rejected["version"], "2.0.0", "{rejected}");
-    assert!(!rejected["logged"].as_array().expect("a list").is_empty(), "{rejected}");
-    assert_eq!(seen["probe_after_reject"]["adapter"], "probe/2.0.0", "{seen}");
+    assert!(
+        !rejected["logged"].as_array().expect("a list").is_empty(),
+        "{rejected}"
+    );
+    assert_eq!(
+        seen["probe_after_reject"]["adapter"], "probe/2.0.0",
+        "{seen}"
+    );
 
     // A phone's width, and a clean console.
-    assert!(seen["phone_overflow_px"].as_i64().unwrap_or(1) <= 0, "{seen}");
+    assert!(
+        seen["phone_overflow_px"].as_i64().unwrap_or(1) <= 0,
+        "{seen}"
+    );
     assert_eq!(seen["console_errors"], Value::Array(vec![]), "{seen}");
-    for name in ["1-models", "3-tool-call", "5-swapped", "6-rejected", "7-phone"] {
+    for name in [
+        "1-models",
+        "2-pulling",
+        "3-tool-call",
+        "4-after-result",
+        "5-problem",
+        "6-swapped",
+        "7-rejected",
+        "8-phone",
+    ] {
         assert!(out.join(format!("{name}.png")).is_file(), "{name}.png");
     }
 }
@@ -180,7 +227,10 @@ fn the_ui_is_served_at_the_root_unless_turned_off() {
     assert_eq!(page.status, 200);
     assert!(page.header("content-type").starts_with("text/html"));
     assert!(page.text.contains("/ui/app.js"), "{}", page.text);
-    assert!(page.header("content-security-policy").contains("default-src 'self'"));
+    assert!(
+        page.header("content-security-policy")
+            .contains("default-src 'self'")
+    );
     assert_eq!(get(&on.base, "/ui/chat.js").status, 200);
     assert_eq!(get(&on.base, "/ui/nothing.js").status, 404);
 

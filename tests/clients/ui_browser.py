@@ -194,6 +194,18 @@ try:
         seen["after_result"] = reply_facts(finished_reply(before))
         shot("4-after-result")
 
+    # A call that breaks its schema (a model without constrained decoding): a warning.
+    pick("qwen-free")
+    station = [{"type": "function", "function": {"name": "get_weather", "parameters": {
+        "type": "object", "properties": {"station": {"type": "string", "pattern": "^[A-Z]{4}$"}},
+        "required": ["station"]}}}]
+    driver.execute_script(
+        "const box = document.getElementById('tools-json'); box.value = arguments[0];"
+        "box.dispatchEvent(new Event('input'));", json.dumps(station))
+    css("#clear")[0].click()
+    seen["invalid_call"] = reply_facts(ask("What is the weather in Paris?"))
+    shot("5-problem")
+
     # A new tool-use.wasm in the plugin folder: the panel shows the swap within 2 s.
     source_before = adapter_row("tool-use").find_element(By.CSS_SELECTOR, ".source").text
     shutil.copy(os.path.join(TEST_PLUGINS, "tool-use.wasm"), os.path.join(PLUGIN_DIR, "tool-use.wasm"))
@@ -209,7 +221,7 @@ try:
     _, seconds = until("probe 2.0.0", lambda: adapter_row("probe") and
                        adapter_row("probe").get_attribute("data-version") == "2.0.0", 10)
     seen["probe_swap_seconds"] = seconds
-    shot("5-swapped")
+    shot("6-swapped")
     seen["probe_v2"] = reply_facts(ask("And now?"))
 
     # A broken file: rejected with the reason; the old version keeps serving.
@@ -221,14 +233,14 @@ try:
                         "version": row.get_attribute("data-version"),
                         "logged": [t for t in events_text() if "rejected" in t]}
     seen["probe_after_reject"] = reply_facts(ask("Still there?"))
-    shot("6-rejected")
+    shot("7-rejected")
 
     # A phone's width: one column, nothing wider than the screen.
     driver.set_window_size(390, 844)
     time.sleep(0.3)
     seen["phone_overflow_px"] = driver.execute_script(
         "return document.documentElement.scrollWidth - document.documentElement.clientWidth")
-    shot("7-phone")
+    shot("8-phone")
 
     seen["console_errors"] = [e["message"] for e in driver.get_log("browser") if e["level"] == "SEVERE"]
 finally:

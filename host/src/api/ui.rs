@@ -57,12 +57,15 @@ const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; img-src 'self' data:;
 
 pub fn routes() -> HttpRouter<AppState> {
     HttpRouter::new()
-        .route("/", get(|headers: HeaderMap| async move { file("index.html", &headers) }))
+        .route(
+            "/",
+            get(|headers: HeaderMap| async move { file("index.html", &headers) }),
+        )
         .route(
             "/ui/{name}",
-            get(|Path(name): Path<String>, headers: HeaderMap| async move {
-                file(&name, &headers)
-            }),
+            get(
+                |Path(name): Path<String>, headers: HeaderMap| async move { file(&name, &headers) },
+            ),
         )
 }
 
@@ -120,17 +123,22 @@ mod tests {
     fn files_are_served_with_their_type_and_a_304_when_the_browser_has_them() {
         let first = file("app.js", &HeaderMap::new());
         assert_eq!(first.status(), StatusCode::OK);
-        assert!(first.headers()[header::CONTENT_TYPE]
-            .to_str()
-            .unwrap()
-            .starts_with("text/javascript"));
+        assert!(
+            first.headers()[header::CONTENT_TYPE]
+                .to_str()
+                .unwrap()
+                .starts_with("text/javascript")
+        );
         let etag = first.headers()[header::ETAG].clone();
         let mut headers = HeaderMap::new();
         headers.insert(header::IF_NONE_MATCH, etag);
         assert_eq!(file("app.js", &headers).status(), StatusCode::NOT_MODIFIED);
         // Another file's tag is not this one's.
         assert_eq!(file("chat.js", &headers).status(), StatusCode::OK);
-        assert_eq!(file("../Cargo.toml", &HeaderMap::new()).status(), StatusCode::NOT_FOUND);
+        assert_eq!(
+            file("../Cargo.toml", &HeaderMap::new()).status(),
+            StatusCode::NOT_FOUND
+        );
     }
 
     /// Every module the page imports is one the server has.
