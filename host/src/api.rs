@@ -2,6 +2,7 @@
 //! on axum. Handlers translate between the wire shapes and the [`Router`]; they never touch the
 //! engine or wasmtime directly.
 
+pub mod access;
 mod admin;
 pub mod error;
 mod manage;
@@ -36,6 +37,8 @@ pub struct AppState {
     pub started: Instant,
     /// Whether `GET /` serves the web UI.
     pub ui: bool,
+    /// Keys, origins and hosts the server answers.
+    pub access: Arc<access::Access>,
 }
 
 /// A JSON body, with errors in the OpenAI shape: 413 when too large, 400 when not JSON or of
@@ -156,7 +159,11 @@ pub fn app(state: AppState) -> HttpRouter {
                 "no such endpoint",
             )
         })
-        .layer(tower_http::cors::CorsLayer::permissive())
+        .layer(middleware::from_fn_with_state(
+            Arc::clone(&state.access),
+            access::guard,
+        ))
+        .layer(state.access.cors())
         .with_state(state)
 }
 

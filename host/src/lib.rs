@@ -27,6 +27,7 @@
 //! - [`toolcalls`]: tool calls checked against the request's tools and JSON Schemas;
 //! - [`call_constraint`]: an adapter's call grammar and the tools' schemas as the engine's
 //!   constraint (constrained decoding);
+//! - [`keys`]: API keys and their scopes;
 //! - [`events`]: what happens in the server (swaps, loads, pulls, fallbacks), for `/v1/events`;
 //! - [`store`]: model files pulled from the Hugging Face hub, in the hub's cache layout;
 //! - [`engine`]: local inference on candle (GGUF, tokenizers, sampling, prefix cache);
@@ -42,6 +43,7 @@ pub mod call_constraint;
 pub mod chat;
 pub mod engine;
 pub mod events;
+pub mod keys;
 pub mod plugins;
 pub mod registry;
 pub mod router;

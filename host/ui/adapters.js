@@ -10,13 +10,24 @@ export class Adapters {
     this.list = list;
     this.log = log;
     this.flash = new Set();
+    this.asked = 0; // refreshes asked for; only the latest one's answer is drawn
   }
 
   async refresh() {
+    const ask = ++this.asked;
     const { data } = await getJson("/v1/adapters");
+    if (ask !== this.asked) return;
     data.sort((a, b) => a.name.localeCompare(b.name));
-    this.list.replaceChildren(...data.map((a) => this.item(a)));
+    // Histories the user opened stay open.
+    const open = new Set([...this.list.querySelectorAll("li.adapter details[open]")]
+      .map((d) => d.closest("li").dataset.adapter));
+    this.list.replaceChildren(...data.map((a) => this.item(a, open.has(a.name))));
     this.flash.clear();
+  }
+
+  /** Shown instead of the list when the key may not read adapters. */
+  unavailable(message) {
+    this.list.replaceChildren(el("li", { class: "muted" }, `Not shown: ${message}`));
   }
 
   /** Marks an adapter to be highlighted when it is drawn next. */
@@ -24,7 +35,7 @@ export class Adapters {
     this.flash.add(name);
   }
 
-  item(adapter) {
+  item(adapter, historyOpen) {
     const history = adapter.history || [];
     const error = adapter.last_error;
     return el("li", { class: `adapter${this.flash.has(adapter.name) ? " flash" : ""}`,
@@ -36,9 +47,9 @@ export class Adapters {
       el("div", { class: "source" }, adapter.source,
         adapter.overrides ? ` (replaces ${adapter.overrides})` : "",
         adapter.faults ? ` · ${adapter.faults} faults` : ""),
-      error && el("div", { class: "last-error", role: "alert" },
+      error && el("div", { class: "last-error" },
         `rejected ${error.source}: ${error.message}`),
-      history.length > 0 && el("details", {},
+      history.length > 0 && el("details", { open: historyOpen },
         el("summary", {}, `${history.length} version${history.length === 1 ? "" : "s"} served`),
         el("ol", {}, history.map((swap) => el("li", {},
           `${swap.version} from ${swap.source} at ${new Date(swap.at * 1000).toLocaleTimeString()}`)))),

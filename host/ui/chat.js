@@ -63,6 +63,10 @@ export class Chat {
     this.messages = [];
     this.model = null;
     this.controller = null;
+    // Which conversation a reply belongs to: one that ends after "New chat" is dropped.
+    this.epoch = 0;
+    // The result boxes of calls not answered yet.
+    this.pendingResults = null;
     this.form.addEventListener("submit", (event) => {
       event.preventDefault();
       this.submit();
@@ -75,7 +79,9 @@ export class Chat {
     });
     this.stop.addEventListener("click", () => this.controller?.abort());
     this.clear.addEventListener("click", () => {
+      this.epoch += 1;
       this.controller?.abort();
+      this.pendingResults = null;
       this.messages = [];
       this.conversation.replaceChildren();
       this.prompt.focus();
@@ -127,6 +133,16 @@ export class Chat {
   submit() {
     const text = this.prompt.value.trim();
     if (!text || !this.model || this.controller) return;
+    if (this.pendingResults) {
+      // A conversation with unanswered calls is refused by OpenAI-style servers.
+      this.pendingResults.focus();
+      return;
+    }
+    if (this.useTools.checked && this.readTools() === null) {
+      this.form.querySelector("#tools-editor").open = true;
+      this.toolsJson.focus();
+      return;
+    }
     this.prompt.value = "";
     this.push({ role: "user", content: text });
     this.run();
@@ -180,6 +196,8 @@ export class Chat {
 
   /** One request and its streamed answer. */
   async run() {
+    if (this.controller) return;
+    const epoch = this.epoch;
     const turn = new AssistantTurn(this.model);
     this.conversation.append(turn.node);
     this.controller = new AbortController();
@@ -189,9 +207,13 @@ export class Chat {
     try {
       for await (const chunk of postStream("/v1/chat/completions", this.request(), this.controller.signal)) {
         if (chunk.error) throw new Error(chunk.error.message || "the server failed");
+        const c = this.conversation;
+        const following = c.scrollHeight - c.scrollTop - c.clientHeight < 40;
         turn.take(chunk, performance.now() - started);
-        this.conversation.scrollTop = this.conversation.scrollHeight;
+        // Follow the reply unless the user scrolled up to read.
+        if (following) c.scrollTop = c.scrollHeight;
       }
+      if (!turn.finishReason) throw new Error("the reply ended early: the server closed the stream");
       turn.finish(await this.contextLength(turn.model.id));
     } catch (error) {
       turn.fail(error.name === "AbortError" ? "stopped" : error.message);
@@ -199,11 +221,14 @@ export class Chat {
       this.controller = null;
       this.stop.disabled = true;
       this.sendButton.disabled = !this.model;
+      this.onReplyEnd?.();
     }
+    if (epoch !== this.epoch) return;
     const message = turn.message();
     if (message) this.messages.push(message);
     if (turn.calls.length && !turn.failed) {
-      turn.askForResults((results) => {
+      this.pendingResults = turn.askForResults((results) => {
+        this.pendingResults = null;
         for (const result of results) this.push(result);
         this.run();
       });
@@ -234,7 +259,7 @@ class AssistantTurn {
     this.servedNode = el("div", { class: "served" });
     this.perfNode = el("dl", { class: "perf", hidden: true });
     this.contextNode = el("div", { class: "context-bar", hidden: true, role: "img" });
-    this.node = el("li", { class: "turn assistant" },
+    this.node = el("li", { class: "turn assistant", "aria-busy": "true" },
       el("div", { class: "who" }, `assistant · ${model.id}`),
       this.reasoningNode, this.contentNode, this.callsNode, this.problemsNode,
       this.servedNode, this.perfNode, this.contextNode);
@@ -264,14 +289,16 @@ class AssistantTurn {
   }
 
   takeCall(part) {
-    let call = this.calls[part.index ?? this.calls.length];
+    // By index; a piece without one continues the last call.
+    const index = part.index ?? (this.calls.length ? this.calls[this.calls.length - 1].index : 0);
+    let call = this.calls.find((c) => c.index === index);
     if (!call) {
-      call = { id: part.id, name: "", arguments: "" };
+      call = { index, id: part.id, name: "", arguments: "" };
       call.nameNode = el("span", { class: "name" });
       call.argsNode = el("pre", { class: "arguments" });
       call.node = el("div", { class: "call", dataset: { index: String(this.calls.length) } },
         el("span", { class: "muted" }, "tool call "), call.nameNode, call.argsNode);
-      this.calls[part.index ?? this.calls.length] = call;
+      this.calls.push(call);
       this.callsNode.append(call.node);
     }
     if (part.id) call.id = part.id;
@@ -289,6 +316,7 @@ class AssistantTurn {
   /** The stream ended: `contextLength` is the model's, read now (a model loaded by this
    * request had none before). */
   finish(contextLength) {
+    this.node.removeAttribute("aria-busy");
     for (const call of this.calls) {
       try {
         call.argsNode.textContent = JSON.stringify(JSON.parse(call.arguments || "{}"), null, 2);
@@ -311,6 +339,7 @@ class AssistantTurn {
 
   fail(message) {
     this.failed = true;
+    this.node.removeAttribute("aria-busy");
     this.node.classList.add("failed");
     this.node.append(el("div", { class: "error", role: "alert" }, message));
     this.showServed();
@@ -374,17 +403,20 @@ class AssistantTurn {
 
   /** The reply as a message of the conversation. */
   message() {
-    if (!this.content && !this.calls.length) return null;
+    // A reply that failed keeps its text but not its calls: they may be cut, and are unanswered.
+    const calls = this.failed ? [] : this.calls;
+    if (!this.content && !calls.length) return null;
     const message = { role: "assistant", content: this.content || null };
-    if (this.calls.length) {
-      message.tool_calls = this.calls.map((c) => ({
+    if (calls.length) {
+      message.tool_calls = calls.map((c) => ({
         id: c.id, type: "function", function: { name: c.name, arguments: c.arguments },
       }));
     }
     return message;
   }
 
-  /** A result box under each call and one button that sends them all back. */
+  /** A result box under each call and one button that sends them all back; returns the
+   * first box. */
   askForResults(send) {
     const boxes = this.calls.map((call) => {
       const box = el("textarea", { rows: 2, class: "result", placeholder: `Result of ${call.name}, e.g. {"temperature": 18}`,
@@ -401,5 +433,6 @@ class AssistantTurn {
     } }, "Send results and continue");
     this.callsNode.append(el("div", { class: "row" }, button));
     boxes[0]?.focus();
+    return boxes[0];
   }
 }

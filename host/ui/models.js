@@ -37,7 +37,9 @@ export class Models {
     this.models = [];
     this.ps = new Map();
     this.pulls = new Map(); // model id -> {completed, total, status}
-    this.selectedId = localStorage.getItem("plugboard.model");
+    this.pullErrors = new Map(); // model id -> why its last pull failed
+    this.asked = 0; // refreshes asked for; only the latest one's answer is drawn
+    this.selectedId = remembered();
   }
 
   selected() {
@@ -45,10 +47,12 @@ export class Models {
   }
 
   async refresh() {
+    const ask = ++this.asked;
     const [models, ps] = await Promise.all([
       getJson("/v1/models"),
       getJson("/api/ps").catch(() => ({ models: [] })),
     ]);
+    if (ask !== this.asked) return; // a later refresh is under way: its answer is newer
     this.models = models.data;
     this.ps = new Map(ps.models.map((m) => [m.name, m]));
     if (!this.selected()) {
@@ -63,7 +67,7 @@ export class Models {
 
   select(id) {
     this.selectedId = id;
-    localStorage.setItem("plugboard.model", id);
+    remember(id);
     this.render();
     this.onSelect(this.selected());
   }
@@ -90,17 +94,24 @@ export class Models {
         `${formatBytes(ps.size)} in memory${ps.expires_at ? `, until ${new Date(ps.expires_at).toLocaleTimeString()}` : ""}`),
       p.state === "not_downloaded" && !pull &&
         el("button", { type: "button", class: "pull", onclick: () => this.pull(model.id) },
-          p.size ? `Pull (${formatBytes(p.size)})` : "Pull"),
-      pull && el("div", { class: "pull-progress" },
-        el("progress", { max: pull.total || 1, value: pull.completed || 0, "aria-label": `Pulling ${model.id}` }),
-        el("span", { class: pull.error ? "error" : "muted" }, pull.error || pull.status)),
+          this.pullErrors.has(model.id) ? "Retry pull" : p.size ? `Pull (${formatBytes(p.size)})` : "Pull"),
+      this.pullErrors.has(model.id) && !pull &&
+        el("div", { class: "error" }, this.pullErrors.get(model.id)),
+      pull && this.progressOf(pull, model.id),
     );
+  }
+
+  progressOf(pull, id) {
+    pull.bar = el("progress", { max: pull.total || 1, value: pull.completed || 0, "aria-label": `Pulling ${id}` });
+    pull.label = el("span", { class: "muted" }, pull.status);
+    return el("div", { class: "pull-progress" }, pull.bar, " ", pull.label);
   }
 
   /** Pulls a model through `/v1/models/pull`, showing its progress. */
   async pull(id) {
     const progress = { status: "starting", completed: 0, total: 0 };
     this.pulls.set(id, progress);
+    this.pullErrors.delete(id);
     this.render();
     try {
       for await (const step of postStream("/v1/models/pull", { model: id })) {
@@ -108,14 +119,32 @@ export class Models {
         progress.status = step.status;
         if (step.total) progress.total = step.total;
         if (step.completed !== undefined) progress.completed = step.completed;
-        this.render();
+        // In place: redrawing the list would take the button from under the user's pointer.
+        progress.bar.max = progress.total || 1;
+        progress.bar.value = progress.completed;
+        progress.label.textContent = step.status;
       }
-      this.pulls.delete(id);
     } catch (error) {
-      progress.error = error.message;
-      this.render();
-      return;
+      this.pullErrors.set(id, `the pull failed: ${error.message}`);
     }
+    this.pulls.delete(id);
     await this.refresh();
+  }
+}
+
+/** The model chosen last time, where this browser lets the page keep it. */
+function remembered() {
+  try {
+    return localStorage.getItem("plugboard.model");
+  } catch {
+    return null;
+  }
+}
+
+function remember(id) {
+  try {
+    localStorage.setItem("plugboard.model", id);
+  } catch {
+    // Storage is off: the choice lasts as long as the page.
   }
 }

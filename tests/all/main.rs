@@ -1,5 +1,6 @@
 //! One test binary for all end-to-end tests (link once, run many).
 
+mod access;
 mod cli;
 mod constraint;
 mod contract;

@@ -5,7 +5,8 @@
 //! breaks its schema shows as a warning, adapters
 //! swapped in the plugin folder show in the panel within 2 s and serve the next reply, a
 //! broken one shows as rejected while the old version keeps serving, a phone-width screen has
-//! no sideways scroll, and the console has no errors. Screenshots go to
+//! no sideways scroll, and the console has no errors. The server asks for an API key, which
+//! the page asks the person for. Screenshots go to
 //! `target/tmp/ui-screenshots/`.
 
 use std::path::PathBuf;
@@ -30,6 +31,9 @@ fn browser_installed() -> bool {
     );
     found
 }
+
+/// The key the server asks for; the browser is given it as a person would give it.
+const KEY: &str = "sk-plugboard-ui-test-0123456789";
 
 fn screenshots() -> PathBuf {
     PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("ui-screenshots")
@@ -86,6 +90,8 @@ fn the_web_ui_shows_models_tool_calls_speeds_and_live_adapter_swaps() {
             cache.path().to_str().expect("utf-8"),
             "--config",
             config.path().to_str().expect("utf-8"),
+            "--api-key",
+            KEY,
         ],
         &[("HF_ENDPOINT", &hub.base)],
     );
@@ -96,9 +102,16 @@ fn the_web_ui_shows_models_tool_calls_speeds_and_live_adapter_swaps() {
             plugins.path().to_str().expect("utf-8"),
             built.to_str().expect("utf-8"),
             out.to_str().expect("utf-8"),
+            KEY,
         ],
     );
     eprintln!("what the browser saw: {seen:#}");
+
+    // Asked for a key, and given it: the only console errors are the refusals before it.
+    assert_eq!(seen["asked_for_key"], "needs an API key", "{seen}");
+    for error in seen["console_before_key"].as_array().expect("a list") {
+        assert!(error.as_str().unwrap_or("").contains("401"), "{error}");
+    }
 
     // The selector: every model, with the badges /v1/models gives.
     assert_eq!(seen["models_api"], seen["models_shown"], "{seen}");

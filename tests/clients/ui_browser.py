@@ -3,9 +3,10 @@
 Debian's chromedriver (nothing is downloaded from a browser vendor). Prints what it saw as
 JSON; the Rust test asserts on it. Screenshots go to OUT_DIR.
 
-Usage: ui_browser.py BASE_URL PLUGIN_DIR TEST_PLUGINS_DIR OUT_DIR
+Usage: ui_browser.py BASE_URL PLUGIN_DIR TEST_PLUGINS_DIR OUT_DIR API_KEY
   PLUGIN_DIR         the server's plugin folder (probe.wasm serves the model probe-demo)
   TEST_PLUGINS_DIR   holds tool-use.wasm, probe-v2.wasm
+  API_KEY            the key the server asks for; the page is given it as a person would
 """
 
 import json
@@ -22,13 +23,14 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import WebDriverWait
 
-BASE, PLUGIN_DIR, TEST_PLUGINS, OUT = sys.argv[1:5]
+BASE, PLUGIN_DIR, TEST_PLUGINS, OUT, KEY = sys.argv[1:6]
 os.makedirs(OUT, exist_ok=True)
 seen = {}
 
 
 def api(path):
-    with urllib.request.urlopen(f"{BASE}{path}", timeout=60) as response:
+    request = urllib.request.Request(f"{BASE}{path}", headers={"Authorization": f"Bearer {KEY}"})
+    with urllib.request.urlopen(request, timeout=60) as response:
         return json.load(response)
 
 
@@ -74,12 +76,16 @@ def events_text():
 
 
 def pick(model_id):
-    """Selects a model with the keyboard: focus its button, press Enter."""
-    button = css(f'li.model[data-model-id="{model_id}"] .pick')[0]
-    driver.execute_script("arguments[0].focus()", button)
-    button.send_keys(Keys.ENTER)
-    until(f"{model_id} selected",
-          lambda: css(f'li.model[data-model-id="{model_id}"][aria-current="true"]'))
+    """Selects a model with the keyboard: focus its button, press Enter (again, if the list
+    was redrawn under it)."""
+    def chosen():
+        if css(f'li.model[data-model-id="{model_id}"][aria-current="true"]'):
+            return True
+        button = css(f'li.model[data-model-id="{model_id}"] .pick')[0]
+        driver.execute_script("arguments[0].focus()", button)
+        button.send_keys(Keys.ENTER)
+        return False
+    until(f"{model_id} selected", chosen)
 
 
 def ask(text):
@@ -97,9 +103,8 @@ def finished_reply(before):
         if len(turns) <= before:
             return None
         turn = turns[-1]
-        failed = css(".error", turn)
-        if failed:
-            raise SystemExit(f"the reply failed: {failed[0].text}")
+        if "failed" in turn.get_attribute("class"):
+            raise SystemExit(f"the reply failed: {turn.text}")
         return turn if css(".perf:not([hidden])", turn) else None
     turn, _ = until("a reply", done, timeout=300)
     return turn
@@ -120,14 +125,30 @@ def reply_facts(turn):
     }
 
 
-def adapter_row(name):
+def adapter(name):
+    """What the panel shows of an adapter: version, source, last error (None when absent).
+    Read inside `until`: the panel is redrawn as events arrive."""
     rows = css(f'#adapters li[data-adapter="{name}"]')
-    return rows[0] if rows else None
+    if not rows:
+        return None
+    row = rows[0]
+    errors = css(".last-error", row)
+    return {"version": row.get_attribute("data-version"),
+            "source": css(".source", row)[0].text,
+            "error": errors[0].text if errors else None}
 
 
 try:
+    # The server asks for a key: the page says so, and the person types it in.
     driver.get(f"{BASE}/")
+    until("the key form", lambda: css("#key-form:not([hidden])"))
+    seen["asked_for_key"] = driver.find_element(By.ID, "connection").text
+    box = driver.find_element(By.ID, "api-key")
+    box.send_keys(KEY)
+    box.send_keys(Keys.ENTER)
     until("the event stream", lambda: css('#connection[data-state="live"]'))
+    # The refused requests before the key was given are the browser's only errors so far.
+    seen["console_before_key"] = [e["message"] for e in driver.get_log("browser") if e["level"] == "SEVERE"]
     until("the models", lambda: css("li.model"))
     until("the adapters", lambda: css("#adapters li.adapter"))
 
@@ -176,7 +197,7 @@ try:
         shot("2-pulling")
         until("the pulled model", lambda: css(
             'li.model[data-model-id="gemma-hub"] .badge[data-badge="state"][data-value="available"]'), 300)
-        seen["pull_logged"] = [t for t in events_text() if "pulled" in t]
+        seen["pull_logged"], _ = until("the pull's event", lambda: [t for t in events_text() if "pulled" in t])
 
     # Chat with tools: the weather example gives a call card with valid JSON arguments.
     pick("qwen2.5-coder-0.5b")
@@ -207,19 +228,17 @@ try:
     shot("5-problem")
 
     # A new tool-use.wasm in the plugin folder: the panel shows the swap within 2 s.
-    source_before = adapter_row("tool-use").find_element(By.CSS_SELECTOR, ".source").text
+    before, _ = until("tool-use shown", lambda: adapter("tool-use"))
     shutil.copy(os.path.join(TEST_PLUGINS, "tool-use.wasm"), os.path.join(PLUGIN_DIR, "tool-use.wasm"))
-    _, seconds = until("tool-use swapped", lambda: adapter_row("tool-use") and
-                       "tool-use.wasm" in adapter_row("tool-use").find_element(By.CSS_SELECTOR, ".source").text, 10)
-    seen["tool_use_swap"] = {"seconds": seconds, "before": source_before,
-                             "after": adapter_row("tool-use").find_element(By.CSS_SELECTOR, ".source").text}
+    after, seconds = until("tool-use swapped", lambda: (a := adapter("tool-use")) and
+                           "tool-use.wasm" in a["source"] and a, 10)
+    seen["tool_use_swap"] = {"seconds": seconds, "before": before["source"], "after": after["source"]}
 
     # The probe adapter names its version in every reply: v1, then v2 once swapped.
     pick("probe-demo")
     seen["probe_v1"] = reply_facts(ask("Which version are you?"))
     shutil.copy(os.path.join(TEST_PLUGINS, "probe-v2.wasm"), os.path.join(PLUGIN_DIR, "probe.wasm"))
-    _, seconds = until("probe 2.0.0", lambda: adapter_row("probe") and
-                       adapter_row("probe").get_attribute("data-version") == "2.0.0", 10)
+    _, seconds = until("probe 2.0.0", lambda: (a := adapter("probe")) and a["version"] == "2.0.0", 10)
     seen["probe_swap_seconds"] = seconds
     shot("6-swapped")
     seen["probe_v2"] = reply_facts(ask("And now?"))
@@ -227,11 +246,10 @@ try:
     # A broken file: rejected with the reason; the old version keeps serving.
     with open(os.path.join(PLUGIN_DIR, "probe.wasm"), "wb") as broken:
         broken.write(b"this is not a wasm component")
-    row, seconds = until("probe rejected", lambda: adapter_row("probe") and
-                         css(".last-error", adapter_row("probe")) and adapter_row("probe"), 10)
-    seen["rejected"] = {"seconds": seconds, "text": css(".last-error", row)[0].text,
-                        "version": row.get_attribute("data-version"),
-                        "logged": [t for t in events_text() if "rejected" in t]}
+    shown, seconds = until("probe rejected", lambda: (a := adapter("probe")) and a["error"] and a, 10)
+    logged, _ = until("the rejection's event", lambda: [t for t in events_text() if "rejected" in t])
+    seen["rejected"] = {"seconds": seconds, "text": shown["error"], "version": shown["version"],
+                        "logged": logged}
     seen["probe_after_reject"] = reply_facts(ask("Still there?"))
     shot("7-rejected")
 

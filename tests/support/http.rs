@@ -54,7 +54,18 @@ pub fn post(base: &str, path: &str, body: &Value, headers: &[(&str, &str)]) -> A
 
 /// A GET, answered whole.
 pub fn get(base: &str, path: &str) -> Answer {
-    send(|client| client.get(format!("{base}{path}")))
+    get_with(base, path, &[])
+}
+
+/// A GET with these headers, answered whole.
+pub fn get_with(base: &str, path: &str, headers: &[(&str, &str)]) -> Answer {
+    send(|client| {
+        let mut request = client.get(format!("{base}{path}"));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        request
+    })
 }
 
 /// Sends a request (at most 120 s) and reads its answer whole.

@@ -7,8 +7,10 @@ use std::time::Instant;
 use anyhow::Context;
 use clap::Args;
 
+use plugboard::api::access::Access;
 use plugboard::api::{self, AppState};
 use plugboard::engine::{self, EngineOptions};
+use plugboard::keys::Keys;
 use plugboard::plugins::Watcher;
 use plugboard::registry;
 use plugboard::registry::config_watch::ConfigWatcher;
@@ -57,6 +59,23 @@ pub struct ServeArgs {
     /// queue.
     #[arg(long, default_value_t = 8)]
     parallel: usize,
+    /// An API key every request must bring (`Authorization: Bearer KEY`), with every scope.
+    #[arg(long, env = "PLUGBOARD_API_KEY", hide_env_values = true)]
+    api_key: Option<String>,
+    /// A TOML file of keys: `[[keys]]` with `name`, `key` (or `sha256`, its hex digest) and
+    /// `scopes` (`inference`, `admin`; default both).
+    #[arg(long, env = "PLUGBOARD_API_KEYS")]
+    api_keys: Option<std::path::PathBuf>,
+    /// Origins whose web pages may call the server, besides loopback ones and its own
+    /// (comma-separated, e.g. `https://app.example.com`; `*` for any).
+    #[arg(long, env = "PLUGBOARD_ALLOWED_ORIGINS", value_delimiter = ',')]
+    allowed_origins: Vec<String>,
+    /// Serve a non-loopback address with no key (anyone who reaches it may use it).
+    #[arg(long)]
+    insecure_no_auth: bool,
+    /// `/metrics` needs an admin key too.
+    #[arg(long)]
+    protect_metrics: bool,
     /// The web UI at `/`: `on` or `off`.
     #[arg(long, default_value = "on", env = "PLUGBOARD_UI", value_parser = ["on", "off"])]
     ui: String,
@@ -65,6 +84,25 @@ pub struct ServeArgs {
 }
 
 pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let keys = Keys::load(args.api_key.as_deref(), args.api_keys.as_deref())?;
+    let loopback_only = args.host.eq_ignore_ascii_case("localhost")
+        || args
+            .host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    if !loopback_only && keys.is_empty() && !args.insecure_no_auth {
+        anyhow::bail!(
+            "refusing to serve {} with no API key: anyone who reaches it could use it. Give \
+             --api-key or --api-keys, or --insecure-no-auth if that is what you want",
+            args.host
+        );
+    }
+    let access = Arc::new(Access {
+        keys,
+        allowed_origins: args.allowed_origins.clone(),
+        loopback_only,
+        protect_metrics: args.protect_metrics,
+    });
     engine::set_threads(args.threads);
     let metrics = api::install_metrics();
     let models_dir = args.models.models_dir();
@@ -158,6 +196,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         metrics,
         started: Instant::now(),
         ui: args.ui == "on",
+        access,
     };
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind((args.host.as_str(), args.port))
