@@ -5,6 +5,7 @@
 pub mod access;
 mod admin;
 pub mod error;
+pub mod inflight;
 mod manage;
 mod ollama;
 mod openai;
@@ -39,6 +40,8 @@ pub struct AppState {
     pub ui: bool,
     /// Keys, origins and hosts the server answers.
     pub access: Arc<access::Access>,
+    /// Requests in flight: per-key limits, time limits, the server's shutdown.
+    pub inflight: Arc<inflight::Inflight>,
 }
 
 /// A JSON body, with errors in the OpenAI shape: 413 when too large, 400 when not JSON or of
@@ -160,6 +163,10 @@ pub fn app(state: AppState) -> HttpRouter {
             )
         })
         .layer(middleware::from_fn_with_state(
+            Arc::clone(&state.inflight),
+            inflight::track,
+        ))
+        .layer(middleware::from_fn_with_state(
             Arc::clone(&state.access),
             access::guard,
         ))
@@ -178,11 +185,13 @@ pub fn install_metrics() -> Option<PrometheusHandle> {
         .ok()
 }
 
-/// Serves until `shutdown` completes; open streams are let finish.
+/// Serves until `shutdown` completes; then takes no new requests and lets those in flight
+/// finish for up to `grace`, after which they end with an error in their own format.
 pub async fn serve(
     state: AppState,
     listener: tokio::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    grace: std::time::Duration,
 ) -> std::io::Result<()> {
     let addr: Option<SocketAddr> = listener.local_addr().ok();
     tracing::info!(
@@ -194,9 +203,24 @@ pub async fn serve(
     let listener = listener.tap_io(|tcp| {
         let _ = tcp.set_nodelay(true);
     });
-    axum::serve(listener, app(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    let inflight = Arc::clone(&state.inflight);
+    let draining = {
+        let inflight = Arc::clone(&inflight);
+        async move {
+            shutdown.await;
+            inflight.drain(grace);
+        }
+    };
+    let server = axum::serve(listener, app(state)).with_graceful_shutdown(draining);
+    // Answers that ended at the deadline are given a moment to reach their clients; a
+    // connection that still lingers after it does not hold the process.
+    tokio::select! {
+        served = server => served,
+        _ = async {
+            inflight.ended().await;
+            tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+        } => Ok(()),
+    }
 }
 
 /// Seconds since the Unix epoch.

@@ -38,7 +38,7 @@ pub struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Serve the OpenAI- and Ollama-compatible HTTP APIs.
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
     /// Measure load time, prefill and decode speed, time to first token and memory.
     Bench(bench::BenchArgs),
     /// List, check and scaffold adapter plugins.
@@ -222,7 +222,7 @@ pub fn init_logging(cli: &Cli) {
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Serve(args) => serve::run(args),
+        Command::Serve(args) => serve::run(*args),
         Command::Bench(args) => bench::run_bench(args),
         Command::Plugins(command) => plugins::run(command),
         Command::Adapter(command) => adapter::run(command),

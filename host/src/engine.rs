@@ -398,6 +398,18 @@ pub struct Engine {
     grammar: Arc<GrammarSlot>,
 }
 
+/// Gives memory freed by an unloaded model back to the system. glibc keeps what is freed in
+/// the arena of the thread that allocated it, and loads run on whichever blocking thread is
+/// free: under load, each load and unload of a model left most of its weights behind in
+/// another arena, and the soak test (`scripts/soak.py`) saw RSS climb by about 170 MB a cycle.
+fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns free memory of the allocator's own arenas to the system.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 /// The model's grammar factory, built the first time a request asks for a constraint.
 type GrammarSlot = OnceLock<Result<Arc<GrammarFactory>, String>>;
 
@@ -483,9 +495,13 @@ impl Engine {
         };
         std::thread::Builder::new()
             .name(format!("plugboard-engine-{}", info.name))
-            .spawn(move || match pool {
-                Some(pool) => pool.install(|| worker.run(queue)),
-                None => worker.run(queue),
+            .spawn(move || {
+                match pool {
+                    Some(pool) => pool.install(|| worker.run(queue)),
+                    None => worker.run(queue),
+                }
+                // The engine is gone and its weights are freed.
+                release_freed_memory();
             })
             .map_err(|e| EngineError::Compute(format!("cannot start the engine thread: {e}")))?;
         tracing::info!(model = %info.name, arch = %info.architecture, context = info.max_context, "model loaded");

@@ -28,6 +28,7 @@
 //! - [`call_constraint`]: an adapter's call grammar and the tools' schemas as the engine's
 //!   constraint (constrained decoding);
 //! - [`keys`]: API keys and their scopes;
+//! - [`limits`]: what one request may ask for (tokens, messages, tools);
 //! - [`events`]: what happens in the server (swaps, loads, pulls, fallbacks), for `/v1/events`;
 //! - [`store`]: model files pulled from the Hugging Face hub, in the hub's cache layout;
 //! - [`engine`]: local inference on candle (GGUF, tokenizers, sampling, prefix cache);
@@ -44,6 +45,7 @@ pub mod chat;
 pub mod engine;
 pub mod events;
 pub mod keys;
+pub mod limits;
 pub mod plugins;
 pub mod registry;
 pub mod router;

@@ -30,6 +30,7 @@ use crate::engine::{
     ConstraintReport, ConstraintRequest, Engine, EngineError, FinishReason, GenEvent,
     GenerateRequest, GeneratedToken, SamplingParams, StopCause, Usage, quote_control_tokens,
 };
+use crate::limits::{LimitError, Limits};
 use crate::plugins::{CallError, Plugin, PluginHost, PluginStream, Session};
 use crate::registry::residency::KeepAlive;
 use crate::registry::{Lease, ModelEntry, Registry, RegistryError, RemoteModel, Trigger};
@@ -258,6 +259,8 @@ pub fn attempts_until_now(attempts: &[Attempt], started: Instant) -> Vec<Attempt
 pub enum RouterError {
     #[error("{0}")]
     InvalidRequest(#[from] RequestError),
+    #[error("{0}")]
+    Limit(#[from] LimitError),
     #[error(transparent)]
     Registry(#[from] RegistryError),
     #[error("{0}")]
@@ -282,6 +285,7 @@ impl RouterError {
     pub fn trigger(&self) -> Option<Trigger> {
         match self {
             RouterError::InvalidRequest(_)
+            | RouterError::Limit(_)
             | RouterError::Registry(RegistryError::UnknownModel(_)) => None,
             RouterError::Engine(EngineError::Busy(_)) => Some(Trigger::Overloaded),
             RouterError::Engine(EngineError::ContextOverflow { .. }) => {
@@ -322,6 +326,8 @@ pub type Resolved = (Arc<ModelEntry>, Arc<Engine>, Arc<Plugin>);
 pub struct Router {
     pub registry: Arc<Registry>,
     pub plugins: PluginHost,
+    /// What one request may ask for.
+    pub limits: Limits,
 }
 
 /// What a turn reads: the local engine's events, or a remote backend's.
@@ -454,7 +460,19 @@ const JSON_INSTRUCTION: &str = "Respond with one valid JSON object and nothing e
 
 impl Router {
     pub fn new(registry: Arc<Registry>, plugins: PluginHost) -> Arc<Router> {
-        Arc::new(Router { registry, plugins })
+        Router::with_limits(registry, plugins, Limits::default())
+    }
+
+    pub fn with_limits(
+        registry: Arc<Registry>,
+        plugins: PluginHost,
+        limits: Limits,
+    ) -> Arc<Router> {
+        Arc::new(Router {
+            registry,
+            plugins,
+            limits,
+        })
     }
 
     fn plugin(&self, name: &str) -> Result<Arc<Plugin>, RouterError> {
@@ -666,6 +684,7 @@ impl Router {
     /// Checks what every model would refuse alike (messages, tools' schemas), before a held
     /// stream starts its response.
     pub fn validate(&self, params: &ChatParams) -> Result<(), RouterError> {
+        self.limits.check_chat(&params.chat, params.max_tokens)?;
         tool_check(&params.chat).map(|_| ())
     }
 
@@ -694,6 +713,7 @@ impl Router {
     /// [`ChatEvent::Error`]. A turn that may fall back on its output is held whole until it
     /// is judged; others stream live.
     pub async fn chat(self: &Arc<Self>, params: ChatParams) -> Result<ChatStream, RouterError> {
+        self.limits.check_chat(&params.chat, params.max_tokens)?;
         let started = Instant::now();
         let chain = self.chain(&params)?;
         let primary = self.registry.get(&chain[0])?;
@@ -1012,6 +1032,7 @@ impl Router {
         self: &Arc<Self>,
         params: CompleteParams,
     ) -> Result<ChatStream, RouterError> {
+        self.limits.check_max_tokens(params.max_tokens)?;
         self.fetch(&params.model).await?;
         self.start(move |router, started| router.prepare_complete(params, started))
             .await

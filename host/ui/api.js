@@ -74,7 +74,10 @@ export async function openStream(path) {
   const response = await fetch(path, { headers: headers({ accept: "text/event-stream" }) });
   if (!response.ok) throw await failure(response);
   return (async function* events() {
-    for await (const { event, data } of frames(response)) yield { event, data: JSON.parse(data) };
+    for await (const { event, data } of frames(response)) {
+      if (data === "[DONE]") return; // the server ended the stream (it is stopping)
+      yield { event, data: JSON.parse(data) };
+    }
   })();
 }
 

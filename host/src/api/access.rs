@@ -32,6 +32,8 @@ pub struct Access {
 pub struct Caller {
     /// The key's name; `None` when the server asks for no key.
     pub key: Option<String>,
+    /// What the route needs; `None` for public ones.
+    pub scope: Option<Scope>,
 }
 
 impl Access {
@@ -168,7 +170,7 @@ pub async fn guard(State(access): State<Arc<Access>>, mut req: Request, next: Ne
     }
     let scope = access.scope_of(&path);
     if access.keys.is_empty() || scope.is_none() || req.method() == Method::OPTIONS {
-        req.extensions_mut().insert(Caller { key: None });
+        req.extensions_mut().insert(Caller { key: None, scope });
         return next.run(req).await;
     }
     let scope = scope.unwrap_or(Scope::Inference);
@@ -221,6 +223,7 @@ pub async fn guard(State(access): State<Arc<Access>>, mut req: Request, next: Ne
     metrics::counter!("plugboard_key_requests_total", "key" => key.name.clone()).increment(1);
     req.extensions_mut().insert(Caller {
         key: Some(key.name.clone()),
+        scope: Some(scope),
     });
     next.run(req).await
 }

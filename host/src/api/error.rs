@@ -102,6 +102,9 @@ impl From<&RouterError> for ApiError {
             RouterError::InvalidRequest(r) => {
                 ApiError::bad_request(r.message.clone(), r.param.as_deref())
             }
+            RouterError::Limit(l) => {
+                ApiError::bad_request(l.message.clone(), Some(l.param)).code(l.code)
+            }
             RouterError::Registry(RegistryError::UnknownModel(_)) => ApiError {
                 param: Some("model".into()),
                 ..ApiError::new(

@@ -2,15 +2,17 @@
 
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::Args;
 
 use plugboard::api::access::Access;
+use plugboard::api::inflight::{CallerLimits, Inflight, Rate};
 use plugboard::api::{self, AppState};
 use plugboard::engine::{self, EngineOptions};
 use plugboard::keys::Keys;
+use plugboard::limits::Limits;
 use plugboard::plugins::Watcher;
 use plugboard::registry;
 use plugboard::registry::config_watch::ConfigWatcher;
@@ -76,6 +78,34 @@ pub struct ServeArgs {
     /// `/metrics` needs an admin key too.
     #[arg(long)]
     protect_metrics: bool,
+    /// The most tokens one request may ask to generate (`max_tokens` above it: 400).
+    #[arg(long)]
+    max_tokens_limit: Option<usize>,
+    /// The most messages in one conversation.
+    #[arg(long, default_value_t = Limits::default().max_messages)]
+    max_messages: usize,
+    /// The most tools offered in one request.
+    #[arg(long, default_value_t = Limits::default().max_tools)]
+    max_tools: usize,
+    /// The most bytes of the tools' definitions in one request (`512K`).
+    #[arg(long, default_value = "512K", value_parser = super::parse_size)]
+    max_tools_bytes: u64,
+    /// Inference requests one API key (or the keyless caller) may have in flight at once
+    /// (more: 429).
+    #[arg(long, env = "PLUGBOARD_MAX_CONCURRENT_PER_KEY")]
+    max_concurrent_per_key: Option<usize>,
+    /// Inference requests one API key may start, as a rate: `60/min`, `10/s` (more: 429 with
+    /// Retry-After).
+    #[arg(long, env = "PLUGBOARD_RATE_LIMIT")]
+    rate_limit: Option<Rate>,
+    /// The longest an inference request may take (`10m`; a stream past it ends with an error
+    /// event, a whole answer gets 504).
+    #[arg(long, value_parser = parse_duration)]
+    request_timeout: Option<Duration>,
+    /// On SIGTERM or Ctrl-C, how long requests in flight may go on before they are ended with
+    /// an error event.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    shutdown_grace: Duration,
     /// The web UI at `/`: `on` or `off`.
     #[arg(long, default_value = "on", env = "PLUGBOARD_UI", value_parser = ["on", "off"])]
     ui: String,
@@ -163,7 +193,13 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         }
         None => None,
     };
-    let router = Router::new(Arc::clone(&registry), plugins.clone());
+    let limits = Limits {
+        max_tokens: args.max_tokens_limit,
+        max_messages: args.max_messages,
+        max_tools: args.max_tools,
+        max_tools_bytes: usize::try_from(args.max_tools_bytes).unwrap_or(usize::MAX),
+    };
+    let router = Router::with_limits(Arc::clone(&registry), plugins.clone(), limits);
     if let Some(remote) = registry.default_model().and_then(|d| {
         d.remote
             .as_ref()
@@ -197,6 +233,11 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         started: Instant::now(),
         ui: args.ui == "on",
         access,
+        inflight: Arc::new(Inflight::new(CallerLimits {
+            concurrent: args.max_concurrent_per_key,
+            rate: args.rate_limit,
+            request_timeout: args.request_timeout,
+        })),
     };
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind((args.host.as_str(), args.port))
@@ -215,7 +256,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
                 reaper.reap();
             }
         });
-        api::serve(state, listener, shutdown_signal()).await?;
+        api::serve(state, listener, shutdown_signal(), args.shutdown_grace).await?;
         Ok::<_, anyhow::Error>(())
     })?;
     Ok(ExitCode::SUCCESS)
@@ -239,7 +280,26 @@ async fn shutdown_signal() {
         _ = ctrl_c => {},
         _ = term => {},
     }
-    eprintln!("plugboard: shutting down, letting open streams finish");
+    eprintln!("plugboard: shutting down, letting requests in flight finish");
+}
+
+/// `30s`, `5m`, `1h` or plain seconds.
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let (number, unit) = text
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .map_or((text, "s"), |i| text.split_at(i));
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("'{text}' is not a duration like 30s, 5m or 1h"))?;
+    let seconds = match unit {
+        "ms" => value / 1000.0,
+        "s" => value,
+        "m" => value * 60.0,
+        "h" => value * 3600.0,
+        _ => return Err(format!("'{text}' is not a duration like 30s, 5m or 1h")),
+    };
+    Duration::try_from_secs_f64(seconds).map_err(|e| format!("'{text}': {e}"))
 }
 
 fn parse_keep_alive(text: &str) -> Result<KeepAlive, String> {
