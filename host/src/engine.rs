@@ -57,6 +57,16 @@ fn grammar_factory(
     .clone()
 }
 
+/// A candle error's message, without the backtrace candle attaches when `RUST_BACKTRACE` is
+/// set: it is not for API clients, and printing it symbolises the whole binary (megabytes,
+/// each time a bad file is refused).
+pub(crate) fn candle_message(error: &candle_core::Error) -> String {
+    match error {
+        candle_core::Error::WithBacktrace { inner, .. } => candle_message(inner),
+        other => other.to_string(),
+    }
+}
+
 /// Why the engine could not do something.
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -904,5 +914,19 @@ impl Worker {
                 .map(|l| (text(l.id), l.logprob))
                 .collect(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_candle_error_reads_without_its_backtrace() {
+        let error = candle_core::Error::WithBacktrace {
+            inner: Box::new(candle_core::Error::Msg("tensor needs 9 bytes".into())),
+            backtrace: Box::new(std::backtrace::Backtrace::force_capture()),
+        };
+        assert_eq!(candle_message(&error), "tensor needs 9 bytes");
     }
 }

@@ -21,15 +21,52 @@ impl GgufFile {
         })?;
         // Buffered: the header is read a few bytes at a time (the vocabulary is one string
         // each per token), and one system call per read took a sixth of a model's load time.
+        let file_size = file.metadata().map(|m| m.len()).unwrap_or(0);
         let content =
             Content::read(&mut std::io::BufReader::new(file)).map_err(|e| EngineError::Format {
                 path: path.to_path_buf(),
-                reason: format!("not a readable GGUF file: {e}"),
+                reason: format!("not a readable GGUF file: {}", super::candle_message(&e)),
             })?;
-        Ok(GgufFile {
+        let gguf = GgufFile {
             path: path.to_path_buf(),
             content,
-        })
+        };
+        gguf.check_tensors(file_size)?;
+        Ok(gguf)
+    }
+
+    /// Every tensor the header declares must lie within the file: an untrusted header may
+    /// declare shapes whose sizes overflow, or that no file holds, and everything later
+    /// (counting parameters, allocating converted weights) trusts them once checked here.
+    fn check_tensors(&self, file_size: u64) -> Result<(), EngineError> {
+        for (name, info) in &self.content.tensor_infos {
+            let (block, type_size) = (info.ggml_dtype.block_size(), info.ggml_dtype.type_size());
+            let end = info
+                .shape
+                .dims()
+                .iter()
+                .try_fold(1usize, |n, &d| n.checked_mul(d))
+                .filter(|n| n % block == 0)
+                .and_then(|n| (n / block).checked_mul(type_size))
+                .and_then(|bytes| {
+                    self.content
+                        .tensor_data_offset
+                        .checked_add(info.offset)?
+                        .checked_add(bytes as u64)
+                });
+            if end.is_none_or(|end| end > file_size) {
+                return Err(EngineError::Format {
+                    path: self.path.clone(),
+                    reason: format!(
+                        "tensor {name} ({:?}, {:?} at offset {}) does not fit in the file's {file_size} bytes",
+                        info.shape.dims(),
+                        info.ggml_dtype,
+                        info.offset
+                    ),
+                });
+            }
+        }
+        Ok(())
     }
 
     pub fn metadata(&self) -> &HashMap<String, Value> {

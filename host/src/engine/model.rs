@@ -316,7 +316,7 @@ fn linear(
 fn bad_tensor(gguf: &GgufFile, name: &str, error: candle_core::Error) -> EngineError {
     EngineError::Format {
         path: gguf.path.clone(),
-        reason: format!("tensor {name}: {error}"),
+        reason: format!("tensor {name}: {}", super::candle_message(&error)),
     }
 }
 
@@ -843,7 +843,7 @@ fn mask(
 
 impl From<candle_core::Error> for EngineError {
     fn from(e: candle_core::Error) -> Self {
-        EngineError::Compute(e.to_string())
+        EngineError::Compute(super::candle_message(&e))
     }
 }
 
