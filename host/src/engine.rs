@@ -57,6 +57,13 @@ fn grammar_factory(
     .clone()
 }
 
+/// The engine thread's name: the model's name, from its header (which may hold anything: a
+/// NUL would make the thread fail to start), cut to what `top` shows.
+fn thread_name(model: &str) -> String {
+    let clean: String = model.chars().filter(|c| !c.is_control()).take(32).collect();
+    format!("plugboard-engine-{clean}")
+}
+
 /// A candle error's message, without the backtrace candle attaches when `RUST_BACKTRACE` is
 /// set: it is not for API clients, and printing it symbolises the whole binary (megabytes,
 /// each time a bad file is refused).
@@ -231,7 +238,10 @@ pub fn estimate_memory(
     let context = options.max_context.min(config.context_length) as u64;
     Ok(MemoryEstimate {
         weights,
-        kv_cache: config.kv_bytes_per_token() * context * options.max_batch.max(1) as u64,
+        kv_cache: config
+            .kv_bytes_per_token()
+            .saturating_mul(context)
+            .saturating_mul(options.max_batch.max(1) as u64),
     })
 }
 
@@ -504,7 +514,7 @@ impl Engine {
             ),
         };
         std::thread::Builder::new()
-            .name(format!("plugboard-engine-{}", info.name))
+            .name(thread_name(&info.name))
             .spawn(move || {
                 match pool {
                     Some(pool) => pool.install(|| worker.run(queue)),

@@ -7,38 +7,21 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use plugboard_tests::http::post;
+use plugboard_tests::http::{post, sse};
 use plugboard_tests::{TestServer, models, plugin_bytes};
 
 /// Listens to `/v1/events` on a thread of its own; the events arrive on the channel.
 fn listen(base: &str) -> mpsc::Receiver<Value> {
     let (tx, rx) = mpsc::channel();
-    let url = format!("{base}/v1/events");
+    let data = sse(&format!("{base}/v1/events"), None);
     std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("a runtime");
-        runtime.block_on(async move {
-            use futures::StreamExt;
-            let response = reqwest::get(&url).await.expect("subscribed");
-            let mut body = response.bytes_stream();
-            let mut buffer = String::new();
-            while let Some(Ok(chunk)) = body.next().await {
-                buffer.push_str(&String::from_utf8_lossy(&chunk));
-                while let Some(end) = buffer.find("\n\n") {
-                    let frame: String = buffer.drain(..end + 2).collect();
-                    for line in frame.lines() {
-                        if let Some(data) = line.strip_prefix("data: ")
-                            && let Ok(event) = serde_json::from_str(data)
-                            && tx.send(event).is_err()
-                        {
-                            return;
-                        }
-                    }
-                }
+        while let Ok(Some(payload)) = data.recv() {
+            if let Ok(event) = serde_json::from_str(&payload)
+                && tx.send(event).is_err()
+            {
+                return;
             }
-        });
+        }
     });
     rx
 }

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use plugboard_tests::http::{get, post};
+use plugboard_tests::http::{get, post, sse};
 use plugboard_tests::{TestServer, models};
 
 const MODEL: &str = "qwen2.5-coder-0.5b";
@@ -106,41 +106,9 @@ fn each_request_limit_is_refused_by_name_before_any_work() {
     );
 }
 
-/// Starts a stream on a thread of its own; its `data:` payloads arrive on the channel as they
-/// come, `None` when it ends.
+/// A chat stream, followed on a thread of its own.
 fn stream(base: &str, body: Value) -> std::sync::mpsc::Receiver<Option<String>> {
-    let (tx, rx) = std::sync::mpsc::channel();
-    let url = format!("{base}/v1/chat/completions");
-    std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("a runtime");
-        runtime.block_on(async move {
-            use futures::StreamExt;
-            let response = reqwest::Client::new()
-                .post(&url)
-                .json(&body)
-                .send()
-                .await
-                .expect("answered");
-            let mut body = response.bytes_stream();
-            let mut buffer = String::new();
-            while let Some(Ok(chunk)) = body.next().await {
-                buffer.push_str(&String::from_utf8_lossy(&chunk));
-                while let Some(end) = buffer.find("\n\n") {
-                    let frame: String = buffer.drain(..end + 2).collect();
-                    if let Some(data) = frame.trim().strip_prefix("data: ")
-                        && tx.send(Some(data.to_string())).is_err()
-                    {
-                        return; // the receiver is gone: hang up
-                    }
-                }
-            }
-            let _ = tx.send(None);
-        });
-    });
-    rx
+    sse(&format!("{base}/v1/chat/completions"), Some(body))
 }
 
 /// Every payload of a stream until it ends (within `wait`).

@@ -87,3 +87,43 @@ fn send(request: impl FnOnce(&reqwest::Client) -> reqwest::RequestBuilder) -> An
         }
     })
 }
+
+/// Follows an SSE answer on a thread of its own (a POST with `body`, else a GET): each
+/// `data:` payload arrives on the channel as it comes, `None` when the stream ends. Dropping
+/// the receiver hangs up.
+pub fn sse(url: &str, body: Option<Value>) -> std::sync::mpsc::Receiver<Option<String>> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let url = url.to_string();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        runtime.block_on(async move {
+            use futures::StreamExt;
+            let client = reqwest::Client::new();
+            let request = match &body {
+                Some(body) => client.post(&url).json(body),
+                None => client.get(&url),
+            };
+            let response = request.send().await.expect("answered");
+            let mut body = response.bytes_stream();
+            let mut buffer = String::new();
+            while let Some(Ok(chunk)) = body.next().await {
+                buffer.push_str(&String::from_utf8_lossy(&chunk));
+                while let Some(end) = buffer.find("\n\n") {
+                    let frame: String = buffer.drain(..end + 2).collect();
+                    for line in frame.lines() {
+                        if let Some(data) = line.strip_prefix("data: ")
+                            && tx.send(Some(data.to_string())).is_err()
+                        {
+                            return; // the receiver is gone: hang up
+                        }
+                    }
+                }
+            }
+            let _ = tx.send(None);
+        });
+    });
+    rx
+}

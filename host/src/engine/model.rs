@@ -83,6 +83,15 @@ impl Config {
             _ => None,
         };
         let n_layer = gguf.require_u32(&key("block_count"))? as usize;
+        // Every layer has tensors of its own: a count the file cannot back is refused before
+        // anything is sized by it.
+        let tensors = gguf.content.tensor_infos.len();
+        if n_layer > tensors {
+            return Err(EngineError::Format {
+                path: gguf.path.clone(),
+                reason: format!("{n_layer} layers declared, but the file has {tensors} tensors"),
+            });
+        }
         // Which layers slide: a per-layer list, or a period n (the last layer of every n is
         // global; 0: all slide). Gemma 3's period is 6 when the file does not say.
         let sliding_layers = match (
@@ -144,7 +153,10 @@ impl Config {
     /// Bytes of keys and values one token of one sequence takes (f32, every layer; a
     /// sliding-window layer counted whole, as an upper bound).
     pub fn kv_bytes_per_token(&self) -> u64 {
-        (self.n_layer * 2 * self.n_kv_head * self.head_dim * 4) as u64
+        // Saturating: the sizes come from an untrusted header.
+        [2, self.n_kv_head, self.head_dim, 4]
+            .iter()
+            .fold(self.n_layer as u64, |n, &m| n.saturating_mul(m as u64))
     }
 }
 
