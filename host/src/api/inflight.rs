@@ -107,8 +107,18 @@ impl Inflight {
 
     /// Resolves once the grace period is over.
     pub async fn ended(&self) {
-        let mut phase = self.phase.subscribe();
-        let _ = phase.wait_for(|p| *p == Phase::Ending).await;
+        self.reached(Phase::Ending).await;
+    }
+
+    /// Resolves once the server is in `phase` or past it.
+    async fn reached(&self, phase: Phase) {
+        let rank = |p: Phase| match p {
+            Phase::Serving => 0,
+            Phase::Draining => 1,
+            Phase::Ending => 2,
+        };
+        let mut now = self.phase.subscribe();
+        let _ = now.wait_for(|p| rank(*p) >= rank(phase)).await;
     }
 
     /// A slot for one more request of this key, if it has one free.
@@ -253,10 +263,17 @@ pub async fn track(State(inflight): State<Arc<Inflight>>, req: Request, next: Ne
             None => std::future::pending().await,
         }
     };
+    // The event stream never ends by itself: it ends as soon as the server stops, so that a
+    // browser left open does not hold the stop for the whole grace period.
+    let ends_at = if req.uri().path() == "/v1/events" {
+        Phase::Draining
+    } else {
+        Phase::Ending
+    };
     let ending = {
         let inflight = Arc::clone(&inflight);
         async move {
-            inflight.ended().await;
+            inflight.reached(ends_at).await;
             Ended::ShuttingDown
         }
     };
