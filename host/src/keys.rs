@@ -142,7 +142,17 @@ fn check_secret(name: &str, secret: &str) -> anyhow::Result<()> {
 }
 
 fn parse(text: &str) -> anyhow::Result<Vec<Key>> {
-    let file: KeysFile = toml::from_str(text)?;
+    // Not the parser's own message: it quotes the line, which may hold a key.
+    let file: KeysFile = toml::from_str(text).map_err(|e| {
+        let line = e
+            .span()
+            .map(|span| text[..span.start.min(text.len())].lines().count().max(1));
+        anyhow::anyhow!(
+            "{} (line {})",
+            e.message(),
+            line.map_or("?".into(), |l| l.to_string())
+        )
+    })?;
     file.keys
         .into_iter()
         .map(|entry| {
@@ -224,6 +234,11 @@ sha256 = "SHA"
         let digest = "[[keys]]\nname = \"x\"\nsha256 = \"abc\"\n";
         assert!(parse(digest).unwrap_err().to_string().contains("64 hex"));
         assert!(Keys::load(Some("tiny"), None).is_err());
+        // A typo near a key does not print the key.
+        let typo = "[[keys]]\nname = \"x\"\nkey = \"sk-secret-0123456789\" oops\n";
+        let error = parse(typo).unwrap_err().to_string();
+        assert!(!error.contains("sk-secret"), "{error}");
+        assert!(error.contains("line 3"), "{error}");
     }
 
     #[test]

@@ -419,10 +419,14 @@ fn sampling(entry: &ModelEntry, o: &SamplingOverrides) -> SamplingParams {
     }
 }
 
+/// Tokens to generate: asked for, else the model's default, within the context's room and
+/// the server's ceiling (`--max-tokens-limit`, which a request leaving `max_tokens` out does
+/// not escape).
 fn max_tokens(
     entry: &ModelEntry,
     engine: &Engine,
     requested: Option<usize>,
+    ceiling: Option<usize>,
     prompt: usize,
 ) -> usize {
     let room = engine.info().max_context.saturating_sub(prompt);
@@ -430,6 +434,7 @@ fn max_tokens(
         .or(entry.decl.sampling.max_tokens)
         .unwrap_or(4096)
         .min(room)
+        .min(ceiling.unwrap_or(usize::MAX))
 }
 
 /// Tokens the adapter says end a turn, when they are single tokens of this model.
@@ -867,7 +872,13 @@ impl Router {
             let _ = engine.grammar_factory();
         }
         let generation = engine.generate(GenerateRequest {
-            max_tokens: max_tokens(&entry, &engine, params.max_tokens, ids.len()),
+            max_tokens: max_tokens(
+                &entry,
+                &engine,
+                params.max_tokens,
+                self.limits.max_tokens,
+                ids.len(),
+            ),
             prompt: ids,
             sampling: sampling(&entry, &params.sampling),
             stop,
@@ -934,7 +945,13 @@ impl Router {
         started: Instant,
     ) -> Result<(Prepared, String, usize), RouterError> {
         let kind = remote.backend.decl.kind;
-        let sampling = remote_sampling(entry, &params.sampling, params.max_tokens, &params.stop);
+        let sampling = remote_sampling(
+            entry,
+            &params.sampling,
+            params.max_tokens,
+            self.limits.max_tokens,
+            &params.stop,
+        );
         let (call, parser, check, adapter) = match remote.mode {
             Mode::Raw => {
                 let plugin = self.plugin(&entry.adapter(&self.registry.options)?)?;
@@ -1066,8 +1083,13 @@ impl Router {
                     param: Some("prompt".into()),
                 }));
             };
-            let sampling =
-                remote_sampling(&entry, &params.sampling, params.max_tokens, &params.stop);
+            let sampling = remote_sampling(
+                &entry,
+                &params.sampling,
+                params.max_tokens,
+                self.limits.max_tokens,
+                &params.stop,
+            );
             let mut call =
                 self.remote_call(&entry, remote, RemoteInput::Prompt(text.clone()), &sampling);
             let vllm = remote.backend.decl.kind == BackendKind::Vllm;
@@ -1111,7 +1133,13 @@ impl Router {
         };
         let prompt_tokens = ids.len();
         let generation = engine.generate(GenerateRequest {
-            max_tokens: max_tokens(&entry, &engine, params.max_tokens, ids.len()),
+            max_tokens: max_tokens(
+                &entry,
+                &engine,
+                params.max_tokens,
+                self.limits.max_tokens,
+                ids.len(),
+            ),
             prompt: ids,
             sampling: sampling(&entry, &params.sampling),
             stop: params.stop.clone(),
@@ -1394,6 +1422,7 @@ fn remote_sampling(
     entry: &ModelEntry,
     o: &SamplingOverrides,
     max_tokens: Option<usize>,
+    ceiling: Option<usize>,
     stop: &[String],
 ) -> RemoteSampling {
     let d = &entry.decl.sampling;
@@ -1406,7 +1435,12 @@ fn remote_sampling(
         presence_penalty: o.presence_penalty,
         frequency_penalty: o.frequency_penalty,
         repetition_penalty: o.repetition_penalty.or(d.repetition_penalty),
-        max_tokens: max_tokens.or(d.max_tokens),
+        // The server's ceiling goes to the backend too: left out, it would generate its own
+        // (maybe unbounded) length.
+        max_tokens: max_tokens
+            .or(d.max_tokens)
+            .or(ceiling)
+            .map(|n| n.min(ceiling.unwrap_or(usize::MAX))),
         stop: stop.to_vec(),
     }
 }

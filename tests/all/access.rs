@@ -164,6 +164,29 @@ fn browsers_may_call_from_loopback_and_allowed_origins_only() {
         assert_eq!(answer.status, 200, "{origin}");
         assert_eq!(answer.header("access-control-allow-origin"), origin);
     }
+    // A page of an allowed origin may send its key: the preflight allows `Authorization`
+    // (a `*` would not cover it).
+    let preflight = server.run_inline(
+        r#"
+import json, sys, urllib.request
+request = urllib.request.Request(sys.argv[1] + "/v1/models", method="OPTIONS", headers={
+    "Origin": "https://app.example.com", "Access-Control-Request-Method": "GET",
+    "Access-Control-Request-Headers": "authorization"})
+with urllib.request.urlopen(request) as response:
+    print(json.dumps({"status": response.status,
+                      "headers": response.headers.get("access-control-allow-headers", "")}))
+"#,
+        &[],
+    );
+    assert_eq!(preflight["status"], 200, "{preflight}");
+    assert!(
+        preflight["headers"]
+            .as_str()
+            .unwrap_or("")
+            .to_lowercase()
+            .contains("authorization"),
+        "{preflight}"
+    );
     // DNS rebinding: a name of the attacker's that resolves to this loopback server.
     let rebound = get_with(base, "/v1/models", &[("host", "rebind.evil.example")]);
     assert_eq!(

@@ -12,6 +12,9 @@ use plugboard_tests::{TestServer, models};
 
 const MODEL: &str = "qwen2.5-coder-0.5b";
 
+/// A prompt whose greedy answer runs for hundreds of tokens (many seconds here).
+const COUNTING: &str = "Count from 1 to 1000, one number per line, with no other text.";
+
 fn qwen_server(extra: &[&str]) -> Option<TestServer> {
     let qwen = models::qwen()?;
     let mut args = vec![
@@ -99,6 +102,14 @@ fn each_request_limit_is_refused_by_name_before_any_work() {
         "{}",
         ollama.text
     );
+    // Leaving max_tokens out does not escape the ceiling.
+    let open_ended = json!({"model": MODEL, "temperature": 0,
+                            "messages": [{"role": "user", "content": "Write a long story."}]});
+    let answer = post(base, "/v1/chat/completions", &open_ended, &[]).json();
+    let generated = answer["usage"]["completion_tokens"]
+        .as_u64()
+        .expect("usage");
+    assert!(generated <= 16, "{generated} tokens: {answer}");
     // What fits is served.
     assert_eq!(
         post(base, "/v1/chat/completions", &chat(4, 4, vec![]), &[]).status,
@@ -126,8 +137,8 @@ fn drain(rx: &std::sync::mpsc::Receiver<Option<String>>, wait: Duration) -> Vec<
 }
 
 fn long_stream() -> Value {
-    json!({"model": MODEL, "stream": true, "max_tokens": 4000, "temperature": 0.8,
-           "messages": [{"role": "user", "content": "Write a very long story about the sea."}]})
+    json!({"model": MODEL, "stream": true, "max_tokens": 4000, "temperature": 0,
+           "messages": [{"role": "user", "content": COUNTING}]})
 }
 
 #[test]
@@ -203,8 +214,8 @@ fn a_request_past_its_time_ends_with_an_error_event() {
     let whole = post(
         &server.base,
         "/v1/chat/completions",
-        &json!({"model": MODEL, "max_tokens": 4000, "temperature": 0.8,
-                "messages": [{"role": "user", "content": "Write a very long story."}]}),
+        &json!({"model": MODEL, "max_tokens": 4000, "temperature": 0,
+                "messages": [{"role": "user", "content": COUNTING}]}),
         &[],
     );
     assert_eq!(

@@ -9,7 +9,7 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use tower_http::cors::{AllowOrigin, Any, CorsLayer};
+use tower_http::cors::{AllowHeaders, AllowOrigin, Any, CorsLayer};
 
 use super::error::ApiError;
 use crate::keys::{Keys, Scope, fingerprint};
@@ -71,14 +71,20 @@ impl Access {
             || host.is_some_and(|host| host.eq_ignore_ascii_case(authority))
     }
 
-    /// Whether a request naming this host is answered: any, unless the server is on loopback,
-    /// where the host must be a loopback name or an allowed origin's.
+    /// Whether a request naming this host is answered (against DNS rebinding): on loopback, a
+    /// loopback name or an allowed origin's; on another address with no key, also an IP
+    /// address; with keys there, any.
     pub fn host_allowed(&self, host: Option<&str>) -> bool {
-        if !self.loopback_only {
+        // With keys on a non-loopback address, a rebound name gets nowhere without a key.
+        if !self.loopback_only && !self.keys.is_empty() {
             return true;
         }
         let Some(host) = host else { return true };
-        is_loopback(hostname(host))
+        let name = hostname(host);
+        // A server reachable from elsewhere with no key is called by its address (or an
+        // allowed origin's name); any other name may be an attacker's, rebound to it.
+        (!self.loopback_only && name.parse::<IpAddr>().is_ok())
+            || is_loopback(name)
             || self.allowed_origins.iter().any(|o| {
                 o == "*"
                     || o.split_once("://")
@@ -100,7 +106,9 @@ impl Access {
                     .is_ok_and(|origin| access.origin_allowed(origin, host))
             }))
             .allow_methods(Any)
-            .allow_headers(Any)
+            // Mirrored, not `*`: a wildcard never covers `Authorization`, and a page of an
+            // allowed origin must be able to send its key.
+            .allow_headers(AllowHeaders::mirror_request())
             .expose_headers(Any)
     }
 }
@@ -282,8 +290,15 @@ mod tests {
         assert!(access.host_allowed(Some("[::1]:8080")));
         // DNS rebinding: a name of the attacker's that resolves to 127.0.0.1.
         assert!(!access.host_allowed(Some("rebind.evil.example:8080")));
+        // Reachable from elsewhere with no key: addresses, not names (unless allowed).
         let open = Access::default();
-        assert!(open.host_allowed(Some("box.lan:8080")));
+        assert!(open.host_allowed(Some("192.168.1.5:8080")));
+        assert!(!open.host_allowed(Some("rebind.evil.example:8080")));
+        let named = Access {
+            allowed_origins: vec!["http://box.lan:8080".into()],
+            ..Access::default()
+        };
+        assert!(named.host_allowed(Some("box.lan:8080")));
     }
 
     #[test]

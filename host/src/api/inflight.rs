@@ -252,7 +252,7 @@ pub async fn track(State(inflight): State<Arc<Inflight>>, req: Request, next: Ne
         deadline = inflight
             .limits
             .request_timeout
-            .map(|limit| (Instant::now() + limit, limit));
+            .and_then(|limit| Some((Instant::now().checked_add(limit)?, limit)));
     }
     let until_deadline = async move {
         match deadline {
@@ -290,18 +290,23 @@ pub async fn track(State(inflight): State<Arc<Inflight>>, req: Request, next: Ne
     };
     let format = Format::of(&response);
     let (parts, body) = response.into_parts();
-    // The answer's chunks until it ends, or its last words when it must stop early; the
-    // count and the key's slot are held until then.
+    if format == Format::Whole {
+        // A whole answer is never cut once it has begun (it is short then); it keeps its
+        // length, and the count and the key's slot are held until it is sent.
+        let body = Held {
+            body,
+            _held: (counted, slot),
+        };
+        return Response::from_parts(parts, Body::new(body));
+    }
+    // A stream's chunks until it ends, or its last words when it must stop early; the count
+    // and the key's slot are held until then.
     let chunks = body.into_data_stream();
     let body = futures::stream::unfold(
         (true, chunks, stop, (counted, slot)),
         move |(open, mut chunks, stop, held)| async move {
             if !open {
                 return None;
-            }
-            if format == Format::Whole {
-                // A whole answer is never cut in the middle: it is short once it has begun.
-                return chunks.next().await.map(|c| (c, (true, chunks, stop, held)));
             }
             tokio::select! {
                 biased;
@@ -313,6 +318,33 @@ pub async fn track(State(inflight): State<Arc<Inflight>>, req: Request, next: Ne
         },
     );
     Response::from_parts(parts, Body::from_stream(body))
+}
+
+/// A body that holds something (the in-flight count, a key's slot) until it is dropped, and
+/// is otherwise the body it wraps (its length included).
+struct Held<T> {
+    body: Body,
+    _held: T,
+}
+
+impl<T: Unpin + Send + 'static> http_body::Body for Held<T> {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, axum::Error>>> {
+        std::pin::Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
 }
 
 /// How an answer is framed, for its last words.

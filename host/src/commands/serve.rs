@@ -115,6 +115,9 @@ pub struct ServeArgs {
 
 pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let keys = Keys::load(args.api_key.as_deref(), args.api_keys.as_deref())?;
+    if args.max_concurrent_per_key == Some(0) || args.request_timeout == Some(Duration::ZERO) {
+        anyhow::bail!("--max-concurrent-per-key and --request-timeout must be above 0");
+    }
     let loopback_only = args.host.eq_ignore_ascii_case("localhost")
         || args
             .host
@@ -259,6 +262,9 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         api::serve(state, listener, shutdown_signal(), args.shutdown_grace).await?;
         Ok::<_, anyhow::Error>(())
     })?;
+    // A model still loading, or a prefill still running on a blocking thread, must not hold
+    // the exit: the answers are sent by now.
+    runtime.shutdown_timeout(Duration::from_secs(2));
     Ok(ExitCode::SUCCESS)
 }
 

@@ -22,11 +22,19 @@ impl GgufFile {
         // Buffered: the header is read a few bytes at a time (the vocabulary is one string
         // each per token), and one system call per read took a sixth of a model's load time.
         let file_size = file.metadata().map(|m| m.len()).unwrap_or(0);
-        let content =
-            Content::read(&mut std::io::BufReader::new(file)).map_err(|e| EngineError::Format {
-                path: path.to_path_buf(),
-                reason: format!("not a readable GGUF file: {}", super::candle_message(&e)),
-            })?;
+        // candle's reader divides by the header's alignment unchecked: 0 panics. A header is
+        // untrusted input, so a panic in its reader is a malformed file like any other.
+        let read =
+            std::panic::catch_unwind(move || Content::read(&mut std::io::BufReader::new(file)))
+                .map_err(|_| EngineError::Format {
+                    path: path.to_path_buf(),
+                    reason: "not a readable GGUF file: its header is malformed (the reader failed)"
+                        .into(),
+                })?;
+        let content = read.map_err(|e| EngineError::Format {
+            path: path.to_path_buf(),
+            reason: format!("not a readable GGUF file: {}", super::candle_message(&e)),
+        })?;
         let gguf = GgufFile {
             path: path.to_path_buf(),
             content,
