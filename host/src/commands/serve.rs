@@ -16,7 +16,7 @@ use plugboard::limits::Limits;
 use plugboard::plugins::Watcher;
 use plugboard::registry;
 use plugboard::registry::config_watch::ConfigWatcher;
-use plugboard::registry::residency::{KeepAlive, Residency};
+use plugboard::registry::residency::{self, KeepAlive, Residency};
 use plugboard::router::Router;
 
 use super::{ModelArgs, PluginArgs};
@@ -289,22 +289,10 @@ async fn shutdown_signal() {
     eprintln!("plugboard: shutting down, letting requests in flight finish");
 }
 
-/// `30s`, `5m`, `1h` or plain seconds.
+/// A duration for a flag: `30s`, `5m`, `1h30m` or plain seconds.
 fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let (number, unit) = text
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .map_or((text, "s"), |i| text.split_at(i));
-    let value: f64 = number
-        .parse()
-        .map_err(|_| format!("'{text}' is not a duration like 30s, 5m or 1h"))?;
-    let seconds = match unit {
-        "ms" => value / 1000.0,
-        "s" => value,
-        "m" => value * 60.0,
-        "h" => value * 3600.0,
-        _ => return Err(format!("'{text}' is not a duration like 30s, 5m or 1h")),
-    };
+    let bad = || format!("'{text}' is not a duration like 30s, 5m or 1h");
+    let seconds = residency::seconds_of(text).ok_or_else(bad)?;
     Duration::try_from_secs_f64(seconds).map_err(|e| format!("'{text}': {e}"))
 }
 

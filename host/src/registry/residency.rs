@@ -25,6 +25,37 @@ impl Default for KeepAlive {
     }
 }
 
+/// Seconds of a duration as Go and Ollama write them: a number of seconds (`"300"`) or
+/// numbers with units (`"5m"`, `"1h30m"`, `"90s"`, `"250ms"`).
+pub fn seconds_of(text: &str) -> Option<f64> {
+    let text = text.trim();
+    if let Ok(seconds) = text.parse::<f64>() {
+        return Some(seconds);
+    }
+    let mut total = 0.0;
+    let mut rest = text;
+    while !rest.is_empty() {
+        let digits = rest.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
+        let number: f64 = rest[..digits].parse().ok()?;
+        rest = &rest[digits..];
+        let unit = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let scale = match &rest[..unit] {
+            "h" => 3600.0,
+            "m" => 60.0,
+            "s" => 1.0,
+            "ms" => 1e-3,
+            "us" | "µs" => 1e-6,
+            "ns" => 1e-9,
+            _ => return None,
+        };
+        total += number * scale;
+        rest = &rest[unit..];
+    }
+    Some(total)
+}
+
 impl KeepAlive {
     /// A duration as Ollama takes it: a number of seconds, or a string such as `"5m"`,
     /// `"1h30m"`, `"90s"`, `"300"`; negative means for good.
@@ -53,33 +84,7 @@ impl KeepAlive {
             Self::parse_str(rest).map_err(|_| bad())?;
             return Ok(KeepAlive::Forever);
         }
-        if let Ok(seconds) = text.parse::<f64>() {
-            return Ok(Self::seconds(seconds));
-        }
-        let mut total = 0.0;
-        let mut rest = text;
-        while !rest.is_empty() {
-            let digits = rest
-                .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-                .ok_or_else(bad)?;
-            let number: f64 = rest[..digits].parse().map_err(|_| bad())?;
-            rest = &rest[digits..];
-            let unit = rest
-                .find(|c: char| c.is_ascii_digit() || c == '.')
-                .unwrap_or(rest.len());
-            let scale = match &rest[..unit] {
-                "h" => 3600.0,
-                "m" => 60.0,
-                "s" => 1.0,
-                "ms" => 1e-3,
-                "us" | "µs" => 1e-6,
-                "ns" => 1e-9,
-                _ => return Err(bad()),
-            };
-            total += number * scale;
-            rest = &rest[unit..];
-        }
-        Ok(Self::seconds(total))
+        seconds_of(text).map(Self::seconds).ok_or_else(bad)
     }
 
     fn seconds(seconds: f64) -> KeepAlive {
