@@ -9,6 +9,7 @@ pub mod inflight;
 mod manage;
 mod ollama;
 mod openai;
+mod openapi;
 mod ui;
 
 use std::net::SocketAddr;
@@ -23,6 +24,7 @@ use axum::response::Response;
 use axum::serve::ListenerExt;
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde::de::DeserializeOwned;
+use utoipa_axum::router::OpenApiRouter;
 
 use crate::router::Router;
 use error::ApiError;
@@ -52,13 +54,43 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, _state: &S) -> Result<Self, Self::Rejection> {
-        let bytes = read_body(req.into_body(), BODY_IDLE).await?;
+        // In the shape of the API the route belongs to.
+        let ollama = req.uri().path().starts_with("/api/");
+        let shape = |e: ApiError| if ollama { e.ollama() } else { e };
+        let bytes = read_body(req.into_body(), BODY_IDLE).await.map_err(shape)?;
         let value: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| {
-            ApiError::bad_request(format!("the request body is not valid JSON: {e}"), None)
+            shape(ApiError::bad_request(
+                format!("the request body is not valid JSON: {e}"),
+                None,
+            ))
         })?;
-        serde_json::from_value(value)
-            .map(ApiJson)
-            .map_err(|e| ApiError::bad_request(format!("invalid request: {e}"), None))
+        match serde_json::from_value(value.clone()) {
+            Ok(body) => Ok(ApiJson(body)),
+            // JSON Schema's integers include 3.0; serde's do not. Only a body that fails as
+            // it is is read again with such numbers as integers, so no body that reads well
+            // is changed.
+            Err(e) => serde_json::from_value(integral_numbers(value))
+                .map(ApiJson)
+                .map_err(|_| shape(ApiError::bad_request(format!("invalid request: {e}"), None))),
+        }
+    }
+}
+
+/// `value` with every number that is a whole one (`3.0`) written as an integer.
+fn integral_numbers(value: serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match value {
+        Value::Number(n) => match n.as_f64() {
+            Some(f) if n.is_f64() && f.fract() == 0.0 && f.abs() < 9.0e15 => Value::from(f as i64),
+            _ => Value::Number(n),
+        },
+        Value::Array(items) => Value::Array(items.into_iter().map(integral_numbers).collect()),
+        Value::Object(map) => Value::Object(
+            map.into_iter()
+                .map(|(k, v)| (k, integral_numbers(v)))
+                .collect(),
+        ),
+        other => other,
     }
 }
 
@@ -146,14 +178,18 @@ pub fn app(state: AppState) -> HttpRouter {
     let ui = if state.ui {
         ui::routes()
     } else {
-        HttpRouter::new()
+        OpenApiRouter::new()
     };
-    HttpRouter::new()
+    let routes = OpenApiRouter::new()
         .merge(ui)
         .merge(openai::routes())
         .merge(ollama::routes())
         .merge(admin::routes())
         .merge(manage::routes())
+        .merge(openapi::routes());
+    let (routes, description) = openapi::describe(routes, &state.access, &state.router.limits);
+    routes
+        .layer(axum::Extension(description))
         .route_layer(middleware::from_fn(observe))
         .fallback(|| async {
             ApiError::new(

@@ -4,22 +4,29 @@
 
 use serde::Deserialize;
 use serde_json::Value;
+use utoipa::ToSchema;
 
 use crate::adapter::{Message, ModelConfig, PromptRequest, Role, Tool, ToolCall, ToolChoice};
 
 /// The parts of an OpenAI chat request that shape the prompt. Other fields are ignored here.
-#[derive(Clone, Debug, Default, Deserialize)]
+/// The JSON parts are read by hand below (to name the faulty field in a 400); their schemas,
+/// for the API description, are the `*Schema` types at the end of this file.
+#[derive(Clone, Debug, Default, Deserialize, ToSchema)]
 pub struct ChatRequest {
     #[serde(default)]
+    #[schema(value_type = Vec<MessageSchema>, min_items = 1, required = true)]
     pub messages: Vec<Value>,
     #[serde(default)]
+    #[schema(value_type = Option<Vec<ToolSchema>>)]
     pub tools: Option<Vec<Value>>,
     #[serde(default)]
+    #[schema(value_type = Option<ToolChoiceSchema>)]
     pub tool_choice: Option<Value>,
     #[serde(default)]
     pub parallel_tool_calls: Option<bool>,
     /// Extra template variables (vLLM's and llama.cpp's name for them).
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     pub chat_template_kwargs: Option<serde_json::Map<String, Value>>,
 }
 
@@ -91,7 +98,20 @@ pub fn valid_tool_name(name: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.')
 }
 
+/// A tool's or a call's `type`: `"function"`, or left out.
+fn function_type(value: &Value, param: &str, what: &str) -> Result<(), RequestError> {
+    match value.get("type") {
+        None | Some(Value::Null) => Ok(()),
+        Some(Value::String(kind)) if kind == "function" => Ok(()),
+        Some(other) => Err(invalid(
+            format!("{param}.type"),
+            format!("{what} of type {other} are not supported; use \"function\""),
+        )),
+    }
+}
+
 fn tool_call(value: &Value, param: &str) -> Result<ToolCall, RequestError> {
+    function_type(value, param, "tool calls")?;
     let function = value
         .get("function")
         .ok_or_else(|| invalid(param, "a tool call needs a 'function' object"))?;
@@ -182,15 +202,7 @@ fn message(value: &Value, i: usize) -> Result<Message, RequestError> {
 
 fn tool(value: &Value, i: usize) -> Result<Tool, RequestError> {
     let param = format!("tools[{i}]");
-    match value.get("type").and_then(Value::as_str) {
-        Some("function") | None => {}
-        Some(other) => {
-            return Err(invalid(
-                format!("{param}.type"),
-                format!("tools of type '{other}' are not supported; use 'function'"),
-            ));
-        }
-    }
+    function_type(value, &param, "tools")?;
     let function = value
         .get("function")
         .filter(|f| f.is_object())
@@ -326,6 +338,133 @@ pub fn tools_from_json(value: &Value) -> Result<Vec<Tool>, RequestError> {
         )),
     }
 }
+
+/// The shapes `message`, `tool` and `tool_choice` accept, as the API description shows them.
+/// Never built: the requests are read as JSON by the functions above.
+#[allow(dead_code)]
+mod schema {
+    use utoipa::ToSchema;
+
+    /// A chat message; `developer` is read as `system`.
+    #[derive(ToSchema)]
+    #[serde(tag = "role", rename_all = "lowercase")]
+    pub enum MessageSchema {
+        System {
+            content: ContentSchema,
+            name: Option<String>,
+        },
+        Developer {
+            content: ContentSchema,
+            name: Option<String>,
+        },
+        User {
+            content: ContentSchema,
+            name: Option<String>,
+        },
+        Assistant {
+            /// Null or absent when the turn only calls tools.
+            content: Option<ContentSchema>,
+            reasoning_content: Option<String>,
+            tool_calls: Option<Vec<ToolCallSchema>>,
+            name: Option<String>,
+        },
+        Tool {
+            content: ContentSchema,
+            /// The call this answers.
+            tool_call_id: Option<String>,
+            /// The tool's name (Ollama's `tool_name`).
+            name: Option<String>,
+        },
+    }
+
+    /// Text, or a list of text parts.
+    #[derive(ToSchema)]
+    #[serde(untagged)]
+    pub enum ContentSchema {
+        Text(String),
+        Parts(Vec<TextPartSchema>),
+    }
+
+    #[derive(ToSchema)]
+    pub struct TextPartSchema {
+        #[schema(value_type = String, pattern = "^text$")]
+        r#type: String,
+        text: String,
+    }
+
+    /// A call the assistant made, as a conversation repeats it.
+    #[derive(ToSchema)]
+    pub struct ToolCallSchema {
+        id: Option<String>,
+        #[schema(value_type = Option<String>, pattern = "^function$")]
+        r#type: Option<String>,
+        function: CalledFunctionSchema,
+    }
+
+    #[derive(ToSchema)]
+    pub struct CalledFunctionSchema {
+        #[schema(min_length = 1)]
+        name: String,
+        /// A JSON string (OpenAI's way), or the object itself.
+        arguments: Option<ArgumentsSchema>,
+    }
+
+    #[derive(ToSchema)]
+    #[serde(untagged)]
+    pub enum ArgumentsSchema {
+        Json(String),
+        #[schema(value_type = Object)]
+        Object(serde_json::Map<String, serde_json::Value>),
+    }
+
+    /// A tool the model may call.
+    #[derive(ToSchema)]
+    pub struct ToolSchema {
+        #[schema(value_type = Option<String>, pattern = "^function$")]
+        r#type: Option<String>,
+        function: FunctionSchema,
+    }
+
+    #[derive(ToSchema)]
+    pub struct FunctionSchema {
+        #[schema(pattern = "^[A-Za-z0-9_.-]{1,64}$")]
+        name: String,
+        description: Option<String>,
+        /// A JSON Schema of the arguments (an object with no properties when absent).
+        #[schema(value_type = Option<Object>)]
+        parameters: Option<serde_json::Value>,
+    }
+
+    /// `none`, `auto`, `required`, or one function by name (which must be among the tools).
+    #[derive(ToSchema)]
+    #[serde(untagged)]
+    pub enum ToolChoiceSchema {
+        Mode(ToolModeSchema),
+        Function(NamedToolSchema),
+    }
+
+    #[derive(ToSchema)]
+    #[serde(rename_all = "lowercase")]
+    pub enum ToolModeSchema {
+        None,
+        Auto,
+        Required,
+    }
+
+    #[derive(ToSchema)]
+    pub struct NamedToolSchema {
+        #[schema(value_type = Option<String>, pattern = "^function$")]
+        r#type: Option<String>,
+        function: ToolNameSchema,
+    }
+
+    #[derive(ToSchema)]
+    pub struct ToolNameSchema {
+        name: String,
+    }
+}
+
+pub use schema::{MessageSchema, ToolChoiceSchema, ToolSchema};
 
 #[cfg(test)]
 mod tests {

@@ -37,6 +37,7 @@ pub mod residency;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use utoipa::ToSchema;
 
 use arc_swap::ArcSwap;
 use serde::{Deserialize, Serialize};
@@ -51,10 +52,11 @@ use crate::toolcalls::ToolPolicy;
 use residency::{KeepAlive, Residency, Usage};
 
 /// Where a model's weights are.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(untagged)]
 pub enum Source {
     /// A local GGUF file.
+    #[schema(value_type = String)]
     Path(PathBuf),
     /// A GGUF file of a Hugging Face repository, in the store (pulled on first use or by
     /// `plugboard pull`): `{ hf = "org/repo", file = "x.gguf" }`, or `quant = "Q4_K_M"` for
@@ -256,6 +258,8 @@ pub enum RegistryError {
     Load { id: String, error: EngineError },
     #[error("config {path}: {reason}")]
     Config { path: String, reason: String },
+    #[error("model '{id}' is not a Hugging Face file: there is nothing to pull")]
+    NotPullable { id: String },
     #[error("model '{id}' is served by backend '{backend}', not by the local engine")]
     Remote { id: String, backend: String },
     #[error("model '{id}' cannot be downloaded: {error}")]
@@ -932,12 +936,8 @@ impl Registry {
             Ok(entry) => match &entry.decl.source {
                 Source::HuggingFace { .. } => entry.decl.source.clone(),
                 _ => {
-                    return Err(RegistryError::Config {
-                        path: name.into(),
-                        reason: format!(
-                            "model '{}' is not a Hugging Face file: there is nothing to pull",
-                            entry.id()
-                        ),
+                    return Err(RegistryError::NotPullable {
+                        id: entry.id().to_string(),
                     });
                 }
             },

@@ -12,6 +12,7 @@
 
 use std::sync::Arc;
 use std::time::Instant;
+use utoipa::ToSchema;
 
 use tokio::sync::mpsc;
 
@@ -300,7 +301,7 @@ impl RouterError {
 }
 
 /// One model's try at a turn, as responses report it (`plugboard.attempts`).
-#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, ToSchema)]
 pub struct Attempt {
     pub model: String,
     /// `local`, or the backend's name.
@@ -1120,13 +1121,10 @@ impl Router {
                     .iter()
                     .find(|id| **id as usize >= engine.info().vocab_size)
                 {
-                    return Err(RouterError::InvalidRequest(RequestError {
-                        message: format!(
-                            "token id {bad} is outside the vocabulary of {}",
-                            engine.info().vocab_size
-                        ),
-                        param: Some("prompt".into()),
-                    }));
+                    return Err(RouterError::Engine(EngineError::Tokenize(format!(
+                        "token id {bad} is outside the vocabulary of {}",
+                        engine.info().vocab_size
+                    ))));
                 }
                 ids.clone()
             }

@@ -7,6 +7,7 @@
 //! tool it names, and never loses the information that the model tried.
 
 use std::collections::HashMap;
+use utoipa::ToSchema;
 
 use serde::{Deserialize, Serialize};
 
@@ -14,7 +15,7 @@ use crate::adapter::{Problem, ProblemKind, Tool, ToolChoice};
 use crate::chat::RequestError;
 
 /// What to do with a call whose name is unknown or whose arguments do not fit the schema.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ToolPolicy {
     /// Fail the request with an error naming the problem.

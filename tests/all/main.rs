@@ -13,6 +13,7 @@ mod isolation;
 mod languages;
 mod limits;
 mod llamacpp;
+mod openapi;
 mod residency;
 mod server;
 mod soak;

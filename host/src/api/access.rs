@@ -40,7 +40,7 @@ impl Access {
     /// The scope a route needs; `None` for the public ones.
     pub fn scope_of(&self, path: &str) -> Option<Scope> {
         match path {
-            "/" | "/health" | "/api/version" => None,
+            "/" | "/health" | "/api/version" | "/openapi.json" => None,
             "/metrics" => self.protect_metrics.then_some(Scope::Admin),
             "/apply-template" | "/tokenize" | "/detokenize" | "/v1/events" | "/v1/models/pull"
             | "/api/pull" | "/api/delete" | "/api/copy" => Some(Scope::Admin),

@@ -1,30 +1,33 @@
 //! Admin and introspection: render a template, tokenize, list and exercise adapters, health
 //! and Prometheus metrics.
 
+use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router as HttpRouter};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-use super::error::ApiError;
+use super::error::{ApiError, OpenAiErrorBody};
 use super::{ApiJson, AppState};
 use crate::adapter::ParseOptions;
 use crate::chat::{ChatRequest, tools_from_json};
+use crate::plugins::registry::Entry;
 use crate::router::RouterError;
 
-pub fn routes() -> HttpRouter<AppState> {
-    HttpRouter::new()
-        .route("/apply-template", post(apply_template))
-        .route("/tokenize", post(tokenize))
-        .route("/detokenize", post(detokenize))
-        .route("/v1/adapters", get(adapters))
-        .route("/v1/adapters/{name}/parse", post(parse))
-        .route("/v1/events", get(events))
-        .route("/health", get(health))
-        .route("/metrics", get(metrics))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(apply_template))
+        .routes(routes!(tokenize))
+        .routes(routes!(detokenize))
+        .routes(routes!(adapters))
+        .routes(routes!(parse))
+        .routes(routes!(events))
+        .routes(routes!(health))
+        .routes(routes!(metrics))
 }
 
 fn internal(e: impl std::fmt::Display) -> ApiError {
@@ -67,68 +70,151 @@ fn model_name(state: &AppState, model: Option<String>) -> Result<String, ApiErro
         })
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 struct TemplateBody {
+    /// The default model when absent.
     model: Option<String>,
     #[serde(flatten)]
     chat: ChatRequest,
 }
 
+/// A chat request rendered by its model's adapter.
+#[derive(Serialize, ToSchema)]
+struct Rendered {
+    prompt: String,
+    stop: Vec<String>,
+    tool_call_triggers: Vec<String>,
+    reasoning_open: bool,
+    /// `name/version` of the adapter that rendered it.
+    adapter: String,
+}
+
+/// The prompt a chat request becomes, as the model's adapter renders it.
+#[utoipa::path(post, path = "/apply-template", tag = "admin",
+    request_body = TemplateBody,
+    responses(
+        (status = 200, description = "The prompt", body = Rendered),
+        (status = 400, description = "An invalid request, or one the template refuses", body = OpenAiErrorBody),
+        (status = 404, description = "No such model", body = OpenAiErrorBody),
+        (status = 500, description = "The adapter failed", body = OpenAiErrorBody),
+    ))]
 async fn apply_template(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<TemplateBody>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Rendered>, ApiError> {
     let model = model_name(&state, body.model)?;
     let router = state.router.clone();
     let (prompt, adapter) = tokio::task::spawn_blocking(move || router.render(&model, &body.chat))
         .await
         .map_err(internal)??;
-    Ok(Json(json!({
-        "prompt": prompt.text,
-        "stop": prompt.stop,
-        "tool_call_triggers": prompt.tool_call_triggers,
-        "reasoning_open": prompt.reasoning_open,
-        "adapter": adapter,
-    })))
+    Ok(Json(Rendered {
+        prompt: prompt.text,
+        stop: prompt.stop,
+        tool_call_triggers: prompt.tool_call_triggers,
+        reasoning_open: prompt.reasoning_open,
+        adapter,
+    }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 struct TokenizeBody {
+    /// The default model when absent.
     model: Option<String>,
     content: String,
+    /// Each id with the text it stands for.
     #[serde(default)]
     with_pieces: bool,
 }
 
+#[derive(Serialize, ToSchema)]
+struct Tokens {
+    #[schema(value_type = Vec<IdOrPiece>)]
+    tokens: TokenList,
+}
+
+/// A token: its id, or with `with_pieces` its id and text (described item by item: an empty
+/// list is either).
+#[derive(ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+enum IdOrPiece {
+    Id(u32),
+    Piece(Piece),
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum TokenList {
+    Ids(Vec<u32>),
+    Pieces(Vec<Piece>),
+}
+
+#[derive(Serialize, ToSchema)]
+struct Piece {
+    id: u32,
+    piece: String,
+}
+
+/// The token ids of a text, by the model's tokenizer (the model is loaded if it is not).
+#[utoipa::path(post, path = "/tokenize", tag = "admin",
+    request_body = TokenizeBody,
+    responses(
+        (status = 200, description = "The ids", body = Tokens),
+        (status = 400, description = "No model named and none is the default", body = OpenAiErrorBody),
+        (status = 404, description = "No such model", body = OpenAiErrorBody),
+        (status = 500, description = "The model could not be loaded", body = OpenAiErrorBody),
+        (status = 507, description = "The model does not fit in memory", body = OpenAiErrorBody),
+    ))]
 async fn tokenize(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<TokenizeBody>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Tokens>, ApiError> {
     let engine = loaded_engine(&state, body.model).await?;
     let tokenizer = engine.tokenizer();
     let ids = tokenizer
         .encode(&body.content)
         .map_err(|e| ApiError::bad_request(e.to_string(), Some("content")))?;
-    if body.with_pieces {
-        let pieces: Vec<Value> = ids
-            .iter()
-            .map(|id| json!({"id": id, "piece": tokenizer.decode(&[*id]).unwrap_or_default()}))
-            .collect();
-        return Ok(Json(json!({"tokens": pieces})));
-    }
-    Ok(Json(json!({"tokens": ids})))
+    let tokens = if body.with_pieces {
+        TokenList::Pieces(
+            ids.iter()
+                .map(|id| Piece {
+                    id: *id,
+                    piece: tokenizer.decode(&[*id]).unwrap_or_default(),
+                })
+                .collect(),
+        )
+    } else {
+        TokenList::Ids(ids)
+    };
+    Ok(Json(Tokens { tokens }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 struct DetokenizeBody {
+    /// The default model when absent.
     model: Option<String>,
     tokens: Vec<u32>,
 }
 
+#[derive(Serialize, ToSchema)]
+struct Detokenized {
+    content: String,
+}
+
+/// The text of token ids, by the model's tokenizer.
+#[utoipa::path(post, path = "/detokenize", tag = "admin",
+    request_body = DetokenizeBody,
+    responses(
+        (status = 200, description = "The text", body = Detokenized),
+        (status = 400, description = "An id outside the vocabulary, or no model named and none is the default", body = OpenAiErrorBody),
+        (status = 404, description = "No such model", body = OpenAiErrorBody),
+        (status = 500, description = "The model could not be loaded", body = OpenAiErrorBody),
+        (status = 507, description = "The model does not fit in memory", body = OpenAiErrorBody),
+    ))]
 async fn detokenize(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<DetokenizeBody>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Detokenized>, ApiError> {
     let engine = loaded_engine(&state, body.model).await?;
     let vocab = engine.info().vocab_size;
     if let Some(bad) = body.tokens.iter().find(|id| **id as usize >= vocab) {
@@ -138,21 +224,37 @@ async fn detokenize(
         ));
     }
     let content = engine.tokenizer().decode(&body.tokens).map_err(internal)?;
-    Ok(Json(json!({"content": content})))
+    Ok(Json(Detokenized { content }))
 }
 
-async fn adapters(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+#[derive(Serialize, ToSchema)]
+struct AdapterList {
+    /// `list`.
+    object: &'static str,
+    data: Vec<Entry>,
+}
+
+/// The adapters: each one's version, source, state, last error, history of swaps and faults.
+#[utoipa::path(get, path = "/v1/adapters", tag = "admin",
+    responses((status = 200, description = "The adapters", body = AdapterList)))]
+async fn adapters(State(state): State<AppState>) -> Result<Json<AdapterList>, ApiError> {
     let plugins = state.router.plugins.clone();
-    let entries = tokio::task::spawn_blocking(move || plugins.list())
+    let data = tokio::task::spawn_blocking(move || plugins.list())
         .await
         .map_err(internal)?;
-    Ok(Json(json!({"object": "list", "data": entries})))
+    Ok(Json(AdapterList {
+        object: "list",
+        data,
+    }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 struct ParseBody {
+    /// What a model wrote.
     text: String,
+    /// The tools the calls may name (OpenAI's shape).
     #[serde(default)]
+    #[schema(value_type = Option<Vec<crate::chat::ToolSchema>>)]
     tools: Option<Value>,
     #[serde(default)]
     reasoning_open: bool,
@@ -160,6 +262,16 @@ struct ParseBody {
     lenient: bool,
 }
 
+/// What an adapter reads in a model's output: content, reasoning, tool calls and problems.
+#[utoipa::path(post, path = "/v1/adapters/{name}/parse", tag = "admin",
+    params(("name" = String, Path, description = "The adapter")),
+    request_body = ParseBody,
+    responses(
+        (status = 200, description = "What the adapter read", body = Object),
+        (status = 400, description = "Invalid tools, or the adapter refused the text", body = OpenAiErrorBody),
+        (status = 404, description = "No such adapter", body = OpenAiErrorBody),
+        (status = 500, description = "The adapter failed", body = OpenAiErrorBody),
+    ))]
 async fn parse(
     State(state): State<AppState>,
     Path(name): Path<String>,
@@ -202,25 +314,52 @@ async fn parse(
     Ok(response)
 }
 
-async fn health(State(state): State<AppState>) -> Json<Value> {
-    let loaded: Vec<Value> = state
+#[derive(Serialize, ToSchema)]
+struct Health {
+    /// `ok`.
+    status: &'static str,
+    uptime_s: u64,
+    models_loaded: Vec<LoadedModel>,
+    version: &'static str,
+}
+
+#[derive(Serialize, ToSchema)]
+struct LoadedModel {
+    id: String,
+    generated_tokens: u64,
+}
+
+/// Whether the server is up, and what it has loaded.
+#[utoipa::path(get, path = "/health", tag = "admin",
+    responses((status = 200, description = "Up", body = Health)))]
+async fn health(State(state): State<AppState>) -> Json<Health> {
+    let models_loaded = state
         .router
         .registry
         .all()
         .into_iter()
         .filter_map(|m| {
             let engine = m.loaded()?;
-            Some(json!({"id": m.id(), "generated_tokens": engine.generated_tokens()}))
+            Some(LoadedModel {
+                id: m.id().to_string(),
+                generated_tokens: engine.generated_tokens(),
+            })
         })
         .collect();
-    Json(json!({
-        "status": "ok",
-        "uptime_s": state.started.elapsed().as_secs(),
-        "models_loaded": loaded,
-        "version": env!("CARGO_PKG_VERSION"),
-    }))
+    Json(Health {
+        status: "ok",
+        uptime_s: state.started.elapsed().as_secs(),
+        models_loaded,
+        version: env!("CARGO_PKG_VERSION"),
+    })
 }
 
+/// Prometheus metrics: requests, latency, tokens, queues, plugins, limits.
+#[utoipa::path(get, path = "/metrics", tag = "admin",
+    responses(
+        (status = 200, description = "The metrics, in Prometheus's text format", content_type = "text/plain", body = String),
+        (status = 404, description = "Metrics are not enabled", content_type = "text/plain", body = String),
+    ))]
 async fn metrics(State(state): State<AppState>) -> Response {
     let Some(handle) = &state.metrics else {
         return (StatusCode::NOT_FOUND, "metrics are not enabled").into_response();
@@ -243,6 +382,8 @@ async fn metrics(State(state): State<AppState>) -> Response {
         .into_response()
 }
 
+#[utoipa::path(get, path = "/v1/events", tag = "admin",
+    responses((status = 200, description = "Server-sent events: `event` is the type, `data` the event as JSON", content_type = "text/event-stream", body = super::openapi::ServerSentEvent)))]
 /// `GET /v1/events`: what happens in the server as SSE, one event per thing (`event:` its
 /// type, `id:` its place, `data:` the JSON with `type`, `id` and `at`); `resync` when this
 /// listener fell behind and missed some.

@@ -4,6 +4,8 @@
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::backends::BackendError;
 use crate::engine::EngineError;
@@ -60,24 +62,58 @@ impl ApiError {
 
     /// The body of this error, in the OpenAI shape (also used inside SSE streams).
     pub fn openai_body(&self) -> serde_json::Value {
-        serde_json::json!({
-            "error": {
-                "message": self.message,
-                "type": self.kind,
-                "param": self.param,
-                "code": self.code,
-            }
-        })
+        serde_json::to_value(self.openai_error()).unwrap_or_default()
     }
+
+    fn openai_error(&self) -> OpenAiErrorBody {
+        OpenAiErrorBody {
+            error: OpenAiError {
+                message: self.message.clone(),
+                kind: self.kind.to_string(),
+                param: self.param.clone(),
+                code: self.code.clone(),
+            },
+        }
+    }
+}
+
+/// An error in OpenAI's shape.
+#[derive(Serialize, ToSchema)]
+pub struct OpenAiErrorBody {
+    pub error: OpenAiError,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct OpenAiError {
+    /// What went wrong, for a person.
+    pub message: String,
+    /// The class: `invalid_request_error`, `rate_limit_error`, `server_error`, `invalid_tool_call`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The request field at fault, when one is (`messages[2].content`).
+    pub param: Option<String>,
+    /// What went wrong, for a program (`model_not_found`, `context_length_exceeded`, …).
+    pub code: Option<String>,
+}
+
+/// An error in Ollama's shape.
+#[derive(Serialize, ToSchema)]
+pub struct OllamaErrorBody {
+    pub error: String,
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = match self.shape {
-            Shape::OpenAi => self.openai_body(),
-            Shape::Ollama => serde_json::json!({ "error": self.message }),
+        let mut response = match self.shape {
+            Shape::OpenAi => (self.status, Json(self.openai_error())).into_response(),
+            Shape::Ollama => (
+                self.status,
+                Json(OllamaErrorBody {
+                    error: self.message,
+                }),
+            )
+                .into_response(),
         };
-        let mut response = (self.status, Json(body)).into_response();
         if self.status == StatusCode::SERVICE_UNAVAILABLE {
             response
                 .headers_mut()
@@ -120,6 +156,9 @@ impl From<&RouterError> for ApiError {
                 message.clone(),
             )
             .code("model_not_available"),
+            RouterError::Registry(RegistryError::NotPullable { .. }) => {
+                ApiError::bad_request(message.clone(), Some("model")).code("model_not_pullable")
+            }
             RouterError::Registry(RegistryError::Remote { .. }) => {
                 ApiError::bad_request(message.clone(), Some("model")).code("model_is_remote")
             }
@@ -151,7 +190,7 @@ impl From<&RouterError> for ApiError {
                 ..ApiError::bad_request(message.clone(), None).code("context_length_exceeded")
             },
             RouterError::Engine(EngineError::Tokenize(_)) => {
-                ApiError::bad_request(message.clone(), None)
+                ApiError::bad_request(message.clone(), Some("prompt")).code("invalid_prompt")
             }
             RouterError::Engine(_) => server("inference_error"),
             RouterError::Adapter(CallError::Adapter { .. }) => {

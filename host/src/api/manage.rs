@@ -5,34 +5,36 @@
 
 use std::sync::Arc;
 
+use axum::Json;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, post};
-use axum::{Json, Router as HttpRouter};
 use futures::StreamExt;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-use super::error::ApiError;
+use super::error::{ApiError, OllamaErrorBody, OpenAiErrorBody};
 use super::{ApiJson, AppState};
 use crate::registry::{Registry, RegistryError, Source};
 use crate::router::RouterError;
 use crate::store::{self, PullState, Pulled};
 
-pub fn routes() -> HttpRouter<AppState> {
-    HttpRouter::new()
-        .route("/api/pull", post(ollama_pull))
-        .route("/api/delete", delete(ollama_delete))
-        .route("/api/copy", post(ollama_copy))
-        .route("/v1/models/pull", post(pull))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(ollama_pull))
+        .routes(routes!(ollama_delete))
+        .routes(routes!(ollama_copy))
+        .routes(routes!(pull))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 struct PullBody {
     #[serde(alias = "name")]
     model: String,
@@ -41,6 +43,29 @@ struct PullBody {
     #[allow(dead_code)]
     insecure: bool,
     stream: Option<bool>,
+}
+
+/// The end of a pull asked for with `stream: false`, in Ollama's API.
+#[derive(Serialize, ToSchema)]
+struct OllamaPulled {
+    /// `success`.
+    status: &'static str,
+}
+
+/// The end of a pull: the file, and the model that now serves it.
+#[derive(Serialize, ToSchema)]
+struct PullSuccess {
+    /// `success`.
+    status: &'static str,
+    /// The id the model serves under, when the file is one of a configured model.
+    model: Option<String>,
+    #[schema(value_type = String)]
+    path: std::path::PathBuf,
+    size: u64,
+    /// `sha256:<hex>` for files kept in Git LFS, else the hub's etag.
+    digest: String,
+    /// Whether bytes came over the network (false: the file was already here).
+    downloaded: bool,
 }
 
 /// One step of a pull, as both APIs report it.
@@ -177,13 +202,25 @@ fn steps(registry: Arc<Registry>, name: String) -> mpsc::Receiver<Step> {
 /// Ollama's `/api/pull`: NDJSON progress lines (`pulling manifest`, per file `pulling <digest>`
 /// with `total` and `completed`, `verifying sha256 digest`, `writing manifest`, `success`),
 /// an `{"error"}` line when it fails; with `stream: false`, one answer at the end.
+#[utoipa::path(post, path = "/api/pull", tag = "models",
+    request_body = PullBody,
+    responses(
+        (status = 200, description = "Progress lines (`status`, and per file `digest`, `total`, `completed`; an `error` line when it fails), or with `stream: false` the end", content(
+            (OllamaPulled = "application/json"),
+            (String = "application/x-ndjson"))),
+        (status = 404, description = "No such model at the hub (`stream: false`)", body = OllamaErrorBody),
+        (status = 502, description = "The hub failed (`stream: false`)", body = OllamaErrorBody),
+        (status = 507, description = "Not enough disk space (`stream: false`)", body = OllamaErrorBody),
+    ))]
 async fn ollama_pull(State(state): State<AppState>, ApiJson(body): ApiJson<PullBody>) -> Response {
     let rx = steps(Arc::clone(&state.router.registry), body.model);
     if body.stream == Some(false) {
         let mut steps = ReceiverStream::new(rx);
         while let Some(step) = steps.next().await {
             match step {
-                Step::Success { .. } => return Json(json!({"status": "success"})).into_response(),
+                Step::Success { .. } => {
+                    return Json(OllamaPulled { status: "success" }).into_response();
+                }
                 Step::Failed(e) => return e.ollama().into_response(),
                 _ => {}
             }
@@ -236,6 +273,16 @@ fn short(digest: &str) -> &str {
 /// "downloading" | "waiting" | "verifying" | "writing" | "success" | "error", …}`; the
 /// success event names the model that now serves the file. With `stream: false`, that
 /// event's body alone, or an OpenAI error.
+#[utoipa::path(post, path = "/v1/models/pull", tag = "models",
+    request_body = PullBody,
+    responses(
+        (status = 200, description = "Progress events (`status`: pulling_manifest, waiting, downloading, verifying, writing, success or error), or with `stream: false` the end", content(
+            (PullSuccess = "application/json"),
+            (super::openapi::ServerSentEvent = "text/event-stream"))),
+        (status = 404, description = "No such model at the hub (`stream: false`)", body = OpenAiErrorBody),
+        (status = 502, description = "The hub failed (`stream: false`)", body = OpenAiErrorBody),
+        (status = 507, description = "Not enough disk space (`stream: false`)", body = OpenAiErrorBody),
+    ))]
 async fn pull(State(state): State<AppState>, ApiJson(body): ApiJson<PullBody>) -> Response {
     let rx = steps(Arc::clone(&state.router.registry), body.model);
     let event = |step: Step| -> Result<Value, ApiError> {
@@ -251,13 +298,13 @@ async fn pull(State(state): State<AppState>, ApiJson(body): ApiJson<PullBody>) -
             }
             Step::Verifying => json!({"status": "verifying"}),
             Step::Writing => json!({"status": "writing"}),
-            Step::Success { model, pulled } => json!({
-                "status": "success",
-                "model": model,
-                "path": pulled.path,
-                "size": pulled.size,
-                "digest": pulled.digest,
-                "downloaded": pulled.downloaded,
+            Step::Success { model, pulled } => json!(PullSuccess {
+                status: "success",
+                model,
+                path: pulled.path,
+                size: pulled.size,
+                digest: pulled.digest,
+                downloaded: pulled.downloaded,
             }),
             Step::Failed(e) => return Err(e),
         })
@@ -298,7 +345,7 @@ async fn pull(State(state): State<AppState>, ApiJson(body): ApiJson<PullBody>) -
         .into_response()
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 struct DeleteBody {
     #[serde(alias = "name")]
     model: String,
@@ -306,6 +353,14 @@ struct DeleteBody {
 
 /// Ollama's `DELETE /api/delete`: a copy's name goes; a pulled model's file leaves the store
 /// (unloaded first). A local file or a remote model is not the store's to delete.
+#[utoipa::path(delete, path = "/api/delete", tag = "models",
+    request_body = DeleteBody,
+    responses(
+        (status = 200, description = "Deleted"),
+        (status = 400, description = "A local file or a remote model, which the store does not hold", body = OllamaErrorBody),
+        (status = 404, description = "No such pulled model", body = OllamaErrorBody),
+        (status = 500, description = "The file could not be removed", body = OllamaErrorBody),
+    ))]
 async fn ollama_delete(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<DeleteBody>,
@@ -355,6 +410,7 @@ async fn ollama_delete(
                 "server_error",
                 e.to_string(),
             )
+            .ollama()
         })?
         .map_err(|e| {
             ApiError::new(
@@ -369,13 +425,20 @@ async fn ollama_delete(
     Ok(StatusCode::OK)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 struct CopyBody {
     source: String,
     destination: String,
 }
 
 /// Ollama's `POST /api/copy`: another name for a model (kept while the server runs).
+#[utoipa::path(post, path = "/api/copy", tag = "models",
+    request_body = CopyBody,
+    responses(
+        (status = 200, description = "Copied"),
+        (status = 400, description = "The destination is taken or not a valid name", body = OllamaErrorBody),
+        (status = 404, description = "No such model", body = OllamaErrorBody),
+    ))]
 async fn ollama_copy(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<CopyBody>,

@@ -4,17 +4,19 @@
 use std::borrow::Borrow;
 use std::sync::Arc;
 
+use axum::Json;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router as HttpRouter};
 use futures::stream::{self, Stream, StreamExt};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-use super::error::ApiError;
+use super::error::{ApiError, OllamaErrorBody};
 use super::openai::{Served, escalates};
 use super::{ApiJson, AppState};
 use crate::chat::ChatRequest;
@@ -25,14 +27,14 @@ use crate::router::{
     SamplingOverrides, Summary, ToolCallOut,
 };
 
-pub fn routes() -> HttpRouter<AppState> {
-    HttpRouter::new()
-        .route("/api/chat", post(chat))
-        .route("/api/generate", post(generate))
-        .route("/api/tags", get(tags))
-        .route("/api/show", post(show))
-        .route("/api/ps", get(ps))
-        .route("/api/version", get(version))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(chat))
+        .routes(routes!(generate))
+        .routes(routes!(tags))
+        .routes(routes!(show))
+        .routes(routes!(ps))
+        .routes(routes!(version))
 }
 
 fn now() -> String {
@@ -40,11 +42,15 @@ fn now() -> String {
 }
 
 /// Ollama's `options`, the ones that mean something here.
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, ToSchema)]
+#[schema(as = OllamaOptions)]
 struct Options {
+    #[schema(minimum = 0)]
     temperature: Option<f32>,
+    #[schema(minimum = 0, maximum = 1)]
     top_p: Option<f32>,
     top_k: Option<usize>,
+    #[schema(minimum = 0, maximum = 1)]
     min_p: Option<f32>,
     seed: Option<i64>,
     num_predict: Option<i64>,
@@ -73,18 +79,22 @@ impl Options {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 struct ChatBody {
     model: String,
+    /// None: the model is loaded (or, with `keep_alive: 0`, unloaded) and nothing generated.
     #[serde(default)]
+    #[schema(value_type = Vec<crate::chat::MessageSchema>)]
     messages: Vec<Value>,
     #[serde(default)]
+    #[schema(value_type = Option<Vec<crate::chat::ToolSchema>>)]
     tools: Option<Vec<Value>>,
     #[serde(default)]
     options: Option<Options>,
     /// Streams unless set to false.
     stream: Option<bool>,
     #[serde(default)]
+    #[schema(value_type = Option<FormatSchema>)]
     format: Option<Value>,
     /// plugboard's own: `false` turns constrained decoding off for this request.
     #[serde(default)]
@@ -96,6 +106,7 @@ struct ChatBody {
     disable_fallbacks: bool,
     /// How long the model stays loaded after this request (`"5m"`, `0`, `-1`).
     #[serde(default)]
+    #[schema(schema_with = keep_alive_schema)]
     keep_alive: Option<Value>,
 }
 
@@ -126,14 +137,15 @@ fn problem(e: impl Borrow<RouterError>) -> ApiError {
 }
 
 /// One `/api/chat` line; not streamed, the whole answer.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct ChatLine {
     model: String,
     created_at: String,
     message: Message,
     done: bool,
+    /// On the last line.
     #[serde(flatten)]
-    stats: Option<Stats>,
+    stats: Stats,
 }
 
 impl ChatLine {
@@ -144,12 +156,13 @@ impl ChatLine {
             created_at: now(),
             message,
             done: stats.is_some(),
-            stats,
+            stats: stats.unwrap_or_default(),
         }
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = OllamaMessage)]
 struct Message {
     role: &'static str,
     content: String,
@@ -170,13 +183,15 @@ impl Message {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = OllamaToolCall)]
 struct ToolCall {
     function: Function,
 }
 
 /// Ollama's arguments are an object, not OpenAI's string of JSON.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = OllamaFunction)]
 struct Function {
     name: String,
     arguments: Value,
@@ -194,7 +209,7 @@ impl From<ToolCallOut> for ToolCall {
 }
 
 /// One `/api/generate` line, or the whole answer: a `response` where chat has a `message`.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct GenerateLine {
     model: String,
     created_at: String,
@@ -202,8 +217,9 @@ struct GenerateLine {
     #[serde(skip_serializing_if = "Option::is_none")]
     thinking: Option<String>,
     done: bool,
+    /// On the last line.
     #[serde(flatten)]
-    stats: Option<Stats>,
+    stats: Stats,
 }
 
 impl From<ChatLine> for GenerateLine {
@@ -220,15 +236,25 @@ impl From<ChatLine> for GenerateLine {
 }
 
 /// How a turn ended and what it took, on the last line; durations in nanoseconds.
-#[derive(Serialize)]
+/// How a turn ended and what it took (nanoseconds), on the last line; all absent before it,
+/// and all but `done_reason` on an answer that only loaded or unloaded the model.
+#[derive(Serialize, ToSchema, Default)]
 struct Stats {
-    done_reason: &'static str,
-    total_duration: u64,
-    load_duration: u64,
-    prompt_eval_count: usize,
-    prompt_eval_duration: u64,
-    eval_count: usize,
-    eval_duration: u64,
+    /// `stop`, `length`, or `load` / `unload` for a request with nothing to generate.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    done_reason: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    total_duration: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    load_duration: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    prompt_eval_count: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    prompt_eval_duration: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    eval_count: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    eval_duration: Option<u64>,
 }
 
 impl Stats {
@@ -236,17 +262,25 @@ impl Stats {
         let ns = |ms: f64| (ms * 1e6) as u64;
         let u = &summary.usage;
         Stats {
-            done_reason: if summary.finish == crate::router::Finish::Length {
+            done_reason: Some(if summary.finish == crate::router::Finish::Length {
                 "length"
             } else {
                 "stop"
-            },
-            total_duration: ns(u.queue_ms + u.prefill_ms + u.decode_ms),
-            load_duration: 0,
-            prompt_eval_count: u.prompt_tokens,
-            prompt_eval_duration: ns(u.prefill_ms),
-            eval_count: u.completion_tokens,
-            eval_duration: ns(u.decode_ms),
+            }),
+            total_duration: Some(ns(u.queue_ms + u.prefill_ms + u.decode_ms)),
+            load_duration: Some(0),
+            prompt_eval_count: Some(u.prompt_tokens),
+            prompt_eval_duration: Some(ns(u.prefill_ms)),
+            eval_count: Some(u.completion_tokens),
+            eval_duration: Some(ns(u.decode_ms)),
+        }
+    }
+
+    /// A request that only loaded or unloaded its model.
+    fn loaded(reason: &'static str) -> Stats {
+        Stats {
+            done_reason: Some(reason),
+            ..Stats::default()
         }
     }
 }
@@ -301,6 +335,22 @@ fn chat_lines(
     })
 }
 
+/// A chat turn, streamed as NDJSON lines unless `stream` is false.
+#[utoipa::path(post, path = "/api/chat", tag = "ollama",
+    params(("x-plugboard-escalate" = Option<String>, Header, description = "`1`: start with the request's first fallback")),
+    request_body = ChatBody,
+    responses(
+        (status = 200, description = "The answer, or its lines (the last has `done: true` and the statistics)", content(
+            (ChatLine = "application/json"),
+            (String = "application/x-ndjson"))),
+        (status = 400, description = "An invalid request, or one longer than the model's context", body = OllamaErrorBody),
+        (status = 422, description = "The model's tool call failed validation", body = OllamaErrorBody),
+        (status = 404, description = "No such model, or its file is not downloaded", body = OllamaErrorBody),
+        (status = 500, description = "The model or its adapter failed", body = OllamaErrorBody),
+        (status = 502, description = "A remote backend failed", body = OllamaErrorBody),
+        (status = 503, description = "The model's queue is full, or its backend is overloaded", body = OllamaErrorBody),
+        (status = 507, description = "The model does not fit in memory", body = OllamaErrorBody),
+    ))]
 async fn chat(
     State(state): State<AppState>,
     headers: axum::http::HeaderMap,
@@ -310,11 +360,12 @@ async fn chat(
     let keep = keep_alive(body.keep_alive.as_ref())?;
     if body.messages.is_empty() {
         let (model, reason) = load_or_unload(&state, &body.model, keep).await?;
-        return Ok(Json(serde_json::json!({
-            "model": model, "created_at": now(),
-            "message": {"role": "assistant", "content": ""}, "done_reason": reason, "done": true,
-        }))
-        .into_response());
+        let answer = ChatLine::new(
+            model,
+            Message::assistant(String::new()),
+            Some(Stats::loaded(reason)),
+        );
+        return Ok(Json(answer).into_response());
     }
     let chat = ChatRequest {
         messages: body.messages.iter().map(openai_message).collect(),
@@ -351,7 +402,7 @@ async fn chat(
     Ok(served.headers(Json(answer).into_response()))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 struct GenerateBody {
     model: String,
     #[serde(default)]
@@ -365,13 +416,49 @@ struct GenerateBody {
     options: Option<Options>,
     stream: Option<bool>,
     #[serde(default)]
+    #[schema(value_type = Option<FormatSchema>)]
     format: Option<Value>,
     /// plugboard's own: `false` turns constrained decoding off for this request.
     #[serde(default)]
     constrained: Option<bool>,
     /// How long the model stays loaded after this request (`"5m"`, `0`, `-1`).
     #[serde(default)]
+    #[schema(schema_with = keep_alive_schema)]
     keep_alive: Option<Value>,
+}
+
+/// `format`, as the API description shows it (read by [`json_output`]).
+#[derive(ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+enum FormatSchema {
+    Json(JsonWord),
+    /// JSON that this schema accepts.
+    #[schema(value_type = Object)]
+    Schema(Map<String, Value>),
+}
+
+/// `"json"`: any JSON object.
+#[derive(ToSchema)]
+#[serde(rename_all = "lowercase")]
+#[allow(dead_code)]
+enum JsonWord {
+    Json,
+}
+
+/// `keep_alive`, as the API description shows it (read by [`KeepAlive::parse`]): a duration
+/// (`"5m"`, `"1h30m"`, `"90s"`) or seconds; 0 unloads at once, a negative one keeps the model
+/// loaded.
+fn keep_alive_schema() -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Schema, Type};
+    let one_of = OneOfBuilder::new()
+        .item(ObjectBuilder::new().schema_type(Type::String).pattern(Some(
+            r"^-?([0-9]+(\.[0-9]+)?|([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+)$",
+        )))
+        .item(ObjectBuilder::new().schema_type(Type::Number))
+        .item(ObjectBuilder::new().schema_type(Type::Null))
+        .build();
+    Schema::OneOf(one_of)
 }
 
 /// A request's `keep_alive`, as Ollama reads it; a bad one is a 400.
@@ -394,6 +481,21 @@ async fn load_or_unload(
     Ok((model, if loaded { "load" } else { "unload" }))
 }
 
+/// A completion of a prompt (through the chat template unless `raw`), streamed as NDJSON lines
+/// unless `stream` is false.
+#[utoipa::path(post, path = "/api/generate", tag = "ollama",
+    request_body = GenerateBody,
+    responses(
+        (status = 200, description = "The answer, or its lines (the last has `done: true` and the statistics)", content(
+            (GenerateLine = "application/json"),
+            (String = "application/x-ndjson"))),
+        (status = 400, description = "An invalid request, or one longer than the model's context", body = OllamaErrorBody),
+        (status = 404, description = "No such model, or its file is not downloaded", body = OllamaErrorBody),
+        (status = 500, description = "The model or its adapter failed", body = OllamaErrorBody),
+        (status = 502, description = "A remote backend failed", body = OllamaErrorBody),
+        (status = 503, description = "The model's queue is full, or its backend is overloaded", body = OllamaErrorBody),
+        (status = 507, description = "The model does not fit in memory", body = OllamaErrorBody),
+    ))]
 async fn generate(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<GenerateBody>,
@@ -402,10 +504,12 @@ async fn generate(
     let keep = keep_alive(body.keep_alive.as_ref())?;
     if body.prompt.is_empty() && body.system.is_none() {
         let (model, reason) = load_or_unload(&state, &body.model, keep).await?;
-        return Ok(Json(serde_json::json!({
-            "model": model, "created_at": now(), "response": "", "done": true, "done_reason": reason,
-        }))
-        .into_response());
+        let answer = ChatLine::new(
+            model,
+            Message::assistant(String::new()),
+            Some(Stats::loaded(reason)),
+        );
+        return Ok(Json(GenerateLine::from(answer)).into_response());
     }
     let mut stream = if body.raw {
         state
@@ -465,14 +569,14 @@ async fn generate(
             response: turn.content,
             thinking: Some(turn.reasoning).filter(|t| !t.is_empty()),
             done: true,
-            stats: Some(Stats::of(&turn.summary)),
+            stats: Stats::of(&turn.summary),
         })
         .into_response(),
     ))
 }
 
 /// A model's `details` in tags, show and ps.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct Details {
     parent_model: &'static str,
     format: &'static str,
@@ -524,13 +628,13 @@ fn digest(entry: &ModelEntry) -> String {
         .unwrap_or_default()
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct Models<T> {
     models: Vec<T>,
 }
 
 /// An `/api/tags` entry: a model that can serve.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct Tag {
     name: String,
     model: String,
@@ -542,6 +646,8 @@ struct Tag {
 
 /// The models that can serve here (local files, pulled ones, remote ones), and the names
 /// copies gave them.
+#[utoipa::path(get, path = "/api/tags", tag = "ollama",
+    responses((status = 200, description = "The models that can serve", body = Models<Tag>)))]
 async fn tags(State(state): State<AppState>) -> Json<Models<Tag>> {
     let registry = Arc::clone(&state.router.registry);
     let models = tokio::task::spawn_blocking(move || {
@@ -571,13 +677,13 @@ async fn tags(State(state): State<AppState>) -> Json<Models<Tag>> {
     Json(Models { models })
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 struct ShowBody {
     #[serde(alias = "name")]
     model: String,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct Show {
     modelfile: &'static str,
     parameters: &'static str,
@@ -591,6 +697,13 @@ struct Show {
 
 /// A model's details from its file's header, without loading it; a remote model's from its
 /// chat template.
+#[utoipa::path(post, path = "/api/show", tag = "ollama",
+    request_body = ShowBody,
+    responses(
+        (status = 200, description = "The model's details", body = Show),
+        (status = 404, description = "No such model, or its file is not downloaded", body = OllamaErrorBody),
+        (status = 500, description = "The model's file could not be read", body = OllamaErrorBody),
+    ))]
 async fn show(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<ShowBody>,
@@ -675,7 +788,7 @@ async fn show(
 }
 
 /// An `/api/ps` entry: a loaded model.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct Running {
     name: String,
     model: String,
@@ -696,6 +809,9 @@ pub fn expires_at(entry: &ModelEntry, server: KeepAlive) -> String {
     at.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
 }
 
+/// The loaded models.
+#[utoipa::path(get, path = "/api/ps", tag = "ollama",
+    responses((status = 200, description = "The loaded models", body = Models<Running>)))]
 async fn ps(State(state): State<AppState>) -> Json<Models<Running>> {
     let models = state
         .router
@@ -718,11 +834,13 @@ async fn ps(State(state): State<AppState>) -> Json<Models<Running>> {
     Json(Models { models })
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct Version {
     version: &'static str,
 }
 
+#[utoipa::path(get, path = "/api/version", tag = "ollama",
+    responses((status = 200, description = "This server's version", body = Version)))]
 async fn version() -> Json<Version> {
     Json(Version {
         version: env!("CARGO_PKG_VERSION"),

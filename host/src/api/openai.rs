@@ -4,17 +4,19 @@
 use std::convert::Infallible;
 use std::sync::Arc;
 
+use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router as HttpRouter};
 use futures::stream::{self, Stream, StreamExt};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-use super::error::ApiError;
+use super::error::{ApiError, OpenAiErrorBody};
 use super::{ApiJson, AppState, unix_now};
 use crate::adapter::Problem;
 use crate::chat::ChatRequest;
@@ -26,16 +28,16 @@ use crate::router::{
 };
 use crate::toolcalls::ToolPolicy;
 
-pub fn routes() -> HttpRouter<AppState> {
-    HttpRouter::new()
-        .route("/v1/chat/completions", post(chat_completions))
-        .route("/v1/completions", post(completions))
-        .route("/v1/models", get(list_models))
-        .route("/v1/models/{*id}", get(get_model))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(chat_completions))
+        .routes(routes!(completions))
+        .routes(routes!(list_models))
+        .routes(routes!(get_model))
 }
 
 /// A string or a list of strings (`stop`).
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(untagged)]
 enum OneOrMany {
     One(String),
@@ -51,7 +53,7 @@ impl OneOrMany {
     }
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, ToSchema)]
 struct StreamOptions {
     #[serde(default)]
     include_usage: bool,
@@ -59,19 +61,31 @@ struct StreamOptions {
 
 /// Sampling fields shared by chat and completions (`top_k`, `min_p` and
 /// `repetition_penalty` are extensions most OpenAI-compatible servers accept).
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, ToSchema)]
 struct Sampling {
-    temperature: Option<f32>,
-    top_p: Option<f32>,
+    // Read as f64: a value such as 1e-300 is valid here but 0 as an f32.
+    #[schema(minimum = 0, maximum = 2)]
+    temperature: Option<f64>,
+    #[schema(exclusive_minimum = 0, maximum = 1)]
+    top_p: Option<f64>,
     top_k: Option<usize>,
-    min_p: Option<f32>,
+    #[schema(minimum = 0, maximum = 1)]
+    min_p: Option<f64>,
     seed: Option<i64>,
-    presence_penalty: Option<f32>,
-    frequency_penalty: Option<f32>,
-    repetition_penalty: Option<f32>,
+    #[schema(minimum = -2, maximum = 2)]
+    presence_penalty: Option<f64>,
+    #[schema(minimum = -2, maximum = 2)]
+    frequency_penalty: Option<f64>,
+    #[schema(exclusive_minimum = 0)]
+    repetition_penalty: Option<f64>,
+    /// At most the server's `--max-tokens-limit`, when it has one.
+    #[schema(minimum = 1)]
     max_tokens: Option<usize>,
+    #[schema(minimum = 1)]
     max_completion_tokens: Option<usize>,
     stop: Option<OneOrMany>,
+    /// Only 1.
+    #[schema(minimum = 1, maximum = 1)]
     n: Option<usize>,
 }
 
@@ -106,33 +120,57 @@ impl Sampling {
                 ));
             }
         }
+        if let Some(p) = self.min_p
+            && !(0.0..=1.0).contains(&p)
+        {
+            return Err(ApiError::bad_request(
+                format!("min_p must be between 0 and 1, not {p}"),
+                Some("min_p"),
+            ));
+        }
+        if let Some(r) = self.repetition_penalty
+            && r.partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater)
+        {
+            return Err(ApiError::bad_request(
+                format!("repetition_penalty must be above 0, not {r}"),
+                Some("repetition_penalty"),
+            ));
+        }
         if self.n.is_some_and(|n| n != 1) {
             return Err(ApiError::bad_request("only n = 1 is supported", Some("n")));
         }
-        if self.max_tokens.or(self.max_completion_tokens) == Some(0) {
-            return Err(ApiError::bad_request(
-                "max_tokens must be at least 1",
-                Some("max_tokens"),
-            ));
+        for (name, value) in [
+            ("max_tokens", self.max_tokens),
+            ("max_completion_tokens", self.max_completion_tokens),
+        ] {
+            if value == Some(0) {
+                return Err(ApiError::bad_request(
+                    format!("{name} must be at least 1"),
+                    Some(name),
+                ));
+            }
         }
         Ok(())
     }
 
     fn overrides(&self) -> SamplingOverrides {
+        let f32_of = |v: Option<f64>| v.map(|v| v as f32);
+        // Positive however small: 1e-300 is a valid top_p, and 0 would mean another thing.
+        let positive = |v: Option<f64>| v.map(|v| (v as f32).max(f32::MIN_POSITIVE));
         SamplingOverrides {
-            temperature: self.temperature,
-            top_p: self.top_p,
+            temperature: f32_of(self.temperature),
+            top_p: positive(self.top_p),
             top_k: self.top_k,
-            min_p: self.min_p,
+            min_p: f32_of(self.min_p),
             seed: self.seed.map(|s| s as u64),
-            presence_penalty: self.presence_penalty,
-            frequency_penalty: self.frequency_penalty,
-            repetition_penalty: self.repetition_penalty,
+            presence_penalty: f32_of(self.presence_penalty),
+            frequency_penalty: f32_of(self.frequency_penalty),
+            repetition_penalty: positive(self.repetition_penalty),
         }
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 struct ChatCompletionRequest {
     model: String,
     #[serde(flatten)]
@@ -145,7 +183,9 @@ struct ChatCompletionRequest {
     sampling: Sampling,
     #[serde(default)]
     logprobs: bool,
+    #[schema(maximum = 20)]
     top_logprobs: Option<usize>,
+    #[schema(value_type = Option<ResponseFormatSchema>)]
     response_format: Option<Value>,
     /// plugboard's own: `false` turns constrained decoding off for this request.
     constrained: Option<bool>,
@@ -164,6 +204,29 @@ pub fn escalates(headers: &HeaderMap) -> bool {
         .get(ESCALATE_HEADER)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "1" | "true" | "yes"))
+}
+
+/// `response_format`, as the API description shows it (read by [`json_output`]).
+#[derive(ToSchema)]
+#[serde(tag = "type", rename_all = "snake_case")]
+#[allow(dead_code)]
+enum ResponseFormatSchema {
+    Text,
+    /// Any JSON object.
+    JsonObject,
+    /// JSON that a schema accepts.
+    JsonSchema {
+        json_schema: JsonSchemaFormat,
+    },
+}
+
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct JsonSchemaFormat {
+    name: Option<String>,
+    strict: Option<bool>,
+    #[schema(value_type = Object)]
+    schema: Value,
 }
 
 fn json_output(format: Option<&Value>) -> Result<Option<JsonOutput>, ApiError> {
@@ -210,7 +273,7 @@ fn completion_id(prefix: &str) -> String {
 }
 
 /// `usage`, in chat and text completions.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct Usage {
     prompt_tokens: usize,
     completion_tokens: usize,
@@ -218,7 +281,7 @@ struct Usage {
     prompt_tokens_details: PromptTokensDetails,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct PromptTokensDetails {
     cached_tokens: usize,
 }
@@ -240,7 +303,7 @@ impl Usage {
 /// Speeds as llama.cpp's server reports them (`timings`), so that the UIs that read them
 /// (Open WebUI and others) show plugboard's: prompt tokens evaluated (the cached ones not
 /// counted) and generated, their milliseconds and rates.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct LlamaTimings {
     prompt_n: usize,
     prompt_ms: f64,
@@ -269,7 +332,7 @@ impl LlamaTimings {
 }
 
 /// A chat `logprobs` entry: a token and its most likely alternatives.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct TokenLogprob<'a> {
     #[serde(flatten)]
     chosen: Logprob<'a>,
@@ -278,7 +341,7 @@ struct TokenLogprob<'a> {
 
 /// Log-probabilities are written widened to f64: a client that reads doubles gets the f32
 /// exactly, not its shortest decimal.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct Logprob<'a> {
     token: &'a str,
     logprob: f64,
@@ -295,7 +358,7 @@ impl<'a> Logprob<'a> {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct ChatLogprobs<'a> {
     content: Vec<TokenLogprob<'a>>,
 }
@@ -319,7 +382,7 @@ fn chat_logprobs(tokens: &[GeneratedToken]) -> Option<ChatLogprobs<'_>> {
 
 /// plugboard's own additions to a response: who served it, problems with tool calls, and
 /// timings.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct Plugboard<'a> {
     adapter: &'a str,
     problems: &'a [Problem],
@@ -327,7 +390,7 @@ struct Plugboard<'a> {
     timings: Timings,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct Timings {
     queue_ms: f64,
     prefill_ms: f64,
@@ -350,7 +413,7 @@ impl<'a> Plugboard<'a> {
 }
 
 /// A chat completion, answered whole.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct ChatCompletion<'a> {
     id: String,
     object: &'static str,
@@ -363,7 +426,7 @@ struct ChatCompletion<'a> {
     plugboard: Plugboard<'a>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct ChatChoice<'a> {
     index: u32,
     message: ChatMessage,
@@ -371,7 +434,7 @@ struct ChatChoice<'a> {
     finish_reason: &'static str,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct ChatMessage {
     role: &'static str,
     /// Null when there is no text (a turn that only calls tools), as OpenAI answers.
@@ -382,7 +445,7 @@ struct ChatMessage {
     tool_calls: Option<Vec<ToolCall>>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct ToolCall {
     id: String,
     #[serde(rename = "type")]
@@ -390,7 +453,7 @@ struct ToolCall {
     function: Function,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct Function {
     name: String,
     arguments: String,
@@ -455,7 +518,7 @@ struct DeltaFunction {
 }
 
 /// A text completion, whole or one streamed chunk (the usage chunk has no choices).
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct TextCompletion<'a> {
     id: &'a str,
     object: &'static str,
@@ -468,7 +531,7 @@ struct TextCompletion<'a> {
     timings: Option<LlamaTimings>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct TextChoice<'a> {
     index: u32,
     text: String,
@@ -479,7 +542,7 @@ struct TextChoice<'a> {
 
 /// A text completion's `logprobs`: parallel lists, each token's alternatives as
 /// `{text: logprob}`.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct TextLogprobs<'a> {
     tokens: Vec<&'a str>,
     token_logprobs: Vec<f64>,
@@ -504,7 +567,7 @@ fn text_logprobs(tokens: &[GeneratedToken]) -> Option<TextLogprobs<'_>> {
 }
 
 /// vLLM's `stop_reason`: the stop string or token id that ended the output.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 #[serde(untagged)]
 enum StopReason<'a> {
     Text(&'a str),
@@ -628,6 +691,24 @@ impl Served {
     }
 }
 
+/// A chat completion: whole, or streamed as server-sent events (`stream: true`). Tool calls are
+/// parsed, validated against the tools' schemas and, unless `constrained` is false, constrained
+/// to them while generated.
+#[utoipa::path(post, path = "/v1/chat/completions", tag = "openai",
+    params(("x-plugboard-escalate" = Option<String>, Header, description = "`1`: start with the request's first fallback")),
+    request_body = ChatCompletionRequest,
+    responses(
+        (status = 200, description = "The completion, or its chunks", content(
+            (ChatCompletion = "application/json"),
+            (super::openapi::ServerSentEvent = "text/event-stream"))),
+        (status = 400, description = "An invalid request (the field is in `param`), or one longer than the model's context (`context_length_exceeded`)", body = OpenAiErrorBody),
+        (status = 404, description = "No such model, or its file is not downloaded", body = OpenAiErrorBody),
+        (status = 422, description = "The model's tool call failed validation (`tool_choice` required one)", body = OpenAiErrorBody),
+        (status = 500, description = "The model or its adapter failed", body = OpenAiErrorBody),
+        (status = 502, description = "A remote backend failed", body = OpenAiErrorBody),
+        (status = 503, description = "The model's queue is full, or its backend is overloaded", body = OpenAiErrorBody),
+        (status = 507, description = "The model does not fit in memory", body = OpenAiErrorBody),
+    ))]
 async fn chat_completions(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -838,6 +919,8 @@ fn chat_chunks(
         .flat_map(|events| stream::iter(events.into_iter().map(Ok)))
 }
 
+/// A prompt: text, or token ids; a list of either holds one prompt only (see
+/// [`completion_prompt_schema`]).
 #[derive(Deserialize)]
 #[serde(untagged)]
 enum CompletionPrompt {
@@ -847,9 +930,10 @@ enum CompletionPrompt {
     TokenLists(Vec<Vec<u32>>),
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 struct CompletionRequest {
     model: String,
+    #[schema(schema_with = completion_prompt_schema)]
     prompt: CompletionPrompt,
     #[serde(default)]
     stream: bool,
@@ -857,8 +941,11 @@ struct CompletionRequest {
     stream_options: Option<StreamOptions>,
     #[serde(flatten)]
     sampling: Sampling,
+    #[schema(maximum = 20)]
     logprobs: Option<usize>,
+    /// Not supported: only `false`.
     #[serde(default)]
+    #[schema(schema_with = only_false)]
     echo: bool,
     /// vLLM's: start the prompt with the BOS token where the model wants one (default true).
     add_special_tokens: Option<bool>,
@@ -870,6 +957,57 @@ struct CompletionRequest {
     include_stop_str_in_output: bool,
 }
 
+/// `prompt` as the description shows it: text, token ids, or a list of one of either.
+fn completion_prompt_schema() -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, OneOfBuilder, Schema, Type};
+    let text = || ObjectBuilder::new().schema_type(Type::String);
+    let ids = || {
+        ArrayBuilder::new().items(
+            ObjectBuilder::new()
+                .schema_type(Type::Integer)
+                .minimum(Some(0))
+                .maximum(Some(u32::MAX)),
+        )
+    };
+    let one = |items: utoipa::openapi::RefOr<Schema>| {
+        ArrayBuilder::new()
+            .items(items)
+            .min_items(Some(1))
+            .max_items(Some(1))
+    };
+    Schema::OneOf(
+        OneOfBuilder::new()
+            .item(text())
+            .item(one(text().into()))
+            .item(ids())
+            .item(one(ids().into()))
+            .description(Some("Text or token ids; a list holds one prompt only"))
+            .build(),
+    )
+}
+
+/// A boolean that may only be false: a feature the API has and this server does not offer.
+fn only_false() -> utoipa::openapi::schema::Object {
+    utoipa::openapi::schema::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::Boolean)
+        .enum_values(Some([false]))
+        .build()
+}
+
+/// A text completion from a prompt as it is (text or token ids), without the chat template.
+#[utoipa::path(post, path = "/v1/completions", tag = "openai",
+    request_body = CompletionRequest,
+    responses(
+        (status = 200, description = "The completion, or its chunks", content(
+            (TextCompletion = "application/json"),
+            (super::openapi::ServerSentEvent = "text/event-stream"))),
+        (status = 400, description = "An invalid request (the field is in `param`), or one longer than the model's context", body = OpenAiErrorBody),
+        (status = 404, description = "No such model, or its file is not downloaded", body = OpenAiErrorBody),
+        (status = 500, description = "The model failed", body = OpenAiErrorBody),
+        (status = 502, description = "A remote backend failed", body = OpenAiErrorBody),
+        (status = 503, description = "The model's queue is full, or its backend is overloaded", body = OpenAiErrorBody),
+        (status = 507, description = "The model does not fit in memory", body = OpenAiErrorBody),
+    ))]
 async fn completions(
     State(state): State<AppState>,
     ApiJson(request): ApiJson<CompletionRequest>,
@@ -881,6 +1019,8 @@ async fn completions(
     let prompt = match request.prompt {
         CompletionPrompt::Text(t) => PromptInput::Text(t),
         CompletionPrompt::Tokens(ids) => PromptInput::Tokens(ids),
+        // `[]` reads as a list of no texts; it is an empty prompt as much as `""` is.
+        CompletionPrompt::Texts(v) if v.is_empty() => PromptInput::Text(String::new()),
         CompletionPrompt::Texts(mut v) if v.len() == 1 => PromptInput::Text(v.remove(0)),
         CompletionPrompt::TokenLists(mut v) if v.len() == 1 => PromptInput::Tokens(v.remove(0)),
         _ => {
@@ -897,7 +1037,14 @@ async fn completions(
             .sampling
             .max_tokens
             .or(request.sampling.max_completion_tokens)
-            .or(Some(16)),
+            // OpenAI's default, within this server's ceiling.
+            .or(Some(
+                state
+                    .router
+                    .limits
+                    .max_tokens
+                    .map_or(16, |most| most.min(16)),
+            )),
         logprobs: logprobs_arg(request.logprobs.is_some(), request.logprobs)?,
         sampling: request.sampling.overrides(),
         stop: request
@@ -993,7 +1140,7 @@ async fn completions(
 }
 
 /// A `/v1/models` entry.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct ModelObject<'a> {
     id: &'a str,
     object: &'static str,
@@ -1004,7 +1151,7 @@ struct ModelObject<'a> {
 
 /// plugboard's own account of a model: where it comes from, who serves it, whether it can
 /// serve now and how its calls are read.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct ModelDetails<'a> {
     description: Option<&'a str>,
     source: &'a Source,
@@ -1036,14 +1183,14 @@ struct ModelDetails<'a> {
     tool_policy: ToolPolicy,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct ModelCapabilities {
     tools: bool,
     parallel_tool_calls: bool,
     reasoning: bool,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct ModelList<'a> {
     object: &'static str,
     data: Vec<ModelObject<'a>>,
@@ -1103,6 +1250,9 @@ fn model_object<'a>(state: &AppState, entry: &'a ModelEntry) -> ModelObject<'a> 
     }
 }
 
+/// The models this server can serve: local files, downloadable ones and remote ones.
+#[utoipa::path(get, path = "/v1/models", tag = "openai",
+    responses((status = 200, description = "The models", body = ModelList)))]
 async fn list_models(State(state): State<AppState>) -> Response {
     let models = state.router.registry.all();
     let data = models.iter().map(|m| model_object(&state, m)).collect();
@@ -1113,6 +1263,13 @@ async fn list_models(State(state): State<AppState>) -> Response {
     .into_response()
 }
 
+/// One model.
+#[utoipa::path(get, path = "/v1/models/{*id}", tag = "openai",
+    params(("id" = String, Path, description = "The model's id (it may hold slashes: `Qwen/Qwen2.5-0.5B-Instruct-GGUF`)")),
+    responses(
+        (status = 200, description = "The model", body = ModelObject),
+        (status = 404, description = "No such model", body = OpenAiErrorBody),
+    ))]
 async fn get_model(
     State(state): State<AppState>,
     Path(id): Path<String>,

@@ -3,12 +3,12 @@
 
 use std::sync::OnceLock;
 
-use axum::Router as HttpRouter;
 use axum::extract::Path;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use sha2::{Digest, Sha256};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::AppState;
 
@@ -55,18 +55,33 @@ const FILES: &[(&str, &str, &str)] = &[
 const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; img-src 'self' data:; \
      object-src 'none'; base-uri 'none'; frame-ancestors 'none'";
 
-pub fn routes() -> HttpRouter<AppState> {
-    HttpRouter::new()
-        .route(
-            "/",
-            get(|headers: HeaderMap| async move { file("index.html", &headers) }),
-        )
-        .route(
-            "/ui/{name}",
-            get(
-                |Path(name): Path<String>, headers: HeaderMap| async move { file(&name, &headers) },
-            ),
-        )
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(page))
+        .routes(routes!(module))
+}
+
+/// The web UI's page.
+#[utoipa::path(get, path = "/", tag = "ui",
+    responses(
+        (status = 200, description = "The page", content_type = "text/html", body = String),
+        (status = 304, description = "The browser's copy is current (If-None-Match)"),
+    ))]
+async fn page(headers: HeaderMap) -> Response {
+    file("index.html", &headers)
+}
+
+/// One of the web UI's scripts or its style sheet.
+#[utoipa::path(get, path = "/ui/{name}", tag = "ui",
+    params(("name" = String, Path, description = "The file: app.js, api.js, chat.js, models.js, adapters.js or style.css")),
+    responses(
+        (status = 200, description = "The file", content(
+            (String = "text/javascript"), (String = "text/css"), (String = "text/html"))),
+        (status = 304, description = "The browser's copy is current (If-None-Match)"),
+        (status = 404, description = "No such file", body = super::error::OpenAiErrorBody),
+    ))]
+async fn module(Path(name): Path<String>, headers: HeaderMap) -> Response {
+    file(&name, &headers)
 }
 
 /// One file, or 304 when the browser has it already (the ETag is its content's hash, so a
@@ -75,7 +90,12 @@ fn file(name: &str, headers: &HeaderMap) -> Response {
     let Some((index, (_, content_type, body))) =
         FILES.iter().enumerate().find(|(_, (n, _, _))| *n == name)
     else {
-        return (StatusCode::NOT_FOUND, "no such file").into_response();
+        return super::error::ApiError::new(
+            StatusCode::NOT_FOUND,
+            "invalid_request_error",
+            format!("the web UI has no file '{name}'"),
+        )
+        .into_response();
     };
     let etag = &etags()[index];
     let fresh = headers

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::SystemTime;
+use utoipa::ToSchema;
 
 use arc_swap::ArcSwap;
 use serde::Serialize;
@@ -19,27 +20,31 @@ use super::fixtures;
 use super::runtime::{Plugin, PluginSource, Runtime};
 
 /// One version that started serving.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, ToSchema)]
 pub struct Swap {
     pub version: String,
     pub source: String,
     pub sha256: String,
+    /// Seconds since the Unix epoch.
     #[serde(with = "unix_seconds")]
+    #[schema(value_type = f64)]
     pub at: SystemTime,
 }
 
 /// A load that failed, kept until the same source loads well.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, ToSchema)]
 pub struct Failure {
     pub source: String,
     pub message: String,
+    /// Seconds since the Unix epoch.
     #[serde(with = "unix_seconds")]
+    #[schema(value_type = f64)]
     pub at: SystemTime,
 }
 
 /// What `plugboard plugins list` and the admin API show for one adapter (or one file that
 /// serves none).
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, ToSchema)]
 pub struct Entry {
     pub name: String,
     pub version: Option<String>,
