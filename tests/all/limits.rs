@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use plugboard_tests::http::{get, post, sse};
+use plugboard_tests::http::{get, ndjson, post, sse};
 use plugboard_tests::{TestServer, models};
 
 const MODEL: &str = "qwen2.5-coder-0.5b";
@@ -235,6 +235,20 @@ fn a_stop_lets_requests_finish_for_the_grace_period_then_ends_them_with_an_error
             .expect("a chunk")
             .is_some()
     );
+    // And an Ollama stream (NDJSON), which ends with an error line of its own.
+    let lines = ndjson(
+        &format!("{}/api/chat", server.base),
+        Some(
+            json!({"model": MODEL, "options": {"num_predict": 4000, "temperature": 0},
+                    "messages": [{"role": "user", "content": COUNTING}]}),
+        ),
+    );
+    assert!(
+        lines
+            .recv_timeout(Duration::from_secs(60))
+            .expect("a line")
+            .is_some()
+    );
     let events = sse(&format!("{}/v1/events", server.base), None);
     std::thread::sleep(Duration::from_millis(300));
     let stopped = Instant::now();
@@ -266,6 +280,18 @@ fn a_stop_lets_requests_finish_for_the_grace_period_then_ends_them_with_an_error
     assert!(
         ended >= Duration::from_millis(1500),
         "ended after {ended:?}, before the grace period"
+    );
+    let lines = drain(&lines, Duration::from_secs(30));
+    let last: Value = serde_json::from_str(lines.last().expect("lines")).expect("JSON");
+    assert!(
+        last["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("shutting down")),
+        "{lines:?}"
+    );
+    assert!(
+        lines.len() > 2,
+        "the stream went on during the grace period: {lines:?}"
     );
     // The process exits once its streams are ended.
     let deadline = Instant::now() + Duration::from_secs(15);

@@ -92,6 +92,40 @@ fn send(request: impl FnOnce(&reqwest::Client) -> reqwest::RequestBuilder) -> An
 /// `data:` payload arrives on the channel as it comes, `None` when the stream ends. Dropping
 /// the receiver hangs up.
 pub fn sse(url: &str, body: Option<Value>) -> std::sync::mpsc::Receiver<Option<String>> {
+    follow(url, body, |buffer| {
+        let end = buffer.find("\n\n")?;
+        let frame: String = buffer.drain(..end + 2).collect();
+        Some(
+            frame
+                .lines()
+                .filter_map(|line| line.strip_prefix("data: "))
+                .map(str::to_string)
+                .collect(),
+        )
+    })
+}
+
+/// Follows an NDJSON answer (Ollama's streams) the same way: each line as it comes.
+pub fn ndjson(url: &str, body: Option<Value>) -> std::sync::mpsc::Receiver<Option<String>> {
+    follow(url, body, |buffer| {
+        let end = buffer.find('\n')?;
+        let line: String = buffer.drain(..end + 1).collect();
+        Some(
+            vec![line.trim().to_string()]
+                .into_iter()
+                .filter(|l| !l.is_empty())
+                .collect(),
+        )
+    })
+}
+
+/// Reads an answer on a thread of its own; `next` takes the next frame's items out of what
+/// has arrived, `None` when no whole frame has.
+fn follow(
+    url: &str,
+    body: Option<Value>,
+    next: fn(&mut String) -> Option<Vec<String>>,
+) -> std::sync::mpsc::Receiver<Option<String>> {
     let (tx, rx) = std::sync::mpsc::channel();
     let url = url.to_string();
     std::thread::spawn(move || {
@@ -111,12 +145,9 @@ pub fn sse(url: &str, body: Option<Value>) -> std::sync::mpsc::Receiver<Option<S
             let mut buffer = String::new();
             while let Some(Ok(chunk)) = body.next().await {
                 buffer.push_str(&String::from_utf8_lossy(&chunk));
-                while let Some(end) = buffer.find("\n\n") {
-                    let frame: String = buffer.drain(..end + 2).collect();
-                    for line in frame.lines() {
-                        if let Some(data) = line.strip_prefix("data: ")
-                            && tx.send(Some(data.to_string())).is_err()
-                        {
+                while let Some(items) = next(&mut buffer) {
+                    for item in items {
+                        if tx.send(Some(item)).is_err() {
                             return; // the receiver is gone: hang up
                         }
                     }
