@@ -64,30 +64,71 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
                 None,
             ))
         })?;
-        match serde_json::from_value(value.clone()) {
+        match T::deserialize(&value) {
             Ok(body) => Ok(ApiJson(body)),
-            // JSON Schema's integers include 3.0; serde's do not. Only a body that fails as
-            // it is is read again with such numbers as integers, so no body that reads well
-            // is changed.
-            Err(e) => serde_json::from_value(integral_numbers(value))
+            // JSON Schema's integers include 3.0; serde's do not. A body that fails as it is
+            // is read again with such numbers as integers, outside the free-form JSON it
+            // carries (which goes on as it came).
+            Err(e) => T::deserialize(&whole_numbers_as_integers(value))
                 .map(ApiJson)
                 .map_err(|_| shape(ApiError::bad_request(format!("invalid request: {e}"), None))),
         }
     }
 }
 
-/// `value` with every number that is a whole one (`3.0`) written as an integer.
-fn integral_numbers(value: serde_json::Value) -> serde_json::Value {
+/// A path parameter, with one that cannot be read (bad percent-encoding) refused in the API's
+/// error shape rather than axum's plain text.
+pub struct ApiPath<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> axum::extract::FromRequestParts<S> for ApiPath<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(value)) => Ok(ApiPath(value)),
+            Err(e) => {
+                let error = ApiError::bad_request(e.body_text(), None);
+                Err(if parts.uri.path().starts_with("/api/") {
+                    error.ollama()
+                } else {
+                    error
+                })
+            }
+        }
+    }
+}
+
+/// Request fields whose JSON is the client's own (conversations, schemas, arguments, template
+/// variables): never rewritten.
+const FREE_FORM: &[&str] = &[
+    "messages",
+    "tools",
+    "tool_choice",
+    "response_format",
+    "format",
+    "chat_template_kwargs",
+];
+
+/// `value` with every whole number (`3.0`) written as an integer, but in [`FREE_FORM`] fields.
+fn whole_numbers_as_integers(value: serde_json::Value) -> serde_json::Value {
     use serde_json::Value;
     match value {
         Value::Number(n) => match n.as_f64() {
             Some(f) if n.is_f64() && f.fract() == 0.0 && f.abs() < 9.0e15 => Value::from(f as i64),
             _ => Value::Number(n),
         },
-        Value::Array(items) => Value::Array(items.into_iter().map(integral_numbers).collect()),
+        Value::Array(items) => {
+            Value::Array(items.into_iter().map(whole_numbers_as_integers).collect())
+        }
         Value::Object(map) => Value::Object(
             map.into_iter()
-                .map(|(k, v)| (k, integral_numbers(v)))
+                .map(|(k, v)| match FREE_FORM.contains(&k.as_str()) {
+                    true => (k, v),
+                    false => (k, whole_numbers_as_integers(v)),
+                })
                 .collect(),
         ),
         other => other,

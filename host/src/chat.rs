@@ -37,12 +37,24 @@ pub struct ChatRequest {
 pub struct RequestError {
     pub message: String,
     pub param: Option<String>,
+    /// For a rule of meaning rather than shape (a `tool_choice` that names no offered tool…),
+    /// which no schema of the request can state: the code that names it.
+    pub code: Option<&'static str>,
 }
 
 fn invalid(param: impl Into<String>, message: impl Into<String>) -> RequestError {
     RequestError {
         message: message.into(),
         param: Some(param.into()),
+        code: None,
+    }
+}
+
+impl RequestError {
+    /// This error, named by a rule's code.
+    pub fn because(mut self, code: &'static str) -> RequestError {
+        self.code = Some(code);
+        self
     }
 }
 
@@ -89,7 +101,7 @@ fn optional_string(value: Option<&Value>, param: &str) -> Result<Option<String>,
     }
 }
 
-/// A tool name as OpenAI allows it: letters, digits, `_` and `-`, at most 64.
+/// A tool name as OpenAI allows it (and `.`): letters, digits, `_`, `-` and `.`, at most 64.
 pub fn valid_tool_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 64
@@ -271,11 +283,13 @@ fn tool_choice(value: Option<&Value>, tools: &[Tool]) -> Result<ToolChoice, Requ
         ToolChoice::Function(name) if !tools.iter().any(|t| &t.name == name) => Err(invalid(
             "tool_choice",
             format!("tool_choice names the function '{name}', which is not among the tools"),
-        )),
+        )
+        .because("tool_not_offered")),
         ToolChoice::Required | ToolChoice::Function(_) if tools.is_empty() => Err(invalid(
             "tool_choice",
             "tool_choice requires a tool call, but the request offers no tools",
-        )),
+        )
+        .because("no_tools_offered")),
         _ => Ok(choice),
     }
 }
@@ -307,7 +321,8 @@ impl ChatRequest {
             return Err(invalid(
                 "tools",
                 format!("the tool name '{}' appears twice", dup.name),
-            ));
+            )
+            .because("duplicate_tool_name"));
         }
         let tool_choice = tool_choice(self.tool_choice.as_ref(), &tools)?;
         let template_variables = self

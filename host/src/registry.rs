@@ -889,7 +889,10 @@ impl Registry {
         if destination.is_empty() || self.get(destination).is_ok() {
             return Err(RegistryError::Config {
                 path: "/api/copy".into(),
-                reason: format!("the name '{destination}' is taken"),
+                reason: match destination {
+                    "" => "a copy needs a name".to_string(),
+                    taken => format!("the name '{taken}' is taken"),
+                },
             });
         }
         self.copies

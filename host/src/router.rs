@@ -531,6 +531,7 @@ impl Router {
         model: &str,
         chat: &ChatRequest,
     ) -> Result<(crate::adapter::Prompt, String), RouterError> {
+        self.limits.check_chat(chat, None)?;
         let entry = self.registry.get(model)?;
         if let Some(remote) = &entry.remote {
             let plugin = self.plugin(&entry.adapter(&self.registry.options)?)?;
@@ -1082,6 +1083,7 @@ impl Router {
                         entry.id()
                     ),
                     param: Some("prompt".into()),
+                    code: Some("model_is_remote"),
                 }));
             };
             let sampling = remote_sampling(
@@ -1121,14 +1123,25 @@ impl Router {
                     .iter()
                     .find(|id| **id as usize >= engine.info().vocab_size)
                 {
-                    return Err(RouterError::Engine(EngineError::Tokenize(format!(
-                        "token id {bad} is outside the vocabulary of {}",
-                        engine.info().vocab_size
-                    ))));
+                    return Err(RouterError::InvalidRequest(RequestError {
+                        message: format!(
+                            "token id {bad} is outside the vocabulary of {}",
+                            engine.info().vocab_size
+                        ),
+                        param: Some("prompt".into()),
+                        code: Some("token_out_of_vocabulary"),
+                    }));
                 }
                 ids.clone()
             }
         };
+        if ids.is_empty() {
+            return Err(RouterError::InvalidRequest(RequestError {
+                message: "the prompt has no tokens (an empty text without the BOS token)".into(),
+                param: Some("prompt".into()),
+                code: Some("empty_prompt"),
+            }));
+        }
         let prompt_tokens = ids.len();
         let generation = engine.generate(GenerateRequest {
             max_tokens: max_tokens(

@@ -43,6 +43,7 @@ impl ToolCheck {
                 serde_json::from_str(&tool.parameters).map_err(|e| RequestError {
                     message: format!("the parameters of tool '{}' are not JSON: {e}", tool.name),
                     param: Some(param.clone()),
+                    code: None,
                 })?;
             let validator = jsonschema::validator_for(&schema).map_err(|e| RequestError {
                 message: format!(
@@ -50,6 +51,7 @@ impl ToolCheck {
                     tool.name
                 ),
                 param: Some(param.clone()),
+                code: Some("invalid_tool_schema"),
             })?;
             validators.insert(tool.name.clone(), validator);
         }

@@ -5,10 +5,10 @@
 //! valid request refused for a rule the description does not state (see
 //! tests/clients/schemathesis_hooks.py).
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use plugboard_tests::fake_hub::FakeHub;
-use plugboard_tests::http::{get, get_with};
+use plugboard_tests::http::{Answer, get, get_with, post, post_raw};
 use plugboard_tests::{TestServer, models, root};
 
 const KEY: &str = "sk-fuzz-0123456789abcdef";
@@ -141,8 +141,10 @@ fn schemathesis_finds_nothing_against_a_server_with_the_test_model() {
     let cache = tempfile::tempdir().expect("a folder");
     let server = TestServer::start_with_env(
         &[
+            "--models-dir",
+            qwen.parent().and_then(|p| p.to_str()).expect("utf-8"),
             "--model",
-            qwen.to_str().expect("utf-8"),
+            "qwen2.5-coder-0.5b",
             "--plugins",
             plugins.path().to_str().expect("utf-8"),
             "--hub-cache",
@@ -191,12 +193,30 @@ fn schemathesis_finds_nothing_against_a_server_with_the_test_model() {
         String::from_utf8_lossy(&output.stderr),
         server.log.lock().map(|l| l.clone()).unwrap_or_default()
     );
-    assert!(
-        summary.contains("Tested:") && !summary.contains("Tested: 0"),
+    // Every operation but the endless event stream (disabled in the config) was tested.
+    let count = |label: &str| -> Option<(usize, usize)> {
+        let line = summary.lines().find(|l| l.trim().starts_with(label))?;
+        let figures = line.split(':').nth(1)?.trim();
+        let (done, all) = figures.split_once('/').unwrap_or((figures, figures));
+        Some((done.trim().parse().ok()?, all.trim().parse().ok()?))
+    };
+    let (selected, operations) = count("Selected:").expect("a count of operations");
+    let (tested, _) = count("Tested:").expect("a count of tested operations");
+    assert_eq!(
+        (selected, tested),
+        (operations - 1, operations - 1),
         "{summary}"
     );
-    // The server is still there, and nothing is left in flight.
-    assert_eq!(get(&server.base, "/health").status, 200);
+    // The server is still there, the requests reached the model, nothing is left in flight.
+    let health = get(&server.base, "/health");
+    assert_eq!(health.status, 200);
+    let generated = health.json()["models_loaded"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|m| m["generated_tokens"].as_u64())
+        .sum::<u64>();
+    assert!(generated > 100, "the model generated {generated} tokens");
     let metrics = get(&server.base, "/metrics").text;
     assert!(
         metrics.contains("plugboard_requests_in_flight 0"),
@@ -207,4 +227,152 @@ fn schemathesis_finds_nothing_against_a_server_with_the_test_model() {
 /// The same cases every run, so that CI is repeatable; `PLUGBOARD_FUZZ_SEED` picks others.
 fn seed() -> String {
     std::env::var("PLUGBOARD_FUZZ_SEED").unwrap_or_else(|_| "1".into())
+}
+
+/// What the fuzz runs found, one request each, so that each fix holds without Schemathesis.
+#[test]
+fn what_the_fuzz_runs_found_stays_fixed() {
+    let Some(qwen) = models::qwen() else { return };
+    let plugins = tempfile::tempdir().expect("a folder");
+    let server = TestServer::start(&[
+        "--models-dir",
+        qwen.parent().and_then(|p| p.to_str()).expect("utf-8"),
+        "--plugins",
+        plugins.path().to_str().expect("utf-8"),
+        "--max-tokens-limit",
+        "8",
+        "--max-tools",
+        "2",
+    ]);
+    let base = &server.base;
+    let model = "qwen2.5-coder-0.5b";
+    let hi = json!([{"role": "user", "content": "Hi"}]);
+    let chat = |extra: Value| {
+        let mut body = json!({"model": model, "messages": hi, "max_tokens": 2});
+        body.as_object_mut()
+            .expect("an object")
+            .extend(extra.as_object().expect("an object").clone());
+        post(base, "/v1/chat/completions", &body, &[])
+    };
+    let refused = |answer: Answer, param: &str, code: &str| {
+        assert_eq!(answer.status, 400, "{}", answer.text);
+        let error = &answer.json()["error"];
+        assert_eq!(error["param"], param, "{}", answer.text);
+        if !code.is_empty() {
+            assert_eq!(error["code"], code, "{}", answer.text);
+        }
+    };
+
+    // Whole floats in integer fields, and a top_p too small for an f32, are valid.
+    let answer = chat(json!({"max_tokens": 2.0, "seed": 7.0, "top_p": 1e-300}));
+    assert_eq!(answer.status, 200, "{}", answer.text);
+    // Bounds the description states are checked, both token fields against the ceiling.
+    refused(chat(json!({"min_p": 5})), "min_p", "");
+    refused(
+        chat(json!({"repetition_penalty": 0})),
+        "repetition_penalty",
+        "",
+    );
+    refused(
+        chat(json!({"max_tokens": 4, "max_completion_tokens": 100})),
+        "max_tokens",
+        "max_tokens_too_large",
+    );
+    // A tool's and a call's `type` is "function" or nothing.
+    refused(
+        chat(json!({"tools": [{"type": {}, "function": {"name": "f"}}]})),
+        "tools[0].type",
+        "",
+    );
+    refused(
+        chat(json!({"messages": [
+            {"role": "user", "content": "Hi"},
+            {"role": "assistant", "content": null,
+             "tool_calls": [{"type": "", "function": {"name": "f", "arguments": "{}"}}]},
+            {"role": "user", "content": "Again"}]})),
+        "messages[1].tool_calls[0].type",
+        "",
+    );
+    // Rules beyond the schema are named by their codes.
+    refused(
+        chat(
+            json!({"tools": [{"type": "function", "function": {"name": "f"}}],
+                    "tool_choice": {"type": "function", "function": {"name": "g"}}}),
+        ),
+        "tool_choice",
+        "tool_not_offered",
+    );
+    let apply = post(
+        base,
+        "/apply-template",
+        &json!({"model": model, "messages": hi, "tools": [
+            {"type": "function", "function": {"name": "a"}},
+            {"type": "function", "function": {"name": "b"}},
+            {"type": "function", "function": {"name": "c"}}]}),
+        &[],
+    );
+    refused(apply, "tools", "too_many_tools");
+
+    // Completions: the default of 16 tokens stays under the ceiling; prompts that are none.
+    let answer = post(
+        base,
+        "/v1/completions",
+        &json!({"model": model, "prompt": "Once"}),
+        &[],
+    );
+    assert_eq!(answer.status, 200, "{}", answer.text);
+    assert!(answer.json()["usage"]["completion_tokens"].as_u64() <= Some(8));
+    let complete = |prompt: Value, extra: Value| {
+        let mut body = json!({"model": model, "prompt": prompt});
+        body.as_object_mut()
+            .expect("an object")
+            .extend(extra.as_object().expect("an object").clone());
+        post(base, "/v1/completions", &body, &[])
+    };
+    refused(complete(json!([]), json!({})), "prompt", "");
+    refused(
+        complete(json!([4_000_000_000u64]), json!({})),
+        "prompt",
+        "token_out_of_vocabulary",
+    );
+    refused(
+        complete(json!(""), json!({"add_special_tokens": false})),
+        "prompt",
+        "empty_prompt",
+    );
+
+    // Ollama's routes answer in Ollama's shape, a load included.
+    let load = post(base, "/api/chat", &json!({"model": model}), &[]).json();
+    assert_eq!(
+        (load["done"].clone(), load["done_reason"].clone()),
+        (json!(true), json!("load"))
+    );
+    let not_json = post_raw(base, "/api/chat", "{");
+    assert_eq!(not_json.status, 400);
+    assert!(not_json.json()["error"].is_string(), "{}", not_json.text);
+    for keep_alive in ["1e3", "--5", "inf"] {
+        let answer = post(
+            base,
+            "/api/generate",
+            &json!({"model": model, "keep_alive": keep_alive}),
+            &[],
+        );
+        assert_eq!(answer.status, 400, "{keep_alive}: {}", answer.text);
+    }
+    let pull = post(
+        base,
+        "/api/pull",
+        &json!({"model": model, "stream": false}),
+        &[],
+    );
+    assert_eq!(pull.status, 400, "{}", pull.text);
+    assert!(
+        pull.json()["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("nothing to pull"))
+    );
+    // The UI's missing file is an error in the API's shape.
+    let missing = get(base, "/ui/nope.js");
+    assert_eq!(missing.status, 404);
+    assert!(missing.json()["error"]["message"].is_string());
 }

@@ -52,6 +52,17 @@ pub fn post(base: &str, path: &str, body: &Value, headers: &[(&str, &str)]) -> A
     })
 }
 
+/// A POST of these bytes as they are (a body that is not JSON), answered whole.
+pub fn post_raw(base: &str, path: &str, body: &str) -> Answer {
+    let body = body.to_string();
+    send(|client| {
+        client
+            .post(format!("{base}{path}"))
+            .header("content-type", "application/json")
+            .body(body)
+    })
+}
+
 /// A GET, answered whole.
 pub fn get(base: &str, path: &str) -> Answer {
     get_with(base, path, &[])

@@ -154,8 +154,10 @@ pub fn plugboard_bin() -> &'static Path {
             .file_name()
             .and_then(|n| n.to_str())
             .unwrap_or("debug");
+        // `--workspace`: features resolved as `cargo test --workspace` resolves them, so the
+        // binary reuses the dependencies the tests were built with.
         let mut command = cargo();
-        command.args(["build", "-p", "plugboard", "--bin", "plugboard"]);
+        command.args(["build", "--workspace", "--bin", "plugboard"]);
         match profile {
             "debug" => {}
             "release" => {

@@ -2,7 +2,7 @@
 //! and Prometheus metrics.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
@@ -12,7 +12,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::error::{ApiError, OpenAiErrorBody};
-use super::{ApiJson, AppState};
+use super::{ApiJson, ApiPath, AppState};
 use crate::adapter::ParseOptions;
 use crate::chat::{ChatRequest, tools_from_json};
 use crate::plugins::registry::Entry;
@@ -221,7 +221,8 @@ async fn detokenize(
         return Err(ApiError::bad_request(
             format!("token id {bad} is outside the vocabulary of {vocab}"),
             Some("tokens"),
-        ));
+        )
+        .code("token_out_of_vocabulary"));
     }
     let content = engine.tokenizer().decode(&body.tokens).map_err(internal)?;
     Ok(Json(Detokenized { content }))
@@ -274,7 +275,7 @@ struct ParseBody {
     ))]
 async fn parse(
     State(state): State<AppState>,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
     ApiJson(body): ApiJson<ParseBody>,
 ) -> Result<Response, ApiError> {
     let tools = match &body.tools {
@@ -382,11 +383,11 @@ async fn metrics(State(state): State<AppState>) -> Response {
         .into_response()
 }
 
-#[utoipa::path(get, path = "/v1/events", tag = "admin",
-    responses((status = 200, description = "Server-sent events: `event` is the type, `data` the event as JSON", content_type = "text/event-stream", body = super::openapi::ServerSentEvent)))]
 /// `GET /v1/events`: what happens in the server as SSE, one event per thing (`event:` its
 /// type, `id:` its place, `data:` the JSON with `type`, `id` and `at`); `resync` when this
 /// listener fell behind and missed some.
+#[utoipa::path(get, path = "/v1/events", tag = "admin",
+    responses((status = 200, description = "Server-sent events: `event` is the type, `data` the event as JSON", content_type = "text/event-stream", body = super::openapi::ServerSentEvent)))]
 async fn events() -> impl IntoResponse {
     use futures::StreamExt;
     let stream = crate::events::subscribe().map(|stamped| {

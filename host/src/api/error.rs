@@ -135,9 +135,10 @@ impl From<&RouterError> for ApiError {
             .code(code)
         };
         match e {
-            RouterError::InvalidRequest(r) => {
-                ApiError::bad_request(r.message.clone(), r.param.as_deref())
-            }
+            RouterError::InvalidRequest(r) => ApiError {
+                code: r.code.map(str::to_string),
+                ..ApiError::bad_request(r.message.clone(), r.param.as_deref())
+            },
             RouterError::Limit(l) => {
                 ApiError::bad_request(l.message.clone(), Some(l.param)).code(l.code)
             }
@@ -190,7 +191,7 @@ impl From<&RouterError> for ApiError {
                 ..ApiError::bad_request(message.clone(), None).code("context_length_exceeded")
             },
             RouterError::Engine(EngineError::Tokenize(_)) => {
-                ApiError::bad_request(message.clone(), Some("prompt")).code("invalid_prompt")
+                ApiError::bad_request(message.clone(), None)
             }
             RouterError::Engine(_) => server("inference_error"),
             RouterError::Adapter(CallError::Adapter { .. }) => {

@@ -208,7 +208,9 @@ fn steps(registry: Arc<Registry>, name: String) -> mpsc::Receiver<Step> {
         (status = 200, description = "Progress lines (`status`, and per file `digest`, `total`, `completed`; an `error` line when it fails), or with `stream: false` the end", content(
             (OllamaPulled = "application/json"),
             (String = "application/x-ndjson"))),
+        (status = 400, description = "A model that is not a hub file: there is nothing to pull", body = OllamaErrorBody),
         (status = 404, description = "No such model at the hub (`stream: false`)", body = OllamaErrorBody),
+        (status = 500, description = "The download could not be written, or stopped (`stream: false`)", body = OllamaErrorBody),
         (status = 502, description = "The hub failed (`stream: false`)", body = OllamaErrorBody),
         (status = 507, description = "Not enough disk space (`stream: false`)", body = OllamaErrorBody),
     ))]
@@ -279,7 +281,9 @@ fn short(digest: &str) -> &str {
         (status = 200, description = "Progress events (`status`: pulling_manifest, waiting, downloading, verifying, writing, success or error), or with `stream: false` the end", content(
             (PullSuccess = "application/json"),
             (super::openapi::ServerSentEvent = "text/event-stream"))),
+        (status = 400, description = "A model that is not a hub file: there is nothing to pull", body = OpenAiErrorBody),
         (status = 404, description = "No such model at the hub (`stream: false`)", body = OpenAiErrorBody),
+        (status = 500, description = "The download could not be written, or stopped (`stream: false`)", body = OpenAiErrorBody),
         (status = 502, description = "The hub failed (`stream: false`)", body = OpenAiErrorBody),
         (status = 507, description = "Not enough disk space (`stream: false`)", body = OpenAiErrorBody),
     ))]
@@ -428,6 +432,7 @@ async fn ollama_delete(
 #[derive(Deserialize, ToSchema)]
 struct CopyBody {
     source: String,
+    #[schema(min_length = 1)]
     destination: String,
 }
 

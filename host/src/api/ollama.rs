@@ -45,12 +45,10 @@ fn now() -> String {
 #[derive(Deserialize, Default, ToSchema)]
 #[schema(as = OllamaOptions)]
 struct Options {
-    #[schema(minimum = 0)]
+    // Unbounded, as Ollama takes them: a temperature ≤ 0 is greedy, a top_p ≥ 1 is off.
     temperature: Option<f32>,
-    #[schema(minimum = 0, maximum = 1)]
     top_p: Option<f32>,
     top_k: Option<usize>,
-    #[schema(minimum = 0, maximum = 1)]
     min_p: Option<f32>,
     seed: Option<i64>,
     num_predict: Option<i64>,
@@ -235,7 +233,6 @@ impl From<ChatLine> for GenerateLine {
     }
 }
 
-/// How a turn ended and what it took, on the last line; durations in nanoseconds.
 /// How a turn ended and what it took (nanoseconds), on the last line; all absent before it,
 /// and all but `done_reason` on an answer that only loaded or unloaded the model.
 #[derive(Serialize, ToSchema, Default)]
@@ -453,7 +450,7 @@ fn keep_alive_schema() -> utoipa::openapi::schema::Schema {
     use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Schema, Type};
     let one_of = OneOfBuilder::new()
         .item(ObjectBuilder::new().schema_type(Type::String).pattern(Some(
-            r"^-?([0-9]+(\.[0-9]+)?|([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+)$",
+            r"^\s*-?(([0-9]+\.?[0-9]*|\.[0-9]+)|(([0-9]+\.?[0-9]*|\.[0-9]+)(ns|us|µs|ms|s|m|h))+)\s*$",
         )))
         .item(ObjectBuilder::new().schema_type(Type::Number))
         .item(ObjectBuilder::new().schema_type(Type::Null))

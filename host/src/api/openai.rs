@@ -5,7 +5,7 @@ use std::convert::Infallible;
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -17,7 +17,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::error::{ApiError, OpenAiErrorBody};
-use super::{ApiJson, AppState, unix_now};
+use super::{ApiJson, ApiPath, AppState, unix_now};
 use crate::adapter::Problem;
 use crate::chat::ChatRequest;
 use crate::engine::{GeneratedToken, StopCause};
@@ -90,7 +90,12 @@ struct Sampling {
 }
 
 impl Sampling {
-    fn check(&self) -> Result<(), ApiError> {
+    /// The tokens asked for: `max_completion_tokens`, OpenAI's newer name, else `max_tokens`.
+    fn max_tokens(&self) -> Option<usize> {
+        self.max_completion_tokens.or(self.max_tokens)
+    }
+
+    fn check(&self, limits: &crate::limits::Limits) -> Result<(), ApiError> {
         if let Some(t) = self.temperature
             && !(0.0..=2.0).contains(&t)
         {
@@ -149,6 +154,10 @@ impl Sampling {
                     Some(name),
                 ));
             }
+            // Both, though only one is used: each is bounded (and described so).
+            limits
+                .check_max_tokens(value)
+                .map_err(|e| ApiError::from(crate::router::RouterError::Limit(e)))?;
         }
         Ok(())
     }
@@ -714,16 +723,13 @@ async fn chat_completions(
     headers: HeaderMap,
     ApiJson(request): ApiJson<ChatCompletionRequest>,
 ) -> Result<Response, ApiError> {
-    request.sampling.check()?;
+    request.sampling.check(&state.router.limits)?;
     let params = ChatParams {
         model: request.model.clone(),
         json: json_output(request.response_format.as_ref())?,
         constrained: request.constrained.unwrap_or(true),
         logprobs: logprobs_arg(request.logprobs, request.top_logprobs)?,
-        max_tokens: request
-            .sampling
-            .max_completion_tokens
-            .or(request.sampling.max_tokens),
+        max_tokens: request.sampling.max_tokens(),
         sampling: request.sampling.overrides(),
         stop: request
             .sampling
@@ -957,17 +963,20 @@ struct CompletionRequest {
     include_stop_str_in_output: bool,
 }
 
-/// `prompt` as the description shows it: text, token ids, or a list of one of either.
+/// `prompt` as the description shows it: text, token ids, or a list of one of either (`[]`
+/// is none of them: a list of no texts).
 fn completion_prompt_schema() -> utoipa::openapi::schema::Schema {
     use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, OneOfBuilder, Schema, Type};
     let text = || ObjectBuilder::new().schema_type(Type::String);
     let ids = || {
-        ArrayBuilder::new().items(
-            ObjectBuilder::new()
-                .schema_type(Type::Integer)
-                .minimum(Some(0))
-                .maximum(Some(u32::MAX)),
-        )
+        ArrayBuilder::new()
+            .items(
+                ObjectBuilder::new()
+                    .schema_type(Type::Integer)
+                    .minimum(Some(0))
+                    .maximum(Some(u32::MAX)),
+            )
+            .min_items(Some(1))
     };
     let one = |items: utoipa::openapi::RefOr<Schema>| {
         ArrayBuilder::new()
@@ -1012,15 +1021,13 @@ async fn completions(
     State(state): State<AppState>,
     ApiJson(request): ApiJson<CompletionRequest>,
 ) -> Result<Response, ApiError> {
-    request.sampling.check()?;
+    request.sampling.check(&state.router.limits)?;
     if request.echo {
         return Err(ApiError::bad_request("echo is not supported", Some("echo")));
     }
     let prompt = match request.prompt {
         CompletionPrompt::Text(t) => PromptInput::Text(t),
         CompletionPrompt::Tokens(ids) => PromptInput::Tokens(ids),
-        // `[]` reads as a list of no texts; it is an empty prompt as much as `""` is.
-        CompletionPrompt::Texts(v) if v.is_empty() => PromptInput::Text(String::new()),
         CompletionPrompt::Texts(mut v) if v.len() == 1 => PromptInput::Text(v.remove(0)),
         CompletionPrompt::TokenLists(mut v) if v.len() == 1 => PromptInput::Tokens(v.remove(0)),
         _ => {
@@ -1035,8 +1042,7 @@ async fn completions(
         prompt,
         max_tokens: request
             .sampling
-            .max_tokens
-            .or(request.sampling.max_completion_tokens)
+            .max_tokens()
             // OpenAI's default, within this server's ceiling.
             .or(Some(
                 state
@@ -1272,7 +1278,7 @@ async fn list_models(State(state): State<AppState>) -> Response {
     ))]
 async fn get_model(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     let entry = state
         .router

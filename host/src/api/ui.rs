@@ -3,7 +3,6 @@
 
 use std::sync::OnceLock;
 
-use axum::extract::Path;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
@@ -78,9 +77,10 @@ async fn page(headers: HeaderMap) -> Response {
         (status = 200, description = "The file", content(
             (String = "text/javascript"), (String = "text/css"), (String = "text/html"))),
         (status = 304, description = "The browser's copy is current (If-None-Match)"),
+        (status = 400, description = "The name cannot be read", body = super::error::OpenAiErrorBody),
         (status = 404, description = "No such file", body = super::error::OpenAiErrorBody),
     ))]
-async fn module(Path(name): Path<String>, headers: HeaderMap) -> Response {
+async fn module(super::ApiPath(name): super::ApiPath<String>, headers: HeaderMap) -> Response {
     file(&name, &headers)
 }
 

@@ -29,8 +29,9 @@ impl Default for KeepAlive {
 /// numbers with units (`"5m"`, `"1h30m"`, `"90s"`, `"250ms"`).
 pub fn seconds_of(text: &str) -> Option<f64> {
     let text = text.trim();
-    if let Ok(seconds) = text.parse::<f64>() {
-        return Some(seconds);
+    // Digits and a point only: f64's own parser would also take "inf", "NaN" and "1e3".
+    if text.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+        return text.parse::<f64>().ok();
     }
     let mut total = 0.0;
     let mut rest = text;
@@ -80,8 +81,8 @@ impl KeepAlive {
         let bad =
             || format!("keep_alive '{text}' is not a duration such as \"5m\", \"1h30m\" or \"-1\"");
         if let Some(rest) = text.strip_prefix('-') {
-            // Any negative duration keeps the model for good.
-            Self::parse_str(rest).map_err(|_| bad())?;
+            // Any negative duration keeps the model for good (one sign: "--5" is no duration).
+            seconds_of(rest).ok_or_else(bad)?;
             return Ok(KeepAlive::Forever);
         }
         seconds_of(text).map(Self::seconds).ok_or_else(bad)
