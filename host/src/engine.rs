@@ -9,6 +9,20 @@
 //! repeats its long system prompt every turn — reuses the cached keys and values for that
 //! prefix and only computes the rest. Dropping the event receiver cancels the generation at the
 //! next token.
+//!
+//! # Adding an architecture
+//!
+//! An architecture is spread over these places (one table for all of them is planned):
+//! - `engine/model.rs`: `Arch` and `Arch::from_name`, the list of supported names in
+//!   `Config::of`'s error, `Config::read` (the metadata keys it reads), the flags `Model::load`
+//!   derives from the architecture (`gelu`, `interleaved_rope`, `embed_scale`) and the tensor
+//!   names it loads;
+//! - `engine.rs`: `END_TEXTS`, when its end-of-turn text is a new one;
+//! - `engine/tokenizer/gpt2.rs`: its `tokenizer.ggml.pre` name in `pre_tokenizer` (an unknown
+//!   name falls back to GPT-2's with a warning, and wrong token ids);
+//! - `engine/convert.rs`: its name, when its checkpoints are to be converted;
+//! - tests: a tiny random model of it in `tests/support/tiny.rs`, checked against llama.cpp on
+//!   the same file in `tests/all/llamacpp.rs`.
 
 pub mod constraint;
 pub mod convert;

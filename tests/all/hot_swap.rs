@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use plugboard::adapter::ParseOptions;
+use plugboard::plugins::registry::AdapterState;
 use plugboard::plugins::{PluginHost, Watcher};
 use plugboard_tests::{plugboard_bin, plugin_bytes, runtime};
 
@@ -162,7 +163,7 @@ fn swapping_under_load_fails_no_call_and_bad_files_never_replace_the_serving_ver
         .into_iter()
         .find(|e| e.name == "probe")
         .expect("probe listed");
-    assert_eq!(entry.state, "active (update failed)");
+    assert_eq!(entry.state, AdapterState::UpdateFailed);
 
     // `plugboard plugins list` shows the failing file and why.
     let output = std::process::Command::new(plugboard_bin())
@@ -240,7 +241,7 @@ fn settle(host: &PluginHost, watcher: &Watcher, adapter: &str) -> usize {
 fn source_of(host: &PluginHost, adapter: &str) -> Option<String> {
     host.list()
         .into_iter()
-        .find(|e| e.name == adapter && e.state != "built-in (not loaded)")
+        .find(|e| e.name == adapter && e.state != AdapterState::NotLoaded)
         .map(|e| e.source)
 }
 

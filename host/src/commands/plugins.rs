@@ -62,7 +62,7 @@ fn table(entries: &[Entry]) -> String {
                     e.families.join(",")
                 },
                 e.source.clone(),
-                e.state.clone(),
+                e.state.as_str().to_string(),
                 e.last_error
                     .as_ref()
                     .map(|f| f.message.lines().next().unwrap_or("").to_string())

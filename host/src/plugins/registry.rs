@@ -9,15 +9,15 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::SystemTime;
-use utoipa::ToSchema;
 
 use arc_swap::ArcSwap;
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use super::builtin::{self, Builtin};
 use super::cache::sha256_hex;
 use super::fixtures;
-use super::runtime::{Plugin, PluginSource, Runtime};
+use super::runtime::{LoadError, Plugin, PluginSource, Runtime};
 
 /// One version that started serving.
 #[derive(Clone, Debug, Serialize, ToSchema)]
@@ -42,6 +42,52 @@ pub struct Failure {
     pub at: SystemTime,
 }
 
+/// Where an adapter (or a file that serves none) stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, ToSchema)]
+pub enum AdapterState {
+    /// Serving.
+    #[serde(rename = "active")]
+    Active,
+    /// Serving, but a newer file of it failed to load: the older version stays.
+    #[serde(rename = "active (update failed)")]
+    UpdateFailed,
+    /// A file that failed to load, or a built-in that failed to compile: nothing serves.
+    #[serde(rename = "failed")]
+    Failed,
+    /// A built-in not asked for yet (listing never compiles it).
+    #[serde(rename = "built-in (not loaded)")]
+    NotLoaded,
+}
+
+impl AdapterState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AdapterState::Active => "active",
+            AdapterState::UpdateFailed => "active (update failed)",
+            AdapterState::Failed => "failed",
+            AdapterState::NotLoaded => "built-in (not loaded)",
+        }
+    }
+}
+
+/// Why a plugin file (or a built-in) did not start serving; the serving version stays.
+#[derive(Debug, thiserror::Error)]
+pub enum SwapError {
+    #[error("cannot read {}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    #[error("{plugin} failed its fixtures: {summary}")]
+    Fixtures { plugin: String, summary: String },
+    #[error("built-in plugins/{folder} calls itself '{name}'; folder and adapter name must match")]
+    Misnamed { folder: String, name: String },
+    #[error("the adapter '{name}' is already served by {}; remove one of the two files", other.display())]
+    Duplicate { name: String, other: PathBuf },
+}
+
 /// What `plugboard plugins list` and the admin API show for one adapter (or one file that
 /// serves none).
 #[derive(Clone, Debug, Serialize, ToSchema)]
@@ -50,8 +96,7 @@ pub struct Entry {
     pub version: Option<String>,
     pub families: Vec<String>,
     pub source: String,
-    /// `active`, `active (update failed)`, or `failed`.
-    pub state: String,
+    pub state: AdapterState,
     pub contract: Option<String>,
     pub sha256: Option<String>,
     /// The built-in version this one replaces, if any.
@@ -89,17 +134,27 @@ struct FileContents {
 
 impl FileContents {
     /// `None` when the plugin file does not exist.
-    fn read(path: &Path) -> Result<Option<FileContents>, String> {
+    fn read(path: &Path) -> Result<Option<FileContents>, SwapError> {
         let wasm = match std::fs::read(path) {
             Ok(bytes) => bytes,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+            Err(source) => {
+                return Err(SwapError::Io {
+                    path: path.to_path_buf(),
+                    source,
+                });
+            }
         };
         let fixtures_path = PluginHost::fixtures_path(path);
         let fixtures = match std::fs::read_to_string(&fixtures_path) {
             Ok(text) => Some(text),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(e) => return Err(format!("cannot read {}: {e}", fixtures_path.display())),
+            Err(source) => {
+                return Err(SwapError::Io {
+                    path: fixtures_path,
+                    source,
+                });
+            }
         };
         let hashes = Hashes {
             wasm: sha256_hex(&wasm),
@@ -228,13 +283,13 @@ impl PluginHost {
                 status.builtin_errors.remove(name);
                 Some(plugin)
             }
-            Err(message) => {
-                tracing::error!(adapter = name, "built-in adapter failed to load: {message}");
+            Err(error) => {
+                tracing::error!(adapter = name, "built-in adapter failed to load: {error}");
                 status.builtin_errors.insert(
                     name.to_string(),
                     Failure {
                         source: format!("built-in:{name}"),
-                        message,
+                        message: error.to_string(),
                         at: SystemTime::now(),
                     },
                 );
@@ -250,21 +305,16 @@ impl PluginHost {
         builtin::ALL.iter().find(|b| b.name == name)
     }
 
-    fn load_builtin(&self, builtin: &Builtin) -> Result<Arc<Plugin>, String> {
-        let plugin = self
-            .inner
-            .runtime
-            .load(
-                builtin.wasm,
-                PluginSource::Builtin(builtin.name.to_string()),
-            )
-            .map_err(|e| e.to_string())?;
+    fn load_builtin(&self, builtin: &Builtin) -> Result<Arc<Plugin>, SwapError> {
+        let plugin = self.inner.runtime.load(
+            builtin.wasm,
+            PluginSource::Builtin(builtin.name.to_string()),
+        )?;
         if plugin.info().name != builtin.name {
-            return Err(format!(
-                "built-in plugins/{} calls itself '{}'; folder and adapter name must match",
-                builtin.name,
-                plugin.info().name
-            ));
+            return Err(SwapError::Misnamed {
+                folder: builtin.name.to_string(),
+                name: plugin.info().name.clone(),
+            });
         }
         Ok(plugin)
     }
@@ -320,24 +370,13 @@ impl PluginHost {
         wasm.with_extension("fixtures.jsonl")
     }
 
-    /// Compiles, checks and runs the fixtures of a plugin file, without publishing it.
-    pub fn check_file(
-        runtime: &Arc<Runtime>,
-        path: &Path,
-    ) -> Result<(Arc<Plugin>, Option<fixtures::Report>), String> {
-        let files = FileContents::read(path)?
-            .ok_or_else(|| format!("cannot read {}: no such file", path.display()))?;
-        Self::check_contents(runtime, path, &files)
-    }
-
+    /// Compiles a plugin file and runs its fixtures, without publishing it.
     fn check_contents(
         runtime: &Arc<Runtime>,
         path: &Path,
         files: &FileContents,
-    ) -> Result<(Arc<Plugin>, Option<fixtures::Report>), String> {
-        let plugin = runtime
-            .load(&files.wasm, PluginSource::File(path.to_path_buf()))
-            .map_err(|e| e.to_string())?;
+    ) -> Result<(Arc<Plugin>, Option<fixtures::Report>), SwapError> {
+        let plugin = runtime.load(&files.wasm, PluginSource::File(path.to_path_buf()))?;
         let report = files
             .fixtures
             .as_deref()
@@ -347,17 +386,20 @@ impl PluginHost {
 
     /// Loads (or reloads) a plugin file and publishes it if every check passes. On failure the
     /// serving version stays and the error is recorded for `plugins list`.
-    pub fn reload_file(&self, path: &Path) -> Result<Arc<Plugin>, String> {
+    pub fn reload_file(&self, path: &Path) -> Result<Arc<Plugin>, SwapError> {
         let files = match FileContents::read(path) {
             Ok(Some(files)) => files,
             Ok(None) => {
-                let message = format!("cannot read {}: no such file", path.display());
-                self.record_failure(path, None, &message);
-                return Err(message);
+                let error = SwapError::Io {
+                    path: path.to_path_buf(),
+                    source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"),
+                };
+                self.record_failure(path, None, &error);
+                return Err(error);
             }
-            Err(message) => {
-                self.record_failure(path, None, &message);
-                return Err(message);
+            Err(error) => {
+                self.record_failure(path, None, &error);
+                return Err(error);
             }
         };
         self.load_contents(path, files).1
@@ -377,8 +419,8 @@ impl PluginHost {
                     SyncOutcome::Unchanged
                 };
             }
-            Err(message) => {
-                tracing::warn!(file = %path.display(), "{message}");
+            Err(error) => {
+                tracing::warn!(file = %path.display(), "{error}");
                 return SyncOutcome::Unchanged;
             }
         };
@@ -398,7 +440,7 @@ impl PluginHost {
         &self,
         path: &Path,
         files: FileContents,
-    ) -> (SyncOutcome, Result<Arc<Plugin>, String>) {
+    ) -> (SyncOutcome, Result<Arc<Plugin>, SwapError>) {
         let hashes = files.hashes.clone();
         match self.try_load(path, &files) {
             Ok((outcome, plugin)) => {
@@ -406,9 +448,9 @@ impl PluginHost {
                 count_swap(&name, outcome);
                 (outcome, Ok(plugin))
             }
-            Err(message) => {
-                tracing::error!(file = %path.display(), "plugin not loaded, the serving version stays: {message}");
-                self.record_failure(path, Some(hashes), &message);
+            Err(error) => {
+                tracing::error!(file = %path.display(), "plugin not loaded, the serving version stays: {error}");
+                self.record_failure(path, Some(hashes), &error);
                 let stem = path
                     .file_stem()
                     .map(|s| s.to_string_lossy().into_owned())
@@ -423,20 +465,20 @@ impl PluginHost {
                 crate::events::publish(crate::events::Event::AdapterRejected {
                     adapter: name,
                     file: path.display().to_string(),
-                    reason: message.clone(),
+                    reason: error.to_string(),
                 });
-                (SyncOutcome::Rejected, Err(message))
+                (SyncOutcome::Rejected, Err(error))
             }
         }
     }
 
-    fn record_failure(&self, path: &Path, seen: Option<Hashes>, message: &str) {
+    fn record_failure(&self, path: &Path, seen: Option<Hashes>, error: &SwapError) {
         let mut status = self.status();
         let state = status.files.entry(path.to_path_buf()).or_default();
         state.seen = seen;
         state.error = Some(Failure {
             source: path.display().to_string(),
-            message: message.to_string(),
+            message: error.to_string(),
             at: SystemTime::now(),
         });
     }
@@ -445,16 +487,15 @@ impl PluginHost {
         &self,
         path: &Path,
         files: &FileContents,
-    ) -> Result<(SyncOutcome, Arc<Plugin>), String> {
+    ) -> Result<(SyncOutcome, Arc<Plugin>), SwapError> {
         let (plugin, report) = Self::check_contents(&self.inner.runtime, path, files)?;
         if let Some(report) = report
             && !report.passed()
         {
-            return Err(format!(
-                "{} failed its fixtures: {}",
-                plugin.label(),
-                report.summary()
-            ));
+            return Err(SwapError::Fixtures {
+                plugin: plugin.label().to_string(),
+                summary: report.summary(),
+            });
         }
         let name = plugin.info().name.clone();
         let mut status = self.status();
@@ -464,10 +505,7 @@ impl PluginHost {
             .find(|(p, f)| p.as_path() != path && f.serves.as_deref() == Some(name.as_str()))
             .map(|(p, _)| p.clone());
         if let Some(other) = provider {
-            return Err(format!(
-                "the adapter '{name}' is already served by {}; remove one of the two files",
-                other.display()
-            ));
+            return Err(SwapError::Duplicate { name, other });
         }
         let state = status.files.entry(path.to_path_buf()).or_default();
         state.seen = Some(files.hashes.clone());
@@ -544,11 +582,10 @@ impl PluginHost {
                 families: plugin.info().families.clone(),
                 source: plugin.source().to_string(),
                 state: if last_error.is_some() {
-                    "active (update failed)"
+                    AdapterState::UpdateFailed
                 } else {
-                    "active"
-                }
-                .into(),
+                    AdapterState::Active
+                },
                 contract: Some(plugin.contract().to_string()),
                 sha256: Some(plugin.sha256().to_string()),
                 overrides,
@@ -567,7 +604,7 @@ impl PluginHost {
                     version: None,
                     families: Vec::new(),
                     source: path.display().to_string(),
-                    state: "failed".into(),
+                    state: AdapterState::Failed,
                     contract: None,
                     sha256: None,
                     overrides: None,
@@ -586,7 +623,7 @@ impl PluginHost {
                     version: None,
                     families: Vec::new(),
                     source: format!("built-in:{}", b.name),
-                    state: "built-in (not loaded)".into(),
+                    state: AdapterState::NotLoaded,
                     contract: None,
                     sha256: None,
                     overrides: None,
@@ -602,7 +639,7 @@ impl PluginHost {
                 version: None,
                 families: Vec::new(),
                 source: format!("built-in:{name}"),
-                state: "failed".into(),
+                state: AdapterState::Failed,
                 contract: None,
                 sha256: None,
                 overrides: None,
