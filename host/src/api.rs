@@ -1,11 +1,11 @@
 //! The HTTP server: OpenAI- and Ollama-compatible APIs, admin endpoints and Prometheus metrics,
-//! on axum. Handlers translate between the wire shapes and the [`Router`]; they never touch the
+//! on axum. Handlers translate between the wire shapes and the [`Turns`]; they never touch the
 //! engine or wasmtime directly.
 
-pub mod access;
+mod access;
 mod admin;
-pub mod error;
-pub mod inflight;
+mod error;
+mod inflight;
 mod manage;
 mod ollama;
 mod openai;
@@ -26,8 +26,10 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use serde::de::DeserializeOwned;
 use utoipa_axum::router::OpenApiRouter;
 
-use crate::router::Router;
+use crate::turn::Turns;
+pub use access::Access;
 use error::ApiError;
+pub use inflight::{CallerLimits, Inflight, Rate};
 
 /// Largest request body accepted (413 beyond).
 pub const MAX_BODY_BYTES: usize = 4 << 20;
@@ -35,7 +37,7 @@ pub const MAX_BODY_BYTES: usize = 4 << 20;
 /// What every handler can reach.
 #[derive(Clone)]
 pub struct AppState {
-    pub router: Arc<Router>,
+    pub turns: Arc<Turns>,
     pub metrics: Option<PrometheusHandle>,
     pub started: Instant,
     /// Whether `GET /` serves the web UI.
@@ -228,7 +230,7 @@ pub fn app(state: AppState) -> HttpRouter {
         .merge(admin::routes())
         .merge(manage::routes())
         .merge(openapi::routes());
-    let (routes, description) = openapi::describe(routes, &state.access, &state.router.limits);
+    let (routes, description) = openapi::describe(routes, &state.access, &state.turns.limits);
     routes
         .layer(axum::Extension(description))
         .route_layer(middleware::from_fn(observe))

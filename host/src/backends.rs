@@ -22,8 +22,8 @@
 //! its time is up. Once an answer has started nothing is retried: what went wrong arrives
 //! in-band.
 
-pub mod template;
-pub mod wire;
+mod template;
+pub(crate) mod wire;
 
 use std::collections::VecDeque;
 use std::pin::Pin;
@@ -37,6 +37,8 @@ use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
 use crate::registry::Trigger;
+pub use template::RemoteTemplate;
+pub(crate) use template::defuse_control_tokens;
 pub use wire::{Format, RemoteDone, RemoteEvent, RemoteInput, RemoteSampling, RemoteUsage};
 use wire::{Lines, Reader, WireError, clip, error_message};
 

@@ -16,7 +16,7 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
 use plugboard::engine::EngineOptions;
-use plugboard::plugins::cache::CompileCache;
+use plugboard::plugins::CompileCache;
 use plugboard::plugins::{Limits, PluginHost, Runtime};
 use plugboard::registry::{self, Registry};
 use plugboard::store::{Store, StoreOptions};

@@ -12,27 +12,30 @@
 //!
 //! # Adding an architecture
 //!
-//! An architecture is spread over these places (one table for all of them is planned):
-//! - `engine/model.rs`: `Arch` and `Arch::from_name`, the list of supported names in
-//!   `Config::of`'s error, `Config::read` (the metadata keys it reads), the flags `Model::load`
-//!   derives from the architecture (`gelu`, `interleaved_rope`, `embed_scale`) and the tensor
-//!   names it loads;
+//! - `engine/arch.rs`: a row in the table — its `general.architecture` name, the checkpoint
+//!   `model_type`s that convert to it, and its traits (GELU, interleaved rope, embedding
+//!   scale, sliding window). The loader, the converter and the "supported: …" error read it.
+//! - `engine/config.rs`: any metadata key of its own that `Config::read` must read;
+//!   `engine/model.rs`: a layer shape the loader does not know yet (tensor names are GGUF's,
+//!   and fused or optional tensors are found in the file);
+//! - `engine/tokenizer/gpt2.rs`: its `tokenizer.ggml.pre` name, when its BPE pre-tokenizer is
+//!   a new one (an unknown name is refused, naming it);
 //! - `engine.rs`: `END_TEXTS`, when its end-of-turn text is a new one;
-//! - `engine/tokenizer/gpt2.rs`: its `tokenizer.ggml.pre` name in `pre_tokenizer` (an unknown
-//!   name falls back to GPT-2's with a warning, and wrong token ids);
-//! - `engine/convert.rs`: its name, when its checkpoints are to be converted;
 //! - tests: a tiny random model of it in `tests/support/tiny.rs`, checked against llama.cpp on
 //!   the same file in `tests/all/llamacpp.rs`.
 
-pub mod constraint;
+mod arch;
+mod config;
+mod constraint;
 pub mod convert;
 mod gguf;
-pub mod model;
-pub mod quant;
+mod kv_cache;
+mod model;
+mod quant;
 mod sampler;
 mod spm;
-pub mod text;
-pub mod tokenizer;
+mod text;
+mod tokenizer;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -42,15 +45,19 @@ use std::time::Instant;
 use candle_core::Device;
 use tokio::sync::mpsc;
 
+pub use arch::Arch;
+pub use config::Config;
 pub use constraint::{
-    Activation, ConstraintReport, ConstraintRequest, DropReason, GrammarFactory, Trigger,
+    Activation, Constraint, ConstraintReport, ConstraintRequest, DropReason, GrammarFactory,
+    Trigger, vocabulary_bytes,
 };
 pub use gguf::GgufFile;
-pub use model::{Arch, KvCache, Model};
+pub use kv_cache::KvCache;
+pub use model::Model;
+pub use quant::Isa;
 pub use sampler::{Sampler, SamplingParams, TokenLogprob};
 pub use tokenizer::{Tokenizer, quote_control_tokens};
 
-use constraint::Constraint;
 use text::{Detokenizer, StopMatcher};
 
 fn grammar_factory(
@@ -248,7 +255,7 @@ pub fn estimate_memory(
             kv_cache: 0,
         });
     }
-    let config = model::Config::of(&GgufFile::open(path)?)?;
+    let config = Config::of(&GgufFile::open(path)?)?;
     let context = options.max_context.min(config.context_length) as u64;
     Ok(MemoryEstimate {
         weights,

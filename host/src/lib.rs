@@ -5,7 +5,7 @@
 //! contract (`wit/`, world `model-adapter`) and swaps while it runs.
 //!
 //! ```text
-//!  request ─▶ api ─▶ router ─▶ chat (OpenAI shapes → PromptRequest)
+//!  request ─▶ api ─▶ turn ─▶ chat (OpenAI shapes → PromptRequest)
 //!               │
 //!               ▼
 //!  plugins: adapter.format-prompt (wasm) ─▶ prompt text, stop strings, call triggers
@@ -17,12 +17,12 @@
 //!  toolcalls: known name? arguments valid against the schema? ─▶ SSE / NDJSON / JSON
 //! ```
 //!
-//! Dependencies run one way: [`api`] → [`router`] → ([`plugins`], [`engine`], [`registry`],
+//! Dependencies run one way: [`api`] → [`turn`] → ([`plugins`], [`engine`], [`registry`],
 //! [`toolcalls`], [`call_constraint`]). The engine knows nothing of HTTP, adapters or wasm; the plugin runtime knows
 //! nothing of the engine or HTTP.
 //!
 //! - [`api`]: the HTTP server — OpenAI and Ollama APIs, admin endpoints, metrics;
-//! - [`router`]: one chat turn from request to validated events, HTTP-free;
+//! - [`turn`]: one chat turn from request to validated events, HTTP-free;
 //! - [`registry`]: the models this server knows, their adapters and settings;
 //! - [`toolcalls`]: tool calls checked against the request's tools and JSON Schemas;
 //! - [`call_constraint`]: an adapter's call grammar and the tools' schemas as the engine's
@@ -48,7 +48,7 @@ pub mod keys;
 pub mod limits;
 pub mod plugins;
 pub mod registry;
-pub mod router;
 pub mod store;
 pub mod tool_results;
 pub mod toolcalls;
+pub mod turn;

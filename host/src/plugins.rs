@@ -9,13 +9,17 @@
 //! - [`builtin`]: the adapters compiled into the binary.
 
 pub mod builtin;
-pub mod cache;
-pub mod contract;
+mod cache;
+mod contract;
 pub mod fixtures;
-pub mod registry;
-pub mod runtime;
-pub mod watcher;
+mod registry;
+mod runtime;
+mod watcher;
 
-pub use registry::PluginHost;
-pub use runtime::{CallError, Limits, Plugin, PluginSource, PluginStream, Runtime, Session};
+pub use cache::CompileCache;
+pub use registry::{AdapterState, Entry, PluginHost};
+pub use runtime::{
+    CallError, Limits, LoadError, Plugin, PluginSource, PluginStream, Runtime, Session,
+};
 pub use watcher::Watcher;
+pub(crate) use watcher::{DEBOUNCE, changes_content};

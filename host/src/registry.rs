@@ -30,9 +30,13 @@
 //! fallback_on = ["error", "timeout", "overloaded", "context_overflow"]
 //! ```
 
-pub mod config_watch;
-pub mod detect;
-pub mod residency;
+mod config_watch;
+mod detect;
+pub(crate) mod residency;
+
+pub use config_watch::ConfigWatcher;
+pub use detect::adapter_for;
+pub use residency::{KeepAlive, Residency, seconds_of};
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -42,14 +46,14 @@ use utoipa::ToSchema;
 use arc_swap::ArcSwap;
 use serde::{Deserialize, Serialize};
 
-use crate::backends::template::RemoteTemplate;
+use crate::backends::RemoteTemplate;
 use crate::backends::{Backend, BackendDecl, Mode};
 
 use crate::engine::{self, Engine, EngineError, EngineOptions, FileInfo, MemoryEstimate};
 use crate::events::{self, Event};
 use crate::store::{self, DEFAULT_REVISION, HubFile, Store};
 use crate::toolcalls::ToolPolicy;
-use residency::{KeepAlive, Residency, Usage};
+use residency::Usage;
 
 /// Where a model's weights are.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]

@@ -2,11 +2,11 @@
 //! state machine on scripted logits (real vocabulary, real llguidance), and real generations of
 //! the Qwen test model held to a grammar.
 
-use plugboard::engine::constraint::{Constraint, vocabulary_bytes};
 use plugboard::engine::{
     Activation, ConstraintRequest, DropReason, Engine, GenEvent, GenerateRequest, GgufFile,
     GrammarFactory, Sampler, SamplingParams, Tokenizer, Trigger,
 };
+use plugboard::engine::{Constraint, vocabulary_bytes};
 use plugboard_tests::{models, tool, weather_tools};
 use serde_json::Value;
 

@@ -1,8 +1,8 @@
 //! Components that are not adapters of a supported contract version are refused with a
 //! message that says why.
 
+use plugboard::plugins::LoadError;
 use plugboard::plugins::PluginSource;
-use plugboard::plugins::runtime::LoadError;
 use plugboard_tests::{plugin_bytes, runtime};
 
 #[test]

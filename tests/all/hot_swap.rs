@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use plugboard::adapter::ParseOptions;
-use plugboard::plugins::registry::AdapterState;
+use plugboard::plugins::AdapterState;
 use plugboard::plugins::{PluginHost, Watcher};
 use plugboard_tests::{plugboard_bin, plugin_bytes, runtime};
 

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use plugboard::adapter::{GrammarRequest, Tool, ToolChoice};
 use plugboard::call_constraint::tool_constraint;
 use plugboard::engine::{GgufFile, GrammarFactory, Tokenizer};
-use plugboard::plugins::cache::CompileCache;
+use plugboard::plugins::CompileCache;
 use plugboard::plugins::{Limits, Plugin, PluginSource, Runtime, builtin, fixtures};
 use plugboard_tests::{TestServer, models, plugboard_bin, root, test_plugins, tool, weather_tools};
 use serde_json::json;

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use plugboard::adapter::{GrammarRequest, Tool, ToolChoice};
 use plugboard::call_constraint::tool_constraint;
-use plugboard::engine::constraint::Constraint;
+use plugboard::engine::Constraint;
 use plugboard::engine::{
     Activation, ConstraintRequest, Engine, EngineOptions, GenEvent, GenerateRequest, GgufFile,
     GrammarFactory, Sampler, SamplingParams, Tokenizer, Trigger,

@@ -15,8 +15,8 @@ use super::error::{ApiError, OpenAiErrorBody};
 use super::{ApiJson, ApiPath, AppState};
 use crate::adapter::ParseOptions;
 use crate::chat::{ChatRequest, tools_from_json};
-use crate::plugins::registry::Entry;
-use crate::router::RouterError;
+use crate::plugins::Entry;
+use crate::turn::TurnError;
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -45,10 +45,10 @@ async fn loaded_engine(
     model: Option<String>,
 ) -> Result<std::sync::Arc<crate::engine::Engine>, ApiError> {
     let model = model_name(state, model)?;
-    let router = state.router.clone();
+    let turns = state.turns.clone();
     let engine = tokio::task::spawn_blocking(move || {
-        let entry = router.registry.get(&model).map_err(RouterError::from)?;
-        router.registry.engine(&entry).map_err(RouterError::from)
+        let entry = turns.registry.get(&model).map_err(TurnError::from)?;
+        turns.registry.engine(&entry).map_err(TurnError::from)
     })
     .await
     .map_err(internal)??;
@@ -60,7 +60,7 @@ fn model_name(state: &AppState, model: Option<String>) -> Result<String, ApiErro
     model
         .or_else(|| {
             state
-                .router
+                .turns
                 .registry
                 .default_model()
                 .map(|m| m.id().to_string())
@@ -103,8 +103,8 @@ async fn apply_template(
     ApiJson(body): ApiJson<TemplateBody>,
 ) -> Result<Json<Rendered>, ApiError> {
     let model = model_name(&state, body.model)?;
-    let router = state.router.clone();
-    let (prompt, adapter) = tokio::task::spawn_blocking(move || router.render(&model, &body.chat))
+    let turns = state.turns.clone();
+    let (prompt, adapter) = tokio::task::spawn_blocking(move || turns.render(&model, &body.chat))
         .await
         .map_err(internal)??;
     Ok(Json(Rendered {
@@ -239,7 +239,7 @@ struct AdapterList {
 #[utoipa::path(get, path = "/v1/adapters", tag = "admin",
     responses((status = 200, description = "The adapters", body = AdapterList)))]
 async fn adapters(State(state): State<AppState>) -> Result<Json<AdapterList>, ApiError> {
-    let plugins = state.router.plugins.clone();
+    let plugins = state.turns.plugins.clone();
     let data = tokio::task::spawn_blocking(move || plugins.list())
         .await
         .map_err(internal)?;
@@ -288,7 +288,7 @@ async fn parse(
         reasoning_open: body.reasoning_open,
         lenient: body.lenient,
     };
-    let plugins = state.router.plugins.clone();
+    let plugins = state.turns.plugins.clone();
     let result = tokio::task::spawn_blocking(move || {
         let plugin = plugins.get(&name).ok_or_else(|| {
             ApiError::new(
@@ -299,7 +299,7 @@ async fn parse(
         })?;
         let parsed = plugin
             .parse(&body.text, &options)
-            .map_err(|e| ApiError::from(RouterError::Adapter(e)))?;
+            .map_err(|e| ApiError::from(TurnError::Adapter(e)))?;
         Ok::<_, ApiError>((
             parsed,
             format!("{}/{}", plugin.info().name, plugin.info().version),
@@ -335,7 +335,7 @@ struct LoadedModel {
     responses((status = 200, description = "Up", body = Health)))]
 async fn health(State(state): State<AppState>) -> Json<Health> {
     let models_loaded = state
-        .router
+        .turns
         .registry
         .all()
         .into_iter()
@@ -366,7 +366,7 @@ async fn metrics(State(state): State<AppState>) -> Response {
         return (StatusCode::NOT_FOUND, "metrics are not enabled").into_response();
     };
     // Plugin health is read from the registry at scrape time.
-    let plugins = state.router.plugins.clone();
+    let plugins = state.turns.plugins.clone();
     if let Ok(entries) = tokio::task::spawn_blocking(move || plugins.list()).await {
         for entry in entries {
             let labels = [("adapter", entry.name.clone())];

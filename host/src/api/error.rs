@@ -11,7 +11,7 @@ use crate::backends::BackendError;
 use crate::engine::EngineError;
 use crate::plugins::CallError;
 use crate::registry::RegistryError;
-use crate::router::RouterError;
+use crate::turn::TurnError;
 
 /// Which API's error shape to answer in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -123,8 +123,8 @@ impl IntoResponse for ApiError {
     }
 }
 
-impl From<&RouterError> for ApiError {
-    fn from(e: &RouterError) -> ApiError {
+impl From<&TurnError> for ApiError {
+    fn from(e: &TurnError) -> ApiError {
         let message = e.to_string();
         let server = |code: &str| {
             ApiError::new(
@@ -135,14 +135,14 @@ impl From<&RouterError> for ApiError {
             .code(code)
         };
         match e {
-            RouterError::InvalidRequest(r) => ApiError {
+            TurnError::InvalidRequest(r) => ApiError {
                 code: r.code.map(str::to_string),
                 ..ApiError::bad_request(r.message.clone(), r.param.as_deref())
             },
-            RouterError::Limit(l) => {
+            TurnError::Limit(l) => {
                 ApiError::bad_request(l.message.clone(), Some(l.param)).code(l.code)
             }
-            RouterError::Registry(RegistryError::UnknownModel(_)) => ApiError {
+            TurnError::Registry(RegistryError::UnknownModel(_)) => ApiError {
                 param: Some("model".into()),
                 ..ApiError::new(
                     StatusCode::NOT_FOUND,
@@ -151,19 +151,19 @@ impl From<&RouterError> for ApiError {
                 )
                 .code("model_not_found")
             },
-            RouterError::Registry(RegistryError::NotDownloaded { .. }) => ApiError::new(
+            TurnError::Registry(RegistryError::NotDownloaded { .. }) => ApiError::new(
                 StatusCode::NOT_FOUND,
                 "invalid_request_error",
                 message.clone(),
             )
             .code("model_not_available"),
-            RouterError::Registry(RegistryError::NotPullable { .. }) => {
+            TurnError::Registry(RegistryError::NotPullable { .. }) => {
                 ApiError::bad_request(message.clone(), Some("model")).code("model_not_pullable")
             }
-            RouterError::Registry(RegistryError::Remote { .. }) => {
+            TurnError::Registry(RegistryError::Remote { .. }) => {
                 ApiError::bad_request(message.clone(), Some("model")).code("model_is_remote")
             }
-            RouterError::Registry(RegistryError::Pull { error, .. }) => ApiError::new(
+            TurnError::Registry(RegistryError::Pull { error, .. }) => ApiError::new(
                 StatusCode::from_u16(error.status()).unwrap_or(StatusCode::BAD_GATEWAY),
                 if error.status() < 500 {
                     "invalid_request_error"
@@ -173,45 +173,45 @@ impl From<&RouterError> for ApiError {
                 message.clone(),
             )
             .code("model_download_failed"),
-            RouterError::Registry(RegistryError::TooLarge { .. }) => ApiError::new(
+            TurnError::Registry(RegistryError::TooLarge { .. }) => ApiError::new(
                 StatusCode::INSUFFICIENT_STORAGE,
                 "server_error",
                 message.clone(),
             )
             .code("model_too_large"),
-            RouterError::Registry(_) => server("model_load_failed"),
-            RouterError::Engine(EngineError::Busy(_)) => ApiError::new(
+            TurnError::Registry(_) => server("model_load_failed"),
+            TurnError::Engine(EngineError::Busy(_)) => ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "server_error",
                 message.clone(),
             )
             .code("queue_full"),
-            RouterError::Engine(EngineError::ContextOverflow { .. }) => ApiError {
+            TurnError::Engine(EngineError::ContextOverflow { .. }) => ApiError {
                 param: Some("messages".into()),
                 ..ApiError::bad_request(message.clone(), None).code("context_length_exceeded")
             },
-            RouterError::Engine(EngineError::Tokenize(_)) => {
+            TurnError::Engine(EngineError::Tokenize(_)) => {
                 ApiError::bad_request(message.clone(), None)
             }
-            RouterError::Engine(_) => server("inference_error"),
-            RouterError::Adapter(CallError::Adapter { .. }) => {
+            TurnError::Engine(_) => server("inference_error"),
+            TurnError::Adapter(CallError::Adapter { .. }) => {
                 ApiError::bad_request(message.clone(), Some("messages")).code("template_error")
             }
-            RouterError::Adapter(_) => server("adapter_error"),
-            RouterError::AdapterMissing(_) => server("adapter_missing"),
-            RouterError::ToolCallRejected(p) => ApiError::new(
+            TurnError::Adapter(_) => server("adapter_error"),
+            TurnError::AdapterMissing(_) => server("adapter_missing"),
+            TurnError::ToolCallRejected(p) => ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "invalid_tool_call",
                 message.clone(),
             )
             .code(p.kind.as_str()),
-            RouterError::ToolCallMissing(_) => ApiError::new(
+            TurnError::ToolCallMissing(_) => ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "invalid_tool_call",
                 message.clone(),
             )
             .code("tool_call_missing"),
-            RouterError::Backend(b) => {
+            TurnError::Backend(b) => {
                 let status = |status: StatusCode, code: &str| {
                     ApiError::new(status, "server_error", message.clone()).code(code)
                 };
@@ -239,13 +239,13 @@ impl From<&RouterError> for ApiError {
                     BackendError::MissingKey { .. } => server("backend_key_missing"),
                 }
             }
-            RouterError::Internal(_) => server("internal_error"),
+            TurnError::Task(_) | TurnError::Unfinished => server("internal_error"),
         }
     }
 }
 
-impl From<RouterError> for ApiError {
-    fn from(e: RouterError) -> ApiError {
+impl From<TurnError> for ApiError {
+    fn from(e: TurnError) -> ApiError {
         ApiError::from(&e)
     }
 }

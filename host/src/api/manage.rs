@@ -23,8 +23,8 @@ use utoipa_axum::routes;
 use super::error::{ApiError, OllamaErrorBody, OpenAiErrorBody};
 use super::{ApiJson, AppState};
 use crate::registry::{Registry, RegistryError, Source};
-use crate::router::RouterError;
 use crate::store::{self, PullState, Pulled};
+use crate::turn::TurnError;
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -100,7 +100,7 @@ async fn refresh(registry: &Arc<Registry>) {
 }
 
 fn error(e: RegistryError) -> ApiError {
-    ApiError::from(&RouterError::Registry(e))
+    ApiError::from(&TurnError::Registry(e))
 }
 
 /// Runs a pull and reports its steps; the last is `Success` or `Failed`. The pull's progress
@@ -215,7 +215,7 @@ fn steps(registry: Arc<Registry>, name: String) -> mpsc::Receiver<Step> {
         (status = 507, description = "Not enough disk space (`stream: false`)", body = OllamaErrorBody),
     ))]
 async fn ollama_pull(State(state): State<AppState>, ApiJson(body): ApiJson<PullBody>) -> Response {
-    let rx = steps(Arc::clone(&state.router.registry), body.model);
+    let rx = steps(Arc::clone(&state.turns.registry), body.model);
     if body.stream == Some(false) {
         let mut steps = ReceiverStream::new(rx);
         while let Some(step) = steps.next().await {
@@ -288,7 +288,7 @@ fn short(digest: &str) -> &str {
         (status = 507, description = "Not enough disk space (`stream: false`)", body = OpenAiErrorBody),
     ))]
 async fn pull(State(state): State<AppState>, ApiJson(body): ApiJson<PullBody>) -> Response {
-    let rx = steps(Arc::clone(&state.router.registry), body.model);
+    let rx = steps(Arc::clone(&state.turns.registry), body.model);
     let event = |step: Step| -> Result<Value, ApiError> {
         Ok(match step {
             Step::Manifest => json!({"status": "pulling_manifest"}),
@@ -369,7 +369,7 @@ async fn ollama_delete(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<DeleteBody>,
 ) -> Result<StatusCode, ApiError> {
-    let registry = Arc::clone(&state.router.registry);
+    let registry = Arc::clone(&state.turns.registry);
     if registry.copies().contains_key(&body.model) {
         registry.forget_copies(&body.model);
         return Ok(StatusCode::OK);
@@ -449,7 +449,7 @@ async fn ollama_copy(
     ApiJson(body): ApiJson<CopyBody>,
 ) -> Result<StatusCode, ApiError> {
     state
-        .router
+        .turns
         .registry
         .copy(&body.source, &body.destination)
         .map_err(|e| match e {

@@ -20,11 +20,11 @@ use super::error::{ApiError, OllamaErrorBody};
 use super::openai::{Served, escalates};
 use super::{ApiJson, AppState};
 use crate::chat::ChatRequest;
+use crate::registry::KeepAlive;
 use crate::registry::ModelEntry;
-use crate::registry::residency::KeepAlive;
-use crate::router::{
-    ChatEvent, ChatParams, ChatStream, CompleteParams, JsonOutput, PromptInput, RouterError,
-    SamplingOverrides, Summary, ToolCallOut,
+use crate::turn::{
+    ChatEvent, ChatParams, ChatStream, CompleteParams, JsonOutput, PromptInput, SamplingOverrides,
+    Summary, ToolCallOut, TurnError,
 };
 
 pub fn routes() -> OpenApiRouter<AppState> {
@@ -129,8 +129,8 @@ fn openai_message(message: &Value) -> Value {
     m
 }
 
-/// A router error in Ollama's shape, owned or shared (as a turn's events carry it).
-fn problem(e: impl Borrow<RouterError>) -> ApiError {
+/// A turn's error in Ollama's shape, owned or shared (as a turn's events carry it).
+fn problem(e: impl Borrow<TurnError>) -> ApiError {
     ApiError::from(e.borrow()).ollama()
 }
 
@@ -259,7 +259,7 @@ impl Stats {
         let ns = |ms: f64| (ms * 1e6) as u64;
         let u = &summary.usage;
         Stats {
-            done_reason: Some(if summary.finish == crate::router::Finish::Length {
+            done_reason: Some(if summary.finish == crate::turn::Finish::Length {
                 "length"
             } else {
                 "stop"
@@ -284,7 +284,7 @@ impl Stats {
 
 /// An NDJSON response; an error ends it with Ollama's `{"error": "…"}` line.
 fn ndjson<L: Serialize>(
-    lines: impl Stream<Item = Result<L, Arc<RouterError>>> + Send + 'static,
+    lines: impl Stream<Item = Result<L, Arc<TurnError>>> + Send + 'static,
 ) -> Response {
     let body = Body::from_stream(lines.map(|line| {
         match line {
@@ -299,7 +299,7 @@ fn ndjson<L: Serialize>(
 /// One line per chat event; the last has `done: true` and the statistics.
 fn chat_lines(
     stream: ChatStream,
-) -> impl Stream<Item = Result<ChatLine, Arc<RouterError>>> + Send + 'static {
+) -> impl Stream<Item = Result<ChatLine, Arc<TurnError>>> + Send + 'static {
     let model = stream.model.clone();
     stream::unfold((stream.events, false), move |(mut events, done)| {
         let model = model.clone();
@@ -383,7 +383,7 @@ async fn chat(
         escalate: escalates(&headers),
         keep_alive: keep,
     };
-    let mut stream = state.router.chat(params).await.map_err(problem)?;
+    let mut stream = state.turns.chat(params).await.map_err(problem)?;
     let served = Served::of(&stream);
     if body.stream.unwrap_or(true) {
         return Ok(served.headers(ndjson(chat_lines(stream))));
@@ -474,7 +474,7 @@ async fn load_or_unload(
     model: &str,
     keep: Option<KeepAlive>,
 ) -> Result<(String, &'static str), ApiError> {
-    let (model, loaded) = state.router.preload(model, keep).await.map_err(problem)?;
+    let (model, loaded) = state.turns.preload(model, keep).await.map_err(problem)?;
     Ok((model, if loaded { "load" } else { "unload" }))
 }
 
@@ -510,7 +510,7 @@ async fn generate(
     }
     let mut stream = if body.raw {
         state
-            .router
+            .turns
             .complete(CompleteParams {
                 model: body.model,
                 prompt: PromptInput::Text(body.prompt),
@@ -531,7 +531,7 @@ async fn generate(
         }
         messages.push(json!({"role": "user", "content": body.prompt}));
         state
-            .router
+            .turns
             .chat(ChatParams {
                 model: body.model,
                 chat: ChatRequest {
@@ -646,7 +646,7 @@ struct Tag {
 #[utoipa::path(get, path = "/api/tags", tag = "ollama",
     responses((status = 200, description = "The models that can serve", body = Models<Tag>)))]
 async fn tags(State(state): State<AppState>) -> Json<Models<Tag>> {
-    let registry = Arc::clone(&state.router.registry);
+    let registry = Arc::clone(&state.turns.registry);
     let models = tokio::task::spawn_blocking(move || {
         let tag = |name: &str, m: &ModelEntry| Tag {
             name: name.into(),
@@ -706,10 +706,10 @@ async fn show(
     ApiJson(body): ApiJson<ShowBody>,
 ) -> Result<Json<Show>, ApiError> {
     let entry = state
-        .router
+        .turns
         .registry
         .get(&body.model)
-        .map_err(|e| problem(RouterError::Registry(e)))?;
+        .map_err(|e| problem(TurnError::Registry(e)))?;
     let described = Arc::clone(&entry);
     let info = tokio::task::spawn_blocking(move || described.describe())
         .await
@@ -720,9 +720,9 @@ async fn show(
         (None, Some(info)) => info.chat_template.clone(),
         // Not a GGUF (a checkpoint folder): its template is the loaded engine's.
         (None, None) if entry.path().is_some() => {
-            let router = state.router.clone();
+            let turns = state.turns.clone();
             let model = entry.id().to_string();
-            let (_, engine, _) = tokio::task::spawn_blocking(move || router.resolve(&model))
+            let engine = tokio::task::spawn_blocking(move || turns.resolve(&model))
                 .await
                 .map_err(|e| {
                     ApiError::new(
@@ -732,11 +732,12 @@ async fn show(
                     )
                     .ollama()
                 })?
-                .map_err(problem)?;
+                .map_err(problem)?
+                .engine;
             engine.info().chat_template.clone()
         }
         (None, None) => {
-            return Err(problem(RouterError::Registry(
+            return Err(problem(TurnError::Registry(
                 crate::registry::RegistryError::NotDownloaded {
                     id: entry.id().to_string(),
                     path: entry
@@ -747,12 +748,13 @@ async fn show(
             )));
         }
     };
-    let adapter =
-        entry.decl.adapter.clone().unwrap_or_else(|| {
-            crate::registry::detect::adapter_for(template.as_deref()).to_string()
-        });
+    let adapter = entry
+        .decl
+        .adapter
+        .clone()
+        .unwrap_or_else(|| crate::registry::adapter_for(template.as_deref()).to_string());
     let mut capabilities = vec!["completion"];
-    if let Some(plugin) = state.router.plugins.get(&adapter) {
+    if let Some(plugin) = state.turns.plugins.get(&adapter) {
         if plugin.info().capabilities.tools {
             capabilities.push("tools");
         }
@@ -811,7 +813,7 @@ pub fn expires_at(entry: &ModelEntry, server: KeepAlive) -> String {
     responses((status = 200, description = "The loaded models", body = Models<Running>)))]
 async fn ps(State(state): State<AppState>) -> Json<Models<Running>> {
     let models = state
-        .router
+        .turns
         .registry
         .all()
         .into_iter()
@@ -823,7 +825,7 @@ async fn ps(State(state): State<AppState>) -> Json<Models<Running>> {
                 size: m.memory().max(engine.info().file_bytes),
                 digest: digest(&m),
                 details: details(&m),
-                expires_at: expires_at(&m, state.router.registry.residency.keep_alive),
+                expires_at: expires_at(&m, state.turns.registry.residency.keep_alive),
                 size_vram: 0,
             })
         })

@@ -22,11 +22,11 @@ use crate::adapter::Problem;
 use crate::chat::ChatRequest;
 use crate::engine::{GeneratedToken, StopCause};
 use crate::registry::{ModelEntry, Source};
-use crate::router::{
+use crate::toolcalls::ToolPolicy;
+use crate::turn::{
     Attempt, ChatEvent, ChatParams, ChatStream, CompleteParams, JsonOutput, PromptInput,
     SamplingOverrides, Summary,
 };
-use crate::toolcalls::ToolPolicy;
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -157,7 +157,7 @@ impl Sampling {
             // Both, though only one is used: each is bounded (and described so).
             limits
                 .check_max_tokens(value)
-                .map_err(|e| ApiError::from(crate::router::RouterError::Limit(e)))?;
+                .map_err(|e| ApiError::from(crate::turn::TurnError::Limit(e)))?;
         }
         Ok(())
     }
@@ -723,7 +723,7 @@ async fn chat_completions(
     headers: HeaderMap,
     ApiJson(request): ApiJson<ChatCompletionRequest>,
 ) -> Result<Response, ApiError> {
-    request.sampling.check(&state.router.limits)?;
+    request.sampling.check(&state.turns.limits)?;
     let params = ChatParams {
         model: request.model.clone(),
         json: json_output(request.response_format.as_ref())?,
@@ -742,17 +742,17 @@ async fn chat_completions(
         escalate: escalates(&headers),
         keep_alive: None,
     };
-    if request.stream && state.router.holds(&params) {
+    if request.stream && state.turns.holds(&params) {
         // A bad request is a 400 before the held response starts, as it is otherwise.
-        state.router.validate(&params)?;
+        state.turns.validate(&params)?;
         // The turn is held until judged (a fallback may serve it instead): the response
         // starts now and SSE comments keep the connection alive meanwhile. Who serves it is
         // known only then — each chunk's `model`, the last one's `plugboard.attempts` — so
         // this response has no `x-plugboard-*` headers.
         let include_usage = request.stream_options.is_some_and(|o| o.include_usage);
-        let router = state.router.clone();
+        let turns = state.turns.clone();
         let events =
-            stream::once(async move { router.chat(params).await }).flat_map(move |result| {
+            stream::once(async move { turns.chat(params).await }).flat_map(move |result| {
                 match result {
                     Ok(turn) => chat_chunks(turn, include_usage).boxed(),
                     Err(e) => stream::iter([
@@ -766,7 +766,7 @@ async fn chat_completions(
             .keep_alive(KeepAlive::default())
             .into_response());
     }
-    let stream = state.router.chat(params).await?;
+    let stream = state.turns.chat(params).await?;
     let served = Served::of(&stream);
     let response = if request.stream {
         let include_usage = request.stream_options.is_some_and(|o| o.include_usage);
@@ -904,7 +904,7 @@ fn chat_chunks(
                     ));
                 }
                 ChatEvent::Done(summary) => {
-                    let attempts = crate::router::attempts_until_now(&attempts, served_at);
+                    let attempts = crate::turn::attempts_until_now(&attempts, served_at);
                     let mut out = vec![data(&ChatChunk {
                         timings: Some(LlamaTimings::of(&summary)),
                         plugboard: Some(Plugboard::of(&summary, &adapter, attempts)),
@@ -1021,7 +1021,7 @@ async fn completions(
     State(state): State<AppState>,
     ApiJson(request): ApiJson<CompletionRequest>,
 ) -> Result<Response, ApiError> {
-    request.sampling.check(&state.router.limits)?;
+    request.sampling.check(&state.turns.limits)?;
     if request.echo {
         return Err(ApiError::bad_request("echo is not supported", Some("echo")));
     }
@@ -1046,7 +1046,7 @@ async fn completions(
             // OpenAI's default, within this server's ceiling.
             .or(Some(
                 state
-                    .router
+                    .turns
                     .limits
                     .max_tokens
                     .map_or(16, |most| most.min(16)),
@@ -1063,7 +1063,7 @@ async fn completions(
         include_stop_str_in_output: request.include_stop_str_in_output,
         keep_alive: None,
     };
-    let mut stream = state.router.complete(params).await?;
+    let mut stream = state.turns.complete(params).await?;
     let served = Served::of(&stream);
     let head = Head::new("cmpl", stream.model.clone());
     if request.stream {
@@ -1205,13 +1205,13 @@ struct ModelList<'a> {
 fn model_object<'a>(state: &AppState, entry: &'a ModelEntry) -> ModelObject<'a> {
     let engine = entry.loaded();
     let adapter_name = entry.decl.adapter.clone().or_else(|| {
-        engine.as_ref().map(|e| {
-            crate::registry::detect::adapter_for(e.info().chat_template.as_deref()).to_string()
-        })
+        engine
+            .as_ref()
+            .map(|e| crate::registry::adapter_for(e.info().chat_template.as_deref()).to_string())
     });
     let adapter = adapter_name
         .as_deref()
-        .and_then(|n| state.router.plugins.get(n));
+        .and_then(|n| state.turns.plugins.get(n));
     let capabilities = adapter
         .as_ref()
         .map(|p| p.info().capabilities)
@@ -1231,7 +1231,7 @@ fn model_object<'a>(state: &AppState, entry: &'a ModelEntry) -> ModelObject<'a> 
             loaded: engine.is_some(),
             state: entry.state(),
             expires_at: engine.as_ref().map(|_| {
-                super::ollama::expires_at(entry, state.router.registry.residency.keep_alive)
+                super::ollama::expires_at(entry, state.turns.registry.residency.keep_alive)
             }),
             size: entry
                 .path()
@@ -1260,7 +1260,7 @@ fn model_object<'a>(state: &AppState, entry: &'a ModelEntry) -> ModelObject<'a> 
 #[utoipa::path(get, path = "/v1/models", tag = "openai",
     responses((status = 200, description = "The models", body = ModelList)))]
 async fn list_models(State(state): State<AppState>) -> Response {
-    let models = state.router.registry.all();
+    let models = state.turns.registry.all();
     let data = models.iter().map(|m| model_object(&state, m)).collect();
     Json(ModelList {
         object: "list",
@@ -1281,9 +1281,9 @@ async fn get_model(
     ApiPath(id): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     let entry = state
-        .router
+        .turns
         .registry
         .get(&id)
-        .map_err(|e| ApiError::from(crate::router::RouterError::Registry(e)))?;
+        .map_err(|e| ApiError::from(crate::turn::TurnError::Registry(e)))?;
     Ok(Json(model_object(&state, &entry)).into_response())
 }

@@ -231,10 +231,7 @@ pub fn run(command: AdapterCommand) -> anyhow::Result<ExitCode> {
             if template.trim().is_empty() {
                 bail!("standard input is empty: pipe a chat template in");
             }
-            println!(
-                "{}",
-                plugboard::registry::detect::adapter_for(Some(&template))
-            );
+            println!("{}", plugboard::registry::adapter_for(Some(&template)));
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -207,7 +207,7 @@ pub fn run_bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
                 "streams": args.streams,
                 "streams_decode_tokens_per_s": streams.map(|s| s.0),
                 "streams_decode_cpu_tokens_per_s": streams.and_then(|s| s.1),
-                "kernels": format!("{:?}", engine::quant::Isa::detect()),
+                "kernels": format!("{:?}", engine::Isa::detect()),
             })
         );
     } else {
@@ -247,7 +247,7 @@ pub fn run_bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
                     .unwrap_or_default()
             );
         }
-        println!("kernels      {:?}", engine::quant::Isa::detect());
+        println!("kernels      {:?}", engine::Isa::detect());
         println!("TTFT cold    {cold_ttft:.0} ms");
         println!(
             "TTFT warm    {warm_ttft:.0} ms (prefix cache; {:.2}x cold)",

@@ -9,7 +9,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{Value, json};
 
 use plugboard::engine::{self, EngineOptions};
-use plugboard::registry::{ModelEntry, Registry, Source, detect};
+use plugboard::registry::{ModelEntry, Registry, Source, adapter_for};
 use plugboard::store::{self, HubFile, PullState, Pulled};
 
 use super::{ModelArgs, PluginArgs};
@@ -187,7 +187,7 @@ fn describe(entry: &ModelEntry) -> Value {
         });
     let adapter = entry.decl.adapter.clone().or_else(|| {
         info.as_ref()
-            .map(|i| detect::adapter_for(i.chat_template.as_deref()).to_string())
+            .map(|i| adapter_for(i.chat_template.as_deref()).to_string())
     });
     let place = match (&entry.remote, &path) {
         (Some(remote), _) => format!("backend {}", remote.backend.name()),

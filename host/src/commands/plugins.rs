@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Subcommand;
 
-use plugboard::plugins::registry::Entry;
+use plugboard::plugins::Entry;
 use plugboard::plugins::{PluginHost, fixtures};
 
 use super::PluginArgs;

@@ -7,17 +7,17 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use clap::Args;
 
-use plugboard::api::access::Access;
-use plugboard::api::inflight::{CallerLimits, Inflight, Rate};
+use plugboard::api::Access;
 use plugboard::api::{self, AppState};
+use plugboard::api::{CallerLimits, Inflight, Rate};
 use plugboard::engine::{self, EngineOptions};
 use plugboard::keys::Keys;
 use plugboard::limits::Limits;
 use plugboard::plugins::Watcher;
 use plugboard::registry;
-use plugboard::registry::config_watch::ConfigWatcher;
-use plugboard::registry::residency::{self, KeepAlive, Residency};
-use plugboard::router::Router;
+use plugboard::registry::ConfigWatcher;
+use plugboard::registry::{KeepAlive, Residency, seconds_of};
+use plugboard::turn::Turns;
 
 use super::{ModelArgs, PluginArgs};
 
@@ -202,7 +202,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         max_tools: args.max_tools,
         max_tools_bytes: usize::try_from(args.max_tools_bytes).unwrap_or(usize::MAX),
     };
-    let router = Router::with_limits(Arc::clone(&registry), plugins.clone(), limits);
+    let turns = Turns::with_limits(Arc::clone(&registry), plugins.clone(), limits);
     if let Some(remote) = registry.default_model().and_then(|d| {
         d.remote
             .as_ref()
@@ -215,7 +215,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         );
     } else if let Some(default) = registry.default_model() {
         let started = Instant::now();
-        let (_, engine, plugin) = router
+        let plugboard::turn::Resolved { engine, plugin, .. } = turns
             .resolve(default.id())
             .with_context(|| format!("cannot load the default model '{}'", default.id()))?;
         default
@@ -231,7 +231,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         );
     }
     let state = AppState {
-        router,
+        turns,
         metrics,
         started: Instant::now(),
         ui: args.ui == "on",
@@ -292,7 +292,7 @@ async fn shutdown_signal() {
 /// A duration for a flag: `30s`, `5m`, `1h30m` or plain seconds.
 fn parse_duration(text: &str) -> Result<Duration, String> {
     let bad = || format!("'{text}' is not a duration like 30s, 5m or 1h");
-    let seconds = residency::seconds_of(text).ok_or_else(bad)?;
+    let seconds = seconds_of(text).ok_or_else(bad)?;
     Duration::try_from_secs_f64(seconds).map_err(|e| format!("'{text}': {e}"))
 }
 

@@ -1,5 +1,5 @@
-//! Hugging Face checkpoints (`config.json`, `*.safetensors`, `tokenizer.json`) for the `llama`
-//! and `qwen2` architectures, converted once into a GGUF file in the cache, so that they run on
+//! Hugging Face checkpoints (`config.json`, `*.safetensors`, `tokenizer.json`) of the
+//! `model_type`s the architecture table converts (`llama`, `mistral`, `qwen2`), converted once into a GGUF file in the cache, so that they run on
 //! the same decoder, tokenizer and kernels as GGUF models.
 //!
 //! The conversion follows the GGUF conventions llama.cpp's converter established: tensor
@@ -14,8 +14,10 @@ use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::safetensors::MmapedSafetensors;
 use candle_core::{DType, Device, Tensor};
 use serde_json::Value as Json;
+use sha2::{Digest, Sha256};
 
 use super::EngineError;
+use super::arch::Arch;
 
 /// Whether `path` is a Hugging Face checkpoint (a folder with `config.json`, or one of its files).
 pub fn is_checkpoint(path: &Path) -> bool {
@@ -74,7 +76,8 @@ pub fn ensure_gguf(path: &Path, cache_dir: &Path) -> Result<PathBuf, EngineError
             key.push_str(&format!("{}:{}:{};", f.display(), m.len(), modified));
         }
     }
-    let out_dir = cache_dir.join(&crate::plugins::cache::sha256_hex(key.as_bytes())[..16]);
+    // Keyed by what the conversion reads: the same checkpoint converts once.
+    let out_dir = cache_dir.join(&hex::encode(Sha256::digest(key.as_bytes()))[..16]);
     let out = out_dir.join("model.gguf");
     if out.is_file() {
         return Ok(out);
@@ -182,18 +185,17 @@ fn llama3_rope_factors(scaling: &Json, head_dim: usize, base: f64) -> Option<Vec
 fn convert(dir: &Path, files: &[PathBuf], out: &Path) -> Result<(), EngineError> {
     let config = read_json(&dir.join("config.json"))?;
     let get = |k: &str| config.get(k).and_then(Json::as_u64).map(|v| v as u32);
-    let arch = match config.get("model_type").and_then(Json::as_str) {
-        Some("llama" | "mistral") => "llama",
-        Some("qwen2") => "qwen2",
-        other => {
-            return Err(EngineError::Unsupported {
-                path: dir.to_path_buf(),
-                reason: format!(
-                    "checkpoint model_type {other:?} (supported: llama, mistral, qwen2)"
-                ),
-            });
-        }
+    let model_type = config.get("model_type").and_then(Json::as_str);
+    let Some(arch) = model_type.and_then(Arch::of_checkpoint) else {
+        return Err(EngineError::Unsupported {
+            path: dir.to_path_buf(),
+            reason: format!(
+                "checkpoint model_type {model_type:?} (supported: {})",
+                Arch::supported_checkpoints()
+            ),
+        });
     };
+    let traits = arch.traits();
     let missing = |k: &str| format_error(&dir.join("config.json"), format!("missing {k}"));
     let n_head = get("num_attention_heads").ok_or_else(|| missing("num_attention_heads"))?;
     let n_kv = get("num_key_value_heads").unwrap_or(n_head);
@@ -202,9 +204,12 @@ fn convert(dir: &Path, files: &[PathBuf], out: &Path) -> Result<(), EngineError>
         .get("rope_theta")
         .and_then(Json::as_f64)
         .unwrap_or(10_000.0);
-    let key = |k: &str| format!("{arch}.{k}");
+    let key = |k: &str| format!("{}.{k}", traits.name);
     let mut meta: Vec<(String, Value)> = vec![
-        ("general.architecture".into(), Value::String(arch.into())),
+        (
+            "general.architecture".into(),
+            Value::String(traits.name.into()),
+        ),
         (
             "general.name".into(),
             Value::String(
@@ -256,7 +261,7 @@ fn convert(dir: &Path, files: &[PathBuf], out: &Path) -> Result<(), EngineError>
             .load(&name, &Device::Cpu)
             .and_then(|t| t.to_dtype(DType::F32))
             .map_err(|e| format_error(dir, format!("{name}: {e}")))?;
-        if arch == "llama" {
+        if traits.interleaved_rope {
             if target.ends_with("attn_q.weight") {
                 t = interleave_rope_rows(&t, n_head as usize)?;
             } else if target.ends_with("attn_k.weight") {
@@ -271,7 +276,7 @@ fn convert(dir: &Path, files: &[PathBuf], out: &Path) -> Result<(), EngineError>
         };
         tensors.push((target, QTensor::quantize(&t, dtype)?));
     }
-    if arch == "llama"
+    if arch == Arch::Llama
         && let Some(scaling) = config
             .get("rope_scaling")
             .filter(|s| s.get("rope_type").and_then(Json::as_str) == Some("llama3"))

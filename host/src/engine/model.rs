@@ -3,9 +3,10 @@
 //! `llama` (Llama 2/3, Mistral, DeepSeek Coder), `qwen2`, `phi3` and `gemma3` are one
 //! pre-norm decoder with per-family differences: biases on q/k/v (qwen2), fused projections
 //! (phi3), per-head q/k norms, post-norms, GELU, embedding scaling and sliding-window layers
-//! (gemma3), interleaved versus half-split rotary embeddings. The KV cache lives outside the
-//! model ([`KvCache`]) so that the engine can keep it and start new sequences from copies of
-//! its prefix (prefix cache).
+//! (gemma3), interleaved versus half-split rotary embeddings: the traits the file does not
+//! show are in the architecture table ([`super::arch`]). The KV cache lives outside the model
+//! ([`KvCache`]) so that the engine can keep it and start new sequences from copies of its
+//! prefix (prefix cache).
 //!
 //! We own this code rather than use candle-transformers' quantized models: candle 0.11's
 //! `quantized_gemma3` uses SiLU where Gemma 3 needs GELU, builds 128K-position rope tables per
@@ -18,267 +19,10 @@ use candle_core::quantized::QTensor;
 use candle_core::{D, Device, Tensor};
 
 use super::EngineError;
+use super::config::Config;
 use super::gguf::GgufFile;
+use super::kv_cache::{KvCache, LayerKv};
 use super::quant::Linear;
-
-/// The architectures this engine runs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Arch {
-    Llama,
-    Qwen2,
-    Phi3,
-    Gemma3,
-}
-
-impl Arch {
-    pub fn from_name(name: &str) -> Option<Arch> {
-        match name {
-            "llama" => Some(Arch::Llama),
-            "qwen2" => Some(Arch::Qwen2),
-            "phi3" => Some(Arch::Phi3),
-            "gemma3" => Some(Arch::Gemma3),
-            _ => None,
-        }
-    }
-}
-
-/// Sizes and options, read from the GGUF metadata.
-#[derive(Clone, Debug)]
-pub struct Config {
-    pub arch: Arch,
-    pub n_layer: usize,
-    pub n_embd: usize,
-    pub n_head: usize,
-    pub n_kv_head: usize,
-    pub head_dim: usize,
-    pub rms_eps: f64,
-    pub rope_base: f32,
-    /// Linear rope scaling of the global layers (1.0: none).
-    pub rope_scale: f32,
-    pub context_length: usize,
-    /// Gemma 3: the window of the local layers.
-    pub sliding_window: Option<usize>,
-    /// Gemma 3: which layers are local (sliding-window) ones.
-    pub sliding_layers: Vec<bool>,
-    /// Gemma 3: the rope base of the local layers.
-    pub rope_base_local: f32,
-    /// Logits are squashed to ±this with tanh (Gemma 2 style), when the file says so.
-    pub final_softcap: Option<f32>,
-}
-
-impl Config {
-    fn read(gguf: &GgufFile, arch: Arch, arch_name: &str) -> Result<Config, EngineError> {
-        let key = |k: &str| format!("{arch_name}.{k}");
-        let n_embd = gguf.require_u32(&key("embedding_length"))? as usize;
-        let n_head = gguf.require_u32(&key("attention.head_count"))? as usize;
-        let head_dim = gguf
-            .u32(&key("attention.key_length"))
-            .map(|v| v as usize)
-            .unwrap_or(n_embd / n_head.max(1));
-        let sliding_window = match arch {
-            Arch::Gemma3 => gguf
-                .u32(&key("attention.sliding_window"))
-                .map(|v| v as usize)
-                .filter(|w| *w > 0),
-            _ => None,
-        };
-        let n_layer = gguf.require_u32(&key("block_count"))? as usize;
-        // Every layer has tensors of its own: a count the file cannot back is refused before
-        // anything is sized by it.
-        let tensors = gguf.content.tensor_infos.len();
-        if n_layer > tensors {
-            return Err(EngineError::Format {
-                path: gguf.path.clone(),
-                reason: format!("{n_layer} layers declared, but the file has {tensors} tensors"),
-            });
-        }
-        // Which layers slide: a per-layer list, or a period n (the last layer of every n is
-        // global; 0: all slide). Gemma 3's period is 6 when the file does not say.
-        let sliding_layers = match (
-            sliding_window,
-            gguf.bools(&key("attention.sliding_window_pattern")),
-        ) {
-            (None, _) => vec![false; n_layer],
-            (Some(_), Some(flags)) => (0..n_layer)
-                .map(|i| flags.get(i).copied().unwrap_or(false))
-                .collect(),
-            (Some(_), None) => {
-                let n = gguf
-                    .u32(&key("attention.sliding_window_pattern"))
-                    .unwrap_or(6) as usize;
-                (0..n_layer).map(|i| n == 0 || i % n < n - 1).collect()
-            }
-        };
-        let rope_scale = match gguf.string(&key("rope.scaling.type")).as_deref() {
-            Some("linear") => gguf.f32(&key("rope.scaling.factor")).unwrap_or(1.0),
-            _ => 1.0,
-        };
-        Ok(Config {
-            arch,
-            n_layer,
-            n_embd,
-            n_head,
-            n_kv_head: gguf
-                .u32(&key("attention.head_count_kv"))
-                .map(|v| v as usize)
-                .unwrap_or(n_head),
-            head_dim,
-            rms_eps: gguf
-                .f32(&key("attention.layer_norm_rms_epsilon"))
-                .unwrap_or(1e-6) as f64,
-            rope_base: gguf.f32(&key("rope.freq_base")).unwrap_or(10_000.0),
-            rope_scale,
-            context_length: gguf.u32(&key("context_length")).unwrap_or(4096) as usize,
-            sliding_window,
-            sliding_layers,
-            rope_base_local: gguf.f32(&key("rope.freq_base_swa")).unwrap_or(10_000.0),
-            final_softcap: gguf
-                .f32(&key("final_logit_softcapping"))
-                .filter(|c| *c > 0.0),
-        })
-    }
-}
-
-impl Config {
-    /// A file's sizes, from its header alone.
-    pub fn of(gguf: &GgufFile) -> Result<Config, EngineError> {
-        let arch_name = gguf.architecture()?;
-        let arch = Arch::from_name(&arch_name).ok_or_else(|| EngineError::Unsupported {
-            path: gguf.path.clone(),
-            reason: format!("architecture '{arch_name}' (supported: llama, qwen2, phi3, gemma3)"),
-        })?;
-        Config::read(gguf, arch, &arch_name)
-    }
-
-    /// Bytes of keys and values one token of one sequence takes (f32, every layer; a
-    /// sliding-window layer counted whole, as an upper bound).
-    pub fn kv_bytes_per_token(&self) -> u64 {
-        // Saturating: the sizes come from an untrusted header.
-        [2, self.n_kv_head, self.head_dim, 4]
-            .iter()
-            .fold(self.n_layer as u64, |n, &m| n.saturating_mul(m as u64))
-    }
-}
-
-/// Keys and values of every layer for one sequence.
-///
-/// Each layer's keys and values live in buffers with room to grow, (1, kv heads, capacity,
-/// head dim), written in place as positions are added: appending a token copies that token
-/// only, not the whole cache (`Tensor::cat` per step cost O(length) per token and layer).
-/// Capacity grows by a quarter (at least a chunk of positions): little memory held beyond
-/// what a sequence uses, and growth copies stay a small multiple of the sequence's length in
-/// all. A shared prefix is handed out as a copy ([`KvCache::prefix`]), so sequences started
-/// from one cached prefix never write into each other's buffers.
-#[derive(Default)]
-pub struct KvCache {
-    layers: Vec<Option<LayerKv>>,
-    len: usize,
-}
-
-struct LayerKv {
-    k: Tensor,
-    v: Tensor,
-}
-
-/// Positions a layer's buffers first hold, and the step they grow by at least.
-const KV_CHUNK: usize = 256;
-
-impl LayerKv {
-    fn capacity(&self) -> usize {
-        self.k.dims()[2]
-    }
-
-    /// Writes `k`, `v` (1, heads, seq, dim) at positions `pos..pos + seq`, growing the
-    /// buffers if needed (at most to `max_len`), and returns views of positions `0..pos + seq`.
-    fn append(
-        slot: &mut Option<LayerKv>,
-        k: &Tensor,
-        v: &Tensor,
-        pos: usize,
-        max_len: usize,
-    ) -> candle_core::Result<(Tensor, Tensor)> {
-        let (b, heads, seq, dim) = k.dims4()?;
-        let total = pos + seq;
-        let have = slot.as_ref().map_or(0, |l| l.capacity());
-        if total > have {
-            let capacity = (have + have / 4)
-                .max(total.next_multiple_of(KV_CHUNK))
-                .min(max_len.max(total));
-            let grown = LayerKv {
-                k: Tensor::zeros((b, heads, capacity, dim), k.dtype(), k.device())?,
-                v: Tensor::zeros((b, heads, capacity, dim), v.dtype(), v.device())?,
-            };
-            if let Some(old) = slot.as_ref().filter(|_| pos > 0) {
-                grown
-                    .k
-                    .slice_set(&old.k.narrow(2, 0, pos)?.contiguous()?, 2, 0)?;
-                grown
-                    .v
-                    .slice_set(&old.v.narrow(2, 0, pos)?.contiguous()?, 2, 0)?;
-            }
-            *slot = Some(grown);
-        }
-        let layer = slot.as_ref().expect("allocated above");
-        layer.k.slice_set(&k.contiguous()?, 2, pos)?;
-        layer.v.slice_set(&v.contiguous()?, 2, pos)?;
-        Ok((layer.k.narrow(2, 0, total)?, layer.v.narrow(2, 0, total)?))
-    }
-}
-
-impl KvCache {
-    /// Positions held.
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
-    /// A cache of its own holding the first `keep` positions of this one (a shared prefix),
-    /// copied once into buffers of exactly that size: sequences started from one cached
-    /// prefix never write into each other's buffers.
-    pub fn prefix(&self, keep: usize) -> candle_core::Result<KvCache> {
-        let keep = keep.min(self.len);
-        if keep == 0 {
-            return Ok(KvCache::default());
-        }
-        let copy = |t: &Tensor| -> candle_core::Result<Tensor> {
-            let view = t.narrow(2, 0, keep)?;
-            if view.is_contiguous() {
-                // A view into the shared buffer (one head): copy it into one of its own.
-                let own = Tensor::zeros(view.shape(), view.dtype(), view.device())?;
-                own.slice_set(&view, 2, 0)?;
-                Ok(own)
-            } else {
-                view.contiguous()
-            }
-        };
-        let layers = self
-            .layers
-            .iter()
-            .map(|layer| {
-                let layer = layer
-                    .as_ref()
-                    .ok_or_else(|| candle_core::Error::Msg("a layer holds no keys".into()))?;
-                Ok(Some(LayerKv {
-                    k: copy(&layer.k)?,
-                    v: copy(&layer.v)?,
-                }))
-            })
-            .collect::<candle_core::Result<Vec<_>>>()?;
-        Ok(KvCache { layers, len: keep })
-    }
-
-    /// Bytes held (buffers' whole capacity).
-    pub fn bytes(&self) -> usize {
-        self.layers
-            .iter()
-            .flatten()
-            .map(|l| (l.k.elem_count() + l.v.elem_count()) * l.k.dtype().size_in_bytes())
-            .sum()
-    }
-}
 
 struct RmsNorm {
     weight: Tensor,
@@ -456,7 +200,7 @@ impl Model {
     /// Loads the weights of `gguf`. `max_len` bounds the positions the rope tables cover.
     pub fn load(gguf: &GgufFile, device: &Device, max_len: usize) -> Result<Model, EngineError> {
         let config = Config::of(gguf)?;
-        let arch = config.arch;
+        let traits = config.arch.traits();
         let mut reader = std::fs::File::open(&gguf.path).map_err(|e| EngineError::Io {
             path: gguf.path.clone(),
             reason: e.to_string(),
@@ -552,10 +296,9 @@ impl Model {
                 window,
             });
         }
-        let gemma = arch == Arch::Gemma3;
         Ok(Model {
             embed,
-            embed_scale: gemma.then(|| (config.n_embd as f64).sqrt()),
+            embed_scale: traits.embed_scale.then(|| (config.n_embd as f64).sqrt()),
             layers,
             norm: RmsNorm::load(gguf, r, "output_norm.weight", eps, device)?,
             output,
@@ -563,8 +306,8 @@ impl Model {
             rope_local,
             max_len,
             attn_scale: 1.0 / (config.head_dim as f64).sqrt(),
-            gelu: gemma,
-            interleaved_rope: arch == Arch::Llama,
+            gelu: traits.gelu,
+            interleaved_rope: traits.interleaved_rope,
             device: device.clone(),
             config,
         })
@@ -915,66 +658,5 @@ mod tests {
         // One new position: nothing to mask unless the window cuts.
         assert!(mask(1, 4, None, &Device::Cpu).expect("mask").is_none());
         assert_eq!(visible(1, 4, Some(3)), [vec![2, 3, 4]]);
-    }
-
-    #[test]
-    fn a_prefix_copy_is_its_own() {
-        let device = Device::Cpu;
-        let kv =
-            |value: f32, seq: usize| Tensor::full(value, (1, 2, seq, 4), &device).expect("tensor");
-        let mut slot = None;
-        LayerKv::append(&mut slot, &kv(1.0, 3), &kv(1.0, 3), 0, 1024).expect("append");
-        let cache = KvCache {
-            layers: vec![slot],
-            len: 3,
-        };
-        // Two sequences continue the same prefix differently.
-        let (mut a, mut b) = (
-            cache.prefix(3).expect("copy"),
-            cache.prefix(3).expect("copy"),
-        );
-        assert_eq!(a.layers[0].as_ref().map(LayerKv::capacity), Some(3));
-        let (ka, _) =
-            LayerKv::append(&mut a.layers[0], &kv(2.0, 1), &kv(2.0, 1), 3, 1024).expect("append");
-        let (kb, _) =
-            LayerKv::append(&mut b.layers[0], &kv(3.0, 1), &kv(3.0, 1), 3, 1024).expect("append");
-        let last = |k: &Tensor| -> Vec<f32> {
-            k.narrow(2, 3, 1)
-                .and_then(|t| t.flatten_all())
-                .and_then(|t| t.to_vec1())
-                .expect("values")
-        };
-        assert_eq!(last(&ka), [2.0; 8]);
-        assert_eq!(last(&kb), [3.0; 8]);
-        // One key head: the narrowed buffer is a contiguous view, copied all the same.
-        let one =
-            |value: f32, seq: usize| Tensor::full(value, (1, 1, seq, 4), &device).expect("tensor");
-        let mut slot = None;
-        LayerKv::append(&mut slot, &one(5.0, 3), &one(5.0, 3), 0, 1024).expect("append");
-        let mut single = KvCache {
-            layers: vec![slot],
-            len: 3,
-        };
-        let copy = single.prefix(2).expect("copy");
-        let layer = copy.layers[0].as_ref().expect("layer");
-        assert_eq!((copy.len(), layer.capacity()), (2, 2));
-        assert_eq!(single.prefix(9).expect("copy").len(), 3);
-        // Writing where the copy came from leaves the copy as it was.
-        LayerKv::append(&mut single.layers[0], &one(6.0, 2), &one(6.0, 2), 0, 1024)
-            .expect("overwrite");
-        let values =
-            |t: &Tensor| -> Vec<f32> { t.flatten_all().and_then(|t| t.to_vec1()).expect("values") };
-        assert_eq!(values(&layer.k), [5.0; 8]);
-        // Growing past the first chunk keeps what was written.
-        let (k, _) = LayerKv::append(
-            &mut a.layers[0],
-            &kv(4.0, KV_CHUNK),
-            &kv(4.0, KV_CHUNK),
-            4,
-            4096,
-        )
-        .expect("grow");
-        assert_eq!(k.dims()[2], 4 + KV_CHUNK);
-        assert_eq!(last(&k), [2.0; 8]);
     }
 }

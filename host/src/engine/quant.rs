@@ -111,19 +111,6 @@ impl Linear {
         })
     }
 
-    /// Outputs, inputs.
-    pub fn dims(&self) -> (usize, usize) {
-        (self.rows, self.cols)
-    }
-
-    /// Bytes of packed weights held (0 for candle's layers, which candle accounts for).
-    pub fn bytes(&self) -> usize {
-        match &self.inner {
-            Inner::Packed(w) => w.bytes(),
-            Inner::Candle(_) => 0,
-        }
-    }
-
     /// Whether our kernels run this layer (not candle's).
     pub fn is_packed(&self) -> bool {
         matches!(self.inner, Inner::Packed(_))

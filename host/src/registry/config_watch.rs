@@ -10,7 +10,7 @@ use std::sync::mpsc;
 use notify::{RecursiveMode, Watcher as _};
 
 use super::Registry;
-use crate::plugins::watcher::{DEBOUNCE, changes_content};
+use crate::plugins::{DEBOUNCE, changes_content};
 
 /// Keeps the config file watched; dropping it stops the watch.
 pub struct ConfigWatcher {

@@ -16,30 +16,29 @@ mod render;
 
 use plugboard_sdk::Adapter;
 use plugboard_sdk::grammar::{self, CallSyntax};
-use plugboard_sdk::prompt::ends_inside;
+use plugboard_sdk::markers::MarkerTable;
 use plugboard_sdk::stream::{CallMarkup, Format, OutputParser, Spec};
-use plugboard_sdk::template::render_chat_template;
+use plugboard_sdk::template::render_own_or;
 use plugboard_sdk::types::*;
 
 pub use body::DeepSeekCalls;
 pub use markers::*;
 
-/// Strings that start calls.
-pub const TRIGGERS: [&str; 2] = [CALLS_BEGIN, CALL_BEGIN];
+/// The family's markers, for its parser, info, prompts and grammar. Calls open a block
+/// (`CALLS_BEGIN`) or, read but not prompted for, stand alone (`CALL_BEGIN`): the grammar and
+/// so the prompt's triggers start at the block.
+pub const MARKERS: MarkerTable = MarkerTable::new(&[CALLS_BEGIN, CALL_BEGIN], &[END_OF_SENTENCE])
+    .with_reasoning(THINK)
+    .with_prompt_triggers(&[CALLS_BEGIN]);
 
 pub struct DeepSeek;
 
 impl Format for DeepSeek {
     fn spec(_options: &ParseOptions) -> Spec {
-        Spec {
-            reasoning: Some((THINK.0.into(), THINK.1.into())),
-            end_of_turn: vec![END_OF_SENTENCE.into()],
-            calls: vec![
-                CallMarkup::new(CALLS_BEGIN, || Box::new(DeepSeekCalls::block())),
-                CallMarkup::new(CALL_BEGIN, || Box::new(DeepSeekCalls::single())),
-            ],
-            whole: vec![],
-        }
+        MARKERS.spec(vec![
+            CallMarkup::new(CALLS_BEGIN, || Box::new(DeepSeekCalls::block())),
+            CallMarkup::new(CALL_BEGIN, || Box::new(DeepSeekCalls::single())),
+        ])
     }
 }
 
@@ -57,8 +56,8 @@ impl Adapter for DeepSeek {
                 "deepseek-v3.1".into(),
             ],
             capabilities: Capabilities::TOOLS | Capabilities::PARALLEL_CALLS | Capabilities::REASONING,
-            tool_call_triggers: TRIGGERS.iter().map(|t| t.to_string()).collect(),
-            end_of_turn: vec![END_OF_SENTENCE.into()],
+            tool_call_triggers: MARKERS.info_triggers(),
+            end_of_turn: MARKERS.info_end_of_turn(),
         }
     }
 
@@ -80,32 +79,16 @@ impl Adapter for DeepSeek {
             call: &call,
             separator: "\"\\n\"",
             list: Some((m(CALLS_BEGIN), m(CALLS_END))),
-            triggers: vec![grammar::trigger(CALLS_BEGIN)],
-            reasoning: Some(THINK),
+            triggers: MARKERS.grammar_triggers(),
+            reasoning: MARKERS.reasoning,
         }
         .grammar(&request))
     }
 
     fn format_prompt(request: PromptRequest) -> Result<Prompt, AdapterError> {
-        let text = match &request.model.chat_template {
-            Some(template) => render_chat_template(template, &request)?,
-            None => render::render(&request)?,
-        };
-        let calls_allowed = !request.tools.is_empty() && request.tool_choice != ToolChoice::None;
-        Ok(Prompt {
-            reasoning_open: ends_inside(&text, THINK.0, THINK.1),
-            text,
-            stop: vec![END_OF_SENTENCE.into()],
-            tool_call_triggers: if calls_allowed {
-                vec![CALLS_BEGIN.into()]
-            } else {
-                vec![]
-            },
-        })
+        let text = render_own_or(&request, render::render)?;
+        Ok(MARKERS.prompt(text, &request))
     }
 }
 
 plugboard_sdk::export_adapter!(DeepSeek);
-
-#[cfg(test)]
-mod tests;

@@ -11,7 +11,7 @@ use plugboard_sdk::types::{GrammarRequest, Tool, ToolCallGrammar};
 use serde_json::{Map, Value};
 
 use crate::syntax::{ESCAPE, write};
-use crate::{END_CALL, START_CALL};
+use crate::{END_CALL, MARKERS, START_CALL};
 
 pub fn call_grammar(request: &GrammarRequest) -> Option<ToolCallGrammar> {
     let escape = grammar::marker(request, ESCAPE);
@@ -91,8 +91,8 @@ pub fn call_grammar(request: &GrammarRequest) -> Option<ToolCallGrammar> {
             call,
             separator: "",
             list: None,
-            triggers: vec![grammar::trigger(START_CALL)],
-            reasoning: None,
+            triggers: MARKERS.grammar_triggers(),
+            reasoning: MARKERS.reasoning,
         }
         .grammar(request)
     })

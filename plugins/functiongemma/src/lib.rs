@@ -17,8 +17,9 @@ mod render;
 mod syntax;
 
 use plugboard_sdk::Adapter;
+use plugboard_sdk::markers::MarkerTable;
 use plugboard_sdk::stream::{CallMarkup, Format, OutputParser, Spec};
-use plugboard_sdk::template::render_chat_template;
+use plugboard_sdk::template::render_own_or;
 use plugboard_sdk::types::*;
 
 use call::GemmaCall;
@@ -34,20 +35,19 @@ pub const START_RESPONSE: &str = "<start_function_response>";
 pub const END_OF_TURN: [&str; 2] = ["<end_of_turn>", "<eos>"];
 /// Markers that end a call's span from outside it.
 pub const STOPS: [&str; 3] = [END_OF_TURN[0], END_OF_TURN[1], START_RESPONSE];
+/// The family's markers, for its parser, info, prompts and grammar. Generation stops where the
+/// model hands the turn to the tool, as at the end of a turn (the EOS token ends it anyway).
+pub const MARKERS: MarkerTable =
+    MarkerTable::new(&[START_CALL], &END_OF_TURN).with_stop(&[END_OF_TURN[0], START_RESPONSE]);
 
 pub struct FunctionGemma;
 
 impl Format for FunctionGemma {
     fn spec(_options: &ParseOptions) -> Spec {
-        Spec {
-            reasoning: None,
-            end_of_turn: END_OF_TURN.iter().map(|&s| s.into()).collect(),
-            calls: vec![
-                CallMarkup::new(START_CALL, || Box::new(GemmaCall::default())),
-                CallMarkup::new(START_RESPONSE, || Box::new(Handover)),
-            ],
-            whole: vec![],
-        }
+        MARKERS.spec(vec![
+            CallMarkup::new(START_CALL, || Box::new(GemmaCall::default())),
+            CallMarkup::new(START_RESPONSE, || Box::new(Handover)),
+        ])
     }
 }
 
@@ -61,8 +61,11 @@ impl Adapter for FunctionGemma {
             description: "Google FunctionGemma: <start_function_call>call:NAME{…} calls with <escape>-delimited strings".into(),
             families: vec!["functiongemma".into()],
             capabilities: Capabilities::TOOLS | Capabilities::PARALLEL_CALLS,
-            tool_call_triggers: vec![START_CALL.into()],
-            end_of_turn: END_OF_TURN
+            tool_call_triggers: MARKERS.info_triggers(),
+            // The handover ends the turn for the host too; the parser reads it as markup
+            // (`Handover`), which drops what follows it, rather than as an end of turn.
+            end_of_turn: MARKERS
+                .end_of_turn
                 .iter()
                 .chain([&START_RESPONSE])
                 .map(|s| s.to_string())
@@ -71,21 +74,8 @@ impl Adapter for FunctionGemma {
     }
 
     fn format_prompt(request: PromptRequest) -> Result<Prompt, AdapterError> {
-        let text = match &request.model.chat_template {
-            Some(template) => render_chat_template(template, &request)?,
-            None => render::render(&request)?,
-        };
-        let calls_allowed = !request.tools.is_empty() && request.tool_choice != ToolChoice::None;
-        Ok(Prompt {
-            text,
-            stop: vec![END_OF_TURN[0].into(), START_RESPONSE.into()],
-            tool_call_triggers: if calls_allowed {
-                vec![START_CALL.into()]
-            } else {
-                vec![]
-            },
-            reasoning_open: false,
-        })
+        let text = render_own_or(&request, render::render)?;
+        Ok(MARKERS.prompt(text, &request))
     }
 
     fn call_grammar(request: GrammarRequest) -> Result<Option<ToolCallGrammar>, AdapterError> {
@@ -94,6 +84,3 @@ impl Adapter for FunctionGemma {
 }
 
 plugboard_sdk::export_adapter!(FunctionGemma);
-
-#[cfg(test)]
-mod tests;

@@ -17,8 +17,8 @@
 //!   after them continues the same turn;
 //! - `<start_of_turn>model\n` as the generation prompt, unless a model turn is still open.
 
-use plugboard_sdk::prompt::json_value;
-use plugboard_sdk::types::{AdapterError, Message, PromptRequest, Role, Tool, ToolChoice};
+use plugboard_sdk::prompt::{calls_allowed, json_value};
+use plugboard_sdk::types::{AdapterError, Message, PromptRequest, Role, Tool};
 use serde_json::{Map, Value};
 
 use crate::syntax::{declared_schema, write};
@@ -69,7 +69,7 @@ fn turn(out: &mut String, role: &str, text: &str) {
 pub fn render(request: &PromptRequest) -> Result<String, AdapterError> {
     let bos = request.model.bos_token.as_deref().unwrap_or(DEFAULT_BOS);
     let mut out = String::from(bos);
-    let tools = !request.tools.is_empty() && request.tool_choice != ToolChoice::None;
+    let tools = calls_allowed(request);
     let (system, rest) = match request.messages.split_first() {
         Some((first, rest)) if first.role == Role::System => (first.content.as_deref(), rest),
         _ => (None, request.messages.as_slice()),

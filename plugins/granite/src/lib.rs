@@ -14,9 +14,9 @@ mod render;
 use plugboard_sdk::Adapter;
 use plugboard_sdk::calls::CallList;
 use plugboard_sdk::grammar::{self, CallSyntax};
-use plugboard_sdk::prompt::ends_inside;
+use plugboard_sdk::markers::MarkerTable;
 use plugboard_sdk::stream::{CallMarkup, Format, OutputParser, Spec};
-use plugboard_sdk::template::render_chat_template;
+use plugboard_sdk::template::render_own_or;
 use plugboard_sdk::types::*;
 
 /// The markers that start a call list: Granite 3.0's special token and 3.1+'s tag.
@@ -28,6 +28,8 @@ const CLOSE: &str = "</tool_call>";
 /// The answer's tags in thinking mode, dropped from the content.
 const DROPPED: [&str; 2] = ["<response>", "</response>"];
 const THINK: (&str, &str) = ("<think>", "</think>");
+/// The family's markers, for its parser, info, prompts and grammar.
+pub const MARKERS: MarkerTable = MarkerTable::new(&TRIGGERS, &[END_OF_TURN]).with_reasoning(THINK);
 
 /// Markers that end a call list from outside its JSON.
 const STOPS: [&str; 3] = [TRIGGERS[0], TRIGGERS[1], END_OF_TURN];
@@ -36,21 +38,17 @@ pub struct Granite;
 
 impl Format for Granite {
     fn spec(_options: &ParseOptions) -> Spec {
-        Spec {
-            reasoning: Some((THINK.0.into(), THINK.1.into())),
-            // Dropped tags are removed from the content like end-of-turn markers.
-            end_of_turn: std::iter::once(END_OF_TURN)
-                .chain(DROPPED)
-                .map(Into::into)
-                .collect(),
-            calls: TRIGGERS
+        let mut spec = MARKERS.spec(
+            TRIGGERS
                 .iter()
                 .map(|open| {
                     CallMarkup::new(*open, || Box::new(CallList::new(STOPS).dropping(CLOSE)))
                 })
                 .collect(),
-            whole: vec![],
-        }
+        );
+        // Dropped tags are removed from the content like end-of-turn markers.
+        spec.end_of_turn.extend(DROPPED.map(Into::into));
+        spec
     }
 }
 
@@ -73,8 +71,8 @@ impl Adapter for Granite {
             capabilities: Capabilities::TOOLS
                 | Capabilities::PARALLEL_CALLS
                 | Capabilities::REASONING,
-            tool_call_triggers: TRIGGERS.iter().map(|t| t.to_string()).collect(),
-            end_of_turn: vec![END_OF_TURN.into()],
+            tool_call_triggers: MARKERS.info_triggers(),
+            end_of_turn: MARKERS.info_end_of_turn(),
         }
     }
 
@@ -90,32 +88,16 @@ impl Adapter for Granite {
             call: &call,
             separator: "\", \"",
             list: Some((format!("({}) \"[\"", openers.join(" | ")), "\"]\"".into())),
-            triggers: TRIGGERS.iter().map(|t| grammar::trigger(t)).collect(),
-            reasoning: Some(THINK),
+            triggers: MARKERS.grammar_triggers(),
+            reasoning: MARKERS.reasoning,
         }
         .grammar(&request))
     }
 
     fn format_prompt(request: PromptRequest) -> Result<Prompt, AdapterError> {
-        let text = match &request.model.chat_template {
-            Some(template) => render_chat_template(template, &request)?,
-            None => render::render(&request)?,
-        };
-        let calls_allowed = !request.tools.is_empty() && request.tool_choice != ToolChoice::None;
-        Ok(Prompt {
-            reasoning_open: ends_inside(&text, THINK.0, THINK.1),
-            text,
-            stop: vec![END_OF_TURN.into()],
-            tool_call_triggers: if calls_allowed {
-                TRIGGERS.iter().map(|t| t.to_string()).collect()
-            } else {
-                vec![]
-            },
-        })
+        let text = render_own_or(&request, render::render)?;
+        Ok(MARKERS.prompt(text, &request))
     }
 }
 
 plugboard_sdk::export_adapter!(Granite);
-
-#[cfg(test)]
-mod tests;

@@ -10,7 +10,7 @@
 //! rendered: the template fails on it, so this refuses it too, as transformers would.
 
 use plugboard_sdk::prompt::{py_json, role_name, tool_json};
-use plugboard_sdk::template::render_chat_template;
+use plugboard_sdk::template::strftime_now;
 use plugboard_sdk::types::{AdapterError, PromptRequest, Role};
 use serde_json::Value;
 
@@ -66,12 +66,6 @@ fn py_str(value: &Value) -> String {
     }
 }
 
-/// Today's date as the template writes it: `strftime_now('%B %d, %Y')`, through the SDK's
-/// template engine so that `plugboard_now` pins it exactly as it pins a model's own template.
-fn today(request: &PromptRequest) -> Result<String, AdapterError> {
-    render_chat_template("{{ strftime_now('%B %d, %Y') }}", request)
-}
-
 fn cannot_render(what: &str) -> AdapterError {
     AdapterError::InvalidRequest(format!(
         "the chat template cannot render this request: {what} has no text (the official Granite template concatenates it: can only concatenate str (not \"NoneType\") to str)"
@@ -92,7 +86,9 @@ pub fn render(request: &PromptRequest) -> Result<String, AdapterError> {
             rest,
         ),
         _ => {
-            let mut system = format!("{CUTOFF}{}{IDENTITY}", today(request)?);
+            // `plugboard_now` pins the date exactly as it pins a model's own template.
+            let today = strftime_now(request, "%B %d, %Y")?;
+            let mut system = format!("{CUTOFF}{today}{IDENTITY}");
             system.push_str(match (tools, has_documents) {
                 (true, true) => "",
                 (true, false) => WITH_TOOLS,

@@ -28,6 +28,7 @@ mod render;
 
 use plugboard_sdk::Adapter;
 use plugboard_sdk::grammar::{self, CallSyntax};
+use plugboard_sdk::markers::MarkerTable;
 use plugboard_sdk::stream::{CallMarkup, Format, OutputParser, Spec};
 use plugboard_sdk::types::*;
 
@@ -41,18 +42,15 @@ pub const CLOSE: &str = "</tool_call>";
 pub const THINK: (&str, &str) = ("<think>", "</think>");
 /// ChatML's end of turn, and the end-of-text token Qwen models also emit.
 pub const END_OF_TURN: [&str; 2] = ["<|im_end|>", "<|endoftext|>"];
+/// The family's markers, for its parser, info, prompts and grammar.
+pub const MARKERS: MarkerTable = MarkerTable::new(&[OPEN], &END_OF_TURN).with_reasoning(THINK);
 
 pub struct Hermes;
 
 impl Format for Hermes {
     fn spec(_options: &ParseOptions) -> Spec {
-        Spec {
-            reasoning: Some((THINK.0.into(), THINK.1.into())),
-            end_of_turn: END_OF_TURN.iter().map(|&s| s.into()).collect(),
-            calls: vec![CallMarkup::new(OPEN, || Box::new(HermesBody::new()))],
-            // `lenient` adds the SDK's bare/fenced JSON rule by itself.
-            whole: vec![],
-        }
+        // `lenient` adds the SDK's bare/fenced JSON rule by itself.
+        MARKERS.spec(vec![CallMarkup::new(OPEN, || Box::new(HermesBody::new()))])
     }
 }
 
@@ -78,8 +76,8 @@ impl Adapter for Hermes {
             capabilities: Capabilities::TOOLS
                 | Capabilities::PARALLEL_CALLS
                 | Capabilities::REASONING,
-            tool_call_triggers: vec![OPEN.into()],
-            end_of_turn: END_OF_TURN.iter().map(|&s| s.into()).collect(),
+            tool_call_triggers: MARKERS.info_triggers(),
+            end_of_turn: MARKERS.info_end_of_turn(),
         }
     }
 
@@ -102,8 +100,8 @@ impl Adapter for Hermes {
             call: &call,
             separator: "\"\\n\"",
             list: None,
-            triggers: vec![grammar::trigger(OPEN)],
-            reasoning: Some(THINK),
+            triggers: MARKERS.grammar_triggers(),
+            reasoning: MARKERS.reasoning,
         }
         .grammar(&request))
     }

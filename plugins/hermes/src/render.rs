@@ -3,10 +3,11 @@
 //! Either way the prompt says where generation stops, what starts a call, and whether the
 //! output starts inside a `<think>` block the template opened.
 
-use plugboard_sdk::template::render_chat_template;
-use plugboard_sdk::types::{AdapterError, Message, Prompt, PromptRequest, Role, ToolChoice};
+use plugboard_sdk::prompt::calls_allowed;
+use plugboard_sdk::template::render_own_or;
+use plugboard_sdk::types::{AdapterError, Message, Prompt, PromptRequest, Role};
 
-use crate::{END_OF_TURN, OPEN, THINK};
+use crate::{MARKERS, THINK};
 
 /// How to write several calls, in the system prompt when a turn may make several: without it,
 /// small models make one call where the request needs two (BFCL's `parallel` categories; see
@@ -26,10 +27,7 @@ fn with_several_calls(mut request: PromptRequest) -> PromptRequest {
         .template_variables
         .iter()
         .any(|(name, value)| name == HINTS_VARIABLE && value.trim() == "false");
-    let several = request.parallel_tool_calls
-        && !request.tools.is_empty()
-        && request.tool_choice != ToolChoice::None
-        && !hints_off;
+    let several = request.parallel_tool_calls && calls_allowed(&request) && !hints_off;
     if !several {
         return request;
     }
@@ -56,21 +54,12 @@ fn with_several_calls(mut request: PromptRequest) -> PromptRequest {
 
 pub fn format_prompt(request: PromptRequest) -> Result<Prompt, AdapterError> {
     let request = with_several_calls(request);
-    let text = match &request.model.chat_template {
-        Some(template) => render_chat_template(template, &request)?,
-        None => crate::qwen::render(&request),
-    };
-    let calls_possible = !request.tools.is_empty() && request.tool_choice != ToolChoice::None;
-    Ok(Prompt {
-        reasoning_open: ends_in_open_reasoning(&text),
-        text,
-        stop: END_OF_TURN.iter().map(|s| s.to_string()).collect(),
-        tool_call_triggers: if calls_possible {
-            vec![OPEN.to_string()]
-        } else {
-            vec![]
-        },
-    })
+    let text = render_own_or(&request, |request| Ok(crate::qwen::render(request)))?;
+    let mut prompt = MARKERS.prompt(text, &request);
+    // Stricter than the table's rule (any `<think>` left open): only one opened in the last
+    // turn counts, not one in an earlier message.
+    prompt.reasoning_open = ends_in_open_reasoning(&prompt.text);
+    Ok(prompt)
 }
 
 /// Whether the prompt ends inside a `<think>` block opened in the last turn (thinking models'
@@ -86,6 +75,7 @@ pub fn ends_in_open_reasoning(prompt: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use plugboard_sdk::types::ToolChoice;
 
     fn request(
         messages: Vec<Message>,

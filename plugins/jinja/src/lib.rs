@@ -23,7 +23,7 @@
 
 use plugboard_sdk::Adapter;
 use plugboard_sdk::calls::JsonCalls;
-use plugboard_sdk::prompt::ends_inside;
+use plugboard_sdk::markers::MarkerTable;
 use plugboard_sdk::stream::{CallMarkup, Format, OutputParser, Spec};
 use plugboard_sdk::template::render_chat_template;
 use plugboard_sdk::types::*;
@@ -55,6 +55,13 @@ pub const END_OF_TURN: [&str; 10] = [
     "<|EOT|>",
 ];
 
+/// The markers, for the parser, info and prompts. A prompt stops at its model's own EOS token
+/// (added per request), not at every family's end of turn; reasoning is open when the
+/// template's generation prompt opens it (DeepSeek-R1's ends with `<think>\n`).
+pub const MARKERS: MarkerTable = MarkerTable::new(&TRIGGERS, &END_OF_TURN)
+    .with_reasoning(THINK)
+    .with_stop(&[]);
+
 pub struct Jinja;
 
 impl Format for Jinja {
@@ -68,13 +75,8 @@ impl Format for Jinja {
                 Box::new(JsonCalls::new(None, true))
             }));
         }
-        Spec {
-            reasoning: Some((THINK.0.into(), THINK.1.into())),
-            end_of_turn: END_OF_TURN.iter().map(|&s| s.into()).collect(),
-            calls,
-            // `lenient` adds the SDK's bare/fenced JSON rule by itself.
-            whole: vec![],
-        }
+        // `lenient` adds the SDK's bare/fenced JSON rule by itself.
+        MARKERS.spec(calls)
     }
 }
 
@@ -90,8 +92,8 @@ impl Adapter for Jinja {
             capabilities: Capabilities::TOOLS
                 | Capabilities::PARALLEL_CALLS
                 | Capabilities::REASONING,
-            tool_call_triggers: TRIGGERS.iter().map(|s| s.to_string()).collect(),
-            end_of_turn: END_OF_TURN.iter().map(|&s| s.into()).collect(),
+            tool_call_triggers: MARKERS.info_triggers(),
+            end_of_turn: MARKERS.info_end_of_turn(),
         }
     }
 
@@ -105,22 +107,11 @@ impl Adapter for Jinja {
             ));
         };
         let text = render_chat_template(template, &request)?;
-        let calls_possible = !request.tools.is_empty() && request.tool_choice != ToolChoice::None;
-        Ok(Prompt {
-            // DeepSeek-R1's generation prompt ends with `<think>\n`: the output starts as reasoning.
-            reasoning_open: ends_inside(&text, THINK.0, THINK.1),
-            text,
-            stop: request.model.eos_token.iter().cloned().collect(),
-            tool_call_triggers: if calls_possible {
-                TRIGGERS.iter().map(|s| s.to_string()).collect()
-            } else {
-                Vec::new()
-            },
-        })
+        let mut prompt = MARKERS.prompt(text, &request);
+        // The table has no stop strings of its own: the model's EOS token is the one.
+        prompt.stop.extend(request.model.eos_token.iter().cloned());
+        Ok(prompt)
     }
 }
 
 plugboard_sdk::export_adapter!(Jinja);
-
-#[cfg(test)]
-mod tests;

@@ -13,19 +13,19 @@
 //! call does not lose the others ([`sequence`]). JSON mode answers such as
 //! `{"name": "Ada", "age": 36}` stay content.
 //!
-//! Prompts: without a model template, the official Llama 3.1 template, byte for byte
-//! ([`llama31`]); with one, that template ([`render`]).
+//! Prompts: without a model template, the official Llama 3.1 template, byte for byte (the
+//! SDK's `Llama3Template::LLAMA_3_1`); with one, that template ([`render`]).
 
 mod bare;
 mod builtin;
 mod function_tag;
-mod llama31;
 mod parser;
 mod render;
 mod sequence;
 
 use plugboard_sdk::Adapter;
 use plugboard_sdk::grammar::{self, CallSyntax};
+use plugboard_sdk::markers::MarkerTable;
 use plugboard_sdk::stream::{CallMarkup, Format, Spec};
 use plugboard_sdk::types::*;
 
@@ -36,26 +36,26 @@ pub const PYTHON_TAG: &str = "<|python_tag|>";
 /// End of a turn (`<|eot_id|>`), end of a message that waits for a tool result
 /// (`<|eom_id|>`), and end of text.
 pub const END_OF_TURN: [&str; 3] = ["<|eot_id|>", "<|eom_id|>", "<|end_of_text|>"];
+/// The family's markers, for its parser, info, prompts and grammar. The template asks for JSON
+/// calls (bare, or after `<|python_tag|>`, which the grammar generates); Meta's `<function=…>`
+/// tags are read, not asked for.
+pub const MARKERS: MarkerTable = MarkerTable::new(&[PYTHON_TAG, function_tag::OPEN], &END_OF_TURN)
+    .with_prompt_triggers(&[PYTHON_TAG]);
 
 pub struct Llama3;
 
 impl Format for Llama3 {
     fn spec(_options: &ParseOptions) -> Spec {
-        Spec {
-            reasoning: None,
-            end_of_turn: END_OF_TURN.iter().map(|&s| s.into()).collect(),
-            calls: vec![
-                CallMarkup::new(PYTHON_TAG, || {
-                    Box::new(sequence::CallSequence::new(&END_OF_TURN))
-                }),
-                CallMarkup::new(function_tag::OPEN, || {
-                    Box::new(function_tag::FunctionTag::default())
-                }),
-            ],
-            // Bare calls are recognised in front of this parser (`Llama3Parser`), which can
-            // report per-call problems; `lenient` adds the SDK's fenced-JSON rule by itself.
-            whole: vec![],
-        }
+        // Bare calls are recognised in front of this parser (`Llama3Parser`), which can
+        // report per-call problems; `lenient` adds the SDK's fenced-JSON rule by itself.
+        MARKERS.spec(vec![
+            CallMarkup::new(PYTHON_TAG, || {
+                Box::new(sequence::CallSequence::new(&END_OF_TURN))
+            }),
+            CallMarkup::new(function_tag::OPEN, || {
+                Box::new(function_tag::FunctionTag::default())
+            }),
+        ])
     }
 }
 
@@ -72,8 +72,8 @@ impl Adapter for Llama3 {
                 .map(|s| s.to_string())
                 .collect(),
             capabilities: Capabilities::TOOLS | Capabilities::PARALLEL_CALLS,
-            tool_call_triggers: vec![PYTHON_TAG.into(), function_tag::OPEN.into()],
-            end_of_turn: END_OF_TURN.iter().map(|&s| s.into()).collect(),
+            tool_call_triggers: MARKERS.info_triggers(),
+            end_of_turn: MARKERS.info_end_of_turn(),
         }
     }
 
@@ -89,11 +89,10 @@ impl Adapter for Llama3 {
             call: &call,
             separator: "\"; \"",
             list: Some((tag, "\"\"".into())),
-            triggers: vec![
-                grammar::trigger_at_start("{\"name\""),
-                grammar::trigger(PYTHON_TAG),
-            ],
-            reasoning: None,
+            triggers: std::iter::once(grammar::trigger_at_start("{\"name\""))
+                .chain(MARKERS.grammar_triggers())
+                .collect(),
+            reasoning: MARKERS.reasoning,
         }
         .grammar(&request))
     }

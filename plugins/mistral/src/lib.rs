@@ -16,9 +16,9 @@ mod render;
 use plugboard_sdk::Adapter;
 use plugboard_sdk::calls;
 use plugboard_sdk::grammar::{self, CallSyntax};
-use plugboard_sdk::prompt::ends_inside;
+use plugboard_sdk::markers::MarkerTable;
 use plugboard_sdk::stream::{CallMarkup, Format, OutputParser, Spec};
-use plugboard_sdk::template::render_chat_template;
+use plugboard_sdk::template::render_own_or;
 use plugboard_sdk::types::*;
 
 pub use body::MistralCalls;
@@ -30,19 +30,17 @@ pub const TOOL_CALLS: &str = "[TOOL_CALLS]";
 pub const END_OF_TURN: &str = "</s>";
 /// Magistral's reasoning markers.
 pub const THINK: (&str, &str) = ("[THINK]", "[/THINK]");
+/// The family's markers, for its parser, info, prompts and grammar.
+pub const MARKERS: MarkerTable =
+    MarkerTable::new(&[TOOL_CALLS], &[END_OF_TURN]).with_reasoning(THINK);
 
 pub struct Mistral;
 
 impl Format for Mistral {
     fn spec(_options: &ParseOptions) -> Spec {
-        Spec {
-            reasoning: Some((THINK.0.into(), THINK.1.into())),
-            end_of_turn: vec![END_OF_TURN.into()],
-            calls: vec![CallMarkup::new(TOOL_CALLS, || {
-                Box::new(MistralCalls::default())
-            })],
-            whole: vec![],
-        }
+        MARKERS.spec(vec![CallMarkup::new(TOOL_CALLS, || {
+            Box::new(MistralCalls::default())
+        })])
     }
 }
 
@@ -61,8 +59,8 @@ impl Adapter for Mistral {
                 "magistral".into(),
             ],
             capabilities: Capabilities::TOOLS | Capabilities::PARALLEL_CALLS | Capabilities::REASONING,
-            tool_call_triggers: vec![TOOL_CALLS.into()],
-            end_of_turn: vec![END_OF_TURN.into()],
+            tool_call_triggers: MARKERS.info_triggers(),
+            end_of_turn: MARKERS.info_end_of_turn(),
         }
     }
 
@@ -94,47 +92,24 @@ impl Adapter for Mistral {
         };
         let listed =
             |tool: &Tool, args: &str| Some(grammar::json_envelope(tool, args, "name", "arguments"));
-        let syntax = if v11 {
-            CallSyntax {
-                call: &named,
-                separator: "",
-                list: None,
-                triggers: vec![grammar::trigger(TOOL_CALLS)],
-                reasoning: Some(THINK),
-            }
-        } else {
-            CallSyntax {
-                call: &listed,
-                separator: "\", \"",
-                list: Some((format!("{tool_calls} \"[\""), "\"]\"".into())),
-                triggers: vec![grammar::trigger(TOOL_CALLS)],
-                reasoning: Some(THINK),
-            }
-        };
-        Ok(syntax.grammar(&request))
+        // v11 writes each call after a `[TOOL_CALLS]` of its own, v0.3 one list after one.
+        let call: &dyn Fn(&Tool, &str) -> Option<String> = if v11 { &named } else { &listed };
+        let list = (!v11).then(|| (format!("{tool_calls} \"[\""), "\"]\"".into()));
+        Ok(CallSyntax {
+            call,
+            separator: if v11 { "" } else { "\", \"" },
+            list,
+            triggers: MARKERS.grammar_triggers(),
+            reasoning: MARKERS.reasoning,
+        }
+        .grammar(&request))
     }
 
     fn format_prompt(request: PromptRequest) -> Result<Prompt, AdapterError> {
         let request = ids::shorten(request);
-        let text = match &request.model.chat_template {
-            Some(template) => render_chat_template(template, &request)?,
-            None => render::render(&request)?,
-        };
-        let calls_allowed = !request.tools.is_empty() && request.tool_choice != ToolChoice::None;
-        Ok(Prompt {
-            reasoning_open: ends_inside(&text, THINK.0, THINK.1),
-            text,
-            stop: vec![END_OF_TURN.into()],
-            tool_call_triggers: if calls_allowed {
-                vec![TOOL_CALLS.into()]
-            } else {
-                vec![]
-            },
-        })
+        let text = render_own_or(&request, render::render)?;
+        Ok(MARKERS.prompt(text, &request))
     }
 }
 
 plugboard_sdk::export_adapter!(Mistral);
-
-#[cfg(test)]
-mod tests;

@@ -15,7 +15,8 @@ mod render;
 use plugboard_sdk::Adapter;
 use plugboard_sdk::calls::CallList;
 use plugboard_sdk::grammar::{self, CallSyntax};
-use plugboard_sdk::prompt::ends_inside;
+use plugboard_sdk::markers::MarkerTable;
+use plugboard_sdk::prompt::calls_allowed;
 use plugboard_sdk::stream::{CallMarkup, Format, OutputParser, Spec};
 use plugboard_sdk::template::render_chat_template;
 use plugboard_sdk::types::*;
@@ -25,11 +26,16 @@ use plugboard_sdk::types::*;
 pub const FUNCTOOLS: &str = "functools[";
 /// The call markers of llama.cpp's rewritten template.
 const TOOL_CALL: (&str, &str) = ("<|tool_call|>", "<|/tool_call|>");
-/// Strings that start a call.
-pub const TRIGGERS: [&str; 2] = [FUNCTOOLS, TOOL_CALL.0];
 /// The end of a turn, and the EOS token.
 pub const END_OF_TURN: [&str; 2] = ["<|end|>", "<|endoftext|>"];
 const THINK: (&str, &str) = ("<think>", "</think>");
+/// The family's markers, for its parser, info, prompts and grammar. Prompts ask for
+/// `functools[`, which the grammar generates (`<|tool_call|>` is read, not asked for), and stop
+/// at the end of the turn (the EOS token ends generation anyway).
+pub const MARKERS: MarkerTable = MarkerTable::new(&[FUNCTOOLS, TOOL_CALL.0], &END_OF_TURN)
+    .with_reasoning(THINK)
+    .with_prompt_triggers(&[FUNCTOOLS])
+    .with_stop(&[END_OF_TURN[0]]);
 
 /// Markers that end a call list from outside its JSON.
 const STOPS: [&str; 4] = [FUNCTOOLS, TOOL_CALL.0, END_OF_TURN[0], END_OF_TURN[1]];
@@ -38,19 +44,14 @@ pub struct Phi4Mini;
 
 impl Format for Phi4Mini {
     fn spec(_options: &ParseOptions) -> Spec {
-        Spec {
-            reasoning: Some((THINK.0.into(), THINK.1.into())),
-            end_of_turn: END_OF_TURN.iter().map(|&s| s.into()).collect(),
-            calls: vec![
-                CallMarkup::new(FUNCTOOLS, || {
-                    Box::new(CallList::new(STOPS).opened_with("["))
-                }),
-                CallMarkup::new(TOOL_CALL.0, || {
-                    Box::new(CallList::new(STOPS).dropping(TOOL_CALL.1))
-                }),
-            ],
-            whole: vec![],
-        }
+        MARKERS.spec(vec![
+            CallMarkup::new(FUNCTOOLS, || {
+                Box::new(CallList::new(STOPS).opened_with("["))
+            }),
+            CallMarkup::new(TOOL_CALL.0, || {
+                Box::new(CallList::new(STOPS).dropping(TOOL_CALL.1))
+            }),
+        ])
     }
 }
 
@@ -74,8 +75,8 @@ impl Adapter for Phi4Mini {
             capabilities: Capabilities::TOOLS
                 | Capabilities::PARALLEL_CALLS
                 | Capabilities::REASONING,
-            tool_call_triggers: TRIGGERS.iter().map(|t| t.to_string()).collect(),
-            end_of_turn: END_OF_TURN.iter().map(|t| t.to_string()).collect(),
+            tool_call_triggers: MARKERS.info_triggers(),
+            end_of_turn: MARKERS.info_end_of_turn(),
         }
     }
 
@@ -87,37 +88,24 @@ impl Adapter for Phi4Mini {
             call: &call,
             separator: "\", \"",
             list: Some((grammar::literal(FUNCTOOLS), "\"]\"".into())),
-            triggers: vec![grammar::trigger(FUNCTOOLS)],
-            reasoning: Some(THINK),
+            triggers: MARKERS.grammar_triggers(),
+            reasoning: MARKERS.reasoning,
         }
         .grammar(&request))
     }
 
     fn format_prompt(request: PromptRequest) -> Result<Prompt, AdapterError> {
-        let calls_allowed = !request.tools.is_empty() && request.tool_choice != ToolChoice::None;
         let text = match &request.model.chat_template {
             // A template that takes the tools from the system message cannot get them from a
             // generic renderer, which passes messages as clients send them: render natively,
             // which is what the official template renders with the tools in place.
-            Some(template) if !(calls_allowed && reads_tools_from_messages(template)) => {
+            Some(template) if !(calls_allowed(&request) && reads_tools_from_messages(template)) => {
                 render_chat_template(template, &request)?
             }
             _ => render::render(&request)?,
         };
-        Ok(Prompt {
-            reasoning_open: ends_inside(&text, THINK.0, THINK.1),
-            text,
-            stop: vec![END_OF_TURN[0].into()],
-            tool_call_triggers: if calls_allowed {
-                vec![FUNCTOOLS.into()]
-            } else {
-                vec![]
-            },
-        })
+        Ok(MARKERS.prompt(text, &request))
     }
 }
 
 plugboard_sdk::export_adapter!(Phi4Mini);
-
-#[cfg(test)]
-mod tests;

@@ -10,8 +10,8 @@
 //! writes only an assistant's text, not its earlier calls, and refuses a message without text
 //! (the template fails on it).
 
-use plugboard_sdk::prompt::{json_value, py_json, role_name};
-use plugboard_sdk::types::{AdapterError, PromptRequest, Role, Tool, ToolChoice};
+use plugboard_sdk::prompt::{calls_allowed, json_value, py_json, role_name};
+use plugboard_sdk::types::{AdapterError, PromptRequest, Role, Tool};
 use serde_json::Value;
 
 /// The tools as the model card writes them into the system message.
@@ -49,8 +49,7 @@ fn ascii_only(json: &str) -> String {
 }
 
 pub fn render(request: &PromptRequest) -> Result<String, AdapterError> {
-    let tools = (!request.tools.is_empty() && request.tool_choice != ToolChoice::None)
-        .then(|| tools_text(&request.tools));
+    let tools = calls_allowed(request).then(|| tools_text(&request.tools));
     let mut out = String::new();
     let starts_with_system = request
         .messages

@@ -14,19 +14,19 @@
 //! ```` ```tool_code ```` fence.
 //!
 //! Prompts: the model's own template when the host passes one. Without one, the official
-//! Llama 3.2 template, byte for byte ([`llama32`]): it is the nearest official template of a
-//! model that writes pythonic calls, but it asks for JSON calls
-//! (`{"name": …, "parameters": …}`), so an output that is nothing but such JSON is read as calls
-//! too (the SDK's bare-JSON rule).
+//! Llama 3.2 template, byte for byte (the SDK's `Llama3Template::LLAMA_3_2`, see [`render`]):
+//! it is the nearest official template of a model that writes pythonic calls, but it asks for
+//! JSON calls (`{"name": …, "parameters": …}`), so an output that is nothing but such JSON is
+//! read as calls too (the SDK's bare-JSON rule).
 
 mod args;
 mod list;
-mod llama32;
 mod parser;
 mod pylit;
 mod render;
 mod span;
 
+use plugboard_sdk::markers::MarkerTable;
 use plugboard_sdk::stream::{CallMarkup, Format, Spec};
 use plugboard_sdk::types::*;
 use plugboard_sdk::whole::{Shape, WholeRule, could_be_json};
@@ -48,6 +48,9 @@ pub const END_OF_TURN: [&str; 5] = [
     "<|eom|>",
     "<|end_of_text|>",
 ];
+/// The family's markers, for its parser, info, prompts and grammar.
+pub const MARKERS: MarkerTable =
+    MarkerTable::new(&[PYTHON_START], &END_OF_TURN).with_reasoning(THINK);
 
 /// The SDK's bare JSON calls, held back only while the output may still be call objects:
 /// `[1, 2]` is released at once, not held as a JSON prefix.
@@ -70,21 +73,15 @@ pub struct Pythonic;
 
 impl Format for Pythonic {
     fn spec(_options: &ParseOptions) -> Spec {
-        Spec {
-            reasoning: Some((THINK.0.into(), THINK.1.into())),
-            // A stray `<|python_end|>` is removed like an end of turn.
-            end_of_turn: END_OF_TURN
-                .iter()
-                .chain([&PYTHON_END])
-                .map(|&s| s.into())
-                .collect(),
-            calls: vec![CallMarkup::new(PYTHON_START, || {
-                Box::new(span::PythonSpan::default())
-            })],
-            // Bare lists are recognised in front of this parser (`PythonicParser`); bare JSON
-            // calls are what the default (official Llama 3.2) prompt asks for.
-            whole: vec![BARE_JSON_CALLS],
-        }
+        let mut spec = MARKERS.spec(vec![CallMarkup::new(PYTHON_START, || {
+            Box::new(span::PythonSpan::default())
+        })]);
+        // A stray `<|python_end|>` is removed like an end of turn.
+        spec.end_of_turn.push(PYTHON_END.into());
+        // Bare lists are recognised in front of this parser (`PythonicParser`); bare JSON
+        // calls are what the default (official Llama 3.2) prompt asks for.
+        spec.whole.push(BARE_JSON_CALLS);
+        spec
     }
 }
 
@@ -103,8 +100,8 @@ impl Adapter for Pythonic {
             capabilities: Capabilities::TOOLS
                 | Capabilities::PARALLEL_CALLS
                 | Capabilities::REASONING,
-            tool_call_triggers: vec![PYTHON_START.into()],
-            end_of_turn: END_OF_TURN.iter().map(|&s| s.into()).collect(),
+            tool_call_triggers: MARKERS.info_triggers(),
+            end_of_turn: MARKERS.info_end_of_turn(),
         }
     }
 
@@ -120,13 +117,13 @@ impl Adapter for Pythonic {
             .iter()
             .map(|(_, tool)| grammar::trigger_at_start(&format!("[{}(", tool.name)))
             .collect();
-        triggers.push(grammar::trigger(PYTHON_START));
+        triggers.extend(MARKERS.grammar_triggers());
         let open = format!("({})? \"[\"", grammar::marker(&request, PYTHON_START));
         Ok(grammar::pythonic_list(
             &request,
             &open,
             triggers,
-            Some(THINK),
+            MARKERS.reasoning,
         ))
     }
 }

@@ -1,28 +1,22 @@
 //! The prompt: the model's own chat template when the host passes one (Llama 4, or a pythonic
-//! template such as vLLM's for Llama 3.2 / 4), else the official Llama 3.2 template
-//! ([`crate::llama32`]). Either way the prompt says whether it ends inside an open `<think>`.
+//! template such as vLLM's for Llama 3.2 / 4), else the official Llama 3.2 template (the SDK's
+//! [`Llama3Template`]). Either way the prompt says whether it ends inside an open `<think>`.
 
-use plugboard_sdk::template::render_chat_template;
-use plugboard_sdk::types::{AdapterError, Prompt, PromptRequest, ToolChoice};
+use plugboard_sdk::template::llama3::Llama3Template;
+use plugboard_sdk::template::render_own_or;
+use plugboard_sdk::types::{AdapterError, Prompt, PromptRequest};
 
-use crate::{END_OF_TURN, PYTHON_START, THINK};
+use crate::{END_OF_TURN, MARKERS, THINK};
 
 pub fn format_prompt(request: PromptRequest) -> Result<Prompt, AdapterError> {
-    let text = match &request.model.chat_template {
-        Some(template) => render_chat_template(template, &request)?,
-        None => crate::llama32::render(&request)?,
-    };
-    let calls_possible = !request.tools.is_empty() && request.tool_choice != ToolChoice::None;
-    Ok(Prompt {
-        reasoning_open: ends_in_open_reasoning(&text),
-        text,
-        stop: END_OF_TURN.iter().map(|s| s.to_string()).collect(),
-        tool_call_triggers: if calls_possible {
-            vec![PYTHON_START.to_string()]
-        } else {
-            vec![]
-        },
-    })
+    let text = render_own_or(&request, |request| {
+        Llama3Template::LLAMA_3_2.render(request)
+    })?;
+    let mut prompt = MARKERS.prompt(text, &request);
+    // Stricter than the table's rule (any `<think>` left open): only one opened in the last
+    // turn counts, not one in an earlier message.
+    prompt.reasoning_open = ends_in_open_reasoning(&prompt.text);
+    Ok(prompt)
 }
 
 /// Whether the prompt ends inside a `<think>` block opened in its last turn.

@@ -15,6 +15,7 @@ mod render;
 
 use plugboard_sdk::Adapter;
 use plugboard_sdk::grammar::{self, CallSyntax};
+use plugboard_sdk::markers::MarkerTable;
 use plugboard_sdk::stream::{CallMarkup, Format, OutputParser, Spec};
 use plugboard_sdk::types::*;
 
@@ -26,17 +27,19 @@ pub const OPEN: &str = "<tool_use>";
 pub const CLOSE: &str = "</tool_use>";
 /// ChatML's end of turn, and the end-of-text token many ChatML models also emit.
 pub const END_OF_TURN: [&str; 2] = ["<|im_end|>", "<|endoftext|>"];
+/// The markers, for the parser, info, prompts and grammar: reasoning models keep their
+/// `<think>`; generation stops at ChatML's end of turn.
+pub const MARKERS: MarkerTable = MarkerTable::new(&[OPEN], &END_OF_TURN)
+    .with_reasoning(("<think>", "</think>"))
+    .with_stop(&[END_OF_TURN[0]]);
 
 pub struct ToolUse;
 
 impl Format for ToolUse {
     fn spec(_options: &ParseOptions) -> Spec {
-        Spec {
-            reasoning: Some(("<think>".into(), "</think>".into())),
-            end_of_turn: END_OF_TURN.iter().map(|&s| s.into()).collect(),
-            calls: vec![CallMarkup::new(OPEN, || Box::new(ToolUseBody::default()))],
-            whole: vec![],
-        }
+        MARKERS.spec(vec![CallMarkup::new(OPEN, || {
+            Box::new(ToolUseBody::default())
+        })])
     }
 }
 
@@ -50,8 +53,8 @@ impl Adapter for ToolUse {
             description: "Tool calls as <tool_use> blocks, taught in the system prompt, for models without a native tool format".into(),
             families: vec!["phi-3".into(), "deepseek-coder".into(), "chatml".into()],
             capabilities: Capabilities::TOOLS | Capabilities::PARALLEL_CALLS,
-            tool_call_triggers: vec![OPEN.into()],
-            end_of_turn: END_OF_TURN.iter().map(|&s| s.into()).collect(),
+            tool_call_triggers: MARKERS.info_triggers(),
+            end_of_turn: MARKERS.info_end_of_turn(),
         }
     }
 
@@ -82,14 +85,11 @@ impl Adapter for ToolUse {
             call: &call,
             separator: "\"\\n\"",
             list: None,
-            triggers: vec![grammar::trigger(OPEN)],
-            reasoning: Some(("<think>", "</think>")),
+            triggers: MARKERS.grammar_triggers(),
+            reasoning: MARKERS.reasoning,
         }
         .grammar(&request))
     }
 }
 
 plugboard_sdk::export_adapter!(ToolUse);
-
-#[cfg(test)]
-mod tests;

@@ -5,7 +5,7 @@
 use plugboard_sdk::prompt::{self, json_value};
 use plugboard_sdk::types::*;
 
-use crate::{CLOSE, END_OF_TURN, OPEN};
+use crate::{CLOSE, MARKERS, OPEN};
 
 /// The instruction that teaches the call format.
 fn instruction(request: &PromptRequest) -> String {
@@ -65,7 +65,7 @@ fn tool_name_of(message: &Message, history: &[Message]) -> String {
 }
 
 pub fn format_prompt(request: PromptRequest) -> Result<Prompt, AdapterError> {
-    let with_tools = !request.tools.is_empty() && request.tool_choice != ToolChoice::None;
+    let with_tools = prompt::calls_allowed(&request);
     if let ToolChoice::Function(name) = &request.tool_choice
         && !request.tools.iter().any(|t| &t.name == name)
     {
@@ -112,16 +112,12 @@ pub fn format_prompt(request: PromptRequest) -> Result<Prompt, AdapterError> {
             Role::System | Role::User => messages.push(message.clone()),
         }
     }
-    Ok(Prompt {
-        text: prompt::chatml(&messages, None, request.add_generation_prompt),
-        stop: vec![END_OF_TURN[0].to_string()],
-        tool_call_triggers: if with_tools {
-            vec![OPEN.to_string()]
-        } else {
-            vec![]
-        },
-        reasoning_open: false,
-    })
+    let text = prompt::chatml(&messages, None, request.add_generation_prompt);
+    let mut rendered = MARKERS.prompt(text, &request);
+    // The prompt never opens reasoning: a `<think>` left open in a message's text is not where
+    // the output starts.
+    rendered.reasoning_open = false;
+    Ok(rendered)
 }
 
 fn text_message(role: Role, content: String) -> Message {

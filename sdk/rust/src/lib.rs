@@ -5,6 +5,8 @@
 //! raw output becomes content, reasoning and tool calls (a [`StreamParse`]r). This crate gives
 //! you the bindings of the `model-adapter` WIT world and the pieces every adapter needs:
 //!
+//! - [`markers::MarkerTable`]: your family's markers written once — call triggers, end-of-turn
+//!   tokens, reasoning — for its parser's spec, its info, its prompts and its grammar;
 //! - [`stream::OutputParser`]: a complete stream parser from a [`stream::Spec`] of your
 //!   family's markers — reasoning, call markup, end-of-turn tokens, fenced calls, bare calls;
 //! - [`calls`]: readers for the inside of a call (JSON call objects, JSON lists of them with
@@ -27,21 +29,20 @@
 //!
 //! ```
 //! use plugboard_sdk::calls::JsonCalls;
+//! use plugboard_sdk::markers::MarkerTable;
 //! use plugboard_sdk::stream::{CallMarkup, Format, OutputParser, Spec};
 //! use plugboard_sdk::types::*;
 //! use plugboard_sdk::{prompt, Adapter};
 //!
 //! struct Tiny;
 //!
+//! const MARKERS: MarkerTable = MarkerTable::new(&["<call>"], &["<|im_end|>"]);
+//!
 //! impl Format for Tiny {
 //!     fn spec(_: &ParseOptions) -> Spec {
-//!         Spec {
-//!             end_of_turn: vec!["<|im_end|>".into()],
-//!             calls: vec![CallMarkup::new("<call>", || {
-//!                 Box::new(JsonCalls::new(Some("</call>"), false))
-//!             })],
-//!             ..Spec::default()
-//!         }
+//!         MARKERS.spec(vec![CallMarkup::new("<call>", || {
+//!             Box::new(JsonCalls::new(Some("</call>"), false))
+//!         })])
 //!     }
 //! }
 //!
@@ -55,18 +56,14 @@
 //!             description: "Calls in <call> tags".into(),
 //!             families: vec!["tiny".into()],
 //!             capabilities: Capabilities::TOOLS,
-//!             tool_call_triggers: vec!["<call>".into()],
-//!             end_of_turn: vec!["<|im_end|>".into()],
+//!             tool_call_triggers: MARKERS.info_triggers(),
+//!             end_of_turn: MARKERS.info_end_of_turn(),
 //!         }
 //!     }
 //!
 //!     fn format_prompt(request: PromptRequest) -> Result<Prompt, AdapterError> {
-//!         Ok(Prompt {
-//!             text: prompt::chatml(&request.messages, None, request.add_generation_prompt),
-//!             stop: vec!["<|im_end|>".into()],
-//!             tool_call_triggers: vec!["<call>".into()],
-//!             reasoning_open: false,
-//!         })
+//!         let text = prompt::chatml(&request.messages, None, request.add_generation_prompt);
+//!         Ok(MARKERS.prompt(text, &request))
 //!     }
 //! }
 //!
@@ -89,6 +86,7 @@ pub mod calls;
 pub mod emit;
 pub mod grammar;
 pub mod json;
+pub mod markers;
 mod natural;
 pub mod prompt;
 pub mod scanner;

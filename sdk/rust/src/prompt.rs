@@ -1,7 +1,7 @@
 //! Pieces for building prompts: ChatML, tool descriptions in OpenAI's JSON shape, and the
 //! arguments of earlier calls as JSON values.
 
-use crate::types::{Message, Role, Tool};
+use crate::types::{Message, PromptRequest, Role, Tool, ToolChoice};
 
 /// The role's name as chat templates write it.
 pub fn role_name(role: Role) -> &'static str {
@@ -50,6 +50,12 @@ fn push_chatml(out: &mut String, role: &str, text: &str) {
     out.push('\n');
     out.push_str(text);
     out.push_str("<|im_end|>\n");
+}
+
+/// Whether the request allows tool calls: it offers tools and its `tool_choice` is not `none`.
+/// Where it does not, a prompt describes no tools and names no call triggers.
+pub fn calls_allowed(request: &PromptRequest) -> bool {
+    !request.tools.is_empty() && request.tool_choice != ToolChoice::None
 }
 
 /// Whether `prompt` ends inside an open reasoning block: its last `open` marker has no `close`

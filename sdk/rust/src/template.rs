@@ -58,8 +58,12 @@
 //!                 {% if add_generation_prompt %}[assistant] {% endif %}";
 //! assert_eq!(render_chat_template(template, &request).unwrap(), "<s>[user] Hi\n[assistant] ");
 //! ```
+//!
+//! A family's official template written out natively serves models that come without one
+//! ([`render_own_or`]); those that several families share live here: [`llama3`].
 
 mod context;
+pub mod llama3;
 mod python;
 mod strftime;
 
@@ -91,6 +95,28 @@ pub fn render_chat_template(
     let compiled = env.template_from_str(&source).map_err(to_adapter_error)?;
     let vars = Value::from_pairs(context::variables(request));
     compiled.render(vars).map_err(to_adapter_error)
+}
+
+/// The request rendered by the model's own chat template when the host passes one
+/// ([`render_chat_template`]), else by `builtin`: the family's official template written out
+/// natively, for models whose configuration carries none.
+pub fn render_own_or(
+    request: &PromptRequest,
+    builtin: impl FnOnce(&PromptRequest) -> Result<String, AdapterError>,
+) -> Result<String, AdapterError> {
+    match &request.model.chat_template {
+        Some(template) => render_chat_template(template, request),
+        None => builtin(request),
+    }
+}
+
+/// What a template's `strftime_now(format)` prints for this request: the moment
+/// [`NOW_VARIABLE`] pins, else the current time (UTC), formatted like Python's `strftime`. For
+/// prompts written natively that date themselves as their official template does.
+pub fn strftime_now(request: &PromptRequest, format: &str) -> Result<String, AdapterError> {
+    Ok(pinned_now(request)?
+        .unwrap_or_else(DateTime::now)
+        .strftime(format))
 }
 
 /// The moment [`NOW_VARIABLE`] pins, if the request sets it.

@@ -9,14 +9,13 @@
 //! - [`mutate`]: random outputs made from the fixtures' outputs, for a fuzz-like test that runs
 //!   in every `cargo test`.
 //!
-//! A whole adapter test module, with [`adapter_tests!`](crate::adapter_tests):
+//! A whole adapter test, with [`adapter_tests!`](crate::adapter_tests): an integration test
+//! (`tests/adapter.rs`), since the checks go through the adapter's public surface only, as the
+//! host does; tests of an adapter's private parts stay next to them in `src/`.
 //!
 //! ```ignore
-//! #[cfg(test)]
-//! mod tests {
-//!     const FIXTURES: &[&str] = &[include_str!("../fixtures/tiny.jsonl")];
-//!     plugboard_sdk::adapter_tests!(crate::Tiny, FIXTURES);
-//! }
+//! const FIXTURES: &[&str] = &[include_str!("../fixtures/tiny.jsonl")];
+//! plugboard_sdk::adapter_tests!(adapter_tiny::Tiny, FIXTURES);
 //! ```
 
 pub mod fixtures;

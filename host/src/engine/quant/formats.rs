@@ -300,7 +300,8 @@ impl Weights {
         })
     }
 
-    /// Bytes held.
+    /// Bytes held (the speed tests report bandwidth with it).
+    #[cfg(test)]
     pub fn bytes(&self) -> usize {
         match &self.kind {
             Kind::Q4 { d, m, qs } => (d.len() + m.len()) * 4 + qs.len(),

@@ -26,29 +26,69 @@ const QWEN2: &str = r"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|
 /// Llama 3's: as Qwen 2's with digits in groups of up to three.
 const LLAMA3: &str = r"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 
-/// The pre-tokenizer of a `tokenizer.ggml.pre` name: regexes applied one after the other (each
-/// splits the pieces the previous left), and whether whole-word tokens skip the merges.
-fn pre_tokenizer(pre: &str) -> (Vec<&'static str>, bool) {
-    match pre {
-        "qwen2" | "deepseek-r1-qwen" | "stablelm2" => (vec![QWEN2], false),
-        "llama3" | "llama-v3" | "llama-bpe" | "falcon3" => (vec![LLAMA3], true),
-        "smaug-bpe" | "dbrx" => (vec![LLAMA3], false),
-        "deepseek-coder" => (
-            vec![
-                r"[\r\n]",
-                r"\s?\p{L}+",
-                r"\s?\p{P}+",
-                r"[一-龥ࠀ-一가-퟿]+",
-                r"\p{N}",
-            ],
-            false,
-        ),
-        "gpt2" | "gpt-2" | "phi-2" | "default" => (vec![GPT2], false),
-        other => {
-            tracing::warn!(pre = other, "unknown BPE pre-tokenizer; using GPT-2's");
-            (vec![GPT2], false)
-        }
-    }
+/// A BPE pre-tokenizer: regexes applied one after the other (each splits the pieces the
+/// previous left), and whether whole-word tokens skip the merges.
+struct PreTokenizer {
+    /// The `tokenizer.ggml.pre` names llama.cpp gives it.
+    names: &'static [&'static str],
+    regexes: &'static [&'static str],
+    ignore_merges: bool,
+}
+
+/// The pre-tokenizers this engine knows. A file naming another is refused: falling back to
+/// one of these would split its text differently from llama.cpp and give wrong token ids,
+/// silently.
+const PRE_TOKENIZERS: &[PreTokenizer] = &[
+    PreTokenizer {
+        names: &["gpt2", "gpt-2", "phi-2", "default"],
+        regexes: &[GPT2],
+        ignore_merges: false,
+    },
+    PreTokenizer {
+        names: &["qwen2", "deepseek-r1-qwen", "stablelm2"],
+        regexes: &[QWEN2],
+        ignore_merges: false,
+    },
+    PreTokenizer {
+        names: &["llama3", "llama-v3", "llama-bpe", "falcon3"],
+        regexes: &[LLAMA3],
+        ignore_merges: true,
+    },
+    PreTokenizer {
+        names: &["smaug-bpe", "dbrx"],
+        regexes: &[LLAMA3],
+        ignore_merges: false,
+    },
+    PreTokenizer {
+        names: &["deepseek-coder"],
+        regexes: &[
+            r"[\r\n]",
+            r"\s?\p{L}+",
+            r"\s?\p{P}+",
+            r"[一-龥ࠀ-一가-퟿]+",
+            r"\p{N}",
+        ],
+        ignore_merges: false,
+    },
+];
+
+/// The pre-tokenizer of a `tokenizer.ggml.pre` name; an unknown name is an error naming it and
+/// the known ones.
+fn pre_tokenizer(pre: &str) -> Result<&'static PreTokenizer, String> {
+    PRE_TOKENIZERS
+        .iter()
+        .find(|p| p.names.contains(&pre))
+        .ok_or_else(|| {
+            let known: Vec<&str> = PRE_TOKENIZERS
+                .iter()
+                .flat_map(|p| p.names)
+                .copied()
+                .collect();
+            format!(
+                "unknown BPE pre-tokenizer '{pre}' (tokenizer.ggml.pre; known: {})",
+                known.join(", ")
+            )
+        })
 }
 
 fn format_error(gguf: &GgufFile, reason: impl std::fmt::Display) -> EngineError {
@@ -83,15 +123,15 @@ pub fn from_gguf(
     let pre = gguf
         .string("tokenizer.ggml.pre")
         .unwrap_or_else(|| "gpt2".into());
-    let (regexes, ignore_merges) = pre_tokenizer(&pre);
+    let pre = pre_tokenizer(&pre).map_err(|e| format_error(gguf, e))?;
     let bpe = BPE::builder()
         .vocab_and_merges(ids, merges)
-        .ignore_merges(ignore_merges)
+        .ignore_merges(pre.ignore_merges)
         .build()
         .map_err(|e| format_error(gguf, e))?;
     let mut tokenizer = HfTokenizer::new(bpe);
-    let mut steps: Vec<PreTokenizerWrapper> = Vec::with_capacity(regexes.len() + 1);
-    for regex in regexes {
+    let mut steps: Vec<PreTokenizerWrapper> = Vec::with_capacity(pre.regexes.len() + 1);
+    for regex in pre.regexes {
         let split = Split::new(
             SplitPattern::Regex(regex.to_string()),
             SplitDelimiterBehavior::Isolated,
@@ -142,4 +182,29 @@ pub fn char_byte(c: char) -> Option<u8> {
         table
     });
     table.get(c as usize).copied().flatten()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unknown_pre_tokenizer_is_refused_by_name() {
+        let error = pre_tokenizer("tekken").err().expect("refused");
+        assert!(error.contains("'tekken'"), "{error}");
+        assert!(error.contains("llama-bpe"), "{error}");
+        let mut names: Vec<&str> = PRE_TOKENIZERS
+            .iter()
+            .flat_map(|p| p.names)
+            .copied()
+            .collect();
+        for name in &names {
+            assert!(pre_tokenizer(name).is_ok(), "{name}");
+        }
+        let count = names.len();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), count, "a name in two rows");
+        assert!(pre_tokenizer("llama-bpe").expect("known").ignore_merges);
+    }
 }

@@ -3,9 +3,9 @@
 use wasmtime::Store;
 use wasmtime::component::ResourceAny;
 
+use super::super::runtime::PluginState;
 use super::Outcome;
 use crate::adapter as host;
-use crate::plugins::runtime::PluginState;
 
 wasmtime::component::bindgen!({
     path: "../wit/v0.1",

@@ -1,7 +1,8 @@
-//! Native checks with the SDK's harness (`plugboard_sdk::testing`): every fixture case, parse
-//! (whole, split in two at every boundary and streamed at many chunk sizes, stream invariants
-//! checked) and render, and random outputs made from the fixtures' outputs and from fragments
-//! (`FUZZ_ROUNDS`, `FUZZ_SEED`).
+//! The adapter through its public surface, as the host sees it, checked natively with the SDK's
+//! harness (`plugboard_sdk::testing`): every fixture case, parse (whole, split in two at every
+//! boundary and streamed at many chunk sizes, stream invariants checked) and render, and random
+//! outputs made from the fixtures' outputs and from fragments (`FUZZ_ROUNDS`, `FUZZ_SEED`).
+//! Tests of private parts stand next to them in `src/`.
 
 use plugboard_sdk::testing::Extra;
 
