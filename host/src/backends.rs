@@ -21,6 +21,10 @@
 //! fails `failures` times within `window` seconds — or says `Retry-After` — is left out until
 //! its time is up. Once an answer has started nothing is retried: what went wrong arrives
 //! in-band.
+//!
+//! Long for one reason: replicas, health, `Retry-After` and the reading of an answer's start
+//! are one state machine, kept together; the wire shapes of each backend kind are in
+//! `wire.rs`, a remote model's chat template in `template.rs`.
 
 mod template;
 pub(crate) mod wire;

@@ -21,6 +21,10 @@
 //! left, and published — renamed to its blob, linked from its snapshot — only once verified:
 //! nothing half-written is ever where a model is looked for. When no one waits for it any
 //! more a download stops, and its part is kept for the next pull to resume.
+//!
+//! Its length is one protocol's: the hub's file listing, resolution, download, resume,
+//! verification and publication share the cache layout and its locks, and a download's
+//! states are easier to follow in one place than across files.
 
 use std::collections::HashMap;
 use std::io::{Read, Seek, Write};

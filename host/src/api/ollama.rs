@@ -1,5 +1,8 @@
 //! Ollama's API: `/api/chat` and `/api/generate` (NDJSON streams), `/api/tags`, `/api/show`,
 //! `/api/ps`, `/api/version`. Errors are Ollama's `{"error": "…"}`.
+//!
+//! Long because Ollama's shapes are many (requests, options, NDJSON lines, model details),
+//! each described for `/openapi.json`; each handler is a short translation to [`crate::turn`].
 
 use std::borrow::Borrow;
 use std::sync::Arc;

@@ -1,5 +1,9 @@
 //! OpenAI's API: `/v1/chat/completions` (streamed as SSE chunks exactly in OpenAI's shape),
 //! `/v1/completions` and `/v1/models`.
+//!
+//! Long because OpenAI's shapes are many (requests, whole answers, stream chunks, logprobs,
+//! usage, models), each described for `/openapi.json`; each handler is a short translation to
+//! [`crate::turn`].
 
 use std::convert::Infallible;
 use std::sync::Arc;

@@ -4,6 +4,9 @@
 //! and keeps that version until it is done, while a swap publishes a new map atomically. A file
 //! is compiled, instantiated, asked for its `info` and run against its own fixtures before it is
 //! published; a file that fails any step changes nothing but its recorded error.
+//!
+//! The length is the swap's: compiling, checking, publishing and recording an outcome are
+//! one transaction, kept in one place so that no step can be skipped.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

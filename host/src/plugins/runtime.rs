@@ -5,6 +5,10 @@
 //! Its stdout and stderr are captured and logged under its name and version. A trap, a timeout,
 //! running out of memory or a malformed result fails that one call with a [`CallError`]; the
 //! store is thrown away (a trapped instance is never reused) and the next call starts clean.
+//!
+//! The length is the sandbox's: engine configuration, limits, instantiation and the
+//! checking of every result a guest returns are kept together so that no call escapes them;
+//! the versioned bindings are in `contract/`.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
