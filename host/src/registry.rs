@@ -59,7 +59,7 @@ use crate::engine::{self, Engine, EngineError, EngineOptions, FileInfo, MemoryEs
 use crate::events::{self, Event};
 use crate::store::{self, DEFAULT_REVISION, HubFile, Store};
 use crate::toolcalls::ToolPolicy;
-pub use declarations::default_models_dir;
+pub use declarations::{TEST_MODEL_FILE, default_models_dir};
 use declarations::{declare, fallbacks, hub_file_named, hub_source};
 use residency::Usage;
 
@@ -929,6 +929,7 @@ impl Registry {
 
 #[cfg(test)]
 mod tests {
+    use super::declarations::pulled_id;
     use super::*;
 
     fn registry(config: &str) -> Result<Registry, RegistryError> {
