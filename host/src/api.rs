@@ -1,6 +1,6 @@
 //! The HTTP server: OpenAI- and Ollama-compatible APIs, admin endpoints and Prometheus metrics,
-//! on axum. Handlers translate between the wire shapes and the [`Turns`]; they never touch the
-//! engine or wasmtime directly.
+//! on axum. Handlers translate between the wire shapes and the chat turns ([`Turns`]); they never
+//! touch the engine or wasmtime directly.
 
 mod access;
 mod admin;

@@ -46,7 +46,7 @@ use std::time::Instant;
 use candle_core::Device;
 use tokio::sync::mpsc;
 
-pub use arch::Arch;
+pub use arch::{Arch, Traits};
 pub use config::Config;
 pub use constraint::{
     Activation, Constraint, ConstraintReport, ConstraintRequest, DropReason, GrammarFactory,
@@ -356,7 +356,7 @@ pub struct GenerateRequest {
     pub extra_end_ids: Vec<u32>,
     /// Generate `max_tokens` whatever the model says (benchmarks).
     pub ignore_end: bool,
-    /// A grammar the output must follow (see [`constraint`]).
+    /// A grammar the output must follow (see [`ConstraintRequest`]).
     pub constraint: Option<ConstraintRequest>,
 }
 

@@ -3,7 +3,7 @@
 //! it (for the UI), and each event is counted in `/metrics` (`plugboard_events_total{type}`).
 //!
 //! The channel is the process's own (a global: what publishes — the plugin host, the registry,
-//! the store, the turns — knows nothing of who listens, and a plugin host built by a CLI
+//! the store, the chat turns — knows nothing of who listens, and a plugin host built by a CLI
 //! command publishes to no one at no cost). A listener that falls behind by more than
 //! [`CAPACITY`] events is not given a silent gap: it gets a `resync` event saying how many it
 //! missed, and should read the state again (`/v1/models`, `/v1/adapters`).

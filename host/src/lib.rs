@@ -18,13 +18,17 @@
 //! ```
 //!
 //! Dependencies run one way: [`api`] → [`turn`] → ([`plugins`], [`engine`], [`registry`],
-//! [`toolcalls`], [`call_constraint`]). The engine knows nothing of HTTP, adapters or wasm; the plugin runtime knows
-//! nothing of the engine or HTTP.
+//! [`backends`], [`toolcalls`], [`call_constraint`]). The engine knows nothing of HTTP,
+//! adapters or wasm; the plugin runtime knows nothing of the engine or HTTP. Each module's
+//! internals are private: what it offers is re-exported at its root.
 //!
 //! - [`api`]: the HTTP server — OpenAI and Ollama APIs, admin endpoints, metrics;
 //! - [`turn`]: one chat turn from request to validated events, HTTP-free;
 //! - [`registry`]: the models this server knows, their adapters and settings;
+//! - [`backends`]: remote servers (vLLM, Ollama, OpenAI-compatible) a model may be served by;
 //! - [`toolcalls`]: tool calls checked against the request's tools and JSON Schemas;
+//! - [`tool_results`]: a conversation ending with tool results, rendered so that a small
+//!   model answers from them;
 //! - [`call_constraint`]: an adapter's call grammar and the tools' schemas as the engine's
 //!   constraint (constrained decoding);
 //! - [`keys`]: API keys and their scopes;

@@ -38,11 +38,11 @@
 mod config_watch;
 mod declarations;
 mod detect;
-pub(crate) mod residency;
+mod residency;
 
 pub use config_watch::ConfigWatcher;
 pub use detect::adapter_for;
-pub use residency::{KeepAlive, Residency, seconds_of};
+pub use residency::{KeepAlive, Residency, Usage, seconds_of};
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -61,7 +61,6 @@ use crate::store::{self, DEFAULT_REVISION, HubFile, Store};
 use crate::toolcalls::ToolPolicy;
 pub use declarations::{TEST_MODEL_FILE, default_models_dir};
 use declarations::{declare, fallbacks, hub_file_named, hub_source};
-use residency::Usage;
 
 /// Where a model's weights are.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]

@@ -29,6 +29,14 @@ fn sixteen_clients_for_thirty_seconds_with_swaps_and_loads_fail_nothing() {
     assert_eq!(report["failure_count"], 0, "{report:#}");
     assert_eq!(report["server_alive"], true, "{report:#}");
     assert_eq!(report["in_flight_at_end"], 0.0, "{report:#}");
-    assert!(report["requests"].as_u64().unwrap_or(0) > 50, "{report:#}");
+    // What ran, not how fast (the suite's other tests share the cores): at least as many
+    // answers as clients, and the adapter swaps and the second model's loads, which run on timers, ran.
+    assert!(report["requests"].as_u64().unwrap_or(0) >= 16, "{report:#}");
+    for timed in ["swap:good", "swap:broken", "second_model:200"] {
+        assert!(
+            report["outcomes"][timed].as_u64().unwrap_or(0) >= 1,
+            "{timed}: {report:#}"
+        );
+    }
     assert!(output.status.success(), "{report:#}");
 }

@@ -15,7 +15,7 @@ import re
 
 import schemathesis
 
-# The codes of the rules beyond the schema (see host/src/chat.rs, turn.rs, api/error.rs).
+# The codes of the rules beyond the schema (see host/src/chat.rs, limits.rs, toolcalls.rs, turn/prepare.rs, api/error.rs).
 STATED_RULES = {
     "tool_not_offered",
     "no_tools_offered",

@@ -1,6 +1,7 @@
 //! Hugging Face checkpoints (`config.json`, `*.safetensors`, `tokenizer.json`) of the
-//! `model_type`s the architecture table converts (`llama`, `mistral`, `qwen2`), converted once into a GGUF file in the cache, so that they run on
-//! the same decoder, tokenizer and kernels as GGUF models.
+//! `model_type`s the architecture table lists as `checkpoint_types`, converted once into a
+//! GGUF file in the cache, so that they run on the same decoder, tokenizer and kernels as GGUF
+//! models.
 //!
 //! The conversion follows the GGUF conventions llama.cpp's converter established: tensor
 //! names, metadata keys, and for `llama` the q/k rows reordered so that the rotary embedding
@@ -276,6 +277,8 @@ fn convert(dir: &Path, files: &[PathBuf], out: &Path) -> Result<(), EngineError>
         };
         tensors.push((target, QTensor::quantize(&t, dtype)?));
     }
+    // Llama 3.1's rope scaling is a `rope_type` of Llama's own config, not a trait of the
+    // architecture.
     if arch == Arch::Llama
         && let Some(scaling) = config
             .get("rope_scaling")

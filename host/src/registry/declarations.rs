@@ -20,7 +20,7 @@ pub const TEST_MODEL_FILE: &str = "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf";
 
 /// The models plugboard knows without a config file: the plan's five families with their
 /// Hugging Face sources, and the two small test models.
-pub fn predeclared() -> Vec<ModelDecl> {
+pub(super) fn predeclared() -> Vec<ModelDecl> {
     let hf = |id: &str, repo: &str, file: &str, adapter: &str, description: &str| ModelDecl {
         adapter: Some(adapter.into()),
         description: Some(description.into()),
@@ -370,7 +370,7 @@ pub(super) fn fallbacks(declared: &Declared, entry: &ModelEntry) -> Vec<String> 
 
 /// A model name that points into the hub: `hf.co/org/repo[:QUANT]` (Ollama's form, also with
 /// `huggingface.co/`), `org/repo:QUANT`, `org/repo:file.gguf` or `org/repo/path/file.gguf`.
-pub fn hub_source(name: &str) -> Option<Source> {
+pub(super) fn hub_source(name: &str) -> Option<Source> {
     let prefixed = ["hf.co/", "huggingface.co/", "https://huggingface.co/"]
         .iter()
         .find_map(|p| name.strip_prefix(p));
@@ -447,14 +447,14 @@ pub(super) fn hub_file_named(name: &str) -> Option<HubWanted> {
 
 /// The name a pulled file no declaration names serves under: Ollama's `hf.co/org/repo:QUANT`,
 /// or `hf.co/org/repo:file.gguf` when the file name shows no quantisation.
-pub fn pulled_id(repo: &str, file: &str) -> String {
+pub(super) fn pulled_id(repo: &str, file: &str) -> String {
     match store::quant_of(file) {
         Some(quant) => format!("hf.co/{repo}:{quant}"),
         None => format!("hf.co/{repo}:{file}"),
     }
 }
 
-pub(super) fn resolve(models_dir: &Path, path: &Path) -> PathBuf {
+fn resolve(models_dir: &Path, path: &Path) -> PathBuf {
     if path.is_absolute() || path.exists() {
         path.to_path_buf()
     } else {

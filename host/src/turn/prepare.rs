@@ -63,7 +63,7 @@ pub(super) struct Prepared {
     pub(super) prompt_tokens: usize,
 }
 
-pub(super) fn sampling(entry: &ModelEntry, o: &SamplingOverrides) -> SamplingParams {
+fn sampling(entry: &ModelEntry, o: &SamplingOverrides) -> SamplingParams {
     let d = &entry.decl.sampling;
     SamplingParams {
         temperature: o.temperature.or(d.temperature).unwrap_or(0.7),
@@ -80,7 +80,7 @@ pub(super) fn sampling(entry: &ModelEntry, o: &SamplingOverrides) -> SamplingPar
 /// Tokens to generate: asked for, else the model's default, within the context's room and
 /// the server's ceiling (`--max-tokens-limit`, which a request leaving `max_tokens` out does
 /// not escape).
-pub(super) fn max_tokens(
+fn max_tokens(
     entry: &ModelEntry,
     engine: &Engine,
     requested: Option<usize>,
@@ -123,7 +123,7 @@ const JSON_INSTRUCTION: &str = "Respond with one valid JSON object and nothing e
 
 /// The turn's prompt, in its adapter's session; with `answer`, a conversation that ends with
 /// tool results is shown as facts under the question (see `tool_results`).
-pub(super) fn format_prompt(
+fn format_prompt(
     session: &mut Session,
     request: &PromptRequest,
     answer: bool,
@@ -270,7 +270,7 @@ impl Turns {
     /// fails to give one fails nothing: the turn runs unconstrained and the fallback is
     /// counted. The call runs in a sandbox of its own, so that a trap there cannot poison the
     /// one that parses the turn.
-    pub(super) fn call_constraint(
+    fn call_constraint(
         &self,
         request: &PromptRequest,
         prompt: &Prompt,

@@ -36,7 +36,7 @@ enum Input {
 }
 
 impl Feed {
-    pub(super) fn recv(&mut self) -> Option<Input> {
+    fn recv(&mut self) -> Option<Input> {
         match self {
             Feed::Local(events) => Some(match events.blocking_recv()? {
                 GenEvent::Text { text, token } => Input::Text(text, token),
@@ -277,7 +277,7 @@ struct OpenCall {
 }
 
 /// Turns parser events into checked client events.
-struct Turn {
+struct TurnState {
     tx: mpsc::Sender<ChatEvent>,
     check: Option<ToolCheck>,
     policy: ToolPolicy,
@@ -299,13 +299,13 @@ fn call_id() -> String {
     format!("call_{suffix}")
 }
 
-impl Turn {
+impl TurnState {
     /// Sends an event; false when the client has gone.
-    pub(super) fn send(&self, event: ChatEvent) -> bool {
+    fn send(&self, event: ChatEvent) -> bool {
         self.tx.blocking_send(event).is_ok()
     }
 
-    pub(super) fn report(&mut self, problem: Problem) {
+    fn report(&mut self, problem: Problem) {
         metrics::counter!("plugboard_parse_problems_total", "adapter" => self.adapter.clone(), "kind" => problem.kind.as_str()).increment(1);
         if problem.kind == ProblemKind::Truncated {
             self.truncated = true;
@@ -424,7 +424,7 @@ fn run_turn(inputs: TurnInputs, tx: mpsc::Sender<ChatEvent>) {
     } = inputs;
     // Held to the end of the turn: the model is busy until then.
     let _lease = lease;
-    let mut turn = Turn {
+    let mut turn = TurnState {
         tx,
         check,
         policy,
@@ -436,7 +436,7 @@ fn run_turn(inputs: TurnInputs, tx: mpsc::Sender<ChatEvent>) {
         pending_tokens: Vec::new(),
         adapter,
     };
-    let fail = |turn: &Turn, error: TurnError| {
+    let fail = |turn: &TurnState, error: TurnError| {
         let _ = turn.tx.blocking_send(ChatEvent::Error(Arc::new(error)));
     };
     let mut first_token = true;

@@ -72,8 +72,9 @@ const PRE_TOKENIZERS: &[PreTokenizer] = &[
     },
 ];
 
-/// The pre-tokenizer of a `tokenizer.ggml.pre` name; an unknown name is an error naming it and
-/// the known ones.
+/// The pre-tokenizer of a `tokenizer.ggml.pre` name; an unknown name is an error naming it,
+/// the known ones, and the way around it (the model's own `tokenizer.json`, which the
+/// tokenizer prefers to the GGUF's vocabulary).
 fn pre_tokenizer(pre: &str) -> Result<&'static PreTokenizer, String> {
     PRE_TOKENIZERS
         .iter()
@@ -85,7 +86,8 @@ fn pre_tokenizer(pre: &str) -> Result<&'static PreTokenizer, String> {
                 .copied()
                 .collect();
             format!(
-                "unknown BPE pre-tokenizer '{pre}' (tokenizer.ggml.pre; known: {})",
+                "BPE pre-tokenizer '{pre}' (tokenizer.ggml.pre; known: {}); put the model's \
+                 tokenizer.json beside the file to use it",
                 known.join(", ")
             )
         })
@@ -123,7 +125,10 @@ pub fn from_gguf(
     let pre = gguf
         .string("tokenizer.ggml.pre")
         .unwrap_or_else(|| "gpt2".into());
-    let pre = pre_tokenizer(&pre).map_err(|e| format_error(gguf, e))?;
+    let pre = pre_tokenizer(&pre).map_err(|reason| EngineError::Unsupported {
+        path: gguf.path.clone(),
+        reason,
+    })?;
     let bpe = BPE::builder()
         .vocab_and_merges(ids, merges)
         .ignore_merges(pre.ignore_merges)
@@ -193,6 +198,7 @@ mod tests {
         let error = pre_tokenizer("tekken").err().expect("refused");
         assert!(error.contains("'tekken'"), "{error}");
         assert!(error.contains("llama-bpe"), "{error}");
+        assert!(error.contains("tokenizer.json"), "{error}");
         let mut names: Vec<&str> = PRE_TOKENIZERS
             .iter()
             .flat_map(|p| p.names)
