@@ -324,6 +324,13 @@ pub struct Resolved {
     pub plugin: Arc<Plugin>,
 }
 
+/// A chat request rendered by its model's adapter, without generating.
+pub struct RenderedPrompt {
+    pub prompt: crate::adapter::Prompt,
+    /// The adapter that rendered it, `name/version`.
+    pub adapter: String,
+}
+
 /// Runs chat turns and completions: resolves the model, its adapter and its backend, and
 /// applies the server's limits. Shared by every handler.
 pub struct Turns {
@@ -393,23 +400,23 @@ impl Turns {
     }
 
     /// Renders a chat request into the model's prompt (`/apply-template`).
-    pub fn render(
-        &self,
-        model: &str,
-        chat: &ChatRequest,
-    ) -> Result<(crate::adapter::Prompt, String), TurnError> {
+    pub fn render(&self, model: &str, chat: &ChatRequest) -> Result<RenderedPrompt, TurnError> {
         self.limits.check_chat(chat, None)?;
         let entry = self.registry.get(model)?;
         if let Some(remote) = &entry.remote {
             let plugin = self.plugin(&entry.adapter(&self.registry.options)?)?;
             let request = self.remote_prompt_request(remote, &plugin, chat, false)?;
-            let prompt = plugin.format_prompt(&request)?;
-            return Ok((prompt, plugin.label().to_string()));
+            return Ok(RenderedPrompt {
+                prompt: plugin.format_prompt(&request)?,
+                adapter: plugin.label().to_string(),
+            });
         }
         let Resolved { engine, plugin, .. } = self.resolve(model)?;
         let request = self.local_prompt_request(&engine, chat, false)?;
-        let prompt = plugin.format_prompt(&request)?;
-        Ok((prompt, plugin.label().to_string()))
+        Ok(RenderedPrompt {
+            prompt: plugin.format_prompt(&request)?,
+            adapter: plugin.label().to_string(),
+        })
     }
 
     /// Whether a turn of these parameters is held until judged: tools are on offer, a

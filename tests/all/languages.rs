@@ -428,6 +428,41 @@ fn the_four_tool_use_adapters_hot_swap_into_a_running_server_without_a_failed_re
     }
 }
 
+/// A counting runtime counts what a request's sandbox runs, instantiation and calls, and the
+/// count is exact: the same request costs the same on every run, and more work costs more.
+/// What makes A/B comparisons of adapter code reliable on a noisy machine (`bench` below).
+#[test]
+fn a_counting_runtime_counts_each_request_exactly() {
+    let wasm = std::fs::read(test_plugins().join("tool-use.wasm")).expect("built");
+    let source = || PluginSource::File("tool-use.wasm".into());
+    let options = plugboard::adapter::ParseOptions {
+        tools: fixtures::tools_named(&["get_weather"]),
+        ..Default::default()
+    };
+    let call = "<tool_use>\ntool_name: get_weather\narguments: {\"city\": \"Paris\"}\n</tool_use>";
+    let counting = Runtime::counting_instructions(Limits::default()).expect("runtime");
+    let plugin = counting.load(&wasm, source()).expect("loads");
+    assert_eq!(plugin.instructions(), Some(0));
+    let count = |text: &str| {
+        let before = plugin.instructions().expect("counted");
+        let parsed = plugin.parse(text, &options).expect("parses");
+        assert_eq!(parsed.tool_calls.len(), 1, "{text}");
+        plugin.instructions().expect("counted") - before
+    };
+    let once = count(call);
+    assert!(once > 10_000, "a parse runs more than {once} instructions");
+    assert_eq!(count(call), once, "the same request, the same count");
+    let longer = format!("{}{call}", "Let me check that for you. ".repeat(40));
+    assert!(count(&longer) > once, "a longer output costs more");
+    // Serving never counts.
+    let plain = Runtime::new(Limits::default(), None)
+        .expect("runtime")
+        .load(&wasm, source())
+        .expect("loads");
+    plain.parse(call, &options).expect("parses");
+    assert_eq!(plain.instructions(), None);
+}
+
 /// Per-call cost and swap latency of the four tool-use adapters, measured in one run (the
 /// Rust adapter is the baseline). `cargo test --release --test all languages::bench -- --ignored --nocapture`
 #[test]
@@ -443,10 +478,11 @@ fn bench() {
         vec![("rust".into(), test_plugins().join("tool-use.wasm"))];
     all.extend(LANGS.iter().map(|l| (l.to_string(), example(l))));
     println!(
-        "| adapter | size | cold compile | cached load | parse (fresh instance) | stream of 40 pushes | fixtures (33 cases × 6) |"
+        "| adapter | size | cold compile | cached load | parse (fresh instance) | stream of 40 pushes | parse, wasm instructions | fixtures (33 cases × 6) |"
     );
-    println!("| --- | --- | --- | --- | --- | --- | --- |");
+    println!("| --- | --- | --- | --- | --- | --- | --- | --- |");
     let mut base: Option<(f64, f64)> = None;
+    let mut base_instructions: Option<f64> = None;
     for (lang, wasm) in &all {
         let bytes = std::fs::read(wasm).expect("built");
         let cache = tempfile::tempdir().expect("temp dir");
@@ -488,18 +524,33 @@ fn bench() {
             }
             s.finish().expect("finish");
         });
+        // The same parse, counted: instructions are the same on every run (time is not).
+        let counting = Runtime::counting_instructions(Limits::default()).expect("runtime");
+        let counted = counting
+            .load(&bytes, PluginSource::File(wasm.clone()))
+            .expect("loads");
+        counted.parse(output, &options).expect("parses");
+        let instructions = counted.instructions().expect("counted");
+        counted.parse(output, &options).expect("parses");
+        let again = counted.instructions().expect("counted") - instructions;
+        assert_eq!(
+            again, instructions,
+            "{lang}: the same parse, the same count"
+        );
         let t = Instant::now();
         assert!(fixtures::run(&plugin, &fixtures).passed());
         let fixture_time = t.elapsed();
         let (p, s) = (parse.as_secs_f64() * 1e6, stream.as_secs_f64() * 1e6);
         let (bp, bs) = *base.get_or_insert((p, s));
         println!(
-            "| {lang} | {:.1} MB | {:.2} s | {:.1} ms | {p:.0} µs ({:.0}×) | {s:.0} µs ({:.0}×) | {:.2} s |",
+            "| {lang} | {:.1} MB | {:.2} s | {:.1} ms | {p:.0} µs ({:.0}×) | {s:.0} µs ({:.0}×) | {:.2} M ({:.0}×) | {:.2} s |",
             bytes.len() as f64 / 1e6,
             cold.as_secs_f64(),
             cached.as_secs_f64() * 1e3,
             p / bp,
             s / bs,
+            instructions as f64 / 1e6,
+            instructions as f64 / *base_instructions.get_or_insert(instructions as f64),
             fixture_time.as_secs_f64()
         );
     }

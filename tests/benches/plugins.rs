@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use plugboard::adapter::{
     Message, ModelConfig, ParseOptions, PromptRequest, Role, Tool, ToolChoice,
 };
-use plugboard::plugins::{PluginHost, PluginSource, Watcher};
+use plugboard::plugins::{Limits, PluginHost, PluginSource, Runtime, Watcher};
 use plugboard_tests::{plugin_bytes, runtime};
 
 /// Median time of `f` over `runs` runs, after a warm-up.
@@ -122,6 +122,23 @@ fn main() {
         stream.finish().expect("finishes");
     });
 
+    // The same request, counted in wasm instructions: exact on every run, so an A/B of the
+    // adapter's code reads from one run of each version however noisy the machine.
+    let counted = Runtime::counting_instructions(Limits::default())
+        .expect("runtime")
+        .load(&wasm, PluginSource::File("tool-use.wasm".into()))
+        .expect("loads");
+    {
+        let mut session = counted.session().expect("instantiates");
+        session.format_prompt(&request).expect("renders");
+        let mut stream = session.into_stream(&options).expect("starts");
+        for chunk in &chunks {
+            stream.push(chunk).expect("pushes");
+        }
+        stream.finish().expect("finishes");
+    }
+    let request_instructions = counted.instructions().expect("counted");
+
     // Swap latency: from the write of a new version to that version answering.
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("probe.wasm");
@@ -173,6 +190,10 @@ fn main() {
         chunks.len(),
         output.len(),
         micros(request_total)
+    );
+    println!(
+        "  per request, all, wasm instructions: {:.3} M",
+        request_instructions as f64 / 1e6
     );
     println!(
         "  swap latency (write → answers) median {:.0} ms, max {:.0} ms",

@@ -16,7 +16,7 @@ use super::{ApiJson, ApiPath, AppState};
 use crate::adapter::ParseOptions;
 use crate::chat::{ChatRequest, tools_from_json};
 use crate::plugins::Entry;
-use crate::turn::TurnError;
+use crate::turn::{RenderedPrompt, TurnError};
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -104,9 +104,10 @@ async fn apply_template(
 ) -> Result<Json<Rendered>, ApiError> {
     let model = model_name(&state, body.model)?;
     let turns = state.turns.clone();
-    let (prompt, adapter) = tokio::task::spawn_blocking(move || turns.render(&model, &body.chat))
-        .await
-        .map_err(internal)??;
+    let RenderedPrompt { prompt, adapter } =
+        tokio::task::spawn_blocking(move || turns.render(&model, &body.chat))
+            .await
+            .map_err(internal)??;
     Ok(Json(Rendered {
         prompt: prompt.text,
         stop: prompt.stop,

@@ -175,14 +175,34 @@ pub struct Runtime {
     linker: Linker<PluginState>,
     limits: Limits,
     cache: Option<CompileCache>,
+    /// Whether guests' wasm instructions are counted ([`Runtime::counting_instructions`]).
+    counting: bool,
 }
 
 impl Runtime {
     /// `cache`: where compiled plugins are kept between runs (none: compile every time).
     pub fn new(limits: Limits, cache: Option<CompileCache>) -> anyhow::Result<Arc<Runtime>> {
+        Runtime::build(limits, cache, false)
+    }
+
+    /// A runtime that counts the wasm instructions its guests run (wasmtime's fuel: about one
+    /// unit per wasm operator), for benchmarks: unlike time, the count of a request is the
+    /// same on every run and every machine, so two versions of an adapter compare reliably on
+    /// a noisy one. Counting costs speed, so serving never does it; compiled code differs,
+    /// so it has no compile cache. See [`Plugin::instructions`].
+    pub fn counting_instructions(limits: Limits) -> anyhow::Result<Arc<Runtime>> {
+        Runtime::build(limits, None, true)
+    }
+
+    fn build(
+        limits: Limits,
+        cache: Option<CompileCache>,
+        counting: bool,
+    ) -> anyhow::Result<Arc<Runtime>> {
         let mut config = Config::new();
         config.wasm_component_model(true);
         config.epoch_interruption(true);
+        config.consume_fuel(counting);
         // `PLUGBOARD_WASM_PROFILE=perfmap`: name compiled plugin functions for `perf`
         // (/tmp/perf-PID.map), for adapter authors profiling their parsers.
         if std::env::var("PLUGBOARD_WASM_PROFILE").is_ok_and(|v| v == "perfmap") {
@@ -208,6 +228,7 @@ impl Runtime {
             linker,
             limits,
             cache,
+            counting,
         }))
     }
 
@@ -273,6 +294,7 @@ impl Runtime {
             runtime: Arc::clone(self),
             loaded_at: SystemTime::now(),
             faults: AtomicU64::new(0),
+            instructions: AtomicU64::new(0),
         });
         plugin.log_output(&mut store);
         Ok(plugin)
@@ -300,7 +322,19 @@ impl Runtime {
         store.limiter(|s| &mut s.cap);
         store.epoch_deadline_trap();
         store.set_epoch_deadline(self.budget_ticks());
+        if self.counting {
+            // Counted, not limited: the time budget still bounds a call.
+            store.set_fuel(u64::MAX).expect("fuel is on");
+        }
         store
+    }
+
+    /// The instructions a store has run, when counting.
+    fn instructions_run(&self, store: &Store<PluginState>) -> Option<u64> {
+        self.counting
+            .then(|| store.get_fuel().ok())
+            .flatten()
+            .map(|left| u64::MAX - left)
     }
 
     fn budget_ticks(&self) -> u64 {
@@ -321,6 +355,8 @@ pub struct Plugin {
     runtime: Arc<Runtime>,
     loaded_at: SystemTime,
     faults: AtomicU64,
+    /// Instructions its requests have run, on a counting runtime.
+    instructions: AtomicU64,
 }
 
 impl std::fmt::Debug for Plugin {
@@ -365,6 +401,15 @@ impl Plugin {
 
     /// How many calls this version failed by trapping, timing out, running out of memory or
     /// returning garbage.
+    /// The wasm instructions this plugin's requests have run (instantiation and every call,
+    /// each request's sandbox counted when it is dropped), on a runtime made by
+    /// [`Runtime::counting_instructions`]; `None` on any other.
+    pub fn instructions(&self) -> Option<u64> {
+        self.runtime
+            .counting
+            .then(|| self.instructions.load(Ordering::Relaxed))
+    }
+
     pub fn faults(&self) -> u64 {
         self.faults.load(Ordering::Relaxed)
     }
@@ -488,6 +533,14 @@ pub struct Session {
     store: Store<PluginState>,
     instance: AdapterInstance,
     broken: bool,
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        if let Some(run) = self.plugin.runtime.instructions_run(&self.store) {
+            self.plugin.instructions.fetch_add(run, Ordering::Relaxed);
+        }
+    }
 }
 
 impl Session {
