@@ -83,6 +83,13 @@ pub struct PromptRequest {
     pub template_variables: Vec<(String, String)>,
 }
 
+impl PromptRequest {
+    /// Whether the model may call a tool: tools are offered and `tool_choice` is not `none`.
+    pub fn calls_allowed(&self) -> bool {
+        !self.tools.is_empty() && self.tool_choice != ToolChoice::None
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Prompt {
     #[serde(rename = "prompt")]

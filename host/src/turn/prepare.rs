@@ -8,7 +8,7 @@ use std::time::Instant;
 use tokio::sync::mpsc;
 
 use crate::adapter::{
-    GrammarRequest, Message, ModelConfig, ParseOptions, Prompt, PromptRequest, Role, ToolChoice,
+    GrammarRequest, Message, ModelConfig, ParseOptions, Prompt, PromptRequest, Role,
 };
 use crate::backends::defuse_control_tokens;
 use crate::backends::{
@@ -342,10 +342,10 @@ impl Turns {
         let prompt_tokens = ids.len();
         let mut stop = params.stop.clone();
         stop.extend(prompt.stop.iter().cloned());
-        let tools_offered = !request.tools.is_empty() && request.tool_choice != ToolChoice::None;
+        let calls_allowed = request.calls_allowed();
         let constraint = if !(entry.constrained() && params.constrained) {
             None
-        } else if tools_offered {
+        } else if calls_allowed {
             self.call_constraint(&request, &prompt, &engine, &plugin)
         } else {
             // A JSON answer is enforced only where no tool call may come instead.
@@ -375,7 +375,7 @@ impl Turns {
         let parser = session.into_stream(&ParseOptions {
             tools: request.tools.clone(),
             reasoning_open: prompt.reasoning_open,
-            lenient: entry.lenient() && tools_offered,
+            lenient: entry.lenient() && calls_allowed,
         })?;
         Ok(Prepared {
             source: Source::Local(generation),
@@ -457,12 +457,10 @@ impl Turns {
                 }
                 let mut sampling = sampling;
                 sampling.stop.extend(prompt.stop.iter().cloned());
-                let tools_offered =
-                    !request.tools.is_empty() && request.tool_choice != ToolChoice::None;
                 let parser = session.into_stream(&ParseOptions {
                     tools: request.tools.clone(),
                     reasoning_open: prompt.reasoning_open,
-                    lenient: entry.lenient() && tools_offered,
+                    lenient: entry.lenient() && request.calls_allowed(),
                 })?;
                 let call = self.remote_call(entry, remote, RemoteInput::Prompt(text), &sampling);
                 let adapter = format!("{}/{}", plugin.info().name, plugin.info().version);

@@ -43,7 +43,7 @@ impl Adapter for Family {
     }
 
     fn format_prompt(request: PromptRequest) -> Result<Prompt, AdapterError> {
-        let with_tools = !request.tools.is_empty() && request.tool_choice != ToolChoice::None;
+        let with_tools = prompt::calls_allowed(&request);
         // With tools, the system message teaches them (after the application's own system text).
         let system = with_tools.then(|| {
             let mut text = match request.messages.first() {
