@@ -111,6 +111,30 @@ impl ModelArgs {
     }
 }
 
+/// Where converted weights are cached between loads.
+#[derive(Args, Clone, Debug)]
+pub struct WeightCacheArgs {
+    /// Where a model's weights, converted for the CPU kernels at its first load, are kept so
+    /// that later loads map them instead of converting (about the model file's size per
+    /// model). Default: the user's cache directory (e.g. ~/.cache/plugboard/weights).
+    #[arg(long, env = "PLUGBOARD_WEIGHT_CACHE")]
+    pub weight_cache: Option<PathBuf>,
+    /// Convert the weights at every load instead of caching them.
+    #[arg(long)]
+    pub no_weight_cache: bool,
+}
+
+impl WeightCacheArgs {
+    pub fn dir(&self) -> Option<PathBuf> {
+        if self.no_weight_cache {
+            return None;
+        }
+        self.weight_cache
+            .clone()
+            .or_else(plugboard::engine::default_weight_cache)
+    }
+}
+
 /// A size such as `512M`, `8G`, `1.5GiB` or a number of bytes (K, M, G, T are powers of 1024).
 pub fn parse_size(text: &str) -> Result<u64, String> {
     let text = text.trim();

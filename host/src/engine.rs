@@ -55,7 +55,7 @@ pub use constraint::{
 pub use gguf::GgufFile;
 pub use kv_cache::KvCache;
 pub use model::Model;
-pub use quant::Isa;
+pub use quant::{CacheOutcome, Isa, default_weight_cache, forget_cached_weights};
 pub use sampler::{Sampler, SamplingParams, TokenLogprob};
 pub use tokenizer::{Tokenizer, quote_control_tokens};
 
@@ -134,6 +134,8 @@ pub struct EngineOptions {
     pub max_batch: usize,
     /// Threads this model's inference uses (0: the process's pool, `--threads`).
     pub threads: usize,
+    /// Where converted weights are cached between loads (`None`: converted every load).
+    pub weight_cache: Option<PathBuf>,
 }
 
 impl Default for EngineOptions {
@@ -145,6 +147,7 @@ impl Default for EngineOptions {
             cached_sequences: 4,
             max_batch: 8,
             threads: 0,
+            weight_cache: default_weight_cache(),
         }
     }
 }
@@ -323,6 +326,8 @@ pub struct ModelInfo {
     pub file_bytes: u64,
     /// Weights in the file, counted from its tensors' shapes.
     pub parameters: u64,
+    /// Whether this load's converted weights came from the weight cache.
+    pub weight_cache: CacheOutcome,
 }
 
 /// Token texts that end generation in the families we know, beside the file's EOS id
@@ -472,7 +477,12 @@ impl Engine {
         let device = parse_device(&options.device)?;
         let gguf = GgufFile::open(path)?;
         let tokenizer = Arc::new(Tokenizer::load(&gguf)?);
-        let model = Model::load(&gguf, &device, options.max_context)?;
+        let model = Model::load(
+            &gguf,
+            &device,
+            options.max_context,
+            options.weight_cache.as_deref(),
+        )?;
         let token_text = |key: &str| {
             gguf.u32(key)
                 .and_then(|id| tokenizer.token(id))
@@ -507,6 +517,7 @@ impl Engine {
             file_bytes: file.file_bytes,
             parameters: file.parameters,
             path: path.to_path_buf(),
+            weight_cache: model.weight_cache,
         };
         let add_bos = gguf.bool("tokenizer.ggml.add_bos_token").unwrap_or(false);
         drop(gguf);

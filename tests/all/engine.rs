@@ -347,7 +347,7 @@ fn a_safetensors_checkpoint_gives_the_logits_of_its_gguf() {
     let converted = convert::ensure_gguf(&checkpoint, &dir.path().join("cache")).expect("converts");
     let logits = |path: &std::path::Path| -> Vec<f32> {
         let gguf = GgufFile::open(path).expect("opens");
-        let model = Model::load(&gguf, &Device::Cpu, 512).expect("loads");
+        let model = Model::load(&gguf, &Device::Cpu, 512, None).expect("loads");
         let ids: Vec<u32> = (0..40).map(|i| 1000 + i * 37).collect();
         model
             .forward(&ids, &mut KvCache::default())

@@ -179,7 +179,7 @@ fn check_logits(path: &Path, model_name: &str, floor: f64) {
     let tokenizer = Tokenizer::load(&gguf).expect("tokenizer loads");
     let add_bos = gguf.bool("tokenizer.ggml.add_bos_token").unwrap_or(false);
     let bos = gguf.u32("tokenizer.ggml.bos_token_id");
-    let model = Model::load(&gguf, &Device::Cpu, 4096).expect("model loads");
+    let model = Model::load(&gguf, &Device::Cpu, 4096, None).expect("model loads");
     let mut failures = Vec::new();
     for case in reference["logits"].as_array().expect("logits cases") {
         let name = text(&case["name"]);
@@ -350,7 +350,7 @@ fn gemma_logits_match_llamacpp() {
 fn gemma_rounding_noise_bounds_the_agreement() {
     let Some(path) = models::gemma() else { return };
     let gguf = GgufFile::open(&path).expect("opens");
-    let model = Model::load(&gguf, &Device::Cpu, 4096).expect("model loads");
+    let model = Model::load(&gguf, &Device::Cpu, 4096, None).expect("model loads");
     let case = &reference("gemma")["logits"][0];
     let prompt = ids(&case["prompt_ids"]);
     let theirs = full_logits(case["logits_q100_i16_base64"].as_str().expect("logits"));

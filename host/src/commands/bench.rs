@@ -14,6 +14,8 @@ use std::time::Instant;
 use anyhow::{Context, bail};
 use clap::Args;
 
+use super::WeightCacheArgs;
+
 use plugboard::engine::{
     self, Engine, EngineOptions, GenEvent, GenerateRequest, SamplingParams, Usage,
 };
@@ -40,6 +42,8 @@ pub struct BenchArgs {
     /// Also measure the aggregate decode speed of this many concurrent generations.
     #[arg(long, default_value_t = 0)]
     streams: usize,
+    #[command(flatten)]
+    weight_cache: WeightCacheArgs,
 }
 
 /// CPU seconds this process has used (user + system, all threads), from /proc (Linux).
@@ -146,6 +150,7 @@ pub fn run_bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
     let options = EngineOptions {
         device: args.device.clone(),
         max_context: args.prompt_tokens + args.decode_tokens + 16,
+        weight_cache: args.weight_cache.dir(),
         ..EngineOptions::default()
     };
     let load_start = Instant::now();
@@ -208,6 +213,7 @@ pub fn run_bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
                 "streams_decode_tokens_per_s": streams.map(|s| s.0),
                 "streams_decode_cpu_tokens_per_s": streams.and_then(|s| s.1),
                 "kernels": format!("{:?}", engine::Isa::detect()),
+                "weight_cache": engine.info().weight_cache,
             })
         );
     } else {
@@ -226,7 +232,14 @@ pub fn run_bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
                 args.threads.to_string()
             }
         );
-        println!("load         {load_s:.2} s");
+        println!(
+            "load         {load_s:.2} s (weight cache: {})",
+            match engine.info().weight_cache {
+                engine::CacheOutcome::Off => "off",
+                engine::CacheOutcome::Mapped => "mapped",
+                engine::CacheOutcome::Written => "written",
+            }
+        );
         println!(
             "prefill      {prefill_tps:.1} tok/s ({} tokens)",
             args.prompt_tokens

@@ -19,7 +19,7 @@ use plugboard::registry::ConfigWatcher;
 use plugboard::registry::{KeepAlive, Residency, seconds_of};
 use plugboard::turn::Turns;
 
-use super::{ModelArgs, PluginArgs};
+use super::{ModelArgs, PluginArgs, WeightCacheArgs};
 
 #[derive(Args)]
 pub struct ServeArgs {
@@ -33,6 +33,8 @@ pub struct ServeArgs {
     model: Option<String>,
     #[command(flatten)]
     models: ModelArgs,
+    #[command(flatten)]
+    weight_cache: WeightCacheArgs,
     /// Inference threads (default: all cores).
     #[arg(long, default_value_t = 0)]
     threads: usize,
@@ -144,6 +146,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         max_context: args.max_context,
         queue_limit: args.queue_limit,
         max_batch: args.parallel,
+        weight_cache: args.weight_cache.dir(),
         ..EngineOptions::default()
     };
     let model = args.model.clone().or_else(|| {

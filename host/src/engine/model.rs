@@ -22,7 +22,7 @@ use super::EngineError;
 use super::config::Config;
 use super::gguf::GgufFile;
 use super::kv_cache::{KvCache, LayerKv};
-use super::quant::Linear;
+use super::quant::{CacheOutcome, Linear, WeightCache};
 
 struct RmsNorm {
     weight: Tensor,
@@ -32,7 +32,7 @@ struct RmsNorm {
 impl RmsNorm {
     fn load(
         gguf: &GgufFile,
-        reader: &mut std::fs::File,
+        reader: &mut Reader,
         name: &str,
         eps: f64,
         device: &Device,
@@ -48,25 +48,38 @@ impl RmsNorm {
     }
 }
 
+/// The model file being read, and the weight cache its converted weights come from or go to.
+struct Reader {
+    file: std::fs::File,
+    cache: WeightCache,
+}
+
 fn tensor(
     gguf: &GgufFile,
-    reader: &mut std::fs::File,
+    reader: &mut Reader,
     name: &str,
     device: &Device,
 ) -> Result<QTensor, EngineError> {
     gguf.content
-        .tensor(reader, name, device)
+        .tensor(&mut reader.file, name, device)
         .map_err(|e| bad_tensor(gguf, name, e))
 }
 
 /// A weight matrix of the file, as a layer (see [`Linear::load`]).
 fn linear(
     gguf: &GgufFile,
-    reader: &mut std::fs::File,
+    reader: &mut Reader,
     name: &str,
     device: &Device,
 ) -> Result<Linear, EngineError> {
-    Linear::load(&gguf.content, reader, name, device).map_err(|e| bad_tensor(gguf, name, e))
+    Linear::load(
+        &gguf.content,
+        &mut reader.file,
+        name,
+        device,
+        &mut reader.cache,
+    )
+    .map_err(|e| bad_tensor(gguf, name, e))
 }
 
 fn bad_tensor(gguf: &GgufFile, name: &str, error: candle_core::Error) -> EngineError {
@@ -180,6 +193,8 @@ struct Layer {
 /// A loaded model: weights and rope tables, no per-sequence state.
 pub struct Model {
     pub config: Config,
+    /// Whether the converted weights came from the weight cache, went to it, or neither.
+    pub weight_cache: CacheOutcome,
     /// Shared with `output` when the file ties them: converted once, held once.
     embed: Arc<Linear>,
     embed_scale: Option<f64>,
@@ -198,13 +213,25 @@ pub struct Model {
 
 impl Model {
     /// Loads the weights of `gguf`. `max_len` bounds the positions the rope tables cover.
-    pub fn load(gguf: &GgufFile, device: &Device, max_len: usize) -> Result<Model, EngineError> {
+    /// On a CPU, converted weights come from the weight cache in `cache_dir` (and go to it
+    /// the first time); [`Model::weight_cache`] says which.
+    pub fn load(
+        gguf: &GgufFile,
+        device: &Device,
+        max_len: usize,
+        cache_dir: Option<&std::path::Path>,
+    ) -> Result<Model, EngineError> {
         let config = Config::of(gguf)?;
         let traits = config.arch.traits();
-        let mut reader = std::fs::File::open(&gguf.path).map_err(|e| EngineError::Io {
+        let file = std::fs::File::open(&gguf.path).map_err(|e| EngineError::Io {
             path: gguf.path.clone(),
             reason: e.to_string(),
         })?;
+        let cache = match cache_dir {
+            Some(dir) if device.is_cpu() => WeightCache::open(dir, &gguf.path, &gguf.content),
+            _ => WeightCache::off(),
+        };
+        let mut reader = Reader { file, cache };
         let r = &mut reader;
         let eps = config.rms_eps;
         let embed = Arc::new(linear(gguf, r, "token_embd.weight", device)?);
@@ -240,17 +267,16 @@ impl Model {
         let mut layers = Vec::with_capacity(config.n_layer);
         for i in 0..config.n_layer {
             let name = |n: &str| format!("blk.{i}.{n}.weight");
-            let q = |r: &mut std::fs::File, n: &str| -> Result<Linear, EngineError> {
+            let q = |r: &mut Reader, n: &str| -> Result<Linear, EngineError> {
                 linear(gguf, r, &name(n), device)
             };
-            let optional_norm =
-                |r: &mut std::fs::File, n: &str| -> Result<Option<RmsNorm>, EngineError> {
-                    if has_tensor(gguf, &name(n)) {
-                        Ok(Some(RmsNorm::load(gguf, r, &name(n), eps, device)?))
-                    } else {
-                        Ok(None)
-                    }
-                };
+            let optional_norm = |r: &mut Reader, n: &str| -> Result<Option<RmsNorm>, EngineError> {
+                if has_tensor(gguf, &name(n)) {
+                    Ok(Some(RmsNorm::load(gguf, r, &name(n), eps, device)?))
+                } else {
+                    Ok(None)
+                }
+            };
             let qkv = if has_tensor(gguf, &name("attn_qkv")) {
                 Qkv::Fused(q(r, "attn_qkv")?)
             } else {
@@ -262,7 +288,7 @@ impl Model {
             };
             let bias = if has_tensor(gguf, &format!("blk.{i}.attn_q.bias")) {
                 let b =
-                    |r: &mut std::fs::File, n: &str| -> Result<Tensor, EngineError> {
+                    |r: &mut Reader, n: &str| -> Result<Tensor, EngineError> {
                         Ok(tensor(gguf, r, &format!("blk.{i}.{n}.bias"), device)?
                             .dequantize(device)?)
                     };
@@ -296,11 +322,13 @@ impl Model {
                 window,
             });
         }
+        let norm = RmsNorm::load(gguf, r, "output_norm.weight", eps, device)?;
         Ok(Model {
+            weight_cache: reader.cache.finish(),
             embed,
             embed_scale: traits.embed_scale.then(|| (config.n_embd as f64).sqrt()),
             layers,
-            norm: RmsNorm::load(gguf, r, "output_norm.weight", eps, device)?,
+            norm,
             output,
             rope,
             rope_local,

@@ -14,6 +14,7 @@
 //! binary is fast on any x86-64 with AVX2 and correct everywhere.
 
 mod activations;
+mod cache;
 mod formats;
 mod kernels;
 #[cfg(target_arch = "x86_64")]
@@ -26,6 +27,9 @@ use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{DType, Device, Module, Result, Storage, Tensor};
 
 use activations::Activations;
+pub use cache::{
+    CacheOutcome, WeightCache, default_dir as default_weight_cache, forget as forget_cached_weights,
+};
 use formats::Weights;
 pub use kernels::Isa;
 
@@ -72,15 +76,17 @@ impl Linear {
         Ok(Linear { inner, rows, cols })
     }
 
-    /// Reads tensor `name` of a GGUF file. Types our kernels cover are converted as they are
-    /// read, a few MiB at a time: the file's copy of a tensor never sits in memory whole beside
-    /// the converted one (for an embedding matrix of 180 MiB that pair was the peak of the
-    /// model's memory).
+    /// Reads tensor `name` of a GGUF file. Types our kernels cover come from the weight cache
+    /// when it holds them, and are otherwise converted as they are read, a few MiB at a time
+    /// (the file's copy of a tensor never sits in memory whole beside the converted one: for
+    /// an embedding matrix of 180 MiB that pair was the peak of the model's memory), then
+    /// given to the cache.
     pub fn load(
         content: &Content,
         reader: &mut (impl std::io::Read + std::io::Seek),
         name: &str,
         device: &Device,
+        cache: &mut WeightCache,
     ) -> Result<Linear> {
         let Some(info) = content.tensor_infos.get(name) else {
             candle_core::bail!("no tensor {name}")
@@ -88,6 +94,13 @@ impl Linear {
         let (rows, cols) = info.shape.dims2()?;
         if !ours(info.ggml_dtype, device) {
             return Linear::new(content.tensor(reader, name, device)?);
+        }
+        if let Some(weights) = cache.take(name) {
+            return Ok(Linear {
+                inner: Inner::Packed(weights),
+                rows,
+                cols,
+            });
         }
         let bad = |e: formats::ConvertError| candle_core::Error::Msg(format!("{name}: {e}"));
         let mut converter = Weights::converter(info.ggml_dtype, rows, cols).map_err(bad)?;
@@ -104,8 +117,10 @@ impl Linear {
             converter.feed(&buffer[..n]).map_err(bad)?;
             left -= n;
         }
+        let weights = converter.finish().map_err(bad)?;
+        cache.keep(name, info.ggml_dtype, &weights);
         Ok(Linear {
-            inner: Inner::Packed(converter.finish().map_err(bad)?),
+            inner: Inner::Packed(weights),
             rows,
             cols,
         })
@@ -387,7 +402,14 @@ mod tests {
         drop(file);
         let mut reader = std::fs::File::open(&path).expect("opens");
         let content = Content::read(&mut reader).expect("reads");
-        let loaded = Linear::load(&content, &mut reader, "w", &Device::Cpu).expect("loads");
+        let loaded = Linear::load(
+            &content,
+            &mut reader,
+            "w",
+            &Device::Cpu,
+            &mut WeightCache::off(),
+        )
+        .expect("loads");
         let whole = Linear::new(w).expect("whole");
         let x = random((3, cols), 6, true);
         let flat = |l: &Linear| -> Vec<f32> {
@@ -397,7 +419,16 @@ mod tests {
                 .expect("forward")
         };
         assert_eq!(flat(&loaded), flat(&whole));
-        assert!(Linear::load(&content, &mut reader, "missing", &Device::Cpu).is_err());
+        assert!(
+            Linear::load(
+                &content,
+                &mut reader,
+                "missing",
+                &Device::Cpu,
+                &mut WeightCache::off()
+            )
+            .is_err()
+        );
         std::fs::remove_file(&path).expect("removes");
     }
 

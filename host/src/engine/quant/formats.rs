@@ -28,7 +28,10 @@
 //! the inner loop. Nibbles stay packed two to a byte and fifth bits one bit each, so a layout
 //! costs about what the file costs.
 
+use std::sync::Arc;
+
 use candle_core::quantized::GgmlDType;
+use memmap2::Mmap;
 use rayon::prelude::*;
 
 use super::activations::Scales;
@@ -55,24 +58,80 @@ pub struct Weights {
 pub enum Kind {
     /// `d·u − m`, `u` in 0..16 (from Q4_0 and Q4_K).
     Q4 {
-        d: Vec<f32>,
-        m: Vec<f32>,
-        qs: Vec<u8>,
+        d: Buffer<f32>,
+        m: Buffer<f32>,
+        qs: Buffer<u8>,
     },
     /// `d·(u − 16)`, `u` in 0..32 (from Q5_0).
     Q5 {
-        d: Vec<f32>,
-        qh: Vec<u32>,
-        qs: Vec<u8>,
+        d: Buffer<f32>,
+        qh: Buffer<u32>,
+        qs: Buffer<u8>,
     },
     /// `d_h·(u − 32)`, `u` in 0..64 (from Q6_K), one scale per 16 values.
     Q6 {
-        d: Vec<f32>,
-        qh: Vec<u8>,
-        qs: Vec<u8>,
+        d: Buffer<f32>,
+        qh: Buffer<u8>,
+        qs: Buffer<u8>,
     },
     /// `d·q`, `q` signed (from Q8_0).
-    Q8 { d: Vec<f32>, qs: Vec<i8> },
+    Q8 { d: Buffer<f32>, qs: Buffer<i8> },
+}
+
+/// One array of a layout: converted in memory, or mapped from the weight cache
+/// ([`super::cache`]). Either way the kernels see a slice.
+pub enum Buffer<T> {
+    Owned(Vec<T>),
+    /// `len` elements at byte `offset` of a mapped cache file (bounds and alignment checked
+    /// when the buffer was made).
+    Mapped {
+        map: Arc<Mmap>,
+        offset: usize,
+        len: usize,
+    },
+}
+
+impl<T: bytemuck::Pod> Buffer<T> {
+    /// `len` elements of `map` from byte `offset`, if they lie inside it, aligned for `T`.
+    pub fn mapped(map: &Arc<Mmap>, offset: usize, len: usize) -> Option<Buffer<T>> {
+        let bytes = len.checked_mul(size_of::<T>())?;
+        let slice = map.get(offset..offset.checked_add(bytes)?)?;
+        bytemuck::try_cast_slice::<u8, T>(slice).ok()?;
+        Some(Buffer::Mapped {
+            map: Arc::clone(map),
+            offset,
+            len,
+        })
+    }
+
+    /// The elements as bytes, to write to the cache.
+    pub fn as_bytes(&self) -> &[u8] {
+        bytemuck::cast_slice(self)
+    }
+
+    /// The elements, writable while the weights are being converted (always in memory then).
+    fn converting(&mut self) -> &mut [T] {
+        match self {
+            Buffer::Owned(v) => v,
+            Buffer::Mapped { .. } => {
+                unreachable!("weights are converted into memory, not into a mapping")
+            }
+        }
+    }
+}
+
+impl<T: bytemuck::Pod> std::ops::Deref for Buffer<T> {
+    type Target = [T];
+
+    fn deref(&self) -> &[T] {
+        match self {
+            Buffer::Owned(v) => v,
+            // Checked in `Buffer::mapped`: in bounds, aligned, and any bytes are a valid `T`.
+            Buffer::Mapped { map, offset, len } => {
+                bytemuck::cast_slice(&map[*offset..*offset + *len * size_of::<T>()])
+            }
+        }
+    }
 }
 
 /// The offset `o` of the `d·(u − o)` layouts.
@@ -88,6 +147,8 @@ pub enum ConvertError {
     Columns { cols: usize, block: usize },
     #[error("{got} bytes of data, expected {expected}")]
     Size { got: usize, expected: usize },
+    #[error("the weight cache's arrays do not fit this tensor")]
+    Cached,
 }
 
 /// One 32-value block, unpacked: the quants and how to scale them.
@@ -250,6 +311,27 @@ impl Weights {
         cols: usize,
     ) -> Result<Converter, ConvertError> {
         let (bytes, values) = source_block(dtype).ok_or(ConvertError::Unsupported(dtype))?;
+        Ok(Converter {
+            dtype,
+            block_bytes: bytes,
+            values,
+            source_bytes: rows * cols / values * bytes,
+            fed: 0,
+            at: 0,
+            weights: Weights::with_arrays(dtype, rows, cols, &mut Zeroed)?,
+        })
+    }
+
+    /// The layout of a GGUF tensor of `dtype` and shape `rows` × `cols`, each array taken
+    /// from `arrays` in [`Kind`]'s field order: the one place that says which arrays a type
+    /// converts to and how long they are.
+    pub fn with_arrays(
+        dtype: GgmlDType,
+        rows: usize,
+        cols: usize,
+        arrays: &mut impl Arrays,
+    ) -> Result<Weights, ConvertError> {
+        let (_, values) = source_block(dtype).ok_or(ConvertError::Unsupported(dtype))?;
         if !cols.is_multiple_of(values) {
             return Err(ConvertError::Columns {
                 cols,
@@ -260,44 +342,46 @@ impl Weights {
         let total = rows.div_ceil(OCTET) * blocks;
         let kind = match dtype {
             GgmlDType::Q4_0 | GgmlDType::Q4K => Kind::Q4 {
-                d: vec![0.0; total * OCTET],
-                m: vec![0.0; total * OCTET],
-                qs: vec![0; total * 128],
+                d: arrays.array(total * OCTET)?,
+                m: arrays.array(total * OCTET)?,
+                qs: arrays.array(total * 128)?,
             },
             GgmlDType::Q5_0 => Kind::Q5 {
-                d: vec![0.0; total * OCTET],
-                qh: vec![0; total * 8],
-                qs: vec![0; total * 128],
+                d: arrays.array(total * OCTET)?,
+                qh: arrays.array(total * 8)?,
+                qs: arrays.array(total * 128)?,
             },
             GgmlDType::Q6K => Kind::Q6 {
-                d: vec![0.0; total * 2 * OCTET],
-                qh: vec![0; total * 64],
-                qs: vec![0; total * 128],
+                d: arrays.array(total * 2 * OCTET)?,
+                qh: arrays.array(total * 64)?,
+                qs: arrays.array(total * 128)?,
             },
             _ => Kind::Q8 {
-                d: vec![0.0; total * OCTET],
-                qs: vec![0; total * 256],
+                d: arrays.array(total * OCTET)?,
+                qs: arrays.array(total * 256)?,
             },
         };
         let scales = match dtype {
             GgmlDType::Q4K | GgmlDType::Q6K => Scales::Superblock,
             _ => Scales::Block,
         };
-        Ok(Converter {
-            dtype,
-            block_bytes: bytes,
-            values,
-            source_bytes: rows * cols / values * bytes,
-            fed: 0,
-            at: 0,
-            weights: Weights {
-                rows,
-                cols,
-                blocks,
-                kind,
-                scales,
-            },
+        Ok(Weights {
+            rows,
+            cols,
+            blocks,
+            kind,
+            scales,
         })
+    }
+
+    /// Each array's bytes, in [`Kind`]'s field order (what [`Weights::with_arrays`] takes).
+    pub fn arrays(&self) -> Vec<&[u8]> {
+        match &self.kind {
+            Kind::Q4 { d, m, qs } => vec![d.as_bytes(), m.as_bytes(), qs.as_bytes()],
+            Kind::Q5 { d, qh, qs } => vec![d.as_bytes(), qh.as_bytes(), qs.as_bytes()],
+            Kind::Q6 { d, qh, qs } => vec![d.as_bytes(), qh.as_bytes(), qs.as_bytes()],
+            Kind::Q8 { d, qs } => vec![d.as_bytes(), qs.as_bytes()],
+        }
     }
 
     /// Bytes held (the speed tests report bandwidth with it).
@@ -404,27 +488,57 @@ enum KindMut<'a> {
     },
 }
 
+/// Where [`Weights::with_arrays`] takes a layout's arrays from.
+pub trait Arrays {
+    /// The next array, `len` elements long.
+    fn array<T: bytemuck::Pod>(&mut self, len: usize) -> Result<Buffer<T>, ConvertError>;
+}
+
+/// Arrays of zeros in memory, to convert into.
+struct Zeroed;
+
+impl Arrays for Zeroed {
+    fn array<T: bytemuck::Pod>(&mut self, len: usize) -> Result<Buffer<T>, ConvertError> {
+        Ok(Buffer::Owned(vec![T::zeroed(); len]))
+    }
+}
+
 impl Kind {
     fn view(&mut self) -> KindMut<'_> {
         match self {
-            Kind::Q4 { d, m, qs } => KindMut::Q4 { d, m, qs },
-            Kind::Q5 { d, qh, qs } => KindMut::Q5 { d, qh, qs },
-            Kind::Q6 { d, qh, qs } => KindMut::Q6 { d, qh, qs },
-            Kind::Q8 { d, qs } => KindMut::Q8 { d, qs },
+            Kind::Q4 { d, m, qs } => KindMut::Q4 {
+                d: d.converting(),
+                m: m.converting(),
+                qs: qs.converting(),
+            },
+            Kind::Q5 { d, qh, qs } => KindMut::Q5 {
+                d: d.converting(),
+                qh: qh.converting(),
+                qs: qs.converting(),
+            },
+            Kind::Q6 { d, qh, qs } => KindMut::Q6 {
+                d: d.converting(),
+                qh: qh.converting(),
+                qs: qs.converting(),
+            },
+            Kind::Q8 { d, qs } => KindMut::Q8 {
+                d: d.converting(),
+                qs: qs.converting(),
+            },
         }
     }
 
     /// Octets `first..first + count`, one view each, of a matrix `blocks` blocks wide.
     fn octets(&mut self, blocks: usize, first: usize, count: usize) -> Vec<KindMut<'_>> {
         // Each array holds `per` elements per octet-block.
-        fn parts<T>(
-            v: &mut [T],
+        fn parts<T: bytemuck::Pod>(
+            v: &mut Buffer<T>,
             per: usize,
             span: (usize, usize, usize),
         ) -> std::slice::ChunksMut<'_, T> {
             let (blocks, first, count) = span;
             let size = per * blocks;
-            v[first * size..(first + count) * size].chunks_mut(size)
+            v.converting()[first * size..(first + count) * size].chunks_mut(size)
         }
         let span = (blocks, first, count);
         match self {
