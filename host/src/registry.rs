@@ -629,6 +629,23 @@ impl Drop for Lease {
 }
 
 impl Registry {
+    /// Deletes a pulled model's file from the store (see [`Store::remove`]), and its
+    /// converted weights from the weight cache. Returns the bytes the store freed.
+    pub fn remove_pulled(&self, entry: &ModelEntry) -> std::io::Result<u64> {
+        let Some(hub) = entry.hub_file() else {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!("model '{}' is not pulled", entry.id()),
+            ));
+        };
+        let weights = entry.path();
+        let freed = self.store.remove(&hub.repo, &hub.file)?;
+        if let (Some(cache), Some(weights)) = (&self.options.weight_cache, weights) {
+            engine::forget_cached_weights(cache, &weights);
+        }
+        Ok(freed)
+    }
+
     /// Builds the registry: predeclared models, then the config file's (which replace
     /// predeclared ones of the same id), then the GGUF files pulled into the store that no
     /// declaration names, then `--model` (a path, an id, or a hub name such as

@@ -329,15 +329,28 @@ fn pulled_over_http_a_model_serves_and_the_config_file_is_read_again() {
     let config_dir = tempfile::tempdir().expect("a folder");
     let config = config_dir.path().join("models.toml");
     std::fs::write(&config, "").expect("written");
+    let weights = tempfile::tempdir().expect("a folder");
     let server = TestServer::start_with_env(
         &[
             "--hub-cache",
             cache.path().to_str().expect("utf-8"),
             "--config",
             config.to_str().expect("utf-8"),
+            "--weight-cache",
+            weights.path().to_str().expect("utf-8"),
         ],
         &[("HF_ENDPOINT", &hub.base)],
     );
+    let cached = |file: &str| -> Vec<String> {
+        std::fs::read_dir(weights.path())
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| n.starts_with(&format!("{file}-")) && n.ends_with(".weights"))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
 
     // The real ollama client: pull with progress, generate, copy, show, delete.
     let name = format!("hf.co/{GEMMA_REPO}:Q4_K_M");
@@ -380,6 +393,13 @@ fn pulled_over_http_a_model_serves_and_the_config_file_is_read_again() {
         "{out}"
     );
     assert_eq!(out["gone"], 404, "{out}");
+    // Its load cached its converted weights; deleting the model deleted them.
+    let log = server.log.lock().map(|l| l.clone()).unwrap_or_default();
+    assert!(
+        log.contains("converted weights cached") && log.contains(&format!("{GEMMA_FILE}-")),
+        "{log}"
+    );
+    assert!(cached(GEMMA_FILE).is_empty(), "{:?}", cached(GEMMA_FILE));
 
     // A model added to the config file serves without a restart, pulled on first use.
     std::fs::write(
@@ -414,6 +434,7 @@ fn pulled_over_http_a_model_serves_and_the_config_file_is_read_again() {
         &[],
     );
     assert_eq!(answer.status, 200, "{}", answer.text);
+    assert_eq!(cached(OTHER_FILE).len(), 1, "{:?}", cached(OTHER_FILE));
     // `plugboard ps` asks the server what it has loaded.
     let ps = Command::new(plugboard_bin())
         .args(["ps", "--url", &server.base])

@@ -383,8 +383,8 @@ async fn ollama_delete(
         .ollama()
     };
     let entry = registry.get(&body.model).map_err(|_| not_found())?;
-    let hub = match (&entry.decl.source, entry.hub_file()) {
-        (Source::HuggingFace { .. }, Some(hub)) if entry.available() => hub,
+    match (&entry.decl.source, entry.hub_file()) {
+        (Source::HuggingFace { .. }, Some(_)) if entry.available() => {}
         (Source::HuggingFace { .. }, _) => return Err(not_found()),
         (Source::Path(_), _) => {
             return Err(ApiError::bad_request(
@@ -406,7 +406,8 @@ async fn ollama_delete(
     };
     entry.unload();
     let removing = Arc::clone(&registry);
-    tokio::task::spawn_blocking(move || removing.store.remove(&hub.repo, &hub.file))
+    let removed = Arc::clone(&entry);
+    tokio::task::spawn_blocking(move || removing.remove_pulled(&removed))
         .await
         .map_err(|e| {
             ApiError::new(

@@ -12,7 +12,7 @@ use plugboard::engine::{self, EngineOptions};
 use plugboard::registry::{ModelEntry, Registry, Source, adapter_for};
 use plugboard::store::{self, HubFile, PullState, Pulled};
 
-use super::{ModelArgs, PluginArgs};
+use super::{ModelArgs, PluginArgs, WeightCacheArgs};
 
 #[derive(Args)]
 pub struct PullArgs {
@@ -41,6 +41,9 @@ pub struct RmArgs {
     model: String,
     #[command(flatten)]
     models: ModelArgs,
+    /// The weight cache its converted weights are removed from.
+    #[command(flatten)]
+    weight_cache: WeightCacheArgs,
 }
 
 #[derive(Args)]
@@ -206,28 +209,29 @@ fn describe(entry: &ModelEntry) -> Value {
 }
 
 pub fn rm(args: RmArgs) -> anyhow::Result<ExitCode> {
-    let registry = args.models.registry(None, EngineOptions::default())?;
-    let (repo, file) = match registry.get(&args.model) {
-        Ok(entry) => match (&entry.decl.source, entry.hub_file()) {
-            (Source::HuggingFace { .. }, Some(hub)) => (hub.repo, hub.file),
-            (Source::HuggingFace { .. }, None) => {
-                anyhow::bail!("model '{}' is not downloaded", entry.id())
-            }
-            (Source::Path(_), _) => anyhow::bail!(
-                "model '{}' is a local file ({}), not a pulled one: remove it yourself",
-                entry.id(),
-                entry.path().unwrap_or_default().display()
-            ),
-            (Source::Backend { .. }, _) => {
-                anyhow::bail!("model '{}' is served by a backend", entry.id())
-            }
-        },
-        Err(e) => anyhow::bail!("{e}"),
+    let options = EngineOptions {
+        weight_cache: args.weight_cache.dir(),
+        ..EngineOptions::default()
     };
+    let registry = args.models.registry(None, options)?;
+    let entry = registry.get(&args.model)?;
+    match (&entry.decl.source, entry.hub_file()) {
+        (Source::HuggingFace { .. }, Some(_)) => {}
+        (Source::HuggingFace { .. }, None) => {
+            anyhow::bail!("model '{}' is not downloaded", entry.id())
+        }
+        (Source::Path(_), _) => anyhow::bail!(
+            "model '{}' is a local file ({}), not a pulled one: remove it yourself",
+            entry.id(),
+            entry.path().unwrap_or_default().display()
+        ),
+        (Source::Backend { .. }, _) => {
+            anyhow::bail!("model '{}' is served by a backend", entry.id())
+        }
+    }
     let freed = registry
-        .store
-        .remove(&repo, &file)
-        .with_context(|| format!("cannot remove {repo}/{file}"))?;
+        .remove_pulled(&entry)
+        .with_context(|| format!("cannot remove {}", args.model))?;
     println!("deleted {} ({} freed)", args.model, human_bytes(freed));
     Ok(ExitCode::SUCCESS)
 }

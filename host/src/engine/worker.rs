@@ -29,6 +29,8 @@ pub(super) struct Worker {
     pub(super) cache: Vec<(Vec<u32>, KvCache)>,
     pub(super) cached_sequences: usize,
     pub(super) max_batch: usize,
+    /// The compute threads each step runs on (see `shared_compute_pool`).
+    pub(super) pool: Arc<rayon::ThreadPool>,
 }
 
 const PREFILL_CHUNK: usize = 256;
@@ -76,7 +78,8 @@ impl Worker {
                     Err(_) => break,
                 }
             }
-            if let Err(e) = self.step(&mut active) {
+            let pool = Arc::clone(&self.pool);
+            if let Err(e) = pool.install(|| self.step(&mut active)) {
                 // A failed forward pass leaves the caches of the whole batch unknown.
                 for seq in active.drain(..) {
                     let _ = seq.job.events.send(GenEvent::Error(e.to_string()));
