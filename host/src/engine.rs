@@ -25,6 +25,7 @@
 //!   the same file in `tests/all/llamacpp.rs`.
 
 mod arch;
+mod attention;
 mod config;
 mod constraint;
 pub mod convert;

@@ -167,34 +167,49 @@ impl Linear {
         let lead: Vec<usize> = x.dims()[..x.rank() - 1].to_vec();
         let m = lead.iter().product::<usize>();
         let x = x.to_dtype(DType::F32)?.contiguous()?;
+        // Taken from its slot for the call, not borrowed in it: while the matmul waits for
+        // the other compute threads, the pool may run another model's step on this thread,
+        // and that step takes (or makes) one of its own.
+        let mut acts = INPUT.take();
+        let result = Linear::forward_packed(layers, &x, m, cols, &lead, &mut acts);
+        INPUT.set(acts);
+        result
+    }
+
+    /// [`Linear::forward_many`] for layers that are all ours, on a CPU input of `m` rows.
+    fn forward_packed<const N: usize>(
+        layers: [&Linear; N],
+        x: &Tensor,
+        m: usize,
+        cols: usize,
+        lead: &[usize],
+        acts: &mut Activations,
+    ) -> Result<[Tensor; N]> {
         let isa = Isa::detect();
-        INPUT.with(|input| {
-            let mut acts = input.borrow_mut();
-            let (storage, layout) = x.storage_and_layout();
-            let Storage::Cpu(cpu) = &*storage else {
-                candle_core::bail!("a CPU tensor is not in CPU storage")
+        let (storage, layout) = x.storage_and_layout();
+        let Storage::Cpu(cpu) = &*storage else {
+            candle_core::bail!("a CPU tensor is not in CPU storage")
+        };
+        let data = &cpu.as_slice::<f32>()?[layout.start_offset()..][..m * cols];
+        // Quantized again only where the next layer wants other scales.
+        let mut quantized = None;
+        let mut out = Vec::with_capacity(N);
+        for layer in layers {
+            let Inner::Packed(w) = &layer.inner else {
+                unreachable!("all layers are packed")
             };
-            let data = &cpu.as_slice::<f32>()?[layout.start_offset()..][..m * cols];
-            // Quantized again only where the next layer wants other scales.
-            let mut quantized = None;
-            let mut out = Vec::with_capacity(N);
-            for layer in layers {
-                let Inner::Packed(w) = &layer.inner else {
-                    unreachable!("all layers are packed")
-                };
-                if quantized != Some(w.scales) {
-                    acts.quantize(data, m, cols, w.scales);
-                    quantized = Some(w.scales);
-                }
-                let mut y = vec![0f32; m * layer.rows];
-                kernels::matmul(w, &acts, &mut y, isa);
-                let mut shape = lead.clone();
-                shape.push(layer.rows);
-                out.push(Tensor::from_vec(y, shape, &Device::Cpu)?);
+            if quantized != Some(w.scales) {
+                acts.quantize(data, m, cols, w.scales);
+                quantized = Some(w.scales);
             }
-            out.try_into()
-                .map_err(|_| candle_core::Error::Msg("layer count".into()))
-        })
+            let mut y = vec![0f32; m * layer.rows];
+            kernels::matmul(w, acts, &mut y, isa);
+            let mut shape = lead.to_vec();
+            shape.push(layer.rows);
+            out.push(Tensor::from_vec(y, shape, &Device::Cpu)?);
+        }
+        out.try_into()
+            .map_err(|_| candle_core::Error::Msg("layer count".into()))
     }
 
     fn forward_candle(&self, x: &Tensor) -> Result<Tensor> {
