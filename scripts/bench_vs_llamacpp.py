@@ -5,7 +5,8 @@ Runs llama.cpp (through llama-cpp-python) and `plugboard bench --json` alternate
 repetitions each, and prints one table: prefill tok/s on a 512-token prompt, decode tok/s over
 128 tokens (both lengths are options), peak RSS, and plugboard's ratio to llama.cpp. Both sides do the same work: the
 prompt is the same prose `plugboard bench` uses, cycled to 512 tokens; the decode figure comes
-from a 16-token prompt followed by 128 greedy steps, one token per forward pass.
+from a 16-token prompt followed by 128 steps, one token per forward pass, and the decode after
+the whole prompt from 32 more steps there.
 
 The machines this runs on are shared and noisy: the two engines alternate within each
 repetition so that a slow patch hits both, and the table reports medians and the median of
@@ -50,7 +51,6 @@ def peak_rss_mib():
 
 def llama_worker(args):
     """One llama.cpp measurement in this process; prints JSON."""
-    import numpy as np
     from llama_cpp import Llama
 
     start = time.perf_counter()
@@ -76,16 +76,23 @@ def llama_worker(args):
     t, c = time.perf_counter(), time.process_time()
     llm.eval(prompt)
     prefill_s, prefill_cpu = time.perf_counter() - t, time.process_time() - c
-    # Decode: a short fresh prompt, then greedy steps of one token each.
+    # Decode after the whole prompt: attention over all its positions. (Which tokens are fed
+    # does not change the time a step takes; llama-cpp-python keeps no logits to pick them
+    # from unless logits_all, which costs a context's worth of vocabulary rows.)
+    after = max(2, min(32, args.decode_tokens))
+    t = time.perf_counter()
+    for i in range(after - 1):
+        llm.eval([once[i % len(once)]])
+    context_decode_s = time.perf_counter() - t
+    # Decode: a short fresh prompt, then steps of one token each (the prose's tokens, as
+    # above).
     llm.reset()
     short = list(reversed([once[i % len(once)] for i in range(16)]))
     c = time.process_time()
     llm.eval(short)
-    token = int(np.argmax(llm.scores[llm.n_tokens - 1]))
     t = time.perf_counter()
-    for _ in range(args.decode_tokens - 1):
-        llm.eval([token])
-        token = int(np.argmax(llm.scores[llm.n_tokens - 1]))
+    for i in range(args.decode_tokens - 1):
+        llm.eval([once[i % len(once)]])
     decode_s, decode_cpu = time.perf_counter() - t, time.process_time() - c
     print(
         json.dumps(
@@ -94,6 +101,7 @@ def llama_worker(args):
                 "ready_s": ready_s,
                 "prefill_tokens_per_s": args.prompt_tokens / prefill_s,
                 "decode_tokens_per_s": (args.decode_tokens - 1) / decode_s,
+                "context_decode_tokens_per_s": (after - 1) / context_decode_s,
                 # CPU time: the prompt's whole evaluation; the decode's 16-token prompt too,
                 # as plugboard's figure includes it.
                 "prefill_cpu_tokens_per_s": args.prompt_tokens / prefill_cpu,
@@ -196,6 +204,7 @@ def main():
     rows = [
         (f"prefill tok/s ({args.prompt_tokens}-token prompt)", "prefill_tokens_per_s"),
         (f"decode tok/s ({args.decode_tokens} tokens)", "decode_tokens_per_s"),
+        (f"decode tok/s after the {args.prompt_tokens}-token prompt", "context_decode_tokens_per_s"),
         ("prefill tok/s per CPU second", "prefill_cpu_tokens_per_s"),
         ("decode tok/s per CPU second", "decode_cpu_tokens_per_s"),
         ("peak RSS MiB", "peak_rss_mib"),
@@ -223,6 +232,16 @@ def main():
             f"plugboard aggregate decode, {args.streams} streams: {median(streams):.1f} tok/s "
             f"(median {median([m / o for m, o in zip(many, one)]):.2f}x one stream, same runs)"
         )
+        probe = [
+            r["streams_probe_ttft_ms"] / r["probe_alone_ttft_ms"]
+            for r in runs["plugboard"]
+            if r.get("streams_probe_ttft_ms") and r.get("probe_alone_ttft_ms")
+        ]
+        if probe:
+            print(
+                f"plugboard TTFT of a new 128-token prompt while {args.streams} streams decode: "
+                f"median {median(probe):.2f}x its TTFT alone"
+            )
     kernels = {r.get("kernels") for r in runs["plugboard"]}
     print(f"plugboard kernels: {', '.join(sorted(k for k in kernels if k))}")
     shutil.rmtree(weight_cache, ignore_errors=True)

@@ -65,6 +65,16 @@ pub fn peak_rss_mib() -> Option<f64> {
     Some(kib / 1024.0)
 }
 
+/// What `--streams` measures.
+struct Streams {
+    /// Tokens per second, all streams together, wall and CPU time.
+    wall: f64,
+    cpu: Option<f64>,
+    /// Time to first token of a new request while the streams decode, and alone.
+    probe_ttft_ms: f64,
+    probe_alone_ttft_ms: f64,
+}
+
 /// Runs `streams` generations at once, each a different `prompt_len`-token prompt and
 /// `tokens` tokens; returns the tokens per second, all streams together, from the moment every
 /// stream has its first token (all prompts done) to the last token, in wall and CPU time.
@@ -116,6 +126,43 @@ fn run_streams(
     let cpu = cpu0.zip(cpu1).map(|(a, b)| after / (b - a));
     Ok((wall, cpu))
 }
+
+/// The time to first token of `probe` sent while `streams` generations decode (a request
+/// arriving at a busy model: its prompt is read in chunks between their steps). The streams
+/// are cancelled once it has its token.
+fn probe_under_streams(
+    engine: &Engine,
+    streams: usize,
+    tokens: usize,
+    request: impl Fn(Vec<u32>, usize) -> GenerateRequest,
+    probe: GenerateRequest,
+) -> anyhow::Result<f64> {
+    let base = prompt(engine, 16 + streams)?;
+    let mut receivers = Vec::with_capacity(streams);
+    for i in 0..streams {
+        receivers.push(engine.generate(request(base[i..i + 16].to_vec(), tokens))?);
+    }
+    // Every stream decoding.
+    for events in &mut receivers {
+        loop {
+            match events.blocking_recv() {
+                Some(GenEvent::Text { .. }) => break,
+                Some(GenEvent::Error(e)) => bail!("generation failed: {e}"),
+                Some(GenEvent::Done { .. }) | None => bail!("a stream ended before the probe"),
+            }
+        }
+    }
+    let (ttft, _) = run(engine, probe)?;
+    // Dropping the receivers cancels the streams.
+    drop(receivers);
+    Ok(ttft)
+}
+
+/// Tokens decoded after the whole prompt (the decode-at-context figure).
+const CONTEXT_DECODE: usize = 32;
+
+/// The probe of `--streams`: a 128-token prompt no other request shares a prefix with.
+const PROBE_TOKENS: usize = 128;
 
 /// Runs one generation to its end; returns the time to the first token and the usage.
 fn run(engine: &Engine, request: GenerateRequest) -> anyhow::Result<(f64, Usage)> {
@@ -176,7 +223,12 @@ pub fn run_bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
     let cpu = cpu_seconds();
     let (cold_ttft, cold) = run(&engine, request(ids.clone(), 1))?;
     let prefill_cpu = cpu.zip(cpu_seconds()).map(|(a, b)| b - a);
-    let (warm_ttft, _) = run(&engine, request(ids.clone(), 1))?;
+    // The same prompt again, then a few tokens: decode after the whole prompt (attention
+    // over `prompt_tokens` positions, where the short-prompt decode below has 16).
+    let after_prompt = CONTEXT_DECODE.min(args.decode_tokens).max(2);
+    let (warm_ttft, warm) = run(&engine, request(ids.clone(), after_prompt))?;
+    let context_decode_tps =
+        warm.completion_tokens.saturating_sub(1) as f64 / (warm.decode_ms / 1e3);
     // Decode: a short fresh prompt, then many tokens.
     let short = prompt(&engine, 16)?.into_iter().rev().collect();
     let cpu = cpu_seconds();
@@ -188,13 +240,26 @@ pub fn run_bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
     let prefill_cpu_tps = prefill_cpu.map(|s| args.prompt_tokens as f64 / s);
     let decode_cpu_tps = decode_cpu.map(|s| decode.completion_tokens as f64 / s);
     let streams = if args.streams > 1 {
-        Some(run_streams(
+        // The probe's prompts start where no other prompt does (the streams' start at 0..N).
+        let probe = |offset: usize| -> anyhow::Result<Vec<u32>> {
+            Ok(prompt(&engine, PROBE_TOKENS + offset)?[offset..].to_vec())
+        };
+        let (alone, _) = run(&engine, request(probe(args.streams + 2)?, 1))?;
+        let (wall, cpu) = run_streams(&engine, args.streams, 16, args.decode_tokens, request)?;
+        // Streams long enough to outlast the probe.
+        let busy = probe_under_streams(
             &engine,
             args.streams,
-            16,
-            args.decode_tokens,
+            args.prompt_tokens + args.decode_tokens - 16,
             request,
-        )?)
+            request(probe(args.streams + 4)?, 1),
+        )?;
+        Some(Streams {
+            wall,
+            cpu,
+            probe_ttft_ms: busy,
+            probe_alone_ttft_ms: alone,
+        })
     } else {
         None
     };
@@ -207,11 +272,14 @@ pub fn run_bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
                 "ready_s": ready_s, "prompt_tokens": args.prompt_tokens, "prefill_tokens_per_s": prefill_tps,
                 "decode_tokens": decode.completion_tokens, "decode_tokens_per_s": decode_tps,
                 "cold_ttft_ms": cold_ttft, "warm_ttft_ms": warm_ttft, "peak_rss_mib": rss,
+                "context_decode_tokens_per_s": context_decode_tps,
                 "prefill_cpu_tokens_per_s": prefill_cpu_tps,
                 "decode_cpu_tokens_per_s": decode_cpu_tps,
                 "streams": args.streams,
-                "streams_decode_tokens_per_s": streams.map(|s| s.0),
-                "streams_decode_cpu_tokens_per_s": streams.and_then(|s| s.1),
+                "streams_decode_tokens_per_s": streams.as_ref().map(|s| s.wall),
+                "streams_decode_cpu_tokens_per_s": streams.as_ref().and_then(|s| s.cpu),
+                "streams_probe_ttft_ms": streams.as_ref().map(|s| s.probe_ttft_ms),
+                "probe_alone_ttft_ms": streams.as_ref().map(|s| s.probe_alone_ttft_ms),
                 "kernels": format!("{:?}", engine::Isa::detect()),
                 "weight_cache": engine.info().weight_cache,
             })
@@ -245,19 +313,27 @@ pub fn run_bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
             args.prompt_tokens
         );
         println!(
-            "decode       {decode_tps:.1} tok/s ({} tokens)",
-            decode.completion_tokens
+            "decode       {decode_tps:.1} tok/s ({} tokens); {context_decode_tps:.1} tok/s after the {}-token prompt",
+            decode.completion_tokens, args.prompt_tokens
         );
         if let (Some(p), Some(d)) = (prefill_cpu_tps, decode_cpu_tps) {
             println!("per CPU s    prefill {p:.1} tok/s, decode {d:.1} tok/s");
         }
-        if let Some((wall, cpu)) = streams {
+        if let Some(streams) = &streams {
             println!(
-                "{} streams    {wall:.1} tok/s together ({:.2}x one stream){}",
+                "{} streams    {:.1} tok/s together ({:.2}x one stream){}",
                 args.streams,
-                wall / decode_tps,
-                cpu.map(|c| format!(", {c:.1} per CPU s"))
+                streams.wall,
+                streams.wall / decode_tps,
+                streams
+                    .cpu
+                    .map(|c| format!(", {c:.1} per CPU s"))
                     .unwrap_or_default()
+            );
+            println!(
+                "TTFT, {PROBE_TOKENS} tokens, while they decode: {:.0} ms ({:.2}x alone)",
+                streams.probe_ttft_ms,
+                streams.probe_ttft_ms / streams.probe_alone_ttft_ms
             );
         }
         println!("kernels      {:?}", engine::Isa::detect());

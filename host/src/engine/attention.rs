@@ -172,7 +172,10 @@ impl Task<'_> {
                 {
                     s.copy_from_slice(&K::dot4(q, four));
                 }
-                for (s, key) in scores[done..].iter_mut().zip(keys[done * dim..].chunks_exact(dim)) {
+                for (s, key) in scores[done..]
+                    .iter_mut()
+                    .zip(keys[done * dim..].chunks_exact(dim))
+                {
                     *s = K::dot(q, key);
                 }
                 let tile_max = scores.iter().fold(f32::NEG_INFINITY, |m, s| m.max(*s));
@@ -195,7 +198,10 @@ impl Task<'_> {
                 {
                     K::axpy4(acc, p, four);
                 }
-                for (p, value) in scores[done..].iter().zip(values[done * dim..].chunks_exact(dim)) {
+                for (p, value) in scores[done..]
+                    .iter()
+                    .zip(values[done * dim..].chunks_exact(dim))
+                {
                     K::axpy(acc, *p, value);
                 }
             }
@@ -274,8 +280,10 @@ mod x86 {
         // SAFETY: the caller's CPU has AVX2; `out` holds 4 floats.
         unsafe {
             let pairs = _mm256_hadd_ps(_mm256_hadd_ps(a[0], a[1]), _mm256_hadd_ps(a[2], a[3]));
-            let total =
-                _mm_add_ps(_mm256_castps256_ps128(pairs), _mm256_extractf128_ps(pairs, 1));
+            let total = _mm_add_ps(
+                _mm256_castps256_ps128(pairs),
+                _mm256_extractf128_ps(pairs, 1),
+            );
             _mm_storeu_ps(out.as_mut_ptr(), total);
         }
         out

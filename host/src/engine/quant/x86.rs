@@ -35,6 +35,9 @@ trait Octets {
     const MIN: bool;
     /// The `o` of `d·(u − o)` (0 where none).
     const OFFSET: i32;
+    /// The largest unsigned quant (the signed Q8 says 127): how many vectors' 16-bit pair
+    /// sums can be added before they must widen (see `products`).
+    const MAX_U: i32;
     /// The eight quant vectors: vector `k` holds quants `4k..4k + 4` of row `j` at bytes
     /// `4j..4j + 4`.
     unsafe fn unpack(&self, ob: usize) -> [__m256i; 8];
@@ -102,6 +105,7 @@ impl Octets for Q4<'_> {
     const HALVES: bool = false;
     const MIN: bool = true;
     const OFFSET: i32 = 0;
+    const MAX_U: i32 = 15;
     #[target_feature(enable = "avx2,fma")]
     #[inline]
     unsafe fn unpack(&self, ob: usize) -> [__m256i; 8] {
@@ -127,6 +131,7 @@ impl Octets for Q5<'_> {
     const HALVES: bool = false;
     const MIN: bool = false;
     const OFFSET: i32 = Q5_OFFSET;
+    const MAX_U: i32 = 31;
     #[target_feature(enable = "avx2,fma")]
     #[inline]
     unsafe fn unpack(&self, ob: usize) -> [__m256i; 8] {
@@ -174,6 +179,7 @@ impl Octets for Q6<'_> {
     const HALVES: bool = true;
     const MIN: bool = false;
     const OFFSET: i32 = Q6_OFFSET;
+    const MAX_U: i32 = 63;
     #[target_feature(enable = "avx2,fma")]
     #[inline]
     unsafe fn unpack(&self, ob: usize) -> [__m256i; 8] {
@@ -204,6 +210,7 @@ impl Octets for Q8<'_> {
     const HALVES: bool = false;
     const MIN: bool = false;
     const OFFSET: i32 = 0;
+    const MAX_U: i32 = 127;
     #[target_feature(enable = "avx2,fma")]
     #[inline]
     unsafe fn unpack(&self, ob: usize) -> [__m256i; 8] {
@@ -228,7 +235,7 @@ const OCTET_GROUP: usize = 2;
 /// One tier: the tile kernel and its driver, compiled for `$features`, multiply-adding with
 /// `$dot`, unpacking with `Octets::$unpack`, tiles of up to `$max` activation rows.
 /// `$q8_offset`: how signed quants multiply: offset to unsigned by it, or (0) through the
-/// sign trick. `$pairs`: unsigned products of two vectors are summed in 16 bits first
+/// sign trick. `$pairs`: unsigned products of several vectors are summed in 16 bits first
 /// (`vpmaddubsw` tiers).
 macro_rules! tier {
     ($name:ident, $features:literal, $dot:ident, $unpack:ident, $q8_offset:literal, $pairs:literal, $max:literal, [$($t:literal),*]) => {
@@ -239,7 +246,7 @@ macro_rules! tier {
             pub const MAX_TILE: usize = $max;
 
             /// `acc` + the products of vectors `ks` with the activation bytes at `x`
-            /// (4 per vector, broadcast).
+            /// (4 per vector, broadcast). `max_u`: the largest unsigned quant.
             /// `signed`: the vectors hold signed quants still (the sign trick).
             #[target_feature(enable = $features)]
             #[inline]
@@ -248,6 +255,7 @@ macro_rules! tier {
                 v: &[__m256i; 8],
                 x: *const i8,
                 ks: std::ops::Range<usize>,
+                max_u: i32,
                 signed: bool,
             ) -> __m256i {
                 let broadcast = |k: usize| {
@@ -255,15 +263,19 @@ macro_rules! tier {
                     _mm256_set1_epi32(unsafe { std::ptr::read_unaligned(x.add(4 * k) as *const i32) })
                 };
                 if $pairs && !signed {
-                    // Two vectors' 16-bit pair sums added before widening: |u·x| pairs stay
-                    // below 2·63·127, two of them below 2¹⁵ (unsigned quants are < 64).
-                    for k in ks.step_by(2) {
-                        let (x0, x1) = (broadcast(k), broadcast(k + 1));
-                        let pairs = _mm256_add_epi16(
-                            _mm256_maddubs_epi16(v[k], x0),
-                            _mm256_maddubs_epi16(v[k + 1], x1),
-                        );
+                    // Vectors' 16-bit pair sums added before one widening: a pair is at most
+                    // 2·max_u·127, and as many pairs as stay below 2¹⁵ add up exactly (Q4:
+                    // all eight vectors, one widening instead of four; Q5: four; Q6: two).
+                    let group = (i16::MAX as i32 / (2 * max_u * 127)).clamp(1, 8) as usize;
+                    let mut k = ks.start;
+                    while k < ks.end {
+                        let end = (k + group).min(ks.end);
+                        let mut pairs = _mm256_maddubs_epi16(v[k], broadcast(k));
+                        for j in k + 1..end {
+                            pairs = _mm256_add_epi16(pairs, _mm256_maddubs_epi16(v[j], broadcast(j)));
+                        }
                         acc = _mm256_add_epi32(acc, _mm256_madd_epi16(pairs, _mm256_set1_epi16(1)));
+                        k = end;
                     }
                     return acc;
                 }
@@ -326,8 +338,8 @@ macro_rules! tier {
                             let da = _mm256_set1_ps(*ad.add(at));
                             let zero = _mm256_setzero_si256();
                             if R::HALVES {
-                                let low = products(zero, &v, x, 0..4, signed);
-                                let high = products(zero, &v, x, 4..8, signed);
+                                let low = products(zero, &v, x, 0..4, R::MAX_U, signed);
+                                let high = products(zero, &v, x, 4..8, R::MAX_U, signed);
                                 let low = _mm256_sub_epi32(
                                     low,
                                     _mm256_set1_epi32(offset * *half_sums.add(2 * at)),
@@ -347,7 +359,7 @@ macro_rules! tier {
                                     *acc,
                                 );
                             } else {
-                                let mut sum = products(zero, &v, x, 0..8, signed);
+                                let mut sum = products(zero, &v, x, 0..8, R::MAX_U, signed);
                                 if offset != 0 {
                                     sum = _mm256_sub_epi32(
                                         sum,
