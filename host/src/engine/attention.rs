@@ -150,59 +150,42 @@ impl Task<'_> {
         // weighted sum of values (in `out`).
         let mut max = [f32::NEG_INFINITY; ROWS];
         let mut sum = [0f32; ROWS];
-        let mut scores = [0f32; KEYS];
+        let mut scores = [[0f32; KEYS]; 2];
         out.fill(0.0);
         let mut tile = keys.start;
         while tile < keys.end {
             let tile_end = (tile + KEYS).min(keys.end);
-            for r in 0..rows {
-                let seen = visible(r);
-                let (from, to) = (tile.max(seen.start), tile_end.min(seen.end));
+            // Rows two at a time: each key and value loaded once for both.
+            for r in (0..rows).step_by(2) {
+                let pair = r + 1 < rows;
+                let last = r + usize::from(pair);
+                // The keys either row sees (row r's end before row r + 1's).
+                let (from, to) = (tile.max(visible(r).start), tile_end.min(visible(last).end));
                 if from >= to {
                     continue;
                 }
-                let q = &self.q[r * dim..(r + 1) * dim];
-                let scores = &mut scores[..to - from];
-                let keys = &self.k[from * dim..to * dim];
-                // Four keys at a time: four independent sums in flight, not one chain.
-                let done = scores.len() / 4 * 4;
-                for (s, four) in scores[..done]
-                    .chunks_exact_mut(4)
-                    .zip(keys.chunks_exact(4 * dim))
-                {
-                    s.copy_from_slice(&K::dot4(q, four));
-                }
-                for (s, key) in scores[done..]
-                    .iter_mut()
-                    .zip(keys[done * dim..].chunks_exact(dim))
-                {
-                    *s = K::dot(q, key);
-                }
-                let tile_max = scores.iter().fold(f32::NEG_INFINITY, |m, s| m.max(*s));
-                let acc = &mut out[r * dim..(r + 1) * dim];
-                if tile_max > max[r] {
-                    // Everything summed so far was relative to the old maximum.
-                    let rescale = exp(max[r] - tile_max);
-                    sum[r] *= rescale;
-                    acc.iter_mut().for_each(|a| *a *= rescale);
-                    max[r] = tile_max;
-                }
-                for s in scores.iter_mut() {
-                    *s = exp(*s - max[r]);
-                }
-                sum[r] += scores.iter().sum::<f32>();
-                let values = &self.v[from * dim..to * dim];
-                for (p, four) in scores[..done]
-                    .chunks_exact(4)
-                    .zip(values.chunks_exact(4 * dim))
-                {
-                    K::axpy4(acc, p, four);
-                }
-                for (p, value) in scores[done..]
-                    .iter()
-                    .zip(values[done * dim..].chunks_exact(dim))
-                {
-                    K::axpy(acc, *p, value);
+                let (keys, values) = (&self.k[from * dim..to * dim], &self.v[from * dim..to * dim]);
+                let [a, b] = &mut scores;
+                let (a, b) = (&mut a[..to - from], &mut b[..to - from]);
+                let q = |r: usize| &self.q[r * dim..(r + 1) * dim];
+                let (out_a, out_b) = out[r * dim..].split_at_mut(dim);
+                if pair {
+                    K::scores2(q(r), q(r + 1), keys, a, b);
+                    let out_b = &mut out_b[..dim];
+                    online_softmax(a, from, visible(r), &mut max[r], &mut sum[r], out_a);
+                    online_softmax(
+                        b,
+                        from,
+                        visible(r + 1),
+                        &mut max[r + 1],
+                        &mut sum[r + 1],
+                        out_b,
+                    );
+                    K::weighted2(out_a, out_b, a, b, values);
+                } else {
+                    K::scores(q(r), keys, a);
+                    online_softmax(a, from, visible(r), &mut max[r], &mut sum[r], out_a);
+                    K::weighted(out_a, a, values);
                 }
             }
             tile = tile_end;
@@ -215,6 +198,40 @@ impl Task<'_> {
                 .for_each(|a| *a *= inverse);
         }
     }
+}
+
+/// One row's step of the online softmax over a tile: `scores` are its scores for keys
+/// `from..`; those outside `seen` (the row's mask) weigh nothing. Rescales what the row
+/// summed so far when the maximum rises, and leaves the keys' weights in `scores`.
+#[inline(always)]
+fn online_softmax(
+    scores: &mut [f32],
+    from: usize,
+    seen: std::ops::Range<usize>,
+    max: &mut f32,
+    sum: &mut f32,
+    acc: &mut [f32],
+) {
+    let inside = seen.start.saturating_sub(from).min(scores.len())
+        ..seen.end.saturating_sub(from).min(scores.len());
+    let tile_max = scores[inside.clone()]
+        .iter()
+        .fold(f32::NEG_INFINITY, |m, s| m.max(*s));
+    if tile_max > *max {
+        // Everything summed so far was relative to the old maximum.
+        let rescale = exp(*max - tile_max);
+        *sum *= rescale;
+        acc.iter_mut().for_each(|a| *a *= rescale);
+        *max = tile_max;
+    }
+    scores[..inside.start].fill(0.0);
+    scores[inside.end..].fill(0.0);
+    let m = *max;
+    let weights = &mut scores[inside];
+    for s in weights.iter_mut() {
+        *s = exp(*s - m);
+    }
+    *sum += weights.iter().sum::<f32>();
 }
 
 /// The products the loop is made of: dot products of a query with keys, and value rows
@@ -231,6 +248,53 @@ trait Products {
         for (p, x) in p.iter().zip(x.chunks_exact(dim)) {
             Self::axpy(acc, *p, x);
         }
+    }
+
+    /// `out[j] = q · key j` for the rows of `keys`, four keys at a time (four independent
+    /// sums in flight, not one chain).
+    #[inline(always)]
+    fn scores(q: &[f32], keys: &[f32], out: &mut [f32]) {
+        let dim = q.len();
+        let done = out.len() / 4 * 4;
+        for (s, four) in out[..done]
+            .chunks_exact_mut(4)
+            .zip(keys.chunks_exact(4 * dim))
+        {
+            s.copy_from_slice(&Self::dot4(q, four));
+        }
+        for (s, key) in out[done..]
+            .iter_mut()
+            .zip(keys[done * dim..].chunks_exact(dim))
+        {
+            *s = Self::dot(q, key);
+        }
+    }
+
+    /// [`Products::scores`] of two queries against the same keys.
+    #[inline(always)]
+    fn scores2(qa: &[f32], qb: &[f32], keys: &[f32], a: &mut [f32], b: &mut [f32]) {
+        Self::scores(qa, keys, a);
+        Self::scores(qb, keys, b);
+    }
+
+    /// `acc += Σⱼ p[j]·value j` over the rows of `values`.
+    #[inline(always)]
+    fn weighted(acc: &mut [f32], p: &[f32], values: &[f32]) {
+        let dim = acc.len();
+        let done = p.len() / 4 * 4;
+        for (p, four) in p[..done].chunks_exact(4).zip(values.chunks_exact(4 * dim)) {
+            Self::axpy4(acc, p, four);
+        }
+        for (p, value) in p[done..].iter().zip(values[done * dim..].chunks_exact(dim)) {
+            Self::axpy(acc, *p, value);
+        }
+    }
+
+    /// [`Products::weighted`] for two rows of weights over the same values.
+    #[inline(always)]
+    fn weighted2(acc_a: &mut [f32], acc_b: &mut [f32], a: &[f32], b: &[f32], values: &[f32]) {
+        Self::weighted(acc_a, a, values);
+        Self::weighted(acc_b, b, values);
     }
 }
 
@@ -336,6 +400,81 @@ mod x86 {
                     let x = _mm256_loadu_ps(x.as_ptr().add(c));
                     _mm256_storeu_ps(a, _mm256_fmadd_ps(p, x, _mm256_loadu_ps(a)));
                 }
+            }
+        }
+
+        /// Two queries, four keys at a time: each key vector loaded once for both, eight
+        /// sums in flight.
+        #[inline(always)]
+        fn scores2(qa: &[f32], qb: &[f32], keys: &[f32], a: &mut [f32], b: &mut [f32]) {
+            let dim = qa.len();
+            let n = a.len();
+            assert!(
+                qb.len() == dim && b.len() == n && keys.len() >= n * dim && dim.is_multiple_of(8)
+            );
+            let done = n / 4 * 4;
+            for j in (0..done).step_by(4) {
+                // SAFETY: keys j..j + 4 are rows of `keys` (checked), `dim` floats each; the
+                // CPU has AVX2 and FMA (the caller).
+                unsafe {
+                    let k = keys.as_ptr().add(j * dim);
+                    let mut sa = [_mm256_setzero_ps(); 4];
+                    let mut sb = [_mm256_setzero_ps(); 4];
+                    for c in (0..dim).step_by(8) {
+                        let xa = _mm256_loadu_ps(qa.as_ptr().add(c));
+                        let xb = _mm256_loadu_ps(qb.as_ptr().add(c));
+                        for r in 0..4 {
+                            let key = _mm256_loadu_ps(k.add(r * dim + c));
+                            sa[r] = _mm256_fmadd_ps(xa, key, sa[r]);
+                            sb[r] = _mm256_fmadd_ps(xb, key, sb[r]);
+                        }
+                    }
+                    a[j..j + 4].copy_from_slice(&sums(sa));
+                    b[j..j + 4].copy_from_slice(&sums(sb));
+                }
+            }
+            for j in done..n {
+                let key = &keys[j * dim..(j + 1) * dim];
+                a[j] = Self::dot(qa, key);
+                b[j] = Self::dot(qb, key);
+            }
+        }
+
+        /// Two rows of weights, four values at a time: each value vector loaded once for both.
+        #[inline(always)]
+        fn weighted2(acc_a: &mut [f32], acc_b: &mut [f32], a: &[f32], b: &[f32], values: &[f32]) {
+            let dim = acc_a.len();
+            let n = a.len();
+            assert!(
+                acc_b.len() == dim
+                    && b.len() == n
+                    && values.len() >= n * dim
+                    && dim.is_multiple_of(8)
+            );
+            let done = n / 4 * 4;
+            for j in (0..done).step_by(4) {
+                // SAFETY: as in `scores2`, for values and both accumulators.
+                unsafe {
+                    let x = values.as_ptr().add(j * dim);
+                    let wa = [0, 1, 2, 3].map(|r| _mm256_set1_ps(a[j + r]));
+                    let wb = [0, 1, 2, 3].map(|r| _mm256_set1_ps(b[j + r]));
+                    for c in (0..dim).step_by(8) {
+                        let (pa, pb) = (acc_a.as_mut_ptr().add(c), acc_b.as_mut_ptr().add(c));
+                        let (mut ya, mut yb) = (_mm256_loadu_ps(pa), _mm256_loadu_ps(pb));
+                        for r in 0..4 {
+                            let value = _mm256_loadu_ps(x.add(r * dim + c));
+                            ya = _mm256_fmadd_ps(wa[r], value, ya);
+                            yb = _mm256_fmadd_ps(wb[r], value, yb);
+                        }
+                        _mm256_storeu_ps(pa, ya);
+                        _mm256_storeu_ps(pb, yb);
+                    }
+                }
+            }
+            for j in done..n {
+                let value = &values[j * dim..(j + 1) * dim];
+                Self::axpy(acc_a, a[j], value);
+                Self::axpy(acc_b, b[j], value);
             }
         }
 
