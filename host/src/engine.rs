@@ -271,11 +271,12 @@ pub fn estimate_memory(
     })
 }
 
-/// A pool of `threads` compute threads.
-fn compute_pool(threads: usize) -> Result<rayon::ThreadPool, EngineError> {
+/// A pool of `threads` compute threads, named `{name}-{i}` (`plugboard-compute` for a
+/// model's own, `plugboard-shared` for the shared pool).
+fn compute_pool(threads: usize, name: &'static str) -> Result<rayon::ThreadPool, EngineError> {
     rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
-        .thread_name(|i| format!("plugboard-compute-{i}"))
+        .thread_name(move |i| format!("{name}-{i}"))
         .build()
         .map_err(|e| EngineError::Compute(format!("cannot start {threads} threads: {e}")))
 }
@@ -296,7 +297,10 @@ fn shared_compute_pool() -> Result<Arc<rayon::ThreadPool>, EngineError> {
         return Ok(Arc::clone(pool));
     }
     // The global pool's size: what set_threads (or RAYON_NUM_THREADS) asked for.
-    let pool = Arc::new(compute_pool(rayon::current_num_threads())?);
+    let pool = Arc::new(compute_pool(
+        rayon::current_num_threads(),
+        "plugboard-shared",
+    )?);
     Ok(Arc::clone(SHARED.get_or_init(|| pool)))
 }
 
@@ -557,7 +561,7 @@ impl Engine {
         // A model given its own threads runs in a pool of that size; the others share one.
         let pool = match options.threads {
             0 => shared_compute_pool()?,
-            n => Arc::new(compute_pool(n)?),
+            n => Arc::new(compute_pool(n, "plugboard-compute")?),
         };
         let worker = Worker {
             pool,

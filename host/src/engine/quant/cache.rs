@@ -541,7 +541,8 @@ mod tests {
         let entry = dir.join(&entries(&dir)[0]);
         let whole = std::fs::read(&entry).expect("reads");
         let index_at = whole.len() - 32;
-        let damages: [(&str, Box<dyn Fn(&mut Vec<u8>)>); 4] = [
+        type Damage = Box<dyn Fn(&mut Vec<u8>)>;
+        let damages: [(&str, Damage); 4] = [
             ("truncated", Box::new(|b| b.truncate(b.len() / 2))),
             ("empty", Box::new(|b| b.clear())),
             // The index's offset past the end.
