@@ -142,14 +142,12 @@ fn probe_under_streams(
     for i in 0..streams {
         receivers.push(engine.generate(request(base[i..i + 16].to_vec(), tokens))?);
     }
-    // Every stream decoding.
+    // Every stream decoding: each has its first token.
     for events in &mut receivers {
-        loop {
-            match events.blocking_recv() {
-                Some(GenEvent::Text { .. }) => break,
-                Some(GenEvent::Error(e)) => bail!("generation failed: {e}"),
-                Some(GenEvent::Done { .. }) | None => bail!("a stream ended before the probe"),
-            }
+        match events.blocking_recv() {
+            Some(GenEvent::Text { .. }) => {}
+            Some(GenEvent::Error(e)) => bail!("generation failed: {e}"),
+            Some(GenEvent::Done { .. }) | None => bail!("a stream ended before the probe"),
         }
     }
     let (ttft, _) = run(engine, probe)?;
