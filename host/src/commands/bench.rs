@@ -196,6 +196,9 @@ pub fn run_bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
         device: args.device.clone(),
         max_context: args.prompt_tokens + args.decode_tokens + 16,
         weight_cache: args.weight_cache.dir(),
+        // Room for the streams and the probe beside them: a request past the batch waits for
+        // a slot, which is not what the probe measures.
+        max_batch: EngineOptions::default().max_batch.max(args.streams + 1),
         ..EngineOptions::default()
     };
     let load_start = Instant::now();

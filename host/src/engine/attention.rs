@@ -7,9 +7,12 @@
 //! MiB per layer for Qwen2.5 0.5B at 2048 positions), the mask and the copies on one thread.
 //! Prefill at 2048 tokens ran at two-thirds of its speed at 512. Here each query row keeps a
 //! running maximum, sum and weighted sum of values (the "online softmax" of FlashAttention)
-//! while the keys it may see stream past in tiles that stay in the L1 cache; the causal mask
-//! and a sliding window are the bounds of that loop, so masked keys cost nothing. The work
-//! splits over query heads and blocks of query rows, on every compute thread.
+//! while the keys it may see stream past in tiles that stay in the CPU's cache; the causal
+//! mask and a sliding window are the bounds of that loop, so masked keys are never computed
+//! (but for the one key two neighbouring rows do not share). Rows go two at a time, four keys
+//! per pass, so that each key and value vector is loaded once for two rows (with AVX2 and
+//! FMA; plain Rust elsewhere). The work splits over query heads and blocks of query rows, on
+//! every compute thread.
 //!
 //! The sums run in f32 in another order than a plain softmax, so results differ from the
 //! unfused computation by rounding only (the engine tests hold it to llama.cpp's logits).
@@ -19,7 +22,7 @@ use rayon::prelude::*;
 /// Query rows one task takes (within one head): enough to reuse each tile of keys.
 const ROWS: usize = 16;
 
-/// Keys per tile: 64 keys of up to 256 values are 64 KiB; of Qwen's 64, 16 KiB.
+/// Keys per tile: 64 keys of Qwen's 64 values are 16 KiB (L1); of Gemma's 256, 64 KiB (L2).
 const KEYS: usize = 64;
 
 /// The shape of one attention call.
