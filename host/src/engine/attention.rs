@@ -529,14 +529,8 @@ fn exp(x: f32) -> f32 {
 
 #[cfg(test)]
 mod tests {
+    use super::super::quant::noise;
     use super::*;
-
-    fn noise(seed: &mut u64) -> f32 {
-        *seed = seed
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        ((*seed >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-    }
 
     /// Softmax attention written out: the whole score row, masked, normalised.
     fn reference(q: &[f32], k: &[f32], v: &[f32], stride: usize, s: Shape) -> Vec<f32> {

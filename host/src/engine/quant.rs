@@ -249,18 +249,19 @@ impl Linear {
     }
 }
 
+/// A deterministic pseudo-random f32 in [-1, 1) (the kernels' and attention's tests).
+#[cfg(test)]
+pub(super) fn noise(seed: &mut u64) -> f32 {
+    *seed = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    ((*seed >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use candle_core::quantized::GgmlDType;
-
-    /// A deterministic pseudo-random f32 in [-1, 1).
-    fn noise(seed: &mut u64) -> f32 {
-        *seed = seed
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        ((*seed >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-    }
 
     fn random(shape: (usize, usize), seed: u64, outliers: bool) -> Tensor {
         let mut s = seed;

@@ -501,14 +501,23 @@ mod tests {
         names
     }
 
-    #[test]
-    fn a_second_load_maps_what_the_first_converted() {
+    /// A model file (seed 1) in a temporary folder, and the cache folder beside it; `None`
+    /// without AVX2, where only Q5_0 is converted (the kernels' tests cover that).
+    fn fixture() -> Option<(tempfile::TempDir, PathBuf, PathBuf)> {
         if crate::engine::Isa::detect() == crate::engine::Isa::Scalar {
-            return; // Without AVX2 only Q5_0 is converted; the kernels' tests cover that.
+            return None;
         }
         let tmp = tempfile::tempdir().expect("tempdir");
         let (model, dir) = (tmp.path().join("m.gguf"), tmp.path().join("cache"));
         model_file(&model, 1);
+        Some((tmp, model, dir))
+    }
+
+    #[test]
+    fn a_second_load_maps_what_the_first_converted() {
+        let Some((_tmp, model, dir)) = fixture() else {
+            return;
+        };
         let uncached = load_all(&model, &mut WeightCache::off());
 
         let mut first = open(&dir, &model);
@@ -528,12 +537,9 @@ mod tests {
 
     #[test]
     fn a_damaged_entry_is_converted_again_and_replaced() {
-        if crate::engine::Isa::detect() == crate::engine::Isa::Scalar {
+        let Some((_tmp, model, dir)) = fixture() else {
             return;
-        }
-        let tmp = tempfile::tempdir().expect("tempdir");
-        let (model, dir) = (tmp.path().join("m.gguf"), tmp.path().join("cache"));
-        model_file(&model, 1);
+        };
         let uncached = load_all(&model, &mut WeightCache::off());
         let mut cache = open(&dir, &model);
         load_all(&model, &mut cache);
@@ -585,12 +591,9 @@ mod tests {
 
     #[test]
     fn a_changed_file_gets_a_new_entry_and_the_old_one_goes() {
-        if crate::engine::Isa::detect() == crate::engine::Isa::Scalar {
+        let Some((_tmp, model, dir)) = fixture() else {
             return;
-        }
-        let tmp = tempfile::tempdir().expect("tempdir");
-        let (model, dir) = (tmp.path().join("m.gguf"), tmp.path().join("cache"));
-        model_file(&model, 1);
+        };
         let mut cache = open(&dir, &model);
         load_all(&model, &mut cache);
         cache.finish();
