@@ -217,3 +217,50 @@ fn detect_names_the_adapter_for_a_template() {
     let e = one_line_error(&plugboard(&["adapter", "detect"], ""));
     assert!(e.contains("empty"), "{e}");
 }
+
+/// `plugboard bench`: its first load converts the weights and writes them to the weight
+/// cache, its second maps them; both report every figure (no speed is asserted: the machines
+/// are shared).
+#[test]
+fn bench_loads_from_the_weight_cache_the_second_time() {
+    let Some(gemma) = plugboard_tests::models::gemma() else {
+        return;
+    };
+    let cache = tempfile::tempdir().expect("a folder");
+    let bench = || -> serde_json::Value {
+        let output = Command::new(plugboard_bin())
+            .args(["bench", "--json", "--threads", "1", "--prompt-tokens", "8"])
+            .args(["--decode-tokens", "4", "--streams", "2", "--model"])
+            .arg(&gemma)
+            .arg("--weight-cache")
+            .arg(cache.path())
+            .stdin(Stdio::null())
+            .output()
+            .expect("plugboard bench runs");
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        serde_json::from_str(stdout.lines().last().unwrap_or_default()).expect("JSON")
+    };
+    let first = bench();
+    assert_eq!(first["weight_cache"], "written", "{first}");
+    let second = bench();
+    assert_eq!(second["weight_cache"], "mapped", "{second}");
+    for key in [
+        "load_s",
+        "prefill_tokens_per_s",
+        "decode_tokens_per_s",
+        "context_decode_tokens_per_s",
+        "streams_decode_tokens_per_s",
+        "streams_probe_ttft_ms",
+        "probe_alone_ttft_ms",
+    ] {
+        assert!(
+            second[key].as_f64().is_some_and(|v| v > 0.0),
+            "{key}: {second}"
+        );
+    }
+}

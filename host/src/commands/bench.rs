@@ -156,6 +156,12 @@ fn probe_under_streams(
     Ok(ttft)
 }
 
+/// The context the bench's requests need: the prompt (or the probe's), what is decoded
+/// after it, and room for the 16-token prompts of the decode runs.
+fn context(args: &BenchArgs) -> usize {
+    args.prompt_tokens.max(PROBE_TOKENS) + args.decode_tokens + 16
+}
+
 /// Tokens decoded after the whole prompt (the decode-at-context figure).
 const CONTEXT_DECODE: usize = 32;
 
@@ -194,7 +200,7 @@ pub fn run_bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
     engine::set_threads(args.threads);
     let options = EngineOptions {
         device: args.device.clone(),
-        max_context: args.prompt_tokens + args.decode_tokens + 16,
+        max_context: context(&args),
         weight_cache: args.weight_cache.dir(),
         // Room for the streams and the probe beside them: a request past the batch waits for
         // a slot, which is not what the probe measures.
@@ -247,11 +253,11 @@ pub fn run_bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
         };
         let (alone, _) = run(&engine, request(probe(args.streams + 2)?, 1))?;
         let (wall, cpu) = run_streams(&engine, args.streams, 16, args.decode_tokens, request)?;
-        // Streams long enough to outlast the probe.
+        // Streams that may run to the end of the context: they outlast the probe.
         let busy = probe_under_streams(
             &engine,
             args.streams,
-            args.prompt_tokens + args.decode_tokens - 16,
+            context(&args) - 17,
             request,
             request(probe(args.streams + 4)?, 1),
         )?;
