@@ -17,6 +17,7 @@
 //! The sums run in f32 in another order than a plain softmax, so results differ from the
 //! unfused computation by rounding only (the engine tests hold it to llama.cpp's logits).
 
+use candle_core::{DType, Device, Storage, Tensor};
 use rayon::prelude::*;
 
 /// Query rows one task takes (within one head): enough to reuse each tile of keys.
@@ -88,6 +89,51 @@ pub fn attend(q: &[f32], k: &[f32], v: &[f32], kv_head_stride: usize, shape: Sha
                 });
         });
     out
+}
+
+/// [`attend`] on candle tensors: `q` (1, heads, seq, dim) and the KV cache's views `k`, `v`
+/// (1, key heads, positions, dim; rows of `dim` values, key heads apart by the buffer's
+/// stride). Returns (1, seq, heads · dim), or `None` where the tensors are not f32 in CPU
+/// memory laid out so (candle's operations then run).
+pub fn attend_tensors(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    shape: Shape,
+) -> candle_core::Result<Option<Tensor>> {
+    let (b, _, seq, _) = q.dims4()?;
+    if b != 1 || seq != shape.seq || [q, k, v].iter().any(|t| t.dtype() != DType::F32) {
+        return Ok(None);
+    }
+    let q = q.contiguous()?;
+    let (q_storage, q_layout) = q.storage_and_layout();
+    let (k_storage, k_layout) = k.storage_and_layout();
+    let (v_storage, v_layout) = v.storage_and_layout();
+    let (Storage::Cpu(qs), Storage::Cpu(ks), Storage::Cpu(vs)) =
+        (&*q_storage, &*k_storage, &*v_storage)
+    else {
+        return Ok(None);
+    };
+    let stride = k_layout.stride();
+    if stride.len() != 4
+        || stride[3] != 1
+        || stride[2] != shape.head_dim
+        || v_layout.stride() != stride
+    {
+        return Ok(None);
+    }
+    let out = attend(
+        &qs.as_slice::<f32>()?[q_layout.start_offset()..],
+        &ks.as_slice::<f32>()?[k_layout.start_offset()..],
+        &vs.as_slice::<f32>()?[v_layout.start_offset()..],
+        stride[1],
+        shape,
+    );
+    let (heads, dim) = (shape.n_head, shape.head_dim);
+    let y = Tensor::from_vec(out, (1, heads, seq, dim), &Device::Cpu)?
+        .transpose(1, 2)?
+        .reshape((1, seq, heads * dim))?;
+    Ok(Some(y))
 }
 
 /// Whether the AVX2 + FMA build of the inner loops can run here.

@@ -12,11 +12,15 @@
 //! `quantized_gemma3` uses SiLU where Gemma 3 needs GELU, builds 128K-position rope tables per
 //! layer and applies no sliding-window mask when decoding, and none of its models lets a
 //! sequence start from another's cached prefix.
+//!
+//! Its length is one forward pass read top to bottom: loading the layers, the pass over them,
+//! attention (the fused CPU kernel is [`super::attention`]; candle's operations run on GPUs)
+//! and the feed-forward, with the masks and rotary angles they share.
 
 use std::sync::Arc;
 
 use candle_core::quantized::QTensor;
-use candle_core::{D, DType, Device, Storage, Tensor};
+use candle_core::{D, Device, Tensor};
 
 use super::EngineError;
 use super::attention;
@@ -530,8 +534,18 @@ impl Model {
         let k = rotate(&k.transpose(1, 2)?, &angles, self.interleaved_rope)?;
         let q = (q * self.attn_scale)?;
         let (k, v) = LayerKv::append(slot, &k, &v, pos, self.max_len())?;
-        if let Some(y) = self.attend_fused(&q, &k, &v, pos, layer.window)? {
-            return Ok(y);
+        if self.device.is_cpu() {
+            let shape = attention::Shape {
+                n_head: c.n_head,
+                n_kv_head: c.n_kv_head,
+                head_dim: c.head_dim,
+                seq,
+                pos,
+                window: layer.window,
+            };
+            if let Some(y) = attention::attend_tensors(&q, &k, &v, shape)? {
+                return Ok(y);
+            }
         }
         let total = k.dim(2)?;
         // Grouped-query attention without copying keys: the query heads that share a key head
@@ -551,62 +565,6 @@ impl Model {
             .reshape((b, c.n_kv_head, group, seq, c.head_dim))?
             .permute((0, 3, 1, 2, 4))?
             .reshape((b, seq, c.n_head * c.head_dim))
-    }
-}
-
-impl Model {
-    /// [`attention::attend`] on `q` (1, heads, seq, dim) and the cache's `k`, `v` views
-    /// (1, key heads, positions, dim), where it applies: f32 tensors on the CPU. `None`
-    /// elsewhere (GPUs run candle's operations).
-    fn attend_fused(
-        &self,
-        q: &Tensor,
-        k: &Tensor,
-        v: &Tensor,
-        pos: usize,
-        window: Option<usize>,
-    ) -> candle_core::Result<Option<Tensor>> {
-        let c = &self.config;
-        let (b, _, seq, _) = q.dims4()?;
-        if b != 1 || !self.device.is_cpu() || [q, k, v].iter().any(|t| t.dtype() != DType::F32) {
-            return Ok(None);
-        }
-        let q = q.contiguous()?;
-        let (q_storage, q_layout) = q.storage_and_layout();
-        let (k_storage, k_layout) = k.storage_and_layout();
-        let (v_storage, v_layout) = v.storage_and_layout();
-        let (Storage::Cpu(qs), Storage::Cpu(ks), Storage::Cpu(vs)) =
-            (&*q_storage, &*k_storage, &*v_storage)
-        else {
-            return Ok(None);
-        };
-        // Rows of `dim` values, one key head `stride[1]` values after the last.
-        let stride = k_layout.stride();
-        if stride.len() != 4
-            || stride[3] != 1
-            || stride[2] != c.head_dim
-            || v_layout.stride() != stride
-        {
-            return Ok(None);
-        }
-        let out = attention::attend(
-            &qs.as_slice::<f32>()?[q_layout.start_offset()..],
-            &ks.as_slice::<f32>()?[k_layout.start_offset()..],
-            &vs.as_slice::<f32>()?[v_layout.start_offset()..],
-            stride[1],
-            attention::Shape {
-                n_head: c.n_head,
-                n_kv_head: c.n_kv_head,
-                head_dim: c.head_dim,
-                seq,
-                pos,
-                window,
-            },
-        );
-        let y = Tensor::from_vec(out, (1, c.n_head, seq, c.head_dim), &Device::Cpu)?
-            .transpose(1, 2)?
-            .reshape((1, seq, c.n_head * c.head_dim))?;
-        Ok(Some(y))
     }
 }
 

@@ -3,12 +3,13 @@
 //! candle 0.11 multiplies GGUF weights one dot product at a time, and has no SIMD kernel at
 //! all for Q5_0 — the type most of a Q4_K_M file is made of — so its Q5_0 layers ran scalar
 //! code at a sixth of llama.cpp's speed. [`Linear`] converts the weights of the types it
-//! covers (Q4_0, Q5_0, Q8_0, Q4_K, Q6_K) once, at load time, into layouts made for SIMD
-//! ([`formats`]), drops the file's copy, and multiplies a whole matrix of activations at a
-//! time: each block of eight interleaved weight rows is unpacked once and used for a tile of
-//! up to 16 activation rows (prefill tokens, or the decode steps of concurrent sequences),
-//! and the activations are quantized once per layer input ([`Linear::forward_many`]). Other
-//! types (and GPU devices) keep candle's `QMatMul`.
+//! covers (Q4_0, Q5_0, Q8_0, Q4_K, Q6_K) once, at a file's first load, into layouts made for
+//! SIMD ([`formats`]) that later loads map from the weight cache ([`cache`]), drops the
+//! file's copy, and multiplies a whole matrix of activations at a time: each block of eight
+//! interleaved weight rows is unpacked once and used for a tile of up to 16 activation rows
+//! (prefill tokens, or the decode steps of concurrent sequences), and the activations are
+//! quantized once per layer input ([`Linear::forward_many`]). Other types (and GPU devices)
+//! keep candle's `QMatMul`.
 //!
 //! The kernel is picked at run time from the CPU's features ([`kernels::Isa`]), so the same
 //! binary is fast on any x86-64 with AVX2 and correct everywhere.

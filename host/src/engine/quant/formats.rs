@@ -27,6 +27,10 @@
 //! Scales are f32, not f16: +2 bytes per block (about 9 % on Q5_0), for no conversion in
 //! the inner loop. Nibbles stay packed two to a byte and fifth bits one bit each, so a layout
 //! costs about what the file costs.
+//!
+//! Its length (a fifth of it tests) is one description: the layouts, how each GGUF type
+//! converts into them, in which order their arrays come ([`Weights::with_arrays`], shared with
+//! the weight cache), and how a block reads back, each written against the others.
 
 use std::sync::Arc;
 
