@@ -24,6 +24,9 @@
 //! declares before it is used (type, shape, length, bounds, alignment); an entry that fails
 //! is removed and written again.
 //!
+//! A writer killed mid-write leaves its temporary file, named with its process id: the next
+//! writer of an entry for the same file name removes it once that process is gone.
+//!
 //! A mapped entry must not be truncated while a model uses it (as with llama.cpp's mapped
 //! GGUF, the process would fault): plugboard only ever replaces one by renaming, which leaves
 //! the old file to whoever still maps it.
@@ -229,6 +232,33 @@ fn remove_entries(dir: &Path, stem: &str, keep: Option<&Path>) -> u64 {
     freed
 }
 
+/// Removes the partial entries of files named `stem` that a process ended before finishing
+/// (killed mid-write: its `Drop` never ran). A partial file names its writer's process id;
+/// where the system cannot say whether that process lives (no `/proc`), nothing is removed.
+fn remove_abandoned(dir: &Path, stem: &str) {
+    let proc = Path::new("/proc");
+    let (Ok(entries), true) = (std::fs::read_dir(dir), proc.join("self").exists()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        // `.<stem>-<16 hex digits>.<pid>.partial`
+        let pid = name
+            .strip_prefix('.')
+            .and_then(|rest| rest.strip_prefix(stem))
+            .and_then(|rest| rest.strip_prefix('-'))
+            .and_then(|rest| rest.strip_suffix(".partial"))
+            .and_then(|rest| rest.split_once('.'))
+            .filter(|(key, _)| key.len() == 16)
+            .and_then(|(_, pid)| pid.parse::<u32>().ok());
+        if let Some(pid) = pid
+            && !proc.join(pid.to_string()).exists()
+        {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
 /// The entry key of the GGUF file at `path` (see the module's documentation), in hex.
 fn key_of(path: &Path, content: &Content) -> std::io::Result<String> {
     let mut file = File::open(path)?;
@@ -349,6 +379,7 @@ struct Writer {
 impl Writer {
     fn create(dir: &Path, entry: PathBuf, stem: String, key: String) -> std::io::Result<Writer> {
         std::fs::create_dir_all(dir)?;
+        remove_abandoned(dir, &stem);
         let temporary = dir.join(format!(
             ".{stem}-{}.{}.partial",
             &key[..16],
@@ -614,6 +645,31 @@ mod tests {
         // Deleting the model deletes its entry.
         assert!(forget(&dir, &model) > 0);
         assert!(entries(&dir).is_empty());
+    }
+
+    #[test]
+    fn what_a_killed_writer_left_goes_and_what_a_live_one_writes_stays() {
+        let Some((_tmp, model, dir)) = fixture() else {
+            return;
+        };
+        std::fs::create_dir_all(&dir).expect("a folder");
+        // Above any process id Linux hands out (at most 2²²).
+        let dead = dir.join(".m.gguf-0123456789abcdef.4294967295.partial");
+        let live = dir.join(format!(
+            ".m.gguf-0123456789abcdef.{}.partial",
+            std::process::id()
+        ));
+        let other = dir.join(".other.gguf-0123456789abcdef.4294967295.partial");
+        for path in [&dead, &live, &other] {
+            std::fs::write(path, b"half an entry").expect("written");
+        }
+        let mut cache = open(&dir, &model);
+        load_all(&model, &mut cache);
+        assert_eq!(cache.finish(), CacheOutcome::Written);
+        if Path::new("/proc/self").exists() {
+            assert!(!dead.exists(), "the dead writer's file stayed");
+        }
+        assert!(live.exists() && other.exists());
     }
 
     #[test]
