@@ -66,7 +66,8 @@ pub fn attend(q: &[f32], k: &[f32], v: &[f32], kv_head_stride: usize, shape: Sha
     assert!(k.len() >= kv_len && v.len() >= kv_len, "keys and values");
     let group = n_head / n_kv_head;
     let mut out = vec![0f32; n_head * seq * dim];
-    let simd = simd_available();
+    // Whether the AVX2 + FMA build of the inner loops can run here.
+    let simd = super::Isa::detect() != super::Isa::Scalar;
     out.par_chunks_mut(seq * dim)
         .enumerate()
         .for_each(|(h, head_out)| {
@@ -94,7 +95,7 @@ pub fn attend(q: &[f32], k: &[f32], v: &[f32], kv_head_stride: usize, shape: Sha
 /// [`attend`] on candle tensors: `q` (1, heads, seq, dim) and the KV cache's views `k`, `v`
 /// (1, key heads, positions, dim; rows of `dim` values, key heads apart by the buffer's
 /// stride). Returns (1, seq, heads · dim), or `None` where the tensors are not f32 in CPU
-/// memory laid out so (candle's operations then run).
+/// memory laid out so (GPUs: candle's operations then run).
 pub fn attend_tensors(
     q: &Tensor,
     k: &Tensor,
@@ -102,7 +103,12 @@ pub fn attend_tensors(
     shape: Shape,
 ) -> candle_core::Result<Option<Tensor>> {
     let (b, _, seq, _) = q.dims4()?;
-    if b != 1 || seq != shape.seq || [q, k, v].iter().any(|t| t.dtype() != DType::F32) {
+    if b != 1
+        || seq != shape.seq
+        || [q, k, v]
+            .iter()
+            .any(|t| !t.device().is_cpu() || t.dtype() != DType::F32)
+    {
         return Ok(None);
     }
     let q = q.contiguous()?;
@@ -134,18 +140,6 @@ pub fn attend_tensors(
         .transpose(1, 2)?
         .reshape((1, seq, heads * dim))?;
     Ok(Some(y))
-}
-
-/// Whether the AVX2 + FMA build of the inner loops can run here.
-fn simd_available() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        super::Isa::detect() != super::Isa::Scalar
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
 }
 
 /// One head's block of query rows.

@@ -534,18 +534,16 @@ impl Model {
         let k = rotate(&k.transpose(1, 2)?, &angles, self.interleaved_rope)?;
         let q = (q * self.attn_scale)?;
         let (k, v) = LayerKv::append(slot, &k, &v, pos, self.max_len())?;
-        if self.device.is_cpu() {
-            let shape = attention::Shape {
-                n_head: c.n_head,
-                n_kv_head: c.n_kv_head,
-                head_dim: c.head_dim,
-                seq,
-                pos,
-                window: layer.window,
-            };
-            if let Some(y) = attention::attend_tensors(&q, &k, &v, shape)? {
-                return Ok(y);
-            }
+        let shape = attention::Shape {
+            n_head: c.n_head,
+            n_kv_head: c.n_kv_head,
+            head_dim: c.head_dim,
+            seq,
+            pos,
+            window: layer.window,
+        };
+        if let Some(y) = attention::attend_tensors(&q, &k, &v, shape)? {
+            return Ok(y);
         }
         let total = k.dim(2)?;
         // Grouped-query attention without copying keys: the query heads that share a key head

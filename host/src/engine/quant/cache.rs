@@ -207,6 +207,16 @@ fn entry_stem(path: &Path) -> String {
         .unwrap_or_else(|| "model".into())
 }
 
+/// What follows `<stem>-<16 hex digits>` in a cache file's name (`.weights` for an entry;
+/// `.<pid>.partial` after a leading dot for one being written), if the name has that shape.
+fn after_key<'a>(name: &'a str, stem: &str) -> Option<&'a str> {
+    let rest = name.strip_prefix(stem)?.strip_prefix('-')?;
+    let key = rest.get(..16)?;
+    key.bytes()
+        .all(|b| b.is_ascii_hexdigit())
+        .then(|| &rest[16..])
+}
+
 /// Removes the entries of files named `stem` except `keep`; the bytes freed.
 fn remove_entries(dir: &Path, stem: &str, keep: Option<&Path>) -> u64 {
     let Ok(entries) = std::fs::read_dir(dir) else {
@@ -216,13 +226,7 @@ fn remove_entries(dir: &Path, stem: &str, keep: Option<&Path>) -> u64 {
     for entry in entries.flatten() {
         let path = entry.path();
         let name = entry.file_name().to_string_lossy().into_owned();
-        // `<stem>-<16 hex digits>.weights`
-        let ours = name
-            .strip_prefix(stem)
-            .and_then(|rest| rest.strip_prefix('-'))
-            .and_then(|rest| rest.strip_suffix(".weights"))
-            .is_some_and(|key| key.len() == 16 && key.bytes().all(|b| b.is_ascii_hexdigit()));
-        if ours && keep != Some(path.as_path()) {
+        if after_key(&name, stem) == Some(".weights") && keep != Some(path.as_path()) {
             let bytes = entry.metadata().map(|m| m.len()).unwrap_or(0);
             if std::fs::remove_file(&path).is_ok() {
                 freed += bytes;
@@ -242,15 +246,11 @@ fn remove_abandoned(dir: &Path, stem: &str) {
     };
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
-        // `.<stem>-<16 hex digits>.<pid>.partial`
         let pid = name
             .strip_prefix('.')
-            .and_then(|rest| rest.strip_prefix(stem))
-            .and_then(|rest| rest.strip_prefix('-'))
-            .and_then(|rest| rest.strip_suffix(".partial"))
-            .and_then(|rest| rest.split_once('.'))
-            .filter(|(key, _)| key.len() == 16)
-            .and_then(|(_, pid)| pid.parse::<u32>().ok());
+            .and_then(|name| after_key(name, stem))
+            .and_then(|rest| rest.strip_prefix('.')?.strip_suffix(".partial"))
+            .and_then(|pid| pid.parse::<u32>().ok());
         if let Some(pid) = pid
             && !proc.join(pid.to_string()).exists()
         {
@@ -421,28 +421,24 @@ impl Writer {
         Ok(())
     }
 
+    /// Completes the entry and renames it into place. On an error the partial file goes
+    /// with the writer (`Drop`).
     fn finish(mut self) -> std::io::Result<()> {
-        let result = (|| {
-            let index = serde_json::to_vec(&(&self.key, &self.index))?;
-            self.out.write_all(&index)?;
-            self.out.write_all(&self.at.to_le_bytes())?;
-            self.out.write_all(&(index.len() as u64).to_le_bytes())?;
-            self.out.write_all(MAGIC)?;
-            self.out.flush()?;
-            std::fs::rename(&self.temporary, &self.entry)?;
-            // Older entries of a file of this name (changed since, or another file so named):
-            // one model's weights are cached once.
-            remove_entries(
-                self.entry.parent().unwrap_or(Path::new(".")),
-                &self.stem,
-                Some(&self.entry),
-            );
-            Ok(())
-        })();
-        if result.is_err() {
-            let _ = std::fs::remove_file(&self.temporary);
-        }
-        result
+        let index = serde_json::to_vec(&(&self.key, &self.index))?;
+        self.out.write_all(&index)?;
+        self.out.write_all(&self.at.to_le_bytes())?;
+        self.out.write_all(&(index.len() as u64).to_le_bytes())?;
+        self.out.write_all(MAGIC)?;
+        self.out.flush()?;
+        std::fs::rename(&self.temporary, &self.entry)?;
+        // Older entries of a file of this name (changed since, or another file so named):
+        // one model's weights are cached once.
+        remove_entries(
+            self.entry.parent().unwrap_or(Path::new(".")),
+            &self.stem,
+            Some(&self.entry),
+        );
+        Ok(())
     }
 }
 
