@@ -196,7 +196,9 @@ impl PluginArgs {
         })
     }
 
-    pub fn runtime(&self) -> anyhow::Result<Arc<Runtime>> {
+    /// `tiered`: big components serve from quick code while the optimised code compiles
+    /// (for the server; see `plugins::runtime`).
+    pub fn runtime(&self, tiered: bool) -> anyhow::Result<Arc<Runtime>> {
         let limits = Limits {
             memory_bytes: self.plugin_memory_mib << 20,
             call_budget: Duration::from_millis(self.plugin_budget_ms),
@@ -209,10 +211,14 @@ impl PluginArgs {
                 .or_else(CompileCache::default_dir)
                 .map(CompileCache::new)
         };
-        Runtime::new(limits, cache)
+        if tiered {
+            Runtime::tiered(limits, cache)
+        } else {
+            Runtime::new(limits, cache)
+        }
     }
 
-    pub fn host(&self) -> anyhow::Result<PluginHost> {
+    pub fn host(&self, tiered: bool) -> anyhow::Result<PluginHost> {
         if let Some(dir) = &self.dir {
             anyhow::ensure!(
                 dir.is_dir(),
@@ -221,7 +227,7 @@ impl PluginArgs {
             );
         }
         Ok(PluginHost::new(
-            self.runtime()?,
+            self.runtime(tiered)?,
             !self.no_builtins,
             self.plugin_dir(),
         ))

@@ -10,6 +10,9 @@
 # The bindings are generated from the contract's WIT at build time: the adapter folder's own
 # wit/ (a scaffold's copy), else the repository's wit/v0.2.
 #
+# PLUGBOARD_JS_BUILD_FLAGS adds componentize-js flags: `--use-debug-build` keeps the engine's
+# function names, for profiles (`PLUGBOARD_WASM_PROFILE=perfmap`).
+#
 # componentize-js (385 MB with its engine) is looked for in $PLUGBOARD_NODE_MODULES, then in
 # node_modules beside this script, then installed there with npm (package.json pins it).
 set -euo pipefail
@@ -44,5 +47,5 @@ cp "$here/plugboard.js" "$stage/"
 cp "$src"/*.js "$stage/"
 # No wasi:http: an adapter imports nothing but the WASI basics (see wit/v0.2/adapter.wit).
 node "$cli" "$stage/adapter.js" --wit "$wit" --world-name model-adapter \
-  --disable http --disable fetch-event -o "$out" >/dev/null
+  --disable http --disable fetch-event ${PLUGBOARD_JS_BUILD_FLAGS:-} -o "$out" >/dev/null
 echo "built $out ($(du -h "$out" | cut -f1))"

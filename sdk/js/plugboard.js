@@ -19,22 +19,35 @@
  * the rest may be the start of a marker (nothing is held back when `atEnd`).
  */
 export function scan(text, markers, atEnd) {
-  for (let start = 0; start < text.length; start++) {
-    const rest = text.slice(start);
-    let best = -1;
-    let couldGrow = false;
-    for (let i = 0; i < markers.length; i++) {
-      const m = markers[i];
-      if (rest.startsWith(m)) {
-        if (best < 0 || m.length > markers[best].length) best = i;
-      } else if (!atEnd && m.startsWith(rest)) {
-        couldGrow = true;
+  // The native indexOf finds each marker's first whole occurrence; only the last positions
+  // (closer to the end than the longest marker) can hold the start of a marker still growing.
+  // Looking at every position instead costs the interpreter some 30 000 wasm instructions a
+  // character. Plain indexed loops: iterators and closures cost as much again in the
+  // interpreter.
+  const n = markers.length;
+  let start = text.length;
+  let longest = 0;
+  for (let i = 0; i < n; i++) {
+    const m = markers[i];
+    if (m.length > longest) longest = m.length;
+    const at = text.indexOf(m);
+    if (at >= 0 && at < start) start = at;
+  }
+  if (!atEnd) {
+    for (let p = text.length > longest ? text.length - longest + 1 : 0; p < text.length && p <= start; p++) {
+      const rest = text.slice(p);
+      for (let i = 0; i < n; i++) {
+        if (markers[i].length > rest.length && markers[i].startsWith(rest)) return { safe: p };
       }
     }
-    if (best >= 0 && !couldGrow) return { start, index: best, len: markers[best].length };
-    if (couldGrow) return { safe: start };
   }
-  return { safe: text.length };
+  if (start === text.length) return { safe: start };
+  let best = -1;
+  for (let i = 0; i < n; i++) {
+    const m = markers[i];
+    if ((best < 0 || m.length > markers[best].length) && text.startsWith(m, start)) best = i;
+  }
+  return { start, index: best, len: markers[best].length };
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1,21 +1,39 @@
 //! A plugin that loops, panics, exhausts its memory or returns garbage fails only its own call,
-//! with an error that names the plugin and the reason; the next call works.
+//! with an error that names the plugin and the reason; the next call works. The same holds for
+//! the code of both compilers: Winch's quick code, which a big component runs first on a
+//! tiered runtime, and Cranelift's.
 
 use plugboard::adapter::ParseOptions;
-use plugboard::plugins::{CallError, PluginSource};
-use plugboard_tests::{plugin_bytes, strict_runtime};
+use plugboard::plugins::{CallError, PluginSource, Runtime};
+use plugboard_tests::{STRICT_LIMITS, plugin_bytes, strict_runtime, with_custom_section};
 
 fn check_isolated(name: &str, expected: impl Fn(&CallError) -> bool) {
-    let runtime = strict_runtime();
-    let plugin = runtime
-        .load(
-            &plugin_bytes(name),
-            PluginSource::File(format!("{name}.wasm").into()),
+    check_isolated_on(name, false, &expected);
+    check_isolated_on(name, true, &expected);
+}
+
+/// `quick`: the plugin, padded past the quick tier's threshold, is loaded by a tiered runtime
+/// and the bad call runs on Winch's code.
+fn check_isolated_on(name: &str, quick: bool, expected: &dyn Fn(&CallError) -> bool) {
+    let (runtime, wasm) = if quick {
+        let runtime = Runtime::tiered(STRICT_LIMITS, None).expect("runtime");
+        (
+            runtime,
+            with_custom_section(&plugin_bytes(name), &[0; 3 << 20]),
         )
+    } else {
+        (strict_runtime(), plugin_bytes(name))
+    };
+    let plugin = runtime
+        .load(&wasm, PluginSource::File(format!("{name}.wasm").into()))
         .unwrap_or_else(|e| panic!("{name} loads: {e}"));
     let options = ParseOptions::default();
 
-    let error = plugin
+    let mut session = plugin.session().expect("a session");
+    // Optimised code replaces the quick code only once Cranelift is done, tens of
+    // milliseconds from now: the session started on quick code.
+    assert_eq!(plugin.optimised(), !quick, "{name}");
+    let error = session
         .parse("boom", &options)
         .expect_err("the bad call fails");
     assert!(expected(&error), "{name}: unexpected error {error:?}");

@@ -5,12 +5,11 @@
 //! contract 0.2, and the four tool-use adapters (Rust, JS, Python, C) hot-swap into a running
 //! server without a failed request.
 //!
-//! Each component is built once per test run (the JS and Python builds take 10-20 s each) and
-//! compiled once: the tests share a compile cache, as a restarted server would.
+//! Each component is built once per test run (`plugboard_tests::sdk`) and compiled once: the
+//! tests share a compile cache, as a restarted server would.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use plugboard::adapter::{GrammarRequest, Tool, ToolChoice};
@@ -18,94 +17,12 @@ use plugboard::call_constraint::tool_constraint;
 use plugboard::engine::{GgufFile, GrammarFactory, Tokenizer};
 use plugboard::plugins::CompileCache;
 use plugboard::plugins::{Limits, Plugin, PluginSource, Runtime, builtin, fixtures};
+use plugboard_tests::sdk::{LANGS, build, command, example, run, work_dir};
 use plugboard_tests::{TestServer, models, plugboard_bin, root, test_plugins, tool, weather_tools};
 use serde_json::json;
 
-/// The languages with an SDK folder of their own, as `plugins new --lang` names them.
-const LANGS: [&str; 3] = ["js", "python", "c"];
-
-fn work_dir() -> PathBuf {
-    let dir = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root().join("target"))
-        .join("sdk-tests");
-    std::fs::create_dir_all(&dir).expect("the work folder can be created");
-    dir
-}
-
 fn cache_dir() -> PathBuf {
     work_dir().join("compiled")
-}
-
-/// A command without the outer cargo's flags, which are not meant for nested builds.
-fn command(program: impl AsRef<std::ffi::OsStr>) -> Command {
-    let mut c = Command::new(program);
-    c.current_dir(root());
-    for var in [
-        "RUSTFLAGS",
-        "CARGO_ENCODED_RUSTFLAGS",
-        "RUSTC_WORKSPACE_WRAPPER",
-        "CARGO_TARGET_DIR",
-    ] {
-        c.env_remove(var);
-    }
-    c
-}
-
-fn run(mut c: Command, what: &str) -> String {
-    let output = c
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    assert!(
-        output.status.success(),
-        "{what} failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    stdout
-}
-
-/// plugboard-c-tool, built once per test run.
-fn c_tool() -> &'static Path {
-    static TOOL: OnceLock<PathBuf> = OnceLock::new();
-    TOOL.get_or_init(|| {
-        let mut c = command(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-        c.args(["build", "-q", "-p", "plugboard-c-tool"]);
-        run(c, "building plugboard-c-tool");
-        root().join("target/debug/plugboard-c-tool")
-    })
-}
-
-/// Runs a language's build script with the toolchains the setup script installed.
-fn build(script: &Path, args: &[&Path], what: &str) {
-    let mut c = command(script);
-    c.args(args)
-        .env("PLUGBOARD_C_TOOL", c_tool())
-        .env("PLUGBOARD_NODE_MODULES", root().join("sdk/js/node_modules"))
-        .env("CARGO_TARGET_DIR", work_dir().join("rust-scaffold-target"));
-    run(c, what);
-}
-
-/// The tool-use example of a language, built once per test run.
-fn example(lang: &str) -> PathBuf {
-    static BUILT: OnceLock<std::sync::Mutex<std::collections::HashMap<String, PathBuf>>> =
-        OnceLock::new();
-    let built = BUILT.get_or_init(Default::default);
-    // One build per language at a time; the lock is per map, so languages build one by one.
-    let mut built = built.lock().unwrap_or_else(|e| e.into_inner());
-    built
-        .entry(lang.to_string())
-        .or_insert_with(|| {
-            let out = work_dir().join(format!("tool-use-{lang}.wasm"));
-            let sdk = root().join("sdk").join(lang);
-            build(
-                &sdk.join("build.sh"),
-                &[&sdk.join("examples/tool-use"), &out],
-                &format!("the {lang} example"),
-            );
-            out
-        })
-        .clone()
 }
 
 fn cached_runtime() -> Arc<Runtime> {
@@ -141,6 +58,42 @@ fn tool_use_examples_in_js_python_and_c_pass_the_rust_adapters_fixtures() {
         assert!(report.passed(), "{lang}: {}", report.summary());
         let cases = fixtures.lines().filter(|l| !l.trim().is_empty()).count();
         assert_eq!(report.cases, cases, "{lang}: the whole fixture file");
+    }
+}
+
+/// On a tiered runtime, the server's, a JavaScript or Python adapter the compile cache does not
+/// hold serves from Winch's quick code at once and passes its fixtures there; Cranelift's code
+/// takes over once compiled, and goes into the cache, from which a restart loads it.
+#[test]
+fn a_tiered_runtime_serves_a_big_adapter_from_quick_code_until_its_optimised_code_is_ready() {
+    let fixtures = rust_fixtures();
+    let cache = tempfile::tempdir().expect("temp dir");
+    let tiered = || {
+        Runtime::tiered(Limits::default(), Some(CompileCache::new(cache.path())))
+            .expect("the wasm runtime starts")
+    };
+    let runtime = tiered();
+    for lang in ["js", "python"] {
+        let plugin = load(&runtime, &example(lang));
+        // Cranelift takes seconds for these.
+        assert!(!plugin.optimised(), "{lang}: quick code first");
+        let report = fixtures::run(&plugin, &fixtures);
+        assert!(
+            report.passed(),
+            "{lang} on quick code: {}",
+            report.summary()
+        );
+        let deadline = Instant::now() + Duration::from_secs(300);
+        while !plugin.optimised() {
+            assert!(Instant::now() < deadline, "{lang}: never optimised");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let report = fixtures::run(&plugin, &fixtures);
+        assert!(report.passed(), "{lang} optimised: {}", report.summary());
+        assert!(
+            load(&tiered(), &example(lang)).optimised(),
+            "{lang}: a restart loads the optimised code from the cache"
+        );
     }
 }
 
@@ -461,98 +414,4 @@ fn a_counting_runtime_counts_each_request_exactly() {
         .expect("loads");
     plain.parse(call, &options).expect("parses");
     assert_eq!(plain.instructions(), None);
-}
-
-/// Per-call cost and swap latency of the four tool-use adapters, measured in one run (the
-/// Rust adapter is the baseline). `cargo test --release --test all languages::bench -- --ignored --nocapture`
-#[test]
-#[ignore = "a benchmark: run it on purpose"]
-fn bench() {
-    let fixtures = rust_fixtures();
-    let output = "Let me check.\n<tool_use>\ntool_name: get_weather\narguments: {\"city\": \"Paris\", \"unit\": \"c\"}\n</tool_use>";
-    let options = plugboard::adapter::ParseOptions {
-        tools: fixtures::tools_named(&["get_weather"]),
-        ..Default::default()
-    };
-    let mut all: Vec<(String, PathBuf)> =
-        vec![("rust".into(), test_plugins().join("tool-use.wasm"))];
-    all.extend(LANGS.iter().map(|l| (l.to_string(), example(l))));
-    println!(
-        "| adapter | size | cold compile | cached load | parse (fresh instance) | stream of 40 pushes | parse, wasm instructions | fixtures (33 cases × 6) |"
-    );
-    println!("| --- | --- | --- | --- | --- | --- | --- | --- |");
-    let mut base: Option<(f64, f64)> = None;
-    let mut base_instructions: Option<f64> = None;
-    for (lang, wasm) in &all {
-        let bytes = std::fs::read(wasm).expect("built");
-        let cache = tempfile::tempdir().expect("temp dir");
-        let runtime = Runtime::new(Limits::default(), Some(CompileCache::new(cache.path())))
-            .expect("runtime");
-        let t = Instant::now();
-        runtime
-            .load(&bytes, PluginSource::File(wasm.clone()))
-            .expect("loads");
-        let cold = t.elapsed();
-        let runtime = Runtime::new(Limits::default(), Some(CompileCache::new(cache.path())))
-            .expect("runtime");
-        let t = Instant::now();
-        let plugin = runtime
-            .load(&bytes, PluginSource::File(wasm.clone()))
-            .expect("loads");
-        let cached = t.elapsed();
-        let per = |n: u32, f: &dyn Fn()| {
-            f();
-            let t = Instant::now();
-            for _ in 0..n {
-                f();
-            }
-            t.elapsed() / n
-        };
-        let parse = per(200, &|| {
-            plugin.parse(output, &options).expect("parses");
-        });
-        let chunks: Vec<String> = output
-            .chars()
-            .collect::<Vec<_>>()
-            .chunks(3)
-            .map(|c| c.iter().collect())
-            .collect();
-        let stream = per(50, &|| {
-            let mut s = plugin.stream(&options).expect("stream");
-            for c in &chunks {
-                s.push(c).expect("push");
-            }
-            s.finish().expect("finish");
-        });
-        // The same parse, counted: instructions are the same on every run (time is not).
-        let counting = Runtime::counting_instructions(Limits::default()).expect("runtime");
-        let counted = counting
-            .load(&bytes, PluginSource::File(wasm.clone()))
-            .expect("loads");
-        counted.parse(output, &options).expect("parses");
-        let instructions = counted.instructions().expect("counted");
-        counted.parse(output, &options).expect("parses");
-        let again = counted.instructions().expect("counted") - instructions;
-        assert_eq!(
-            again, instructions,
-            "{lang}: the same parse, the same count"
-        );
-        let t = Instant::now();
-        assert!(fixtures::run(&plugin, &fixtures).passed());
-        let fixture_time = t.elapsed();
-        let (p, s) = (parse.as_secs_f64() * 1e6, stream.as_secs_f64() * 1e6);
-        let (bp, bs) = *base.get_or_insert((p, s));
-        println!(
-            "| {lang} | {:.1} MB | {:.2} s | {:.1} ms | {p:.0} µs ({:.0}×) | {s:.0} µs ({:.0}×) | {:.2} M ({:.0}×) | {:.2} s |",
-            bytes.len() as f64 / 1e6,
-            cold.as_secs_f64(),
-            cached.as_secs_f64() * 1e3,
-            p / bp,
-            s / bs,
-            instructions as f64 / 1e6,
-            instructions as f64 / *base_instructions.get_or_insert(instructions as f64),
-            fixture_time.as_secs_f64()
-        );
-    }
-    let _ = Duration::ZERO;
 }

@@ -1,15 +1,26 @@
-//! Plugin runtime costs: instantiate, render, parse of 1 KB, push per chunk, and hot-swap
-//! latency, for the Rust `tool-use` adapter. A benchmark, not a test: it prints figures.
+//! Plugin runtime costs, one row per language: the tool-use adapter in Rust (the built-in),
+//! C, JavaScript and Python (the SDKs' examples, built for real), side by side in one run.
+//! Per request: a fresh sandbox (store and instance), the render call, a parse of 1 KB, a
+//! whole chat turn (render, then the output streamed in 4-character pushes) in time and in
+//! wasm instructions (exact on every run, so two versions of an adapter compare however noisy
+//! the machine). Per version: compile without a cache, load from the compile cache, and the
+//! hot swap of a version never seen before on a tiered runtime, as the server's: write →
+//! answering (a big component from quick code) and write → answering from optimised code. A
+//! benchmark, not a test: it prints figures, times as ratios to the Rust row.
 //!
-//! `cargo bench -p plugboard-tests --bench plugins`
+//! `cargo bench -p plugboard-tests --bench plugins [-- LANG ...]`
 
+use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use plugboard::adapter::{
-    Message, ModelConfig, ParseOptions, PromptRequest, Role, Tool, ToolChoice,
+    Message, ModelConfig, ParseOptions, PromptRequest, Role, StreamEvent, Tool, ToolChoice,
 };
-use plugboard::plugins::{Limits, PluginHost, PluginSource, Runtime, Watcher};
-use plugboard_tests::{plugin_bytes, runtime};
+use plugboard::plugins::{
+    CompileCache, Limits, Plugin, PluginHost, PluginSource, Runtime, Watcher,
+};
+use plugboard_tests::{sdk, test_plugins, with_custom_section};
 
 /// Median time of `f` over `runs` runs, after a warm-up.
 fn median(runs: usize, mut f: impl FnMut()) -> Duration {
@@ -27,21 +38,15 @@ fn median(runs: usize, mut f: impl FnMut()) -> Duration {
     times[runs / 2]
 }
 
-fn micros(d: Duration) -> String {
-    format!("{:.1} µs", d.as_secs_f64() * 1e6)
+/// One chat turn's inputs.
+struct Turn {
+    request: PromptRequest,
+    options: ParseOptions,
+    output: String,
+    chunks: Vec<String>,
 }
 
-fn main() {
-    let runtime = runtime();
-    let wasm = plugin_bytes("tool-use");
-    let compile = median(5, || {
-        runtime
-            .load(&wasm, PluginSource::File("tool-use.wasm".into()))
-            .expect("loads");
-    });
-    let plugin = runtime
-        .load(&wasm, PluginSource::File("tool-use.wasm".into()))
-        .expect("loads");
+fn turn() -> Turn {
     let tools = vec![Tool {
         name: "get_weather".into(),
         description: Some("Current weather".into()),
@@ -71,133 +76,259 @@ fn main() {
         "{prose}\n<tool_use>\ntool_name: get_weather\narguments: {{\"city\": \"Paris\", \"note\": \"{}\"}}\n</tool_use>",
         "x".repeat(64)
     );
-
-    // One request's sandbox: a fresh store and instance.
-    let instantiate = median(2000, || {
-        plugin.session().expect("instantiates");
-    });
-    let render = median(2000, || {
-        plugin
-            .session()
-            .expect("instantiates")
-            .format_prompt(&request)
-            .expect("renders");
-    })
-    .saturating_sub(instantiate);
-    let parse = median(2000, || {
-        plugin
-            .session()
-            .expect("instantiates")
-            .parse(&output, &options)
-            .expect("parses");
-    })
-    .saturating_sub(instantiate);
-    // Push per chunk: one token-sized chunk at a time, in one long-lived stream.
-    let chunks: Vec<String> = output
+    let chunks = output
         .chars()
         .collect::<Vec<_>>()
         .chunks(4)
         .map(|c| c.iter().collect())
         .collect();
-    let mut per_push = Vec::new();
-    for _ in 0..20 {
-        let mut stream = plugin.stream(&options).expect("starts");
-        let start = Instant::now();
-        for chunk in &chunks {
-            stream.push(chunk).expect("pushes");
-        }
-        per_push.push(start.elapsed() / chunks.len() as u32);
-        stream.finish().expect("finishes");
+    Turn {
+        request,
+        options,
+        output,
+        chunks,
     }
-    per_push.sort();
-    let push = per_push[per_push.len() / 2];
-    // A whole chat turn's plugin work: one session renders, then streams the output.
-    let request_total = median(500, || {
+}
+
+impl Turn {
+    /// The whole turn in one session: render, then stream the output.
+    fn run(&self, plugin: &Arc<Plugin>) {
         let mut session = plugin.session().expect("instantiates");
-        session.format_prompt(&request).expect("renders");
-        let mut stream = session.into_stream(&options).expect("starts");
-        for chunk in &chunks {
-            stream.push(chunk).expect("pushes");
+        session.format_prompt(&self.request).expect("renders");
+        let mut stream = session.into_stream(&self.options).expect("starts");
+        let mut events = Vec::new();
+        for chunk in &self.chunks {
+            events.extend(stream.push(chunk).expect("pushes"));
         }
-        stream.finish().expect("finishes");
-    });
-
-    // The same request, counted in wasm instructions: exact on every run, so an A/B of the
-    // adapter's code reads from one run of each version however noisy the machine.
-    let counted = Runtime::counting_instructions(Limits::default())
-        .expect("runtime")
-        .load(&wasm, PluginSource::File("tool-use.wasm".into()))
-        .expect("loads");
-    {
-        let mut session = counted.session().expect("instantiates");
-        session.format_prompt(&request).expect("renders");
-        let mut stream = session.into_stream(&options).expect("starts");
-        for chunk in &chunks {
-            stream.push(chunk).expect("pushes");
-        }
-        stream.finish().expect("finishes");
+        events.extend(stream.finish().expect("finishes"));
+        let calls = events
+            .iter()
+            .filter(|e| matches!(e, StreamEvent::ToolCallBegin { .. }))
+            .count();
+        assert_eq!(calls, 1, "{events:?}");
     }
-    let request_instructions = counted.instructions().expect("counted");
+}
 
-    // Swap latency: from the write of a new version to that version answering.
+/// A version of `wasm` that differs from every earlier one and behaves the same.
+fn variant(wasm: &[u8], round: usize) -> Vec<u8> {
+    with_custom_section(
+        wasm,
+        format!("round {round} at {:?}", Instant::now()).as_bytes(),
+    )
+}
+
+/// Write → serving and write → serving optimised code (medians), for `rounds` versions the
+/// runtime has never compiled, on a tiered runtime with a compile cache, as the server has.
+fn swap_latency(wasm: &[u8], rounds: usize) -> (Duration, Duration) {
+    let cache = tempfile::tempdir().expect("temp dir");
+    let runtime =
+        Runtime::tiered(Limits::default(), Some(CompileCache::new(cache.path()))).expect("runtime");
     let dir = tempfile::tempdir().expect("temp dir");
-    let path = dir.path().join("probe.wasm");
-    let versions = [
-        (plugin_bytes("probe-v1"), "1.0.0"),
-        (plugin_bytes("probe-v2"), "2.0.0"),
-    ];
-    std::fs::write(&path, &versions[0].0).expect("written");
-    let host = PluginHost::new(runtime.clone(), false, Some(dir.path().to_path_buf()));
+    let path = dir.path().join("adapter.wasm");
+    std::fs::write(&path, variant(wasm, 0)).expect("written");
+    let host = PluginHost::new(runtime, false, Some(dir.path().to_path_buf()));
+    let name = host.list().first().expect("loaded").name.clone();
     let _watcher = Watcher::start(host.clone()).expect("watches");
-    let mut swaps = Vec::new();
-    for round in 1..=10 {
-        let (bytes, version) = &versions[round % 2];
-        std::thread::sleep(Duration::from_millis(100));
-        let written = Instant::now();
-        std::fs::write(&path, bytes).expect("written");
-        while host.get("probe").expect("serves").info().version != *version {
+    let wait = |done: &dyn Fn() -> bool| {
+        while !done() {
             std::thread::sleep(Duration::from_millis(1));
         }
-        swaps.push(written.elapsed());
-    }
-    swaps.sort();
+    };
+    let (mut serving, mut optimised): (Vec<Duration>, Vec<Duration>) = (1..=rounds)
+        .map(|round| {
+            let bytes = variant(wasm, round);
+            let sha256 = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes));
+            // The last version's optimising compile is done: the rounds do not overlap.
+            wait(&|| host.get(&name).expect("serves").optimised());
+            std::thread::sleep(Duration::from_millis(200));
+            let written = Instant::now();
+            std::fs::write(&path, &bytes).expect("written");
+            wait(&|| host.get(&name).expect("serves").sha256() == sha256);
+            let serves = written.elapsed();
+            wait(&|| host.get(&name).expect("serves").optimised());
+            (serves, written.elapsed())
+        })
+        .unzip();
+    serving.sort();
+    optimised.sort();
+    (serving[rounds / 2], optimised[rounds / 2])
+}
 
+struct Row {
+    lang: String,
+    size: usize,
+    compile: Duration,
+    cached_load: Duration,
+    instantiate: Duration,
+    render: Duration,
+    parse: Duration,
+    request: Duration,
+    instructions: Instructions,
+    swap: Duration,
+    swap_optimised: Duration,
+}
+
+/// Wasm instructions (exact on every run).
+struct Instructions {
+    instantiate: u64,
+    render: u64,
+    parse: u64,
+    turn: u64,
+}
+
+fn measure(lang: &str, wasm_path: &Path, turn: &Turn) -> Row {
+    let wasm = std::fs::read(wasm_path).expect("built");
+    let source = || PluginSource::File(wasm_path.to_path_buf());
+    // A big component compiles for seconds: fewer runs.
+    let heavy = wasm.len() > 4 << 20;
+    let cache = tempfile::tempdir().expect("temp dir");
+    let cached_runtime =
+        || Runtime::new(Limits::default(), Some(CompileCache::new(cache.path()))).expect("runtime");
+    let uncached = Runtime::new(Limits::default(), None).expect("runtime");
+    let compile = if heavy {
+        let start = Instant::now();
+        uncached.load(&wasm, source()).expect("loads");
+        start.elapsed()
+    } else {
+        median(5, || {
+            uncached.load(&wasm, source()).expect("loads");
+        })
+    };
+    let runtime = cached_runtime();
+    // The cache now holds it: what a restart costs.
+    cached_runtime().load(&wasm, source()).expect("loads");
+    let cached_load = median(if heavy { 3 } else { 9 }, || {
+        cached_runtime().load(&wasm, source()).expect("loads");
+    });
+    let plugin = runtime.load(&wasm, source()).expect("loads");
+    drop(uncached);
+    let runs = if heavy { 300 } else { 2000 };
+    let instantiate = median(runs, || {
+        plugin.session().expect("instantiates");
+    });
+    let render = median(runs, || {
+        plugin
+            .session()
+            .expect("instantiates")
+            .format_prompt(&turn.request)
+            .expect("renders");
+    })
+    .saturating_sub(instantiate);
+    let parse = median(runs, || {
+        plugin
+            .session()
+            .expect("instantiates")
+            .parse(&turn.output, &turn.options)
+            .expect("parses");
+    })
+    .saturating_sub(instantiate);
+    let request = median(runs / 4, || turn.run(&plugin));
+    // The same work counted in wasm instructions.
+    let counted = Runtime::counting_instructions(Limits::default())
+        .expect("runtime")
+        .load(&wasm, source())
+        .expect("loads");
+    let count = |f: &dyn Fn()| {
+        let before = counted.instructions().expect("counted");
+        f();
+        counted.instructions().expect("counted") - before
+    };
+    let instantiate_instructions = count(&|| drop(counted.session().expect("instantiates")));
+    let instructions = Instructions {
+        instantiate: instantiate_instructions,
+        render: count(&|| {
+            counted
+                .session()
+                .expect("instantiates")
+                .format_prompt(&turn.request)
+                .expect("renders");
+        }) - instantiate_instructions,
+        parse: count(&|| {
+            counted.parse(&turn.output, &turn.options).expect("parses");
+        }) - instantiate_instructions,
+        turn: count(&|| turn.run(&counted)),
+    };
+    let (swap, swap_optimised) = swap_latency(&wasm, if heavy { 3 } else { 10 });
+    Row {
+        lang: lang.to_string(),
+        size: wasm.len(),
+        compile,
+        cached_load,
+        instantiate,
+        render,
+        parse,
+        request,
+        instructions,
+        swap,
+        swap_optimised,
+    }
+}
+
+fn main() {
+    let wanted: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let turn = turn();
+    let mut langs = vec!["rust"];
+    langs.extend(sdk::LANGS);
+    let rows: Vec<Row> = langs
+        .into_iter()
+        .filter(|l| *l == "rust" || wanted.is_empty() || wanted.iter().any(|w| w == l))
+        .map(|lang| {
+            let wasm = match lang {
+                "rust" => test_plugins().join("tool-use.wasm"),
+                _ => sdk::example(lang),
+            };
+            let row = measure(lang, &wasm, &turn);
+            eprintln!("measured {lang}");
+            row
+        })
+        .collect();
+    let us = |d: Duration| d.as_secs_f64() * 1e6;
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    let base = &rows[0];
+    let ratio = |d: Duration, b: Duration| format!(" ({:.1}×)", d.as_secs_f64() / b.as_secs_f64());
     println!(
-        "plugin runtime, Rust tool-use adapter ({} KB component)",
-        wasm.len() / 1024
+        "plugin runtime, the tool-use adapter per language ({} B output, {} pushes a turn; × the Rust row)",
+        turn.output.len(),
+        turn.chunks.len()
     );
     println!(
-        "  compile (no cache)                {:>10.1} ms",
-        compile.as_secs_f64() * 1e3
+        "| adapter | size | fresh instance | render | parse | whole turn | compile | cached load | hot swap: serving | optimised |"
     );
-    println!(
-        "  instantiate (store + instance)    {:>12}",
-        micros(instantiate)
-    );
-    println!("  render call                       {:>12}", micros(render));
-    println!(
-        "  parse call, {} B output         {:>12}",
-        output.len(),
-        micros(parse)
-    );
-    println!("  push per 4-char chunk             {:>12}", micros(push));
-    println!(
-        "  per request, fixed (instantiate + render): {}",
-        micros(instantiate + render)
-    );
-    println!(
-        "  per request, all ({} pushes of the {} B output included): {}",
-        chunks.len(),
-        output.len(),
-        micros(request_total)
-    );
-    println!(
-        "  per request, all, wasm instructions: {:.3} M",
-        request_instructions as f64 / 1e6
-    );
-    println!(
-        "  swap latency (write → answers) median {:.0} ms, max {:.0} ms",
-        swaps[swaps.len() / 2].as_secs_f64() * 1e3,
-        swaps[swaps.len() - 1].as_secs_f64() * 1e3
-    );
+    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+    for row in &rows {
+        println!(
+            "| {} | {:.1} MB | {:.0} µs{} | {:.0} µs | {:.0} µs | {:.0} µs{} | {:.2} s | {:.1} ms | {:.2} s | {:.2} s |",
+            row.lang,
+            row.size as f64 / 1e6,
+            us(row.instantiate),
+            ratio(row.instantiate, base.instantiate),
+            us(row.render),
+            us(row.parse),
+            us(row.request),
+            ratio(row.request, base.request),
+            row.compile.as_secs_f64(),
+            ms(row.cached_load),
+            row.swap.as_secs_f64(),
+            row.swap_optimised.as_secs_f64(),
+        );
+    }
+    println!();
+    println!("the same work in wasm instructions (millions)");
+    println!("| adapter | fresh instance | render | parse | whole turn |");
+    println!("| --- | --- | --- | --- | --- |");
+    let m = |n: u64| n as f64 / 1e6;
+    for row in &rows {
+        let i = &row.instructions;
+        println!(
+            "| {} | {:.3} | {:.3} | {:.3} | {:.2} |",
+            row.lang,
+            m(i.instantiate),
+            m(i.render),
+            m(i.parse),
+            m(i.turn)
+        );
+    }
 }

@@ -15,7 +15,8 @@ pub fn root() -> PathBuf {
         .to_path_buf()
 }
 
-fn target_dir() -> PathBuf {
+/// Cargo's target folder.
+pub fn target_dir() -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| root().join("target"))
@@ -140,6 +141,33 @@ pub fn plugin_bytes(name: &str) -> Vec<u8> {
     std::fs::read(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
 }
 
+/// A component with a custom section appended: it behaves the same, and neither a compile
+/// cache nor a plugin folder's hashes know it. `payload` sets its size: past 2 MiB a small
+/// component takes a tiered runtime's quick tier, as a JavaScript or Python one does.
+pub fn with_custom_section(wasm: &[u8], payload: &[u8]) -> Vec<u8> {
+    fn leb(mut n: usize, out: &mut Vec<u8>) {
+        loop {
+            let byte = (n & 0x7f) as u8;
+            n >>= 7;
+            if n == 0 {
+                out.push(byte);
+                return;
+            }
+            out.push(byte | 0x80);
+        }
+    }
+    let name = b"plugboard-test";
+    let mut contents = Vec::new();
+    leb(name.len(), &mut contents);
+    contents.extend_from_slice(name);
+    contents.extend_from_slice(payload);
+    let mut out = wasm.to_vec();
+    out.push(0);
+    leb(contents.len(), &mut out);
+    out.extend(contents);
+    out
+}
+
 /// The `plugboard` binary, built in the profile the tests run in.
 pub fn plugboard_bin() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
@@ -177,21 +205,21 @@ pub fn runtime() -> Arc<Runtime> {
     Runtime::new(Limits::default(), None).expect("the wasm runtime starts")
 }
 
+/// The limits of [`strict_runtime`].
+pub const STRICT_LIMITS: Limits = Limits {
+    memory_bytes: 64 << 20,
+    call_budget: std::time::Duration::from_millis(200),
+};
+
 /// A runtime with a small memory cap and a short time budget, for misbehaving plugins.
 pub fn strict_runtime() -> Arc<Runtime> {
-    Runtime::new(
-        Limits {
-            memory_bytes: 64 << 20,
-            call_budget: std::time::Duration::from_millis(200),
-        },
-        None,
-    )
-    .expect("the wasm runtime starts")
+    Runtime::new(STRICT_LIMITS, None).expect("the wasm runtime starts")
 }
 
 pub mod backend_fixture;
 pub mod fake_hub;
 pub mod http;
+pub mod sdk;
 pub mod tiny;
 
 /// A tool offered to a model: `parameters` is its JSON Schema.

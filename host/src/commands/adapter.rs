@@ -79,7 +79,7 @@ pub struct Which {
 
 impl Which {
     fn plugin(&self) -> anyhow::Result<Arc<Plugin>> {
-        let host = self.plugins.host()?;
+        let host = self.plugins.host(false)?;
         host.get(&self.adapter).with_context(|| {
             format!(
                 "unknown adapter '{}' (available: {})",

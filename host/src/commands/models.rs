@@ -259,7 +259,7 @@ pub fn show(args: ShowArgs) -> anyhow::Result<ExitCode> {
         }
     }
     if let Some(adapter) = shown["adapter"].as_str().map(str::to_string) {
-        let plugins = args.plugins.host()?;
+        let plugins = args.plugins.host(false)?;
         if let Some(plugin) = plugins.get(&adapter) {
             let c = plugin.info().capabilities;
             shown["adapter"] = plugin.label().into();

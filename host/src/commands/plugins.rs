@@ -114,7 +114,7 @@ pub fn run(command: PluginsCommand) -> anyhow::Result<ExitCode> {
             sdk,
         } => scaffold::run(&name, lang, dir, sdk),
         PluginsCommand::List { plugins, json } => {
-            let host = plugins.host()?;
+            let host = plugins.host(false)?;
             host.load_builtins();
             let entries = host.list();
             if json {
@@ -129,7 +129,7 @@ pub fn run(command: PluginsCommand) -> anyhow::Result<ExitCode> {
             fixtures: fixtures_file,
             plugins,
         } => {
-            let runtime = plugins.runtime()?;
+            let runtime = plugins.runtime(false)?;
             let wasm =
                 std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
             let plugin =

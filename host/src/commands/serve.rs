@@ -192,7 +192,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         dir: plugin_dir.clone(),
         ..args.plugins.clone()
     }
-    .host()?;
+    .host(true)?;
     let _watcher = match plugin_dir {
         Some(_) => {
             Some(Watcher::start(plugins.clone()).context("cannot watch the plugin directory")?)

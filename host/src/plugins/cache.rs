@@ -45,6 +45,11 @@ impl CompileCache {
             .join(format!("{sha256}-{:016x}.cwasm", hasher.finish()))
     }
 
+    /// Whether the cache holds `wasm`'s compiled component for this engine.
+    pub fn contains(&self, engine: &Engine, sha256: &str) -> bool {
+        self.path_for(engine, sha256).is_file()
+    }
+
     /// The compiled component for `wasm`, from the cache or compiled now (and stored).
     pub fn load_or_compile(
         &self,

@@ -102,6 +102,10 @@ pub struct Entry {
     pub state: AdapterState,
     pub contract: Option<String>,
     pub sha256: Option<String>,
+    /// Whether the serving code is Cranelift's, optimised. A big component the server has
+    /// not compiled before serves from quick code (Winch's) for its first seconds while the
+    /// optimised code compiles.
+    pub optimised: Option<bool>,
     /// The built-in version this one replaces, if any.
     pub overrides: Option<String>,
     pub last_error: Option<Failure>,
@@ -591,6 +595,7 @@ impl PluginHost {
                 },
                 contract: Some(plugin.contract().to_string()),
                 sha256: Some(plugin.sha256().to_string()),
+                optimised: Some(plugin.optimised()),
                 overrides,
                 last_error,
                 history: status.history.get(name).cloned().unwrap_or_default(),
@@ -610,6 +615,7 @@ impl PluginHost {
                     state: AdapterState::Failed,
                     contract: None,
                     sha256: None,
+                    optimised: None,
                     overrides: None,
                     last_error: file.error.clone(),
                     history: Vec::new(),
@@ -629,6 +635,7 @@ impl PluginHost {
                     state: AdapterState::NotLoaded,
                     contract: None,
                     sha256: None,
+                    optimised: None,
                     overrides: None,
                     last_error: None,
                     history: Vec::new(),
@@ -645,6 +652,7 @@ impl PluginHost {
                 state: AdapterState::Failed,
                 contract: None,
                 sha256: None,
+                optimised: None,
                 overrides: None,
                 last_error: Some(failure.clone()),
                 history: Vec::new(),

@@ -6,16 +6,25 @@
 //! running out of memory or a malformed result fails that one call with a [`CallError`]; the
 //! store is thrown away (a trapped instance is never reused) and the next call starts clean.
 //!
+//! Compilation is tiered where the runtime is made with [`Runtime::tiered`] (the server): a
+//! big component that the compile cache does not hold yet (a JavaScript or Python adapter
+//! just dropped into the plugin folder: 12–19 MB of interpreter) is compiled first by Winch,
+//! wasmtime's baseline compiler, four to five times faster than Cranelift, and serves at
+//! once; Cranelift compiles it again on a background thread, writes the compile cache, and
+//! the optimised code takes over for the requests that start after it is ready. Both tiers
+//! run under the same limits.
+//!
 //! The length is the sandbox's: engine configuration, limits, instantiation and the
 //! checking of every result a guest returns are kept together so that no call escapes them;
 //! the versioned bindings are in `contract/`.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant, SystemTime};
 
+use arc_swap::ArcSwap;
 use wasmtime::component::{Component, Linker, ResourceAny, ResourceTable};
-use wasmtime::{Config, Engine, ResourceLimiter, Store};
+use wasmtime::{Config, Engine, ResourceLimiter, Store, Strategy};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
@@ -30,6 +39,9 @@ use crate::adapter::{
 const TICK: Duration = Duration::from_millis(5);
 /// How much a plugin may print per request before the rest is dropped.
 const OUTPUT_CAPACITY: usize = 64 * 1024;
+/// Components from this size on take the quick tier first when tiering: below it Cranelift
+/// takes well under a second (the built-in Rust adapters, 0.1–0.4 MB: 0.1–0.2 s).
+const QUICK_TIER_MIN_BYTES: usize = 2 << 20;
 
 /// The resources one request may use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -169,20 +181,50 @@ impl WasiView for PluginState {
     }
 }
 
-/// The engine, the linker and the settings every plugin shares.
-pub struct Runtime {
+/// A wasm engine and the linker for the components it compiles.
+struct Compiler {
     engine: Engine,
     linker: Linker<PluginState>,
+}
+
+impl Compiler {
+    fn new(config: &Config) -> anyhow::Result<Compiler> {
+        let engine = Engine::new(config)
+            .map_err(|e| anyhow::anyhow!("cannot start the wasm engine: {e}"))?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
+            .map_err(|e| anyhow::anyhow!("cannot link WASI: {e}"))?;
+        Ok(Compiler { engine, linker })
+    }
+}
+
+/// The engines, the linkers and the settings every plugin shares.
+pub struct Runtime {
+    /// Cranelift: the code every plugin runs in the end.
+    optimising: Compiler,
+    /// Winch, for the first compile of a big component (tiered runtimes only).
+    quick: Option<Compiler>,
     limits: Limits,
     cache: Option<CompileCache>,
     /// Whether guests' wasm instructions are counted ([`Runtime::counting_instructions`]).
     counting: bool,
+    /// One background compile at a time: each one already uses every core.
+    optimising_later: Mutex<()>,
 }
 
 impl Runtime {
     /// `cache`: where compiled plugins are kept between runs (none: compile every time).
+    /// Every plugin is compiled by Cranelift before it loads.
     pub fn new(limits: Limits, cache: Option<CompileCache>) -> anyhow::Result<Arc<Runtime>> {
-        Runtime::build(limits, cache, false)
+        Runtime::build(limits, cache, false, false)
+    }
+
+    /// A runtime whose big components serve from quick code first (see the module's doc):
+    /// for a server, where a new adapter should answer within a second or two of its file
+    /// landing; a command that loads a plugin once and exits is better off with
+    /// [`Runtime::new`].
+    pub fn tiered(limits: Limits, cache: Option<CompileCache>) -> anyhow::Result<Arc<Runtime>> {
+        Runtime::build(limits, cache, false, true)
     }
 
     /// A runtime that counts the wasm instructions its guests run (wasmtime's fuel: about one
@@ -191,13 +233,14 @@ impl Runtime {
     /// a noisy one. Counting costs speed, so serving never does it; compiled code differs,
     /// so it has no compile cache. See [`Plugin::instructions`].
     pub fn counting_instructions(limits: Limits) -> anyhow::Result<Arc<Runtime>> {
-        Runtime::build(limits, None, true)
+        Runtime::build(limits, None, true, false)
     }
 
     fn build(
         limits: Limits,
         cache: Option<CompileCache>,
         counting: bool,
+        tiered: bool,
     ) -> anyhow::Result<Arc<Runtime>> {
         let mut config = Config::new();
         config.wasm_component_model(true);
@@ -208,36 +251,44 @@ impl Runtime {
         if std::env::var("PLUGBOARD_WASM_PROFILE").is_ok_and(|v| v == "perfmap") {
             config.profiler(wasmtime::ProfilingStrategy::PerfMap);
         }
-        let engine = Engine::new(&config)
-            .map_err(|e| anyhow::anyhow!("cannot start the wasm engine: {e}"))?;
-        let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
-            .map_err(|e| anyhow::anyhow!("cannot link WASI: {e}"))?;
-        let weak = engine.weak();
+        let optimising = Compiler::new(&config)?;
+        let quick = if tiered {
+            config.strategy(Strategy::Winch);
+            Some(Compiler::new(&config)?)
+        } else {
+            None
+        };
+        let engines: Vec<_> = std::iter::once(&optimising)
+            .chain(&quick)
+            .map(|c| c.engine.weak())
+            .collect();
         std::thread::Builder::new()
             .name("plugboard-epoch".into())
             .spawn(move || {
-                while let Some(engine) = weak.upgrade() {
-                    engine.increment_epoch();
-                    drop(engine);
+                loop {
+                    let mut alive = false;
+                    for engine in engines.iter().filter_map(|e| e.upgrade()) {
+                        engine.increment_epoch();
+                        alive = true;
+                    }
+                    if !alive {
+                        return;
+                    }
                     std::thread::sleep(TICK);
                 }
             })?;
         Ok(Arc::new(Runtime {
-            engine,
-            linker,
+            optimising,
+            quick,
             limits,
             cache,
             counting,
+            optimising_later: Mutex::new(()),
         }))
     }
 
     pub fn limits(&self) -> Limits {
         self.limits
-    }
-
-    pub fn engine(&self) -> &Engine {
-        &self.engine
     }
 
     /// Compiles (or loads from the cache), checks the contract version, links, and asks the
@@ -249,30 +300,52 @@ impl Runtime {
     ) -> Result<Arc<Plugin>, LoadError> {
         let source_name = source.to_string();
         let sha256 = super::cache::sha256_hex(wasm);
-        let component = match &self.cache {
-            Some(cache) => cache.load_or_compile(&self.engine, wasm, &sha256),
-            None => Component::new(&self.engine, wasm),
-        }
-        .map_err(|e| LoadError::Compile {
-            source_name: source_name.clone(),
-            reason: format!("{e:#}"),
-        })?;
+        let quick = self.quick.as_ref().filter(|_| {
+            wasm.len() >= QUICK_TIER_MIN_BYTES
+                && !self
+                    .cache
+                    .as_ref()
+                    .is_some_and(|c| c.contains(&self.optimising.engine, &sha256))
+        });
+        // Winch may refuse what Cranelift compiles (on x86 it needs AVX for wasm SIMD):
+        // then the component takes the optimising tier at once.
+        let quick = quick.and_then(|compiler| match Component::new(&compiler.engine, wasm) {
+            Ok(component) => Some((compiler, component)),
+            Err(e) => {
+                tracing::info!(source = %source_name, "quick compile refused, compiling optimised: {e:#}");
+                None
+            }
+        });
+        let optimised = quick.is_none();
+        let (compiler, component) = match quick {
+            Some(quick) => quick,
+            None => (
+                &self.optimising,
+                self.compile_optimised(wasm, &sha256)
+                    .map_err(|e| LoadError::Compile {
+                        source_name: source_name.clone(),
+                        reason: format!("{e:#}"),
+                    })?,
+            ),
+        };
         let (version, contract) =
-            contract::detect(&component, &self.engine).map_err(|error| LoadError::Contract {
-                source_name: source_name.clone(),
-                error,
+            contract::detect(&component, &compiler.engine).map_err(|error| {
+                LoadError::Contract {
+                    source_name: source_name.clone(),
+                    error,
+                }
             })?;
         let instantiate_error = |e: wasmtime::Error| LoadError::Instantiate {
             source_name: source_name.clone(),
             reason: format!("{e:#}"),
         };
-        let pre = self
-            .linker
-            .instantiate_pre(&component)
+        let compiled =
+            Compiled::link(compiler, &component, version, optimised).map_err(instantiate_error)?;
+        let mut store = self.new_store(&compiled.engine);
+        let instance = compiled
+            .pre
+            .instantiate(&mut store)
             .map_err(instantiate_error)?;
-        let pre = AdapterPre::new(version, pre).map_err(instantiate_error)?;
-        let mut store = self.new_store();
-        let instance = pre.instantiate(&mut store).map_err(instantiate_error)?;
         let info = instance.info(&mut store).map_err(|e| LoadError::Info {
             source_name: source_name.clone(),
             reason: format!("{e:#}"),
@@ -290,17 +363,65 @@ impl Runtime {
             sha256,
             version,
             contract,
-            pre,
+            compiled: ArcSwap::from_pointee(compiled),
             runtime: Arc::clone(self),
             loaded_at: SystemTime::now(),
             faults: AtomicU64::new(0),
             instructions: AtomicU64::new(0),
         });
         plugin.log_output(&mut store);
+        if !optimised {
+            self.optimise_later(&plugin, wasm.to_vec());
+        }
         Ok(plugin)
     }
 
-    fn new_store(&self) -> Store<PluginState> {
+    fn compile_optimised(&self, wasm: &[u8], sha256: &str) -> wasmtime::Result<Component> {
+        match &self.cache {
+            Some(cache) => cache.load_or_compile(&self.optimising.engine, wasm, sha256),
+            None => Component::new(&self.optimising.engine, wasm),
+        }
+    }
+
+    /// Compiles a plugin that serves quick code with Cranelift on a thread of its own, and
+    /// hands the result to the plugin. A plugin replaced (and dropped) meanwhile is skipped.
+    fn optimise_later(self: &Arc<Self>, plugin: &Arc<Plugin>, wasm: Vec<u8>) {
+        let runtime = Arc::clone(self);
+        let weak: Weak<Plugin> = Arc::downgrade(plugin);
+        let spawned = std::thread::Builder::new()
+            .name("plugboard-optimise".into())
+            .spawn(move || {
+                let _one_at_a_time = runtime
+                    .optimising_later
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner());
+                let Some((label, sha256, version)) = weak
+                    .upgrade()
+                    .map(|p| (p.label.clone(), p.sha256.clone(), p.version))
+                else {
+                    return;
+                };
+                let start = Instant::now();
+                let compiled = runtime
+                    .compile_optimised(&wasm, &sha256)
+                    .and_then(|c| Compiled::link(&runtime.optimising, &c, version, true));
+                match (compiled, weak.upgrade()) {
+                    (Ok(compiled), Some(plugin)) => {
+                        plugin.compiled.store(Arc::new(compiled));
+                        tracing::info!(plugin = %label, "optimised code serves (compiled in {:.1} s)", start.elapsed().as_secs_f64());
+                    }
+                    (Ok(_), None) => {}
+                    (Err(e), _) => {
+                        tracing::warn!(plugin = %label, "cannot compile the optimised code, the quick code goes on serving: {e:#}")
+                    }
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::warn!(plugin = %plugin.label, "cannot start the optimising compile: {e}");
+        }
+    }
+
+    fn new_store(&self, engine: &Engine) -> Store<PluginState> {
         let output = MemoryOutputPipe::new(OUTPUT_CAPACITY);
         let mut wasi = WasiCtxBuilder::new();
         wasi.stdout(output.clone())
@@ -318,7 +439,7 @@ impl Runtime {
             output,
             logged: 0,
         };
-        let mut store = Store::new(&self.engine, state);
+        let mut store = Store::new(engine, state);
         store.limiter(|s| &mut s.cap);
         store.epoch_deadline_trap();
         store.set_epoch_deadline(self.budget_ticks());
@@ -342,6 +463,30 @@ impl Runtime {
     }
 }
 
+/// A plugin's code, compiled by one engine and linked.
+struct Compiled {
+    engine: Engine,
+    pre: AdapterPre,
+    /// By Cranelift (else by Winch, until Cranelift's code replaces it).
+    optimised: bool,
+}
+
+impl Compiled {
+    fn link(
+        compiler: &Compiler,
+        component: &Component,
+        version: ContractVersion,
+        optimised: bool,
+    ) -> wasmtime::Result<Compiled> {
+        let pre = compiler.linker.instantiate_pre(component)?;
+        Ok(Compiled {
+            engine: compiler.engine.clone(),
+            pre: AdapterPre::new(version, pre)?,
+            optimised,
+        })
+    }
+}
+
 /// One version of one adapter, compiled and linked. Cheap to share; each call gets its own
 /// store and instance.
 pub struct Plugin {
@@ -351,7 +496,9 @@ pub struct Plugin {
     sha256: String,
     version: ContractVersion,
     contract: String,
-    pre: AdapterPre,
+    /// Swapped once when a quick-tier plugin's optimised code is ready; a session keeps the
+    /// code it started with.
+    compiled: ArcSwap<Compiled>,
     runtime: Arc<Runtime>,
     loaded_at: SystemTime,
     faults: AtomicU64,
@@ -482,10 +629,17 @@ impl Plugin {
         }
     }
 
+    /// Whether the plugin runs Cranelift's code (always, but for the first seconds of a big
+    /// component on a tiered runtime: see the module's doc).
+    pub fn optimised(&self) -> bool {
+        self.compiled.load().optimised
+    }
+
     /// A fresh store and instance for one request's calls.
     pub fn session(self: &Arc<Self>) -> Result<Session, CallError> {
-        let mut store = self.runtime.new_store();
-        let instance = self.pre.instantiate(&mut store);
+        let compiled = self.compiled.load_full();
+        let mut store = self.runtime.new_store(&compiled.engine);
+        let instance = compiled.pre.instantiate(&mut store);
         self.log_output(&mut store);
         let instance = instance.map_err(|e| self.fault(&store, "instantiate", e))?;
         Ok(Session {
