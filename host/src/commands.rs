@@ -184,6 +184,10 @@ pub struct PluginArgs {
     /// Time budget per plugin call, in milliseconds.
     #[arg(long, default_value_t = 1000)]
     pub plugin_budget_ms: u64,
+    /// Plugin sandboxes alive at once (one per request in flight); a request past them is
+    /// refused with 503 `adapter_busy`.
+    #[arg(long, default_value_t = 256)]
+    pub plugin_sandboxes: u32,
 }
 
 impl PluginArgs {
@@ -202,6 +206,7 @@ impl PluginArgs {
         let limits = Limits {
             memory_bytes: self.plugin_memory_mib << 20,
             call_budget: Duration::from_millis(self.plugin_budget_ms),
+            sandboxes: self.plugin_sandboxes,
         };
         let cache = if self.no_cache {
             None

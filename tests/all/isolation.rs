@@ -3,7 +3,7 @@
 //! the code of both compilers: Winch's quick code, which a big component runs first on a
 //! tiered runtime, and Cranelift's.
 
-use plugboard::adapter::ParseOptions;
+use plugboard::adapter::{ParseOptions, StreamEvent};
 use plugboard::plugins::{CallError, PluginSource, Runtime};
 use plugboard_tests::{STRICT_LIMITS, plugin_bytes, strict_runtime, with_custom_section};
 
@@ -122,4 +122,72 @@ fn many_threads_share_one_plugin_while_one_of_them_crashes_it() {
         }
     });
     assert_eq!(plugin.faults(), 4);
+}
+
+/// Sandboxes come from a pool and their memory is reset in place between requests: what one
+/// request left in memory is never seen by the next, on either tier, while a request's own
+/// calls share their instance.
+#[test]
+fn no_state_survives_into_the_next_request() {
+    for quick in [false, true] {
+        let (runtime, wasm) = if quick {
+            let runtime = Runtime::tiered(STRICT_LIMITS, None).expect("runtime");
+            (
+                runtime,
+                with_custom_section(&plugin_bytes("panics"), &[0; 3 << 20]),
+            )
+        } else {
+            (strict_runtime(), plugin_bytes("panics"))
+        };
+        let plugin = runtime
+            .load(&wasm, PluginSource::File("panics.wasm".into()))
+            .expect("loads");
+        let options = ParseOptions::default();
+        for request in 0..50 {
+            let mut stream = plugin.stream(&options).expect("a stream starts");
+            let mut count = || match stream.push("count").expect("pushes").as_slice() {
+                [StreamEvent::Content { text }] => text.clone(),
+                other => panic!("{other:?}"),
+            };
+            assert_eq!(count(), "push 1", "request {request} (quick: {quick})");
+            assert_eq!(count(), "push 2", "request {request} (quick: {quick})");
+            // Dirty more than the memory kept resident, and crash: the next request still starts clean.
+            if request % 10 == 0 {
+                assert!(plugin.parse(&"boom ".repeat(1 << 18), &options).is_err());
+            }
+        }
+    }
+}
+
+/// A request past the pool's sandboxes is refused as busy, not as the plugin's fault, and is
+/// served once a sandbox is free.
+#[test]
+fn a_request_past_the_sandboxes_is_refused_as_busy() {
+    let runtime = Runtime::new(
+        plugboard::plugins::Limits {
+            sandboxes: 2,
+            ..STRICT_LIMITS
+        },
+        None,
+    )
+    .expect("runtime");
+    let plugin = runtime
+        .load(
+            &plugin_bytes("panics"),
+            PluginSource::File("panics.wasm".into()),
+        )
+        .expect("loads");
+    let held = [
+        plugin.session().expect("one"),
+        plugin.session().expect("two"),
+    ];
+    let error = plugin.session().err().expect("a third is refused");
+    assert!(
+        matches!(error, CallError::Busy { sandboxes: 2, .. }),
+        "{error:?}"
+    );
+    assert!(!error.is_fault());
+    assert_eq!(plugin.faults(), 0);
+    drop(held);
+    plugin.session().expect("served once a sandbox is free");
 }

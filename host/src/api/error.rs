@@ -197,6 +197,12 @@ impl From<&TurnError> for ApiError {
             TurnError::Adapter(CallError::Adapter { .. }) => {
                 ApiError::bad_request(message.clone(), Some("messages")).code("template_error")
             }
+            TurnError::Adapter(CallError::Busy { .. }) => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "server_error",
+                message.clone(),
+            )
+            .code("adapter_busy"),
             TurnError::Adapter(_) => server("adapter_error"),
             TurnError::AdapterMissing(_) => server("adapter_missing"),
             TurnError::ToolCallRejected(p) => ApiError::new(

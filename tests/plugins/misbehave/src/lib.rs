@@ -2,7 +2,8 @@
 //! contains `boom`; then, depending on the
 //! cargo feature it was built with, it loops forever, panics, allocates 1 GiB, or returns
 //! garbage (arguments that are not JSON; stream events for a call that never began). It also
-//! writes to stderr, so the host's log capture can be seen.
+//! writes to stderr, so the host's log capture can be seen. A push of `count` answers how many
+//! pushes this instance has seen (its memory's state: 1 in every new request).
 
 use plugboard_sdk::types::*;
 use plugboard_sdk::{Adapter, StreamParse};
@@ -33,12 +34,19 @@ fn misbehave(text: &str) -> Option<Vec<StreamEvent>> {
 
 pub struct Parser;
 
+/// Pushes this instance has seen.
+static PUSHES: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
 impl StreamParse for Parser {
     fn new(_: ParseOptions) -> Self {
         Parser
     }
 
     fn push(&mut self, delta: &str) -> Result<Vec<StreamEvent>, AdapterError> {
+        let pushes = PUSHES.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        if delta == "count" {
+            return Ok(vec![StreamEvent::Content(format!("push {pushes}"))]);
+        }
         Ok(misbehave(delta).unwrap_or_else(|| vec![StreamEvent::Content(delta.to_string())]))
     }
 
