@@ -13,7 +13,7 @@
 //! Linux's `PAGEMAP_SCAN`) rather than handed back to the kernel, so the next request does
 //! not fault it in again. Against a fresh mapping per request this halves a Rust adapter's
 //! fixed cost per request (instance, render and parse of 1 KB: 130 → 58 µs) and takes a
-//! quarter off a JavaScript or Python one's. A request past the pool's capacity is refused
+//! tenth to a quarter off a Python or JavaScript one's (`cargo bench --bench plugins`). A request past the pool's capacity is refused
 //! with [`CallError::Busy`], never queued; a machine that cannot reserve the pool's address
 //! space (about 4 GiB a memory) gets a fresh mapping per request instead.
 //!
