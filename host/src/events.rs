@@ -1,5 +1,5 @@
-//! What happens in the server, on one broadcast channel: adapters swapped, rejected or
-//! removed, models loaded and unloaded, pulls going on, fallbacks taken. `/v1/events` streams
+//! What happens in the server, on one broadcast channel: adapters swapped, rejected,
+//! removed or optimised, models loaded and unloaded, pulls going on, fallbacks taken. `/v1/events` streams
 //! it (for the UI), and each event is counted in `/metrics` (`plugboard_events_total{type}`).
 //!
 //! The channel is the process's own (a global: what publishes — the plugin host, the registry,
@@ -34,6 +34,13 @@ pub enum Event {
     },
     AdapterRemoved {
         adapter: String,
+    },
+    /// A version that served from quick code (Winch's) runs Cranelift's optimised code from
+    /// now on; `seconds` is that compile's time.
+    AdapterOptimised {
+        adapter: String,
+        version: String,
+        seconds: f64,
     },
     ModelLoaded {
         model: String,
@@ -71,6 +78,7 @@ impl Event {
             Event::AdapterSwapped { .. } => "adapter_swapped",
             Event::AdapterRejected { .. } => "adapter_rejected",
             Event::AdapterRemoved { .. } => "adapter_removed",
+            Event::AdapterOptimised { .. } => "adapter_optimised",
             Event::ModelLoaded { .. } => "model_loaded",
             Event::ModelUnloaded { .. } => "model_unloaded",
             Event::PullProgress { .. } => "pull_progress",

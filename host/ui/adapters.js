@@ -80,6 +80,7 @@ function describe(e) {
     case "adapter_swapped": return `adapter ${e.adapter} ${e.version} swapped in from ${e.source}`;
     case "adapter_rejected": return `adapter ${e.adapter} rejected (${e.file}): ${e.reason}`;
     case "adapter_removed": return `adapter ${e.adapter} removed`;
+    case "adapter_optimised": return `adapter ${e.adapter} ${e.version} runs optimised code (compiled in ${e.seconds.toFixed(1)} s)`;
     case "model_loaded": return `model ${e.model} loaded in ${e.seconds.toFixed(1)} s`;
     case "model_unloaded": return `model ${e.model} unloaded`;
     case "pull_progress": return `pulling ${e.file}: ${Math.floor((100 * e.completed) / (e.total || 1))}%`;

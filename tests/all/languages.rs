@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use plugboard::adapter::{GrammarRequest, Tool, ToolChoice};
 use plugboard::call_constraint::tool_constraint;
 use plugboard::engine::{GgufFile, GrammarFactory, Tokenizer};
+use plugboard::events::Event;
 use plugboard::plugins::CompileCache;
 use plugboard::plugins::{Limits, Plugin, PluginSource, Runtime, builtin, fixtures};
 use plugboard_tests::sdk::{LANGS, build, command, example, run, work_dir};
@@ -73,7 +74,9 @@ fn a_tiered_runtime_serves_a_big_adapter_from_quick_code_until_its_optimised_cod
             .expect("the wasm runtime starts")
     };
     let runtime = tiered();
+    let rt = tokio::runtime::Runtime::new().expect("tokio");
     for lang in ["js", "python"] {
+        let mut events = Box::pin(plugboard::events::subscribe());
         let plugin = load(&runtime, &example(lang));
         // Cranelift takes seconds for these.
         assert!(!plugin.optimised(), "{lang}: quick code first");
@@ -90,6 +93,22 @@ fn a_tiered_runtime_serves_a_big_adapter_from_quick_code_until_its_optimised_cod
         }
         let report = fixtures::run(&plugin, &fixtures);
         assert!(report.passed(), "{lang} optimised: {}", report.summary());
+        // Announced on /v1/events (the channel is the process's: other tests' events too).
+        let version = plugin.info().version.clone();
+        let announced = rt.block_on(async {
+            use futures::StreamExt;
+            let wanted = async {
+                while let Some(stamped) = events.next().await {
+                    if let Event::AdapterOptimised { version: v, .. } = stamped.event
+                        && v == version
+                    {
+                        return;
+                    }
+                }
+            };
+            tokio::time::timeout(Duration::from_secs(30), wanted).await
+        });
+        assert!(announced.is_ok(), "{lang}: no adapter_optimised event");
         assert!(
             load(&tiered(), &example(lang)).optimised(),
             "{lang}: a restart loads the optimised code from the cache"

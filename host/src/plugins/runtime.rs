@@ -463,7 +463,13 @@ impl Runtime {
                 match (compiled, weak.upgrade()) {
                     (Ok(compiled), Some(plugin)) => {
                         plugin.compiled.store(Arc::new(compiled));
-                        tracing::info!(plugin = %label, "optimised code serves (compiled in {:.1} s)", start.elapsed().as_secs_f64());
+                        let seconds = start.elapsed().as_secs_f64();
+                        tracing::info!(plugin = %label, "optimised code serves (compiled in {seconds:.1} s)");
+                        crate::events::publish(crate::events::Event::AdapterOptimised {
+                            adapter: plugin.info.name.clone(),
+                            version: plugin.info.version.clone(),
+                            seconds,
+                        });
                     }
                     (Ok(_), None) => {}
                     (Err(e), _) => {
