@@ -186,7 +186,7 @@ pub struct PluginArgs {
     pub plugin_budget_ms: u64,
     /// Plugin sandboxes alive at once (one per request in flight); a request past them is
     /// refused with 503 `adapter_busy`.
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..))]
     pub plugin_sandboxes: u32,
 }
 

@@ -1,6 +1,7 @@
-//! What happens in the server, on one broadcast channel: adapters swapped, rejected,
-//! removed or optimised, models loaded and unloaded, pulls going on, fallbacks taken. `/v1/events` streams
-//! it (for the UI), and each event is counted in `/metrics` (`plugboard_events_total{type}`).
+//! What happens in the server, on one broadcast channel: adapters swapped, rejected, removed
+//! or optimised, models loaded and unloaded, pulls going on, fallbacks taken. `/v1/events`
+//! streams it (for the UI), and each event is counted in `/metrics`
+//! (`plugboard_events_total{type}`).
 //!
 //! The channel is the process's own (a global: what publishes — the plugin host, the registry,
 //! the store, the chat turns — knows nothing of who listens, and a plugin host built by a CLI

@@ -284,7 +284,10 @@ impl TurnError {
             TurnError::InvalidRequest(_)
             | TurnError::Limit(_)
             | TurnError::Registry(RegistryError::UnknownModel(_)) => None,
-            TurnError::Engine(EngineError::Busy(_)) => Some(Trigger::Overloaded),
+            TurnError::Engine(EngineError::Busy(_))
+            | TurnError::Adapter(crate::plugins::CallError::Busy { .. }) => {
+                Some(Trigger::Overloaded)
+            }
             TurnError::Engine(EngineError::ContextOverflow { .. }) => {
                 Some(Trigger::ContextOverflow)
             }

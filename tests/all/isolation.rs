@@ -24,15 +24,15 @@ fn check_isolated_on(name: &str, quick: bool, expected: &dyn Fn(&CallError) -> b
     } else {
         (strict_runtime(), plugin_bytes(name))
     };
+    let paused = runtime.pause_optimising();
     let plugin = runtime
         .load(&wasm, PluginSource::File(format!("{name}.wasm").into()))
         .unwrap_or_else(|e| panic!("{name} loads: {e}"));
     let options = ParseOptions::default();
 
     let mut session = plugin.session().expect("a session");
-    // Optimised code replaces the quick code only once Cranelift is done, tens of
-    // milliseconds from now: the session started on quick code.
     assert_eq!(plugin.optimised(), !quick, "{name}");
+    drop(paused);
     let error = session
         .parse("boom", &options)
         .expect_err("the bad call fails");
@@ -139,9 +139,12 @@ fn no_state_survives_into_the_next_request() {
         } else {
             (strict_runtime(), plugin_bytes("panics"))
         };
+        // Quick code stays for the whole loop.
+        let _paused = runtime.pause_optimising();
         let plugin = runtime
             .load(&wasm, PluginSource::File("panics.wasm".into()))
             .expect("loads");
+        assert_eq!(plugin.optimised(), !quick);
         let options = ParseOptions::default();
         for request in 0..50 {
             let mut stream = plugin.stream(&options).expect("a stream starts");
@@ -151,7 +154,8 @@ fn no_state_survives_into_the_next_request() {
             };
             assert_eq!(count(), "push 1", "request {request} (quick: {quick})");
             assert_eq!(count(), "push 2", "request {request} (quick: {quick})");
-            // Dirty more than the memory kept resident, and crash: the next request still starts clean.
+            // Dirty more than the memory kept resident, and crash: the next request still
+            // starts clean.
             if request % 10 == 0 {
                 assert!(plugin.parse(&"boom ".repeat(1 << 18), &options).is_err());
             }

@@ -99,7 +99,12 @@ fn a_tiered_runtime_serves_a_big_adapter_from_quick_code_until_its_optimised_cod
             use futures::StreamExt;
             let wanted = async {
                 while let Some(stamped) = events.next().await {
-                    if let Event::AdapterOptimised { version: v, .. } = stamped.event
+                    if let Event::AdapterOptimised {
+                        adapter,
+                        version: v,
+                        ..
+                    } = stamped.event
+                        && adapter == "tool-use"
                         && v == version
                     {
                         return;

@@ -13,9 +13,10 @@
 //! Linux's `PAGEMAP_SCAN`) rather than handed back to the kernel, so the next request does
 //! not fault it in again. Against a fresh mapping per request this halves a Rust adapter's
 //! fixed cost per request (instance, render and parse of 1 KB: 130 → 58 µs) and takes a
-//! tenth to a quarter off a Python or JavaScript one's (`cargo bench --bench plugins`). A request past the pool's capacity is refused
-//! with [`CallError::Busy`], never queued; a machine that cannot reserve the pool's address
-//! space (about 4 GiB a memory) gets a fresh mapping per request instead.
+//! tenth to a quarter off a Python or JavaScript one's (`cargo bench --bench plugins`). A
+//! request past the pool's capacity is refused with [`CallError::Busy`], never queued. A
+//! machine that cannot reserve the pool's address space (about 4 GiB a memory) maps each
+//! sandbox afresh instead, with no cap on how many.
 //!
 //! Compilation is tiered where the runtime is made with [`Runtime::tiered`] (the server): a
 //! big component that the compile cache does not hold yet (a JavaScript or Python adapter
@@ -79,23 +80,37 @@ impl Default for Limits {
 /// Memory a sandbox dirtied that is reset in place for the next one rather than released.
 const KEEP_RESIDENT: usize = 1 << 20;
 
-/// The instance pool for `limits.sandboxes` sandboxes. A component links up to a dozen core
-/// modules (componentize-py's link libpython, libc and the adapter's own); the per-module and
-/// per-table bounds are generous, as a plugin the pool cannot hold fails to load.
+/// What one sandbox may hold: a component links up to a dozen core modules (componentize-py's
+/// link libpython, libc and the adapter's own), sharing one memory. A plugin past these fails
+/// to load with wasmtime's reason, so that the pool holds `sandboxes` sandboxes exactly.
+const CORE_INSTANCES_PER_SANDBOX: u32 = 16;
+const MEMORIES_PER_SANDBOX: u32 = 2;
+const TABLES_PER_SANDBOX: u32 = 16;
+
+/// The instance pool for `limits.sandboxes` sandboxes (per engine: a tiered runtime has two,
+/// its quick engine's used only while a plugin waits for its optimised code).
 fn pool(limits: &Limits) -> wasmtime::PoolingAllocationConfig {
     let n = limits.sandboxes.max(1);
     let mut pool = wasmtime::PoolingAllocationConfig::new();
     pool.total_component_instances(n)
-        .total_core_instances(n.saturating_mul(16))
-        .total_memories(n.saturating_mul(2))
-        .total_tables(n.saturating_mul(16))
-        .max_memories_per_module(4)
-        .max_tables_per_module(16)
+        .total_core_instances(n.saturating_mul(CORE_INSTANCES_PER_SANDBOX))
+        .total_memories(n.saturating_mul(MEMORIES_PER_SANDBOX))
+        .total_tables(n.saturating_mul(TABLES_PER_SANDBOX))
+        .max_core_instances_per_component(CORE_INSTANCES_PER_SANDBOX)
+        .max_memories_per_component(MEMORIES_PER_SANDBOX)
+        .max_tables_per_component(TABLES_PER_SANDBOX)
+        .max_memories_per_module(MEMORIES_PER_SANDBOX)
+        .max_tables_per_module(TABLES_PER_SANDBOX)
         .table_elements(1 << 20)
         .max_core_instance_size(16 << 20)
         .max_component_instance_size(16 << 20)
         .max_memory_size(limits.memory_bytes)
         .linear_memory_keep_resident(KEEP_RESIDENT)
+        // A freed slot stays its plugin's; a new one takes the least recently used slot
+        // before a never-used one, so the slots (and the memory they keep resident) are as
+        // many as the most sandboxes ever alive at once, not the pool's size: a server that
+        // swaps adapters for days does not grow.
+        .max_unused_warm_slots(0)
         .pagemap_scan(wasmtime::Enabled::Auto);
     pool
 }
@@ -295,24 +310,31 @@ impl Runtime {
         if std::env::var("PLUGBOARD_WASM_PROFILE").is_ok_and(|v| v == "perfmap") {
             config.profiler(wasmtime::ProfilingStrategy::PerfMap);
         }
+        // The engine without a pool is the fallback only where the pool itself is what fails
+        // (the address space cannot be reserved); any other error stands.
         let pooled = |config: &Config| -> anyhow::Result<Compiler> {
             let mut with_pool = config.clone();
             with_pool
                 .allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool(&limits)));
-            Compiler::new(&with_pool).or_else(|e| {
+            Compiler::new(&with_pool).or_else(|pool_error| {
+                let compiler = Compiler::new(config)?;
                 tracing::warn!(
-                    "no instance pool ({e:#}): each plugin sandbox maps its memory afresh"
+                    "no instance pool ({pool_error:#}): each plugin sandbox maps its memory afresh"
                 );
-                Compiler::new(config)
+                Ok(compiler)
             })
         };
         let optimising = pooled(&config)?;
-        let quick = if tiered {
-            config.strategy(Strategy::Winch);
-            Some(pooled(&config)?)
-        } else {
-            None
-        };
+        // Winch compiles for x86-64 and AArch64 only: elsewhere every plugin is compiled by
+        // Cranelift before it serves.
+        let quick = tiered
+            .then(|| {
+                config.strategy(Strategy::Winch);
+                pooled(&config)
+                    .inspect_err(|e| tracing::info!("no quick compiler ({e:#}): every plugin is compiled optimised before it serves"))
+                    .ok()
+            })
+            .flatten();
         let engines: Vec<_> = std::iter::once(&optimising)
             .chain(&quick)
             .map(|c| c.engine.weak())
@@ -431,6 +453,14 @@ impl Runtime {
         Ok(plugin)
     }
 
+    /// Holds back background compiles while the guard lives: for tests and benchmarks that
+    /// must see plugins run their quick code.
+    pub fn pause_optimising(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.optimising_later
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
     fn compile_optimised(&self, wasm: &[u8], sha256: &str) -> wasmtime::Result<Component> {
         match &self.cache {
             Some(cache) => cache.load_or_compile(&self.optimising.engine, wasm, sha256),
@@ -471,8 +501,8 @@ impl Runtime {
                             seconds,
                         });
                     }
-                    (Ok(_), None) => {}
-                    (Err(e), _) => {
+                    (_, None) => {}
+                    (Err(e), Some(_)) => {
                         tracing::warn!(plugin = %label, "cannot compile the optimised code, the quick code goes on serving: {e:#}")
                     }
                 }
