@@ -184,8 +184,9 @@ pub struct PluginArgs {
     /// Time budget per plugin call, in milliseconds.
     #[arg(long, default_value_t = 1000)]
     pub plugin_budget_ms: u64,
-    /// Plugin sandboxes alive at once (one per request in flight); a request past them is
-    /// refused with 503 `adapter_busy`.
+    /// Plugin sandboxes alive at once (one per request in flight); a request past them waits
+    /// up to 2 s for one, then is refused with 503 `adapter_busy`. A hot swap's checks take
+    /// the next free sandbox ahead of requests.
     #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..))]
     pub plugin_sandboxes: u32,
 }
@@ -207,6 +208,7 @@ impl PluginArgs {
             memory_bytes: self.plugin_memory_mib << 20,
             call_budget: Duration::from_millis(self.plugin_budget_ms),
             sandboxes: self.plugin_sandboxes,
+            ..Limits::default()
         };
         let cache = if self.no_cache {
             None

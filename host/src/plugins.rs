@@ -2,6 +2,7 @@
 //!
 //! - `runtime` ([`Runtime`], [`Plugin`]): the wasmtime engine, a fresh store per request,
 //!   limits, failure isolation;
+//! - `sandboxes` ([`Priority`]): how many sandboxes at once, and who waits for one;
 //! - `contract`: the supported WIT versions and their conversion to host types;
 //! - `registry` ([`PluginHost`]): which version of each adapter serves, and swapping it;
 //! - `watcher` ([`Watcher`]): reloading the plugin directory as files change;
@@ -15,6 +16,7 @@ mod contract;
 pub mod fixtures;
 mod registry;
 mod runtime;
+mod sandboxes;
 mod watcher;
 
 pub use cache::CompileCache;
@@ -22,5 +24,6 @@ pub use registry::{AdapterState, Entry, PluginHost};
 pub use runtime::{
     CallError, Limits, LoadError, Plugin, PluginSource, PluginStream, Runtime, Session,
 };
+pub use sandboxes::Priority;
 pub use watcher::Watcher;
 pub(crate) use watcher::{DEBOUNCE, changes_content};

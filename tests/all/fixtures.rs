@@ -14,7 +14,7 @@ fn every_builtin_adapter_passes_its_fixtures() {
         let plugin = host
             .get(b.name)
             .unwrap_or_else(|| panic!("built-in {} loads", b.name));
-        let report = fixtures::run(&plugin, b.fixtures);
+        let report = fixtures::run(&plugin, b.fixtures).expect("a sandbox");
         assert!(
             report.cases >= 15,
             "{} ships only {} fixture cases",
@@ -35,7 +35,8 @@ fn a_wrong_expectation_fails_and_names_the_case() {
     let report = fixtures::run(
         &plugin,
         r#"{"name": "deliberately wrong", "output": "hi", "expect": {"content": "bye"}}"#,
-    );
+    )
+    .expect("a sandbox");
     assert_eq!(report.failures.len(), 1);
     assert_eq!(report.failures[0].case, "deliberately wrong");
     assert!(report.failures[0].message.contains("\"bye\""));

@@ -340,3 +340,42 @@ fn an_editor_save_swaps_once_and_a_fixtures_change_rechecks_without_swapping() {
     assert_eq!(settle(&host, &watcher, "probe"), 2);
     assert_eq!(serving_version(&host), "2.0.0");
 }
+
+/// A new version dropped in while requests hold every sandbox lands as soon as one is free:
+/// its checks go before waiting requests, and a load put off because none came free in time
+/// is tried again, not refused.
+#[test]
+fn a_swap_while_every_sandbox_is_busy_lands_once_one_is_free() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("probe.wasm");
+    overwrite(&path, &plugin_bytes("probe-v1"));
+    let runtime = plugboard::plugins::Runtime::new(
+        plugboard::plugins::Limits {
+            sandboxes: 1,
+            // A check waits thirty times this (0.6 s) before its load is put off.
+            sandbox_wait: Duration::from_millis(20),
+            ..Default::default()
+        },
+        None,
+    )
+    .expect("runtime");
+    let host = PluginHost::new(runtime, false, Some(dir.path().to_path_buf()));
+    let watcher = Watcher::start(host.clone()).expect("the watcher starts");
+    let held = host.get("probe").expect("probe serves").session();
+    let held = held.expect("the only sandbox");
+    overwrite(&path, &plugin_bytes("probe-v2"));
+    // Looked at, put off (past 0.6 s), looked at again.
+    wait_for("the load to be retried", Duration::from_secs(30), || {
+        watcher.checks() >= 2
+    });
+    assert_eq!(serving_version(&host), "1.0.0");
+    assert_eq!(last_error(&host), None, "a load put off is no failure");
+    drop(held);
+    wait_for("version 2.0.0", Duration::from_secs(30), || {
+        serving_version(&host) == "2.0.0"
+    });
+    host.get("probe")
+        .expect("probe serves")
+        .parse("x", &ParseOptions::default())
+        .expect("the new version serves requests");
+}

@@ -3,6 +3,8 @@
 //! the code of both compilers: Winch's quick code, which a big component runs first on a
 //! tiered runtime, and Cranelift's.
 
+use std::sync::Arc;
+
 use plugboard::adapter::{ParseOptions, StreamEvent};
 use plugboard::plugins::{CallError, PluginSource, Runtime};
 use plugboard_tests::{STRICT_LIMITS, plugin_bytes, strict_runtime, with_custom_section};
@@ -163,13 +165,14 @@ fn no_state_survives_into_the_next_request() {
     }
 }
 
-/// A request past the pool's sandboxes is refused as busy, not as the plugin's fault, and is
-/// served once a sandbox is free.
+/// A request past the pool's sandboxes waits for one, is refused as busy (not as the
+/// plugin's fault) when none comes free, and is served once one is.
 #[test]
 fn a_request_past_the_sandboxes_is_refused_as_busy() {
     let runtime = Runtime::new(
         plugboard::plugins::Limits {
             sandboxes: 2,
+            sandbox_wait: std::time::Duration::from_secs(1),
             ..STRICT_LIMITS
         },
         None,
@@ -185,13 +188,26 @@ fn a_request_past_the_sandboxes_is_refused_as_busy() {
         plugin.session().expect("one"),
         plugin.session().expect("two"),
     ];
-    let error = plugin.session().err().expect("a third is refused");
+    let error = plugin
+        .session()
+        .err()
+        .expect("a third is refused after its wait");
     assert!(
         matches!(error, CallError::Busy { sandboxes: 2, .. }),
         "{error:?}"
     );
     assert!(!error.is_fault());
     assert_eq!(plugin.faults(), 0);
-    drop(held);
-    plugin.session().expect("served once a sandbox is free");
+    let [one, two] = held;
+    let waiting = std::thread::spawn({
+        let plugin = Arc::clone(&plugin);
+        move || plugin.session().map(drop)
+    });
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    drop(one);
+    waiting
+        .join()
+        .unwrap()
+        .expect("a request waiting for a sandbox gets the one freed meanwhile");
+    drop(two);
 }

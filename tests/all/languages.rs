@@ -55,7 +55,7 @@ fn tool_use_examples_in_js_python_and_c_pass_the_rust_adapters_fixtures() {
             "{lang}: {}",
             plugin.info().version
         );
-        let report = fixtures::run(&plugin, &fixtures);
+        let report = fixtures::run(&plugin, &fixtures).expect("a sandbox");
         assert!(report.passed(), "{lang}: {}", report.summary());
         let cases = fixtures.lines().filter(|l| !l.trim().is_empty()).count();
         assert_eq!(report.cases, cases, "{lang}: the whole fixture file");
@@ -80,7 +80,7 @@ fn a_tiered_runtime_serves_a_big_adapter_from_quick_code_until_its_optimised_cod
         let plugin = load(&runtime, &example(lang));
         // Cranelift takes seconds for these.
         assert!(!plugin.optimised(), "{lang}: quick code first");
-        let report = fixtures::run(&plugin, &fixtures);
+        let report = fixtures::run(&plugin, &fixtures).expect("a sandbox");
         assert!(
             report.passed(),
             "{lang} on quick code: {}",
@@ -91,7 +91,7 @@ fn a_tiered_runtime_serves_a_big_adapter_from_quick_code_until_its_optimised_cod
             assert!(Instant::now() < deadline, "{lang}: never optimised");
             std::thread::sleep(Duration::from_millis(50));
         }
-        let report = fixtures::run(&plugin, &fixtures);
+        let report = fixtures::run(&plugin, &fixtures).expect("a sandbox");
         assert!(report.passed(), "{lang} optimised: {}", report.summary());
         // Announced on /v1/events (the channel is the process's: other tests' events too).
         let version = plugin.info().version.clone();

@@ -210,6 +210,7 @@ pub const STRICT_LIMITS: Limits = Limits {
     memory_bytes: 64 << 20,
     call_budget: std::time::Duration::from_millis(200),
     sandboxes: 256,
+    sandbox_wait: std::time::Duration::from_millis(200),
 };
 
 /// A runtime with a small memory cap and a short time budget, for misbehaving plugins.

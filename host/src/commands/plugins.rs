@@ -154,7 +154,7 @@ pub fn run(command: PluginsCommand) -> anyhow::Result<ExitCode> {
             let fixtures_file = fixtures_file.unwrap_or_else(|| PluginHost::fixtures_path(&file));
             match std::fs::read_to_string(&fixtures_file) {
                 Ok(text) => {
-                    let report = fixtures::run(&plugin, &text);
+                    let report = fixtures::run(&plugin, &text)?;
                     println!("{}: {}", fixtures_file.display(), report.summary());
                     if !report.passed() {
                         return Ok(ExitCode::FAILURE);

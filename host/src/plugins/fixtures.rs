@@ -17,7 +17,8 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use super::runtime::{CallError, Plugin};
+use super::runtime::{CallError, Plugin, Session};
+use super::sandboxes::Priority;
 use crate::adapter::{AdapterError, ModelConfig, ParseOptions, Parsed, StreamEvent, Tool, fold};
 use crate::chat::{ChatRequest, tools_from_json};
 
@@ -60,8 +61,51 @@ impl Report {
     }
 }
 
-/// Runs every case of a fixture file.
-pub fn run(plugin: &Arc<Plugin>, fixtures: &str) -> Report {
+/// Why a case did not pass.
+enum CaseError {
+    Failed(String),
+    /// No sandbox came free to run it: not the plugin's doing, the check must run again.
+    Busy(CallError),
+}
+
+impl From<String> for CaseError {
+    fn from(message: String) -> Self {
+        CaseError::Failed(message)
+    }
+}
+
+impl From<&str> for CaseError {
+    fn from(message: &str) -> Self {
+        CaseError::Failed(message.to_string())
+    }
+}
+
+impl From<CallError> for CaseError {
+    fn from(error: CallError) -> Self {
+        match error {
+            CallError::Busy { .. } => CaseError::Busy(error),
+            other => CaseError::Failed(other.to_string()),
+        }
+    }
+}
+
+impl CaseError {
+    fn context(self, context: impl std::fmt::Display) -> CaseError {
+        match self {
+            CaseError::Failed(message) => CaseError::Failed(format!("{context}: {message}")),
+            busy => busy,
+        }
+    }
+}
+
+/// A session for a check: checks take sandboxes ahead of requests.
+fn session(plugin: &Arc<Plugin>) -> Result<Session, CallError> {
+    plugin.session_for(Priority::Check)
+}
+
+/// Runs every case of a fixture file. Fails only when no sandbox came free to run a case
+/// ([`CallError::Busy`]): the plugin is not at fault, and the fixtures must run again later.
+pub fn run(plugin: &Arc<Plugin>, fixtures: &str) -> Result<Report, CallError> {
     let mut report = Report::default();
     for (n, line) in fixtures.lines().enumerate() {
         if line.trim().is_empty() {
@@ -79,29 +123,31 @@ pub fn run(plugin: &Arc<Plugin>, fixtures: &str) -> Report {
             }
             Err(e) => (
                 format!("line {}", n + 1),
-                Err(format!("not valid JSON: {e}")),
+                Err(CaseError::Failed(format!("not valid JSON: {e}"))),
             ),
         };
-        if let Err(message) = result {
-            report.failures.push(Failure {
+        match result {
+            Ok(()) => {}
+            Err(CaseError::Failed(message)) => report.failures.push(Failure {
                 case: name,
                 message,
-            });
+            }),
+            Err(CaseError::Busy(error)) => return Err(error),
         }
     }
-    report
+    Ok(report)
 }
 
-fn run_case(plugin: &Arc<Plugin>, case: &Value) -> Result<(), String> {
+fn run_case(plugin: &Arc<Plugin>, case: &Value) -> Result<(), CaseError> {
     let expect = case.get("expect").ok_or("the case has no \"expect\"")?;
     if let Some(output) = case.get("output") {
         let output = output.as_str().ok_or("\"output\" must be a string")?;
         let options = parse_options(case)?;
-        let whole = plugin.parse(output, &options).map_err(|e| e.to_string())?;
+        let whole = session(plugin)?.parse(output, &options)?;
         compare_parsed(&whole, expect)?;
         for size in CHUNK_SIZES {
             let streamed = stream(plugin, output, &options, size, &whole)
-                .map_err(|e| format!("streamed in chunks of {size}: {e}"))?;
+                .map_err(|e| e.context(format!("streamed in chunks of {size}")))?;
             same_as_whole(&streamed, &whole)
                 .map_err(|e| format!("streamed in chunks of {size}: {e}"))?;
         }
@@ -141,21 +187,21 @@ fn parse_options(case: &Value) -> Result<ParseOptions, String> {
 /// Streams `output` through the plugin in chunks of `size` characters. `whole` is the plugin's
 /// parse of the whole output: no content delta may hold a call trigger unless `whole` gives it
 /// back as content.
-pub fn stream(
+fn stream(
     plugin: &Arc<Plugin>,
     output: &str,
     options: &ParseOptions,
     size: usize,
     whole: &Parsed,
-) -> Result<Parsed, String> {
-    let mut stream = plugin.stream(options).map_err(|e| e.to_string())?;
+) -> Result<Parsed, CaseError> {
+    let mut stream = session(plugin)?.into_stream(options)?;
     let chars: Vec<char> = output.chars().collect();
     let mut events: Vec<StreamEvent> = Vec::new();
     for chunk in chars.chunks(size.max(1)) {
         let chunk: String = chunk.iter().collect();
-        events.extend(stream.push(&chunk).map_err(|e| e.to_string())?);
+        events.extend(stream.push(&chunk)?);
     }
-    events.extend(stream.finish().map_err(|e| e.to_string())?);
+    events.extend(stream.finish()?);
     // A trigger that the whole parse gives back as content was read as prose (a marker that no
     // call follows, `write a <tool_use> block`): it may stand in content deltas, as the Rust
     // SDK's stream invariants allow (the stream must still fold to the whole parse).
@@ -172,7 +218,7 @@ pub fn stream(
                 .iter()
                 .find(|t| !prose(t) && text.contains(t.as_str()))
         {
-            return Err(format!("a content delta holds the marker {t:?}: {text:?}"));
+            return Err(format!("a content delta holds the marker {t:?}: {text:?}").into());
         }
     }
     Ok(fold(&events))
@@ -292,7 +338,7 @@ fn render_case(
     case: &Value,
     request: &Value,
     expect: &Value,
-) -> Result<(), String> {
+) -> Result<(), CaseError> {
     let chat: ChatRequest =
         serde_json::from_value(request.clone()).map_err(|e| format!("request: {e}"))?;
     let model = match case.get("model") {
@@ -318,7 +364,7 @@ fn render_case(
     if let Some(add) = case.get("add_generation_prompt").and_then(Value::as_bool) {
         prompt_request.add_generation_prompt = add;
     }
-    let result = plugin.format_prompt(&prompt_request);
+    let result = session(plugin)?.format_prompt(&prompt_request);
     if let Some(error) = expect.get("error").and_then(Value::as_str) {
         return match result {
             Err(CallError::Adapter {
@@ -329,17 +375,19 @@ fn render_case(
                 error: AdapterError::Unsupported(_),
                 ..
             }) if error == "unsupported" => Ok(()),
-            other => Err(format!("expected the error {error}, got {other:?}")),
+            Err(busy @ CallError::Busy { .. }) => Err(busy.into()),
+            other => Err(format!("expected the error {error}, got {other:?}").into()),
         };
     }
-    let prompt = result.map_err(|e| e.to_string())?;
+    let prompt = result?;
     if let Some(text) = expect.get("prompt").and_then(Value::as_str)
         && prompt.text != text
     {
         return Err(format!(
             "prompt differs:\n--- got\n{}\n--- expected\n{text}",
             prompt.text
-        ));
+        )
+        .into());
     }
     let list = |key: &str| -> Option<Vec<String>> {
         expect.get(key).and_then(Value::as_array).map(|a| {
@@ -352,7 +400,7 @@ fn render_case(
     if let Some(stop) = list("stop")
         && prompt.stop != stop
     {
-        return Err(format!("stop {:?}, expected {stop:?}", prompt.stop));
+        return Err(format!("stop {:?}, expected {stop:?}", prompt.stop).into());
     }
     if let Some(triggers) = list("tool_call_triggers")
         && prompt.tool_call_triggers != triggers
@@ -360,15 +408,13 @@ fn render_case(
         return Err(format!(
             "tool_call_triggers {:?}, expected {triggers:?}",
             prompt.tool_call_triggers
-        ));
+        )
+        .into());
     }
     if let Some(open) = expect.get("reasoning_open").and_then(Value::as_bool)
         && prompt.reasoning_open != open
     {
-        return Err(format!(
-            "reasoning_open {}, expected {open}",
-            prompt.reasoning_open
-        ));
+        return Err(format!("reasoning_open {}, expected {open}", prompt.reasoning_open).into());
     }
     Ok(())
 }

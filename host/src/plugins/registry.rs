@@ -20,7 +20,7 @@ use utoipa::ToSchema;
 use super::builtin::{self, Builtin};
 use super::cache::sha256_hex;
 use super::fixtures;
-use super::runtime::{LoadError, Plugin, PluginSource, Runtime};
+use super::runtime::{CallError, LoadError, Plugin, PluginSource, Runtime};
 
 /// One version that started serving.
 #[derive(Clone, Debug, Serialize, ToSchema)]
@@ -89,6 +89,19 @@ pub enum SwapError {
     Misnamed { folder: String, name: String },
     #[error("the adapter '{name}' is already served by {}; remove one of the two files", other.display())]
     Duplicate { name: String, other: PathBuf },
+    /// No sandbox came free for the checks: the load is put off, not refused.
+    #[error("{0}; the load is put off")]
+    Busy(CallError),
+}
+
+impl SwapError {
+    /// Whether the load was put off for lack of a free sandbox (it says nothing of the file).
+    pub fn is_busy(&self) -> bool {
+        matches!(
+            self,
+            SwapError::Busy(_) | SwapError::Load(LoadError::Busy { .. })
+        )
+    }
 }
 
 /// What `plugboard plugins list` and the admin API show for one adapter (or one file that
@@ -186,6 +199,9 @@ pub enum SyncOutcome {
     Rejected,
     /// The file is gone and its adapter with it.
     Removed,
+    /// Every sandbox stayed in use while the file waited for one to be checked in: nothing
+    /// changed, and the file must be looked at again.
+    Deferred,
     /// Neither the file nor its fixtures changed: nothing was done.
     Unchanged,
 }
@@ -197,6 +213,7 @@ impl SyncOutcome {
             SyncOutcome::Rechecked => "rechecked",
             SyncOutcome::Rejected => "rejected",
             SyncOutcome::Removed => "removed",
+            SyncOutcome::Deferred => "deferred",
             SyncOutcome::Unchanged => "unchanged",
         }
     }
@@ -387,7 +404,9 @@ impl PluginHost {
         let report = files
             .fixtures
             .as_deref()
-            .map(|text| fixtures::run(&plugin, text));
+            .map(|text| fixtures::run(&plugin, text))
+            .transpose()
+            .map_err(SwapError::Busy)?;
         Ok((plugin, report))
     }
 
@@ -454,6 +473,12 @@ impl PluginHost {
                 let name = plugin.info().name.clone();
                 count_swap(&name, outcome);
                 (outcome, Ok(plugin))
+            }
+            Err(error) if error.is_busy() => {
+                // Not the file's failure: nothing is recorded as seen, so it loads when looked
+                // at again.
+                tracing::warn!(file = %path.display(), "{error}");
+                (SyncOutcome::Deferred, Err(error))
             }
             Err(error) => {
                 tracing::error!(file = %path.display(), "plugin not loaded, the serving version stays: {error}");

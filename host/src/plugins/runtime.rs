@@ -14,9 +14,9 @@
 //! not fault it in again. Against a fresh mapping per request this halves a Rust adapter's
 //! fixed cost per request (instance, render and parse of 1 KB: 130 → 58 µs) and takes a
 //! tenth to a quarter off a Python or JavaScript one's (`cargo bench --bench plugins`). A
-//! request past the pool's capacity is refused with [`CallError::Busy`], never queued. A
-//! machine that cannot reserve the pool's address space (about 4 GiB a memory) maps each
-//! sandbox afresh instead, with no cap on how many.
+//! request past the pool's capacity waits a moment for a sandbox (`sandboxes`), then is
+//! refused with [`CallError::Busy`]. A machine that cannot reserve the pool's address space
+//! (about 4 GiB a memory) maps each sandbox afresh instead, under the same cap.
 //!
 //! Compilation is tiered where the runtime is made with [`Runtime::tiered`] (the server): a
 //! big component that the compile cache does not hold yet (a JavaScript or Python adapter
@@ -42,6 +42,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use super::cache::CompileCache;
 use super::contract::{self, AdapterInstance, AdapterPre, ContractVersion};
+use super::sandboxes::{Priority, Sandbox, Sandboxes};
 use crate::adapter::{
     AdapterError, AdapterInfo, CallGrammar, GrammarRequest, ParseOptions, Parsed, Prompt,
     PromptRequest, StreamEvent, ToolCall,
@@ -65,6 +66,8 @@ pub struct Limits {
     /// Sandboxes alive at once (one per request in flight), across all plugins: the size of
     /// the instance pool.
     pub sandboxes: u32,
+    /// How long a request waits for a sandbox when all are in use, before it is refused.
+    pub sandbox_wait: Duration,
 }
 
 impl Default for Limits {
@@ -73,6 +76,7 @@ impl Default for Limits {
             memory_bytes: 128 << 20,
             call_budget: Duration::from_secs(1),
             sandboxes: 256,
+            sandbox_wait: Duration::from_secs(2),
         }
     }
 }
@@ -147,6 +151,8 @@ pub enum LoadError {
     Instantiate { source_name: String, reason: String },
     #[error("{source_name}: its info() failed: {reason}")]
     Info { source_name: String, reason: String },
+    #[error("{source_name}: all {sandboxes} plugin sandboxes stayed in use; the load is put off")]
+    Busy { source_name: String, sandboxes: u32 },
 }
 
 /// One call into a plugin failed. The plugin is named as `name version`.
@@ -269,6 +275,7 @@ pub struct Runtime {
     counting: bool,
     /// One background compile at a time: each one already uses every core.
     optimising_later: Mutex<()>,
+    sandboxes: Arc<Sandboxes>,
 }
 
 impl Runtime {
@@ -361,6 +368,7 @@ impl Runtime {
             cache,
             counting,
             optimising_later: Mutex::new(()),
+            sandboxes: Sandboxes::new(limits.sandboxes, limits.sandbox_wait),
         }))
     }
 
@@ -418,6 +426,14 @@ impl Runtime {
         };
         let compiled =
             Compiled::link(compiler, &component, version, optimised).map_err(instantiate_error)?;
+        // Declared before the store: given back after it.
+        let _sandbox = self
+            .sandboxes
+            .take(Priority::Check)
+            .ok_or_else(|| LoadError::Busy {
+                source_name: source_name.clone(),
+                sandboxes: self.limits.sandboxes,
+            })?;
         let mut store = self.new_store(&compiled.engine);
         let instance = compiled
             .pre
@@ -728,16 +744,25 @@ impl Plugin {
 
     /// A fresh store and instance for one request's calls.
     pub fn session(self: &Arc<Self>) -> Result<Session, CallError> {
+        self.session_for(Priority::Request)
+    }
+
+    /// A fresh store and instance, in a sandbox taken with `priority` (a plugin's load checks
+    /// go before requests).
+    pub fn session_for(self: &Arc<Self>, priority: Priority) -> Result<Session, CallError> {
+        let busy = || CallError::Busy {
+            plugin: self.label.clone(),
+            sandboxes: self.runtime.limits.sandboxes,
+        };
+        let sandbox = self.runtime.sandboxes.take(priority).ok_or_else(busy)?;
         let compiled = self.compiled.load_full();
         let mut store = self.runtime.new_store(&compiled.engine);
         let instance = compiled.pre.instantiate(&mut store);
         self.log_output(&mut store);
         let instance = instance.map_err(|e| {
+            // The gate keeps within the pool; this would be another process's doing.
             if e.is::<wasmtime::PoolConcurrencyLimitError>() {
-                CallError::Busy {
-                    plugin: self.label.clone(),
-                    sandboxes: self.runtime.limits.sandboxes,
-                }
+                busy()
             } else {
                 self.fault(&store, "instantiate", e)
             }
@@ -747,6 +772,7 @@ impl Plugin {
             store,
             instance,
             broken: false,
+            _sandbox: sandbox,
         })
     }
 
@@ -787,6 +813,8 @@ pub struct Session {
     store: Store<PluginState>,
     instance: AdapterInstance,
     broken: bool,
+    /// Last: given back after the store.
+    _sandbox: Sandbox,
 }
 
 impl Drop for Session {
@@ -801,6 +829,12 @@ impl Session {
     /// The plugin version this session runs.
     pub fn plugin(&self) -> &Arc<Plugin> {
         &self.plugin
+    }
+
+    /// Whether a call of this session failed in a way that leaves the instance unusable (a
+    /// trap, a timeout, garbage): its later calls fail, a fresh session is needed.
+    pub fn is_broken(&self) -> bool {
+        self.broken
     }
 
     /// Runs one call with a fresh time budget.

@@ -24,6 +24,8 @@ use super::registry::{PluginHost, SyncOutcome, is_wasm};
 
 /// How long a file must be quiet before it is read.
 pub const DEBOUNCE: Duration = Duration::from_millis(120);
+/// How long after a load put off for lack of a sandbox it is tried again.
+const RETRY_BUSY: Duration = Duration::from_secs(1);
 
 /// Keeps the directory watched; dropping it stops the watch.
 pub struct Watcher {
@@ -134,8 +136,15 @@ impl Watcher {
                     for path in due {
                         pending.remove(&path);
                         counted.fetch_add(1, Ordering::Relaxed);
-                        if host.sync_file(&path) == SyncOutcome::Unchanged {
-                            tracing::debug!(file = %path.display(), "plugin file unchanged");
+                        match host.sync_file(&path) {
+                            SyncOutcome::Unchanged => {
+                                tracing::debug!(file = %path.display(), "plugin file unchanged");
+                            }
+                            // Every sandbox stayed busy: look again shortly.
+                            SyncOutcome::Deferred => {
+                                pending.insert(path, Instant::now() + RETRY_BUSY);
+                            }
+                            _ => {}
                         }
                     }
                 }

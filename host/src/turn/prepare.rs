@@ -268,15 +268,16 @@ impl Turns {
 
     /// The adapter's call grammar for this turn as the engine's constraint. An adapter that
     /// fails to give one fails nothing: the turn runs unconstrained and the fallback is
-    /// counted. The call runs in a sandbox of its own, so that a trap there cannot poison the
-    /// one that parses the turn.
+    /// counted. The call runs in the turn's sandbox; one that a trap there broke is replaced by
+    /// a fresh one for the parse (given back first: a turn never holds two sandboxes, so turns
+    /// cannot wait on each other for a second one).
     fn call_constraint(
         &self,
         request: &PromptRequest,
         prompt: &Prompt,
         engine: &Engine,
-        plugin: &Arc<Plugin>,
-    ) -> Option<ConstraintRequest> {
+        mut session: Session,
+    ) -> Result<(Option<ConstraintRequest>, Session), TurnError> {
         let grammar_request = GrammarRequest {
             tools: request.tools.clone(),
             tool_choice: request.tool_choice.clone(),
@@ -284,10 +285,7 @@ impl Turns {
             reasoning_open: prompt.reasoning_open,
             control_tokens: engine.tokenizer().control_tokens(),
         };
-        match plugin
-            .session()
-            .and_then(|mut session| session.call_grammar(&grammar_request))
-        {
+        let constraint = match session.call_grammar(&grammar_request) {
             Ok(grammar) => grammar.map(|grammar| {
                 tool_constraint(
                     grammar,
@@ -297,13 +295,20 @@ impl Turns {
                 )
             }),
             Err(e) => {
+                let plugin = session.plugin();
                 let adapter = format!("{}/{}", plugin.info().name, plugin.info().version);
                 tracing::warn!(adapter, "no call grammar, the turn runs unconstrained: {e}");
                 metrics::counter!("plugboard_grammar_fallbacks_total", "adapter" => adapter, "reason" => "adapter_error")
                     .increment(1);
                 None
             }
+        };
+        if session.is_broken() {
+            let plugin = Arc::clone(session.plugin());
+            drop(session);
+            session = plugin.session()?;
         }
+        Ok((constraint, session))
     }
 
     /// Prepares a turn on a blocking thread (adapters and the tokenizer run there), then
@@ -343,13 +348,13 @@ impl Turns {
         let mut stop = params.stop.clone();
         stop.extend(prompt.stop.iter().cloned());
         let calls_allowed = request.calls_allowed();
-        let constraint = if !(entry.constrained() && params.constrained) {
-            None
+        let (constraint, session) = if !(entry.constrained() && params.constrained) {
+            (None, session)
         } else if calls_allowed {
-            self.call_constraint(&request, &prompt, &engine, &plugin)
+            self.call_constraint(&request, &prompt, &engine, session)?
         } else {
             // A JSON answer is enforced only where no tool call may come instead.
-            params.json.as_ref().map(JsonOutput::constraint)
+            (params.json.as_ref().map(JsonOutput::constraint), session)
         };
         if constraint.is_some() {
             // Built here, on a blocking thread, the first time: not on the engine's worker,
