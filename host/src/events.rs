@@ -41,6 +41,7 @@ pub enum Event {
     AdapterOptimised {
         adapter: String,
         version: String,
+        sha256: String,
         seconds: f64,
     },
     ModelLoaded {

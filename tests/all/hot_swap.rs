@@ -379,3 +379,36 @@ fn a_swap_while_every_sandbox_is_busy_lands_once_one_is_free() {
         .parse("x", &ParseOptions::default())
         .expect("the new version serves requests");
 }
+
+/// On the server's tiered runtime, a big version replaced before its optimising compile
+/// started is not compiled: the cores go to the version that serves.
+#[test]
+fn a_version_replaced_before_its_optimising_compile_is_not_compiled() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("probe.wasm");
+    let runtime = plugboard::plugins::Runtime::tiered(Default::default(), None).expect("runtime");
+    let host = PluginHost::new(
+        std::sync::Arc::clone(&runtime),
+        false,
+        Some(dir.path().to_path_buf()),
+    );
+    // Past the quick tier's threshold.
+    let big = |name: &str| plugboard_tests::with_custom_section(&plugin_bytes(name), &[0; 3 << 20]);
+    let (v1, v2) = {
+        let _held_back = runtime.pause_optimising();
+        overwrite(&path, &big("probe-v1"));
+        let v1 = host.reload_file(&path).expect("version 1 loads");
+        overwrite(&path, &big("probe-v2"));
+        let v2 = host.reload_file(&path).expect("version 2 loads");
+        assert!(!v1.optimised() && !v2.optimised(), "quick code first");
+        (v1, v2)
+    };
+    wait_for(
+        "version 2's optimised code",
+        Duration::from_secs(120),
+        || v2.optimised(),
+    );
+    // One compile at a time: whichever order they were queued in, version 1's is over by now.
+    assert!(!v1.optimised(), "the replaced version was compiled");
+    assert_eq!(serving_version(&host), "2.0.0");
+}

@@ -102,10 +102,12 @@ fn a_tiered_runtime_serves_a_big_adapter_from_quick_code_until_its_optimised_cod
                     if let Event::AdapterOptimised {
                         adapter,
                         version: v,
+                        sha256,
                         ..
                     } = stamped.event
                         && adapter == "tool-use"
                         && v == version
+                        && sha256 == plugin.sha256()
                     {
                         return;
                     }

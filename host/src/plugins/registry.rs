@@ -371,22 +371,28 @@ impl PluginHost {
             source: plugin.source().to_string(),
         });
         let name = name.to_string();
-        self.inner.serving.rcu(|serving| {
+        let before = self.inner.serving.rcu(|serving| {
             let mut next = BTreeMap::clone(serving);
             next.insert(name.clone(), Arc::clone(&plugin));
             next
         });
+        if let Some(replaced) = before.get(&name).filter(|p| !Arc::ptr_eq(p, &plugin)) {
+            replaced.retire();
+        }
     }
 
     fn unpublish(&self, name: &str) {
         crate::events::publish(crate::events::Event::AdapterRemoved {
             adapter: name.to_string(),
         });
-        self.inner.serving.rcu(|serving| {
+        let before = self.inner.serving.rcu(|serving| {
             let mut next = BTreeMap::clone(serving);
             next.remove(name);
             next
         });
+        if let Some(removed) = before.get(name) {
+            removed.retire();
+        }
     }
 
     /// The fixture file that belongs to a plugin file: `NAME.fixtures.jsonl` beside `NAME.wasm`.

@@ -30,7 +30,7 @@
 //! checking of every result a guest returns are kept together so that no call escapes them;
 //! the versioned bindings are in `contract/`.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -461,6 +461,7 @@ impl Runtime {
             loaded_at: SystemTime::now(),
             faults: AtomicU64::new(0),
             instructions: AtomicU64::new(0),
+            retired: AtomicBool::new(false),
         });
         plugin.log_output(&mut store);
         if !optimised {
@@ -496,8 +497,11 @@ impl Runtime {
                     .optimising_later
                     .lock()
                     .unwrap_or_else(|e| e.into_inner());
+                // A version replaced meanwhile (only its last streams hold it) is not worth
+                // the cores: the next one may be waiting for this lock.
                 let Some((label, sha256, version)) = weak
                     .upgrade()
+                    .filter(|p| !p.retired.load(Ordering::Relaxed))
                     .map(|p| (p.label.clone(), p.sha256.clone(), p.version))
                 else {
                     return;
@@ -514,6 +518,7 @@ impl Runtime {
                         crate::events::publish(crate::events::Event::AdapterOptimised {
                             adapter: plugin.info.name.clone(),
                             version: plugin.info.version.clone(),
+                            sha256,
                             seconds,
                         });
                     }
@@ -611,6 +616,8 @@ pub struct Plugin {
     faults: AtomicU64,
     /// Instructions its requests have run, on a counting runtime.
     instructions: AtomicU64,
+    /// No longer serves new requests (replaced or removed): not worth optimising.
+    retired: AtomicBool,
 }
 
 impl std::fmt::Debug for Plugin {
@@ -734,6 +741,12 @@ impl Plugin {
             plugin: self.label.clone(),
             error,
         }
+    }
+
+    /// Marks the plugin as no longer serving new requests (its host replaced or removed it):
+    /// its optimising compile, if still to come, is skipped.
+    pub(crate) fn retire(&self) {
+        self.retired.store(true, Ordering::Relaxed);
     }
 
     /// Whether the plugin runs Cranelift's code (always, but for the first seconds of a big
