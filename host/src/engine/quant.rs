@@ -297,6 +297,11 @@ mod tests {
             (8, 256, 48),
             (13, 768, 33),
             (33, 256, 20),
+            // Past the size a matmul is shared out at: decode-like (few activation rows,
+            // split by weight rows) and prompt-like (split by activation rows, with a part
+            // that is not whole tiles).
+            (3, 512, 1000),
+            (150, 256, 40),
         ];
         for dtype in formats::CONVERTED {
             for (i, &(m, k, n)) in shapes.iter().enumerate() {

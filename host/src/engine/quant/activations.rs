@@ -5,6 +5,8 @@
 //! sum of its quants, whole and per 16-value half: the kernels take the weights' offsets off
 //! with them (`Σ(u − o)·x = Σu·x − o·Σx`).
 
+use rayon::prelude::*;
+
 use super::formats::BLOCK;
 
 /// How the activations a weight type multiplies are scaled (llama.cpp's `vec_dot_type`).
@@ -62,46 +64,41 @@ impl Activations {
         self.rows = rows;
         self.cols = cols;
         self.blocks = cols / BLOCK;
-        self.d.clear();
-        self.sums.clear();
-        self.half_sums.clear();
-        self.scaled_sums.clear();
+        let blocks = rows * self.blocks;
+        self.d.resize(blocks, 0.0);
+        self.sums.resize(blocks, 0);
+        self.half_sums.resize(2 * blocks, 0);
+        self.scaled_sums.resize(blocks, 0.0);
         self.qs.resize(rows * cols, 0);
-        for (src, dst) in x.chunks_exact(group).zip(self.qs.chunks_exact_mut(group)) {
-            // The scale the products use, and the factor the values are multiplied by.
-            let (d, id) = match scales {
-                Scales::Block => {
-                    let amax = src.iter().fold(0f32, |m, v| m.max(v.abs()));
-                    let d = half::f16::from_f32(amax / 127.0).to_f32();
-                    (d, if amax != 0.0 { 127.0 / amax } else { 0.0 })
-                }
-                Scales::Superblock => {
-                    let max = src
-                        .iter()
-                        .fold(0f32, |m, v| if v.abs() > m.abs() { *v } else { m });
-                    if max == 0.0 {
-                        (0.0, 0.0)
-                    } else {
-                        let iscale = -127.0 / max;
-                        (1.0 / iscale, iscale)
-                    }
-                }
-            };
-            for (src, dst) in src.chunks_exact(BLOCK).zip(dst.chunks_exact_mut(BLOCK)) {
-                let mut halves = [0i32; 2];
-                for (j, (q, v)) in dst.iter_mut().zip(src).enumerate() {
-                    // Ties to even, as llama.cpp rounds (SIMD rounding mode and its
-                    // `nearest_int`).
-                    *q = (v * id).round_ties_even().min(127.0) as i8;
-                    halves[j / 16] += *q as i32;
-                }
-                let sum = halves[0] + halves[1];
-                self.d.push(d);
-                self.sums.push(sum);
-                self.half_sums.extend(halves);
-                self.scaled_sums.push(d * sum as f32);
-            }
+        if blocks == 0 {
+            return;
         }
+        let per_row = self.blocks;
+        // A prompt's rows are shared out (a decode step's few rows are not worth it).
+        let chunk = if rows * cols >= PARALLEL_MIN {
+            PARALLEL_MIN.div_ceil(cols)
+        } else {
+            rows.max(1)
+        };
+        (
+            x.par_chunks(chunk * cols),
+            self.qs.par_chunks_mut(chunk * cols),
+            self.d.par_chunks_mut(chunk * per_row),
+            self.sums.par_chunks_mut(chunk * per_row),
+            self.half_sums.par_chunks_mut(chunk * 2 * per_row),
+            self.scaled_sums.par_chunks_mut(chunk * per_row),
+        )
+            .into_par_iter()
+            .for_each(|(x, qs, d, sums, half_sums, scaled_sums)| {
+                let out = Out {
+                    qs,
+                    d,
+                    sums,
+                    half_sums,
+                    scaled_sums,
+                };
+                quantize_rows(x, out, group, scales);
+            });
     }
 
     /// Whether every array is as long as the shape says (the SIMD kernels rely on it).
@@ -122,6 +119,87 @@ impl Activations {
             &self.d[t * b..(t + 1) * b],
             &self.qs[t * self.cols..(t + 1) * self.cols],
         )
+    }
+}
+
+/// Values quantized per task when a prompt's activations are shared out across threads.
+const PARALLEL_MIN: usize = 1 << 15;
+
+/// Where some rows' quantized values go.
+struct Out<'a> {
+    qs: &'a mut [i8],
+    d: &'a mut [f32],
+    sums: &'a mut [i32],
+    half_sums: &'a mut [i32],
+    scaled_sums: &'a mut [f32],
+}
+
+/// Quantizes whole rows, compiled for AVX2 where the CPU has it (the loops vectorise).
+fn quantize_rows(x: &[f32], out: Out, group: usize, scales: Scales) {
+    #[cfg(target_arch = "x86_64")]
+    if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+        // SAFETY: the CPU has the features.
+        return unsafe { quantize_rows_avx2(x, out, group, scales) };
+    }
+    quantize_rows_generic(x, out, group, scales)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn quantize_rows_avx2(x: &[f32], out: Out, group: usize, scales: Scales) {
+    quantize_rows_generic(x, out, group, scales)
+}
+
+#[inline(always)]
+fn quantize_rows_generic(x: &[f32], out: Out, group: usize, scales: Scales) {
+    let Out {
+        qs,
+        d: ds,
+        sums,
+        half_sums,
+        scaled_sums,
+    } = out;
+    let mut block = 0;
+    for (src, dst) in x.chunks_exact(group).zip(qs.chunks_exact_mut(group)) {
+        // The scale the products use, and the factor the values are multiplied by.
+        let (d, id) = match scales {
+            Scales::Block => {
+                let amax = src.iter().fold(0f32, |m, v| m.max(v.abs()));
+                let d = half::f16::from_f32(amax / 127.0).to_f32();
+                (d, if amax != 0.0 { 127.0 / amax } else { 0.0 })
+            }
+            Scales::Superblock => {
+                let max = src
+                    .iter()
+                    .fold(0f32, |m, v| if v.abs() > m.abs() { *v } else { m });
+                if max == 0.0 {
+                    (0.0, 0.0)
+                } else {
+                    let iscale = -127.0 / max;
+                    (1.0 / iscale, iscale)
+                }
+            }
+        };
+        for (src, dst) in src.chunks_exact(BLOCK).zip(dst.chunks_exact_mut(BLOCK)) {
+            for (q, v) in dst.iter_mut().zip(src) {
+                // Ties to even, as llama.cpp rounds (SIMD rounding mode and its
+                // `nearest_int`).
+                *q = (v * id).round_ties_even().min(127.0) as i8;
+            }
+            let half = |h: usize| {
+                dst[16 * h..16 * h + 16]
+                    .iter()
+                    .map(|q| *q as i32)
+                    .sum::<i32>()
+            };
+            let halves = [half(0), half(1)];
+            let sum = halves[0] + halves[1];
+            ds[block] = d;
+            sums[block] = sum;
+            half_sums[2 * block..2 * block + 2].copy_from_slice(&halves);
+            scaled_sums[block] = d * sum as f32;
+            block += 1;
+        }
     }
 }
 

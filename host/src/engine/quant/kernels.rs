@@ -73,13 +73,29 @@ pub fn matmul(w: &Weights, a: &Activations, out: &mut [f32], isa: Isa) {
     }
     let threads = rayon::current_num_threads();
     if threads <= 1 || m * n * w.cols < PARALLEL_MIN {
-        rows_into(w, a, 0..n, out, n, isa);
+        rows_into(w, a, 0..n, 0..m, out, n, isa);
         return;
     }
-    // Each thread takes whole weight rows (each weight is read by one thread only) and fills
-    // its own `m × rows` block; the blocks are then copied into place. Parts start on an
-    // octet (the SIMD kernels' unit of eight interleaved rows).
-    let chunk = n.div_ceil(threads * 4).next_multiple_of(16);
+    if m >= MAX_TILE * threads * PARTS_PER_THREAD {
+        // A prompt: each thread takes whole tiles of activation rows, and with them whole rows
+        // of `out`, written in place. Each reads every weight, once (the kernels keep a few
+        // weight rows in L1 while the activations stream past).
+        let tokens = m
+            .div_ceil(threads * PARTS_PER_THREAD)
+            .next_multiple_of(MAX_TILE);
+        out.par_chunks_mut(tokens * n)
+            .enumerate()
+            .for_each(|(part, out)| {
+                let start = part * tokens;
+                rows_into(w, a, 0..n, start..start + out.len() / n, out, n, isa);
+            });
+        return;
+    }
+    // Decode steps: too few activation rows to share out, so each thread takes whole weight
+    // rows (each weight is read by one thread only) and fills its own `m × rows` block; the
+    // blocks are then copied into place. Parts start on an octet (the SIMD kernels' unit of
+    // eight interleaved rows).
+    let chunk = n.div_ceil(threads * PARTS_PER_THREAD).next_multiple_of(16);
     let parts: Vec<(usize, Vec<f32>)> = (0..n)
         .step_by(chunk)
         .collect::<Vec<_>>()
@@ -88,7 +104,7 @@ pub fn matmul(w: &Weights, a: &Activations, out: &mut [f32], isa: Isa) {
             let rows = start..n.min(start + chunk);
             let mut part = vec![0f32; m * rows.len()];
             let width = rows.len();
-            rows_into(w, a, rows, &mut part, width, isa);
+            rows_into(w, a, rows, 0..m, &mut part, width, isa);
             (start, part)
         })
         .collect();
@@ -101,11 +117,20 @@ pub fn matmul(w: &Weights, a: &Activations, out: &mut [f32], isa: Isa) {
     }
 }
 
-/// Rows `rows` of `w` against all of `a`: `out[t·stride + row − rows.start]`.
+/// Parts per thread a matmul is split into: a thread that finishes early takes another.
+const PARTS_PER_THREAD: usize = 4;
+
+/// The activation rows a SIMD tile takes at most (the widest tier's): parts of a prompt are
+/// whole tiles.
+const MAX_TILE: usize = 16;
+
+/// Rows `rows` of `w` against activation rows `tokens`:
+/// `out[(t − tokens.start)·stride + row − rows.start]`.
 fn rows_into(
     w: &Weights,
     a: &Activations,
     rows: std::ops::Range<usize>,
+    tokens: std::ops::Range<usize>,
     out: &mut [f32],
     stride: usize,
     isa: Isa,
@@ -113,12 +138,12 @@ fn rows_into(
     match isa {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: `Isa::Avx2` is only produced when the CPU has AVX2 and FMA; `matmul` checked
-        // that `w` is consistent and as wide as `a`, and `out` is `a.rows × stride` with
-        // `rows` inside `w` and `rows.len() ≤ stride`.
-        Isa::Avx2 => unsafe { super::x86::avx2::matmul(w, a, rows, out, stride) },
+        // that `w` is consistent and as wide as `a`, `tokens` lie in `a`, and `out` is
+        // `tokens.len() × stride` with `rows` inside `w` and `rows.len() ≤ stride`.
+        Isa::Avx2 => unsafe { super::x86::avx2::matmul(w, a, rows, tokens, out, stride) },
         #[cfg(target_arch = "x86_64")]
         // SAFETY: as above, for AVX-512 F/BW/VL and VNNI.
-        Isa::Avx512 => unsafe { super::x86::avx512::matmul(w, a, rows, out, stride) },
+        Isa::Avx512 => unsafe { super::x86::avx512::matmul(w, a, rows, tokens, out, stride) },
         Isa::Scalar => {
             let start = rows.start;
             // Each weight row unpacked once, then multiplied with every activation row.
@@ -126,8 +151,8 @@ fn rows_into(
             for row in rows {
                 blocks.clear();
                 blocks.extend((0..w.blocks).map(|b| w.block(row, b)));
-                for t in 0..a.rows {
-                    out[t * stride + row - start] = dot_scalar(w, &blocks, a, t);
+                for t in tokens.clone() {
+                    out[(t - tokens.start) * stride + row - start] = dot_scalar(w, &blocks, a, t);
                 }
             }
         }

@@ -55,6 +55,20 @@ trait Octets {
         // SAFETY: no memory read.
         unsafe { _mm256_setzero_ps() }
     }
+    /// The bytes of one octet-block, in all its arrays.
+    const BYTES: usize;
+    /// Asks for octet-block `ob`'s bytes to be brought into the cache (`ob` may lie past the
+    /// end: a prefetch never faults).
+    fn prefetch(&self, ob: usize);
+}
+
+/// Brings the cache line of `slice[index]` in, if there is one (nothing is read: an index
+/// past the end is harmless).
+#[inline(always)]
+fn prefetch<T>(slice: &[T], index: usize) {
+    let p = slice.as_ptr().wrapping_add(index) as *const i8;
+    // SAFETY: a prefetch reads nothing and never faults, whatever the address.
+    unsafe { _mm_prefetch::<_MM_HINT_T0>(p) };
 }
 
 struct Q4<'a> {
@@ -101,6 +115,13 @@ unsafe fn floats(p: *const f32) -> __m256 {
 }
 
 impl Octets for Q4<'_> {
+    const BYTES: usize = 192;
+    fn prefetch(&self, ob: usize) {
+        prefetch(self.qs, ob * 128);
+        prefetch(self.qs, ob * 128 + 64);
+        prefetch(self.d, ob * OCTET);
+        prefetch(self.m, ob * OCTET);
+    }
     const SIGNED: bool = false;
     const HALVES: bool = false;
     const MIN: bool = true;
@@ -127,6 +148,13 @@ impl Octets for Q4<'_> {
 }
 
 impl Octets for Q5<'_> {
+    const BYTES: usize = 192;
+    fn prefetch(&self, ob: usize) {
+        prefetch(self.qs, ob * 128);
+        prefetch(self.qs, ob * 128 + 64);
+        prefetch(self.qh, ob * 8);
+        prefetch(self.d, ob * OCTET);
+    }
     const SIGNED: bool = false;
     const HALVES: bool = false;
     const MIN: bool = false;
@@ -175,6 +203,13 @@ impl Octets for Q5<'_> {
 }
 
 impl Octets for Q6<'_> {
+    const BYTES: usize = 256;
+    fn prefetch(&self, ob: usize) {
+        prefetch(self.qs, ob * 128);
+        prefetch(self.qs, ob * 128 + 64);
+        prefetch(self.qh, ob * 64);
+        prefetch(self.d, 2 * ob * OCTET);
+    }
     const SIGNED: bool = false;
     const HALVES: bool = true;
     const MIN: bool = false;
@@ -206,6 +241,13 @@ impl Octets for Q6<'_> {
 }
 
 impl Octets for Q8<'_> {
+    const BYTES: usize = 288;
+    fn prefetch(&self, ob: usize) {
+        for line in 0..4 {
+            prefetch(self.qs, ob * 256 + 64 * line);
+        }
+        prefetch(self.d, ob * OCTET);
+    }
     const SIGNED: bool = true;
     const HALVES: bool = false;
     const MIN: bool = false;
@@ -227,6 +269,11 @@ impl Octets for Q8<'_> {
         unsafe { floats(self.d.as_ptr().add(ob * OCTET)) }
     }
 }
+
+/// How far ahead of the block in use its successors are asked for, in bytes of weights: about
+/// a memory access's latency at the kernels' pace (measured: 2–4 KiB do alike, 1 KiB is too
+/// near).
+const PREFETCH_BYTES: usize = 3072;
 
 /// Octets handled together before the next tile of activations: their blocks stay in L1
 /// while the activations (L2-sized) stream past them.
@@ -319,6 +366,10 @@ macro_rules! tier {
                 let signed = R::SIGNED && $q8_offset == 0;
                 for b in 0..blocks {
                     let ob = octet * blocks + b;
+                    // The weights stream from memory once per matmul: asked for ahead of use,
+                    // their loads overlap the products instead of stalling them (a prompt's
+                    // later tiles find them in the cache: the request costs a load slot).
+                    w.prefetch(ob + PREFETCH_BYTES / R::BYTES);
                     // SAFETY: `ob` is an octet-block of the matrix (the caller's contract).
                     let (mut v, d0, d1, m) = unsafe {
                         (w.$unpack(ob), w.scale(ob, 0), w.scale(ob, R::HALVES as usize), w.min(ob))
@@ -393,27 +444,29 @@ macro_rules! tier {
                 }
             }
 
-            /// Rows `rows` of `w` against every activation row:
-            /// `out[t·stride + (row − rows.start)]`.
+            /// Rows `rows` of `w` against activation rows `tokens`:
+            /// `out[(t − tokens.start)·stride + (row − rows.start)]`.
             ///
             /// # Safety
             /// The CPU has `$features`; `w` is consistent (every array as long as its rows and
-            /// blocks say) and as wide as `a`; `rows` lie in `w` and start on an octet.
+            /// blocks say) and as wide as `a`; `rows` lie in `w` and start on an octet;
+            /// `tokens` lie in `a`.
             #[target_feature(enable = $features)]
             pub unsafe fn matmul(
                 w: &Weights,
                 a: &Activations,
                 rows: std::ops::Range<usize>,
+                tokens: std::ops::Range<usize>,
                 out: &mut [f32],
                 stride: usize,
             ) {
                 // SAFETY (all arms): forwarded from this function's contract.
                 unsafe {
                     match &w.kind {
-                        Kind::Q4 { d, m, qs } => run(&Q4 { d, m, qs }, a, rows, out, stride),
-                        Kind::Q5 { d, qh, qs } => run(&Q5 { d, qh, qs }, a, rows, out, stride),
-                        Kind::Q6 { d, qh, qs } => run(&Q6 { d, qh, qs }, a, rows, out, stride),
-                        Kind::Q8 { d, qs } => run(&Q8 { d, qs }, a, rows, out, stride),
+                        Kind::Q4 { d, m, qs } => run(&Q4 { d, m, qs }, a, rows, tokens, out, stride),
+                        Kind::Q5 { d, qh, qs } => run(&Q5 { d, qh, qs }, a, rows, tokens, out, stride),
+                        Kind::Q6 { d, qh, qs } => run(&Q6 { d, qh, qs }, a, rows, tokens, out, stride),
+                        Kind::Q8 { d, qs } => run(&Q8 { d, qs }, a, rows, tokens, out, stride),
                     }
                 }
             }
@@ -423,21 +476,23 @@ macro_rules! tier {
                 w: &R,
                 a: &Activations,
                 rows: std::ops::Range<usize>,
+                tokens: std::ops::Range<usize>,
                 out: &mut [f32],
                 stride: usize,
             ) {
                 assert!(rows.start % OCTET == 0, "rows start on an octet");
+                assert!(tokens.end <= a.rows, "activation rows past the activations");
                 let octets = rows.start / OCTET..rows.end.div_ceil(OCTET);
                 let mut group = octets.start;
                 while group < octets.end {
                     let group_end = octets.end.min(group + OCTET_GROUP);
-                    let mut t0 = 0;
-                    while t0 < a.rows {
-                        let n = (a.rows - t0).min(MAX_TILE);
+                    let mut t0 = tokens.start;
+                    while t0 < tokens.end {
+                        let n = (tokens.end - t0).min(MAX_TILE);
                         for octet in group..group_end {
                             let first = octet * OCTET;
                             let valid = (rows.end - first).min(OCTET);
-                            let out = &mut out[t0 * stride + first - rows.start..];
+                            let out = &mut out[(t0 - tokens.start) * stride + first - rows.start..];
                             // SAFETY: forwarded from `matmul`'s contract; t0 + n ≤ a.rows.
                             unsafe {
                                 match n {
