@@ -18,7 +18,9 @@
 //! `4k..4k + 4` of row `j` at bytes `4j..4j + 4`:
 //! - nibbles: 4 × 32 bytes; byte `4j + i` of packed vector `k` (0..4) holds quant `4k + i`
 //!   of row `j` in its low nibble and quant `16 + 4k + i` in its high nibble;
-//! - Q5's fifth bits: one `u32` per vector `k`, bit `4j + i` for byte `4j + i`;
+//! - Q5's fifth bits: 32 bytes, byte `4j + i` holding in bit `k` the fifth bit of byte
+//!   `4j + i` of vector `k` (so that each vector's bits come out of one load with a shift
+//!   and a mask);
 //! - Q6's top two bits: 8 bytes per vector `k`; byte `p` of the vector takes bit pair
 //!   `p / 8` of byte `p % 8`;
 //! - Q8: the 8 vectors' bytes as they are (256 bytes);
@@ -69,7 +71,7 @@ pub enum Kind {
     /// `d·(u − 16)`, `u` in 0..32 (from Q5_0).
     Q5 {
         d: Buffer<f32>,
-        qh: Buffer<u32>,
+        qh: Buffer<u8>,
         qs: Buffer<u8>,
     },
     /// `d_h·(u − 32)`, `u` in 0..64 (from Q6_K), one scale per 16 values.
@@ -352,7 +354,7 @@ impl Weights {
             },
             GgmlDType::Q5_0 => Kind::Q5 {
                 d: arrays.array(total * OCTET)?,
-                qh: arrays.array(total * 8)?,
+                qh: arrays.array(total * 32)?,
                 qs: arrays.array(total * 128)?,
             },
             GgmlDType::Q6K => Kind::Q6 {
@@ -393,7 +395,7 @@ impl Weights {
     pub fn bytes(&self) -> usize {
         match &self.kind {
             Kind::Q4 { d, m, qs } => (d.len() + m.len()) * 4 + qs.len(),
-            Kind::Q5 { d, qh, qs } => (d.len() + qh.len()) * 4 + qs.len(),
+            Kind::Q5 { d, qh, qs } => d.len() * 4 + qh.len() + qs.len(),
             Kind::Q6 { d, qh, qs } => d.len() * 4 + qh.len() + qs.len(),
             Kind::Q8 { d, qs } => d.len() * 4 + qs.len(),
         }
@@ -425,7 +427,7 @@ impl Weights {
                 let d = d[ob * OCTET + j];
                 let u = std::array::from_fn(|q| {
                     let (k, i) = (q / 4, q % 4);
-                    let fifth = (qh[ob * 8 + k] >> lane(i)) & 1;
+                    let fifth = (qh[ob * 32 + lane(i)] >> k) & 1;
                     nibble(qs, q) | (fifth as i32) << 4
                 });
                 (u, [d, d], 0.0)
@@ -478,7 +480,7 @@ enum KindMut<'a> {
     },
     Q5 {
         d: &'a mut [f32],
-        qh: &'a mut [u32],
+        qh: &'a mut [u8],
         qs: &'a mut [u8],
     },
     Q6 {
@@ -552,7 +554,7 @@ impl Kind {
                 .map(|((d, m), qs)| KindMut::Q4 { d, m, qs })
                 .collect(),
             Kind::Q5 { d, qh, qs } => parts(d, OCTET, span)
-                .zip(parts(qh, 8, span))
+                .zip(parts(qh, 32, span))
                 .zip(parts(qs, 128, span))
                 .map(|((d, qh), qs)| KindMut::Q5 { d, qh, qs })
                 .collect(),
@@ -593,13 +595,11 @@ impl KindMut<'_> {
             }
             KindMut::Q5 { d, qh, qs } => {
                 d[ob * OCTET + j] = b.d[0];
-                let qh = &mut qh[ob * 8..ob * 8 + 8];
-                for (g, four) in b.u.chunks_exact(4).enumerate() {
-                    let bits = four
-                        .iter()
-                        .enumerate()
-                        .fold(0u32, |acc, (i, u)| acc | (((*u >> 4) & 1) as u32) << i);
-                    qh[g] |= bits << (4 * j);
+                let qh = &mut qh[ob * 32 + 4 * j..ob * 32 + 4 * j + 4];
+                for (k, four) in b.u.chunks_exact(4).enumerate() {
+                    for (bits, u) in qh.iter_mut().zip(four) {
+                        *bits |= ((u >> 4) & 1) << k;
+                    }
                 }
                 nibbles(qs);
             }

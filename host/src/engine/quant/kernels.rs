@@ -199,7 +199,7 @@ impl Weights {
                         && qs.len() == blocks * 128
                 }
                 Kind::Q5 { d, qh, qs } => {
-                    d.len() == blocks * OCTET && qh.len() == blocks * 8 && qs.len() == blocks * 128
+                    d.len() == blocks * OCTET && qh.len() == blocks * 32 && qs.len() == blocks * 128
                 }
                 Kind::Q6 { d, qh, qs } => {
                     d.len() == 2 * blocks * OCTET

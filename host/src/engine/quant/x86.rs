@@ -78,7 +78,7 @@ struct Q4<'a> {
 }
 struct Q5<'a> {
     d: &'a [f32],
-    qh: &'a [u32],
+    qh: &'a [u8],
     qs: &'a [u8],
 }
 struct Q6<'a> {
@@ -152,7 +152,7 @@ impl Octets for Q5<'_> {
     fn prefetch(&self, ob: usize) {
         prefetch(self.qs, ob * 128);
         prefetch(self.qs, ob * 128 + 64);
-        prefetch(self.qh, ob * 8);
+        prefetch(self.qh, ob * 32);
         prefetch(self.d, ob * OCTET);
     }
     const SIGNED: bool = false;
@@ -163,21 +163,29 @@ impl Octets for Q5<'_> {
     #[target_feature(enable = "avx2,fma")]
     #[inline]
     unsafe fn unpack(&self, ob: usize) -> [__m256i; 8] {
-        // SAFETY: `ob` is an octet-block (checked by `matmul`): 128 bytes, 8 masks.
-        let mut v = unsafe { nibbles(self.qs.as_ptr().add(ob * 128)) };
-        // Spread each mask's 32 bits over the 32 bytes: byte p gets the mask's byte p/8,
-        // keeps bit p%8, and becomes 0x10 where it is set.
-        let spread = _mm256_setr_epi8(
-            0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3,
-            3, 3, 3,
-        );
-        let bit = _mm256_set1_epi64x(0x8040_2010_0804_0201u64 as i64);
+        // SAFETY: `ob` is an octet-block (checked by `matmul`): 128 bytes, 32 bytes of bits.
+        let (mut v, bits) = unsafe {
+            (
+                nibbles(self.qs.as_ptr().add(ob * 128)),
+                _mm256_loadu_si256(self.qh.as_ptr().add(ob * 32) as *const __m256i),
+            )
+        };
+        // Vector k's fifth bits are bit k of each byte: moved to bit 4 with a 16-bit shift
+        // (a byte's bit 4 only ever comes from a bit of the same byte for shifts up to 4)
+        // and kept with a mask.
+        let fifth = _mm256_set1_epi8(0x10);
+        let at_four = |k: usize| match k {
+            0 => _mm256_slli_epi16(bits, 4),
+            1 => _mm256_slli_epi16(bits, 3),
+            2 => _mm256_slli_epi16(bits, 2),
+            3 => _mm256_slli_epi16(bits, 1),
+            4 => bits,
+            5 => _mm256_srli_epi16(bits, 1),
+            6 => _mm256_srli_epi16(bits, 2),
+            _ => _mm256_srli_epi16(bits, 3),
+        };
         for (k, v) in v.iter_mut().enumerate() {
-            // SAFETY: as above.
-            let qh = unsafe { *self.qh.get_unchecked(ob * 8 + k) };
-            let bytes = _mm256_shuffle_epi8(_mm256_set1_epi32(qh as i32), spread);
-            let set = _mm256_cmpeq_epi8(_mm256_and_si256(bytes, bit), bit);
-            *v = _mm256_or_si256(*v, _mm256_and_si256(set, _mm256_set1_epi8(0x10)));
+            *v = _mm256_or_si256(*v, _mm256_and_si256(at_four(k), fifth));
         }
         v
     }
@@ -185,12 +193,16 @@ impl Octets for Q5<'_> {
     #[inline]
     unsafe fn unpack_avx512(&self, ob: usize) -> [__m256i; 8] {
         // SAFETY: as in `unpack`.
-        let mut v = unsafe { nibbles(self.qs.as_ptr().add(ob * 128)) };
+        let (mut v, bits) = unsafe {
+            (
+                nibbles(self.qs.as_ptr().add(ob * 128)),
+                _mm256_loadu_si256(self.qh.as_ptr().add(ob * 32) as *const __m256i),
+            )
+        };
         for (k, v) in v.iter_mut().enumerate() {
-            // SAFETY: as above.
-            let qh = unsafe { *self.qh.get_unchecked(ob * 8 + k) };
-            // The 32 fifth bits are a byte mask as they are (bit 4 is clear: add = or).
-            *v = _mm256_mask_add_epi8(*v, qh, *v, _mm256_set1_epi8(0x10));
+            // The bytes whose bit k is set take their fifth bit (bit 4 is clear: add = or).
+            let set = _mm256_test_epi8_mask(bits, _mm256_set1_epi8(1 << k));
+            *v = _mm256_mask_add_epi8(*v, set, *v, _mm256_set1_epi8(0x10));
         }
         v
     }
@@ -364,6 +376,8 @@ macro_rules! tier {
                 let offset = if R::SIGNED { $q8_offset } else { R::OFFSET };
                 // Signed quants still signed in the products (the sign trick).
                 let signed = R::SIGNED && $q8_offset == 0;
+                debug_assert!(offset == 0 || (offset as u32).is_power_of_two());
+                let shift = _mm_cvtsi32_si128(offset.trailing_zeros() as i32);
                 for b in 0..blocks {
                     let ob = octet * blocks + b;
                     // The weights stream from memory once per matmul: asked for ahead of use,
@@ -393,11 +407,11 @@ macro_rules! tier {
                                 let high = products(zero, &v, x, 4..8, R::MAX_U, signed);
                                 let low = _mm256_sub_epi32(
                                     low,
-                                    _mm256_set1_epi32(offset * *half_sums.add(2 * at)),
+                                    _mm256_sll_epi32(_mm256_set1_epi32(*half_sums.add(2 * at)), shift),
                                 );
                                 let high = _mm256_sub_epi32(
                                     high,
-                                    _mm256_set1_epi32(offset * *half_sums.add(2 * at + 1)),
+                                    _mm256_sll_epi32(_mm256_set1_epi32(*half_sums.add(2 * at + 1)), shift),
                                 );
                                 *acc = _mm256_fmadd_ps(
                                     _mm256_cvtepi32_ps(low),
@@ -412,9 +426,11 @@ macro_rules! tier {
                             } else {
                                 let mut sum = products(zero, &v, x, 0..8, R::MAX_U, signed);
                                 if offset != 0 {
+                                    // `o·Σx` (o a power of two), broadcast from memory and
+                                    // shifted: no round trip through a general register.
                                     sum = _mm256_sub_epi32(
                                         sum,
-                                        _mm256_set1_epi32(offset * *sums.add(at)),
+                                        _mm256_sll_epi32(_mm256_set1_epi32(*sums.add(at)), shift),
                                     );
                                 }
                                 *acc = _mm256_fmadd_ps(
