@@ -192,19 +192,33 @@ impl Linear {
             candle_core::bail!("a CPU tensor is not in CPU storage")
         };
         let data = &cpu.as_slice::<f32>()?[layout.start_offset()..][..m * cols];
-        // Quantized again only where the next layer wants other scales.
-        let mut quantized = None;
+        let weights: Vec<&Weights> = layers
+            .iter()
+            .map(|layer| match &layer.inner {
+                Inner::Packed(w) => w,
+                Inner::Candle(_) => unreachable!("all layers are packed"),
+            })
+            .collect();
+        let mut ys: Vec<Vec<f32>> = weights.iter().map(|w| vec![0f32; m * w.rows]).collect();
+        // Layers that take the input quantized alike run together (one parallel section); it
+        // is quantized again only where the next layers want other scales.
+        let mut first = 0;
+        while first < N {
+            let scales = weights[first].scales;
+            let end = (first..N)
+                .find(|&i| weights[i].scales != scales)
+                .unwrap_or(N);
+            acts.quantize(data, m, cols, scales);
+            let mut group: Vec<(&Weights, &mut [f32])> = weights[first..end]
+                .iter()
+                .copied()
+                .zip(ys[first..end].iter_mut().map(Vec::as_mut_slice))
+                .collect();
+            kernels::matmul_many(&mut group, acts, isa);
+            first = end;
+        }
         let mut out = Vec::with_capacity(N);
-        for layer in layers {
-            let Inner::Packed(w) = &layer.inner else {
-                unreachable!("all layers are packed")
-            };
-            if quantized != Some(w.scales) {
-                acts.quantize(data, m, cols, w.scales);
-                quantized = Some(w.scales);
-            }
-            let mut y = vec![0f32; m * layer.rows];
-            kernels::matmul(w, acts, &mut y, isa);
+        for (layer, y) in layers.iter().zip(ys) {
             let mut shape = lead.to_vec();
             shape.push(layer.rows);
             out.push(Tensor::from_vec(y, shape, &Device::Cpu)?);
@@ -350,6 +364,57 @@ mod tests {
     }
 
     /// The SIMD kernels compute the same integer sums as the reference: nearly bit-equal.
+    /// Several layers in one parallel section (a decode step's q, k, v: one large, two
+    /// small, widths not multiples of the parts) give what each layer gives alone on one
+    /// thread, bit for bit, and so does a prompt.
+    #[test]
+    fn layers_shared_out_together_equal_each_alone() {
+        let k = 512;
+        let shapes = [600, 72, 40];
+        let weights: Vec<Weights> = shapes
+            .iter()
+            .enumerate()
+            .map(|(i, &n)| {
+                let w = random((n, k), 7 + i as u64, false);
+                let q = QTensor::quantize(&w, GgmlDType::Q5_0).expect("quantizes");
+                Weights::from_ggml(GgmlDType::Q5_0, &q.data().expect("data"), n, k)
+                    .expect("converts")
+            })
+            .collect();
+        let one_thread = rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .build()
+            .expect("pool");
+        let two_threads = rayon::ThreadPoolBuilder::new()
+            .num_threads(2)
+            .build()
+            .expect("pool");
+        for m in [1, 4, 200] {
+            let x: Vec<f32> = random((m, k), 99, true)
+                .flatten_all()
+                .and_then(|t| t.to_vec1())
+                .expect("x");
+            let mut acts = Activations::default();
+            acts.quantize(&x, m, k, weights[0].scales);
+            let alone: Vec<Vec<f32>> = weights
+                .iter()
+                .map(|w| {
+                    let mut y = vec![0f32; m * w.rows];
+                    one_thread.install(|| kernels::matmul(w, &acts, &mut y, Isa::detect()));
+                    y
+                })
+                .collect();
+            let mut together: Vec<Vec<f32>> =
+                weights.iter().map(|w| vec![f32::NAN; m * w.rows]).collect();
+            let mut layers: Vec<(&Weights, &mut [f32])> = weights
+                .iter()
+                .zip(together.iter_mut().map(Vec::as_mut_slice))
+                .collect();
+            two_threads.install(|| kernels::matmul_many(&mut layers, &acts, Isa::detect()));
+            assert_eq!(together, alone, "m={m}");
+        }
+    }
+
     #[test]
     fn simd_kernels_agree_with_the_reference_kernel() {
         // One row (decoding), and row counts that leave partial tiles in both tiers.

@@ -55,64 +55,99 @@ impl Isa {
     }
 }
 
-/// Work below this many multiply-adds is not worth waking other threads for.
-const PARALLEL_MIN: usize = 1 << 20;
+/// Work below this many multiply-adds is not worth waking other threads for (about 20 µs of
+/// one thread's work, streaming its weights from memory).
+const PARALLEL_MIN: usize = 1 << 18;
 
-/// `out = a · wᵀ`: `out` is `a.rows × w.rows`, row-major.
+/// `out = a · wᵀ`: `out` is `a.rows × w.rows`, row-major (one layer of [`matmul_many`]).
+#[cfg(test)]
+pub fn matmul(w: &Weights, a: &Activations, out: &mut [f32], isa: Isa) {
+    matmul_many(&mut [(w, out)], a, isa);
+}
+
+/// `out = a · wᵀ` for several layers on the same activations (q, k and v; gate and up), each
+/// `out` `a.rows × w.rows`, row-major, in one parallel section: threads are woken once for all
+/// of them, and layers too small to share out alone (a decode step's k and v) are shared out
+/// with the rest.
 ///
 /// Panics if the shapes disagree (a programming error: shapes come from the model's own
 /// tensors, checked when it loads).
-pub fn matmul(w: &Weights, a: &Activations, out: &mut [f32], isa: Isa) {
-    assert!(w.is_consistent(), "inconsistent packed weights");
+pub fn matmul_many(layers: &mut [(&Weights, &mut [f32])], a: &Activations, isa: Isa) {
     assert!(a.is_consistent(), "inconsistent quantized activations");
-    assert_eq!(w.cols, a.cols, "weights and activations differ in width");
-    assert_eq!(out.len(), a.rows * w.rows, "output of the wrong size");
-    let (m, n) = (a.rows, w.rows);
-    if m == 0 || n == 0 {
+    for (w, out) in layers.iter() {
+        assert!(w.is_consistent(), "inconsistent packed weights");
+        assert_eq!(w.cols, a.cols, "weights and activations differ in width");
+        assert_eq!(out.len(), a.rows * w.rows, "output of the wrong size");
+    }
+    let m = a.rows;
+    let rows: usize = layers.iter().map(|(w, _)| w.rows).sum();
+    if m == 0 || rows == 0 {
         return;
     }
     let threads = rayon::current_num_threads();
-    if threads <= 1 || m * n * w.cols < PARALLEL_MIN {
-        rows_into(w, a, 0..n, 0..m, out, n, isa);
+    if threads <= 1 || m * rows * a.cols < PARALLEL_MIN {
+        for (w, out) in layers.iter_mut() {
+            rows_into(w, a, 0..w.rows, 0..m, out, w.rows, isa);
+        }
         return;
     }
     if m >= MAX_TILE * threads * PARTS_PER_THREAD {
         // A prompt: each thread takes whole tiles of activation rows, and with them whole rows
         // of `out`, written in place. Each reads every weight, once (the kernels keep a few
-        // weight rows in L1 while the activations stream past).
+        // weight rows in L1 while the activations stream past). Layers one after the other:
+        // each has work enough for every thread.
         let tokens = m
             .div_ceil(threads * PARTS_PER_THREAD)
             .next_multiple_of(MAX_TILE);
-        out.par_chunks_mut(tokens * n)
-            .enumerate()
-            .for_each(|(part, out)| {
-                let start = part * tokens;
-                rows_into(w, a, 0..n, start..start + out.len() / n, out, n, isa);
-            });
+        for (w, out) in layers.iter_mut() {
+            let n = w.rows;
+            out.par_chunks_mut(tokens * n)
+                .enumerate()
+                .for_each(|(part, out)| {
+                    let start = part * tokens;
+                    rows_into(w, a, 0..n, start..start + out.len() / n, out, n, isa);
+                });
+        }
         return;
     }
     // Decode steps: too few activation rows to share out, so each thread takes whole weight
     // rows (each weight is read by one thread only) and fills its own `m × rows` block; the
     // blocks are then copied into place. Parts start on an octet (the SIMD kernels' unit of
     // eight interleaved rows).
-    let chunk = n.div_ceil(threads * PARTS_PER_THREAD).next_multiple_of(16);
-    let parts: Vec<(usize, Vec<f32>)> = (0..n)
-        .step_by(chunk)
-        .collect::<Vec<_>>()
-        .into_par_iter()
-        .map(|start| {
-            let rows = start..n.min(start + chunk);
-            let mut part = vec![0f32; m * rows.len()];
-            let width = rows.len();
-            rows_into(w, a, rows, 0..m, &mut part, width, isa);
-            (start, part)
+    let chunk = rows
+        .div_ceil(threads * PARTS_PER_THREAD)
+        .next_multiple_of(16);
+    let parts: Vec<(usize, usize, usize)> = layers
+        .iter()
+        .enumerate()
+        .flat_map(|(layer, (w, _))| {
+            let n = w.rows;
+            (0..n)
+                .step_by(chunk)
+                .map(move |start| (layer, start, n.min(start + chunk)))
         })
         .collect();
-    for (start, part) in parts {
-        let width = part.len() / m;
+    let blocks: Vec<Vec<f32>> = parts
+        .par_iter()
+        .map(|&(layer, start, end)| {
+            let mut block = vec![0f32; m * (end - start)];
+            rows_into(
+                layers[layer].0,
+                a,
+                start..end,
+                0..m,
+                &mut block,
+                end - start,
+                isa,
+            );
+            block
+        })
+        .collect();
+    for ((layer, start, end), block) in parts.into_iter().zip(blocks) {
+        let (w, out) = &mut layers[layer];
+        let (n, width) = (w.rows, end - start);
         for t in 0..m {
-            out[t * n + start..t * n + start + width]
-                .copy_from_slice(&part[t * width..(t + 1) * width]);
+            out[t * n + start..t * n + end].copy_from_slice(&block[t * width..(t + 1) * width]);
         }
     }
 }
