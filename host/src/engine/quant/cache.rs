@@ -48,7 +48,7 @@ use super::formats::{Arrays, Buffer, ConvertError, Weights};
 const MAGIC: &[u8; 16] = b"plugboard-weight";
 
 /// Bumped whenever [`formats`] lays weights out differently: old entries then miss.
-const LAYOUT_VERSION: u32 = 2;
+const LAYOUT_VERSION: u32 = 3;
 
 /// Arrays start at multiples of this (a cache line; any SIMD load is aligned).
 const ALIGN: u64 = 64;

@@ -41,7 +41,10 @@ impl Isa {
         #[allow(unused_mut)]
         let mut isas = vec![Isa::Scalar];
         #[cfg(target_arch = "x86_64")]
-        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+        if is_x86_feature_detected!("avx2")
+            && is_x86_feature_detected!("fma")
+            && is_x86_feature_detected!("f16c")
+        {
             isas.push(Isa::Avx2);
             if is_x86_feature_detected!("avx512f")
                 && is_x86_feature_detected!("avx512bw")
@@ -172,7 +175,7 @@ fn rows_into(
 ) {
     match isa {
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: `Isa::Avx2` is only produced when the CPU has AVX2 and FMA; `matmul` checked
+        // SAFETY: `Isa::Avx2` is only produced when the CPU has AVX2, FMA and F16C; `matmul` checked
         // that `w` is consistent and as wide as `a`, `tokens` lie in `a`, and `out` is
         // `tokens.len() × stride` with `rows` inside `w` and `rows.len() ≤ stride`.
         Isa::Avx2 => unsafe { super::x86::avx2::matmul(w, a, rows, tokens, out, stride) },

@@ -9,7 +9,7 @@
 //! conversion, one scale multiply and one fused multiply-add finish the block for all eight
 //! rows. The eight results of a tile row are stored with one vector store.
 //!
-//! - `avx2` (AVX2 + FMA, any x86-64 since 2013): `vpmaddubsw` + `vpmaddwd` + `vpaddd` per
+//! - `avx2` (AVX2 + FMA + F16C, any x86-64 since 2013): `vpmaddubsw` + `vpmaddwd` + `vpaddd` per
 //!   multiply-add; Q8's signed quants through the sign trick (`vpmaddubsw` saturates 16-bit
 //!   pairs, so they cannot be offset to unsigned).
 //! - `avx512` (AVX-512 F/BW/VL + VNNI: Zen 4, Ice Lake and later): one `vpdpbusd` per
@@ -77,7 +77,8 @@ struct Q4<'a> {
     qs: &'a [u8],
 }
 struct Q5<'a> {
-    d: &'a [f32],
+    /// f16 bits.
+    d: &'a [u16],
     qh: &'a [u8],
     qs: &'a [u8],
 }
@@ -87,7 +88,8 @@ struct Q6<'a> {
     qs: &'a [u8],
 }
 struct Q8<'a> {
-    d: &'a [f32],
+    /// f16 bits.
+    d: &'a [u16],
     qs: &'a [i8],
 }
 
@@ -104,6 +106,14 @@ unsafe fn nibbles(p: *const u8) -> [__m256i; 8] {
         v[k + 4] = _mm256_and_si256(_mm256_srli_epi16(x, 4), mask);
     }
     v
+}
+
+/// Eight f16 at `p`, as f32.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn halves(p: *const u16) -> __m256 {
+    // SAFETY: the caller points `p` at 8 readable halves.
+    unsafe { _mm256_cvtph_ps(_mm_loadu_si128(p as *const __m128i)) }
 }
 
 /// Eight f32 at `p`.
@@ -148,7 +158,7 @@ impl Octets for Q4<'_> {
 }
 
 impl Octets for Q5<'_> {
-    const BYTES: usize = 192;
+    const BYTES: usize = 176;
     fn prefetch(&self, ob: usize) {
         prefetch(self.qs, ob * 128);
         prefetch(self.qs, ob * 128 + 64);
@@ -206,11 +216,11 @@ impl Octets for Q5<'_> {
         }
         v
     }
-    #[target_feature(enable = "avx2,fma")]
+    #[target_feature(enable = "avx2,fma,f16c")]
     #[inline]
     unsafe fn scale(&self, ob: usize, _: usize) -> __m256 {
         // SAFETY: 8 scales per octet-block.
-        unsafe { floats(self.d.as_ptr().add(ob * OCTET)) }
+        unsafe { halves(self.d.as_ptr().add(ob * OCTET)) }
     }
 }
 
@@ -253,7 +263,7 @@ impl Octets for Q6<'_> {
 }
 
 impl Octets for Q8<'_> {
-    const BYTES: usize = 288;
+    const BYTES: usize = 272;
     fn prefetch(&self, ob: usize) {
         for line in 0..4 {
             prefetch(self.qs, ob * 256 + 64 * line);
@@ -274,11 +284,11 @@ impl Octets for Q8<'_> {
             _mm256_loadu_si256(p.add(ob * 256 + 32 * k) as *const __m256i)
         })
     }
-    #[target_feature(enable = "avx2,fma")]
+    #[target_feature(enable = "avx2,fma,f16c")]
     #[inline]
     unsafe fn scale(&self, ob: usize, _: usize) -> __m256 {
         // SAFETY: 8 scales per octet-block.
-        unsafe { floats(self.d.as_ptr().add(ob * OCTET)) }
+        unsafe { halves(self.d.as_ptr().add(ob * OCTET)) }
     }
 }
 
@@ -547,7 +557,7 @@ fn dot_vnni(acc: __m256i, u: __m256i, x: __m256i) -> __m256i {
 // could overflow it, so AVX2 keeps Q8 signed; `vpdpbusd` sums in 32 bits and takes the offset.
 tier!(
     avx2,
-    "avx2,fma",
+    "avx2,fma,f16c",
     dot_avx2,
     unpack,
     0,
@@ -557,7 +567,7 @@ tier!(
 );
 tier!(
     avx512,
-    "avx2,fma,avx512f,avx512bw,avx512vl,avx512vnni",
+    "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni",
     dot_vnni,
     unpack_avx512,
     128,
