@@ -125,6 +125,11 @@ unsafe fn floats(p: *const f32) -> __m256 {
 }
 
 impl Octets for Q4<'_> {
+    const SIGNED: bool = false;
+    const HALVES: bool = false;
+    const MIN: bool = true;
+    const OFFSET: i32 = 0;
+    const MAX_U: i32 = 15;
     const BYTES: usize = 192;
     fn prefetch(&self, ob: usize) {
         prefetch(self.qs, ob * 128);
@@ -132,11 +137,6 @@ impl Octets for Q4<'_> {
         prefetch(self.d, ob * OCTET);
         prefetch(self.m, ob * OCTET);
     }
-    const SIGNED: bool = false;
-    const HALVES: bool = false;
-    const MIN: bool = true;
-    const OFFSET: i32 = 0;
-    const MAX_U: i32 = 15;
     #[target_feature(enable = "avx2,fma")]
     #[inline]
     unsafe fn unpack(&self, ob: usize) -> [__m256i; 8] {
@@ -158,6 +158,11 @@ impl Octets for Q4<'_> {
 }
 
 impl Octets for Q5<'_> {
+    const SIGNED: bool = false;
+    const HALVES: bool = false;
+    const MIN: bool = false;
+    const OFFSET: i32 = Q5_OFFSET;
+    const MAX_U: i32 = 31;
     const BYTES: usize = 176;
     fn prefetch(&self, ob: usize) {
         prefetch(self.qs, ob * 128);
@@ -165,11 +170,6 @@ impl Octets for Q5<'_> {
         prefetch(self.qh, ob * 32);
         prefetch(self.d, ob * OCTET);
     }
-    const SIGNED: bool = false;
-    const HALVES: bool = false;
-    const MIN: bool = false;
-    const OFFSET: i32 = Q5_OFFSET;
-    const MAX_U: i32 = 31;
     #[target_feature(enable = "avx2,fma")]
     #[inline]
     unsafe fn unpack(&self, ob: usize) -> [__m256i; 8] {
@@ -225,6 +225,11 @@ impl Octets for Q5<'_> {
 }
 
 impl Octets for Q6<'_> {
+    const SIGNED: bool = false;
+    const HALVES: bool = true;
+    const MIN: bool = false;
+    const OFFSET: i32 = Q6_OFFSET;
+    const MAX_U: i32 = 63;
     const BYTES: usize = 256;
     fn prefetch(&self, ob: usize) {
         prefetch(self.qs, ob * 128);
@@ -232,11 +237,6 @@ impl Octets for Q6<'_> {
         prefetch(self.qh, ob * 64);
         prefetch(self.d, 2 * ob * OCTET);
     }
-    const SIGNED: bool = false;
-    const HALVES: bool = true;
-    const MIN: bool = false;
-    const OFFSET: i32 = Q6_OFFSET;
-    const MAX_U: i32 = 63;
     #[target_feature(enable = "avx2,fma")]
     #[inline]
     unsafe fn unpack(&self, ob: usize) -> [__m256i; 8] {
@@ -263,6 +263,11 @@ impl Octets for Q6<'_> {
 }
 
 impl Octets for Q8<'_> {
+    const SIGNED: bool = true;
+    const HALVES: bool = false;
+    const MIN: bool = false;
+    const OFFSET: i32 = 0;
+    const MAX_U: i32 = 127;
     const BYTES: usize = 272;
     fn prefetch(&self, ob: usize) {
         for line in 0..4 {
@@ -270,11 +275,6 @@ impl Octets for Q8<'_> {
         }
         prefetch(self.d, ob * OCTET);
     }
-    const SIGNED: bool = true;
-    const HALVES: bool = false;
-    const MIN: bool = false;
-    const OFFSET: i32 = 0;
-    const MAX_U: i32 = 127;
     #[target_feature(enable = "avx2,fma")]
     #[inline]
     unsafe fn unpack(&self, ob: usize) -> [__m256i; 8] {
