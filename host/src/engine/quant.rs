@@ -363,7 +363,6 @@ mod tests {
         }
     }
 
-    /// The SIMD kernels compute the same integer sums as the reference: nearly bit-equal.
     /// Several layers in one parallel section (a decode step's q, k, v: one large, two
     /// small, widths not multiples of the parts) give what each layer gives alone on one
     /// thread, bit for bit, and so does a prompt.
@@ -415,6 +414,7 @@ mod tests {
         }
     }
 
+    /// The SIMD kernels compute the same integer sums as the reference: nearly bit-equal.
     #[test]
     fn simd_kernels_agree_with_the_reference_kernel() {
         // One row (decoding), and row counts that leave partial tiles in both tiers.

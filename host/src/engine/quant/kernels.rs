@@ -102,7 +102,7 @@ pub fn matmul_many(layers: &mut [(&Weights, &mut [f32])], a: &Activations, isa: 
         let tokens = m
             .div_ceil(threads * PARTS_PER_THREAD)
             .next_multiple_of(MAX_TILE);
-        for (w, out) in layers.iter_mut() {
+        for (w, out) in layers.iter_mut().filter(|(w, _)| w.rows > 0) {
             let n = w.rows;
             out.par_chunks_mut(tokens * n)
                 .enumerate()
