@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    plugboard::engine::limit_allocator_arenas();
     let cli = commands::Cli::parse();
     commands::init_logging(&cli);
     match commands::run(cli) {
