@@ -8,12 +8,15 @@
 //! - `watcher` ([`Watcher`]): reloading the plugin directory as files change;
 //! - [`fixtures`]: a plugin's own test cases, run before it may serve;
 //! - `cache` ([`CompileCache`]): compiled plugins on disk;
+//! - `function_cache`: Cranelift's compiled functions, reused by the next version of an
+//!   interpreter;
 //! - [`builtin`]: the adapters compiled into the binary.
 
 pub mod builtin;
 mod cache;
 mod contract;
 pub mod fixtures;
+mod function_cache;
 mod registry;
 mod runtime;
 mod sandboxes;

@@ -19,7 +19,9 @@ use plugboard::events::Event;
 use plugboard::plugins::CompileCache;
 use plugboard::plugins::{Limits, Plugin, PluginSource, Runtime, builtin, fixtures};
 use plugboard_tests::sdk::{LANGS, build, command, example, run, work_dir};
-use plugboard_tests::{TestServer, models, plugboard_bin, root, test_plugins, tool, weather_tools};
+use plugboard_tests::{
+    TestServer, models, plugboard_bin, root, test_plugins, tool, weather_tools, with_custom_section,
+};
 use serde_json::json;
 
 fn cache_dir() -> PathBuf {
@@ -64,7 +66,8 @@ fn tool_use_examples_in_js_python_and_c_pass_the_rust_adapters_fixtures() {
 
 /// On a tiered runtime, the server's, a JavaScript or Python adapter the compile cache does not
 /// hold serves from Winch's quick code at once and passes its fixtures there; Cranelift's code
-/// takes over once compiled, and goes into the cache, from which a restart loads it.
+/// takes over once compiled, and goes into the cache, from which a restart loads it. The next
+/// version compiles from the functions the first one left in the function cache.
 #[test]
 fn a_tiered_runtime_serves_a_big_adapter_from_quick_code_until_its_optimised_code_is_ready() {
     let fixtures = rust_fixtures();
@@ -74,6 +77,7 @@ fn a_tiered_runtime_serves_a_big_adapter_from_quick_code_until_its_optimised_cod
             .expect("the wasm runtime starts")
     };
     let runtime = tiered();
+    let versions = tempfile::tempdir().expect("temp dir");
     let rt = tokio::runtime::Runtime::new().expect("tokio");
     for lang in ["js", "python"] {
         let mut events = Box::pin(plugboard::events::subscribe());
@@ -119,6 +123,32 @@ fn a_tiered_runtime_serves_a_big_adapter_from_quick_code_until_its_optimised_cod
         assert!(
             load(&tiered(), &example(lang)).optimised(),
             "{lang}: a restart loads the optimised code from the cache"
+        );
+        // Another version of the same interpreter (here the same code with another custom
+        // section) takes quick code first again, and its optimised compile takes nearly every
+        // function from the function cache instead of compiling it.
+        let (kept, _) = runtime.function_cache_size();
+        assert!(kept > 1000, "{lang}: {kept} compiled functions kept");
+        let variant = versions.path().join(format!("{lang}.wasm"));
+        let bytes = std::fs::read(example(lang)).expect("built");
+        std::fs::write(&variant, with_custom_section(&bytes, b"another version")).expect("written");
+        let plugin = load(&runtime, &variant);
+        assert!(
+            !plugin.optimised(),
+            "{lang}: a new version, quick code first"
+        );
+        while !plugin.optimised() {
+            assert!(
+                Instant::now() < deadline,
+                "{lang}: the new version never optimised"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let (after, _) = runtime.function_cache_size();
+        assert!(
+            after - kept < kept / 5,
+            "{lang}: {kept} functions kept, and the new version's compile added {}",
+            after - kept
         );
     }
 }

@@ -42,6 +42,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use super::cache::CompileCache;
 use super::contract::{self, AdapterInstance, AdapterPre, ContractVersion};
+use super::function_cache::FunctionCache;
 use super::sandboxes::{Priority, Sandbox, Sandboxes};
 use crate::adapter::{
     AdapterError, AdapterInfo, CallGrammar, GrammarRequest, ParseOptions, Parsed, Prompt,
@@ -276,6 +277,8 @@ pub struct Runtime {
     /// One background compile at a time: each one already uses every core.
     optimising_later: Mutex<()>,
     sandboxes: Arc<Sandboxes>,
+    /// Cranelift's compiled functions, for the next version of the same interpreter.
+    functions: Arc<FunctionCache>,
 }
 
 impl Runtime {
@@ -331,7 +334,12 @@ impl Runtime {
                 Ok(compiler)
             })
         };
-        let optimising = pooled(&config)?;
+        let functions = Arc::new(FunctionCache::default());
+        let mut optimising_config = config.clone();
+        optimising_config
+            .enable_incremental_compilation(functions.clone())
+            .map_err(|e| anyhow::anyhow!("cannot keep compiled functions: {e}"))?;
+        let optimising = pooled(&optimising_config)?;
         // Winch compiles for x86-64 and AArch64 only: elsewhere every plugin is compiled by
         // Cranelift before it serves.
         let quick = tiered
@@ -369,6 +377,7 @@ impl Runtime {
             counting,
             optimising_later: Mutex::new(()),
             sandboxes: Sandboxes::new(limits.sandboxes, limits.sandbox_wait),
+            functions,
         }))
     }
 
@@ -483,6 +492,11 @@ impl Runtime {
             Some(cache) => cache.load_or_compile(&self.optimising.engine, wasm, sha256),
             None => Component::new(&self.optimising.engine, wasm),
         }
+    }
+
+    /// Compiled functions in the function cache, and their bytes.
+    pub fn function_cache_size(&self) -> (usize, usize) {
+        self.functions.size()
     }
 
     /// Compiles a plugin that serves quick code with Cranelift on a thread of its own, and
