@@ -38,5 +38,17 @@ fn sixteen_clients_for_thirty_seconds_with_swaps_and_loads_fail_nothing() {
             "{timed}: {report:#}"
         );
     }
+    // RSS after warm-up, and threads: the script's own limits, named here so that a failure
+    // says which one.
+    let growth = report["rss_growth"].as_f64().unwrap_or(f64::MAX);
+    assert!(
+        growth <= 0.10,
+        "RSS grew {growth:.3} after warm-up: {report:#}"
+    );
+    let threads = |at: &str| report[at]["threads"].as_u64().unwrap_or(u64::MAX);
+    assert!(
+        threads("end") <= threads("warm").saturating_add(4),
+        "threads grew: {report:#}"
+    );
     assert!(output.status.success(), "{report:#}");
 }
