@@ -290,6 +290,18 @@ mod tests {
         Tensor::from_vec(v, shape, &Device::Cpu).expect("tensor")
     }
 
+    /// A tensor's values, row after row.
+    fn values(t: &Tensor) -> Vec<f32> {
+        t.flatten_all().and_then(|t| t.to_vec1()).expect("values")
+    }
+
+    fn pool(threads: usize) -> rayon::ThreadPool {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .expect("a thread pool")
+    }
+
     fn rel_err(a: &[f32], b: &[f32]) -> f32 {
         let num: f32 = a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum();
         let den: f32 = b.iter().map(|y| y * y).sum();
@@ -337,7 +349,7 @@ mod tests {
                 let data = q.data().expect("data");
                 let weights = Weights::from_ggml(dtype, &data, n, k).expect("converts");
                 let mut acts = Activations::default();
-                let xs: Vec<f32> = x.flatten_all().and_then(|t| t.to_vec1()).expect("x");
+                let xs = values(&x);
                 acts.quantize(&xs, m, k, weights.scales);
                 for isa in Isa::available() {
                     let mut y = vec![0f32; m * n];
@@ -380,19 +392,9 @@ mod tests {
                     .expect("converts")
             })
             .collect();
-        let one_thread = rayon::ThreadPoolBuilder::new()
-            .num_threads(1)
-            .build()
-            .expect("pool");
-        let two_threads = rayon::ThreadPoolBuilder::new()
-            .num_threads(2)
-            .build()
-            .expect("pool");
+        let (one_thread, two_threads) = (pool(1), pool(2));
         for m in [1, 4, 200] {
-            let x: Vec<f32> = random((m, k), 99, true)
-                .flatten_all()
-                .and_then(|t| t.to_vec1())
-                .expect("x");
+            let x = values(&random((m, k), 99, true));
             let mut acts = Activations::default();
             acts.quantize(&x, m, k, weights[0].scales);
             let alone: Vec<Vec<f32>> = weights
@@ -429,10 +431,7 @@ mod tests {
             let weights =
                 Weights::from_ggml(dtype, &q.data().expect("data"), n, k).expect("converts");
             for m in [1, 11, 19] {
-                let xs: Vec<f32> = random((m, k), 8, true)
-                    .flatten_all()
-                    .and_then(|t| t.to_vec1())
-                    .expect("x");
+                let xs = values(&random((m, k), 8, true));
                 let mut acts = Activations::default();
                 acts.quantize(&xs, m, k, weights.scales);
                 let mut reference = vec![0f32; m * n];
@@ -499,13 +498,8 @@ mod tests {
         .expect("loads");
         let whole = Linear::new(w).expect("whole");
         let x = random((3, cols), 6, true);
-        let flat = |l: &Linear| -> Vec<f32> {
-            l.forward(&x)
-                .and_then(|y| y.flatten_all())
-                .and_then(|y| y.to_vec1())
-                .expect("forward")
-        };
-        assert_eq!(flat(&loaded), flat(&whole));
+        let outputs = |l: &Linear| values(&l.forward(&x).expect("forward"));
+        assert_eq!(outputs(&loaded), outputs(&whole));
         assert!(
             Linear::load(
                 &content,
@@ -532,18 +526,16 @@ mod tests {
         let y = linear.forward(&x).expect("forward");
         assert_eq!(y.dims(), &[1, 2, 40]);
         let [a, b] = Linear::forward_many([&linear, &linear], &x).expect("forward_many");
-        let flat =
-            |t: &Tensor| -> Vec<f32> { t.flatten_all().and_then(|t| t.to_vec1()).expect("vec") };
-        assert_eq!(flat(&a), flat(&y));
-        assert_eq!(flat(&b), flat(&y));
-        let expected = flat(&reference.forward(&x).expect("candle"));
-        assert!(rel_err(&flat(&y), &expected) < 2e-3);
+        assert_eq!(values(&a), values(&y));
+        assert_eq!(values(&b), values(&y));
+        let expected = values(&reference.forward(&x).expect("candle"));
+        assert!(rel_err(&values(&y), &expected) < 2e-3);
         let ids = Tensor::new(&[[3u32, 39, 0]], &Device::Cpu).expect("ids");
         let e = linear.embedding(&ids).expect("embedding");
         assert_eq!(e.dims(), &[1, 3, 256]);
         assert_eq!(
-            flat(&e),
-            flat(&reference.embedding(&ids).expect("candle embedding"))
+            values(&e),
+            values(&reference.embedding(&ids).expect("candle embedding"))
         );
         let bad = Tensor::new(&[40u32], &Device::Cpu).expect("ids");
         assert!(
@@ -555,8 +547,11 @@ mod tests {
         let other = Linear::new(QTensor::quantize(&w, GgmlDType::Q2K).expect("q2k")).expect("q2k");
         assert!(!other.is_packed());
         let [mixed, theirs] = Linear::forward_many([&linear, &other], &x).expect("mixed");
-        assert_eq!(flat(&mixed), flat(&y));
-        assert_eq!(flat(&theirs), flat(&other.forward(&x).expect("candle's")));
+        assert_eq!(values(&mixed), values(&y));
+        assert_eq!(
+            values(&theirs),
+            values(&other.forward(&x).expect("candle's"))
+        );
     }
 }
 

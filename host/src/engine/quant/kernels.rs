@@ -175,9 +175,10 @@ fn rows_into(
 ) {
     match isa {
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: `Isa::Avx2` is only produced when the CPU has AVX2, FMA and F16C; `matmul` checked
-        // that `w` is consistent and as wide as `a`, `tokens` lie in `a`, and `out` is
-        // `tokens.len() × stride` with `rows` inside `w` and `rows.len() ≤ stride`.
+        // SAFETY: `Isa::Avx2` is only produced when the CPU has AVX2, FMA and F16C;
+        // `matmul_many` checked that `w` is consistent and as wide as `a`, `tokens` lie in
+        // `a`, and `out` is `tokens.len() × stride` with `rows` inside `w` and
+        // `rows.len() ≤ stride`.
         Isa::Avx2 => unsafe { super::x86::avx2::matmul(w, a, rows, tokens, out, stride) },
         #[cfg(target_arch = "x86_64")]
         // SAFETY: as above, for AVX-512 F/BW/VL and VNNI.
