@@ -723,29 +723,14 @@ fn scale_min_k4(j: usize, q: &[u8]) -> (u8, u8) {
     }
 }
 
-/// IEEE half to single precision (load time only).
+/// IEEE half to single precision (exact).
 pub fn f16_to_f32(h: u16) -> f32 {
-    let sign = ((h as u32) & 0x8000) << 16;
-    let exp = ((h >> 10) & 0x1F) as u32;
-    let mant = (h & 0x3FF) as u32;
-    let bits = match (exp, mant) {
-        (0, 0) => sign,
-        // Subnormal: mant · 2⁻²⁴, exact in f32.
-        (0, _) => return sign_of(h) * mant as f32 * 2f32.powi(-24),
-        (0x1F, 0) => sign | 0x7F80_0000,
-        (0x1F, _) => sign | 0x7FC0_0000 | (mant << 13),
-        _ => sign | ((exp + 127 - 15) << 23) | (mant << 13),
-    };
-    f32::from_bits(bits)
+    half::f16::from_bits(h).to_f32()
 }
 
 /// Single to half precision: exact for a value [`f16_to_f32`] gave (a file's own scale).
 fn f32_to_f16(x: f32) -> u16 {
     half::f16::from_f32(x).to_bits()
-}
-
-fn sign_of(h: u16) -> f32 {
-    if h & 0x8000 != 0 { -1.0 } else { 1.0 }
 }
 
 #[cfg(test)]
