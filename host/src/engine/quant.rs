@@ -561,6 +561,7 @@ mod tests {
 mod speed {
     use super::*;
     use candle_core::quantized::GgmlDType;
+    use rayon::prelude::*;
 
     /// CPU seconds this thread has run (user + system), from /proc: other processes on a
     /// shared machine steal wall time, not this.
@@ -580,40 +581,71 @@ mod speed {
         (ticks(11) + ticks(12)) / 100.0
     }
 
-    /// Seconds of CPU per call of `f`, over at least a second of CPU.
+    /// Seconds per call of `f`, over at least a second: of this thread's CPU on one thread
+    /// (other processes steal wall time, not this), of wall time on several (the other
+    /// threads' work is not this thread's CPU).
     fn per_call<F: FnMut()>(mut f: F) -> f64 {
+        let clock = || {
+            if rayon::current_num_threads() == 1 {
+                thread_cpu()
+            } else {
+                static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+                START
+                    .get_or_init(std::time::Instant::now)
+                    .elapsed()
+                    .as_secs_f64()
+            }
+        };
         f();
-        let start = thread_cpu();
+        let start = clock();
         let mut calls = 0;
-        while thread_cpu() - start < 1.0 {
+        while clock() - start < 1.0 {
             f();
             calls += 1;
         }
-        (thread_cpu() - start) / calls as f64
+        (clock() - start) / calls as f64
     }
 
     #[test]
     #[ignore]
     fn quant_speed() {
-        // One thread, like `--threads 1`, and its CPU time is the whole cost.
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(1)
-            .build()
-            .expect("a thread pool");
-        pool.install(speed_cases);
-    }
-
-    fn speed_cases() {
-        // Streaming read bandwidth, for scale.
+        // One thread, like `--threads 1`, where its CPU time is the whole cost; then every
+        // core, where the threads share the memory bus (decode) and split the work (prompts).
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let counts = if cores > 1 { vec![1, cores] } else { vec![1] };
+        let pools: Vec<rayon::ThreadPool> = counts
+            .into_iter()
+            .map(|threads| {
+                rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()
+                    .expect("a thread pool")
+            })
+            .collect();
+        // Streaming read bandwidth, for scale: a decode step can go no faster than its weights
+        // stream in.
         let big = vec![1u64; 64 << 20];
-        let secs = per_call(|| {
-            std::hint::black_box(big.iter().fold(0u64, |a, b| a.wrapping_add(*b)));
-        });
-        eprintln!(
-            "read bandwidth {:.1} GB/s",
-            (big.len() * 8) as f64 / secs / 1e9
-        );
+        for pool in &pools {
+            let secs = pool.install(|| {
+                per_call(|| {
+                    std::hint::black_box(
+                        big.par_chunks(1 << 16)
+                            .map(|c| c.iter().fold(0u64, |a, b| a.wrapping_add(*b)))
+                            .sum::<u64>(),
+                    );
+                })
+            });
+            eprintln!(
+                "{} thread(s): read bandwidth {:.1} GB/s",
+                pool.current_num_threads(),
+                (big.len() * 8) as f64 / secs / 1e9
+            );
+        }
         drop(big);
+        // The test models' shapes (Qwen 0.5B: gate and up Q5_0, the output Q8_0, down Q6_K or
+        // Q4_K), repeated down the rows to about 160 MB, five times the last-level cache:
+        // each call streams its weights from memory, as a decode step does (the model's
+        // 400 MB pass through the cache once per token).
         let cases = [
             (GgmlDType::Q5_0, 4864, 896),
             (GgmlDType::Q8_0, 32768, 896),
@@ -625,10 +657,18 @@ mod speed {
                 .map(|i| ((i * 7919) % 2001) as f32 / 1000.0 - 1.0)
                 .collect();
             let w = Tensor::from_vec(w, (n, k), &Device::Cpu).expect("w");
-            let q = QTensor::quantize(&w, dtype).expect("q");
-            let weights =
-                Weights::from_ggml(dtype, &q.data().expect("data"), n, k).expect("converts");
-            for m in [1usize, 4, 256] {
+            let data = QTensor::quantize(&w, dtype)
+                .expect("q")
+                .data()
+                .expect("data")
+                .into_owned();
+            // GGML rows are whole blocks, one after another: the bytes repeated are the
+            // matrix's rows repeated.
+            let copies = (160usize << 20).div_ceil(data.len());
+            let n = n * copies;
+            let weights = Weights::from_ggml(dtype, &data.repeat(copies), n, k).expect("converts");
+            // One stream, a few streams decoding together, a prompt.
+            for m in [1usize, 2, 4, 8, 256] {
                 let x: Vec<f32> = (0..m * k)
                     .map(|i| ((i * 31) % 201) as f32 / 100.0 - 1.0)
                     .collect();
@@ -636,13 +676,17 @@ mod speed {
                 acts.quantize(&x, m, k, weights.scales);
                 let mut y = vec![0f32; m * n];
                 for isa in Isa::available().into_iter().skip(1) {
-                    let secs = per_call(|| kernels::matmul(&weights, &acts, &mut y, isa));
-                    eprintln!(
-                        "{dtype:?} {isa:?} m={m:3} k={k} n={n}: {:8.3} ms, {:6.1} GMAC/s, {:5.1} GB/s weights",
-                        secs * 1e3,
-                        (m * n * k) as f64 / secs / 1e9,
-                        weights.bytes() as f64 / secs / 1e9
-                    );
+                    for pool in &pools {
+                        let secs = pool
+                            .install(|| per_call(|| kernels::matmul(&weights, &acts, &mut y, isa)));
+                        eprintln!(
+                            "{dtype:?} {isa:?} {} thread(s) m={m:3} k={k} n={n}: {:8.3} ms, {:6.1} GMAC/s, {:5.1} GB/s weights",
+                            pool.current_num_threads(),
+                            secs * 1e3,
+                            (m * n * k) as f64 / secs / 1e9,
+                            weights.bytes() as f64 / secs / 1e9
+                        );
+                    }
                 }
             }
         }
