@@ -585,15 +585,12 @@ mod speed {
     /// (other processes steal wall time, not this), of wall time on several (the other
     /// threads' work is not this thread's CPU).
     fn per_call<F: FnMut()>(mut f: F) -> f64 {
+        let wall = std::time::Instant::now();
         let clock = || {
             if rayon::current_num_threads() == 1 {
                 thread_cpu()
             } else {
-                static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
-                START
-                    .get_or_init(std::time::Instant::now)
-                    .elapsed()
-                    .as_secs_f64()
+                wall.elapsed().as_secs_f64()
             }
         };
         f();
